@@ -1,0 +1,162 @@
+// Package certs makes the TLS material of a hub that was given none: a
+// self-signed CA, which users add to their trust store, and a server
+// certificate it signs for the hub's host name and loopback addresses.
+package certs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// File names inside the data folder.
+const (
+	CAFile        = "ca.pem"
+	CAKeyFile     = "ca-key.pem"
+	ServerFile    = "server.pem"
+	ServerKeyFile = "server-key.pem"
+)
+
+// EnsureServer returns the server certificate in dir, making the CA and
+// the certificate when missing, and a new certificate when the one there
+// does not cover every name in hosts or expires within 30 days.
+func EnsureServer(dir string, hosts []string) (tls.Certificate, error) {
+	ca, caKey, err := ensureCA(dir)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPath, keyPath := filepath.Join(dir, ServerFile), filepath.Join(dir, ServerKeyFile)
+	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(cert.Leaf, hosts) {
+		return cert, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"twinhub"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(2, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.LoadX509KeyPair(certPath, keyPath)
+}
+
+func covers(leaf *x509.Certificate, hosts []string) bool {
+	if leaf == nil || time.Until(leaf.NotAfter) < 30*24*time.Hour {
+		return false
+	}
+	for _, h := range hosts {
+		if leaf.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureCA loads the hub's CA from dir, or makes one.
+func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err == nil {
+		key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: the CA key is not ECDSA", keyPath)
+		}
+		return pair.Leaf, key, nil
+	}
+	if _, statErr := os.Stat(certPath); !errors.Is(statErr, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("reading the CA in %s: %w", dir, err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "twinhub CA", Organization: []string{"twinhub"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return nil, nil, err
+	}
+	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return cert, key, err
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	return n
+}
+
+func writeKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "PRIVATE KEY", der, 0o600)
+}
+
+func writePEM(path, kind string, der []byte, mode os.FileMode) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der})
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Hosts lists the names a generated server certificate covers: the hub's
+// host name, localhost and the loopback addresses, without repeats.
+func Hosts(hostname string) []string {
+	hosts := []string{hostname}
+	for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}

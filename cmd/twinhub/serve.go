@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/certs"
+	"github.com/twinhub/twinhub/datadir"
+	"github.com/twinhub/twinhub/httpapi"
+	"github.com/twinhub/twinhub/jetstream"
+)
+
+type serveFlags struct {
+	hostname   string
+	httpsAddr  string
+	tlsCert    string
+	tlsKey     string
+	natsURL    string
+	syncAlways bool
+	logLevel   string
+}
+
+func serveCommand(g *globals) *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the hub until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored)")
+	fl.StringVar(&f.httpsAddr, "https-addr", ":443", "address of the HTTPS listener (REST API; MQTT over WebSocket)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate (PEM); default: one made by the hub's own CA")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server with JetStream; default: embedded")
+	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write before acknowledging it (embedded NATS)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func serve(ctx context.Context, g *globals, f *serveFlags) error {
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	dir, err := datadir.Open(g.data)
+	if err != nil {
+		return err
+	}
+	hubConf, err := dir.InitHub(f.hostname)
+	if err != nil {
+		return err
+	}
+	tlsConf, err := serverTLS(dir, hubConf.HostName, f)
+	if err != nil {
+		return err
+	}
+
+	nc, closeNATS, err := connectNATS(dir, f)
+	if err != nil {
+		return err
+	}
+	defer closeNATS()
+	store, err := jetstream.OpenStore(ctx, nc, jetstream.StoreOptions{Log: log})
+	if err != nil {
+		return err
+	}
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	started := time.Now()
+	hub, err := twinhub.New(hubCtx, twinhub.Config{
+		Host: hubConf.HostName, Policies: hubConf.Policies,
+		Store: store, Bus: jetstream.NewBus(nc), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("index loaded", "took", time.Since(started).Round(time.Millisecond))
+
+	httpsLn, err := listen(f.httpsAddr, "--https-addr")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           httpapi.New(hub, log),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(tls.NewListener(httpsLn, tlsConf)) }()
+
+	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), PID: os.Getpid()}); err != nil {
+		return err
+	}
+	owner, err := hubConf.ConnectionString("iothubowner")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("twinhub is serving %s\n", hubConf.HostName)
+	fmt.Printf("  HTTPS (REST):        %s\n", httpsLn.Addr())
+	fmt.Printf("  CA certificate:      %s\n", dir.File(certs.CAFile))
+	fmt.Printf("  owner connection:    %s\n", owner)
+	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("HTTPS server: %w", err)
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	stopHub()
+	return nil
+}
+
+// listen opens a TCP listener, explaining the usual reason it fails.
+func listen(addr, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("%w: ports below 1024 need root (or CAP_NET_BIND_SERVICE); give another port with %s, e.g. %s :8443", err, flag, flag)
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%w: another program listens there; choose another address with %s", err, flag)
+	}
+	return nil, err
+}
+
+// serverTLS loads the certificate given by flags, or the hub's own, and
+// allows TLS 1.2 and 1.3 only.
+func serverTLS(dir datadir.Dir, hostname string, f *serveFlags) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case f.tlsCert != "" && f.tlsKey != "":
+		cert, err = tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	case f.tlsCert != "" || f.tlsKey != "":
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	default:
+		cert, err = certs.EnsureServer(dir.Path, certs.Hosts(hostname))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"h2", "http/1.1"},
+	}, nil
+}
+
+func connectNATS(dir datadir.Dir, f *serveFlags) (*nats.Conn, func(), error) {
+	if f.natsURL != "" {
+		nc, err := jetstream.Connect(f.natsURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nc, func() { nc.Drain() }, nil
+	}
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways})
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.Conn, e.Close, nil
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,124 @@
+// Package datadir is the hub's data folder: its identity (host name and
+// shared access policies) in hub.json, the running server's addresses in
+// serve.json for the CLI to find, TLS material, and JetStream's files.
+package datadir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/twinhub/twinhub/sas"
+)
+
+// Dir is an opened data folder.
+type Dir struct{ Path string }
+
+// Hub is what hub.json holds: who the hub is, fixed on first start.
+type Hub struct {
+	HostName string       `json:"hostName"`
+	Policies []sas.Policy `json:"policies"`
+}
+
+// Serve is what serve.json holds: where a running hub listens.
+type Serve struct {
+	HTTPSAddr string `json:"httpsAddr"`
+	MQTTAddr  string `json:"mqttAddr,omitempty"`
+	PID       int    `json:"pid"`
+}
+
+// Open makes the folder if needed.
+func Open(path string) (Dir, error) {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return Dir{}, fmt.Errorf("creating the data folder: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Dir{}, err
+	}
+	return Dir{Path: abs}, nil
+}
+
+// File is the path of a file in the folder.
+func (d Dir) File(name string) string { return filepath.Join(d.Path, name) }
+
+// LoadHub reads hub.json; os.ErrNotExist if the hub was never started here.
+func (d Dir) LoadHub() (Hub, error) {
+	var h Hub
+	data, err := os.ReadFile(d.File("hub.json"))
+	if err != nil {
+		return h, err
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return h, fmt.Errorf("%s: %w", d.File("hub.json"), err)
+	}
+	return h, nil
+}
+
+// InitHub loads hub.json, or on first start creates it with hostname and
+// fresh policies. A hostname given later replaces the stored one.
+func (d Dir) InitHub(hostname string) (Hub, error) {
+	h, err := d.LoadHub()
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		h.Policies, err = sas.DefaultPolicies()
+		if err != nil {
+			return h, err
+		}
+		if hostname == "" {
+			hostname = "localhost"
+		}
+	case err != nil:
+		return h, err
+	}
+	if hostname != "" {
+		h.HostName = hostname
+	}
+	return h, d.write("hub.json", h, 0o600)
+}
+
+// Policy returns the named policy.
+func (h Hub) Policy(name string) (sas.Policy, error) {
+	for _, p := range h.Policies {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return sas.Policy{}, fmt.Errorf("the hub has no shared access policy %q", name)
+}
+
+// ConnectionString is the hub connection string of a policy.
+func (h Hub) ConnectionString(policy string) (string, error) {
+	p, err := h.Policy(policy)
+	if err != nil {
+		return "", err
+	}
+	return sas.ConnectionString{HostName: h.HostName, SharedAccessKeyName: p.Name, SharedAccessKey: p.PrimaryKey}.String(), nil
+}
+
+// SaveServe records where the running hub listens.
+func (d Dir) SaveServe(s Serve) error { return d.write("serve.json", s, 0o644) }
+
+// LoadServe reads serve.json.
+func (d Dir) LoadServe() (Serve, error) {
+	var s Serve
+	data, err := os.ReadFile(d.File("serve.json"))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(data, &s)
+}
+
+func (d Dir) write(name string, v any, mode os.FileMode) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := d.File(name + ".tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, d.File(name))
+}

@@ -1,0 +1,70 @@
+package twinhub
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error is a failure the hub reports to a client. Status and Code are the
+// HTTP status and the IoT Hub error code (for example 404 and
+// "DeviceNotFound"): the Azure SDKs choose their error classes from both,
+// so every failure a client can see carries them.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf builds an *Error with a formatted message.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as an *Error, mapping anything that is not one to a
+// 500 ServerError so that internal details never reach a client.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "ServerError", Message: "internal server error"}
+}
+
+// Store-level conditions; the hub turns them into *Error values.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("revision conflict")
+)
+
+func errDeviceNotFound(id string) *Error {
+	return Errorf(http.StatusNotFound, "DeviceNotFound", "Device %s not registered", id)
+}
+
+func errModuleNotFound(id, mid string) *Error {
+	return Errorf(http.StatusNotFound, "ModuleNotFound", "Module %s on device %s not registered", mid, id)
+}
+
+func errNotFound(k Key) *Error {
+	if k.ModuleID != "" {
+		return errModuleNotFound(k.DeviceID, k.ModuleID)
+	}
+	return errDeviceNotFound(k.DeviceID)
+}
+
+func errPrecondition(what string) *Error {
+	return Errorf(http.StatusPreconditionFailed, "PreconditionFailed", "Precondition failed: %s etag does not match", what)
+}
+
+// ErrInvalid is a 400 for a request whose content breaks a rule.
+func ErrInvalid(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, "ArgumentInvalid", format, args...)
+}
+
+// ErrTooLarge is a 413 for a document over a size limit.
+func ErrTooLarge(format string, args ...any) *Error {
+	return Errorf(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", format, args...)
+}

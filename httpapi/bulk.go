@@ -1,0 +1,144 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/twinhub/twinhub"
+)
+
+// maxBulkIdentities is IoT Hub's limit on one bulk registry request.
+const maxBulkIdentities = 100
+
+// importIdentity is one entry of POST /devices (ExportImportDevice in
+// service.json): a device, or a module when moduleId is set.
+type importIdentity struct {
+	ID             string                 `json:"id"`
+	ModuleID       string                 `json:"moduleId"`
+	ETag           string                 `json:"eTag"`
+	ImportMode     string                 `json:"importMode"`
+	Status         string                 `json:"status"`
+	StatusReason   *string                `json:"statusReason"`
+	Authentication twinhub.Authentication `json:"authentication"`
+	TwinETag       string                 `json:"twinETag"`
+	Tags           json.RawMessage        `json:"tags"`
+	Properties     json.RawMessage        `json:"properties"`
+	Capabilities   twinhub.Capabilities   `json:"capabilities"`
+}
+
+type bulkError struct {
+	DeviceID     string `json:"deviceId"`
+	ModuleID     string `json:"moduleId,omitempty"`
+	ErrorCode    string `json:"errorCode"`
+	ErrorStatus  string `json:"errorStatus"`
+	OperationKey string `json:"operationKey,omitempty"`
+}
+
+type bulkResult struct {
+	IsSuccessful bool        `json:"isSuccessful"`
+	Errors       []bulkError `json:"errors"`
+	Warnings     []bulkError `json:"warnings"`
+}
+
+// bulkDevices applies up to 100 registry writes. Each entry succeeds or
+// fails on its own, as in IoT Hub; the reply lists the failures and is a
+// 400 when there are any.
+func (a *API) bulkDevices(r *http.Request) (int, any, error) {
+	var entries []importIdentity
+	if err := readJSON(r, &entries); err != nil {
+		return 0, nil, err
+	}
+	if len(entries) == 0 || len(entries) > maxBulkIdentities {
+		return 0, nil, twinhub.ErrInvalid("a bulk request holds 1 to %d identities, not %d", maxBulkIdentities, len(entries))
+	}
+	res := bulkResult{IsSuccessful: true, Errors: []bulkError{}, Warnings: []bulkError{}}
+	for _, e := range entries {
+		if err := a.importOne(r, e); err != nil {
+			te := twinhub.AsError(err)
+			res.IsSuccessful = false
+			res.Errors = append(res.Errors, bulkError{DeviceID: e.ID, ModuleID: e.ModuleID, ErrorCode: te.Code, ErrorStatus: te.Message})
+		}
+	}
+	if !res.IsSuccessful {
+		return http.StatusBadRequest, res, nil
+	}
+	return http.StatusOK, res, nil
+}
+
+func (a *API) importOne(r *http.Request, e importIdentity) error {
+	ctx := r.Context()
+	k := twinhub.Key{DeviceID: e.ID, ModuleID: e.ModuleID}
+	ifMatch := ""
+	switch e.ImportMode {
+	case "create", "":
+		if err := a.createIdentity(r, e); err != nil {
+			return err
+		}
+		return a.importTwin(r, k, e, "")
+	case "updateIfMatchETag":
+		ifMatch = e.ETag
+		if ifMatch == "" {
+			return twinhub.ErrInvalid("importMode updateIfMatchETag needs eTag")
+		}
+		fallthrough
+	case "update":
+		var err error
+		if k.ModuleID != "" {
+			_, err = a.hub.UpdateModule(ctx, twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication}, ifMatch)
+		} else {
+			_, err = a.hub.UpdateDevice(ctx, twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication, Capabilities: e.Capabilities}, ifMatch)
+		}
+		var te *twinhub.Error
+		if errors.As(err, &te) && te.Status == http.StatusNotFound && e.ImportMode == "update" {
+			// IoT Hub's update mode creates identities that do not exist.
+			err = a.createIdentity(r, e)
+		}
+		if err != nil {
+			return err
+		}
+		return a.importTwin(r, k, e, e.TwinETag)
+	case "deleteIfMatchETag":
+		if e.ETag == "" {
+			return twinhub.ErrInvalid("importMode deleteIfMatchETag needs eTag")
+		}
+		ifMatch = e.ETag
+		fallthrough
+	case "delete":
+		if k.ModuleID != "" {
+			return a.hub.DeleteModule(ctx, e.ID, e.ModuleID, ifMatch)
+		}
+		return a.hub.DeleteDevice(ctx, e.ID, ifMatch)
+	}
+	return twinhub.ErrInvalid("importMode %q is not supported", e.ImportMode)
+}
+
+func (a *API) createIdentity(r *http.Request, e importIdentity) error {
+	if e.ModuleID != "" {
+		_, err := a.hub.CreateModule(r.Context(), twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication})
+		return err
+	}
+	_, err := a.hub.CreateDevice(r.Context(), twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication, Capabilities: e.Capabilities})
+	return err
+}
+
+// importTwin merges the tags and desired properties an entry carries.
+func (a *API) importTwin(r *http.Request, k twinhub.Key, e importIdentity, ifMatch string) error {
+	if len(e.Tags) == 0 && len(e.Properties) == 0 {
+		return nil
+	}
+	doc := map[string]json.RawMessage{}
+	if len(e.Tags) > 0 {
+		doc["tags"] = e.Tags
+	}
+	if len(e.Properties) > 0 {
+		doc["properties"] = e.Properties
+	}
+	body, _ := json.Marshal(doc)
+	u, err := twinhub.ParseTwinUpdate(body, true)
+	if err != nil {
+		return err
+	}
+	_, err = a.hub.UpdateTwin(r.Context(), k, u, false, ifMatch)
+	return err
+}

@@ -1,0 +1,179 @@
+// Package httpapi is the service-side REST front end: the identity
+// registry, twins and queries, as IoT Hub's service.json describes them,
+// over HTTPS. It owns no state; each handler checks the caller's SAS token,
+// decodes the request and calls the hub.
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/sas"
+)
+
+// MaxBodySize bounds every request body. IoT Hub's largest service bodies
+// are bulk registry writes of 100 identities and twins of about 72 KB.
+const MaxBodySize = 1 << 20
+
+// API serves the REST routes of one hub.
+type API struct {
+	hub *twinhub.Hub
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the REST API of hub as an http.Handler.
+func New(hub *twinhub.Hub, log *slog.Logger) *API {
+	a := &API{hub: hub, log: log, mux: http.NewServeMux()}
+	read := []sas.Permission{sas.RegistryRead}
+	write := []sas.Permission{sas.RegistryWrite}
+	twinRead := []sas.Permission{sas.ServiceConnect, sas.RegistryRead}
+	twinWrite := []sas.Permission{sas.ServiceConnect, sas.RegistryWrite}
+
+	a.route("GET /devices", read, a.listDevices)
+	a.route("POST /devices", write, a.bulkDevices)
+	a.route("GET /devices/{id}", read, a.getDevice)
+	a.route("PUT /devices/{id}", write, a.putDevice)
+	a.route("DELETE /devices/{id}", write, a.deleteDevice)
+	a.route("GET /devices/{id}/modules", read, a.listModules)
+	a.route("GET /devices/{id}/modules/{mid}", read, a.getModule)
+	a.route("PUT /devices/{id}/modules/{mid}", write, a.putModule)
+	a.route("DELETE /devices/{id}/modules/{mid}", write, a.deleteModule)
+	a.route("GET /statistics/devices", read, a.deviceStatistics)
+	a.route("GET /statistics/service", []sas.Permission{sas.ServiceConnect}, a.serviceStatistics)
+	a.route("GET /twins/{id}", twinRead, a.getTwin)
+	a.route("PATCH /twins/{id}", twinWrite, a.patchTwin)
+	a.route("PUT /twins/{id}", twinWrite, a.putTwin)
+	a.route("GET /twins/{id}/modules/{mid}", twinRead, a.getTwin)
+	a.route("PATCH /twins/{id}/modules/{mid}", twinWrite, a.patchTwin)
+	a.route("PUT /twins/{id}/modules/{mid}", twinWrite, a.putTwin)
+	a.route("POST /devices/query", twinRead, a.query)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.writeError(w, r, twinhub.Errorf(http.StatusNotFound, "NotFound", "no such resource: %s %s", r.Method, r.URL.Path))
+	})
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// handler is a route's work once the caller is authorized: it returns the
+// status and body to send, or an error.
+type handler func(r *http.Request) (status int, body any, err error)
+
+// route registers a handler behind the checks every service request gets:
+// a supported api-version and a SAS token whose policy grants one of rights.
+func (a *API) route(pattern string, rights []sas.Permission, h handler) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := checkAPIVersion(r); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		if err := a.hub.AuthorizeService(r.Header.Get("Authorization"), rights...); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		status, body, err := h(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+var apiVersionPattern = regexp.MustCompile(`^20[1-9][0-9]-[01][0-9]-[0-3][0-9](-preview)?$`)
+
+// checkAPIVersion requires an api-version of the form IoT Hub uses. The
+// SDKs send versions from 2016 to now and twinhub answers them alike.
+func checkAPIVersion(r *http.Request) error {
+	v := r.URL.Query().Get("api-version")
+	if v == "" {
+		return twinhub.Errorf(http.StatusBadRequest, "InvalidProtocolVersion", "the api-version query parameter is required")
+	}
+	if !apiVersionPattern.MatchString(v) || v < "2016-02-03" {
+		return twinhub.Errorf(http.StatusBadRequest, "InvalidProtocolVersion", "api-version %q is not supported", v)
+	}
+	return nil
+}
+
+// withHeaders is a reply body that also sets response headers.
+type withHeaders interface {
+	setHeaders(http.Header)
+	payload() any
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	if wh, ok := body.(withHeaders); ok {
+		wh.setHeaders(w.Header())
+		body = wh.payload()
+	}
+	if body == nil {
+		w.WriteHeader(status)
+		return
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		status, data = http.StatusInternalServerError, []byte(`{"Message":"ErrorCode:ServerError;internal server error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(data)
+}
+
+// errorBody is IoT Hub's error shape. The Node.js SDK reads the error code
+// from "Message" ("ErrorCode:DeviceNotFound;..."), others from the
+// iothub-errorcode header.
+type errorBody struct {
+	Message          string `json:"Message"`
+	ExceptionMessage string `json:"ExceptionMessage"`
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := twinhub.AsError(err)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		e = twinhub.ErrTooLarge("request body is larger than %d bytes", MaxBodySize)
+	}
+	trackingID := newTrackingID()
+	if e.Status >= 500 {
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "tracking", trackingID, "err", err)
+	}
+	w.Header().Set("iothub-errorcode", e.Code)
+	writeJSON(w, e.Status, errorBody{
+		Message:          fmt.Sprintf("ErrorCode:%s;%s", e.Code, e.Message),
+		ExceptionMessage: fmt.Sprintf("Tracking ID:%s-TimeStamp:%s", trackingID, time.Now().UTC().Format("01/02/2006 15:04:05")),
+	})
+}
+
+func newTrackingID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// readJSON decodes a request body into v; a body that is not JSON of the
+// right shape is a 400 that says why.
+func readJSON(r *http.Request, v any) error {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return twinhub.ErrInvalid("request body: %v", err)
+	}
+	return nil
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	return io.ReadAll(r.Body)
+}

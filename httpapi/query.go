@@ -1,0 +1,51 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/twinhub/twinhub"
+)
+
+// Paging as IoT Hub does it: x-ms-max-item-count asks for a page size, and
+// x-ms-continuation carries the opaque token of the next page both ways.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+type queryRequest struct {
+	Query string `json:"query"`
+}
+
+func (a *API) query(r *http.Request) (int, any, error) {
+	var req queryRequest
+	if err := readJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	size := defaultPageSize
+	if s := r.Header.Get("x-ms-max-item-count"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return 0, nil, twinhub.ErrInvalid("x-ms-max-item-count must be a positive whole number")
+		}
+		size = min(n, maxPageSize)
+	}
+	page, err := a.hub.Query(r.Context(), req.Query, size, r.Header.Get("x-ms-continuation"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, queryReply{page}, nil
+}
+
+// queryReply is a page with the headers that describe it.
+type queryReply struct{ page *twinhub.QueryPage }
+
+func (q queryReply) setHeaders(h http.Header) {
+	h.Set("x-ms-item-type", q.page.ItemType)
+	if q.page.Continuation != "" {
+		h.Set("x-ms-continuation", q.page.Continuation)
+	}
+}
+
+func (q queryReply) payload() any { return q.page.Items }

@@ -1,0 +1,32 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/twinhub/twinhub"
+)
+
+func twinKey(r *http.Request) twinhub.Key {
+	return twinhub.Key{DeviceID: r.PathValue("id"), ModuleID: r.PathValue("mid")}
+}
+
+func (a *API) getTwin(r *http.Request) (int, any, error) {
+	doc, err := a.hub.GetTwin(r.Context(), twinKey(r))
+	return http.StatusOK, doc, err
+}
+
+func (a *API) patchTwin(r *http.Request) (int, any, error) { return a.updateTwin(r, false) }
+func (a *API) putTwin(r *http.Request) (int, any, error)   { return a.updateTwin(r, true) }
+
+func (a *API) updateTwin(r *http.Request, replace bool) (int, any, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	u, err := twinhub.ParseTwinUpdate(body, replace)
+	if err != nil {
+		return 0, nil, err
+	}
+	doc, err := a.hub.UpdateTwin(r.Context(), twinKey(r), u, replace, r.Header.Get("If-Match"))
+	return http.StatusOK, doc, err
+}

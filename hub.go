@@ -1,0 +1,670 @@
+package twinhub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/twinhub/twinhub/sas"
+)
+
+// Hub is the core of twinhub: the identity registry, twins, queries and
+// authorization, with no protocol code. Front ends (REST, MQTT) translate
+// requests into calls on it.
+type Hub struct {
+	host     string
+	policies []sas.Policy
+	store    Store
+	bus      Bus
+	log      *slog.Logger
+	index    *index
+
+	subsMu sync.Mutex
+	subs   map[Key]map[*desiredSub]struct{}
+}
+
+// Config is what a Hub needs to run.
+type Config struct {
+	// Host is the hub's host name, the one SAS tokens are issued for.
+	Host     string
+	Policies []sas.Policy
+	Store    Store
+	Bus      Bus
+	Log      *slog.Logger
+}
+
+// New starts a hub: it begins watching the store into the query index and
+// subscribes to desired-property events, and returns once the index holds
+// every existing record. The hub runs until ctx ends.
+func New(ctx context.Context, c Config) (*Hub, error) {
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	h := &Hub{
+		host:     strings.ToLower(c.Host),
+		policies: c.Policies,
+		store:    c.Store,
+		bus:      c.Bus,
+		log:      c.Log,
+		index:    newIndex(),
+		subs:     map[Key]map[*desiredSub]struct{}{},
+	}
+	ready := make(chan struct{})
+	watchErr := make(chan error, 1)
+	go func() {
+		watchErr <- c.Store.Watch(ctx, h.index.apply, func() { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case err := <-watchErr:
+		return nil, fmt.Errorf("watching the store: %w", err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	go func() {
+		if err := <-watchErr; err != nil && ctx.Err() == nil {
+			h.log.Error("store watch ended", "err", err)
+		}
+	}()
+	if c.Bus != nil {
+		cancel, err := c.Bus.Subscribe(desiredSubject+">", h.deliverDesired)
+		if err != nil {
+			return nil, fmt.Errorf("subscribing to desired-property events: %w", err)
+		}
+		context.AfterFunc(ctx, cancel)
+	}
+	return h, nil
+}
+
+// Host is the hub's host name.
+func (h *Hub) Host() string { return h.host }
+
+// --- authorization ---
+
+// AuthorizeService checks a back end's SAS token and that its policy has
+// at least one of the rights the operation accepts.
+func (h *Hub) AuthorizeService(token string, anyOf ...sas.Permission) error {
+	p, err := sas.Authenticate(token, h.policies, h.host, Now().Time)
+	if err != nil {
+		return unauthorized(err)
+	}
+	for _, need := range anyOf {
+		if p.Rights.Has(need) {
+			return nil
+		}
+	}
+	return Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "the policy %s does not grant the right this operation needs", p.Name)
+}
+
+func unauthorized(err error) *Error {
+	return Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "Unauthorized: %v", err)
+}
+
+// AuthenticateDevice checks a token that a device or module presents to
+// act as k: signed with k's own key for k's resource, or with a policy
+// that grants DeviceConnect. The identity (and, for a module, its device)
+// must exist and be enabled.
+func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k Key) error {
+	t, err := sas.ParseToken(token)
+	if err != nil {
+		return unauthorized(err)
+	}
+	if err := t.CheckTime(Now().Time); err != nil {
+		return unauthorized(err)
+	}
+	if !t.Covers(h.ResourceURI(k)) {
+		return unauthorized(sas.ErrResource)
+	}
+	if t.KeyName != "" {
+		p, err := sas.Authenticate(token, h.policies, h.host, Now().Time)
+		if err != nil {
+			return unauthorized(err)
+		}
+		if !p.Rights.Has(sas.DeviceConnect) {
+			return unauthorized(fmt.Errorf("policy %s does not grant DeviceConnect", p.Name))
+		}
+	}
+	rec, _, err := h.store.Get(ctx, k)
+	if errors.Is(err, ErrNotFound) {
+		return unauthorized(fmt.Errorf("%s is not registered", k))
+	} else if err != nil {
+		return err
+	}
+	if err := h.checkEnabled(ctx, rec); err != nil {
+		return err
+	}
+	if t.KeyName != "" {
+		return nil
+	}
+	a := rec.auth()
+	if a.Type != AuthSAS {
+		return unauthorized(fmt.Errorf("%s does not authenticate with symmetric keys", k))
+	}
+	if err := t.Verify(a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey); err != nil {
+		return unauthorized(err)
+	}
+	return nil
+}
+
+// checkEnabled refuses identities whose device is disabled.
+func (h *Hub) checkEnabled(ctx context.Context, rec *Record) error {
+	dev := rec.Device
+	if rec.Module != nil {
+		d, _, err := h.store.Get(ctx, DeviceKey(rec.Module.DeviceID))
+		if err != nil {
+			return unauthorized(fmt.Errorf("device %s is not registered", rec.Module.DeviceID))
+		}
+		dev = d.Device
+	}
+	if dev.Status != StatusEnabled {
+		return unauthorized(fmt.Errorf("device %s is disabled", dev.DeviceID))
+	}
+	return nil
+}
+
+// ResourceURI is the SAS resource of an identity: host/devices/id[/modules/mid].
+func (h *Hub) ResourceURI(k Key) string {
+	r := h.host + "/devices/" + k.DeviceID
+	if k.ModuleID != "" {
+		r += "/modules/" + k.ModuleID
+	}
+	return r
+}
+
+// --- records ---
+
+// modify applies change to the current record of k and stores it with
+// compare-and-set, retrying from a fresh read when another writer got
+// there first. change sees a private copy each time and may refuse with
+// an error, in which case nothing is written.
+func (h *Hub) modify(ctx context.Context, k Key, change func(*Record) error) (*Record, error) {
+	const attempts = 100
+	for range attempts {
+		rec, rev, err := h.store.Get(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			return nil, errNotFound(k)
+		} else if err != nil {
+			return nil, err
+		}
+		rec.stamp()
+		if err := change(rec); err != nil {
+			return nil, err
+		}
+		rec.stamp()
+		_, err = h.store.Update(ctx, k, rec, rev)
+		if err == nil {
+			return rec, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+	}
+	return nil, Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%s is being changed by too many writers; try again", k)
+}
+
+// etagMatches implements If-Match: empty or "*" match anything; quotes
+// around the etag are optional, as clients differ.
+func etagMatches(ifMatch, etag string) bool {
+	ifMatch = strings.TrimSpace(ifMatch)
+	if ifMatch == "" || ifMatch == "*" {
+		return true
+	}
+	return strings.Trim(ifMatch, `"`) == etag
+}
+
+// --- devices ---
+
+// CreateDevice registers a new device with a fresh twin.
+func (h *Hub) CreateDevice(ctx context.Context, d Device) (*Device, error) {
+	rec, err := h.newDeviceRecord(d)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := h.store.Create(ctx, DeviceKey(d.DeviceID), rec); errors.Is(err, ErrExists) {
+		return nil, Errorf(http.StatusConflict, "DeviceAlreadyExists", "A device with ID '%s' is already registered", d.DeviceID)
+	} else if err != nil {
+		return nil, err
+	}
+	return rec.Device, nil
+}
+
+func (h *Hub) newDeviceRecord(d Device) (*Record, error) {
+	if err := ValidateID("device", d.DeviceID); err != nil {
+		return nil, err
+	}
+	if err := normalizeAuth(&d.Authentication, nil); err != nil {
+		return nil, err
+	}
+	if d.Status == "" {
+		d.Status = StatusEnabled
+	}
+	if d.Status != StatusEnabled && d.Status != StatusDisabled {
+		return nil, ErrInvalid("status must be enabled or disabled, not %q", d.Status)
+	}
+	now := Now()
+	rec := &Record{
+		Device: &Device{
+			DeviceID:                  d.DeviceID,
+			GenerationID:              generationID(),
+			ConnectionState:           StateDisconnected,
+			Status:                    d.Status,
+			StatusReason:              d.StatusReason,
+			StatusUpdatedTime:         now,
+			Authentication:            d.Authentication,
+			Capabilities:              d.Capabilities,
+			CloudToDeviceMessageCount: 0,
+		},
+		IdentityVersion: 1,
+		Twin:            NewTwin(now),
+	}
+	rec.stamp()
+	return rec, nil
+}
+
+// GetDevice reads a device identity.
+func (h *Hub) GetDevice(ctx context.Context, id string) (*Device, error) {
+	rec, err := h.get(ctx, DeviceKey(id))
+	if err != nil {
+		return nil, err
+	}
+	return rec.Device, nil
+}
+
+func (h *Hub) get(ctx context.Context, k Key) (*Record, error) {
+	rec, _, err := h.store.Get(ctx, k)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errNotFound(k)
+	} else if err != nil {
+		return nil, err
+	}
+	rec.stamp()
+	return rec, nil
+}
+
+// UpdateDevice changes a device's status, authentication and capabilities,
+// if ifMatch matches its etag.
+func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Device, error) {
+	rec, err := h.modify(ctx, DeviceKey(d.DeviceID), func(rec *Record) error {
+		old := rec.Device
+		if !etagMatches(ifMatch, old.ETag) {
+			return errPrecondition("device")
+		}
+		if d.Status == "" {
+			d.Status = old.Status
+		}
+		if d.Status != StatusEnabled && d.Status != StatusDisabled {
+			return ErrInvalid("status must be enabled or disabled, not %q", d.Status)
+		}
+		if err := normalizeAuth(&d.Authentication, &old.Authentication); err != nil {
+			return err
+		}
+		if d.Status != old.Status {
+			old.StatusUpdatedTime = Now()
+		}
+		old.Status, old.StatusReason = d.Status, d.StatusReason
+		old.Authentication, old.Capabilities = d.Authentication, d.Capabilities
+		rec.IdentityVersion++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rec.Device, nil
+}
+
+// DeleteDevice removes a device, its twin and its modules.
+func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
+	k := DeviceKey(id)
+	for {
+		rec, rev, err := h.store.Get(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			return errNotFound(k)
+		} else if err != nil {
+			return err
+		}
+		rec.stamp()
+		if !etagMatches(ifMatch, rec.Device.ETag) {
+			return errPrecondition("device")
+		}
+		err = h.store.Delete(ctx, k, rev)
+		if errors.Is(err, ErrConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		break
+	}
+	mods, err := h.ListModules(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, m := range mods {
+		if err := h.store.Delete(ctx, ModuleKey(id, m.ModuleID), 0); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListDevices returns up to max devices (all when max <= 0) in id order.
+func (h *Hub) ListDevices(ctx context.Context, max int) ([]*Device, error) {
+	entries, err := h.scan(ctx, func(k Key) bool { return k.ModuleID == "" })
+	if err != nil {
+		return nil, err
+	}
+	if max > 0 && len(entries) > max {
+		entries = entries[:max]
+	}
+	out := make([]*Device, len(entries))
+	for i, e := range entries {
+		out[i] = e.rec.Device
+	}
+	return out, nil
+}
+
+// scan reads the index once it has caught up with the store.
+func (h *Hub) scan(ctx context.Context, keep func(Key) bool) ([]*indexEntry, error) {
+	rev, err := h.store.LastRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.index.waitFor(ctx, rev); err != nil {
+		return nil, err
+	}
+	return h.index.scan(keep), nil
+}
+
+// DeviceStatistics is GET /statistics/devices.
+type DeviceStatistics struct {
+	TotalDeviceCount    int `json:"totalDeviceCount"`
+	EnabledDeviceCount  int `json:"enabledDeviceCount"`
+	DisabledDeviceCount int `json:"disabledDeviceCount"`
+}
+
+// ServiceStatistics is GET /statistics/service.
+type ServiceStatistics struct {
+	ConnectedDeviceCount int `json:"connectedDeviceCount"`
+}
+
+// Statistics counts devices by status and connection state.
+func (h *Hub) Statistics(ctx context.Context) (DeviceStatistics, ServiceStatistics, error) {
+	var ds DeviceStatistics
+	var ss ServiceStatistics
+	devices, err := h.ListDevices(ctx, 0)
+	if err != nil {
+		return ds, ss, err
+	}
+	for _, d := range devices {
+		ds.TotalDeviceCount++
+		if d.Status == StatusEnabled {
+			ds.EnabledDeviceCount++
+		} else {
+			ds.DisabledDeviceCount++
+		}
+		if d.ConnectionState == StateConnected {
+			ss.ConnectedDeviceCount++
+		}
+	}
+	return ds, ss, nil
+}
+
+// --- modules ---
+
+// CreateModule registers a module on an existing device.
+func (h *Hub) CreateModule(ctx context.Context, m Module) (*Module, error) {
+	if err := ValidateID("device", m.DeviceID); err != nil {
+		return nil, err
+	}
+	if err := ValidateID("module", m.ModuleID); err != nil {
+		return nil, err
+	}
+	if _, err := h.get(ctx, DeviceKey(m.DeviceID)); err != nil {
+		return nil, err
+	}
+	if err := normalizeAuth(&m.Authentication, nil); err != nil {
+		return nil, err
+	}
+	now := Now()
+	rec := &Record{
+		Module: &Module{
+			ModuleID:        m.ModuleID,
+			DeviceID:        m.DeviceID,
+			ManagedBy:       m.ManagedBy,
+			GenerationID:    generationID(),
+			ConnectionState: StateDisconnected,
+			Authentication:  m.Authentication,
+		},
+		IdentityVersion: 1,
+		Twin:            NewTwin(now),
+	}
+	rec.stamp()
+	if _, err := h.store.Create(ctx, ModuleKey(m.DeviceID, m.ModuleID), rec); errors.Is(err, ErrExists) {
+		return nil, Errorf(http.StatusConflict, "ModuleAlreadyExistsOnDevice", "A module with ID '%s' is already registered on device '%s'", m.ModuleID, m.DeviceID)
+	} else if err != nil {
+		return nil, err
+	}
+	return rec.Module, nil
+}
+
+// GetModule reads a module identity.
+func (h *Hub) GetModule(ctx context.Context, id, mid string) (*Module, error) {
+	rec, err := h.get(ctx, ModuleKey(id, mid))
+	if err != nil {
+		return nil, err
+	}
+	return rec.Module, nil
+}
+
+// UpdateModule changes a module's authentication, if ifMatch matches.
+func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (*Module, error) {
+	rec, err := h.modify(ctx, ModuleKey(m.DeviceID, m.ModuleID), func(rec *Record) error {
+		old := rec.Module
+		if !etagMatches(ifMatch, old.ETag) {
+			return errPrecondition("module")
+		}
+		if err := normalizeAuth(&m.Authentication, &old.Authentication); err != nil {
+			return err
+		}
+		old.Authentication = m.Authentication
+		if m.ManagedBy != "" {
+			old.ManagedBy = m.ManagedBy
+		}
+		rec.IdentityVersion++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rec.Module, nil
+}
+
+// DeleteModule removes a module and its twin.
+func (h *Hub) DeleteModule(ctx context.Context, id, mid, ifMatch string) error {
+	k := ModuleKey(id, mid)
+	for {
+		rec, rev, err := h.store.Get(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			return errNotFound(k)
+		} else if err != nil {
+			return err
+		}
+		rec.stamp()
+		if !etagMatches(ifMatch, rec.Module.ETag) {
+			return errPrecondition("module")
+		}
+		if err := h.store.Delete(ctx, k, rev); errors.Is(err, ErrConflict) {
+			continue
+		} else {
+			return err
+		}
+	}
+}
+
+// ListModules returns the modules of a device (404 if the device is unknown).
+func (h *Hub) ListModules(ctx context.Context, id string) ([]*Module, error) {
+	entries, err := h.scan(ctx, func(k Key) bool { return k.ModuleID != "" && k.DeviceID == id })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Module, len(entries))
+	for i, e := range entries {
+		out[i] = e.rec.Module
+	}
+	return out, nil
+}
+
+// --- twins ---
+
+// GetTwin returns the twin of a device or module as REST shows it.
+func (h *Hub) GetTwin(ctx context.Context, k Key) (map[string]any, error) {
+	rec, err := h.get(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return rec.TwinDoc(), nil
+}
+
+// UpdateTwin merges (PATCH) or replaces (PUT) tags and desired properties
+// if ifMatch matches the twin's etag, then tells the device's connections
+// about the desired change.
+func (h *Hub) UpdateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool, ifMatch string) (map[string]any, error) {
+	rec, err := h.modify(ctx, k, func(rec *Record) error {
+		if !etagMatches(ifMatch, TwinETag(rec.Twin.Version)) {
+			return errPrecondition("twin")
+		}
+		return rec.Twin.Apply(u, replace, Now())
+	})
+	if err != nil {
+		return nil, err
+	}
+	if u.Desired != nil {
+		patch := u.Desired
+		if replace {
+			patch = rec.Twin.Desired.Values
+		}
+		h.publishDesired(k, rec.Twin.Desired.Version, patch)
+	}
+	return rec.TwinDoc(), nil
+}
+
+// DeviceTwin is the twin as a device reads it over MQTT: desired and
+// reported with their versions, without tags or metadata.
+func (h *Hub) DeviceTwin(ctx context.Context, k Key) (map[string]any, error) {
+	rec, err := h.get(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"desired":  rec.Twin.Desired.Wire(false),
+		"reported": rec.Twin.Reported.Wire(false),
+	}, nil
+}
+
+// UpdateReported merges a device's reported-properties patch and returns
+// the new reported $version.
+func (h *Hub) UpdateReported(ctx context.Context, k Key, patch map[string]any) (int64, error) {
+	rec, err := h.modify(ctx, k, func(rec *Record) error {
+		if err := rec.Twin.UpdateReported(patch, Now()); err != nil {
+			return err
+		}
+		rec.Twin.Version++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return rec.Twin.Reported.Version, nil
+}
+
+// SetConnectionState records that an identity connected or disconnected.
+func (h *Hub) SetConnectionState(ctx context.Context, k Key, connected bool) error {
+	state := StateDisconnected
+	if connected {
+		state = StateConnected
+	}
+	_, err := h.modify(ctx, k, func(rec *Record) error {
+		now := Now()
+		if rec.Module != nil {
+			rec.Module.ConnectionState, rec.Module.ConnectionStateUpdatedTime, rec.Module.LastActivityTime = state, now, now
+		} else {
+			rec.Device.ConnectionState, rec.Device.ConnectionStateUpdatedTime, rec.Device.LastActivityTime = state, now, now
+		}
+		return nil
+	})
+	return err
+}
+
+// --- desired-property notifications ---
+
+const desiredSubject = "twinhub.desired."
+
+// DesiredPatch is a desired-property change as devices receive it.
+type DesiredPatch struct {
+	Version int64          `json:"version"`
+	Patch   map[string]any `json:"patch"`
+}
+
+type desiredSub struct{ fn func(DesiredPatch) }
+
+// publishDesired sends a change to every node, which hands it to the
+// identity's connections there. A failure is logged, not returned: the
+// twin is written, and a device that misses an event reads the twin again
+// when it reconnects, as with IoT Hub.
+func (h *Hub) publishDesired(k Key, version int64, patch map[string]any) {
+	if h.bus == nil {
+		return
+	}
+	data, err := json.Marshal(DesiredPatch{Version: version, Patch: patch})
+	if err == nil {
+		err = h.bus.Publish(desiredSubject+EncodeKey(k), data)
+	}
+	if err != nil {
+		h.log.Error("publishing desired-property change", "identity", k.String(), "err", err)
+	}
+}
+
+func (h *Hub) deliverDesired(subject string, data []byte) {
+	k, err := DecodeKey(strings.TrimPrefix(subject, desiredSubject))
+	if err != nil {
+		return
+	}
+	var p DesiredPatch
+	if err := json.Unmarshal(data, &p); err != nil {
+		h.log.Error("bad desired-property event", "subject", subject, "err", err)
+		return
+	}
+	h.subsMu.Lock()
+	subs := make([]*desiredSub, 0, len(h.subs[k]))
+	for s := range h.subs[k] {
+		subs = append(subs, s)
+	}
+	h.subsMu.Unlock()
+	for _, s := range subs {
+		s.fn(p)
+	}
+}
+
+// SubscribeDesired calls fn with every desired-property change of k, in
+// version order, until cancel is called. fn must not block.
+func (h *Hub) SubscribeDesired(k Key, fn func(DesiredPatch)) (cancel func()) {
+	s := &desiredSub{fn: fn}
+	h.subsMu.Lock()
+	if h.subs[k] == nil {
+		h.subs[k] = map[*desiredSub]struct{}{}
+	}
+	h.subs[k][s] = struct{}{}
+	h.subsMu.Unlock()
+	return func() {
+		h.subsMu.Lock()
+		delete(h.subs[k], s)
+		if len(h.subs[k]) == 0 {
+			delete(h.subs, k)
+		}
+		h.subsMu.Unlock()
+	}
+}

@@ -1,0 +1,173 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/twinhub/twinhub"
+)
+
+// RegistryBucket is the KV bucket that holds one record per device and
+// per module, keyed by twinhub.EncodeKey.
+const RegistryBucket = "twinhub-registry"
+
+// Store is twinhub.Store on a JetStream KV bucket. The KV revision of a
+// key is the record's revision, so compare-and-set is the KV's Update.
+type Store struct {
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+	log    *slog.Logger
+}
+
+var _ twinhub.Store = (*Store)(nil)
+
+// StoreOptions configure the bucket when it is first created.
+type StoreOptions struct {
+	// Replicas is the number of copies a NATS cluster keeps (1 embedded).
+	Replicas int
+	Log      *slog.Logger
+}
+
+// OpenStore creates the registry bucket if needed and opens it.
+func OpenStore(ctx context.Context, nc *nats.Conn, o StoreOptions) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      RegistryBucket,
+		Description: "twinhub device and module identities with their twins",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening KV bucket %s: %w", RegistryBucket, err)
+	}
+	stream, err := js.Stream(ctx, "KV_"+RegistryBucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening the stream of bucket %s: %w", RegistryBucket, err)
+	}
+	return &Store{kv: kv, stream: stream, log: o.Log}, nil
+}
+
+func (s *Store) Get(ctx context.Context, k twinhub.Key) (*twinhub.Record, uint64, error) {
+	e, err := s.kv.Get(ctx, twinhub.EncodeKey(k))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, twinhub.ErrNotFound
+	} else if err != nil {
+		return nil, 0, err
+	}
+	rec, err := decode(e.Value())
+	if err != nil {
+		return nil, 0, fmt.Errorf("record %s: %w", k, err)
+	}
+	return rec, e.Revision(), nil
+}
+
+func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (uint64, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, twinhub.EncodeKey(k), data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, twinhub.ErrExists
+	}
+	return rev, err
+}
+
+func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	newRev, err := s.kv.Update(ctx, twinhub.EncodeKey(k), data, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, twinhub.ErrConflict
+	}
+	return newRev, err
+}
+
+func (s *Store) Delete(ctx context.Context, k twinhub.Key, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	err := s.kv.Delete(ctx, twinhub.EncodeKey(k), opts...)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return twinhub.ErrConflict
+	}
+	return err
+}
+
+func (s *Store) Watch(ctx context.Context, fn func(twinhub.Key, *twinhub.Record, uint64), ready func()) error {
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("KV watch closed")
+			}
+			if e == nil {
+				ready()
+				continue
+			}
+			k, err := twinhub.DecodeKey(e.Key())
+			if err != nil {
+				s.log.Error("skipping a KV key that is not an identity", "key", e.Key(), "err", err)
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				fn(k, nil, e.Revision())
+				continue
+			}
+			rec, err := decode(e.Value())
+			if err != nil {
+				s.log.Error("skipping an unreadable record", "identity", k.String(), "err", err)
+				continue
+			}
+			fn(k, rec, e.Revision())
+		}
+	}
+}
+
+func (s *Store) LastRevision(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+func decode(data []byte) (*twinhub.Record, error) {
+	var r twinhub.Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, err
+	}
+	if (r.Device == nil) == (r.Module == nil) {
+		return nil, errors.New("record holds neither or both of a device and a module")
+	}
+	return &r, nil
+}

@@ -1,0 +1,36 @@
+package twinhub
+
+import "context"
+
+// Store keeps identity records with optimistic concurrency: every record
+// has a revision, and Update and Delete succeed only if the revision they
+// name is still current. The jetstream package implements it on a NATS KV
+// bucket, whose revisions these are.
+type Store interface {
+	// Get returns the record and its revision, or ErrNotFound.
+	Get(ctx context.Context, k Key) (*Record, uint64, error)
+	// Create stores a new record, or returns ErrExists.
+	Create(ctx context.Context, k Key, r *Record) (uint64, error)
+	// Update replaces the record if rev is current, or returns ErrConflict.
+	Update(ctx context.Context, k Key, r *Record, rev uint64) (uint64, error)
+	// Delete removes the record if rev is current (0: whatever it is).
+	Delete(ctx context.Context, k Key, rev uint64) error
+	// Watch calls fn for every record as it stands, then for every change
+	// (r is nil for a deletion) until ctx ends. Calls are sequential and in
+	// revision order; intermediate revisions of one key may be skipped.
+	// ready is called once the existing records have all been seen.
+	Watch(ctx context.Context, fn func(k Key, r *Record, rev uint64), ready func()) error
+	// LastRevision is the revision of the newest change in the store. A
+	// watcher that has seen it has seen every write acknowledged before.
+	LastRevision(ctx context.Context) (uint64, error)
+}
+
+// Bus carries the hub's fire-and-forget events between nodes: desired
+// property notifications and, later, method calls. Delivery is at most
+// once; subscribers of one publisher see its events in order.
+type Bus interface {
+	Publish(subject string, data []byte) error
+	// Subscribe calls fn for every event on subject (which may end in the
+	// wildcard ">") until the returned cancel is called.
+	Subscribe(subject string, fn func(subject string, data []byte)) (cancel func(), err error)
+}
