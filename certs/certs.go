@@ -85,6 +85,12 @@ func covers(leaf *x509.Certificate, hosts []string) bool {
 	return true
 }
 
+// EnsureCA makes the CA in dir unless it is there already.
+func EnsureCA(dir string) error {
+	_, _, err := ensureCA(dir)
+	return err
+}
+
 // ensureCA loads the hub's CA from dir, or makes one.
 func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)

@@ -44,6 +44,7 @@ func rootCommand() *cobra.Command {
 		moduleCommand(g),
 		twinCommand(g),
 		queryCommand(g),
+		caCommand(g),
 	)
 	return root
 }

@@ -27,6 +27,7 @@ import (
 type serveFlags struct {
 	hostname   string
 	httpsAddr  string
+	mqttAddr   string
 	tlsCert    string
 	tlsKey     string
 	natsURL    string
@@ -49,6 +50,7 @@ func serveCommand(g *globals) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored)")
 	fl.StringVar(&f.httpsAddr, "https-addr", ":443", "address of the HTTPS listener (REST API; MQTT over WebSocket)")
+	fl.StringVar(&f.mqttAddr, "mqtt-addr", ":8883", "address of the MQTT over TLS listener (devices)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate (PEM); default: one made by the hub's own CA")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server with JetStream; default: embedded")
