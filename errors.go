@@ -18,6 +18,41 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
+// errorNumbers are IoT Hub's numeric forms of the error codes twinhub
+// uses. They appear where IoT Hub writes numbers: bulk registry results
+// and the errorCode of MQTT twin replies.
+var errorNumbers = map[string]int{
+	"InvalidProtocolVersion":          400001,
+	"ArgumentInvalid":                 400004,
+	"ArgumentNull":                    400005,
+	"IotHubFormatError":               400006,
+	"IotHubUnauthorizedAccess":        401002,
+	"IotHubUnauthorized":              401003,
+	"IotHubQuotaExceeded":             403002,
+	"DeviceMaximumQueueDepthExceeded": 403004,
+	"DeviceNotFound":                  404001,
+	"ModuleNotFound":                  404010,
+	"DeviceNotOnline":                 404103,
+	"DeviceAlreadyExists":             409001,
+	"ModuleAlreadyExistsOnDevice":     409301,
+	"PreconditionFailed":              412001,
+	"MessageTooLarge":                 413001,
+	"ThrottlingException":             429001,
+	"ServerError":                     500001,
+	"ServiceUnavailable":              503001,
+	"GatewayTimeout":                  504101,
+}
+
+// Number is the numeric IoT Hub error code, such as 404001 for
+// DeviceNotFound; codes without a number of their own get the status
+// followed by 001.
+func (e *Error) Number() int {
+	if n, ok := errorNumbers[e.Code]; ok {
+		return n
+	}
+	return e.Status*1000 + 1
+}
+
 // Errorf builds an *Error with a formatted message.
 func Errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
@@ -66,5 +101,5 @@ func ErrInvalid(format string, args ...any) *Error {
 
 // ErrTooLarge is a 413 for a document over a size limit.
 func ErrTooLarge(format string, args ...any) *Error {
-	return Errorf(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", format, args...)
+	return Errorf(http.StatusRequestEntityTooLarge, "MessageTooLarge", format, args...)
 }

@@ -121,7 +121,7 @@ func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k Key) error
 		return unauthorized(sas.ErrResource)
 	}
 	if t.KeyName != "" {
-		p, err := sas.Authenticate(token, h.policies, h.host, Now().Time)
+		p, err := sas.Authenticate(token, h.policies, h.ResourceURI(k), Now().Time)
 		if err != nil {
 			return unauthorized(err)
 		}
@@ -207,14 +207,12 @@ func (h *Hub) modify(ctx context.Context, k Key, change func(*Record) error) (*R
 	return nil, Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%s is being changed by too many writers; try again", k)
 }
 
-// etagMatches implements If-Match: empty or "*" match anything; quotes
-// around the etag are optional, as clients differ.
+// etagMatches implements If-Match: empty, * or "*" match anything; quotes
+// around the etag are optional, as clients differ (Node quotes even the
+// star, Go sends a bare one).
 func etagMatches(ifMatch, etag string) bool {
-	ifMatch = strings.TrimSpace(ifMatch)
-	if ifMatch == "" || ifMatch == "*" {
-		return true
-	}
-	return strings.Trim(ifMatch, `"`) == etag
+	ifMatch = strings.Trim(strings.TrimSpace(ifMatch), `"`)
+	return ifMatch == "" || ifMatch == "*" || ifMatch == etag
 }
 
 // --- devices ---

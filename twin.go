@@ -77,9 +77,8 @@ type TwinUpdate struct {
 
 // ParseTwinUpdate decodes the body of PATCH or PUT /twins/{id}. It checks
 // every key and value against IoT Hub's rules before anything is applied.
-// Reported properties belong to the device: a PATCH that names them is
-// refused, while a PUT (which replaces a whole twin that a client may have
-// read first) ignores them, as IoT Hub does.
+// Fields a back end cannot change (etag, version, reported properties...)
+// are ignored, because clients send back twins they have read.
 func ParseTwinUpdate(body []byte, replace bool) (TwinUpdate, error) {
 	var doc map[string]any
 	if err := decodeJSON(body, &doc); err != nil {
@@ -110,11 +109,9 @@ func ParseTwinUpdate(body []byte, replace bool) (TwinUpdate, error) {
 				}
 				u.Desired = d
 			case "reported":
-				if !replace && v != nil {
-					if m, ok := v.(map[string]any); !ok || len(withoutSystemKeys(m)) > 0 {
-						return TwinUpdate{}, ErrInvalid("reported properties can only be changed by the device")
-					}
-				}
+				// Reported properties belong to the device. Clients that
+				// send back a twin they read (the Go SDK's UpdateDeviceTwin
+				// sends the whole twin) carry them: IoT Hub ignores them.
 			default:
 				return TwinUpdate{}, ErrInvalid("properties.%s is not a twin section", name)
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/twinhub/twinhub"
 )
@@ -30,7 +31,7 @@ type importIdentity struct {
 type bulkError struct {
 	DeviceID     string `json:"deviceId"`
 	ModuleID     string `json:"moduleId,omitempty"`
-	ErrorCode    string `json:"errorCode"`
+	ErrorCode    int    `json:"errorCode"`
 	ErrorStatus  string `json:"errorStatus"`
 	OperationKey string `json:"operationKey,omitempty"`
 }
@@ -57,7 +58,7 @@ func (a *API) bulkDevices(r *http.Request) (int, any, error) {
 		if err := a.importOne(r, e); err != nil {
 			te := twinhub.AsError(err)
 			res.IsSuccessful = false
-			res.Errors = append(res.Errors, bulkError{DeviceID: e.ID, ModuleID: e.ModuleID, ErrorCode: te.Code, ErrorStatus: te.Message})
+			res.Errors = append(res.Errors, bulkError{DeviceID: e.ID, ModuleID: e.ModuleID, ErrorCode: te.Number(), ErrorStatus: te.Code + ": " + te.Message})
 		}
 	}
 	if !res.IsSuccessful {
@@ -70,13 +71,22 @@ func (a *API) importOne(r *http.Request, e importIdentity) error {
 	ctx := r.Context()
 	k := twinhub.Key{DeviceID: e.ID, ModuleID: e.ModuleID}
 	ifMatch := ""
-	switch e.ImportMode {
+	// The SDKs spell modes differently (Node and Go send "Update", the
+	// REST reference "update"): IoT Hub takes them in any case.
+	switch strings.ToLower(e.ImportMode) {
 	case "create", "":
 		if err := a.createIdentity(r, e); err != nil {
 			return err
 		}
 		return a.importTwin(r, k, e, "")
-	case "updateIfMatchETag":
+	case "updatetwinifmatchetag":
+		if e.TwinETag == "" {
+			return twinhub.ErrInvalid("importMode UpdateTwinIfMatchETag needs twinETag")
+		}
+		return a.importTwin(r, k, e, e.TwinETag)
+	case "updatetwin":
+		return a.importTwin(r, k, e, "")
+	case "updateifmatchetag":
 		ifMatch = e.ETag
 		if ifMatch == "" {
 			return twinhub.ErrInvalid("importMode updateIfMatchETag needs eTag")
@@ -90,15 +100,15 @@ func (a *API) importOne(r *http.Request, e importIdentity) error {
 			_, err = a.hub.UpdateDevice(ctx, twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication, Capabilities: e.Capabilities}, ifMatch)
 		}
 		var te *twinhub.Error
-		if errors.As(err, &te) && te.Status == http.StatusNotFound && e.ImportMode == "update" {
+		if errors.As(err, &te) && te.Status == http.StatusNotFound && ifMatch == "" {
 			// IoT Hub's update mode creates identities that do not exist.
 			err = a.createIdentity(r, e)
 		}
 		if err != nil {
 			return err
 		}
-		return a.importTwin(r, k, e, e.TwinETag)
-	case "deleteIfMatchETag":
+		return a.importTwin(r, k, e, "")
+	case "deleteifmatchetag":
 		if e.ETag == "" {
 			return twinhub.ErrInvalid("importMode deleteIfMatchETag needs eTag")
 		}

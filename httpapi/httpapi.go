@@ -40,6 +40,7 @@ func New(hub *twinhub.Hub, log *slog.Logger) *API {
 	twinWrite := []sas.Permission{sas.ServiceConnect, sas.RegistryWrite}
 
 	a.route("GET /devices", read, a.listDevices)
+	a.route("GET /devices/{$}", read, a.listDevices) // the Node SDK's list() asks for /devices/
 	a.route("POST /devices", write, a.bulkDevices)
 	a.route("GET /devices/{id}", read, a.getDevice)
 	a.route("PUT /devices/{id}", write, a.putDevice)

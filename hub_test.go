@@ -1,0 +1,299 @@
+package twinhub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/jetstream"
+	"github.com/twinhub/twinhub/sas"
+)
+
+const testHost = "hub.example"
+
+func newTestHub(t testing.TB) (*twinhub.Hub, []sas.Policy) {
+	t.Helper()
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); e.Close() })
+	store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies, err := sas.DefaultPolicies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, policies
+}
+
+func statusOf(err error) int {
+	var e *twinhub.Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+func TestConcurrentReportedPatchesLoseNothing(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t)
+	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				patch := map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)}
+				if _, err := h.UpdateReported(ctx, twinhub.DeviceKey("d1"), patch); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	doc, err := h.GetTwin(ctx, twinhub.DeviceKey("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := doc["properties"].(map[string]any)["reported"].(map[string]any)
+	if got := reported["$version"]; got != float64(1+writers*each) {
+		t.Errorf("reported $version = %v, want %d", got, 1+writers*each)
+	}
+	if got := len(reported) - 2; got != writers*each { // less $version and $metadata
+		t.Errorf("%d reported properties, want %d", got, writers*each)
+	}
+	if doc["version"] != float64(1+writers*each) {
+		t.Errorf("twin version = %v, want %d", doc["version"], 1+writers*each)
+	}
+}
+
+func TestQueryReadsItsWrites(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t)
+	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		plant := fmt.Sprintf("plant-%d", i)
+		u := twinhub.TwinUpdate{Tags: map[string]any{"plant": plant}}
+		if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), u, false, "*"); err != nil {
+			t.Fatal(err)
+		}
+		page, err := h.Query(ctx, "SELECT * FROM devices WHERE tags.plant = '"+plant+"'", 100, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != 1 {
+			t.Fatalf("write %d: query found %d twins right after the write, want 1", i, len(page.Items))
+		}
+	}
+}
+
+func TestQueryPaging(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t)
+	for i := range 25 {
+		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: fmt.Sprintf("dev%02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	cont, pages := "", 0
+	for {
+		page, err := h.Query(ctx, "SELECT * FROM devices", 10, cont)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, it := range page.Items {
+			id := it["deviceId"].(string)
+			if seen[id] {
+				t.Errorf("%s came back twice", id)
+			}
+			seen[id] = true
+		}
+		if cont = page.Continuation; cont == "" {
+			break
+		}
+	}
+	if pages != 3 || len(seen) != 25 {
+		t.Errorf("%d pages, %d devices; want 3 and 25", pages, len(seen))
+	}
+	if _, err := h.Query(ctx, "SELECT * FROM devices", 10, "garbage"); statusOf(err) != 400 {
+		t.Errorf("a forged continuation token: %v, want a 400", err)
+	}
+	if _, err := h.Query(ctx, "SELECT * FROM", 10, ""); statusOf(err) != 400 {
+		t.Errorf("a syntax error: %v, want a 400", err)
+	}
+}
+
+func TestDeleteDeviceRemovesModules(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t)
+	h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"})
+	for _, m := range []string{"m1", "m2"} {
+		if _, err := h.CreateModule(ctx, twinhub.Module{DeviceID: "d1", ModuleID: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.CreateModule(ctx, twinhub.Module{DeviceID: "nope", ModuleID: "m"}); statusOf(err) != 404 {
+		t.Errorf("a module on a missing device: %v, want 404", err)
+	}
+	if err := h.DeleteDevice(ctx, "d1", `"*"`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.GetModule(ctx, "d1", "m1"); statusOf(err) != 404 {
+		t.Errorf("module after its device was deleted: %v, want 404", err)
+	}
+	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	if mods, _ := h.ListModules(ctx, "d1"); len(mods) != 0 {
+		t.Errorf("a re-created device has %d modules, want 0", len(mods))
+	}
+}
+
+func TestETags(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t)
+	d, _ := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"})
+	d.Status = twinhub.StatusDisabled
+	updated, err := h.UpdateDevice(ctx, *d, `"`+d.ETag+`"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if updated.ETag == d.ETag || updated.Status != twinhub.StatusDisabled {
+		t.Errorf("update: etag %s → %s, status %s", d.ETag, updated.ETag, updated.Status)
+	}
+	if _, err := h.UpdateDevice(ctx, *d, `"`+d.ETag+`"`); statusOf(err) != 412 {
+		t.Errorf("update with a stale etag: %v, want 412", err)
+	}
+	if err := h.DeleteDevice(ctx, "d1", d.ETag); statusOf(err) != 412 {
+		t.Errorf("delete with a stale etag: %v, want 412", err)
+	}
+	twin, _ := h.GetTwin(ctx, twinhub.DeviceKey("d1"))
+	etag := twin["etag"].(string)
+	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, etag); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"a": 2.0}}, false, etag); statusOf(err) != 412 {
+		t.Errorf("twin update with a stale etag: %v, want 412", err)
+	}
+	after, _ := h.GetTwin(ctx, twinhub.DeviceKey("d1"))
+	if after["status"] != "disabled" || after["tags"].(map[string]any)["a"] != 1.0 {
+		t.Errorf("a disabled device keeps its twin and shows its status: %v", after)
+	}
+}
+
+func TestAuthenticateDevice(t *testing.T) {
+	ctx := context.Background()
+	h, policies := newTestHub(t)
+	d1, _ := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"})
+	d2, _ := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d2"})
+	m1, _ := h.CreateModule(ctx, twinhub.Module{DeviceID: "d1", ModuleID: "m1"})
+	hour := time.Now().Add(time.Hour)
+	tok := func(resource, keyName, key string, exp time.Time) string {
+		s, err := sas.NewToken(resource, keyName, key, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var devicePolicy, servicePolicy sas.Policy
+	for _, p := range policies {
+		switch p.Name {
+		case "device":
+			devicePolicy = p
+		case "service":
+			servicePolicy = p
+		}
+	}
+	k1, m1k := d1.Authentication.SymmetricKey, m1.Authentication.SymmetricKey
+	tests := []struct {
+		name  string
+		token string
+		as    twinhub.Key
+		ok    bool
+	}{
+		{"own key, own resource", tok(testHost+"/devices/d1", "", k1.PrimaryKey, hour), twinhub.DeviceKey("d1"), true},
+		{"secondary key", tok(testHost+"/devices/d1", "", k1.SecondaryKey, hour), twinhub.DeviceKey("d1"), true},
+		{"own key, hub-wide resource (Go SDK)", tok(testHost, "", k1.PrimaryKey, hour), twinhub.DeviceKey("d1"), true},
+		{"own key, claiming another device", tok(testHost+"/devices/d2", "", k1.PrimaryKey, hour), twinhub.DeviceKey("d2"), false},
+		{"own key, resource of another device", tok(testHost+"/devices/d2", "", k1.PrimaryKey, hour), twinhub.DeviceKey("d1"), false},
+		{"another device's key", tok(testHost+"/devices/d1", "", d2.Authentication.SymmetricKey.PrimaryKey, hour), twinhub.DeviceKey("d1"), false},
+		{"expired", tok(testHost+"/devices/d1", "", k1.PrimaryKey, time.Now().Add(-time.Minute)), twinhub.DeviceKey("d1"), false},
+		{"wrong host", tok("other.example/devices/d1", "", k1.PrimaryKey, hour), twinhub.DeviceKey("d1"), false},
+		{"unknown device", tok(testHost+"/devices/zz", "", k1.PrimaryKey, hour), twinhub.DeviceKey("zz"), false},
+		{"device policy", tok(testHost+"/devices/d2", "device", devicePolicy.PrimaryKey, hour), twinhub.DeviceKey("d2"), true},
+		{"service policy cannot connect devices", tok(testHost, "service", servicePolicy.PrimaryKey, hour), twinhub.DeviceKey("d2"), false},
+		{"module with its key", tok(testHost+"/devices/d1/modules/m1", "", m1k.PrimaryKey, hour), twinhub.ModuleKey("d1", "m1"), true},
+		{"module with its device's key", tok(testHost+"/devices/d1/modules/m1", "", k1.PrimaryKey, hour), twinhub.ModuleKey("d1", "m1"), false},
+		{"device with its module's key", tok(testHost+"/devices/d1", "", m1k.PrimaryKey, hour), twinhub.DeviceKey("d1"), false},
+		{"malformed", "SharedAccessSignature sr=x", twinhub.DeviceKey("d1"), false},
+		{"empty", "", twinhub.DeviceKey("d1"), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := h.AuthenticateDevice(ctx, tc.token, tc.as)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && statusOf(err) != 401 {
+				t.Errorf("refusal %v is not a 401", err)
+			}
+		})
+	}
+	d1.Status = twinhub.StatusDisabled
+	if _, err := h.UpdateDevice(ctx, *d1, "*"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AuthenticateDevice(ctx, tok(testHost+"/devices/d1", "", k1.PrimaryKey, hour), twinhub.DeviceKey("d1")); statusOf(err) != 401 {
+		t.Errorf("disabled device: %v, want 401", err)
+	}
+	if err := h.AuthenticateDevice(ctx, tok(testHost+"/devices/d1/modules/m1", "", m1k.PrimaryKey, hour), twinhub.ModuleKey("d1", "m1")); statusOf(err) != 401 {
+		t.Errorf("module of a disabled device: %v, want 401", err)
+	}
+}
+
+func TestAuthorizeService(t *testing.T) {
+	h, policies := newTestHub(t)
+	for _, p := range policies {
+		token, err := sas.NewToken(testHost, p.Name, p.PrimaryKey, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		canRead := h.AuthorizeService(token, sas.RegistryRead) == nil
+		canWrite := h.AuthorizeService(token, sas.RegistryWrite) == nil
+		canService := h.AuthorizeService(token, sas.ServiceConnect) == nil
+		want := map[string][3]bool{
+			"iothubowner":       {true, true, true},
+			"service":           {false, false, true},
+			"device":            {false, false, false},
+			"registryRead":      {true, false, false},
+			"registryReadWrite": {true, true, false},
+		}[p.Name]
+		if got := [3]bool{canRead, canWrite, canService}; got != want {
+			t.Errorf("%s: read/write/service = %v, want %v", p.Name, got, want)
+		}
+	}
+	bad, _ := sas.NewToken(testHost, "iothubowner", policies[1].PrimaryKey, time.Now().Add(time.Hour))
+	if err := h.AuthorizeService(bad, sas.RegistryRead); statusOf(err) != 401 {
+		t.Errorf("a token signed with another policy's key: %v, want 401", err)
+	}
+}
