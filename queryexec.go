@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -15,7 +14,7 @@ import (
 type QueryPage struct {
 	Items []map[string]any
 	// ItemType is what IoT Hub puts in x-ms-item-type: "Twin" for whole
-	// twins, "Raw" for projections and aggregates.
+	// twins, "DeviceJob" for jobs, "Raw" for projections and aggregates.
 	ItemType string
 	// Continuation asks for the next page; empty on the last one.
 	Continuation string
@@ -30,7 +29,7 @@ func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation 
 	if err != nil {
 		var qe *query.Error
 		if errors.As(err, &qe) {
-			return nil, Errorf(http.StatusBadRequest, "BadRequest", "Query syntax error: %s", qe.Error())
+			return nil, ErrInvalid("query: %s", qe.Error())
 		}
 		return nil, ErrInvalid("query: %v", err)
 	}
@@ -61,10 +60,7 @@ func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation 
 	if err != nil {
 		return nil, ErrInvalid("query: %v", err)
 	}
-	page := &QueryPage{ItemType: "Twin", Items: []map[string]any{}}
-	if q.IsRaw() {
-		page.ItemType = "Raw"
-	}
+	page := &QueryPage{ItemType: q.ItemType(), Items: []map[string]any{}}
 	if offset < len(items) {
 		end := min(offset+pageSize, len(items))
 		page.Items = items[offset:end]
