@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -268,8 +269,8 @@ func (t *Twin) UpdateTags(patch map[string]any, replace bool) error {
 		tags = map[string]any{}
 	}
 	mergePlain(tags, patch)
-	if size := jsonSize(tags); size > MaxTagsSize {
-		return ErrInvalid("tags would be %d bytes; the limit is %d", size, MaxTagsSize)
+	if size := twinSize(tags); size > MaxTagsSize {
+		return errTooLarge("Tags", size, MaxTagsSize)
 	}
 	t.Tags = tags
 	return nil
@@ -278,12 +279,12 @@ func (t *Twin) UpdateTags(patch map[string]any, replace bool) error {
 // UpdateDesired merges (or with replace, sets) desired properties,
 // stamping metadata with the new desired $version.
 func (t *Twin) UpdateDesired(patch map[string]any, replace bool, now Time) error {
-	return t.Desired.update("desired", patch, replace, now, true, MaxDesiredSize)
+	return t.Desired.update("Desired", patch, replace, now, true, MaxDesiredSize)
 }
 
 // UpdateReported merges a device's reported-properties patch.
 func (t *Twin) UpdateReported(patch map[string]any, now Time) error {
-	return t.Reported.update("reported", patch, false, now, false, MaxReportedSize)
+	return t.Reported.update("Reported", patch, false, now, false, MaxReportedSize)
 }
 
 // Apply performs a back end's update and counts it in the twin's version.
@@ -316,8 +317,8 @@ func (p *Properties) update(name string, patch map[string]any, replace bool, now
 		stamp = version
 	}
 	mergeWithMetadata(values, meta, patch, now, stamp)
-	if size := jsonSize(values); size > limit {
-		return ErrInvalid("%s properties would be %d bytes; the limit is %d", name, size, limit)
+	if size := twinSize(values); size > limit {
+		return errTooLarge("Properties."+name, size, limit)
 	}
 	p.Values, p.Metadata, p.Version = values, meta, version
 	return nil
@@ -400,16 +401,53 @@ func (m *Metadata) clone() *Metadata {
 	return out
 }
 
-// jsonSize is a section's size as the twins doc counts it: the characters
-// of its compact JSON.
-func jsonSize(v map[string]any) int {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return math.MaxInt
+// twinSize is a section's size as iot-hub-devguide-device-twins.md
+// ("Device twin size") counts it: the sum, over every property at every
+// level, of the key's length and the value's, where strings count their
+// characters less control characters, numbers 8 and booleans 4, and
+// objects and arrays the sizes of what they hold.
+func twinSize(m map[string]any) int {
+	n := 0
+	for k, v := range m {
+		n += stringSize(k) + valueSize(v)
 	}
-	return utf8.RuneCount(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	return n
+}
+
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case string:
+		return stringSize(x)
+	case float64:
+		return 8
+	case bool:
+		return 4
+	case map[string]any:
+		return twinSize(x)
+	case []any:
+		n := 0
+		for _, e := range x {
+			n += valueSize(e)
+		}
+		return n
+	}
+	return 0
+}
+
+func stringSize(s string) int {
+	n := 0
+	for _, r := range s {
+		if r >= 0x20 && (r < 0x7f || r > 0x9f) {
+			n++
+		}
+	}
+	return n
+}
+
+// errTooLarge is IoT Hub's refusal of an update that would take a section
+// over its size limit: a 403 DeviceModelMaxPropertiesExceeded, not a 400.
+func errTooLarge(section string, size, limit int) *Error {
+	return Errorf(http.StatusForbidden, "DeviceModelMaxPropertiesExceeded", "'%s' size would be %d, which is more than the limit of %d", section, size, limit)
 }
 
 // Wire forms the section as IoT Hub shows it: the values with "$version",

@@ -2,6 +2,7 @@ package twinhub
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -234,8 +235,8 @@ func TestTwinSizeLimitsWriteNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: parse: %v", name, err)
 		}
-		if err := tw.Apply(u, false, at(2)); err == nil {
-			t.Errorf("%s: accepted", name)
+		if err := tw.Apply(u, false, at(2)); AsError(err).Status != 403 || AsError(err).Code != "DeviceModelMaxPropertiesExceeded" {
+			t.Errorf("%s: %v, want a 403 DeviceModelMaxPropertiesExceeded", name, err)
 		}
 		after, _ := json.Marshal(tw)
 		if string(after) != string(before) {
@@ -260,6 +261,30 @@ func TestTwinSizeLimitsWriteNothing(t *testing.T) {
 	}
 	if after, _ := json.Marshal(tw); string(after) != string(before) {
 		t.Error("a refused reported patch changed the twin")
+	}
+}
+
+// TestTwinSizeAsIoTHubCountsIt follows the twins doc: keys and string
+// values count their characters, numbers 8, booleans 4; JSON punctuation
+// counts nothing.
+func TestTwinSizeAsIoTHubCountsIt(t *testing.T) {
+	tags := map[string]any{}
+	for i := range 100 {
+		tags[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", 77) // 3 + 77 = 80 each: 8,000 in all
+	}
+	if got := twinSize(tags); got != 8000 {
+		t.Fatalf("twinSize = %d, want 8000", got)
+	}
+	tw := NewTwin(at(0))
+	if err := tw.UpdateTags(tags, false); err != nil {
+		t.Errorf("8,000 of tags refused: %v", err)
+	}
+	if got := twinSize(map[string]any{"n": 1.5, "b": true, "o": map[string]any{"x": []any{"ab", 2.0}}}); got != 1+8+1+4+1+1+2+8 {
+		t.Errorf("twinSize of numbers, booleans, objects and arrays = %d, want 26", got)
+	}
+	tags["one-more"] = strings.Repeat("v", 200)
+	if err := tw.UpdateTags(tags, false); AsError(err).Status != 403 {
+		t.Errorf("tags over 8 KB: %v, want 403", err)
 	}
 }
 

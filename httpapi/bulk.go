@@ -78,14 +78,28 @@ func (a *API) importOne(r *http.Request, e importIdentity) error {
 		if err := a.createIdentity(r, e); err != nil {
 			return err
 		}
-		return a.importTwin(r, k, e, "")
+		return a.importTwin(r, k, e, "", false)
+	case "createorupdate", "createorupdateifmatchetag":
+		// Create the identity, or update it when it exists.
+		err := a.createIdentity(r, e)
+		var te *twinhub.Error
+		if errors.As(err, &te) && te.Status == http.StatusConflict {
+			if strings.HasSuffix(strings.ToLower(e.ImportMode), "ifmatchetag") {
+				ifMatch = e.ETag
+			}
+			err = a.updateIdentity(r, e, ifMatch)
+		}
+		if err != nil {
+			return err
+		}
+		return a.importTwin(r, k, e, "", false)
 	case "updatetwinifmatchetag":
 		if e.TwinETag == "" {
 			return twinhub.ErrInvalid("importMode UpdateTwinIfMatchETag needs twinETag")
 		}
-		return a.importTwin(r, k, e, e.TwinETag)
+		return a.importTwin(r, k, e, e.TwinETag, true)
 	case "updatetwin":
-		return a.importTwin(r, k, e, "")
+		return a.importTwin(r, k, e, "", true)
 	case "updateifmatchetag":
 		ifMatch = e.ETag
 		if ifMatch == "" {
@@ -93,21 +107,12 @@ func (a *API) importOne(r *http.Request, e importIdentity) error {
 		}
 		fallthrough
 	case "update":
-		var err error
-		if k.ModuleID != "" {
-			_, err = a.hub.UpdateModule(ctx, twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication}, ifMatch)
-		} else {
-			_, err = a.hub.UpdateDevice(ctx, twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication, Capabilities: e.Capabilities}, ifMatch)
-		}
-		var te *twinhub.Error
-		if errors.As(err, &te) && te.Status == http.StatusNotFound && ifMatch == "" {
-			// IoT Hub's update mode creates identities that do not exist.
-			err = a.createIdentity(r, e)
-		}
-		if err != nil {
+		// Unlike createOrUpdate, update fails for identities that do not
+		// exist, as in IoT Hub.
+		if err := a.updateIdentity(r, e, ifMatch); err != nil {
 			return err
 		}
-		return a.importTwin(r, k, e, "")
+		return a.importTwin(r, k, e, "", false)
 	case "deleteifmatchetag":
 		if e.ETag == "" {
 			return twinhub.ErrInvalid("importMode deleteIfMatchETag needs eTag")
@@ -132,8 +137,20 @@ func (a *API) createIdentity(r *http.Request, e importIdentity) error {
 	return err
 }
 
-// importTwin merges the tags and desired properties an entry carries.
-func (a *API) importTwin(r *http.Request, k twinhub.Key, e importIdentity, ifMatch string) error {
+func (a *API) updateIdentity(r *http.Request, e importIdentity, ifMatch string) error {
+	var err error
+	if e.ModuleID != "" {
+		_, err = a.hub.UpdateModule(r.Context(), twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication}, ifMatch)
+	} else {
+		_, err = a.hub.UpdateDevice(r.Context(), twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication, Capabilities: e.Capabilities}, ifMatch)
+	}
+	return err
+}
+
+// importTwin applies the tags and desired properties an entry carries:
+// merged into the twin, or with replace (the updateTwin modes) replacing
+// the parts the entry names.
+func (a *API) importTwin(r *http.Request, k twinhub.Key, e importIdentity, ifMatch string, replace bool) error {
 	if len(e.Tags) == 0 && len(e.Properties) == 0 {
 		return nil
 	}
@@ -145,10 +162,10 @@ func (a *API) importTwin(r *http.Request, k twinhub.Key, e importIdentity, ifMat
 		doc["properties"] = e.Properties
 	}
 	body, _ := json.Marshal(doc)
-	u, err := twinhub.ParseTwinUpdate(body, true)
+	u, err := twinhub.ParseTwinUpdate(body, false)
 	if err != nil {
 		return err
 	}
-	_, err = a.hub.UpdateTwin(r.Context(), k, u, false, ifMatch)
+	_, err = a.hub.UpdateTwin(r.Context(), k, u, replace, ifMatch)
 	return err
 }
