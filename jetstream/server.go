@@ -63,10 +63,12 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	return &Embedded{Server: ns, Conn: nc}, nil
 }
 
-// Close drains the connection and stops the server, flushing JetStream's
-// files so that a restart finds every acknowledged write.
+// Close closes the connection and stops the server, flushing JetStream's
+// files so that a restart finds every acknowledged write. (Drain would be
+// asynchronous and race the server's shutdown.)
 func (e *Embedded) Close() {
-	e.Conn.Drain()
+	e.Conn.Flush()
+	e.Conn.Close()
 	e.Server.Shutdown()
 	e.Server.WaitForShutdown()
 }
