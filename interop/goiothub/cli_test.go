@@ -1,0 +1,130 @@
+package goiothub
+
+import (
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// decodeCLI parses the CLI's JSON output, failing the test if it is not.
+func decodeCLI[T any](t *testing.T, cmd, out string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("%s printed no JSON of the expected shape: %v\n%s", cmd, err, out)
+	}
+	return v
+}
+
+// TestCLI drives the twinhub CLI against a running hub and reads its JSON
+// output: device create, twin update --tags, twin show, query, device list,
+// device show and delete; an error (a missing device) gives a non-zero
+// exit and one clear line on stderr. What the CLI writes, the SDK reads
+// back the same.
+func TestCLI(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, "127.0.0.27")
+	svc := h.Service(t)
+	ctx := testContext(t)
+
+	dev := decodeCLI[map[string]any](t, "device create", h.CLI(t, "device", "create", "cli-1"))
+	if dev["deviceId"] != "cli-1" || dev["status"] != "enabled" || dev["etag"] == "" {
+		t.Errorf("device create printed %v", dev)
+	}
+	if at(dev, "authentication", "type") != "sas" {
+		t.Errorf("authentication.type = %v, want sas", at(dev, "authentication", "type"))
+	}
+	primary, _ := at(dev, "authentication", "symmetricKey", "primaryKey").(string)
+	secondary, _ := at(dev, "authentication", "symmetricKey", "secondaryKey").(string)
+	if primary == "" || secondary == "" || primary == secondary {
+		t.Errorf("generated keys %q and %q", primary, secondary)
+	}
+	sdkDev, err := svc.GetDevice(ctx, "cli-1")
+	if err != nil {
+		t.Fatalf("the SDK cannot read the device the CLI made: %v", err)
+	}
+	if keysOf(sdkDev.Authentication).PrimaryKey != primary || sdkDev.ETag != dev["etag"] {
+		t.Errorf("SDK sees keys %q etag %q; the CLI printed %q and %v", keysOf(sdkDev.Authentication).PrimaryKey, sdkDev.ETag, primary, dev["etag"])
+	}
+	cs := strings.TrimSpace(h.CLI(t, "device", "connection-string", "cli-1"))
+	if sdkCS, _ := svc.DeviceConnectionString(sdkDev, false); cs != sdkCS {
+		t.Errorf("device connection-string printed %q; the SDK builds %q", cs, sdkCS)
+	}
+
+	h.CLI(t, "device", "create", "cli-2")
+	twin := decodeCLI[map[string]any](t, "twin update --tags",
+		h.CLI(t, "twin", "update", "cli-1", "--tags", `{"location":{"region":"US","plant":"Redmond43"}}`))
+	if twin["deviceId"] != "cli-1" || at(twin, "tags", "location", "plant") != "Redmond43" || at(twin, "tags", "location", "region") != "US" {
+		t.Errorf("twin update printed deviceId %v tags %v", twin["deviceId"], twin["tags"])
+	}
+	if twin["version"] != 2.0 || at(twin, "properties", "desired", "$version") != 1.0 {
+		t.Errorf("after a tags-only update: version %v desired $version %v, want 2 and 1", twin["version"], at(twin, "properties", "desired", "$version"))
+	}
+	twin = decodeCLI[map[string]any](t, "twin update --desired",
+		h.CLI(t, "twin", "update", "cli-1", "--desired", `{"power_level":1}`, "--etag", twin["etag"].(string)))
+	if at(twin, "properties", "desired", "power_level") != 1.0 || at(twin, "properties", "desired", "$version") != 2.0 {
+		t.Errorf("twin update --desired printed desired %v", at(twin, "properties", "desired"))
+	}
+	shown := decodeCLI[map[string]any](t, "twin show", h.CLI(t, "twin", "show", "cli-1"))
+	if shown["etag"] != twin["etag"] || at(shown, "tags", "location", "plant") != "Redmond43" {
+		t.Errorf("twin show printed etag %v tags %v, want etag %v", shown["etag"], shown["tags"], twin["etag"])
+	}
+	sdkTwin, err := svc.GetDeviceTwin(ctx, "cli-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sdkTwin.ETag != twin["etag"] || at(sdkTwin.Tags, "location", "plant") != "Redmond43" || sdkTwin.Properties.Desired["power_level"] != 1.0 {
+		t.Errorf("the SDK reads twin etag %q tags %v desired %v", sdkTwin.ETag, sdkTwin.Tags, sdkTwin.Properties.Desired)
+	}
+
+	rows := decodeCLI[[]map[string]any](t, "query",
+		h.CLI(t, "query", "SELECT * FROM devices WHERE tags.location.plant = 'Redmond43'"))
+	if len(rows) != 1 || rows[0]["deviceId"] != "cli-1" || at(rows[0], "properties", "desired", "power_level") != 1.0 {
+		t.Errorf("query printed %v, want the twin of cli-1", rows)
+	}
+	rows = decodeCLI[[]map[string]any](t, "query with small pages",
+		h.CLI(t, "query", "SELECT deviceId FROM devices", "--page-size", "1"))
+	if len(rows) != 2 || rows[0]["deviceId"] == rows[1]["deviceId"] {
+		t.Errorf("query --page-size 1 printed %v, want cli-1 and cli-2 once each", rows)
+	}
+	list := decodeCLI[[]map[string]any](t, "device list", h.CLI(t, "device", "list"))
+	if len(list) != 2 {
+		t.Errorf("device list printed %d devices, want 2", len(list))
+	}
+	shownDev := decodeCLI[map[string]any](t, "device show", h.CLI(t, "device", "show", "cli-2"))
+	if shownDev["deviceId"] != "cli-2" {
+		t.Errorf("device show printed %v", shownDev)
+	}
+
+	t.Run("MissingDevice", func(t *testing.T) {
+		stdout, stderr, err := h.RunCLI("device", "show", "cli-missing")
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Fatalf("device show of a missing device: err %v, want a non-zero exit", err)
+		}
+		if stdout != "" {
+			t.Errorf("stdout = %q, want nothing", stdout)
+		}
+		lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+		if len(lines) != 1 {
+			t.Errorf("stderr has %d lines, want one:\n%s", len(lines), stderr)
+		}
+		if !strings.Contains(stderr, "DeviceNotFound") || !strings.Contains(stderr, "cli-missing") {
+			t.Errorf("stderr %q does not say DeviceNotFound for cli-missing", stderr)
+		}
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		if out := h.CLI(t, "device", "delete", "cli-2"); strings.TrimSpace(out) != "" {
+			t.Errorf("device delete printed %q", out)
+		}
+		_, err := svc.GetDevice(ctx, "cli-2")
+		wantStatus(t, "GetDevice after CLI delete", err, 404)
+		_, stderr, err := h.RunCLI("device", "delete", "cli-2")
+		if err == nil || !strings.Contains(stderr, "DeviceNotFound") {
+			t.Errorf("deleting a deleted device: err %v stderr %q, want a failure naming DeviceNotFound", err, stderr)
+		}
+	})
+}
