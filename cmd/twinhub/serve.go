@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,12 +23,14 @@ import (
 	"github.com/twinhub/twinhub/datadir"
 	"github.com/twinhub/twinhub/httpapi"
 	"github.com/twinhub/twinhub/jetstream"
+	"github.com/twinhub/twinhub/mqtt"
 )
 
 type serveFlags struct {
 	hostname   string
 	httpsAddr  string
 	mqttAddr   string
+	deviceCA   string
 	tlsCert    string
 	tlsKey     string
 	natsURL    string
@@ -51,6 +54,7 @@ func serveCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored)")
 	fl.StringVar(&f.httpsAddr, "https-addr", ":443", "address of the HTTPS listener (REST API; MQTT over WebSocket)")
 	fl.StringVar(&f.mqttAddr, "mqtt-addr", ":8883", "address of the MQTT over TLS listener (devices)")
+	fl.StringVar(&f.deviceCA, "device-ca", "", "PEM file of the CA certificates that sign the certificates of devices registered with certificateAuthority authentication")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate (PEM); default: one made by the hub's own CA")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server with JetStream; default: embedded")
@@ -76,6 +80,10 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	deviceCA, err := loadDeviceCA(f.deviceCA)
+	if err != nil {
+		return err
+	}
 
 	nc, closeNATS, err := connectNATS(dir, f)
 	if err != nil {
@@ -98,22 +106,37 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	log.Info("index loaded", "took", time.Since(started).Round(time.Millisecond))
 
+	devices, err := mqtt.New(hub, mqtt.Options{DeviceCA: deviceCA, Log: log})
+	if err != nil {
+		return err
+	}
 	httpsLn, err := listen(f.httpsAddr, "--https-addr")
 	if err != nil {
 		return err
 	}
+	mqttLn, err := listen(f.mqttAddr, "--mqtt-addr")
+	if err != nil {
+		httpsLn.Close()
+		return err
+	}
 	srv := &http.Server{
-		Handler:           httpapi.New(hub, log),
+		// MQTT over WebSocket shares the HTTPS listener, as on IoT Hub.
+		Handler:           devices.Handler(httpapi.New(hub, log)),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(tls.NewListener(httpsLn, tlsConf)) }()
+	go func() {
+		if err := devices.Serve(mqttLn, mqtt.TLSConfig(tlsConf)); !errors.Is(err, net.ErrClosed) {
+			serveErr <- fmt.Errorf("MQTT listener: %w", err)
+		}
+	}()
 
-	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), PID: os.Getpid()}); err != nil {
+	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), PID: os.Getpid()}); err != nil {
 		return err
 	}
 	owner, err := hubConf.ConnectionString("iothubowner")
@@ -122,19 +145,25 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	fmt.Printf("twinhub is serving %s\n", hubConf.HostName)
 	fmt.Printf("  HTTPS (REST):        %s\n", httpsLn.Addr())
+	fmt.Printf("  MQTT (devices):      %s\n", mqttLn.Addr())
+	fmt.Printf("  MQTT over WebSocket: wss://%s%s\n", httpsLn.Addr(), mqtt.WebSocketPath)
 	fmt.Printf("  CA certificate:      %s\n", dir.File(certs.CAFile))
 	fmt.Printf("  owner connection:    %s\n", owner)
-	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String())
+	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String(), "mqtt", mqttLn.Addr().String())
 
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
+		devices.Close(context.Background())
 		return fmt.Errorf("HTTPS server: %w", err)
 	}
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
+	// Ends device connections (HTTPS and MQTT alike) and records them as
+	// disconnected while the store is still there.
+	devices.Close(shutdownCtx)
 	stopHub()
 	return nil
 }
@@ -152,6 +181,23 @@ func listen(addr, flag string) (net.Listener, error) {
 		return nil, fmt.Errorf("%w: another program listens there; choose another address with %s", err, flag)
 	}
 	return nil, err
+}
+
+// loadDeviceCA reads --device-ca: the CA certificates that sign device
+// certificates (certificateAuthority authentication). None: no such CA.
+func loadDeviceCA(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--device-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("--device-ca: %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // serverTLS loads the certificate given by flags, or the hub's own, and
@@ -174,6 +220,10 @@ func serverTLS(dir datadir.Dir, hostname string, f *serveFlags) (*tls.Config, er
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"h2", "http/1.1"},
+		// X.509 devices present a certificate over MQTT-over-WebSocket on
+		// this listener too; it is checked at CONNECT, not here, since
+		// self-signed device certificates chain to nothing.
+		ClientAuth: tls.RequestClientCert,
 	}, nil
 }
 

@@ -1,0 +1,229 @@
+package mqtt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/sas"
+)
+
+// CONNACK return codes of MQTT 3.1.1.
+const (
+	connAccepted            byte = 0
+	connBadProtocolVersion  byte = 1
+	connIdentifierRejected  byte = 2
+	connServerUnavailable   byte = 3
+	connBadUsernamePassword byte = 4
+	connNotAuthorized       byte = 5
+)
+
+// refusal is a CONNECT that gets a CONNACK with a non-zero return code.
+type refusal struct {
+	code   byte
+	reason string
+}
+
+func (r *refusal) Error() string { return fmt.Sprintf("CONNACK %d: %s", r.code, r.reason) }
+
+func refuse(code byte, format string, args ...any) *refusal {
+	return &refusal{code: code, reason: fmt.Sprintf(format, args...)}
+}
+
+// connect checks a CONNECT and, if it is accepted, makes c its identity's
+// connection, restores its session and queues the CONNACK. A refused
+// client gets its CONNACK and nothing else: no state changes.
+func (c *conn) connect(pk *packets.Packet) error {
+	k, err := c.checkConnect(pk)
+	if err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			c.writeNow(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.code}))
+			return fmt.Errorf("%w: %v", errConnectRefused, r)
+		}
+		return err
+	}
+	c.key = k
+	c.clientID = pk.Connect.ClientIdentifier
+	c.clean = pk.Connect.Clean
+	ka := time.Duration(pk.Connect.Keepalive) * time.Second
+	if ka <= 0 || ka > MaxKeepAlive*time.Second {
+		ka = MaxKeepAlive * time.Second
+	}
+	c.keepAlive = ka
+	c.id = c.srv.newConnID()
+	c.log = c.log.With("identity", k.String(), "auth", c.authMethod)
+
+	// Taking over the identity and recording the connection happen under
+	// the identity's lock, as do giving it up and recording the
+	// disconnection (finish), so that the state stored is the last one.
+	unlock := c.srv.lockIdentity(k)
+	old, ok := c.srv.register(c)
+	if !ok {
+		unlock()
+		return errServerClosing
+	}
+	c.registered = true
+	ctx, cancel := c.requestContext()
+	err = c.srv.hub.SetConnectionState(ctx, k, true)
+	cancel()
+	if err != nil {
+		c.srv.unregister(c)
+		c.registered = false
+		unlock()
+		c.writeNow(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: connServerUnavailable}))
+		return fmt.Errorf("%w: recording the connection: %v", errConnectRefused, err)
+	}
+	unlock()
+	c.srv.hub.AnnounceConnection(k, c.id)
+
+	// Session: CleanSession=1 starts afresh and forgets any stored session;
+	// CleanSession=0 resumes the stored one, or that of the connection it
+	// replaces here.
+	var subs subscriptions
+	present := false
+	if c.clean {
+		c.srv.sessions.drop(c.clientID)
+	} else {
+		subs, present = c.srv.sessions.take(c.clientID)
+		if old != nil && old.clientID == c.clientID {
+			for f, q := range old.snapshot() {
+				if q != 0 {
+					subs[f], present = q, true
+				}
+			}
+		}
+	}
+	if err := c.send(encode(&packets.Packet{
+		FixedHeader:    packets.FixedHeader{Type: packets.Connack},
+		SessionPresent: present,
+		ReasonCode:     connAccepted,
+	})); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.subs = subs
+	c.mu.Unlock()
+	if subs.has(FilterDesired) {
+		c.startDesired()
+	}
+	c.log.Debug("mqtt device connected", "clean", c.clean, "session_present", present, "keepalive", ka)
+	return nil
+}
+
+// writeNow writes a packet before the writer runs (the CONNACK of a
+// refusal), bounded by the write timeout.
+func (c *conn) writeNow(b []byte) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	c.nc.Write(b)
+}
+
+// checkConnect validates a CONNECT and authenticates its identity.
+func (c *conn) checkConnect(pk *packets.Packet) (twinhub.Key, error) {
+	var k twinhub.Key
+	name := pk.Connect.ProtocolName
+	if !bytes.Equal(name, []byte("MQTT")) || pk.ProtocolVersion != 4 {
+		// IoT Hub speaks MQTT 3.1.1 only (MQTT 3.1 says "MQIsdp", v5 5).
+		return k, refuse(connBadProtocolVersion, "protocol %q level %d; IoT Hub speaks MQTT 3.1.1 (level 4)", name, pk.ProtocolVersion)
+	}
+	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+		return k, fmt.Errorf("%w: %s", errProtocol, code.Reason)
+	}
+	k, err := parseClientID(pk.Connect.ClientIdentifier)
+	if err != nil {
+		return k, refuse(connIdentifierRejected, "%v", err)
+	}
+	if !pk.Connect.UsernameFlag {
+		return k, refuse(connBadUsernamePassword, "no user name; IoT Hub expects <host>/<client id>/?api-version=...")
+	}
+	if err := checkUsername(string(pk.Connect.Username), c.srv.hub.Host(), pk.Connect.ClientIdentifier); err != nil {
+		return k, refuse(connBadUsernamePassword, "%v", err)
+	}
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	if pk.Connect.PasswordFlag {
+		token := string(pk.Connect.Password)
+		if _, err := sas.ParseToken(token); err != nil {
+			return k, refuse(connBadUsernamePassword, "password is not a SAS token: %v", err)
+		}
+		if err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
+			return k, authRefusal(err)
+		}
+		c.authMethod = "sas"
+		return k, nil
+	}
+	if len(c.certs) > 0 {
+		method, err := c.srv.hub.AuthenticateDeviceX509(ctx, k, c.certs, c.srv.opts.DeviceCA)
+		if err != nil {
+			return k, authRefusal(err)
+		}
+		c.authMethod = method
+		return k, nil
+	}
+	return k, refuse(connNotAuthorized, "neither a SAS token nor a client certificate")
+}
+
+// authRefusal maps a hub authentication error to a CONNACK: 5 for
+// credentials the hub refuses, 3 when the hub could not decide.
+func authRefusal(err error) error {
+	e := twinhub.AsError(err)
+	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusNotFound {
+		return refuse(connNotAuthorized, "%s", e.Message)
+	}
+	return refuse(connServerUnavailable, "%s", e.Message)
+}
+
+// parseClientID reads "<device id>" or "<device id>/<module id>".
+func parseClientID(id string) (twinhub.Key, error) {
+	dev, mod, isModule := strings.Cut(id, "/")
+	if err := twinhub.ValidateID("device", dev); err != nil {
+		return twinhub.Key{}, fmt.Errorf("client id %q: %v", id, twinhub.AsError(err).Message)
+	}
+	if !isModule {
+		return twinhub.DeviceKey(dev), nil
+	}
+	if err := twinhub.ValidateID("module", mod); err != nil {
+		return twinhub.Key{}, fmt.Errorf("client id %q: %v", id, twinhub.AsError(err).Message)
+	}
+	return twinhub.ModuleKey(dev, mod), nil
+}
+
+// checkUsername accepts the user names the SDKs send:
+//
+//	<host>/<client id>/?api-version=...&DeviceClientType=...   (Node, Python, C#)
+//	<host>/<client id>/api-version=2020-09-30[&model-id=...]  (amenzhinsky/iothub)
+//	<host>/<client id>[/]                                        (hand-written clients)
+//
+// The identity comes from the client id and the credentials; the user name
+// must agree with them (the host is the hub's, case-insensitive, and the
+// path is the client id) and the rest are options, ignored.
+func checkUsername(username, hubHost, clientID string) error {
+	host, path, _ := strings.Cut(username, "/")
+	if !strings.EqualFold(host, hubHost) {
+		return fmt.Errorf("user name %q does not start with the hub's host name %s", truncate(username), hubHost)
+	}
+	rest, ok := strings.CutPrefix(path, clientID)
+	if !ok {
+		return fmt.Errorf("user name %q does not name the client id %q", truncate(username), clientID)
+	}
+	switch {
+	case rest == "", rest == "/", strings.HasPrefix(rest, "?"), strings.HasPrefix(rest, "/?"):
+		return nil
+	case rest[0] == '/' && !strings.Contains(rest[1:], "/") && strings.Contains(rest, "="):
+		return nil // the Go SDK's "/api-version=..." without '?'
+	}
+	return fmt.Errorf("user name %q names more than the client id %q", truncate(username), clientID)
+}
+
+func truncate(s string) string {
+	if len(s) > 256 {
+		return s[:256] + "..."
+	}
+	return s
+}

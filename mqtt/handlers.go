@@ -1,0 +1,271 @@
+package mqtt
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/twinhub/twinhub"
+)
+
+// handlePublish serves a device's PUBLISH: twin requests, method
+// responses and telemetry. QoS 2 and retained messages are refused by
+// closing the connection, as is any topic outside the IoT Hub set or
+// about another identity (MQTT 3.1.1 has no other way to refuse a
+// PUBLISH, and IoT Hub does the same).
+func (c *conn) handlePublish(pk *packets.Packet) error {
+	if pk.FixedHeader.Qos > 1 {
+		return fmt.Errorf("%w: QoS 2 PUBLISH (IoT Hub supports QoS 0 and 1)", errNotAllowed)
+	}
+	if pk.FixedHeader.Retain {
+		return fmt.Errorf("%w: retained PUBLISH", errNotAllowed)
+	}
+	if code := pk.PublishValidate(0); code != packets.CodeSuccess {
+		return fmt.Errorf("%w: %s", errProtocol, code.Reason)
+	}
+	t, err := ParseTopic(pk.TopicName)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNotAllowed, err)
+	}
+	switch t.Kind {
+	case TopicTwinGet:
+		if err := c.puback(pk); err != nil {
+			return err
+		}
+		return c.twinGet(t)
+	case TopicTwinPatchReported:
+		if err := c.puback(pk); err != nil {
+			return err
+		}
+		return c.twinPatch(t, pk.Payload)
+	case TopicMethodResponse:
+		// Direct methods are issue 5: no call can be pending yet, so the
+		// answer has nobody to go to, as when a call has timed out.
+		c.log.Debug("method response with no pending call", "rid", t.RequestID, "status", t.Status)
+		return c.puback(pk)
+	case TopicTelemetry:
+		if !t.BelongsTo(c.key) {
+			return fmt.Errorf("%w: %s may not send telemetry as %s", errNotAllowed, c.key, twinhub.Key{DeviceID: t.DeviceID, ModuleID: t.ModuleID})
+		}
+		return c.telemetry(pk, t)
+	}
+	return fmt.Errorf("%w: topic %q", errNotAllowed, pk.TopicName)
+}
+
+func (c *conn) puback(pk *packets.Packet) error {
+	if pk.FixedHeader.Qos == 0 {
+		return nil
+	}
+	return c.send(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}))
+}
+
+func (c *conn) telemetry(pk *packets.Packet, t Topic) error {
+	if fn := c.srv.opts.Telemetry; fn != nil {
+		ctx, cancel := c.requestContext()
+		err := fn(ctx, Message{
+			Identity: c.key, AuthMethod: c.authMethod, Properties: t.Properties,
+			Body: pk.Payload, Received: time.Now(),
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w: %v", errTelemetryFailed, err)
+		}
+	} else if !c.srv.telemetryNoted.Swap(true) {
+		c.log.Warn("telemetry acknowledged but not stored: this twinhub does not keep device-to-cloud messages yet (said once)")
+	}
+	return c.puback(pk)
+}
+
+// --- twin ---
+
+// twinGet answers $iothub/twin/GET with the twin's desired and reported
+// properties. The request body is ignored (SDKs send nothing or a space).
+//
+// Replies to twin requests go to the client that asked, whether or not it
+// holds a $iothub/twin/res/# subscription. The SDKs always subscribe first;
+// but the Node SDK never subscribes again after a reconnect, so a client
+// whose session was lost (a hub restart, another node) would otherwise
+// wait forever for every reply.
+func (c *conn) twinGet(t Topic) error {
+	ctx, cancel := c.requestContext()
+	doc, err := c.srv.hub.DeviceTwin(ctx, c.key)
+	cancel()
+	if err != nil {
+		return c.twinError(t.RequestID, err)
+	}
+	body, err := marshal(doc)
+	if err != nil {
+		return c.twinError(t.RequestID, err)
+	}
+	return c.send(publishPacket(TwinResponseTopic(http.StatusOK, t.RequestID, 0), body))
+}
+
+// twinPatch merges a reported-properties patch and answers 204 with the
+// new reported $version, or the error.
+func (c *conn) twinPatch(t Topic, body []byte) error {
+	patch, err := twinhub.ParsePatch("reported", body)
+	if err != nil {
+		return c.twinError(t.RequestID, err)
+	}
+	ctx, cancel := c.requestContext()
+	version, err := c.srv.hub.UpdateReported(ctx, c.key, patch)
+	cancel()
+	if err != nil {
+		return c.twinError(t.RequestID, err)
+	}
+	return c.send(publishPacket(TwinResponseTopic(http.StatusNoContent, t.RequestID, version), nil))
+}
+
+// twinErrorBody is IoT Hub's error reply on $iothub/twin/res: the Node
+// SDK sees an error only through a truthy errorCode, and shows message.
+type twinErrorBody struct {
+	ErrorCode    int    `json:"errorCode"`
+	Message      string `json:"message"`
+	TrackingID   string `json:"trackingId"`
+	TimestampUTC string `json:"timestampUtc"`
+}
+
+func (c *conn) twinError(rid string, err error) error {
+	e := twinhub.AsError(err)
+	if e.Status >= 500 {
+		c.log.Error("twin request failed", "rid", rid, "err", err)
+	}
+	body, _ := json.Marshal(twinErrorBody{
+		ErrorCode:    e.Number(),
+		Message:      e.Message,
+		TrackingID:   c.id,
+		TimestampUTC: twinhub.Now().String(),
+	})
+	return c.send(publishPacket(TwinResponseTopic(e.Status, rid, 0), body))
+}
+
+// --- subscriptions ---
+
+func (c *conn) handleSubscribe(pk *packets.Packet) error {
+	if code := pk.SubscribeValidate(); code != packets.CodeSuccess {
+		return fmt.Errorf("%w: %s", errProtocol, code.Reason)
+	}
+	granted := make([]byte, len(pk.Filters))
+	startDesired := false
+	c.mu.Lock()
+	for i, sub := range pk.Filters {
+		f, err := ParseFilter(sub.Filter, c.key)
+		if err != nil {
+			granted[i] = packets.ErrUnspecifiedError.Code // 0x80: failure
+			c.log.Debug("subscription refused", "filter", sub.Filter)
+			continue
+		}
+		// IoT Hub grants at most QoS 1 (a QoS 2 request gets 1).
+		qos := min(sub.Qos, 1)
+		granted[i] = qos
+		if f == FilterDesired && c.desired == nil {
+			startDesired = true
+		}
+		c.subs[f] = qos + 1
+	}
+	c.mu.Unlock()
+	if err := c.send(encode(&packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Suback},
+		PacketID:    pk.PacketID,
+		ReasonCodes: granted,
+	})); err != nil {
+		return err
+	}
+	if startDesired {
+		c.startDesired()
+	}
+	return nil
+}
+
+func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
+	if code := pk.UnsubscribeValidate(); code != packets.CodeSuccess {
+		return fmt.Errorf("%w: %s", errProtocol, code.Reason)
+	}
+	var feed *desiredFeed
+	c.mu.Lock()
+	for _, sub := range pk.Filters {
+		f, err := ParseFilter(sub.Filter, c.key)
+		if err != nil {
+			continue // MQTT: unsubscribing from nothing is still acknowledged
+		}
+		c.subs[f] = 0
+		if f == FilterDesired {
+			feed, c.desired = c.desired, nil
+		}
+	}
+	c.mu.Unlock()
+	if feed != nil {
+		feed.stop()
+	}
+	return c.send(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback}, PacketID: pk.PacketID}))
+}
+
+// snapshot returns the connection's subscriptions.
+func (c *conn) snapshot() subscriptions {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subs
+}
+
+// startDesired subscribes to the identity's desired-property changes and
+// passes them on from the version the twin has now: a device that reads
+// its twin after subscribing, as the SDKs do, misses nothing and gets
+// nothing twice.
+func (c *conn) startDesired() {
+	feed := newDesiredFeed(c.sendDesired)
+	c.mu.Lock()
+	if c.desired != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.desired = feed
+	c.mu.Unlock()
+	cancel := c.srv.hub.SubscribeDesired(c.key, feed.add)
+	feed.mu.Lock()
+	feed.cancel = cancel
+	stopped := feed.stopped
+	feed.mu.Unlock()
+	if stopped {
+		cancel()
+		return
+	}
+	ctx, done := c.requestContext()
+	version, err := c.srv.hub.DesiredVersion(ctx, c.key)
+	done()
+	if err != nil {
+		// Without the base, pass on whatever comes, in order.
+		c.log.Warn("reading the desired version", "err", err)
+		version = 0
+	}
+	feed.start(version)
+}
+
+// sendDesired publishes one change, QoS 0, the patch with its $version.
+func (c *conn) sendDesired(p twinhub.DesiredPatch) {
+	body := make(map[string]any, len(p.Patch)+1)
+	for k, v := range p.Patch {
+		body[k] = v
+	}
+	body["$version"] = p.Version
+	data, err := marshal(body)
+	if err != nil {
+		c.log.Error("encoding a desired-property change", "err", err)
+		return
+	}
+	c.send(publishPacket(DesiredTopic(p.Version), data))
+}
+
+// marshal encodes JSON without HTML escaping and without a newline.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
