@@ -9,33 +9,16 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
-	"github.com/twinhub/twinhub/jetstream"
+	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/sas"
 )
 
-const testHost = "hub.example"
+const testHost = hubtest.Host
 
 func newTestHub(t testing.TB) (*twinhub.Hub, []sas.Policy) {
 	t.Helper()
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); e.Close() })
-	store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies, err := sas.DefaultPolicies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h, policies
+	h := hubtest.New(t)
+	return h.Hub, h.Policies
 }
 
 func statusOf(err error) int {
