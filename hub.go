@@ -287,6 +287,7 @@ func (h *Hub) get(ctx context.Context, k Key) (*Record, error) {
 // UpdateDevice changes a device's status, authentication and capabilities,
 // if ifMatch matches its etag.
 func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Device, error) {
+	disabled := false
 	rec, err := h.modify(ctx, DeviceKey(d.DeviceID), func(rec *Record) error {
 		old := rec.Device
 		if !etagMatches(ifMatch, old.ETag) {
@@ -304,6 +305,7 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Devi
 		if d.Status != old.Status {
 			old.StatusUpdatedTime = Now()
 		}
+		disabled = d.Status == StatusDisabled && old.Status != StatusDisabled
 		old.Status, old.StatusReason = d.Status, d.StatusReason
 		old.Authentication, old.Capabilities = d.Authentication, d.Capabilities
 		rec.IdentityVersion++
@@ -312,31 +314,20 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Devi
 	if err != nil {
 		return nil, err
 	}
+	if disabled {
+		// IoT Hub drops the connections of a device it disables.
+		h.RevokeConnections(DeviceKey(d.DeviceID))
+	}
 	return rec.Device, nil
 }
 
 // DeleteDevice removes a device, its twin and its modules.
 func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
-	k := DeviceKey(id)
-	for {
-		rec, rev, err := h.store.Get(ctx, k)
-		if errors.Is(err, ErrNotFound) {
-			return errNotFound(k)
-		} else if err != nil {
-			return err
-		}
-		rec.stamp()
-		if !etagMatches(ifMatch, rec.Device.ETag) {
-			return errPrecondition("device")
-		}
-		err = h.store.Delete(ctx, k, rev)
-		if errors.Is(err, ErrConflict) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		break
+	if err := h.deleteRecord(ctx, DeviceKey(id), ifMatch); err != nil {
+		return err
 	}
+	// Closes the device's connections and its modules'.
+	h.RevokeConnections(DeviceKey(id))
 	mods, err := h.ListModules(ctx, id)
 	if err != nil {
 		return err
@@ -351,30 +342,10 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 
 // ListDevices returns up to max devices (all when max <= 0) in id order.
 func (h *Hub) ListDevices(ctx context.Context, max int) ([]*Device, error) {
-	entries, err := h.scan(ctx, func(k Key) bool { return k.ModuleID == "" })
-	if err != nil {
+	if err := h.catchUp(ctx); err != nil {
 		return nil, err
 	}
-	if max > 0 && len(entries) > max {
-		entries = entries[:max]
-	}
-	out := make([]*Device, len(entries))
-	for i, e := range entries {
-		out[i] = e.rec.Device
-	}
-	return out, nil
-}
-
-// scan reads the index once it has caught up with the store.
-func (h *Hub) scan(ctx context.Context, keep func(Key) bool) ([]*indexEntry, error) {
-	rev, err := h.store.LastRevision(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.index.waitFor(ctx, rev); err != nil {
-		return nil, err
-	}
-	return h.index.scan(keep), nil
+	return h.index.listDevices(max), nil
 }
 
 // DeviceStatistics is GET /statistics/devices.
@@ -391,23 +362,10 @@ type ServiceStatistics struct {
 
 // Statistics counts devices by status and connection state.
 func (h *Hub) Statistics(ctx context.Context) (DeviceStatistics, ServiceStatistics, error) {
-	var ds DeviceStatistics
-	var ss ServiceStatistics
-	devices, err := h.ListDevices(ctx, 0)
-	if err != nil {
-		return ds, ss, err
+	if err := h.catchUp(ctx); err != nil {
+		return DeviceStatistics{}, ServiceStatistics{}, err
 	}
-	for _, d := range devices {
-		ds.TotalDeviceCount++
-		if d.Status == StatusEnabled {
-			ds.EnabledDeviceCount++
-		} else {
-			ds.DisabledDeviceCount++
-		}
-		if d.ConnectionState == StateConnected {
-			ss.ConnectedDeviceCount++
-		}
-	}
+	ds, ss := h.index.statistics()
 	return ds, ss, nil
 }
 
@@ -483,7 +441,16 @@ func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (*Modu
 
 // DeleteModule removes a module and its twin.
 func (h *Hub) DeleteModule(ctx context.Context, id, mid, ifMatch string) error {
-	k := ModuleKey(id, mid)
+	if err := h.deleteRecord(ctx, ModuleKey(id, mid), ifMatch); err != nil {
+		return err
+	}
+	h.RevokeConnections(ModuleKey(id, mid))
+	return nil
+}
+
+// deleteRecord removes the record of k if ifMatch matches its identity's
+// etag, retrying when another writer changes it in between.
+func (h *Hub) deleteRecord(ctx context.Context, k Key, ifMatch string) error {
 	for {
 		rec, rev, err := h.store.Get(ctx, k)
 		if errors.Is(err, ErrNotFound) {
@@ -492,12 +459,13 @@ func (h *Hub) DeleteModule(ctx context.Context, id, mid, ifMatch string) error {
 			return err
 		}
 		rec.stamp()
-		if !etagMatches(ifMatch, rec.Module.ETag) {
-			return errPrecondition("module")
+		if !etagMatches(ifMatch, identityETag(rec.IdentityVersion)) {
+			if k.ModuleID != "" {
+				return errPrecondition("module")
+			}
+			return errPrecondition("device")
 		}
-		if err := h.store.Delete(ctx, k, rev); errors.Is(err, ErrConflict) {
-			continue
-		} else {
+		if err := h.store.Delete(ctx, k, rev); !errors.Is(err, ErrConflict) {
 			return err
 		}
 	}
@@ -505,15 +473,10 @@ func (h *Hub) DeleteModule(ctx context.Context, id, mid, ifMatch string) error {
 
 // ListModules returns the modules of a device (404 if the device is unknown).
 func (h *Hub) ListModules(ctx context.Context, id string) ([]*Module, error) {
-	entries, err := h.scan(ctx, func(k Key) bool { return k.ModuleID != "" && k.DeviceID == id })
-	if err != nil {
+	if err := h.catchUp(ctx); err != nil {
 		return nil, err
 	}
-	out := make([]*Module, len(entries))
-	for i, e := range entries {
-		out[i] = e.rec.Module
-	}
-	return out, nil
+	return h.index.listModules(id), nil
 }
 
 // --- twins ---

@@ -1,10 +1,12 @@
 package twinhub
 
 import (
-	"cmp"
 	"context"
 	"slices"
+	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // index is the node's in-memory view of every record, fed by a watch on
@@ -12,36 +14,196 @@ import (
 // twins go to the store. Before it answers, a reader waits until the index
 // has seen the store's last revision, so a query sees every write that was
 // acknowledged before it arrived.
+//
+// Each collection (device twins, module twins) is a table of nodes in key
+// order: a node is one identity, and holds the current compact form of its
+// twin (flatTwin, immutable) behind an atomic pointer. An update builds a
+// new flatTwin and swaps the pointer; readers never lock to scan. The key
+// order lives in an immutable list of chunks that the writer replaces,
+// copying only the chunks that change, when identities are created or
+// deleted; updates leave it alone. Equality conditions are answered from
+// hash indexes (indexhash.go), built on first use and then kept current.
+//
+// There is one writer at a time (the store's watch calls apply in
+// revision order); wmu serialises it with the occasional reader that
+// merges new identities into the key order or builds a hash index.
 type index struct {
-	mu      sync.RWMutex
-	entries map[Key]*indexEntry
-	rev     uint64
+	wmu     sync.Mutex
+	dict    *pathDict
+	devices *table
+	modules *table
+	build   twinBuilder
+
+	mu  sync.Mutex
+	rev uint64
 	// advanced is closed and replaced whenever rev moves, waking waiters.
 	advanced chan struct{}
+
+	// Counts for GET /statistics, kept by apply.
+	devicesTotal, devicesEnabled, devicesConnected atomic.Int64
 }
 
-type indexEntry struct {
-	rec *Record
-	doc map[string]any
+// node is one identity of a table. Its key never changes; twin is nil
+// once the identity is deleted (a later identity with the same key gets a
+// new node).
+type node struct {
+	key  string // the device id, or the device id, "\x00" and the module id
+	twin atomic.Pointer[flatTwin]
+}
+
+// nodeKey orders identities by device id, then module id: ids have no
+// control characters, so "\x00" sorts the device before its modules and a
+// device's modules before the next device id.
+func nodeKey(k Key) string {
+	if k.ModuleID == "" {
+		return k.DeviceID
+	}
+	return k.DeviceID + "\x00" + k.ModuleID
+}
+
+// table is one collection: device twins or module twins.
+type table struct {
+	byKey   map[string]*node // live nodes; writer only
+	pending []*node          // created since the last merge, in no order; writer only
+	dead    int              // deleted nodes still in view; writer only
+	// npending is len(pending), for readers, who merge before they read.
+	npending atomic.Int64
+	live     atomic.Int64
+	view     atomic.Pointer[tableView]
+	hashes   hashSet
+}
+
+// tableView is the key order of a table at one moment: chunks of nodes,
+// sorted, each chunk's nodes sorted. It is immutable.
+type tableView struct {
+	chunks []chunk
+}
+
+type chunk struct {
+	first string // key of nodes[0]
+	nodes []*node
+}
+
+// chunkSize bounds a chunk: inserting into it copies this many pointers.
+const chunkSize = 512
+
+func newTable() *table {
+	t := &table{byKey: map[string]*node{}}
+	t.view.Store(&tableView{})
+	t.hashes.byAttr = map[attr]*hashIndex{}
+	return t
 }
 
 func newIndex() *index {
-	return &index{entries: map[Key]*indexEntry{}, advanced: make(chan struct{})}
+	d := newPathDict()
+	return &index{
+		dict:     d,
+		devices:  newTable(),
+		modules:  newTable(),
+		build:    twinBuilder{dict: d},
+		advanced: make(chan struct{}),
+	}
 }
 
-// apply records one change seen by the watch.
+func (ix *index) table(k Key) *table {
+	if k.ModuleID != "" {
+		return ix.modules
+	}
+	return ix.devices
+}
+
+// apply records one change seen by the watch (r is nil for a deletion).
 func (ix *index) apply(k Key, r *Record, rev uint64) {
-	var e *indexEntry
+	var t *flatTwin
+	ix.wmu.Lock()
 	if r != nil {
 		r.stamp()
-		e = &indexEntry{rec: r, doc: r.TwinDoc()}
+		shareStrings(r)
+		t = ix.build.flatten(r)
 	}
+	ix.set(ix.table(k), nodeKey(k), t)
+	ix.wmu.Unlock()
+	ix.advance(rev)
+}
+
+// shareStrings makes the identity's enumerations the program's constants:
+// the index keeps the identity, and a million copies of "enabled" cost.
+func shareStrings(r *Record) {
+	canon := func(s *string, known ...string) {
+		for _, k := range known {
+			if *s == k {
+				*s = k
+				return
+			}
+		}
+	}
+	states := []string{StateConnected, StateDisconnected}
+	auths := []string{AuthSAS, AuthSelfSigned, AuthCertificateAuthority, AuthNone}
+	if d := r.Device; d != nil {
+		canon(&d.Status, StatusEnabled, StatusDisabled)
+		canon(&d.ConnectionState, states...)
+		canon(&d.Authentication.Type, auths...)
+	}
+	if m := r.Module; m != nil {
+		canon(&m.ConnectionState, states...)
+		canon(&m.Authentication.Type, auths...)
+	}
+}
+
+// set makes t the twin of key (nil: deletes it). The caller holds wmu.
+func (ix *index) set(tb *table, key string, t *flatTwin) {
+	n := tb.byKey[key]
+	var old *flatTwin
+	if n != nil {
+		old = n.twin.Load()
+	}
+	switch {
+	case t == nil && n == nil:
+		return
+	case t == nil:
+		delete(tb.byKey, key)
+		n.twin.Store(nil)
+		tb.dead++
+		tb.live.Add(-1)
+	case n == nil:
+		n = &node{key: key}
+		n.twin.Store(t)
+		tb.byKey[key] = n
+		tb.pending = append(tb.pending, n)
+		tb.npending.Store(int64(len(tb.pending)))
+		tb.live.Add(1)
+	default:
+		n.twin.Store(t)
+	}
+	tb.hashes.update(ix.dict, n, old, t)
+	if tb == ix.devices {
+		ix.count(old, -1)
+		ix.count(t, 1)
+	}
+	// Merging costs about one pointer copy per node of the table, so new
+	// identities wait until they are a sixteenth of it (a reader merges
+	// them sooner if it comes first).
+	live := len(tb.byKey)
+	if len(tb.pending) >= max(256, live/16) || tb.dead >= max(1024, live/8) {
+		tb.merge()
+	}
+}
+
+func (ix *index) count(t *flatTwin, delta int64) {
+	if t == nil || t.dev == nil {
+		return
+	}
+	ix.devicesTotal.Add(delta)
+	if t.dev.Status == StatusEnabled {
+		ix.devicesEnabled.Add(delta)
+	}
+	if t.dev.ConnectionState == StateConnected {
+		ix.devicesConnected.Add(delta)
+	}
+}
+
+func (ix *index) advance(rev uint64) {
 	ix.mu.Lock()
-	if e == nil {
-		delete(ix.entries, k)
-	} else {
-		ix.entries[k] = e
-	}
 	if rev > ix.rev {
 		ix.rev = rev
 		close(ix.advanced)
@@ -50,14 +212,15 @@ func (ix *index) apply(k Key, r *Record, rev uint64) {
 	ix.mu.Unlock()
 }
 
-// waitFor blocks until the index has seen revision rev.
+// waitFor blocks until the index has seen revision rev, then makes sure
+// that identities created before it are in the key order.
 func (ix *index) waitFor(ctx context.Context, rev uint64) error {
 	for {
-		ix.mu.RLock()
+		ix.mu.Lock()
 		done, ch := ix.rev >= rev, ix.advanced
-		ix.mu.RUnlock()
+		ix.mu.Unlock()
 		if done {
-			return nil
+			break
 		}
 		select {
 		case <-ch:
@@ -65,22 +228,198 @@ func (ix *index) waitFor(ctx context.Context, rev uint64) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// scan returns the entries that pass keep, ordered by device then module
-// id so that paging through them is stable.
-func (ix *index) scan(keep func(Key) bool) []*indexEntry {
-	ix.mu.RLock()
-	out := make([]*indexEntry, 0, len(ix.entries))
-	for k, e := range ix.entries {
-		if keep(k) {
-			out = append(out, e)
+	for _, tb := range []*table{ix.devices, ix.modules} {
+		if tb.npending.Load() > 0 {
+			ix.wmu.Lock()
+			if len(tb.pending) > 0 {
+				tb.merge()
+			}
+			ix.wmu.Unlock()
 		}
 	}
-	ix.mu.RUnlock()
-	slices.SortFunc(out, func(a, b *indexEntry) int {
-		ka, kb := a.rec.Key(), b.rec.Key()
-		return cmp.Or(cmp.Compare(ka.DeviceID, kb.DeviceID), cmp.Compare(ka.ModuleID, kb.ModuleID))
+	return nil
+}
+
+// merge puts the pending nodes into the key order and drops deleted ones,
+// publishing a new view that shares the chunks it did not have to change.
+// The caller holds wmu.
+func (tb *table) merge() {
+	pend := tb.pending
+	tb.pending = nil
+	tb.npending.Store(0)
+	sortNodes(pend)
+	old := tb.view.Load().chunks
+	live := len(tb.byKey)
+	// Rebuild every chunk when deleted nodes, or chunks left small by
+	// deletions, have piled up.
+	all := tb.dead >= max(1024, live/8) || len(old) > 2*(live/chunkSize)+8
+	var out []chunk
+	var buf []*node // nodes of rebuilt chunks, not yet cut into chunks
+	flush := func() {
+		for len(buf) > 0 {
+			n := len(buf)
+			if n > chunkSize {
+				// Cut evenly, so that no chunk is left tiny.
+				parts := (n + chunkSize - 1) / chunkSize
+				n = (n + parts - 1) / parts
+			}
+			c := slices.Clone(buf[:n])
+			out = append(out, chunk{first: c[0].key, nodes: c})
+			buf = buf[n:]
+		}
+		buf = nil
+	}
+	keep := func(n *node) {
+		if n.twin.Load() == nil {
+			tb.dead--
+			return
+		}
+		buf = append(buf, n)
+	}
+	j := 0
+	for ci, c := range old {
+		hi := len(pend)
+		if ci+1 < len(old) {
+			next := old[ci+1].first
+			hi = j + sort.Search(len(pend)-j, func(x int) bool { return pend[j+x].key >= next })
+		}
+		ins := pend[j:hi]
+		j = hi
+		if len(ins) == 0 && !all {
+			flush()
+			out = append(out, c)
+			continue
+		}
+		a := c.nodes
+		for len(a) > 0 || len(ins) > 0 {
+			if len(ins) == 0 || len(a) > 0 && a[0].key < ins[0].key {
+				keep(a[0])
+				a = a[1:]
+			} else {
+				keep(ins[0])
+				ins = ins[1:]
+			}
+		}
+	}
+	for _, n := range pend[j:] {
+		keep(n)
+	}
+	flush()
+	if all {
+		tb.dead = 0
+	}
+	tb.view.Store(&tableView{chunks: out})
+}
+
+// seek returns the position of the first node whose key is greater than
+// after (or, with inclusive, not less).
+func (v *tableView) seek(after string, inclusive bool) (ci, ni int) {
+	ci = sort.Search(len(v.chunks), func(i int) bool { return v.chunks[i].first > after }) - 1
+	if ci < 0 {
+		return 0, 0
+	}
+	nodes := v.chunks[ci].nodes
+	ni = sort.Search(len(nodes), func(i int) bool {
+		if inclusive {
+			return nodes[i].key >= after
+		}
+		return nodes[i].key > after
+	})
+	if ni == len(nodes) {
+		ci, ni = ci+1, 0
+	}
+	return ci, ni
+}
+
+// size is the number of nodes in the view, deleted ones included.
+func (v *tableView) size() int {
+	n := 0
+	for _, c := range v.chunks {
+		n += len(c.nodes)
+	}
+	return n
+}
+
+// each calls fn for every live twin from position (ci, ni) on, in key
+// order, until fn returns false.
+func (v *tableView) each(ci, ni int, fn func(*node, *flatTwin) bool) {
+	for ; ci < len(v.chunks); ci, ni = ci+1, 0 {
+		for _, n := range v.chunks[ci].nodes[ni:] {
+			if t := n.twin.Load(); t != nil && !fn(n, t) {
+				return
+			}
+		}
+	}
+}
+
+// get returns the live node with the key, if any.
+func (v *tableView) get(key string) (*node, *flatTwin) {
+	ci, ni := v.seek(key, true)
+	if ci < len(v.chunks) {
+		if n := v.chunks[ci].nodes[ni]; n.key == key {
+			if t := n.twin.Load(); t != nil {
+				return n, t
+			}
+		}
+	}
+	return nil, nil
+}
+
+// listDevices returns up to max devices (all when max <= 0) in id order.
+// The caller has waited for the index to catch up.
+func (ix *index) listDevices(max int) []*Device {
+	out := []*Device{}
+	v := ix.devices.view.Load()
+	v.each(0, 0, func(_ *node, t *flatTwin) bool {
+		out = append(out, t.dev)
+		return max <= 0 || len(out) < max
 	})
 	return out
+}
+
+// listModules returns the modules of a device in id order.
+func (ix *index) listModules(deviceID string) []*Module {
+	out := []*Module{}
+	prefix := deviceID + "\x00"
+	v := ix.modules.view.Load()
+	ci, ni := v.seek(prefix, true)
+	v.each(ci, ni, func(n *node, t *flatTwin) bool {
+		if !strings.HasPrefix(n.key, prefix) {
+			return false
+		}
+		out = append(out, t.mod)
+		return true
+	})
+	return out
+}
+
+// statistics counts devices by status and connection state.
+func (ix *index) statistics() (DeviceStatistics, ServiceStatistics) {
+	total, enabled := ix.devicesTotal.Load(), ix.devicesEnabled.Load()
+	return DeviceStatistics{
+			TotalDeviceCount:    int(total),
+			EnabledDeviceCount:  int(enabled),
+			DisabledDeviceCount: int(max(total-enabled, 0)),
+		}, ServiceStatistics{
+			ConnectedDeviceCount: int(ix.devicesConnected.Load()),
+		}
+}
+
+// catchUp brings the index up to the store's last revision, so that what
+// the caller reads next includes every write acknowledged before.
+func (h *Hub) catchUp(ctx context.Context) error {
+	rev, err := h.store.LastRevision(ctx)
+	if err != nil {
+		return err
+	}
+	return h.index.waitFor(ctx, rev)
+}
+
+func sortNodes(ns []*node) {
+	slices.SortFunc(ns, func(a, b *node) int { return strings.Compare(a.key, b.key) })
+}
+
+// compactNodes drops repeats from sorted nodes.
+func compactNodes(ns []*node) []*node {
+	return slices.CompactFunc(ns, func(a, b *node) bool { return a == b })
 }

@@ -12,9 +12,39 @@ import (
 type Expr interface {
 	// Pos is the byte offset in the source where the expression starts.
 	Pos() int
-	// Eval evaluates the expression against doc. Aggregates evaluate to
-	// Undefined here; Execute computes them over groups.
-	Eval(doc map[string]any) Value
+	// Eval evaluates the expression against doc (nil: no document, every
+	// property undefined). Aggregates evaluate to Undefined here; Execute
+	// and Groups compute them over groups.
+	Eval(doc Doc) Value
+}
+
+// Doc is a document that expressions read properties from. Map adapts a
+// document as encoding/json decodes it; an index can implement Doc over its
+// own representation of a twin, and answer each Path from what it prepared
+// for the path's Slot when it planned the query.
+type Doc interface {
+	// Lookup returns the value at p in the document, Undefined when there
+	// is none. The value must be what p.Walk would find in the document's
+	// JSON form.
+	Lookup(p *Path) Value
+}
+
+// Map is a document decoded by encoding/json (or shaped like one).
+type Map map[string]any
+
+// Lookup walks the document along p.
+func (m Map) Lookup(p *Path) Value {
+	if m == nil {
+		return undefined
+	}
+	return p.Walk(map[string]any(m), 0)
+}
+
+// Keeper is implemented by documents that are only valid until the next
+// one is read (an index may reuse one Doc for a whole scan). Groups calls
+// Keep on the first document of each group and holds on to the result.
+type Keeper interface {
+	Keep() Doc
 }
 
 // Literal is a constant: a number, string, true, false, null, undefined or
@@ -40,6 +70,8 @@ type Segment struct {
 type Path struct {
 	At       int
 	Segments []Segment
+	// Slot numbers the paths of one query from 0: Query.Paths[p.Slot] == p.
+	Slot int
 }
 
 // Op is a unary or binary operator.
@@ -185,6 +217,32 @@ func (p *Path) Names() (names []string, ok bool) {
 	return names, true
 }
 
+// Walk applies the segments of p from index from on to x, a JSON value as
+// encoding/json decodes it: a missing member, an index out of range or a
+// step into something that is not an object (or array) is Undefined.
+func (p *Path) Walk(x any, from int) Value {
+	cur := x
+	for i := from; i < len(p.Segments); i++ {
+		s := &p.Segments[i]
+		if s.IsIndex {
+			a, ok := cur.([]any)
+			if !ok || s.Index < 0 || s.Index >= len(a) {
+				return undefined
+			}
+			cur = a[s.Index]
+			continue
+		}
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return undefined
+		}
+		if cur, ok = m[s.Name]; !ok {
+			return undefined
+		}
+	}
+	return ValueOf(cur)
+}
+
 func isPlainName(s string) bool {
 	if s == "" || !isIdentStart(s[0]) {
 		return false
@@ -235,6 +293,27 @@ func PathEquals(e Expr) (p *Path, v Value, ok bool) {
 		return nil, Value{}, false
 	}
 	return p, l.Val, true
+}
+
+// PathIn reports whether e is path IN [constants] (not NIN) and returns the
+// path and the members that can equal something: the defined primitives. A
+// document satisfies e only if the value at the path equals one of them, so
+// a planner can answer e with the union of index lookups.
+func PathIn(e Expr) (p *Path, vals []Value, ok bool) {
+	in, isIn := e.(*In)
+	if !isIn || in.Not || in.List != nil {
+		return nil, nil, false
+	}
+	p, ok = in.X.(*Path)
+	if !ok {
+		return nil, nil, false
+	}
+	for _, v := range in.Consts {
+		if v.isPrimitive() {
+			vals = append(vals, v)
+		}
+	}
+	return p, vals, true
 }
 
 // EqualityConjuncts returns the top-level path = constant conjuncts of the

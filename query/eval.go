@@ -3,39 +3,21 @@ package query
 import "math"
 
 // Eval returns the constant.
-func (e *Literal) Eval(map[string]any) Value { return e.Val }
+func (e *Literal) Eval(Doc) Value { return e.Val }
 
-// Eval reads the property; a missing member, an index out of range or a
-// step into something that is not an object (or array) is Undefined.
-func (e *Path) Eval(doc map[string]any) Value {
+// Eval reads the property from the document; a missing member, an index out
+// of range or a step into something that is not an object (or array) is
+// Undefined.
+func (e *Path) Eval(doc Doc) Value {
 	if doc == nil {
 		return undefined
 	}
-	var cur any = doc
-	for i := range e.Segments {
-		s := &e.Segments[i]
-		if s.IsIndex {
-			a, ok := cur.([]any)
-			if !ok || s.Index < 0 || s.Index >= len(a) {
-				return undefined
-			}
-			cur = a[s.Index]
-			continue
-		}
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return undefined
-		}
-		if cur, ok = m[s.Name]; !ok {
-			return undefined
-		}
-	}
-	return ValueOf(cur)
+	return doc.Lookup(e)
 }
 
 // Eval applies NOT or unary minus. NOT of anything but a Boolean is
 // Undefined, so NOT (x = 1) is not true when x is missing.
-func (e *Unary) Eval(doc map[string]any) Value {
+func (e *Unary) Eval(doc Doc) Value {
 	x := e.X.Eval(doc)
 	switch e.Op {
 	case OpNot:
@@ -53,7 +35,7 @@ func (e *Unary) Eval(doc map[string]any) Value {
 // Eval applies the operator. AND and OR use three-valued logic over true,
 // false and Undefined (anything not Boolean counts as Undefined): false AND
 // Undefined is false, true OR Undefined is true, other mixes are Undefined.
-func (e *Binary) Eval(doc map[string]any) Value {
+func (e *Binary) Eval(doc Doc) Value {
 	switch e.Op {
 	case OpAnd:
 		x := e.X.Eval(doc)
@@ -154,7 +136,7 @@ func (e *In) setConsts(list []any) {
 
 // Eval is true for IN when x equals a member of the list, for NIN when it
 // equals none. It is Undefined when x is Undefined, an array or an object.
-func (e *In) Eval(doc map[string]any) Value {
+func (e *In) Eval(doc Doc) Value {
 	x := e.X.Eval(doc)
 	if !x.isPrimitive() {
 		return undefined
@@ -195,7 +177,7 @@ func (e *In) Eval(doc map[string]any) Value {
 }
 
 // Eval builds the array; Undefined elements are left out.
-func (e *ArrayExpr) Eval(doc map[string]any) Value {
+func (e *ArrayExpr) Eval(doc Doc) Value {
 	a := make([]any, 0, len(e.Elems))
 	for _, el := range e.Elems {
 		if x, ok := el.Eval(doc).Any(); ok {
@@ -206,7 +188,7 @@ func (e *ArrayExpr) Eval(doc map[string]any) Value {
 }
 
 // Eval calls the function.
-func (e *Call) Eval(doc map[string]any) Value {
+func (e *Call) Eval(doc Doc) Value {
 	f := e.fn
 	if f.fv != nil {
 		args := make([]Value, len(e.Args))
@@ -230,7 +212,7 @@ func (e *Call) Eval(doc map[string]any) Value {
 }
 
 // Eval is Undefined: aggregates have a value only per group, in Execute.
-func (e *Aggregate) Eval(map[string]any) Value { return undefined }
+func (e *Aggregate) Eval(Doc) Value { return undefined }
 
 // fold replaces an expression whose operands are all constants by its value.
 func fold(e Expr) Expr {

@@ -110,7 +110,7 @@ func TestEval(t *testing.T) {
 			t.Errorf("%s: %v", c.expr, err)
 			continue
 		}
-		v := q.Where.Eval(doc)
+		v := q.Where.Eval(Map(doc))
 		got := v.String()
 		if c.expr == "devices" {
 			if v.Kind != Object || len(v.Object()) != len(doc) {

@@ -10,6 +10,11 @@ import (
 // Match reports whether doc satisfies the WHERE clause (true when there is
 // none). Only a condition that evaluates to the Boolean true matches.
 func (q *Query) Match(doc map[string]any) bool {
+	return q.MatchDoc(Map(doc))
+}
+
+// MatchDoc is Match for any Doc.
+func (q *Query) MatchDoc(doc Doc) bool {
 	return q.Where == nil || q.Where.Eval(doc).IsTrue()
 }
 
@@ -45,8 +50,21 @@ func (q *Query) Execute(scan iter.Seq[map[string]any]) ([]map[string]any, error)
 	if q.Top == 0 {
 		return []map[string]any{}, nil
 	}
-	if q.Aggregated || q.GroupBy != nil {
-		return q.executeGroups(scan), nil
+	if q.Grouped() {
+		g := q.NewGroups()
+		for doc := range scan {
+			if doc != nil && q.Match(doc) {
+				g.Add(Map(doc))
+			}
+		}
+		if !q.Star {
+			return g.Rows(), nil
+		}
+		out := []map[string]any{}
+		for _, d := range g.Firsts() {
+			out = append(out, map[string]any(d.(Map)))
+		}
+		return out, nil
 	}
 	out := []map[string]any{}
 	for doc := range scan {
@@ -56,7 +74,7 @@ func (q *Query) Execute(scan iter.Seq[map[string]any]) ([]map[string]any, error)
 		if q.Star {
 			out = append(out, doc)
 		} else {
-			out = append(out, q.project(doc))
+			out = append(out, q.Project(Map(doc)))
 		}
 		if q.Top > 0 && len(out) >= q.Top {
 			break
@@ -65,7 +83,14 @@ func (q *Query) Execute(scan iter.Seq[map[string]any]) ([]map[string]any, error)
 	return out, nil
 }
 
-func (q *Query) project(doc map[string]any) map[string]any {
+// Grouped reports whether results are groups (aggregates or GROUP BY)
+// rather than one item per matching document.
+func (q *Query) Grouped() bool { return q.Aggregated || q.GroupBy != nil }
+
+// Project returns the row of a projection (not SELECT *, not grouped) for
+// one document: a new map keyed by the items' keys, without the items that
+// are undefined.
+func (q *Query) Project(doc Doc) map[string]any {
 	row := make(map[string]any, len(q.Items))
 	for _, it := range q.Items {
 		if x, ok := it.Expr.Eval(doc).Any(); ok {
@@ -82,85 +107,161 @@ type aggState struct {
 }
 
 type group struct {
-	first map[string]any
+	key   string // the encoded values of the GROUP BY expressions
+	first Doc
 	aggs  []aggState
 }
 
-func (q *Query) executeGroups(scan iter.Seq[map[string]any]) []map[string]any {
-	aggs := make([]*Aggregate, q.nAggs)
+// Groups computes the results of a grouped query (see Grouped) from the
+// matching documents, given in result order with Add. Documents may be
+// split into consecutive runs, each added to its own Groups (for example
+// by parallel workers), and the runs merged in order with Merge. A Groups
+// is not safe for concurrent use.
+type Groups struct {
+	q      *Query
+	aggs   []*Aggregate
+	groups []*group
+	index  map[string]*group
+	key    []byte
+}
+
+// NewGroups starts an empty grouping for q.
+func (q *Query) NewGroups() *Groups {
+	g := &Groups{q: q, aggs: make([]*Aggregate, q.nAggs), index: map[string]*group{}}
 	for _, it := range q.Items {
 		if it.agg >= 0 {
-			aggs[it.agg] = it.Expr.(*Aggregate)
+			g.aggs[it.agg] = it.Expr.(*Aggregate)
 		}
 	}
-	var groups []*group
-	index := map[string]*group{}
-	var key []byte
-	if q.GroupBy == nil && q.Aggregated {
-		groups = append(groups, &group{aggs: make([]aggState, len(aggs))})
+	if q.GroupBy == nil {
+		g.groups = append(g.groups, &group{aggs: make([]aggState, len(g.aggs))})
 	}
-	for doc := range scan {
-		if doc == nil || !q.Match(doc) {
+	return g
+}
+
+// Add counts a matching document in its group. The first document of a
+// group is kept (through Keep, when doc is a Keeper) to evaluate the
+// group's non-aggregated items and to be the group's item for SELECT *.
+func (g *Groups) Add(doc Doc) {
+	q := g.q
+	var gr *group
+	if q.GroupBy == nil {
+		gr = g.groups[0]
+	} else {
+		g.key = g.key[:0]
+		for _, e := range q.GroupBy {
+			g.key = appendKey(g.key, e.Eval(doc))
+		}
+		gr = g.index[string(g.key)]
+		if gr == nil {
+			gr = &group{key: string(g.key), aggs: make([]aggState, len(g.aggs))}
+			g.index[gr.key] = gr
+			g.groups = append(g.groups, gr)
+		}
+	}
+	if gr.first == nil {
+		if k, ok := doc.(Keeper); ok {
+			gr.first = k.Keep()
+		} else {
+			gr.first = doc
+		}
+	}
+	for k, a := range g.aggs {
+		s := &gr.aggs[k]
+		if a.Kind == AggCount {
+			s.n++
 			continue
 		}
-		var g *group
-		if q.GroupBy == nil {
-			g = groups[0]
-		} else {
-			key = key[:0]
-			for _, e := range q.GroupBy {
-				key = appendKey(key, e.Eval(doc))
-			}
-			g = index[string(key)]
-			if g == nil {
-				g = &group{first: doc, aggs: make([]aggState, len(aggs))}
-				index[string(key)] = g
-				groups = append(groups, g)
-			}
-		}
-		if g.first == nil {
-			g.first = doc
-		}
-		for k, a := range aggs {
-			s := &g.aggs[k]
-			if a.Kind == AggCount {
+		v := a.Arg.Eval(doc)
+		switch a.Kind {
+		case AggSum, AggAvg:
+			if v.Kind == Number {
+				s.sum += v.Num
 				s.n++
-				continue
 			}
-			v := a.Arg.Eval(doc)
+		case AggMin, AggMax:
+			s.consider(a.Kind, v)
+		}
+	}
+}
+
+// consider makes v the best value of MIN or MAX if it ranks better.
+func (s *aggState) consider(k AggKind, v Value) {
+	if v.Kind < Bool || v.Kind > String {
+		return // undefined, null, arrays and objects are skipped
+	}
+	c := rank(v, s.best)
+	if s.best.Kind == Undefined || k == AggMin && c < 0 || k == AggMax && c > 0 {
+		s.best = v
+	}
+}
+
+// Merge adds the groups of o, whose documents all come after those added
+// to g, as if they had been added to g. o must not be used afterwards.
+// Sums are added run by run, so SUM and AVG of fractions may differ in the
+// last bits from adding the documents one by one.
+func (g *Groups) Merge(o *Groups) {
+	for _, og := range o.groups {
+		var gr *group
+		if g.q.GroupBy == nil {
+			gr = g.groups[0]
+		} else if gr = g.index[og.key]; gr == nil {
+			g.index[og.key] = og
+			g.groups = append(g.groups, og)
+			continue
+		}
+		if gr.first == nil {
+			gr.first = og.first
+		}
+		for k, a := range g.aggs {
+			s, t := &gr.aggs[k], &og.aggs[k]
 			switch a.Kind {
-			case AggSum, AggAvg:
-				if v.Kind == Number {
-					s.sum += v.Num
-					s.n++
-				}
 			case AggMin, AggMax:
-				if v.Kind < Bool || v.Kind > String {
-					continue // undefined, null, arrays and objects are skipped
+				if t.best.Kind != Undefined {
+					s.consider(a.Kind, t.best)
 				}
-				c := rank(v, s.best)
-				if s.best.Kind == Undefined || a.Kind == AggMin && c < 0 || a.Kind == AggMax && c > 0 {
-					s.best = v
-				}
+			default:
+				s.n += t.n
+				s.sum += t.sum
 			}
 		}
 	}
-	out := make([]map[string]any, 0, len(groups))
-	for _, g := range groups {
-		if q.Top > 0 && len(out) >= q.Top {
+}
+
+// Len is the number of groups so far.
+func (g *Groups) Len() int { return len(g.groups) }
+
+// Firsts returns the first document of each group, in order, with TOP
+// applied: the results of SELECT * ... GROUP BY.
+func (g *Groups) Firsts() []Doc {
+	out := make([]Doc, 0, len(g.groups))
+	for _, gr := range g.groups {
+		if g.q.Top >= 0 && len(out) >= g.q.Top {
 			break
 		}
-		if q.Star {
-			out = append(out, g.first)
-			continue
+		if gr.first != nil {
+			out = append(out, gr.first)
+		}
+	}
+	return out
+}
+
+// Rows returns one row per group, in order, with TOP applied: the results
+// of a grouped projection.
+func (g *Groups) Rows() []map[string]any {
+	q := g.q
+	out := make([]map[string]any, 0, len(g.groups))
+	for _, gr := range g.groups {
+		if q.Top >= 0 && len(out) >= q.Top {
+			break
 		}
 		row := make(map[string]any, len(q.Items))
 		for _, it := range q.Items {
 			var v Value
 			if it.agg >= 0 {
-				v = aggResult(aggs[it.agg].Kind, &g.aggs[it.agg])
-			} else if g.first != nil {
-				v = it.Expr.Eval(g.first)
+				v = aggResult(g.aggs[it.agg].Kind, &gr.aggs[it.agg])
+			} else if gr.first != nil {
+				v = it.Expr.Eval(gr.first)
 			}
 			if x, ok := v.Any(); ok {
 				row[it.Key] = x

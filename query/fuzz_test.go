@@ -5,18 +5,20 @@ import (
 	"errors"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/twinhub/twinhub/query/querytest"
 )
 
 // FuzzParse checks that Parse never panics, that its errors are *Error with
 // an offset inside the source, and that a query that parses executes over
 // the test fleets without panicking and yields JSON-encodable results.
 func FuzzParse(f *testing.F) {
-	for _, c := range conformance {
-		f.Add(c.q)
+	for _, c := range querytest.Cases {
+		f.Add(c.Query)
 	}
-	for _, c := range parseErrors {
-		if len(c.q) < 1000 {
-			f.Add(c.q)
+	for _, c := range querytest.ParseErrors {
+		if len(c.Query) < 1000 {
+			f.Add(c.Query)
 		}
 	}
 	for _, s := range []string{

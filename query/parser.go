@@ -57,6 +57,10 @@ type Query struct {
 	// then has one row per group (one row in all without GROUP BY).
 	Aggregated bool
 
+	// Paths lists every property path of the query, in WHERE, SELECT and
+	// GROUP BY alike, numbered by their Slot.
+	Paths []*Path
+
 	Source string
 	nAggs  int
 }
@@ -250,8 +254,10 @@ func (p *parser) query() (*Query, *Error) {
 	}
 
 	// Semantic checks, now that the collection is known.
-	for _, pi := range p.paths {
+	for i, pi := range p.paths {
 		normalizePath(pi, q.Collection)
+		pi.p.Slot = i
+		q.Paths = append(q.Paths, pi.p)
 	}
 	if q.Collection == DevicesJobs {
 		if !q.Star {

@@ -1,0 +1,404 @@
+package twinhub
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub/query"
+)
+
+// The benchmarks of this file run on a fleet of realistic twins, 100,000
+// by default; set TWINHUB_BENCH_TWINS=1000000 for the size the issue sets
+// goals for. They feed the index through apply, as the store's watch does,
+// with records in random key order. Results are in BENCHMARKS.md.
+
+func benchTwins() int {
+	if s := os.Getenv("TWINHUB_BENCH_TWINS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 100_000
+}
+
+var (
+	regions  = []string{"westus", "eastus", "northeurope", "westeurope", "southeastasia", "japaneast", "brazilsouth", "australiaeast"}
+	models   = []string{"TH-100", "TH-200", "TH-300", "PM-10", "PM-25", "GW-1", "GW-2", "CAM-4K", "CAM-HD", "VALVE-3", "PUMP-7", "METER-E", "METER-W", "LOCK-2", "SENSE-X", "SENSE-Y", "HVAC-1", "HVAC-2", "LIGHT-1", "DOOR-1"}
+	firmware = []string{"1.0.0", "1.0.3", "1.1.0", "1.1.2", "1.2.0", "1.2.1", "2.0.0-rc1", "2.0.0", "2.0.1", "2.1.0", "2.1.1", "3.0.0"}
+	statuses = []string{"ok", "ok", "ok", "ok", "warn", "error", "maintenance"}
+)
+
+// BenchDeviceID is the id of twin i of the benchmark fleet.
+func benchDeviceID(i int) string { return fmt.Sprintf("dev-%07d", i) }
+
+// benchRecord makes twin i of a fleet of n: tags region, plant (n/100 of
+// them, so one matches ~100 twins) and model; three desired properties,
+// one an object; 10 to 20 reported properties of every JSON type, two of
+// them objects, among them a "batch" with n/100 values; metadata as the
+// hub stamps it.
+func benchRecord(r *rand.Rand, i, n int) *Record {
+	plants := max(n/100, 1)
+	base := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	created := Time{base.Add(time.Duration(r.IntN(86400)) * time.Second)}
+	desiredAt := Time{created.Add(time.Duration(r.IntN(3600)) * time.Second)}
+	reportedAt := Time{desiredAt.Add(time.Duration(r.IntN(3600)) * time.Second)}
+	tags := map[string]any{
+		"region": regions[r.IntN(len(regions))],
+		"plant":  fmt.Sprintf("plant-%05d", r.IntN(plants)),
+		"model":  models[r.IntN(len(models))],
+	}
+	desired := map[string]any{
+		"telemetryInterval": float64([]int{15, 30, 60, 300}[r.IntN(4)]),
+		"firmwareTarget":    firmware[len(firmware)-1-r.IntN(2)],
+		"config":            map[string]any{"mode": []string{"eco", "normal", "performance"}[r.IntN(3)], "sampling": float64(r.IntN(10) + 1)},
+	}
+	reported := map[string]any{
+		"temperature":     float64(r.IntN(10000)) / 100,
+		"humidity":        float64(r.IntN(1000)) / 10,
+		"battery":         float64(r.IntN(101)),
+		"rssi":            float64(-30 - r.IntN(90)),
+		"firmwareVersion": firmware[r.IntN(len(firmware))],
+		"status":          statuses[r.IntN(len(statuses))],
+		"serialNumber":    fmt.Sprintf("SN-%08d", i),
+		"batch":           fmt.Sprintf("b-%05d", r.IntN(plants)),
+		"online":          r.IntN(10) > 0,
+		"telemetryConfig": map[string]any{"sendFrequencyInSecs": desired["telemetryInterval"], "status": "Success"},
+	}
+	extra := []func(){
+		func() { reported["pressure"] = 950 + float64(r.IntN(1000))/10 },
+		func() { reported["uptime"] = float64(r.IntN(10_000_000)) },
+		func() { reported["errors"] = float64(r.IntN(6)) },
+		func() { reported["ipAddress"] = fmt.Sprintf("10.%d.%d.%d", r.IntN(256), r.IntN(256), r.IntN(256)) },
+		func() { reported["lastBoot"] = created.String() },
+		func() {
+			reported["location"] = map[string]any{"lat": float64(r.IntN(18000))/100 - 90, "lon": float64(r.IntN(36000))/100 - 180}
+		},
+		func() { reported["mode"] = desired["config"].(map[string]any)["mode"] },
+		func() { reported["co2"] = float64(400 + r.IntN(1600)) },
+		func() { reported["voltage"] = float64(r.IntN(2400)) / 10 },
+		func() { reported["lastError"] = nil },
+	}
+	for _, k := range r.Perm(len(extra))[:r.IntN(len(extra)+1)] {
+		extra[k]()
+	}
+	rec := &Record{
+		Device: &Device{
+			DeviceID:          benchDeviceID(i),
+			GenerationID:      "638" + strconv.Itoa(100000000+i),
+			ConnectionState:   []string{StateConnected, StateDisconnected}[r.IntN(2)],
+			Status:            StatusEnabled,
+			StatusUpdatedTime: created,
+			LastActivityTime:  reportedAt,
+			Authentication: Authentication{Type: AuthSAS, SymmetricKey: SymmetricKey{
+				PrimaryKey:   "aGVsbG8gd29ybGQgdGhpcyBpcyBhIGZha2Uga2V5IQ==",
+				SecondaryKey: "c2Vjb25kYXJ5IGtleSBvZiBhIGJlbmNoIGRldmljZQ==",
+			}},
+		},
+		IdentityVersion: 1,
+		Twin: Twin{
+			Version:  3,
+			Tags:     tags,
+			Desired:  Properties{Values: desired, Version: 2, Metadata: stampTree(desired, desiredAt, 2)},
+			Reported: Properties{Values: reported, Version: 2, Metadata: stampTree(reported, reportedAt, 0)},
+		},
+	}
+	if r.IntN(20) == 0 {
+		rec.Device.Status = StatusDisabled
+	}
+	return rec
+}
+
+// stampTree is the metadata the hub writes for values set at once.
+func stampTree(values map[string]any, at Time, version int64) *Metadata {
+	m := &Metadata{LastUpdated: at, LastUpdatedVersion: version, Children: map[string]*Metadata{}}
+	for k, v := range values {
+		if sub, ok := v.(map[string]any); ok {
+			m.Children[k] = stampTree(sub, at, version)
+		} else {
+			m.Children[k] = &Metadata{LastUpdated: at, LastUpdatedVersion: version}
+		}
+	}
+	return m
+}
+
+// benchFleet is the index every query benchmark shares, with what it took
+// to build it.
+type benchFleet struct {
+	ix          *index
+	n           int
+	build       time.Duration // applying the records, their making excluded
+	heapPerTwin float64
+	rev         atomic.Uint64
+}
+
+var (
+	fleetOnce sync.Once
+	fleet     *benchFleet
+)
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// buildFleet applies n records in random key order to a new index.
+func buildFleet(n int) *benchFleet {
+	f := &benchFleet{n: n}
+	before := heapInUse()
+	f.ix = newIndex()
+	r := rand.New(rand.NewPCG(7, 7))
+	order := r.Perm(n)
+	const batch = 4096
+	recs := make([]*Record, 0, batch)
+	for start := 0; start < n; start += batch {
+		recs = recs[:0]
+		for _, i := range order[start:min(start+batch, n)] {
+			recs = append(recs, benchRecord(r, i, n))
+		}
+		t0 := time.Now()
+		for _, rec := range recs {
+			f.ix.apply(rec.Key(), rec, f.rev.Add(1))
+		}
+		f.build += time.Since(t0)
+	}
+	clear(recs)
+	t0 := time.Now()
+	if err := f.ix.waitFor(context.Background(), f.rev.Load()); err != nil {
+		panic(err)
+	}
+	f.build += time.Since(t0)
+	f.heapPerTwin = float64(heapInUse()-before) / float64(n)
+	return f
+}
+
+func sharedFleet(b *testing.B) *benchFleet {
+	b.Helper()
+	fleetOnce.Do(func() { fleet = buildFleet(benchTwins()) })
+	return fleet
+}
+
+// BenchmarkIndexBuild applies a whole fleet to an empty index; one op is
+// the whole fleet. It reports the time per twin and the heap the index
+// holds per twin.
+func BenchmarkIndexBuild(b *testing.B) {
+	n := benchTwins()
+	var f *benchFleet
+	for b.Loop() {
+		f = buildFleet(n)
+	}
+	b.ReportMetric(f.build.Seconds(), "build-s")
+	b.ReportMetric(float64(f.build.Nanoseconds())/float64(n), "ns/twin")
+	b.ReportMetric(f.heapPerTwin, "heap-B/twin")
+	runtime.KeepAlive(f)
+}
+
+// latencies records the duration of each op, for medians.
+type latencies []time.Duration
+
+func (l latencies) report(b *testing.B) {
+	if len(l) == 0 {
+		return
+	}
+	slices.Sort(l)
+	at := func(p float64) float64 { return float64(l[int(p*float64(len(l)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(at(0.5), "p50-ms")
+	b.ReportMetric(at(0.9), "p90-ms")
+	b.ReportMetric(at(0.99), "p99-ms")
+	b.ReportMetric(0, "ns/op") // the mean hides what matters here
+}
+
+// benchQuery runs a query's first page (or every page, with all) again
+// and again; src may hold a %d that each op fills with a random number
+// below vary.
+func benchQuery(b *testing.B, src string, vary, pageSize int, check func(*QueryPage)) {
+	f := sharedFleet(b)
+	r := rand.New(rand.NewPCG(9, 9))
+	parse := func() *query.Query {
+		s := src
+		if vary > 0 {
+			s = fmt.Sprintf(src, r.IntN(vary))
+		}
+		q, err := query.Parse(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return q
+	}
+	// Warm up: build the hash index the query uses, if any.
+	f.ix.query(parse(), pageSize, pageToken{})
+	var lat latencies
+	for b.Loop() {
+		q := parse()
+		t0 := time.Now()
+		page, _ := f.ix.query(q, pageSize, pageToken{})
+		lat = append(lat, time.Since(t0))
+		if check != nil {
+			check(page)
+		}
+	}
+	lat.report(b)
+}
+
+func wantItems(b *testing.B, lo, hi int) func(*QueryPage) {
+	return func(p *QueryPage) {
+		if n := len(p.Items); n < lo || n > hi {
+			b.Fatalf("%d items, want %d to %d", n, lo, hi)
+		}
+	}
+}
+
+// BenchmarkQueryTagEquality is the selective query: a plant has about 100
+// twins; one op is the first page of 100 full twins.
+func BenchmarkQueryTagEquality(b *testing.B) {
+	n := benchTwins()
+	benchQuery(b, `SELECT * FROM devices WHERE tags.plant = 'plant-%05d'`, max(n/100, 1), 100, wantItems(b, 40, 100))
+}
+
+// BenchmarkQueryReportedEquality: a reported property with ~100 twins a value.
+func BenchmarkQueryReportedEquality(b *testing.B) {
+	n := benchTwins()
+	benchQuery(b, `SELECT * FROM devices WHERE properties.reported.batch = 'b-%05d'`, max(n/100, 1), 100, wantItems(b, 40, 100))
+}
+
+// BenchmarkQueryEqualityProjection: the selective query with a projection.
+func BenchmarkQueryEqualityProjection(b *testing.B) {
+	n := benchTwins()
+	benchQuery(b, `SELECT deviceId, properties.reported.temperature AS t FROM devices WHERE tags.plant = 'plant-%05d' AND status = 'enabled'`,
+		max(n/100, 1), 100, nil)
+}
+
+// BenchmarkQueryDeviceID: a lookup by id.
+func BenchmarkQueryDeviceID(b *testing.B) {
+	benchQuery(b, `SELECT * FROM devices WHERE deviceId = 'dev-%07d'`, benchTwins(), 100, wantItems(b, 1, 1))
+}
+
+// BenchmarkQueryInequalityScan must read every twin: ~1 in 10,000 has a
+// temperature this high, so the first page needs the whole table.
+func BenchmarkQueryInequalityScan(b *testing.B) {
+	benchQuery(b, `SELECT * FROM devices WHERE properties.reported.temperature > 99.98`, 0, 100, nil)
+}
+
+// BenchmarkQueryCountInequality counts with an inequality: every twin.
+func BenchmarkQueryCountInequality(b *testing.B) {
+	benchQuery(b, `SELECT COUNT() AS n FROM devices WHERE properties.reported.temperature > 50`, 0, 100, wantItems(b, 1, 1))
+}
+
+// BenchmarkQueryGroupByCount is a dashboard's count by region: every twin.
+func BenchmarkQueryGroupByCount(b *testing.B) {
+	benchQuery(b, `SELECT tags.region AS region, COUNT() AS n FROM devices GROUP BY tags.region`, 0, 100, wantItems(b, len(regions), len(regions)))
+}
+
+// BenchmarkQueryGroupByTwo groups by two paths with an average: every twin.
+func BenchmarkQueryGroupByTwo(b *testing.B) {
+	benchQuery(b, `SELECT tags.model AS model, properties.reported.status AS status, COUNT() AS n, AVG(properties.reported.temperature) AS t FROM devices GROUP BY tags.model, properties.reported.status`, 0, 1000, nil)
+}
+
+// BenchmarkQueryFirstPage: SELECT * stops after the first page.
+func BenchmarkQueryFirstPage(b *testing.B) {
+	benchQuery(b, `SELECT * FROM devices WHERE properties.reported.temperature > 50`, 0, 100, wantItems(b, 100, 100))
+}
+
+// BenchmarkQueryPageAll pages through every twin with pages of 1,000
+// projections; one op is the whole walk.
+func BenchmarkQueryPageAll(b *testing.B) {
+	f := sharedFleet(b)
+	q, _ := query.Parse(`SELECT deviceId, properties.reported.status AS s FROM devices`)
+	var lat latencies
+	for b.Loop() {
+		t0 := time.Now()
+		tok, n := pageToken{}, 0
+		for {
+			page, next := f.ix.query(q, 1000, tok)
+			n += len(page.Items)
+			if next == nil {
+				break
+			}
+			tok = *next
+		}
+		lat = append(lat, time.Since(t0))
+		if n != f.n {
+			b.Fatalf("%d twins, want %d", n, f.n)
+		}
+	}
+	lat.report(b)
+}
+
+// BenchmarkQueryUnderUpdates runs queries while another goroutine applies
+// 5,000 twin updates a second to the index (a new reported temperature and
+// status, and now and then a new plant), as the store's watch would. It
+// reports the queries' latencies and the update rate achieved.
+func BenchmarkQueryUnderUpdates(b *testing.B) {
+	for _, c := range []struct{ name, src string }{
+		{"TagEquality", `SELECT * FROM devices WHERE tags.plant = 'plant-%05d'`},
+		{"GroupByCount", `SELECT tags.region AS region, COUNT() AS n FROM devices GROUP BY tags.region`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			f := sharedFleet(b)
+			stop := make(chan struct{})
+			var applied atomic.Int64
+			var wg sync.WaitGroup
+			wg.Go(func() { f.updates(5000, stop, &applied) })
+			t0 := time.Now()
+			vary := 0
+			if c.name == "TagEquality" {
+				vary = max(f.n/100, 1)
+			}
+			benchQuery(b, c.src, vary, 100, nil)
+			close(stop)
+			wg.Wait()
+			b.ReportMetric(float64(applied.Load())/time.Since(t0).Seconds(), "updates/s")
+		})
+	}
+}
+
+// updates applies about rate updates a second until stop is closed.
+func (f *benchFleet) updates(rate int, stop chan struct{}, applied *atomic.Int64) {
+	r := rand.New(rand.NewPCG(11, 11))
+	const tick = 10 * time.Millisecond
+	per := rate * int(tick) / int(time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		for range per {
+			i := r.IntN(f.n)
+			rec := benchRecord(r, i, f.n)
+			f.ix.apply(rec.Key(), rec, f.rev.Add(1))
+		}
+		applied.Add(int64(per))
+	}
+}
+
+// BenchmarkApplyUpdate is the cost of one update to an existing twin, the
+// making of the record excluded.
+func BenchmarkApplyUpdate(b *testing.B) {
+	f := sharedFleet(b)
+	r := rand.New(rand.NewPCG(13, 13))
+	recs := make([]*Record, 1024)
+	for i := range recs {
+		j := r.IntN(f.n)
+		recs[i] = benchRecord(r, j, f.n)
+	}
+	i := 0
+	for b.Loop() {
+		rec := recs[i%len(recs)]
+		f.ix.apply(rec.Key(), rec, f.rev.Add(1))
+		i++
+	}
+}

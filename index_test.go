@@ -1,0 +1,597 @@
+package twinhub
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub/query"
+	"github.com/twinhub/twinhub/query/querytest"
+)
+
+// randomValue makes a JSON value as encoding/json decodes it, nested up to
+// depth levels.
+func randomValue(r *rand.Rand, depth int) any {
+	switch n := r.IntN(10); {
+	case n == 0:
+		return nil
+	case n == 1:
+		return r.IntN(2) == 0
+	case n < 4:
+		return float64(r.IntN(41) - 20)
+	case n == 4:
+		return float64(r.IntN(1000)) / 8
+	case n < 7:
+		return []string{"a", "b", "EU", "US", "x y", "é", ""}[r.IntN(7)]
+	case n == 7 && depth > 0:
+		a := make([]any, r.IntN(4))
+		for i := range a {
+			a[i] = randomValue(r, depth-1)
+		}
+		return a
+	case depth > 0:
+		return randomObject(r, depth-1)
+	}
+	return "leaf"
+}
+
+func randomObject(r *rand.Rand, depth int) map[string]any {
+	m := map[string]any{}
+	for range r.IntN(5) {
+		m[[]string{"a", "b", "c", "temp", "mode", "loc", "list"}[r.IntN(7)]] = randomValue(r, depth)
+	}
+	return m
+}
+
+var testEpoch = time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// randomRecord makes a device or module record whose twin went through a
+// few random updates, as the hub would make them, plus some oddities that
+// stored records may have.
+func randomRecord(r *rand.Rand, k Key) *Record {
+	now := Time{testEpoch.Add(time.Duration(r.IntN(1000)) * time.Second)}
+	rec := &Record{IdentityVersion: int64(1 + r.IntN(5)), Twin: NewTwin(now)}
+	auth := Authentication{Type: AuthSAS, SymmetricKey: SymmetricKey{PrimaryKey: "p", SecondaryKey: "s"}}
+	if r.IntN(5) == 0 {
+		tp := "ABCD"
+		auth = Authentication{Type: AuthSelfSigned, X509Thumbprint: X509Thumbprint{PrimaryThumbprint: &tp}}
+	}
+	conn := []string{StateConnected, StateDisconnected}[r.IntN(2)]
+	if k.ModuleID != "" {
+		rec.Module = &Module{DeviceID: k.DeviceID, ModuleID: k.ModuleID, ConnectionState: conn,
+			CloudToDeviceMessageCount: r.IntN(3), Authentication: auth, LastActivityTime: now}
+	} else {
+		rec.Device = &Device{DeviceID: k.DeviceID, Status: []string{StatusEnabled, StatusDisabled}[r.IntN(2)],
+			ConnectionState: conn, StatusUpdatedTime: now, Authentication: auth,
+			Capabilities: Capabilities{IoTEdge: r.IntN(4) == 0}}
+		if r.IntN(3) == 0 {
+			rec.Device.LastActivityTime = now
+		}
+	}
+	for range r.IntN(4) {
+		now = Time{now.Add(time.Duration(r.IntN(100)+1) * time.Millisecond)}
+		u := TwinUpdate{}
+		if r.IntN(2) == 0 {
+			u.Tags = randomObject(r, 2)
+		}
+		if r.IntN(2) == 0 {
+			u.Desired = randomObject(r, 2)
+		}
+		_ = rec.Twin.Apply(u, r.IntN(5) == 0, now)
+		if r.IntN(2) == 0 {
+			_ = rec.Twin.UpdateReported(randomObject(r, 3), now)
+		}
+	}
+	switch r.IntN(12) {
+	case 0:
+		rec.Twin.Tags = nil
+	case 1:
+		rec.Twin.Desired.Metadata = nil
+	case 2: // metadata of a property that has no value any more
+		if rec.Twin.Reported.Metadata.Children == nil {
+			rec.Twin.Reported.Metadata.Children = map[string]*Metadata{}
+		}
+		rec.Twin.Reported.Metadata.Children["gone"] = &Metadata{LastUpdated: now, LastUpdatedVersion: 3}
+	case 3:
+		rec.Twin.Tags["nilmap"] = map[string]any(nil)
+		rec.Twin.Tags["int"] = 7
+	case 4:
+		rec.Twin.ModelID = "dtmi:x;1"
+	}
+	return rec
+}
+
+// allPaths lists the paths of every member and array element of doc.
+func allPaths(prefix []query.Segment, x any, out *[][]query.Segment) {
+	*out = append(*out, slices.Clone(prefix))
+	switch v := x.(type) {
+	case map[string]any:
+		for k, c := range v {
+			allPaths(append(prefix, query.Segment{Name: k}), c, out)
+		}
+	case []any:
+		for i, c := range v {
+			allPaths(append(prefix, query.Segment{Index: i, IsIndex: true}), c, out)
+		}
+	}
+}
+
+func jsonString(t testing.TB, x any) string {
+	t.Helper()
+	b, err := json.Marshal(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestFlatTwin checks that the compact form of random records renders
+// exactly as Record.TwinDoc, and that every path of the document, and some
+// that are not in it, read the same from the compact form as from the
+// document.
+func TestFlatTwin(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	ix := newIndex()
+	extra := [][]query.Segment{
+		{{Name: "tags"}, {Name: "nothing"}},
+		{{Name: "tags"}, {Index: 0, IsIndex: true}},
+		{{Name: "properties"}, {Name: "other"}},
+		{{Name: "properties"}, {Name: "reported"}, {Name: "$metadata"}, {Name: "a"}, {Name: "$lastUpdated"}},
+		{{Name: "x509Thumbprint"}, {Name: "other"}},
+		{{Name: "deviceId"}, {Index: 0, IsIndex: true}},
+		{{Name: "nothing"}},
+		{{Name: "DeviceId"}},
+		{{Index: 0, IsIndex: true}},
+	}
+	for i := range 3000 {
+		k := DeviceKey(fmt.Sprintf("d%d", i))
+		if i%3 == 0 {
+			k.ModuleID = "m"
+		}
+		rec := randomRecord(r, k)
+		rec.stamp()
+		want := rec.TwinDoc()
+		ft := ix.build.flatten(rec)
+		if got := ft.doc(ix.dict); !reflect.DeepEqual(got, want) {
+			t.Fatalf("record %d renders\n%s\nwant\n%s", i, jsonString(t, got), jsonString(t, want))
+		}
+		var paths [][]query.Segment
+		allPaths(nil, want, &paths)
+		paths = append(paths, extra...)
+		d := &evalDoc{p: &plan{ix: ix}}
+		d.set(&node{key: nodeKey(k)}, ft)
+		for _, segs := range paths {
+			p := &query.Path{Segments: segs, Slot: -1}
+			got, exp := d.Lookup(p), p.Walk(want, 0)
+			if jsonValue(got) != jsonValue(exp) || got.Kind != exp.Kind {
+				t.Fatalf("record %d, %s: got %s %v, want %s %v", i, p, got.Kind, jsonValue(got), exp.Kind, jsonValue(exp))
+			}
+		}
+	}
+}
+
+func jsonValue(v query.Value) string {
+	x, ok := v.Any()
+	if !ok {
+		return "undefined"
+	}
+	b, _ := json.Marshal(x)
+	return string(b)
+}
+
+// TestTwinDocSystemProperties checks that every system property of the
+// twin document is read from the identity without rendering the document.
+func TestTwinDocSystemProperties(t *testing.T) {
+	ix := newIndex()
+	for k := range docKeys() {
+		first, sub, _ := strings.Cut(k, ".")
+		p := &query.Path{Segments: []query.Segment{{Name: first}}}
+		if sub != "" {
+			p.Segments = append(p.Segments, query.Segment{Name: sub})
+		} else if _, isObj := subSys[first]; isObj || first == "tags" || first == "properties" {
+			continue
+		}
+		if r := ix.resolve(p); r.kind != resAttr {
+			t.Errorf("%s is read from the rendered document; teach indextwin.go's sys about it", p)
+		}
+	}
+}
+
+// reference is what the index is checked against: the twins of each
+// collection rendered by Record.TwinDoc, in key order.
+type reference struct {
+	devices, modules []map[string]any
+}
+
+func newReference(recs map[Key]*Record) *reference {
+	return &reference{devices: refDocs(recs, false), modules: refDocs(recs, true)}
+}
+
+func refDocs(recs map[Key]*Record, modules bool) []map[string]any {
+	var keys []Key
+	for k := range recs {
+		if (k.ModuleID != "") == modules {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(nodeKey(a), nodeKey(b)) })
+	out := make([]map[string]any, len(keys))
+	for i, k := range keys {
+		out[i] = recs[k].TwinDoc()
+	}
+	return out
+}
+
+// runPaged runs a query through the index page by page.
+func runPaged(t testing.TB, ix *index, h *Hub, q *query.Query, pageSize int) ([]map[string]any, int) {
+	t.Helper()
+	var all []map[string]any
+	tok, pages := pageToken{}, 0
+	for {
+		page, next := ix.query(q, pageSize, tok)
+		pages++
+		if len(page.Items) > pageSize {
+			t.Fatalf("%s: page of %d items, size %d", q.Source, len(page.Items), pageSize)
+		}
+		if page.ItemType != q.ItemType() {
+			t.Fatalf("%s: item type %s", q.Source, page.ItemType)
+		}
+		all = append(all, page.Items...)
+		if next == nil {
+			return all, pages
+		}
+		// Round trip through the encoded token.
+		var err error
+		if tok, err = h.readToken(q, h.writeToken(q, *next)); err != nil {
+			t.Fatal(err)
+		}
+		if pages > 100000 {
+			t.Fatalf("%s: endless paging", q.Source)
+		}
+	}
+}
+
+// checkQuery compares what the index answers, paged, with Execute over
+// the reference documents.
+func checkQuery(t *testing.T, ix *index, h *Hub, ref *reference, src string, pageSizes ...int) {
+	t.Helper()
+	q, err := query.Parse(src)
+	if err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	var docs []map[string]any
+	switch q.Collection {
+	case query.Devices:
+		docs = ref.devices
+	case query.DevicesModules:
+		docs = ref.modules
+	}
+	want, err := q.Execute(slices.Values(docs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, size := range pageSizes {
+		got, _ := runPaged(t, ix, h, q, size)
+		if got == nil {
+			got = []map[string]any{}
+		}
+		if i > 0 && q.Star {
+			// The first page size checked the documents; the others
+			// check the paging.
+			if g, w := docIDs(got), docIDs(want); !slices.Equal(g, w) {
+				t.Errorf("%s, pages of %d:\n got %q\nwant %q", src, size, g, w)
+			}
+			continue
+		}
+		if reflect.DeepEqual(got, want) {
+			continue
+		}
+		if g, w := jsonString(t, got), jsonString(t, want); g != w {
+			t.Errorf("%s, pages of %d:\n got %.2000s\nwant %.2000s", src, size, g, w)
+			return
+		}
+	}
+}
+
+func docIDs(docs []map[string]any) []string {
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = querytest.DocID(d)
+	}
+	return ids
+}
+
+// fleetQueries are queries over the random fleets of these tests, meant
+// to take every path of the planner: key lookups, hash indexes (built
+// lazily, then kept up to date), scans, groups, and reads from the
+// rendered document.
+var fleetQueries = []string{
+	`SELECT * FROM devices`,
+	`SELECT * FROM devices.modules`,
+	`SELECT * FROM devices WHERE deviceId = 'd17'`,
+	`SELECT * FROM devices WHERE deviceId IN ['d17', 'd3', 'nope', 5, 'd17']`,
+	`SELECT * FROM devices.modules WHERE deviceId = 'd30'`,
+	`SELECT * FROM devices.modules WHERE deviceId IN ['d30', 'd33'] AND moduleId = 'm1'`,
+	`SELECT * FROM devices.modules WHERE moduleId = 'm2'`,
+	`SELECT * FROM devices WHERE tags.a = 'EU'`,
+	`SELECT * FROM devices WHERE tags.a = 'EU' AND properties.reported.temp > 0`,
+	`SELECT * FROM devices WHERE tags.a IN ['EU', 'US', 3]`,
+	`SELECT * FROM devices WHERE tags.a = 'nothing-has-this'`,
+	`SELECT * FROM devices WHERE tags.zzz = 1`,
+	`SELECT * FROM devices WHERE properties.reported.mode = 4`,
+	`SELECT * FROM devices WHERE properties.desired.b = true`,
+	`SELECT * FROM devices WHERE properties.reported.loc.a = null`,
+	`SELECT * FROM devices WHERE status = 'disabled'`,
+	`SELECT * FROM devices WHERE status = 'disabled' AND connectionState = 'Connected'`,
+	`SELECT * FROM devices WHERE capabilities.iotEdge = true`,
+	`SELECT * FROM devices WHERE properties.reported.temp > 3`,
+	`SELECT * FROM devices WHERE properties.reported.temp > 100`,
+	`SELECT * FROM devices WHERE IS_OBJECT(tags.loc) OR IS_ARRAY(tags.list)`,
+	`SELECT * FROM devices WHERE tags.list[0] = 'a' OR tags.list[1].a = 1`,
+	`SELECT * FROM devices WHERE x509Thumbprint.primaryThumbprint != null`,
+	`SELECT * FROM devices WHERE IS_DEFINED(x509Thumbprint) AND NOT IS_DEFINED(tags.nilmap.x)`,
+	`SELECT * FROM devices WHERE properties.reported.$metadata.$lastUpdated > '2024-03-01T12:10'`,
+	`SELECT * FROM devices WHERE properties.desired.$version > 2 AND version >= 2`,
+	`SELECT * FROM devices WHERE etag = 'AAAAAAAAAAE=' OR deviceEtag = 'Mw=='`,
+	`SELECT * FROM devices WHERE modelId = 'dtmi:x;1'`,
+	`SELECT TOP 7 * FROM devices WHERE tags.b != 'x'`,
+	`SELECT TOP 0 * FROM devices`,
+	`SELECT TOP 1000 deviceId FROM devices WHERE properties.reported.a > 0`,
+	`SELECT deviceId, tags.a AS a, tags.loc, properties.reported.temp * 2 AS t2 FROM devices WHERE tags.a = 'US'`,
+	`SELECT deviceId, moduleId, properties FROM devices.modules WHERE deviceId = 'd3'`,
+	`SELECT devices FROM devices WHERE deviceId = 'd1'`,
+	`SELECT COUNT() AS n FROM devices`,
+	`SELECT COUNT() AS n FROM devices WHERE tags.a = 'EU'`,
+	`SELECT COUNT() AS n, SUM(properties.reported.temp) AS s, AVG(properties.reported.a) AS a, MIN(tags.b) AS lo, MAX(tags.b) AS hi FROM devices WHERE properties.reported.temp < 10`,
+	`SELECT tags.a AS a, COUNT() AS n FROM devices GROUP BY tags.a`,
+	`SELECT tags.a AS a, status, COUNT() AS n, MAX(properties.reported.temp) AS t FROM devices GROUP BY tags.a, status`,
+	`SELECT TOP 3 tags.b AS b, COUNT() AS n FROM devices GROUP BY tags.b`,
+	`SELECT * FROM devices GROUP BY tags.a`,
+	`SELECT * FROM devices.modules WHERE status = 'enabled' GROUP BY deviceId`,
+	`SELECT COUNT() AS n FROM devices.modules GROUP BY connectionState`,
+	`SELECT properties.reported.loc AS l, COUNT() AS n FROM devices GROUP BY properties.reported.loc`,
+	`SELECT * FROM devices.jobs`,
+}
+
+// newTestIndex applies records for n devices, each with up to two modules,
+// and returns them.
+func newTestIndex(r *rand.Rand, n int) (*index, map[Key]*Record) {
+	ix := newIndex()
+	recs := map[Key]*Record{}
+	rev := uint64(0)
+	for i := range n {
+		id := fmt.Sprintf("d%d", i)
+		keys := []Key{DeviceKey(id)}
+		for m := range r.IntN(3) {
+			keys = append(keys, ModuleKey(id, fmt.Sprintf("m%d", m+1)))
+		}
+		for _, k := range keys {
+			rec := randomRecord(r, k)
+			recs[k] = rec
+			rev++
+			ix.apply(k, rec, rev)
+		}
+	}
+	return ix, recs
+}
+
+// TestIndexQueries checks the index against Execute over full documents,
+// on a fleet big enough for hash indexes, then again after updates,
+// deletions and re-creations.
+func TestIndexQueries(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 2))
+	ix, recs := newTestIndex(r, 3000)
+	h := &Hub{host: "h", index: ix}
+	if err := ix.waitFor(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	ref := newReference(recs)
+	for _, src := range fleetQueries {
+		checkQuery(t, ix, h, ref, src, 1000, 7)
+	}
+	if n := len(ix.devices.hashes.byAttr); n < 5 {
+		t.Errorf("%d hash indexes, want the queries to have built more", n)
+	}
+	// Change a third of the fleet, delete some, re-create some.
+	rev := uint64(1 << 20)
+	keys := make([]Key, 0, len(recs))
+	for k := range recs {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(nodeKey(a), nodeKey(b)) })
+	for i, k := range keys {
+		rev++
+		switch i % 9 {
+		case 0, 1, 2:
+			rec := randomRecord(r, k)
+			recs[k] = rec
+			ix.apply(k, rec, rev)
+		case 3:
+			delete(recs, k)
+			ix.apply(k, nil, rev)
+		}
+	}
+	for i := range 400 {
+		k := DeviceKey(fmt.Sprintf("new%d", i))
+		if i%2 == 0 {
+			k = keys[i*7] // a re-creation, or an update
+		}
+		rev++
+		rec := randomRecord(r, k)
+		recs[k] = rec
+		ix.apply(k, rec, rev)
+	}
+	if err := ix.waitFor(t.Context(), rev); err != nil {
+		t.Fatal(err)
+	}
+	ref = newReference(recs)
+	for _, src := range fleetQueries {
+		checkQuery(t, ix, h, ref, src, 1000, 13)
+	}
+	checkViews(t, ix, recs)
+}
+
+// checkViews checks that each table's key order holds exactly the live
+// identities.
+func checkViews(t *testing.T, ix *index, recs map[Key]*Record) {
+	t.Helper()
+	for _, tb := range []*table{ix.devices, ix.modules} {
+		var want []string
+		for k := range recs {
+			if tb == ix.table(k) {
+				want = append(want, nodeKey(k))
+			}
+		}
+		slices.Sort(want)
+		var got []string
+		v := tb.view.Load()
+		for _, c := range v.chunks {
+			if len(c.nodes) == 0 || len(c.nodes) > chunkSize || c.first != c.nodes[0].key {
+				t.Fatalf("bad chunk: %d nodes, first %q", len(c.nodes), c.first)
+			}
+		}
+		v.each(0, 0, func(n *node, _ *flatTwin) bool {
+			got = append(got, n.key)
+			return true
+		})
+		if !slices.Equal(got, want) {
+			t.Fatalf("view has %d keys, want %d", len(got), len(want))
+		}
+		if int(tb.live.Load()) != len(want) || len(tb.byKey) != len(want) {
+			t.Fatalf("live %d, byKey %d, want %d", tb.live.Load(), len(tb.byKey), len(want))
+		}
+	}
+}
+
+// TestIndexMerge applies random creations and deletions and checks the
+// key order after every reader-triggered merge.
+func TestIndexMerge(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	ix := newIndex()
+	recs := map[Key]*Record{}
+	rev := uint64(0)
+	rec := randomRecord(r, DeviceKey("x"))
+	for round := range 40 {
+		for range r.IntN(3000) {
+			k := DeviceKey(fmt.Sprintf("k%05d", r.IntN(20000)))
+			rev++
+			if r.IntN(3) == 0 {
+				delete(recs, k)
+				ix.apply(k, nil, rev)
+			} else {
+				recs[k] = rec
+				ix.apply(k, rec, rev)
+			}
+		}
+		if round%2 == 0 {
+			if err := ix.waitFor(t.Context(), rev); err != nil {
+				t.Fatal(err)
+			}
+			checkViews(t, ix, recs)
+		}
+	}
+}
+
+// TestQueryOnRecordsOfTheConformanceFleet runs the conformance cases over
+// records made from the fleet's twins, compared with Execute over what
+// TwinDoc renders of the same records.
+func TestIndexConformanceCases(t *testing.T) {
+	ix := newIndex()
+	recs := map[Key]*Record{}
+	rev := uint64(0)
+	for _, tw := range slices.Concat(querytest.DeviceTwins, querytest.ModuleTwins) {
+		k := Key{tw.DeviceID, tw.ModuleID}
+		rec := fleetRecord(t, tw)
+		recs[k] = rec
+		rev++
+		ix.apply(k, rec, rev)
+	}
+	h := &Hub{host: "h", index: ix}
+	if err := ix.waitFor(t.Context(), rev); err != nil {
+		t.Fatal(err)
+	}
+	ref := newReference(recs)
+	for _, c := range querytest.Cases {
+		checkQuery(t, ix, h, ref, c.Query, 1000, 1, 3)
+	}
+}
+
+// fleetRecord makes a record with the twin of a conformance fleet.
+func fleetRecord(t testing.TB, tw querytest.Twin) *Record {
+	t.Helper()
+	obj := func(s string) map[string]any {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	now := Time{testEpoch}
+	rec := &Record{IdentityVersion: 1, Twin: NewTwin(now)}
+	var last Time
+	if tw.LastActivityTime != "" {
+		tm, err := time.Parse(time.RFC3339Nano, tw.LastActivityTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = Time{tm}
+	}
+	auth := Authentication{Type: AuthSAS}
+	if tw.ModuleID != "" {
+		rec.Module = &Module{DeviceID: tw.DeviceID, ModuleID: tw.ModuleID, ConnectionState: tw.ConnectionState,
+			LastActivityTime: last, Authentication: auth}
+	} else {
+		rec.Device = &Device{DeviceID: tw.DeviceID, Status: tw.Status, ConnectionState: tw.ConnectionState,
+			LastActivityTime: last, Authentication: auth, Capabilities: Capabilities{IoTEdge: tw.IoTEdge}}
+	}
+	if err := rec.Twin.Apply(TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, false, now); err != nil {
+		t.Fatal(err)
+	}
+	for rec.Twin.Desired.Version < int64(tw.DesiredVersion) {
+		rec.Twin.Desired.Version++
+	}
+	if err := rec.Twin.UpdateReported(obj(tw.Reported), now); err != nil {
+		t.Fatal(err)
+	}
+	rec.Twin.ModelID = tw.ModelID
+	return rec
+}
+
+func TestContinuationTokens(t *testing.T) {
+	h := &Hub{host: "h", index: newIndex()}
+	q1, _ := query.Parse(`SELECT * FROM devices`)
+	q2, _ := query.Parse(`SELECT * FROM devices WHERE status = 'enabled'`)
+	g, _ := query.Parse(`SELECT COUNT() AS n FROM devices GROUP BY status`)
+	tok := h.writeToken(q1, pageToken{after: "dev\x00x", count: 12})
+	if got, err := h.readToken(q1, tok); err != nil || got.after != "dev\x00x" || got.count != 12 {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	raw, _ := decodeB64(tok)
+	tampered := append([]byte(nil), raw...)
+	tampered[12] ^= 1
+	other := &Hub{host: "other", index: newIndex()}
+	for name, bad := range map[string]string{
+		"garbage":       "garbage",
+		"not base64":    "@@@",
+		"truncated":     tok[:len(tok)-3],
+		"tampered":      encodeB64(tampered),
+		"another hub":   other.writeToken(q1, pageToken{after: "a"}),
+		"another query": h.writeToken(q2, pageToken{after: "a"}),
+		"grouped":       h.writeToken(g, pageToken{count: 1}),
+	} {
+		if _, err := h.readToken(q1, bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if e, ok := err.(*Error); !ok || e.Status != 400 {
+			t.Errorf("%s: %v, want a 400", name, err)
+		}
+	}
+}
+
+func decodeB64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+func encodeB64(b []byte) string          { return base64.RawURLEncoding.EncodeToString(b) }

@@ -1,0 +1,236 @@
+package twinhub
+
+import (
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinhub/twinhub/query"
+)
+
+// Hash indexes answer path = constant (and path IN [...]) without a scan:
+// for one property path of one table, the nodes by the primitive value
+// they hold there. An index is built the first time a query could use it,
+// which takes one pass over the table with the writer held off, and from
+// then on apply keeps it current. A table keeps at most maxHashIndexes;
+// past that, the one unused for longest is dropped.
+
+// attr is something a twin holds one value of: a system property or a
+// property of tags, desired or reported properties.
+type attr struct {
+	sys sysField
+	id  pathID
+	sec section
+}
+
+func (a attr) of(d *pathDict, t *flatTwin) query.Value {
+	if a.sys != sysNone {
+		return t.sys(a.sys)
+	}
+	i := t.find(a.id, a.sec)
+	if i < 0 {
+		return query.Value{}
+	}
+	return t.value(d, i)
+}
+
+// hkey is a primitive value as a map key: values that = finds equal have
+// equal keys.
+type hkey struct {
+	kind query.Kind
+	num  float64
+	str  string
+}
+
+func hkeyOf(v query.Value) (hkey, bool) {
+	switch v.Kind {
+	case query.Null:
+		return hkey{kind: query.Null}, true
+	case query.Bool:
+		if v.Bool {
+			return hkey{kind: query.Bool, num: 1}, true
+		}
+		return hkey{kind: query.Bool}, true
+	case query.Number:
+		if math.IsNaN(v.Num) {
+			return hkey{}, false // equal to nothing; JSON has none anyway
+		}
+		if v.Num == 0 {
+			return hkey{kind: query.Number}, true // -0 = 0
+		}
+		return hkey{kind: query.Number, num: v.Num}, true
+	case query.String:
+		return hkey{kind: query.String, str: v.Str}, true
+	}
+	return hkey{}, false
+}
+
+// posting is the set of nodes that hold one value.
+type posting struct {
+	one  *node // when the set has one member
+	many map[*node]struct{}
+}
+
+func (p posting) len() int {
+	if p.many != nil {
+		return len(p.many)
+	}
+	if p.one != nil {
+		return 1
+	}
+	return 0
+}
+
+type hashIndex struct {
+	attr attr
+	mu   sync.RWMutex
+	m    map[hkey]posting
+	used atomic.Int64 // when a query last used it, in Unix nanoseconds
+}
+
+func (h *hashIndex) add(k hkey, n *node) {
+	p := h.m[k]
+	switch {
+	case p.many != nil:
+		p.many[n] = struct{}{}
+	case p.one == nil:
+		if k.kind == query.String {
+			k.str = strings.Clone(k.str) // not a piece of a twin's data
+		}
+		p.one = n
+	default:
+		p.many = map[*node]struct{}{p.one: {}, n: {}}
+		p.one = nil
+	}
+	h.m[k] = p
+}
+
+func (h *hashIndex) remove(k hkey, n *node) {
+	p, ok := h.m[k]
+	if !ok {
+		return
+	}
+	switch {
+	case p.many != nil:
+		delete(p.many, n)
+		if len(p.many) == 0 {
+			delete(h.m, k)
+		}
+	case p.one == n:
+		delete(h.m, k)
+	}
+}
+
+// count returns how many nodes hold one of vals.
+func (h *hashIndex) count(vals []query.Value) int {
+	h.used.Store(time.Now().UnixNano())
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, v := range vals {
+		if k, ok := hkeyOf(v); ok {
+			n += h.m[k].len()
+		}
+	}
+	return n
+}
+
+// nodes returns the nodes that hold one of vals, in key order.
+func (h *hashIndex) nodes(vals []query.Value) []*node {
+	var out []*node
+	h.mu.RLock()
+	for _, v := range vals {
+		k, ok := hkeyOf(v)
+		if !ok {
+			continue
+		}
+		p := h.m[k]
+		if p.one != nil {
+			out = append(out, p.one)
+		}
+		for n := range p.many {
+			out = append(out, n)
+		}
+	}
+	h.mu.RUnlock()
+	sortNodes(out)
+	return compactNodes(out)
+}
+
+// maxHashIndexes bounds the hash indexes of a table. An index costs about
+// 20 bytes a twin that has the property.
+const maxHashIndexes = 32
+
+// hashSet is the hash indexes of a table. Readers find them under mu; the
+// writer changes the set under mu while it holds the index's wmu, and so
+// may read it without mu.
+type hashSet struct {
+	mu     sync.RWMutex
+	byAttr map[attr]*hashIndex
+}
+
+func (s *hashSet) get(a attr) *hashIndex {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byAttr[a]
+}
+
+// update moves n in every index from what old held to what t holds (nil:
+// nothing). The caller holds wmu.
+func (s *hashSet) update(d *pathDict, n *node, old, t *flatTwin) {
+	for _, h := range s.byAttr {
+		var ko, kn hkey
+		okOld, okNew := false, false
+		if old != nil {
+			ko, okOld = hkeyOf(h.attr.of(d, old))
+		}
+		if t != nil {
+			kn, okNew = hkeyOf(h.attr.of(d, t))
+		}
+		if okOld == okNew && ko == kn {
+			continue
+		}
+		h.mu.Lock()
+		if okOld {
+			h.remove(ko, n)
+		}
+		if okNew {
+			h.add(kn, n)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// hashIndex returns the table's index of a, building it if needed.
+func (ix *index) hashIndex(tb *table, a attr) *hashIndex {
+	if h := tb.hashes.get(a); h != nil {
+		return h
+	}
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	if h := tb.hashes.byAttr[a]; h != nil {
+		return h
+	}
+	h := &hashIndex{attr: a, m: map[hkey]posting{}}
+	h.used.Store(time.Now().UnixNano())
+	for _, n := range tb.byKey {
+		if k, ok := hkeyOf(a.of(ix.dict, n.twin.Load())); ok {
+			h.add(k, n)
+		}
+	}
+	tb.hashes.mu.Lock()
+	if len(tb.hashes.byAttr) >= maxHashIndexes {
+		var oldest *hashIndex
+		for _, o := range tb.hashes.byAttr {
+			if oldest == nil || o.used.Load() < oldest.used.Load() {
+				oldest = o
+			}
+		}
+		delete(tb.hashes.byAttr, oldest.attr)
+	}
+	tb.hashes.byAttr[a] = h
+	tb.hashes.mu.Unlock()
+	return h
+}

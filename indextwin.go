@@ -1,0 +1,634 @@
+package twinhub
+
+import (
+	"cmp"
+	"maps"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinhub/twinhub/query"
+)
+
+// The index keeps every twin in a compact, immutable form (flatTwin) that
+// queries evaluate against without building the JSON document: the tags,
+// desired and reported trees are flattened into one array of 16-byte
+// fields in pre-order, each naming its property path by a number from a
+// dictionary shared by all twins (pathDict), with its string bytes in one
+// per-twin string and its $metadata reduced to an index into a short list
+// of distinct (time, version) stamps. The identity (*Device or *Module) is
+// the record's own. The full document, with $metadata, is rendered only
+// for the twins a page returns.
+
+// pathID numbers a property path in a pathDict: 0 is the document itself.
+type pathID = uint32
+
+const (
+	rootPath pathID = iota
+	tagsPath
+	propertiesPath
+	desiredPath
+	reportedPath
+)
+
+// pathDict numbers the property paths of tags, desired and reported
+// properties that any twin has had, as (parent path, member name) pairs.
+// Only the index's writer adds paths; readers resolve the paths of a query
+// under mu and read names without locking, as a name is written before
+// any twin that uses it is published. Paths are never removed: a fleet
+// whose twins all use different property names makes it grow.
+type pathDict struct {
+	mu     sync.RWMutex
+	ids    map[pathKey]pathID
+	chunks atomic.Pointer[[]*[dictChunk]pathEntry]
+	n      uint32
+}
+
+const dictChunk = 1024
+
+type pathKey struct {
+	parent pathID
+	name   string
+}
+
+type pathEntry struct {
+	parent pathID
+	name   string
+}
+
+func newPathDict() *pathDict {
+	d := &pathDict{ids: map[pathKey]pathID{}}
+	d.chunks.Store(&[]*[dictChunk]pathEntry{})
+	d.add(0, "")                  // rootPath
+	d.add(rootPath, "tags")       // tagsPath
+	d.add(rootPath, "properties") // propertiesPath
+	d.add(propertiesPath, "desired")
+	d.add(propertiesPath, "reported")
+	return d
+}
+
+func (d *pathDict) add(parent pathID, name string) pathID {
+	id := d.n
+	cs := *d.chunks.Load()
+	if id%dictChunk == 0 {
+		cs = append(slices.Clip(cs), new([dictChunk]pathEntry))
+		d.chunks.Store(&cs)
+	}
+	cs[id/dictChunk][id%dictChunk] = pathEntry{parent: parent, name: name}
+	d.n++
+	d.mu.Lock()
+	d.ids[pathKey{parent, name}] = id
+	d.mu.Unlock()
+	return id
+}
+
+// child returns the id of a member of parent, adding it if new. Only the
+// writer calls it, so it reads the map without locking.
+func (d *pathDict) child(parent pathID, name string) pathID {
+	if id, ok := d.ids[pathKey{parent, name}]; ok {
+		return id
+	}
+	return d.add(parent, name)
+}
+
+// lookup returns the id of a member of parent, if any twin has had it.
+func (d *pathDict) lookup(parent pathID, name string) (pathID, bool) {
+	d.mu.RLock()
+	id, ok := d.ids[pathKey{parent, name}]
+	d.mu.RUnlock()
+	return id, ok
+}
+
+func (d *pathDict) name(id pathID) string {
+	return (*d.chunks.Load())[id/dictChunk][id%dictChunk].name
+}
+
+// fieldKind is what a field holds.
+type fieldKind uint8
+
+const (
+	fNull   fieldKind = iota
+	fBool             // v: 0 or 1
+	fNumber           // v: the float64's bits
+	fString           // v: offset << 32 | length in the twin's data
+	fObject           // v: how many fields follow inside the object
+	fRef              // v: index in refs: an array, or a value of another Go type
+	fMeta             // metadata of a property that has no value, shown only in $metadata
+)
+
+// field is one property of a tags, desired or reported tree.
+type field struct {
+	path  pathID
+	kind  fieldKind
+	stamp uint16 // index in stamps, or noStamp: the property's $metadata
+	v     uint64
+}
+
+const noStamp = math.MaxUint16
+
+// stamp is a metadata node's $lastUpdated and $lastUpdatedVersion.
+type stamp struct {
+	sec  int64
+	nsec int32
+	zero bool
+	ver  int64
+}
+
+func stampOf(m *Metadata) stamp {
+	if m == nil {
+		return stamp{zero: true}
+	}
+	t := m.LastUpdated
+	if t.IsZero() {
+		return stamp{zero: true, ver: m.LastUpdatedVersion}
+	}
+	return stamp{sec: t.Unix(), nsec: int32(t.Nanosecond()), ver: m.LastUpdatedVersion}
+}
+
+func (s stamp) time() Time {
+	if s.zero {
+		return Time{}
+	}
+	return Time{time.Unix(s.sec, int64(s.nsec)).UTC()}
+}
+
+// section is one of the three property trees of a twin.
+type section uint8
+
+const (
+	secTags section = iota
+	secDesired
+	secReported
+)
+
+// flatTwin is a twin as the index keeps it. It is immutable: a change to
+// the twin replaces the whole flatTwin.
+type flatTwin struct {
+	dev *Device // the identity: exactly one of dev and mod is set
+	mod *Module
+
+	identityVersion int64
+	version         int64
+	desiredVersion  int64
+	reportedVersion int64
+	modelID         string
+
+	// fields holds the tags, then the desired, then the reported
+	// properties, each tree in pre-order.
+	fields     []field
+	desiredAt  uint32 // first field of desired properties
+	reportedAt uint32 // first field of reported properties
+	nilTags    bool   // the record's tags are a nil map (shown as null)
+
+	desiredStamp, reportedStamp uint16 // the $metadata of the sections
+	stamps                      []stamp
+	data                        string // the bytes of string values
+	refs                        []any
+}
+
+func (t *flatTwin) bounds(s section) (lo, hi int) {
+	switch s {
+	case secTags:
+		return 0, int(t.desiredAt)
+	case secDesired:
+		return int(t.desiredAt), int(t.reportedAt)
+	}
+	return int(t.reportedAt), len(t.fields)
+}
+
+// find returns the position of the field with path id in section s, or -1.
+func (t *flatTwin) find(id pathID, s section) int {
+	lo, hi := t.bounds(s)
+	fs := t.fields[lo:hi]
+	for i := range fs {
+		if fs[i].path == id {
+			if fs[i].kind == fMeta {
+				return -1
+			}
+			return lo + i
+		}
+	}
+	return -1
+}
+
+// findAt is find that first tries position *hint, where the field was in
+// the twin before, and leaves the position there.
+func (t *flatTwin) findAt(id pathID, s section, hint *int32) int {
+	if h := int(*hint); h < len(t.fields) && t.fields[h].path == id && t.fields[h].kind != fMeta {
+		return h
+	}
+	i := t.find(id, s)
+	if i >= 0 {
+		*hint = int32(i)
+	}
+	return i
+}
+
+func (t *flatTwin) str(v uint64) string {
+	off, n := v>>32, v&math.MaxUint32
+	return t.data[off : off+n]
+}
+
+// value is the query value of field i; objects are built as maps.
+func (t *flatTwin) value(d *pathDict, i int) query.Value {
+	f := &t.fields[i]
+	switch f.kind {
+	case fNull:
+		return query.Value{Kind: query.Null}
+	case fBool:
+		return query.Value{Kind: query.Bool, Bool: f.v != 0}
+	case fNumber:
+		return query.Value{Kind: query.Number, Num: math.Float64frombits(f.v)}
+	case fString:
+		return query.Value{Kind: query.String, Str: t.str(f.v)}
+	case fObject:
+		return query.ValueOf(t.object(d, i+1, i+1+int(f.v)))
+	case fRef:
+		return query.ValueOf(t.refs[f.v])
+	}
+	return query.Value{}
+}
+
+// json returns field i as encoding/json would decode it.
+func (t *flatTwin) json(d *pathDict, i int) any {
+	f := &t.fields[i]
+	switch f.kind {
+	case fBool:
+		return f.v != 0
+	case fNumber:
+		return math.Float64frombits(f.v)
+	case fString:
+		return t.str(f.v)
+	case fObject:
+		return t.object(d, i+1, i+1+int(f.v))
+	case fRef:
+		return t.refs[f.v]
+	}
+	return nil
+}
+
+// object builds the map of the members in fields[lo:hi], one tree level
+// with what is below it.
+func (t *flatTwin) object(d *pathDict, lo, hi int) map[string]any {
+	m := map[string]any{}
+	for i := lo; i < hi; i++ {
+		f := &t.fields[i]
+		if f.kind != fMeta {
+			m[d.name(f.path)] = t.json(d, i)
+		}
+		if f.kind == fObject {
+			i += int(f.v)
+		}
+	}
+	return m
+}
+
+// metadata builds the $metadata of a section: the section's own stamp and
+// one member per property that has metadata, as Metadata.wire does.
+func (t *flatTwin) metadata(d *pathDict, own uint16, lo, hi int, times []string) map[string]any {
+	m := t.stampDoc(own, times)
+	for i := lo; i < hi; i++ {
+		f := &t.fields[i]
+		end := i + 1
+		if f.kind == fObject {
+			end += int(f.v)
+		}
+		if f.stamp != noStamp {
+			if f.kind == fObject {
+				m[d.name(f.path)] = t.metadata(d, f.stamp, i+1, end, times)
+			} else {
+				m[d.name(f.path)] = t.stampDoc(f.stamp, times)
+			}
+		}
+		i = end - 1
+	}
+	return m
+}
+
+// stampDoc is {"$lastUpdated": ..., "$lastUpdatedVersion": ...}; times
+// caches the formatted instants of the twin's stamps.
+func (t *flatTwin) stampDoc(i uint16, times []string) map[string]any {
+	s := t.stamps[i]
+	if times[i] == "" {
+		times[i] = s.time().String()
+	}
+	m := map[string]any{"$lastUpdated": times[i]}
+	if s.ver > 0 {
+		m["$lastUpdatedVersion"] = float64(s.ver)
+	}
+	return m
+}
+
+// doc renders the twin as GET /twins/{id} shows it: what Record.TwinDoc
+// returns for the record the twin was made from. The system properties
+// come from TwinDoc itself, so the two cannot drift apart there.
+func (t *flatTwin) doc(d *pathDict) map[string]any {
+	rec := Record{Device: t.dev, Module: t.mod, IdentityVersion: t.identityVersion,
+		Twin: Twin{Version: t.version, ModelID: t.modelID}}
+	doc := rec.TwinDoc()
+	var tags map[string]any
+	if !t.nilTags {
+		tags = t.object(d, 0, int(t.desiredAt))
+	}
+	doc["tags"] = tags
+	times := make([]string, len(t.stamps))
+	doc["properties"] = map[string]any{
+		"desired":  t.sectionDoc(d, secDesired, t.desiredVersion, t.desiredStamp, times),
+		"reported": t.sectionDoc(d, secReported, t.reportedVersion, t.reportedStamp, times),
+	}
+	return doc
+}
+
+func (t *flatTwin) sectionDoc(d *pathDict, s section, version int64, own uint16, times []string) map[string]any {
+	lo, hi := t.bounds(s)
+	m := t.object(d, lo, hi)
+	m["$version"] = float64(version)
+	m["$metadata"] = t.metadata(d, own, lo, hi, times)
+	return m
+}
+
+// twinBuilder flattens records. The index's writer owns one and reuses
+// its buffers; each flatTwin gets exact-size copies.
+type twinBuilder struct {
+	dict    *pathDict
+	fields  []field
+	data    []byte
+	stamps  []stamp
+	refs    []any
+	seen    map[stamp]uint16 // stamps by value, once there are many
+	members []member         // the members of the objects being flattened
+}
+
+type member struct {
+	id   pathID
+	name string
+	v    any
+}
+
+func (b *twinBuilder) flatten(r *Record) *flatTwin {
+	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
+	clear(b.seen)
+	b.tree(tagsPath, r.Twin.Tags, nil)
+	desiredAt := uint32(len(b.fields))
+	desiredStamp := b.stamp(r.Twin.Desired.Metadata)
+	b.tree(desiredPath, r.Twin.Desired.Values, r.Twin.Desired.Metadata)
+	reportedAt := uint32(len(b.fields))
+	reportedStamp := b.stamp(r.Twin.Reported.Metadata)
+	b.tree(reportedPath, r.Twin.Reported.Values, r.Twin.Reported.Metadata)
+	t := newFlatTwin(len(b.fields))
+	copy(t.fields, b.fields)
+	t.dev, t.mod = r.Device, r.Module
+	t.identityVersion = r.IdentityVersion
+	t.version = r.Twin.Version
+	t.desiredVersion, t.reportedVersion = r.Twin.Desired.Version, r.Twin.Reported.Version
+	t.modelID = r.Twin.ModelID
+	t.nilTags = r.Twin.Tags == nil
+	t.desiredAt, t.desiredStamp = desiredAt, desiredStamp
+	t.reportedAt, t.reportedStamp = reportedAt, reportedStamp
+	t.stamps = slices.Clone(b.stamps)
+	t.data = string(b.data)
+	if len(b.refs) > 0 {
+		t.refs = slices.Clone(b.refs)
+		clear(b.refs)
+	}
+	return t
+}
+
+// tree adds the members of m under parent, in pre-order, each with the
+// stamp of its metadata node in meta (nil for tags, and below properties
+// that have no metadata), then the metadata nodes that have no value.
+func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
+	// Members go in the order of their path ids, so that twins with the
+	// same properties have the same layout and a scan finds a property
+	// where it found it in the twin before.
+	start := len(b.members)
+	for k, v := range m {
+		b.members = append(b.members, member{b.dict.child(parent, k), k, v})
+	}
+	slices.SortFunc(b.members[start:], func(x, y member) int { return cmp.Compare(x.id, y.id) })
+	end := len(b.members)
+	for i := start; i < end; i++ {
+		id, k, v := b.members[i].id, b.members[i].name, b.members[i].v
+		var cm *Metadata
+		st := uint16(noStamp)
+		if meta != nil {
+			if cm = meta.Children[k]; cm != nil {
+				st = b.stamp(cm)
+			}
+		}
+		f := field{path: id, stamp: st}
+		switch x := v.(type) {
+		case nil:
+			f.kind = fNull
+		case bool:
+			f.kind = fBool
+			if x {
+				f.v = 1
+			}
+		case float64:
+			f.kind, f.v = fNumber, math.Float64bits(x)
+		case string:
+			f.kind, f.v = fString, uint64(len(b.data))<<32|uint64(len(x))
+			b.data = append(b.data, x...)
+		case map[string]any:
+			if x != nil {
+				at := len(b.fields)
+				f.kind = fObject
+				b.fields = append(b.fields, f)
+				b.tree(id, x, cm)
+				b.fields[at].v = uint64(len(b.fields) - at - 1)
+				continue
+			}
+			f.kind, f.v = fRef, uint64(len(b.refs))
+			b.refs = append(b.refs, v)
+		default:
+			f.kind, f.v = fRef, uint64(len(b.refs))
+			b.refs = append(b.refs, v)
+		}
+		b.fields = append(b.fields, f)
+	}
+	clear(b.members[start:])
+	b.members = b.members[:start]
+	if meta == nil {
+		return
+	}
+	for k, cm := range meta.Children {
+		if _, ok := m[k]; !ok && cm != nil {
+			b.fields = append(b.fields, field{path: b.dict.child(parent, k), kind: fMeta, stamp: b.stamp(cm)})
+		}
+	}
+}
+
+// stamp returns the index of m's stamp, adding it if the twin has no
+// such stamp yet. Twins are limited in size far below 65,535 metadata
+// nodes; past that, the last stamp is reused.
+func (b *twinBuilder) stamp(m *Metadata) uint16 {
+	s := stampOf(m)
+	if len(b.stamps) <= 16 {
+		for i := range b.stamps {
+			if b.stamps[i] == s {
+				return uint16(i)
+			}
+		}
+	} else {
+		if b.seen == nil {
+			b.seen = map[stamp]uint16{}
+		}
+		if len(b.seen) == 0 {
+			for i, x := range b.stamps {
+				b.seen[x] = uint16(i)
+			}
+		}
+		if i, ok := b.seen[s]; ok {
+			return i
+		}
+	}
+	if len(b.stamps) >= noStamp {
+		return noStamp - 1
+	}
+	b.stamps = append(b.stamps, s)
+	if len(b.seen) > 0 {
+		b.seen[s] = uint16(len(b.stamps) - 1)
+	}
+	return uint16(len(b.stamps) - 1)
+}
+
+// sysField is a system property of the twin document, read from the
+// identity and the twin's counters.
+type sysField uint8
+
+const (
+	sysNone sysField = iota
+	sysDeviceID
+	sysModuleID
+	sysETag
+	sysDeviceETag
+	sysVersion
+	sysStatus
+	sysStatusUpdateTime
+	sysConnectionState
+	sysLastActivityTime
+	sysC2DCount
+	sysAuthType
+	sysModelID
+	sysPrimaryThumbprint
+	sysSecondaryThumbprint
+	sysIoTEdge
+	sysDesiredVersion
+	sysReportedVersion
+)
+
+// topSys and subSys name the system properties as Record.TwinDoc writes
+// them; TestTwinDocSystemProperties keeps them in step.
+var (
+	topSys = map[string]sysField{
+		"deviceId": sysDeviceID, "moduleId": sysModuleID, "etag": sysETag,
+		"deviceEtag": sysDeviceETag, "version": sysVersion, "status": sysStatus,
+		"statusUpdateTime": sysStatusUpdateTime, "connectionState": sysConnectionState,
+		"lastActivityTime": sysLastActivityTime, "cloudToDeviceMessageCount": sysC2DCount,
+		"authenticationType": sysAuthType, "modelId": sysModelID,
+	}
+	subSys = map[string]map[string]sysField{
+		"x509Thumbprint": {"primaryThumbprint": sysPrimaryThumbprint, "secondaryThumbprint": sysSecondaryThumbprint},
+		"capabilities":   {"iotEdge": sysIoTEdge},
+	}
+)
+
+func str(s string) query.Value  { return query.Value{Kind: query.String, Str: s} }
+func num(f float64) query.Value { return query.Value{Kind: query.Number, Num: f} }
+func optionalValue(s *string) query.Value {
+	if s == nil || *s == "" {
+		return query.Value{Kind: query.Null}
+	}
+	return str(*s)
+}
+
+// sys returns a system property as Record.TwinDoc shows it.
+func (t *flatTwin) sys(f sysField) query.Value {
+	d, m := t.dev, t.mod
+	switch f {
+	case sysDeviceID:
+		if m != nil {
+			return str(m.DeviceID)
+		}
+		return str(d.DeviceID)
+	case sysModuleID:
+		if m != nil {
+			return str(m.ModuleID)
+		}
+	case sysETag:
+		return str(TwinETag(t.version))
+	case sysDeviceETag:
+		return str(identityETag(t.identityVersion))
+	case sysVersion:
+		return num(float64(t.version))
+	case sysStatus:
+		if d != nil {
+			return str(d.Status)
+		}
+	case sysStatusUpdateTime:
+		if d != nil {
+			return str(d.StatusUpdatedTime.String())
+		}
+	case sysConnectionState:
+		if m != nil {
+			return str(m.ConnectionState)
+		}
+		return str(d.ConnectionState)
+	case sysLastActivityTime:
+		if m != nil {
+			return str(m.LastActivityTime.String())
+		}
+		return str(d.LastActivityTime.String())
+	case sysC2DCount:
+		if m != nil {
+			return num(float64(m.CloudToDeviceMessageCount))
+		}
+		return num(float64(d.CloudToDeviceMessageCount))
+	case sysAuthType:
+		return str(t.auth().Type)
+	case sysModelID:
+		return str(t.modelID)
+	case sysPrimaryThumbprint:
+		return optionalValue(t.auth().X509Thumbprint.PrimaryThumbprint)
+	case sysSecondaryThumbprint:
+		return optionalValue(t.auth().X509Thumbprint.SecondaryThumbprint)
+	case sysIoTEdge:
+		if d != nil {
+			return query.Value{Kind: query.Bool, Bool: d.Capabilities.IoTEdge}
+		}
+	case sysDesiredVersion:
+		return num(float64(t.desiredVersion))
+	case sysReportedVersion:
+		return num(float64(t.reportedVersion))
+	}
+	return query.Value{}
+}
+
+func (t *flatTwin) auth() *Authentication {
+	if t.mod != nil {
+		return &t.mod.Authentication
+	}
+	return &t.dev.Authentication
+}
+
+// docKeys are the members of the twin documents of a device and of a
+// module, and of their object-valued system properties: a path that names
+// none of them (nor tags or properties) is undefined in every twin.
+var docKeys = sync.OnceValue(func() map[string]bool {
+	keys := map[string]bool{}
+	for _, r := range []*Record{{Device: &Device{}}, {Module: &Module{}}} {
+		doc := r.TwinDoc()
+		for k, v := range doc {
+			keys[k] = true
+			if m, ok := v.(map[string]any); ok && k != "tags" && k != "properties" {
+				for sub := range maps.Keys(m) {
+					keys[k+"."+sub] = true
+				}
+			}
+		}
+	}
+	return keys
+})
