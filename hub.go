@@ -26,6 +26,10 @@ type Hub struct {
 
 	subsMu sync.Mutex
 	subs   map[Key]map[*desiredSub]struct{}
+
+	// messaging is the state of direct methods and device messages
+	// (hubext.go).
+	messaging hubExt
 }
 
 // Config is what a Hub needs to run.
@@ -36,6 +40,11 @@ type Config struct {
 	Store    Store
 	Bus      Bus
 	Log      *slog.Logger
+	// Telemetry and C2D store device-to-cloud and cloud-to-device
+	// messages; without them telemetry is dropped and C2D refused.
+	Telemetry TelemetryStore
+	C2D       C2DQueue
+	Feedback  FeedbackStore
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -57,7 +66,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	ready := make(chan struct{})
 	watchErr := make(chan error, 1)
 	go func() {
-		watchErr <- c.Store.Watch(ctx, h.index.apply, func() { close(ready) })
+		watchErr <- h.index.watch(ctx, c.Store, c.Log, func() { close(ready) })
 	}()
 	select {
 	case <-ready:
@@ -71,6 +80,12 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 			h.log.Error("store watch ended", "err", err)
 		}
 	}()
+	if c.Telemetry != nil || c.C2D != nil {
+		h.UseMessaging(c.Telemetry, c.C2D)
+	}
+	if c.Feedback != nil {
+		h.UseFeedback(c.Feedback)
+	}
 	if c.Bus != nil {
 		cancel, err := c.Bus.Subscribe(desiredSubject+">", h.deliverDesired)
 		if err != nil {
@@ -328,6 +343,13 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 	}
 	// Closes the device's connections and its modules'.
 	h.RevokeConnections(DeviceKey(id))
+	// A device created again under this id must not get the old one's
+	// cloud-to-device messages.
+	if _, q := h.stores(); q != nil {
+		if _, err := q.Purge(ctx, id); err != nil {
+			h.log.Warn("purging the deleted device's cloud-to-device queue", "device", id, "err", err)
+		}
+	}
 	mods, err := h.ListModules(ctx, id)
 	if err != nil {
 		return err

@@ -113,17 +113,26 @@ func (ix *index) table(k Key) *table {
 }
 
 // apply records one change seen by the watch (r is nil for a deletion).
-func (ix *index) apply(k Key, r *Record, rev uint64) {
-	var t *flatTwin
+// A record that is not of the identity k is left out, but its revision
+// counts as seen. The index keeps r's identity.
+func (ix *index) apply(k Key, r *Record, rev uint64) error {
+	var err error
 	ix.wmu.Lock()
-	if r != nil {
+	switch {
+	case r == nil:
+		ix.set(ix.table(k), nodeKey(k), nil)
+	case (r.Device == nil) == (r.Module == nil):
+		err = indexError("the record holds neither or both of a device and a module")
+	case (k.ModuleID != "") != (r.Module != nil):
+		err = indexError("the record is not of the identity its key names")
+	default:
 		r.stamp()
 		shareStrings(r)
-		t = ix.build.flatten(r)
+		ix.set(ix.table(k), nodeKey(k), ix.build.flatten(r))
 	}
-	ix.set(ix.table(k), nodeKey(k), t)
 	ix.wmu.Unlock()
 	ix.advance(rev)
+	return err
 }
 
 // shareStrings makes the identity's enumerations the program's constants:
@@ -139,16 +148,32 @@ func shareStrings(r *Record) {
 	}
 	states := []string{StateConnected, StateDisconnected}
 	auths := []string{AuthSAS, AuthSelfSigned, AuthCertificateAuthority, AuthNone}
+	etag := func(s *string) {
+		if v := r.IdentityVersion; v >= 0 && v < int64(len(identityETags)) && *s == identityETags[v] {
+			*s = identityETags[v]
+		}
+	}
 	if d := r.Device; d != nil {
 		canon(&d.Status, StatusEnabled, StatusDisabled)
 		canon(&d.ConnectionState, states...)
 		canon(&d.Authentication.Type, auths...)
+		etag(&d.ETag)
 	}
 	if m := r.Module; m != nil {
 		canon(&m.ConnectionState, states...)
 		canon(&m.Authentication.Type, auths...)
+		etag(&m.ETag)
 	}
 }
+
+// identityETags are the etags of the first identity versions.
+var identityETags = func() []string {
+	out := make([]string, 64)
+	for v := range out {
+		out[v] = identityETag(int64(v))
+	}
+	return out
+}()
 
 // set makes t the twin of key (nil: deletes it). The caller holds wmu.
 func (ix *index) set(tb *table, key string, t *flatTwin) {
@@ -166,6 +191,9 @@ func (ix *index) set(tb *table, key string, t *flatTwin) {
 		tb.dead++
 		tb.live.Add(-1)
 	case n == nil:
+		if t.dev != nil && t.dev.DeviceID == key {
+			key = t.dev.DeviceID // one string for both
+		}
 		n = &node{key: key}
 		n.twin.Store(t)
 		tb.byKey[key] = n

@@ -2,6 +2,7 @@ package twinhub
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,8 +19,10 @@ import (
 
 // The benchmarks of this file run on a fleet of realistic twins, 100,000
 // by default; set TWINHUB_BENCH_TWINS=1000000 for the size the issue sets
-// goals for. They feed the index through apply, as the store's watch does,
-// with records in random key order. Results are in BENCHMARKS.md.
+// goals for. They feed the index through applyJSON, as the store's watch
+// does, with records in random key order; the store itself is not
+// measured here (see index_replay_bench_test.go). Results are in
+// BENCHMARKS.md.
 
 func benchTwins() int {
 	if s := os.Getenv("TWINHUB_BENCH_TWINS"); s != "" {
@@ -153,7 +156,8 @@ func heapInUse() uint64 {
 	return ms.HeapAlloc
 }
 
-// buildFleet applies n records in random key order to a new index.
+// buildFleet applies n records in random key order to a new index, in
+// their stored JSON form as the store's watch hands them over at start-up.
 func buildFleet(n int) *benchFleet {
 	f := &benchFleet{n: n}
 	before := heapInUse()
@@ -161,15 +165,26 @@ func buildFleet(n int) *benchFleet {
 	r := rand.New(rand.NewPCG(7, 7))
 	order := r.Perm(n)
 	const batch = 4096
-	recs := make([]*Record, 0, batch)
+	type stored struct {
+		k    Key
+		data []byte
+	}
+	recs := make([]stored, 0, batch)
 	for start := 0; start < n; start += batch {
 		recs = recs[:0]
 		for _, i := range order[start:min(start+batch, n)] {
-			recs = append(recs, benchRecord(r, i, n))
+			rec := benchRecord(r, i, n)
+			data, err := json.Marshal(rec)
+			if err != nil {
+				panic(err)
+			}
+			recs = append(recs, stored{rec.Key(), data})
 		}
 		t0 := time.Now()
-		for _, rec := range recs {
-			f.ix.apply(rec.Key(), rec, f.rev.Add(1))
+		for _, s := range recs {
+			if err := f.ix.applyJSON(s.k, s.data, f.rev.Add(1)); err != nil {
+				panic(err)
+			}
 		}
 		f.build += time.Since(t0)
 	}
@@ -346,10 +361,11 @@ func BenchmarkQueryUnderUpdates(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			f := sharedFleet(b)
+			pool := f.updatePool()
 			stop := make(chan struct{})
 			var applied atomic.Int64
 			var wg sync.WaitGroup
-			wg.Go(func() { f.updates(5000, stop, &applied) })
+			wg.Go(func() { f.updates(pool, 5000, stop, &applied) })
 			t0 := time.Now()
 			vary := 0
 			if c.name == "TagEquality" {
@@ -363,42 +379,70 @@ func BenchmarkQueryUnderUpdates(b *testing.B) {
 	}
 }
 
-// updates applies about rate updates a second until stop is closed.
-func (f *benchFleet) updates(rate int, stop chan struct{}, applied *atomic.Int64) {
+type storedUpdate struct {
+	k    Key
+	data []byte
+}
+
+// updatePool makes records of the fleet's twins with new values (new
+// temperatures, statuses, plants...), in their stored JSON form.
+func (f *benchFleet) updatePool() []storedUpdate {
 	r := rand.New(rand.NewPCG(11, 11))
-	const tick = 10 * time.Millisecond
-	per := rate * int(tick) / int(time.Second)
-	t := time.NewTicker(tick)
+	pool := make([]storedUpdate, 20000)
+	for i := range pool {
+		rec := benchRecord(r, r.IntN(f.n), f.n)
+		data, err := json.Marshal(rec)
+		if err != nil {
+			panic(err)
+		}
+		pool[i] = storedUpdate{rec.Key(), data}
+	}
+	return pool
+}
+
+// updates applies rate updates a second from pool until stop is closed,
+// as the store's watch does, through applyJSON.
+func (f *benchFleet) updates(pool []storedUpdate, rate int, stop chan struct{}, applied *atomic.Int64) {
+	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
+	start, done := time.Now(), 0
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		for range per {
-			i := r.IntN(f.n)
-			rec := benchRecord(r, i, f.n)
-			f.ix.apply(rec.Key(), rec, f.rev.Add(1))
+		for want := int(time.Since(start).Seconds() * float64(rate)); done < want; done++ {
+			u := &pool[done%len(pool)]
+			if err := f.ix.applyJSON(u.k, u.data, f.rev.Add(1)); err != nil {
+				panic(err)
+			}
+			applied.Add(1)
 		}
-		applied.Add(int64(per))
 	}
 }
 
-// BenchmarkApplyUpdate is the cost of one update to an existing twin, the
-// making of the record excluded.
+// BenchmarkApplyUpdate is the cost of one update to an existing twin as
+// the watch delivers it (stored JSON), the making of the JSON excluded.
 func BenchmarkApplyUpdate(b *testing.B) {
 	f := sharedFleet(b)
 	r := rand.New(rand.NewPCG(13, 13))
-	recs := make([]*Record, 1024)
-	for i := range recs {
-		j := r.IntN(f.n)
-		recs[i] = benchRecord(r, j, f.n)
+	type update struct {
+		k    Key
+		data []byte
+	}
+	var ups []update
+	for range 1024 {
+		rec := benchRecord(r, r.IntN(f.n), f.n)
+		data, _ := json.Marshal(rec)
+		ups = append(ups, update{rec.Key(), data})
 	}
 	i := 0
 	for b.Loop() {
-		rec := recs[i%len(recs)]
-		f.ix.apply(rec.Key(), rec, f.rev.Add(1))
+		u := ups[i%len(ups)]
+		if err := f.ix.applyJSON(u.k, u.data, f.rev.Add(1)); err != nil {
+			b.Fatal(err)
+		}
 		i++
 	}
 }

@@ -67,38 +67,39 @@ func hkeyOf(v query.Value) (hkey, bool) {
 	return hkey{}, false
 }
 
-// posting is the set of nodes that hold one value.
+// posting is the set of nodes that hold one value. A set that grows past
+// the index's cap is dropped, and only counted from then on: a value that
+// many twins hold is found faster by a scan, and its set would cost the
+// most memory.
 type posting struct {
-	one  *node // when the set has one member
+	one  *node // the member, while there is one
 	many map[*node]struct{}
-}
-
-func (p posting) len() int {
-	if p.many != nil {
-		return len(p.many)
-	}
-	if p.one != nil {
-		return 1
-	}
-	return 0
+	n    int  // how many nodes hold the value
+	full bool // the set was dropped
 }
 
 type hashIndex struct {
 	attr attr
+	cap  int // the largest set kept
 	mu   sync.RWMutex
 	m    map[hkey]posting
 	used atomic.Int64 // when a query last used it, in Unix nanoseconds
 }
 
 func (h *hashIndex) add(k hkey, n *node) {
+	if k.kind == query.String {
+		// Not a piece of a twin's data, which the map would keep alive.
+		k.str = strings.Clone(k.str)
+	}
 	p := h.m[k]
+	p.n++
 	switch {
+	case p.full:
+	case p.n > h.cap:
+		p.one, p.many, p.full = nil, nil, true
 	case p.many != nil:
 		p.many[n] = struct{}{}
 	case p.one == nil:
-		if k.kind == query.String {
-			k.str = strings.Clone(k.str) // not a piece of a twin's data
-		}
 		p.one = n
 	default:
 		p.many = map[*node]struct{}{p.one: {}, n: {}}
@@ -112,14 +113,19 @@ func (h *hashIndex) remove(k hkey, n *node) {
 	if !ok {
 		return
 	}
+	if p.n--; p.n == 0 {
+		delete(h.m, k)
+		return
+	}
 	switch {
+	case p.full:
+		h.m[k] = p
 	case p.many != nil:
 		delete(p.many, n)
-		if len(p.many) == 0 {
-			delete(h.m, k)
-		}
+		h.m[k] = p
 	case p.one == n:
-		delete(h.m, k)
+		p.one = nil
+		h.m[k] = p
 	}
 }
 
@@ -131,15 +137,15 @@ func (h *hashIndex) count(vals []query.Value) int {
 	n := 0
 	for _, v := range vals {
 		if k, ok := hkeyOf(v); ok {
-			n += h.m[k].len()
+			n += h.m[k].n
 		}
 	}
 	return n
 }
 
-// nodes returns the nodes that hold one of vals, in key order.
-func (h *hashIndex) nodes(vals []query.Value) []*node {
-	var out []*node
+// nodes returns the nodes that hold one of vals, in key order; ok is false
+// when the set of one of them was dropped.
+func (h *hashIndex) nodes(vals []query.Value) (out []*node, ok bool) {
 	h.mu.RLock()
 	for _, v := range vals {
 		k, ok := hkeyOf(v)
@@ -147,6 +153,10 @@ func (h *hashIndex) nodes(vals []query.Value) []*node {
 			continue
 		}
 		p := h.m[k]
+		if p.full {
+			h.mu.RUnlock()
+			return nil, false
+		}
 		if p.one != nil {
 			out = append(out, p.one)
 		}
@@ -156,11 +166,11 @@ func (h *hashIndex) nodes(vals []query.Value) []*node {
 	}
 	h.mu.RUnlock()
 	sortNodes(out)
-	return compactNodes(out)
+	return compactNodes(out), true
 }
 
 // maxHashIndexes bounds the hash indexes of a table. An index costs about
-// 20 bytes a twin that has the property.
+// 20 bytes a twin whose value few others share, and little for the rest.
 const maxHashIndexes = 32
 
 // hashSet is the hash indexes of a table. Readers find them under mu; the
@@ -213,7 +223,7 @@ func (ix *index) hashIndex(tb *table, a attr) *hashIndex {
 	if h := tb.hashes.byAttr[a]; h != nil {
 		return h
 	}
-	h := &hashIndex{attr: a, m: map[hkey]posting{}}
+	h := &hashIndex{attr: a, cap: max(4096, len(tb.byKey)/16), m: map[hkey]posting{}}
 	h.used.Store(time.Now().UnixNano())
 	for _, n := range tb.byKey {
 		if k, ok := hkeyOf(a.of(ix.dict, n.twin.Load())); ok {

@@ -1,10 +1,10 @@
 package twinhub
 
 import (
-	"cmp"
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,62 +41,75 @@ const (
 // whose twins all use different property names makes it grow.
 type pathDict struct {
 	mu     sync.RWMutex
-	ids    map[pathKey]pathID
+	ids    map[string]pathID // by pathKey
 	chunks atomic.Pointer[[]*[dictChunk]pathEntry]
 	n      uint32
+	key    []byte // the writer's buffer for pathKey
 }
 
 const dictChunk = 1024
-
-type pathKey struct {
-	parent pathID
-	name   string
-}
 
 type pathEntry struct {
 	parent pathID
 	name   string
 }
 
+// pathKey is the parent's id in four bytes, then the member name.
+func pathKey(buf []byte, parent pathID, name []byte) []byte {
+	buf = append(buf[:0], byte(parent>>24), byte(parent>>16), byte(parent>>8), byte(parent))
+	return append(buf, name...)
+}
+
 func newPathDict() *pathDict {
-	d := &pathDict{ids: map[pathKey]pathID{}}
+	d := &pathDict{ids: map[string]pathID{}}
 	d.chunks.Store(&[]*[dictChunk]pathEntry{})
-	d.add(0, "")                  // rootPath
-	d.add(rootPath, "tags")       // tagsPath
-	d.add(rootPath, "properties") // propertiesPath
-	d.add(propertiesPath, "desired")
-	d.add(propertiesPath, "reported")
+	d.add(0, []byte(""))                  // rootPath
+	d.add(rootPath, []byte("tags"))       // tagsPath
+	d.add(rootPath, []byte("properties")) // propertiesPath
+	d.add(propertiesPath, []byte("desired"))
+	d.add(propertiesPath, []byte("reported"))
 	return d
 }
 
-func (d *pathDict) add(parent pathID, name string) pathID {
+func (d *pathDict) add(parent pathID, name []byte) pathID {
 	id := d.n
 	cs := *d.chunks.Load()
 	if id%dictChunk == 0 {
 		cs = append(slices.Clip(cs), new([dictChunk]pathEntry))
 		d.chunks.Store(&cs)
 	}
-	cs[id/dictChunk][id%dictChunk] = pathEntry{parent: parent, name: name}
+	cs[id/dictChunk][id%dictChunk] = pathEntry{parent: parent, name: string(name)}
 	d.n++
 	d.mu.Lock()
-	d.ids[pathKey{parent, name}] = id
+	d.ids[string(pathKey(d.key, parent, name))] = id
 	d.mu.Unlock()
 	return id
 }
 
 // child returns the id of a member of parent, adding it if new. Only the
 // writer calls it, so it reads the map without locking.
-func (d *pathDict) child(parent pathID, name string) pathID {
-	if id, ok := d.ids[pathKey{parent, name}]; ok {
+func (d *pathDict) child(parent pathID, name []byte) pathID {
+	d.key = pathKey(d.key, parent, name)
+	if id, ok := d.ids[string(d.key)]; ok {
 		return id
 	}
 	return d.add(parent, name)
 }
 
+// childString is child for a name in a string.
+func (d *pathDict) childString(parent pathID, name string) pathID {
+	d.key = append(pathKey(d.key, parent, nil), name...)
+	if id, ok := d.ids[string(d.key)]; ok {
+		return id
+	}
+	return d.add(parent, []byte(name))
+}
+
 // lookup returns the id of a member of parent, if any twin has had it.
 func (d *pathDict) lookup(parent pathID, name string) (pathID, bool) {
+	k := string(pathKey(nil, parent, []byte(name)))
 	d.mu.RLock()
-	id, ok := d.ids[pathKey{parent, name}]
+	id, ok := d.ids[k]
 	d.mu.RUnlock()
 	return id, ok
 }
@@ -244,7 +257,7 @@ func (t *flatTwin) value(d *pathDict, i int) query.Value {
 	case fString:
 		return query.Value{Kind: query.String, Str: t.str(f.v)}
 	case fObject:
-		return query.ValueOf(t.object(d, i+1, i+1+int(f.v)))
+		return query.ValueOf(t.object(d, i+1, i+1+int(f.v), 0))
 	case fRef:
 		return query.ValueOf(t.refs[f.v])
 	}
@@ -262,7 +275,7 @@ func (t *flatTwin) json(d *pathDict, i int) any {
 	case fString:
 		return t.str(f.v)
 	case fObject:
-		return t.object(d, i+1, i+1+int(f.v))
+		return t.object(d, i+1, i+1+int(f.v), 0)
 	case fRef:
 		return t.refs[f.v]
 	}
@@ -270,9 +283,19 @@ func (t *flatTwin) json(d *pathDict, i int) any {
 }
 
 // object builds the map of the members in fields[lo:hi], one tree level
-// with what is below it.
-func (t *flatTwin) object(d *pathDict, lo, hi int) map[string]any {
-	m := map[string]any{}
+// with what is below it, with room for extra more.
+func (t *flatTwin) object(d *pathDict, lo, hi, extra int) map[string]any {
+	n := extra
+	for i := lo; i < hi; i++ {
+		f := &t.fields[i]
+		if f.kind != fMeta {
+			n++
+		}
+		if f.kind == fObject {
+			i += int(f.v)
+		}
+	}
+	m := make(map[string]any, n)
 	for i := lo; i < hi; i++ {
 		f := &t.fields[i]
 		if f.kind != fMeta {
@@ -285,67 +308,114 @@ func (t *flatTwin) object(d *pathDict, lo, hi int) map[string]any {
 	return m
 }
 
-// metadata builds the $metadata of a section: the section's own stamp and
-// one member per property that has metadata, as Metadata.wire does.
-func (t *flatTwin) metadata(d *pathDict, own uint16, lo, hi int, times []string) map[string]any {
-	m := t.stampDoc(own, times)
+// renderer renders one twin's documents. The metadata of the leaves that
+// share a stamp is one map, shared: documents are read-only.
+type renderer struct {
+	d      *pathDict
+	t      *flatTwin
+	leaves []map[string]any // by stamp
+	times  []any            // by stamp: $lastUpdated, formatted once
+}
+
+// metadata builds the $metadata of a section, or of an object in it: its
+// own stamp and one member per property that has metadata, as
+// Metadata.wire does.
+func (r *renderer) metadata(own uint16, lo, hi int) map[string]any {
+	t := r.t
+	n := 2
+	for i := lo; i < hi; i++ {
+		f := &t.fields[i]
+		if f.stamp != noStamp {
+			n++
+		}
+		if f.kind == fObject {
+			i += int(f.v)
+		}
+	}
+	m := make(map[string]any, n)
+	r.stamp(m, own)
 	for i := lo; i < hi; i++ {
 		f := &t.fields[i]
 		end := i + 1
 		if f.kind == fObject {
 			end += int(f.v)
 		}
-		if f.stamp != noStamp {
-			if f.kind == fObject {
-				m[d.name(f.path)] = t.metadata(d, f.stamp, i+1, end, times)
-			} else {
-				m[d.name(f.path)] = t.stampDoc(f.stamp, times)
+		switch {
+		case f.stamp == noStamp:
+		case f.kind == fObject:
+			m[r.d.name(f.path)] = r.metadata(f.stamp, i+1, end)
+		default:
+			if r.leaves[f.stamp] == nil {
+				r.leaves[f.stamp] = make(map[string]any, 2)
+				r.stamp(r.leaves[f.stamp], f.stamp)
 			}
+			m[r.d.name(f.path)] = r.leaves[f.stamp]
 		}
 		i = end - 1
 	}
 	return m
 }
 
-// stampDoc is {"$lastUpdated": ..., "$lastUpdatedVersion": ...}; times
-// caches the formatted instants of the twin's stamps.
-func (t *flatTwin) stampDoc(i uint16, times []string) map[string]any {
-	s := t.stamps[i]
-	if times[i] == "" {
-		times[i] = s.time().String()
+// stamp adds $lastUpdated and $lastUpdatedVersion to m.
+func (r *renderer) stamp(m map[string]any, i uint16) {
+	s := r.t.stamps[i]
+	if r.times[i] == nil {
+		r.times[i] = s.time().String()
 	}
-	m := map[string]any{"$lastUpdated": times[i]}
+	m["$lastUpdated"] = r.times[i]
 	if s.ver > 0 {
 		m["$lastUpdatedVersion"] = float64(s.ver)
 	}
-	return m
 }
 
 // doc renders the twin as GET /twins/{id} shows it: what Record.TwinDoc
-// returns for the record the twin was made from. The system properties
-// come from TwinDoc itself, so the two cannot drift apart there.
+// returns for the record the twin was made from (TestFlatTwin checks it).
 func (t *flatTwin) doc(d *pathDict) map[string]any {
-	rec := Record{Device: t.dev, Module: t.mod, IdentityVersion: t.identityVersion,
-		Twin: Twin{Version: t.version, ModelID: t.modelID}}
-	doc := rec.TwinDoc()
+	r := renderer{d: d, t: t, leaves: make([]map[string]any, len(t.stamps)), times: make([]any, len(t.stamps))}
+	auth := t.auth()
+	doc := make(map[string]any, 17)
+	doc["etag"] = TwinETag(t.version)
+	doc["deviceEtag"] = identityETag(t.identityVersion)
+	doc["version"] = float64(t.version)
+	doc["authenticationType"] = auth.Type
+	doc["x509Thumbprint"] = map[string]any{
+		"primaryThumbprint":   optional(auth.X509Thumbprint.PrimaryThumbprint),
+		"secondaryThumbprint": optional(auth.X509Thumbprint.SecondaryThumbprint),
+	}
+	doc["modelId"] = t.modelID
 	var tags map[string]any
 	if !t.nilTags {
-		tags = t.object(d, 0, int(t.desiredAt))
+		tags = t.object(d, 0, int(t.desiredAt), 0)
 	}
 	doc["tags"] = tags
-	times := make([]string, len(t.stamps))
 	doc["properties"] = map[string]any{
-		"desired":  t.sectionDoc(d, secDesired, t.desiredVersion, t.desiredStamp, times),
-		"reported": t.sectionDoc(d, secReported, t.reportedVersion, t.reportedStamp, times),
+		"desired":  r.section(secDesired, t.desiredVersion, t.desiredStamp),
+		"reported": r.section(secReported, t.reportedVersion, t.reportedStamp),
 	}
+	if m := t.mod; m != nil {
+		doc["deviceId"] = m.DeviceID
+		doc["moduleId"] = m.ModuleID
+		doc["connectionState"] = m.ConnectionState
+		doc["lastActivityTime"] = m.LastActivityTime.String()
+		doc["cloudToDeviceMessageCount"] = float64(m.CloudToDeviceMessageCount)
+		return doc
+	}
+	dev := t.dev
+	doc["deviceId"] = dev.DeviceID
+	doc["status"] = dev.Status
+	doc["statusUpdateTime"] = dev.StatusUpdatedTime.String()
+	doc["connectionState"] = dev.ConnectionState
+	doc["lastActivityTime"] = dev.LastActivityTime.String()
+	doc["cloudToDeviceMessageCount"] = float64(dev.CloudToDeviceMessageCount)
+	doc["capabilities"] = map[string]any{"iotEdge": dev.Capabilities.IoTEdge}
 	return doc
 }
 
-func (t *flatTwin) sectionDoc(d *pathDict, s section, version int64, own uint16, times []string) map[string]any {
-	lo, hi := t.bounds(s)
-	m := t.object(d, lo, hi)
+func (r *renderer) section(s section, version int64, own uint16) map[string]any {
+	lo, hi := r.t.bounds(s)
+	m := r.t.object(r.d, lo, hi, 2)
 	m["$version"] = float64(version)
-	m["$metadata"] = t.metadata(d, own, lo, hi, times)
+	m["$metadata"] = r.metadata(own, lo, hi)
 	return m
 }
 
@@ -359,6 +429,10 @@ type twinBuilder struct {
 	refs    []any
 	seen    map[stamp]uint16 // stamps by value, once there are many
 	members []member         // the members of the objects being flattened
+	// The last instant flattenJSON read, raw and parsed: a patch stamps
+	// all it touches with one instant.
+	lastTime  []byte
+	lastStamp stamp
 }
 
 type member struct {
@@ -400,14 +474,15 @@ func (b *twinBuilder) flatten(r *Record) *flatTwin {
 // stamp of its metadata node in meta (nil for tags, and below properties
 // that have no metadata), then the metadata nodes that have no value.
 func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
-	// Members go in the order of their path ids, so that twins with the
-	// same properties have the same layout and a scan finds a property
-	// where it found it in the twin before.
+	// Members go in the order of their names (as encoding/json writes
+	// them, see flattenJSON), so that twins with the same properties have
+	// the same layout and a scan finds a property where it found it in
+	// the twin before.
 	start := len(b.members)
 	for k, v := range m {
-		b.members = append(b.members, member{b.dict.child(parent, k), k, v})
+		b.members = append(b.members, member{b.dict.childString(parent, k), k, v})
 	}
-	slices.SortFunc(b.members[start:], func(x, y member) int { return cmp.Compare(x.id, y.id) })
+	slices.SortFunc(b.members[start:], func(x, y member) int { return strings.Compare(x.name, y.name) })
 	end := len(b.members)
 	for i := start; i < end; i++ {
 		id, k, v := b.members[i].id, b.members[i].name, b.members[i].v
@@ -456,7 +531,7 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 	}
 	for k, cm := range meta.Children {
 		if _, ok := m[k]; !ok && cm != nil {
-			b.fields = append(b.fields, field{path: b.dict.child(parent, k), kind: fMeta, stamp: b.stamp(cm)})
+			b.fields = append(b.fields, field{path: b.dict.childString(parent, k), kind: fMeta, stamp: b.stamp(cm)})
 		}
 	}
 }
@@ -464,8 +539,9 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 // stamp returns the index of m's stamp, adding it if the twin has no
 // such stamp yet. Twins are limited in size far below 65,535 metadata
 // nodes; past that, the last stamp is reused.
-func (b *twinBuilder) stamp(m *Metadata) uint16 {
-	s := stampOf(m)
+func (b *twinBuilder) stamp(m *Metadata) uint16 { return b.stampIndex(stampOf(m)) }
+
+func (b *twinBuilder) stampIndex(s stamp) uint16 {
 	if len(b.stamps) <= 16 {
 		for i := range b.stamps {
 			if b.stamps[i] == s {
@@ -536,13 +612,13 @@ var (
 	}
 )
 
-func str(s string) query.Value  { return query.Value{Kind: query.String, Str: s} }
-func num(f float64) query.Value { return query.Value{Kind: query.Number, Num: f} }
+func strValue(s string) query.Value  { return query.Value{Kind: query.String, Str: s} }
+func numValue(f float64) query.Value { return query.Value{Kind: query.Number, Num: f} }
 func optionalValue(s *string) query.Value {
 	if s == nil || *s == "" {
 		return query.Value{Kind: query.Null}
 	}
-	return str(*s)
+	return strValue(*s)
 }
 
 // sys returns a system property as Record.TwinDoc shows it.
@@ -551,46 +627,46 @@ func (t *flatTwin) sys(f sysField) query.Value {
 	switch f {
 	case sysDeviceID:
 		if m != nil {
-			return str(m.DeviceID)
+			return strValue(m.DeviceID)
 		}
-		return str(d.DeviceID)
+		return strValue(d.DeviceID)
 	case sysModuleID:
 		if m != nil {
-			return str(m.ModuleID)
+			return strValue(m.ModuleID)
 		}
 	case sysETag:
-		return str(TwinETag(t.version))
+		return strValue(TwinETag(t.version))
 	case sysDeviceETag:
-		return str(identityETag(t.identityVersion))
+		return strValue(identityETag(t.identityVersion))
 	case sysVersion:
-		return num(float64(t.version))
+		return numValue(float64(t.version))
 	case sysStatus:
 		if d != nil {
-			return str(d.Status)
+			return strValue(d.Status)
 		}
 	case sysStatusUpdateTime:
 		if d != nil {
-			return str(d.StatusUpdatedTime.String())
+			return strValue(d.StatusUpdatedTime.String())
 		}
 	case sysConnectionState:
 		if m != nil {
-			return str(m.ConnectionState)
+			return strValue(m.ConnectionState)
 		}
-		return str(d.ConnectionState)
+		return strValue(d.ConnectionState)
 	case sysLastActivityTime:
 		if m != nil {
-			return str(m.LastActivityTime.String())
+			return strValue(m.LastActivityTime.String())
 		}
-		return str(d.LastActivityTime.String())
+		return strValue(d.LastActivityTime.String())
 	case sysC2DCount:
 		if m != nil {
-			return num(float64(m.CloudToDeviceMessageCount))
+			return numValue(float64(m.CloudToDeviceMessageCount))
 		}
-		return num(float64(d.CloudToDeviceMessageCount))
+		return numValue(float64(d.CloudToDeviceMessageCount))
 	case sysAuthType:
-		return str(t.auth().Type)
+		return strValue(t.auth().Type)
 	case sysModelID:
-		return str(t.modelID)
+		return strValue(t.modelID)
 	case sysPrimaryThumbprint:
 		return optionalValue(t.auth().X509Thumbprint.PrimaryThumbprint)
 	case sysSecondaryThumbprint:
@@ -600,9 +676,9 @@ func (t *flatTwin) sys(f sysField) query.Value {
 			return query.Value{Kind: query.Bool, Bool: d.Capabilities.IoTEdge}
 		}
 	case sysDesiredVersion:
-		return num(float64(t.desiredVersion))
+		return numValue(float64(t.desiredVersion))
 	case sysReportedVersion:
-		return num(float64(t.reportedVersion))
+		return numValue(float64(t.reportedVersion))
 	}
 	return query.Value{}
 }

@@ -17,6 +17,8 @@ import (
 
 // QueryPage is one page of a query's results.
 type QueryPage struct {
+	// Items are whole twins (SELECT *) or rows. They are read-only: parts
+	// of a twin may be shared between its items.
 	Items []map[string]any
 	// ItemType is what IoT Hub puts in x-ms-item-type: "Twin" for whole
 	// twins, "DeviceJob" for jobs, "Raw" for projections and aggregates.
@@ -355,7 +357,7 @@ func (p *plan) candidates(limit int) (nodes []*node, ok bool) {
 	} else if bestN > 0 && float64(bestN)*float64(bestN) > float64(limit)*float64(live) {
 		return nil, false
 	}
-	return best.nodes(bestVals), true
+	return best.nodes(bestVals)
 }
 
 // keyNodes returns the live nodes of the given device ids (and module ids,

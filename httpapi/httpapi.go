@@ -18,6 +18,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/sas"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 // MaxBodySize bounds every request body. IoT Hub's largest service bodies
@@ -29,6 +30,8 @@ type API struct {
 	hub *twinhub.Hub
 	log *slog.Logger
 	mux *http.ServeMux
+	// limits throttles authorized requests (throttle.go); nil: none.
+	limits *throttle.Throttle
 }
 
 // New returns the REST API of hub as an http.Handler.
@@ -58,6 +61,20 @@ func New(hub *twinhub.Hub, log *slog.Logger) *API {
 	a.route("PATCH /twins/{id}/modules/{mid}", twinWrite, a.patchTwin)
 	a.route("PUT /twins/{id}/modules/{mid}", twinWrite, a.putTwin)
 	a.route("POST /devices/query", twinRead, a.query)
+	service := []sas.Permission{sas.ServiceConnect}
+	a.route("POST /twins/{id}/methods", service, a.invokeMethod)
+	a.route("POST /twins/{id}/modules/{mid}/methods", service, a.invokeMethod)
+	a.route("POST /twinhub/c2d/{id}", service, a.sendC2D)
+	a.route("DELETE /devices/{id}/commands", service, a.purgeC2D)
+	a.mux.HandleFunc("GET /twinhub/events", a.streamEvents)
+	a.route("GET /messages/serviceBound/feedback", service, a.receiveFeedback)
+	a.route("DELETE /messages/serviceBound/feedback/{lockToken}", service, a.completeFeedback)
+	a.route("POST /messages/serviceBound/feedback/{lockToken}/abandon", service, a.abandonFeedback)
+	a.deviceRoute("POST /devices/{id}/messages/events", a.deviceEvent)
+	a.deviceRoute("POST /devices/{id}/modules/{mid}/messages/events", a.deviceEvent)
+	a.deviceRoute("GET /devices/{id}/messages/deviceBound", a.deviceReceive)
+	a.deviceRoute("DELETE /devices/{id}/messages/deviceBound/{etag}", a.deviceSettle(twinhub.C2DComplete))
+	a.deviceRoute("POST /devices/{id}/messages/deviceBound/{etag}/abandon", a.deviceSettle(twinhub.C2DAbandon))
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, twinhub.Errorf(http.StatusNotFound, "NotFound", "no such resource: %s %s", r.Method, r.URL.Path))
 	})
@@ -73,12 +90,17 @@ type handler func(r *http.Request) (status int, body any, err error)
 // route registers a handler behind the checks every service request gets:
 // a supported api-version and a SAS token whose policy grants one of rights.
 func (a *API) route(pattern string, rights []sas.Permission, h handler) {
+	class := routeClass(pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := checkAPIVersion(r); err != nil {
 			a.writeError(w, r, err)
 			return
 		}
 		if err := a.hub.AuthorizeService(r.Header.Get("Authorization"), rights...); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		if err := a.throttle(class); err != nil {
 			a.writeError(w, r, err)
 			return
 		}

@@ -114,6 +114,24 @@ func (s *Store) Delete(ctx context.Context, k twinhub.Key, rev uint64) error {
 }
 
 func (s *Store) Watch(ctx context.Context, fn func(twinhub.Key, *twinhub.Record, uint64), ready func()) error {
+	return s.WatchRaw(ctx, func(k twinhub.Key, data []byte, rev uint64) {
+		if data == nil {
+			fn(k, nil, rev)
+			return
+		}
+		rec, err := decode(data)
+		if err != nil {
+			s.log.Error("skipping an unreadable record", "identity", k.String(), "err", err)
+			return
+		}
+		fn(k, rec, rev)
+	}, ready)
+}
+
+// WatchRaw is Watch with each record as stored, its JSON, undecoded (nil
+// for a deletion): the hub's index reads it without building a Record,
+// which makes a node start several times faster.
+func (s *Store) WatchRaw(ctx context.Context, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error {
 	w, err := s.kv.WatchAll(ctx)
 	if err != nil {
 		return err
@@ -143,12 +161,11 @@ func (s *Store) Watch(ctx context.Context, fn func(twinhub.Key, *twinhub.Record,
 				fn(k, nil, e.Revision())
 				continue
 			}
-			rec, err := decode(e.Value())
-			if err != nil {
-				s.log.Error("skipping an unreadable record", "identity", k.String(), "err", err)
-				continue
+			data := e.Value()
+			if data == nil {
+				data = []byte{}
 			}
-			fn(k, rec, e.Revision())
+			fn(k, data, e.Revision())
 		}
 	}
 }

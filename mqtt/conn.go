@@ -62,6 +62,8 @@ type conn struct {
 	mu      sync.Mutex
 	subs    subscriptions
 	desired *desiredFeed
+	methods methodState
+	c2d     *c2dDelivery
 
 	closeOnce  sync.Once
 	closeErr   error
@@ -197,7 +199,8 @@ func (c *conn) handle(pk *packets.Packet) error {
 	case packets.Publish:
 		return c.handlePublish(pk)
 	case packets.Puback:
-		return nil // twinhub sends nothing at QoS 1 yet
+		c.c2dAcked(pk.PacketID)
+		return nil
 	case packets.Subscribe:
 		return c.handleSubscribe(pk)
 	case packets.Unsubscribe:
@@ -286,6 +289,8 @@ func (c *conn) finish() {
 	if feed != nil {
 		feed.stop()
 	}
+	c.stopMethods()
+	c.stopC2D()
 	replaced := c.replaced.Load()
 	if !c.clean && !replaced {
 		c.srv.sessions.put(c.clientID, subs)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/sas"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 // CONNACK return codes of MQTT 3.1.1.
@@ -113,6 +114,7 @@ func (c *conn) connect(pk *packets.Packet) error {
 	if subs.has(FilterDesired) {
 		c.startDesired()
 	}
+	c.startServices(subs)
 	c.log.Debug("mqtt device connected", "clean", c.clean, "session_present", present, "keepalive", ka)
 	return nil
 }
@@ -134,6 +136,10 @@ func (c *conn) checkConnect(pk *packets.Packet) (twinhub.Key, error) {
 	}
 	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
 		return k, fmt.Errorf("%w: %s", errProtocol, code.Reason)
+	}
+	if !c.srv.opts.Throttle.Allow(throttle.Connects) {
+		// Before authentication, so that a flood costs the hub no store reads.
+		return k, refuse(connServerUnavailable, "the hub's rate of new connections is exceeded; retry later")
 	}
 	k, err := parseClientID(pk.Connect.ClientIdentifier)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/certs"
@@ -46,6 +47,7 @@ type env struct {
 	wsURL   string // wss://host:port/$iothub/websocket
 	roots   *x509.CertPool
 	tlsConf *tls.Config // the server's
+	nc      *nats.Conn  // to the hub's embedded NATS
 }
 
 func newEnv(t testing.TB, o mqtt.Options) *env {
@@ -109,7 +111,7 @@ func newEnv(t testing.TB, o mqtt.Options) *env {
 	return &env{
 		t: t, hub: hub, srv: srv, addr: ln.Addr().String(),
 		wsURL: "wss://" + strings.TrimPrefix(hs.URL, "https://") + mqtt.WebSocketPath,
-		roots: roots, tlsConf: tlsConf,
+		roots: roots, tlsConf: tlsConf, nc: e.Conn,
 	}
 }
 

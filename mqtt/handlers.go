@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 // handlePublish serves a device's PUBLISH: twin requests, method
@@ -43,9 +45,7 @@ func (c *conn) handlePublish(pk *packets.Packet) error {
 		}
 		return c.twinPatch(t, pk.Payload)
 	case TopicMethodResponse:
-		// Direct methods are issue 5: no call can be pending yet, so the
-		// answer has nobody to go to, as when a call has timed out.
-		c.log.Debug("method response with no pending call", "rid", t.RequestID, "status", t.Status)
+		c.methodResponse(t, pk.Payload)
 		return c.puback(pk)
 	case TopicTelemetry:
 		if !t.BelongsTo(c.key) {
@@ -64,20 +64,56 @@ func (c *conn) puback(pk *packets.Packet) error {
 }
 
 func (c *conn) telemetry(pk *packets.Packet, t Topic) error {
+	ctx, cancel := c.requestContext()
+	// Over the telemetry rate, the message waits for its turn before it is
+	// stored and acknowledged: the device slows down and loses nothing.
+	err := c.srv.opts.Throttle.Wait(ctx, throttle.Telemetry)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("%w: %v", errTelemetryFailed, err)
+	}
 	if fn := c.srv.opts.Telemetry; fn != nil {
-		ctx, cancel := c.requestContext()
-		err := fn(ctx, Message{
+		err = fn(ctx, Message{
 			Identity: c.key, AuthMethod: c.authMethod, Properties: t.Properties,
 			Body: pk.Payload, Received: time.Now(),
 		})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%w: %v", errTelemetryFailed, err)
-		}
-	} else if !c.srv.telemetryNoted.Swap(true) {
-		c.log.Warn("telemetry acknowledged but not stored: this twinhub does not keep device-to-cloud messages yet (said once)")
+	} else {
+		err = c.srv.hub.SendEvent(ctx, Event(c.key, c.authMethod, t.Properties, pk.Payload))
+	}
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w: %v", errTelemetryFailed, err)
 	}
 	return c.puback(pk)
+}
+
+// Event turns a telemetry PUBLISH into the hub's event: the "$." keys of
+// the property bag become system properties, the others application
+// properties.
+func Event(k twinhub.Key, authMethod string, props []Property, body []byte) *twinhub.Event {
+	e := &twinhub.Event{Identity: k, AuthMethod: authMethod, Body: body}
+	for _, p := range props {
+		switch p.Key {
+		case "$.mid":
+			e.MessageID = p.Value
+		case "$.cid":
+			e.CorrelationID = p.Value
+		case "$.ct":
+			e.ContentType = p.Value
+		case "$.ce":
+			e.ContentEncoding = p.Value
+		case "$.uid":
+			e.UserID = p.Value
+		case "$.to":
+			e.To = p.Value
+		default:
+			if strings.HasPrefix(p.Key, "$.") {
+				continue // $.exp, $.ifid, $.on, $.ctime, $.sub...: not kept
+			}
+			e.Properties = append(e.Properties, twinhub.Property{Key: p.Key, Value: p.Value})
+		}
+	}
+	return e
 }
 
 // --- twin ---
@@ -91,6 +127,9 @@ func (c *conn) telemetry(pk *packets.Packet, t Topic) error {
 // whose session was lost (a hub restart, another node) would otherwise
 // wait forever for every reply.
 func (c *conn) twinGet(t Topic) error {
+	if !c.srv.opts.Throttle.Allow(throttle.TwinReads) {
+		return c.twinError(t.RequestID, errThrottled(throttle.TwinReads))
+	}
 	ctx, cancel := c.requestContext()
 	doc, err := c.srv.hub.DeviceTwin(ctx, c.key)
 	cancel()
@@ -107,6 +146,9 @@ func (c *conn) twinGet(t Topic) error {
 // twinPatch merges a reported-properties patch and answers 204 with the
 // new reported $version, or the error.
 func (c *conn) twinPatch(t Topic, body []byte) error {
+	if !c.srv.opts.Throttle.Allow(throttle.TwinUpdates) {
+		return c.twinError(t.RequestID, errThrottled(throttle.TwinUpdates))
+	}
 	patch, err := twinhub.ParsePatch("reported", body)
 	if err != nil {
 		return c.twinError(t.RequestID, err)
@@ -118,6 +160,12 @@ func (c *conn) twinPatch(t Topic, body []byte) error {
 		return c.twinError(t.RequestID, err)
 	}
 	return c.send(publishPacket(TwinResponseTopic(http.StatusNoContent, t.RequestID, version), nil))
+}
+
+// errThrottled is the answer to a twin request over the hub's rate: 429
+// ThrottlingException (429001), which the SDKs retry after a while.
+func errThrottled(c throttle.Class) error {
+	return twinhub.Errorf(http.StatusTooManyRequests, "ThrottlingException", "the hub's rate of %s is exceeded; retry later", c)
 }
 
 // twinErrorBody is IoT Hub's error reply on $iothub/twin/res: the Node
@@ -151,6 +199,7 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 	}
 	granted := make([]byte, len(pk.Filters))
 	startDesired := false
+	var started subscriptions
 	c.mu.Lock()
 	for i, sub := range pk.Filters {
 		f, err := ParseFilter(sub.Filter, c.key)
@@ -165,6 +214,7 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 		if f == FilterDesired && c.desired == nil {
 			startDesired = true
 		}
+		started[f] = qos + 1
 		c.subs[f] = qos + 1
 	}
 	c.mu.Unlock()
@@ -178,7 +228,19 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 	if startDesired {
 		c.startDesired()
 	}
+	c.startServices(started)
 	return nil
+}
+
+// startServices begins serving the direct methods and cloud-to-device
+// messages whose filters subs holds (each starts once).
+func (c *conn) startServices(subs subscriptions) {
+	if subs.has(FilterMethods) {
+		c.startMethods()
+	}
+	if subs.has(FilterC2D) && c.key.ModuleID == "" {
+		c.startC2D()
+	}
 }
 
 func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
@@ -186,6 +248,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 		return fmt.Errorf("%w: %s", errProtocol, code.Reason)
 	}
 	var feed *desiredFeed
+	var stopMethods, stopC2D bool
 	c.mu.Lock()
 	for _, sub := range pk.Filters {
 		f, err := ParseFilter(sub.Filter, c.key)
@@ -196,10 +259,18 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 		if f == FilterDesired {
 			feed, c.desired = c.desired, nil
 		}
+		stopMethods = stopMethods || f == FilterMethods
+		stopC2D = stopC2D || f == FilterC2D
 	}
 	c.mu.Unlock()
 	if feed != nil {
 		feed.stop()
+	}
+	if stopMethods {
+		c.stopMethods()
+	}
+	if stopC2D {
+		c.stopC2D()
 	}
 	return c.send(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback}, PacketID: pk.PacketID}))
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 // Defaults of Options.
@@ -90,9 +91,14 @@ type Options struct {
 	SessionExpiry  time.Duration
 	RequestTimeout time.Duration
 
-	// Telemetry receives device-to-cloud messages; the PUBACK waits for
-	// it, and an error closes the connection (the SDK sends again). When
-	// nil, telemetry is acknowledged and dropped: storing it is issue 5.
+	// Throttle limits new connections (refused with CONNACK 3, server
+	// unavailable), twin requests (answered 429 on the twin response
+	// topic) and telemetry (its PUBACK delayed); nil limits nothing.
+	Throttle *throttle.Throttle
+
+	// Telemetry, when set, receives device-to-cloud messages instead of
+	// the hub (Hub.SendEvent). The PUBACK waits for it, and an error
+	// closes the connection (the SDK sends again).
 	Telemetry func(ctx context.Context, m Message) error
 }
 
@@ -140,9 +146,8 @@ type Server struct {
 	sessions *sessionStore
 	unwatch  func()
 
-	connSeq        atomic.Uint64
-	stripes        [256]sync.Mutex
-	telemetryNoted atomic.Bool
+	connSeq atomic.Uint64
+	stripes [256]sync.Mutex
 
 	upgrader websocket.Upgrader
 }

@@ -98,4 +98,23 @@
 // lists of eight or more constants become a set, and evaluating a condition
 // allocates nothing: values are a small struct passed by value that refers
 // to the document's own strings, arrays and maps.
+//
+// # Running queries over an index
+//
+// Execute and Match take documents as encoding/json decodes them. An index
+// that keeps twins in a form of its own evaluates over them through Doc:
+// expressions read properties only through Doc.Lookup, with the *Path to
+// read. Query.Paths lists every path of a query, and Path.Slot is its
+// position there, so an index can work out once per query how to read each
+// path and find that from the slot. MatchDoc and Project are Match and the
+// projection of a matching document for a Doc; Groups computes the results
+// of grouped queries (Grouped) from the matching Docs, in runs that can be
+// merged in order, which lets a scan be split among processors. A Doc that
+// is reused for the next document implements Keeper, for the first document
+// of each group. To choose what to read, a planner can take the top-level
+// conjuncts of WHERE (Conjuncts) that compare a path with constants:
+// PathEquals (path = constant) and PathIn (path IN [constants]).
+//
+// Package querytest holds the fleets and conformance cases the evaluator is
+// checked against, for indexes to be checked against them too.
 package query

@@ -45,6 +45,10 @@ func rootCommand() *cobra.Command {
 		twinCommand(g),
 		queryCommand(g),
 		caCommand(g),
+		methodCommand(g),
+		c2dCommand(g),
+		monitorEventsCommand(g),
+		benchCommand(g),
 	)
 	return root
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/twinhub/twinhub/httpapi"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/mqtt"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 type serveFlags struct {
@@ -35,7 +36,13 @@ type serveFlags struct {
 	tlsKey     string
 	natsURL    string
 	syncAlways bool
+	syncEvery  time.Duration
+	replicas   int
 	logLevel   string
+	limits     throttle.Limits
+
+	telemetryPartitions int
+	telemetryRetention  time.Duration
 }
 
 func serveCommand(g *globals) *cobra.Command {
@@ -59,7 +66,12 @@ func serveCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server with JetStream; default: embedded")
 	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write before acknowledging it (embedded NATS)")
+	fl.DurationVar(&f.syncEvery, "sync-interval", 0, "how often embedded JetStream flushes its files to disk (default NATS's 2m; writes since the last flush can be lost on power loss, not on a crash of the process)")
+	fl.IntVar(&f.replicas, "replicas", 1, "copies of each stream and bucket kept by an external NATS cluster (--nats); 1 when embedded")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.IntVar(&f.telemetryPartitions, "telemetry-partitions", jetstream.DefaultTelemetryPartitions, "partitions of the telemetry stream when it is created")
+	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
+	throttleFlags(fl, &f.limits)
 	return cmd
 }
 
@@ -90,7 +102,10 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer closeNATS()
-	store, err := jetstream.OpenStore(ctx, nc, jetstream.StoreOptions{Log: log})
+	if f.replicas < 1 || (f.natsURL == "" && f.replicas != 1) {
+		return errors.New("--replicas must be 1 with the embedded NATS, and at least 1 with --nats")
+	}
+	store, err := jetstream.OpenStore(ctx, nc, jetstream.StoreOptions{Log: log, Replicas: f.replicas})
 	if err != nil {
 		return err
 	}
@@ -105,11 +120,18 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	log.Info("index loaded", "took", time.Since(started).Round(time.Millisecond))
+	if err := useMessaging(ctx, hub, nc, f, log); err != nil {
+		return err
+	}
 
-	devices, err := mqtt.New(hub, mqtt.Options{DeviceCA: deviceCA, Log: log})
+	limits := throttle.New(f.limits)
+	log.Info("throttles", "limits", f.limits.String())
+	devices, err := mqtt.New(hub, mqtt.Options{DeviceCA: deviceCA, Log: log, Throttle: limits})
 	if err != nil {
 		return err
 	}
+	api := httpapi.New(hub, log)
+	api.SetThrottle(limits)
 	httpsLn, err := listen(f.httpsAddr, "--https-addr")
 	if err != nil {
 		return err
@@ -121,7 +143,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	srv := &http.Server{
 		// MQTT over WebSocket shares the HTTPS listener, as on IoT Hub.
-		Handler:           devices.Handler(httpapi.New(hub, log)),
+		Handler:           devices.Handler(api),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -235,7 +257,7 @@ func connectNATS(dir datadir.Dir, f *serveFlags) (*nats.Conn, func(), error) {
 		}
 		return nc, func() { nc.Drain() }, nil
 	}
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways})
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways, SyncInterval: f.syncEvery})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub/certs"
+	"github.com/twinhub/twinhub/httpapi"
+	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/mqtt"
+)
+
+// startHub serves a test hub's MQTT and REST front ends over TLS on
+// loopback ports, with a server certificate from a CA in a temp folder.
+func startHub(t *testing.T) *Target {
+	t.Helper()
+	h := hubtest.New(t)
+	dir := t.TempDir()
+	cert, err := certs.EnsureServer(dir, certs.Hosts(hubtest.Host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	devices, err := mqtt.New(h.Hub, mqtt.Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	mqttLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: devices.Handler(httpapi.New(h.Hub, log)), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go srv.Serve(tls.NewListener(httpsLn, tlsConf))
+	go devices.Serve(mqttLn, mqtt.TLSConfig(tlsConf))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		devices.Close(ctx)
+	})
+	owner := h.Policy("iothubowner")
+	return &Target{
+		Host: hubtest.Host, HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(),
+		RootCAs: newPool(caPEM), PolicyName: owner.Name, PolicyKey: owner.PrimaryKey,
+		Usage: SelfUsage, UsageNote: "test", CADir: dir, Local: true, InProcess: true,
+		// The test hub has no telemetry storage.
+		TelemetryBytes: func() (int64, bool) { return 0, false },
+	}
+}
+
+func tinyConfig() Config {
+	return Config{
+		Devices: 12, ConnectConcurrency: 4, Clients: 4, Duration: 250 * time.Millisecond,
+		DesiredRate: 200, Twins: 250, QueryClients: 2, QueryUpdateRate: 50, PayloadBytes: 64,
+	}
+}
+
+// TestAll runs every scenario and baseline at tiny scale and checks that
+// the counts add up and the JSON report is complete. No timing is checked.
+func TestAll(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and runs load for several seconds")
+	}
+	target := startHub(t)
+	var progress strings.Builder
+	cfg := tinyConfig()
+	cfg.Progress = &progress
+	rep, err := Run(context.Background(), target, cfg, []string{"all"}, "test")
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+	}
+	byName := map[string]*Result{}
+	for _, r := range rep.Results {
+		byName[r.Name] = r
+		if r.Errors != 0 && r.Name != "desired/patch" && r.Name != "desired/notify" {
+			t.Errorf("%s: %d errors: %v", r.Name, r.Errors, r.ErrorMsg)
+		}
+	}
+	want := []string{
+		"connect", "reported", "desired/patch", "desired/notify", "twin-read/rest", "twin-read/device",
+		"telemetry", "query/load", "query/by-id", "query/selective", "query/full-scan-count",
+		"query/full-scan-group", "query/updates", "kv-put", "kv-cas", "tls-handshake/tls1.2", "tls-handshake/tls1.3",
+	}
+	if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
+		want = append(want, "mosquitto")
+	}
+	for _, name := range want {
+		r := byName[name]
+		if r == nil {
+			t.Errorf("no result %q", name)
+			continue
+		}
+		if r.Ops == 0 {
+			t.Errorf("%s: no operations", name)
+		}
+		if r.Latency == nil && name != "query/load" {
+			t.Errorf("%s: no latency", name)
+		}
+	}
+	if r := byName["connect"]; r != nil && r.Ops != int64(cfg.Devices) {
+		t.Errorf("connect: %d connections, want %d", r.Ops, cfg.Devices)
+	}
+	if r := byName["query/load"]; r != nil && r.Ops != int64(cfg.Twins) {
+		t.Errorf("query/load: %d twins, want %d", r.Ops, cfg.Twins)
+	}
+	if p, n := byName["desired/patch"], byName["desired/notify"]; p != nil && n != nil {
+		if p.Errors != 0 || n.Errors != 0 || n.Ops != p.Ops {
+			t.Errorf("desired: %d patches (%d errors), %d notifications (%d missing)", p.Ops, p.Errors, n.Ops, n.Errors)
+		}
+	}
+	if r := byName["telemetry"]; r != nil && !strings.Contains(strings.Join(r.Notes, " "), "not persisted") {
+		t.Errorf("telemetry on a hub without storage is not labelled: %v", r.Notes)
+	}
+	if byName["methods"] == nil && !strings.Contains(strings.Join(rep.Skipped, " "), "methods") {
+		t.Error("methods neither measured nor skipped")
+	}
+	if len(rep.Ratios) == 0 || len(rep.Goals) == 0 {
+		t.Errorf("ratios %v, goals %v", rep.Ratios, rep.Goals)
+	}
+
+	path := filepath.Join(t.TempDir(), "report.json")
+	if err := rep.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Results) != len(rep.Results) || back.Machine.CPUs == 0 {
+		t.Errorf("JSON report: %d results, machine %+v", len(back.Results), back.Machine)
+	}
+	var text strings.Builder
+	rep.Print(&text)
+	for _, s := range []string{"reported", "kv-cas", "goals of issue 7"} {
+		if !strings.Contains(text.String(), s) {
+			t.Errorf("printed report lacks %q", s)
+		}
+	}
+}
+
+// TestSingleScenarioWithBaselines checks that a scenario brings the
+// baselines of its ratios, and that an unknown name is refused.
+func TestSingleScenarioWithBaselines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub")
+	}
+	target := startHub(t)
+	rep, err := Run(context.Background(), target, tinyConfig(), []string{"reported"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range rep.Results {
+		names = append(names, r.Name)
+	}
+	if strings.Join(names, ",") != "reported,kv-put,kv-cas" {
+		t.Errorf("results %v", names)
+	}
+	if len(rep.Ratios) == 0 || rep.Ratios[0].Over != "kv-cas" {
+		t.Errorf("ratios %+v", rep.Ratios)
+	}
+	if _, err := Run(context.Background(), target, tinyConfig(), []string{"nope"}, "test"); err == nil {
+		t.Error("unknown scenario accepted")
+	}
+}
+
+func TestRecorderPercentiles(t *testing.T) {
+	r := newRecorder()
+	for i := 1; i <= 1000; i++ {
+		r.doneLatency(time.Duration(i)*time.Millisecond, nil)
+	}
+	r.doneLatency(0, io.EOF)
+	l := r.latency()
+	if l.P50 != 500 || l.P99 != 990 || l.P999 != 999 || l.Max != 1000 {
+		t.Errorf("percentiles %+v", l)
+	}
+	if r.ops.Load() != 1000 || r.errs.Load() != 1 || r.errorSamples()["EOF"] != 1 {
+		t.Errorf("counts %d ok %d errors %v", r.ops.Load(), r.errs.Load(), r.errorSamples())
+	}
+}

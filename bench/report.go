@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+)
+
+// Ratio is a twinhub rate over a baseline's, measured in the same run.
+type Ratio struct {
+	Name     string  `json:"name"`
+	Of       string  `json:"of"`
+	Over     string  `json:"over"`
+	Value    float64 `json:"value"`
+	Goal     float64 `json:"goal,omitempty"`
+	Measured bool    `json:"-"`
+}
+
+// ratioDefs: twinhub result, baseline result, the issue's goal.
+var ratioDefs = []struct {
+	name, of, over string
+	goal           float64
+}{
+	{"reported patches / KV get+CAS", "reported", "kv-cas", 0.5},
+	{"desired patches / KV get+CAS", "desired/patch", "kv-cas", 0.5},
+	{"reported patches / KV put", "reported", "kv-put", 0},
+	{"telemetry / Mosquitto", "telemetry", "mosquitto", 1.0},
+	{"new connections / TLS 1.3 handshakes", "connect", "tls-handshake/tls1.3", 0.8},
+	{"new connections / TLS 1.2 handshakes", "connect", "tls-handshake/tls1.2", 0},
+}
+
+func find(rs []*Result, name string) *Result {
+	for _, r := range rs {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func ratios(rs []*Result) []Ratio {
+	var out []Ratio
+	for _, d := range ratioDefs {
+		a, b := find(rs, d.of), find(rs, d.over)
+		if a == nil || b == nil || b.Rate == 0 {
+			continue
+		}
+		out = append(out, Ratio{Name: d.name, Of: d.of, Over: d.over, Value: a.Rate / b.Rate, Goal: d.goal})
+	}
+	return out
+}
+
+// Goal is one of the issue's goals, checked against this run.
+type Goal struct {
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+	Note     string `json:"note,omitempty"`
+}
+
+// S3 is what one S3 unit of the hosted service allows, a second.
+var S3 = map[string]float64{
+	"twin updates": 250, "twin reads": 500, "telemetry": 6000, "queries": 1000.0 / 60, "new connections": 6000,
+}
+
+func goals(rep *Report) []Goal {
+	rs := rep.Results
+	var out []Goal
+	ratio := func(of, over string) (float64, bool) {
+		a, b := find(rs, of), find(rs, over)
+		if a == nil || b == nil || b.Rate == 0 {
+			return 0, false
+		}
+		return a.Rate / b.Rate, true
+	}
+	if r := find(rs, "reported"); r != nil {
+		g := Goal{Goal: "twin updates (reported) >= 25,000/s", Measured: fmt.Sprintf("%.0f/s", r.Rate), Met: r.Rate >= 25000}
+		out = append(out, g)
+		if v, ok := ratio("reported", "kv-cas"); ok {
+			out = append(out, Goal{Goal: "twin updates (reported) >= 0.5x KV get+CAS", Measured: fmt.Sprintf("%.2fx", v), Met: v >= 0.5})
+		}
+	}
+	if r := find(rs, "desired/patch"); r != nil {
+		out = append(out, Goal{Goal: "twin updates (desired, REST) >= 25,000/s", Measured: fmt.Sprintf("%.0f/s (paced at %.0f/s)", r.Rate, r.Extra["target_rate"]), Met: r.Rate >= 25000,
+			Note: "paced: the rate is what was asked when the hub keeps up"})
+	}
+	if r := find(rs, "desired/notify"); r != nil && r.Latency != nil {
+		target := r.Extra["target_rate"]
+		p := find(rs, "desired/patch")
+		atRate := p != nil && p.Rate >= 0.95*target
+		g := Goal{Goal: "desired notification p99 < 20 ms at 5,000 patches/s",
+			Measured: fmt.Sprintf("p99 %.1f ms at %.0f/s (%d lost)", r.Latency.P99, p.Rate, r.Errors),
+			Met:      r.Latency.P99 < 20 && atRate && target >= 5000 && r.Errors == 0}
+		if target < 5000 {
+			g.Note = fmt.Sprintf("run paced at %.0f/s, below the goal's 5,000/s", target)
+		} else if !atRate {
+			g.Note = "the hub did not sustain the pace"
+		}
+		out = append(out, g)
+	}
+	for _, name := range []string{"twin-read/rest", "twin-read/device"} {
+		if r := find(rs, name); r != nil {
+			out = append(out, Goal{Goal: name + " >= 50,000/s", Measured: fmt.Sprintf("%.0f/s", r.Rate), Met: r.Rate >= 50000})
+		}
+	}
+	if r := find(rs, "telemetry"); r != nil {
+		g := Goal{Goal: "telemetry, persisted, >= 1.0x Mosquitto"}
+		if v, ok := ratio("telemetry", "mosquitto"); ok {
+			g.Measured = fmt.Sprintf("%.2fx (%.0f/s)", v, r.Rate)
+			g.Met = v >= 1.0
+		} else {
+			g.Measured = fmt.Sprintf("%.0f/s, no Mosquitto baseline", r.Rate)
+		}
+		if v, ok := r.Extra["persisted"]; ok && v == 0 {
+			g.Met = false
+			g.Note = "not persisted: the hub does not store telemetry yet"
+		}
+		out = append(out, g)
+	}
+	if r := find(rs, "connect"); r != nil {
+		g := Goal{Goal: "new TLS device connections >= 0.8x bare TLS handshakes"}
+		base := "tls-handshake/tls1.3"
+		if rep.Config.TLSVersion != 0 && rep.Config.TLSVersion < 0x0304 {
+			base = "tls-handshake/tls1.2"
+		}
+		if v, ok := ratio("connect", base); ok {
+			g.Measured = fmt.Sprintf("%.2fx of %s (%.0f/s)", v, strings.TrimPrefix(base, "tls-handshake/"), r.Rate)
+			g.Met = v >= 0.8
+		} else {
+			g.Measured = fmt.Sprintf("%.0f/s, no TLS baseline", r.Rate)
+		}
+		if b := r.Extra["rss_bytes_per_connection"]; b != 0 {
+			g.Note = fmt.Sprintf("%.0f connected; RSS %.1f KB", r.Extra["connected"], b/1024)
+			if h, ok := r.Extra["heap_bytes_per_connection"]; ok {
+				g.Note += fmt.Sprintf(" and Go heap %.1f KB", h/1024)
+			}
+			g.Note += " per connection"
+			if rep.Hub.InProcess {
+				g.Note += ", hub and client together"
+			}
+		}
+		out = append(out, g)
+	}
+	if r := find(rs, "methods"); r != nil {
+		out = append(out, Goal{Goal: "direct methods >= 10,000 round trips/s", Measured: fmt.Sprintf("%.0f/s", r.Rate), Met: r.Rate >= 10000})
+	}
+	return out
+}
+
+// WriteJSON writes the report to path.
+func (rep *Report) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// s3Of says which S3 limit a result compares with.
+func s3Of(name string) (string, float64) {
+	switch {
+	case name == "reported" || name == "desired/patch":
+		return "twin updates", S3["twin updates"]
+	case strings.HasPrefix(name, "twin-read/"):
+		return "twin reads", S3["twin reads"]
+	case name == "telemetry":
+		return "telemetry", S3["telemetry"]
+	case strings.HasPrefix(name, "query/") && name != "query/load" && name != "query/updates":
+		return "queries", S3["queries"]
+	case name == "connect":
+		return "new connections", S3["new connections"]
+	}
+	return "", 0
+}
+
+// Print writes the report as text tables.
+func (rep *Report) Print(w io.Writer) {
+	m := rep.Machine
+	fmt.Fprintf(w, "\ntwinhub bench: %s, %d CPUs (%s), %s, load average %s at start, %s at end\n",
+		m.Date.Format("2006-01-02 15:04 UTC"), m.CPUs, m.CPUModel, m.GoVer, m.LoadAvg, m.LoadEnd)
+	fmt.Fprintf(w, "hub %s (https %s, mqtt %s, in-process %v)\n\n", rep.Hub.Host, rep.Hub.HTTPSAddr, rep.Hub.MQTTAddr, rep.Hub.InProcess)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "result\tkind\trate/s\tops\terrors\tp50 ms\tp99 ms\tp99.9 ms\thub CPU%\thub RSS MB\tvs S3 unit\t")
+	for _, r := range rep.Results {
+		p50, p99, p999 := "-", "-", "-"
+		if r.Latency != nil {
+			p50, p99, p999 = fmt.Sprintf("%.2f", r.Latency.P50), fmt.Sprintf("%.2f", r.Latency.P99), fmt.Sprintf("%.2f", r.Latency.P999)
+		}
+		cpu, rss := "-", "-"
+		if r.Hub != nil {
+			cpu = fmt.Sprintf("%.0f", r.Hub.CPUPercent)
+			if r.Hub.RSSBytes > 0 {
+				rss = fmt.Sprintf("%.0f", float64(r.Hub.RSSBytes)/(1<<20))
+			}
+		}
+		s3 := "-"
+		if what, lim := s3Of(r.Name); lim > 0 {
+			s3 = fmt.Sprintf("%.1fx %s", r.Rate/lim, what)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Kind, r.Rate, r.Ops, r.Errors, p50, p99, p999, cpu, rss, s3)
+	}
+	tw.Flush()
+	if len(rep.Ratios) > 0 {
+		fmt.Fprintln(w, "\nratios (same run):")
+		for _, r := range rep.Ratios {
+			goal := ""
+			if r.Goal > 0 {
+				goal = fmt.Sprintf(" (goal >= %.1fx)", r.Goal)
+			}
+			fmt.Fprintf(w, "  %-40s %.2fx%s\n", r.Name, r.Value, goal)
+		}
+	}
+	if len(rep.Goals) > 0 {
+		fmt.Fprintln(w, "\ngoals of issue 7:")
+		for _, g := range rep.Goals {
+			mark := "MISSED"
+			if g.Met {
+				mark = "met"
+			}
+			line := fmt.Sprintf("  [%s] %s: %s", mark, g.Goal, g.Measured)
+			if g.Note != "" {
+				line += " (" + g.Note + ")"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	var notes []string
+	for _, r := range rep.Results {
+		for _, n := range r.Notes {
+			notes = append(notes, r.Name+": "+n)
+		}
+		for msg, n := range r.ErrorMsg {
+			notes = append(notes, fmt.Sprintf("%s: error x%d: %s", r.Name, n, msg))
+		}
+	}
+	if rep.Hub.UsageNote != "" {
+		notes = append(notes, "hub CPU/RSS: "+rep.Hub.UsageNote)
+	}
+	for _, s := range rep.Skipped {
+		notes = append(notes, "skipped: "+s)
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w, "\nnotes:")
+		for _, n := range notes {
+			fmt.Fprintln(w, "  - "+n)
+		}
+	}
+}

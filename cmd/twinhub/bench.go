@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twinhub/twinhub/bench"
+	"github.com/twinhub/twinhub/certs"
+	"github.com/twinhub/twinhub/datadir"
+	"github.com/twinhub/twinhub/jetstream"
+)
+
+type benchFlags struct {
+	cfg        bench.Config
+	quick      bool
+	tls12      bool
+	jsonPath   string
+	cpuProfile string
+	connString string
+	caFile     string
+	httpsAddr  string
+	mqttAddr   string
+	hubPID     int
+	hubProcess bool
+}
+
+func benchCommand(g *globals) *cobra.Command {
+	f := &benchFlags{}
+	cmd := &cobra.Command{
+		Use:   "bench SCENARIO...",
+		Short: "Load-test a hub over MQTT and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, kv, mosquitto, tls, all)",
+		Long: `bench simulates devices (MQTT over TLS with SAS tokens) and back ends (HTTPS
+REST) against a hub, and prints throughput, latency percentiles, errors and
+the hub's CPU and memory; --json writes the same as JSON.
+
+Scenarios: connect, reported, desired, twin-read, telemetry, query, methods.
+Baselines: kv (raw JetStream KV put and get+compare-and-set), mosquitto (the
+telemetry load against Mosquitto over TLS, when installed), tls (a bare Go
+TLS server's handshake rate, TLS 1.2 and 1.3). A scenario runs with the
+baselines its ratios need unless --no-baselines; "all" runs everything, and
+"all --quick" does so at small scale in under a minute.
+
+Without --connection-string the bench starts a hub in this process, on an
+embedded JetStream in a temporary folder and loopback ports (with
+--hub-process, as a child process, so that its CPU and memory are its own).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runBench(ctx, g, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	d := bench.DefaultConfig()
+	fl.BoolVar(&f.quick, "quick", false, "small scale: every scenario in seconds (defaults of the flags below become smaller)")
+	fl.IntVar(&f.cfg.Devices, "devices", 0, fmt.Sprintf("devices the connect scenario connects (default %d)", d.Devices))
+	fl.IntVar(&f.cfg.ConnectConcurrency, "connect-concurrency", 0, fmt.Sprintf("connections made at once (connect, tls) (default %d)", d.ConnectConcurrency))
+	fl.IntVar(&f.cfg.Clients, "clients", 0, fmt.Sprintf("devices or back-end workers generating load, and the KV baseline's concurrency (default %d)", d.Clients))
+	fl.DurationVar(&f.cfg.Duration, "duration", 0, fmt.Sprintf("length of each measured phase (default %s)", d.Duration))
+	fl.IntVar(&f.cfg.DesiredRate, "desired-rate", 0, fmt.Sprintf("desired PATCHes a second (default %d)", d.DesiredRate))
+	fl.IntVar(&f.cfg.Twins, "twins", 0, fmt.Sprintf("twins the query scenario loads, e.g. 1000000 (default %d)", d.Twins))
+	fl.IntVar(&f.cfg.QueryClients, "query-clients", 0, fmt.Sprintf("queries at once (default %d)", d.QueryClients))
+	fl.IntVar(&f.cfg.QueryUpdateRate, "query-update-rate", 0, fmt.Sprintf("twin updates a second while queries run (default %d)", d.QueryUpdateRate))
+	fl.IntVar(&f.cfg.PayloadBytes, "payload", 0, fmt.Sprintf("bytes of telemetry bodies and reported patches (default %d)", d.PayloadBytes))
+	fl.BoolVar(&f.tls12, "tls12", false, "devices use TLS 1.2 (as the Python SDK) instead of 1.3")
+	fl.BoolVar(&f.cfg.NoBaselines, "no-baselines", false, "run single scenarios without their baselines")
+	fl.StringVar(&f.cfg.Mosquitto, "mosquitto", "", "mosquitto binary (default: from PATH or /usr/sbin)")
+	fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to this file")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process hub and load generator) to this file")
+	fl.StringVar(&f.connString, "connection-string", "", "owner connection string of a running hub to measure instead of starting one")
+	fl.StringVar(&f.caFile, "ca", "", "PEM file of the CA the hub's certificate chains to (with --connection-string)")
+	fl.StringVar(&f.httpsAddr, "https-addr", "", "address to dial for REST (default HostName:443)")
+	fl.StringVar(&f.mqttAddr, "mqtt-addr", "", "address to dial for MQTT (default HostName:8883)")
+	fl.IntVar(&f.hubPID, "hub-pid", 0, "process id of the hub given by --connection-string, to read its CPU and memory from /proc")
+	fl.BoolVar(&f.hubProcess, "hub-process", false, "start the hub as a child process (twinhub serve) rather than in this process")
+	return cmd
+}
+
+func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) error {
+	if err := bench.Check(args); err != nil {
+		return err
+	}
+	cfg := f.cfg
+	if f.quick {
+		cfg.Fill(bench.QuickConfig())
+	}
+	if f.tls12 {
+		cfg.TLSVersion = 0x0303
+	}
+	cfg.Progress = os.Stderr
+
+	var target *bench.Target
+	if f.connString != "" {
+		t, err := bench.ExternalTarget(f.connString, f.caFile, f.httpsAddr, f.mqttAddr)
+		if err != nil {
+			return err
+		}
+		if f.hubPID != 0 {
+			t.Usage = bench.PIDUsage(f.hubPID)
+			t.UsageNote = fmt.Sprintf("process %d, from /proc", f.hubPID)
+		}
+		target = t
+	} else {
+		t, stopHub, err := startBenchHub(ctx, g, f.hubProcess)
+		if err != nil {
+			return err
+		}
+		defer stopHub()
+		target = t
+	}
+
+	if f.cpuProfile != "" {
+		out, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
+	}
+	rep, err := bench.Run(ctx, target, cfg, args, "twinhub "+strings.Join(os.Args[1:], " "))
+	if rep != nil {
+		rep.Print(os.Stdout)
+		if f.jsonPath != "" {
+			if werr := rep.WriteJSON(f.jsonPath); werr != nil {
+				return werr
+			}
+			fmt.Fprintf(os.Stderr, "report written to %s\n", f.jsonPath)
+		}
+	}
+	return err
+}
+
+// startBenchHub starts a hub on loopback ports with its data in a
+// temporary folder: in this process through serve (the same wiring as
+// `twinhub serve`), or as a child process.
+func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, func(), error) {
+	tmp, err := os.MkdirTemp("", "twinhub-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := datadir.Dir{Path: tmp}
+	hubCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	var proc *os.Process
+	if child {
+		exe, err := os.Executable()
+		if err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		cmd := exec.CommandContext(hubCtx, exe, "serve", "--data", tmp, "--hostname", "localhost",
+			"--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-level", "error")
+		cmd.Stderr = os.Stderr
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = 15 * time.Second
+		if err := cmd.Start(); err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		proc = cmd.Process
+		go func() { done <- cmd.Wait() }()
+	} else {
+		sg := *g
+		sg.data = tmp
+		go func() {
+			done <- serve(hubCtx, &sg, &serveFlags{
+				// The defaults of `twinhub serve` but for the addresses;
+				// keep in step with serveCommand's flags.
+				hostname: "localhost", httpsAddr: "127.0.0.1:0", mqttAddr: "127.0.0.1:0", logLevel: "error",
+				telemetryPartitions: jetstream.DefaultTelemetryPartitions,
+				telemetryRetention:  jetstream.DefaultTelemetryRetention,
+			})
+		}()
+	}
+	stop := func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			fmt.Fprintln(os.Stderr, "twinhub bench: the hub did not stop within 20s")
+		}
+		os.RemoveAll(tmp)
+	}
+	// The hub writes serve.json once it listens.
+	deadline := time.Now().Add(60 * time.Second)
+	var srv datadir.Serve
+	for {
+		srv, err = dir.LoadServe()
+		if err == nil && (proc == nil || srv.PID == proc.Pid) {
+			break
+		}
+		select {
+		case err := <-done:
+			os.RemoveAll(tmp)
+			cancel()
+			if err == nil {
+				err = errors.New("it stopped")
+			}
+			return nil, nil, fmt.Errorf("starting the hub: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, errors.New("the hub did not start within 60s")
+		}
+	}
+	hub, err := dir.LoadHub()
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	owner, err := hub.Policy("iothubowner")
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	t, err := bench.ExternalTarget(mustConnString(hub), dir.File(certs.CAFile), srv.HTTPSAddr, srv.MQTTAddr)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	t.PolicyName, t.PolicyKey = owner.Name, owner.PrimaryKey
+	t.CADir = tmp
+	t.TelemetryBytes = func() (int64, bool) { return streamBytes(dir.File("jetstream"), jetstream.TelemetryStream) }
+	t.Local = true
+	if proc != nil {
+		t.Usage = bench.PIDUsage(proc.Pid)
+		t.UsageNote = fmt.Sprintf("the hub's own process (%d), from /proc", proc.Pid)
+	} else {
+		t.InProcess = true
+		t.Usage = bench.SelfUsage
+		t.UsageNote = "in-process hub: CPU and memory are this whole process, the hub and the load generator together"
+	}
+	return t, stop, nil
+}
+
+func mustConnString(h datadir.Hub) string {
+	s, err := h.ConnectionString("iothubowner")
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// streamBytes sums the files of the JetStream stream named name under
+// root (the embedded server's store folder); ok is false when the stream
+// has no folder there.
+func streamBytes(root, name string) (n int64, ok bool) {
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || d.Name() != name || filepath.Base(filepath.Dir(path)) != "streams" {
+			return nil
+		}
+		ok = true
+		filepath.WalkDir(path, func(_ string, f fs.DirEntry, err error) error {
+			if err == nil && !f.IsDir() {
+				if info, err := f.Info(); err == nil {
+					n += info.Size()
+				}
+			}
+			return nil
+		})
+		return filepath.SkipDir
+	})
+	return n, ok
+}

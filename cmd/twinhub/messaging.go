@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/jetstream"
+)
+
+// c2dSweepInterval is how often expired cloud-to-device messages are
+// deleted (with feedback) when no delivery has come across them.
+const c2dSweepInterval = time.Minute
+
+// useMessaging opens the telemetry stream, the cloud-to-device queues
+// and their feedback, and gives them to the hub.
+func useMessaging(ctx context.Context, hub *twinhub.Hub, nc *nats.Conn, f *serveFlags, log *slog.Logger) error {
+	tel, err := jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{
+		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	q, err := jetstream.OpenC2D(ctx, nc, 1)
+	if err != nil {
+		return err
+	}
+	fb, err := jetstream.OpenFeedback(ctx, nc, 1)
+	if err != nil {
+		return err
+	}
+	hub.UseMessaging(tel, q)
+	hub.UseFeedback(fb)
+	go hub.RunC2DSweeper(ctx, c2dSweepInterval)
+	return nil
+}

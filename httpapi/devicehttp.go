@@ -1,0 +1,152 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twinhub/twinhub"
+)
+
+// The device side of IoT Hub's HTTPS API, authenticated by the device's
+// (or module's) own SAS token, or one of a policy with DeviceConnect, in
+// the Authorization header, as the SDKs' Http transports do:
+//
+//	POST   /devices/{id}/messages/events                  send telemetry (204)
+//	POST   /devices/{id}/modules/{mid}/messages/events    a module's telemetry
+//	GET    /devices/{id}/messages/deviceBound             receive a C2D message (200, or 204 when none)
+//	DELETE /devices/{id}/messages/deviceBound/{etag}      complete it (?reject: reject it)
+//	POST   /devices/{id}/messages/deviceBound/{etag}/abandon
+//
+// Message properties travel in headers: iothub-messageid,
+// iothub-correlationid, iothub-userid, iothub-to, iothub-contenttype,
+// iothub-contentencoding and iothub-app-<name> for application properties
+// (names lowercased, as HTTP header names are case-insensitive). A
+// received message carries them the same way, with iothub-expiry,
+// iothub-enqueuedtime, iothub-sequencenumber, iothub-deliverycount and
+// iothub-ack, and its lock token in ETag; it stays hidden from later
+// receives for a minute (twinhub.C2DLockTime) unless settled.
+
+// deviceReply is what a device route answers.
+type deviceReply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// deviceRoute registers a handler for identity k's own requests.
+func (a *API) deviceRoute(pattern string, h func(r *http.Request, k twinhub.Key) (deviceReply, error)) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := checkAPIVersion(r); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		k := twinKey(r)
+		if err := a.hub.AuthenticateDevice(r.Context(), r.Header.Get("Authorization"), k); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, twinhub.MaxTelemetrySize+1)
+		ctx, cancel := context.WithTimeout(r.Context(), defaultDeviceRequestTimeout)
+		defer cancel()
+		rep, err := h(r.WithContext(ctx), k)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		for name, vs := range rep.header {
+			w.Header()[name] = vs
+		}
+		w.WriteHeader(rep.status)
+		w.Write(rep.body)
+	})
+}
+
+// defaultDeviceRequestTimeout bounds one device request in the hub.
+const defaultDeviceRequestTimeout = 30 * time.Second
+
+var noContent = deviceReply{status: http.StatusNoContent}
+
+func (a *API) deviceEvent(r *http.Request, k twinhub.Key) (deviceReply, error) {
+	body, err := readBody(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return deviceReply{}, twinhub.ErrTooLarge("message is larger than %d bytes", twinhub.MaxTelemetrySize)
+		}
+		return deviceReply{}, err
+	}
+	e := &twinhub.Event{
+		Identity: k, AuthMethod: "sas", Body: body,
+		MessageID:       r.Header.Get("iothub-messageid"),
+		CorrelationID:   r.Header.Get("iothub-correlationid"),
+		UserID:          r.Header.Get("iothub-userid"),
+		To:              r.Header.Get("iothub-to"),
+		ContentType:     r.Header.Get("iothub-contenttype"),
+		ContentEncoding: r.Header.Get("iothub-contentencoding"),
+	}
+	for name, vs := range r.Header {
+		if key, ok := cutPrefixFold(name, "iothub-app-"); ok && len(vs) > 0 {
+			e.Properties = append(e.Properties, twinhub.Property{Key: key, Value: vs[0]})
+		}
+	}
+	return noContent, a.hub.SendEvent(r.Context(), e)
+}
+
+func (a *API) deviceReceive(r *http.Request, k twinhub.Key) (deviceReply, error) {
+	m, err := a.hub.ReceiveC2D(r.Context(), k.DeviceID)
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return noContent, nil
+	}
+	if err != nil {
+		return deviceReply{}, err
+	}
+	h := http.Header{}
+	set := func(k, v string) {
+		if v != "" {
+			h.Set(k, v)
+		}
+	}
+	h.Set("ETag", `"`+strconv.FormatUint(m.Seq, 10)+`"`)
+	set("iothub-messageid", m.MessageID)
+	set("iothub-correlationid", m.CorrelationID)
+	set("iothub-userid", m.UserID)
+	set("iothub-to", m.To)
+	set("iothub-ack", m.Ack)
+	set("iothub-expiry", m.Expiry.String())
+	set("iothub-enqueuedtime", m.Enqueued.String())
+	set("iothub-sequencenumber", strconv.FormatUint(m.Seq, 10))
+	set("iothub-deliverycount", "1")
+	set("Content-Type", m.ContentType)
+	set("Content-Encoding", m.ContentEncoding)
+	for _, p := range m.Properties {
+		h.Set("iothub-app-"+p.Key, p.Value)
+	}
+	return deviceReply{status: http.StatusOK, header: h, body: m.Body}, nil
+}
+
+func lockToken(r *http.Request) (uint64, error) {
+	t := strings.Trim(r.PathValue("etag"), `"`)
+	seq, err := strconv.ParseUint(t, 10, 64)
+	if err != nil {
+		return 0, twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "lock token %q is not one twinhub gave out", t)
+	}
+	return seq, nil
+}
+
+func (a *API) deviceSettle(outcome string) func(*http.Request, twinhub.Key) (deviceReply, error) {
+	return func(r *http.Request, k twinhub.Key) (deviceReply, error) {
+		seq, err := lockToken(r)
+		if err != nil {
+			return deviceReply{}, err
+		}
+		o := outcome
+		if o == twinhub.C2DComplete && r.URL.Query().Has("reject") {
+			o = twinhub.C2DReject
+		}
+		return noContent, a.hub.SettleC2D(r.Context(), k.DeviceID, seq, o)
+	}
+}

@@ -1,0 +1,43 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/throttle"
+)
+
+// SetThrottle limits the rate of authorized requests by class (twin reads
+// and updates, registry operations, queries); a request over its rate gets
+// 429 ThrottlingException, as from IoT Hub. Call it before serving.
+// Throttling comes after authorization, so that requests without valid
+// credentials cannot use up the rates of the ones with.
+func (a *API) SetThrottle(t *throttle.Throttle) { a.limits = t }
+
+func (a *API) throttle(c throttle.Class) error {
+	if a.limits.Allow(c) {
+		return nil
+	}
+	return twinhub.Errorf(http.StatusTooManyRequests, "ThrottlingException", "the hub's rate of %s is exceeded; retry later", c)
+}
+
+// routeClass is the throttle class of a route pattern such as
+// "PATCH /twins/{id}": twin reads and updates, queries, and everything
+// else on the registry. Direct methods and messages have no limit yet.
+func routeClass(pattern string) throttle.Class {
+	method, path, _ := strings.Cut(pattern, " ")
+	switch {
+	case path == "/devices/query":
+		return throttle.Queries
+	case strings.HasPrefix(path, "/twins/") && strings.HasSuffix(path, "/methods"),
+		strings.HasPrefix(path, "/messages/"), strings.HasPrefix(path, "/twinhub/"),
+		strings.HasSuffix(path, "/commands"):
+		return throttle.Unlimited
+	case strings.HasPrefix(path, "/twins/") && method == http.MethodGet:
+		return throttle.TwinReads
+	case strings.HasPrefix(path, "/twins/"):
+		return throttle.TwinUpdates
+	}
+	return throttle.Registry
+}

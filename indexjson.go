@@ -1,0 +1,367 @@
+package twinhub
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"math"
+	"strconv"
+)
+
+// Starting a node means reading every record of the store into the index.
+// Decoding a million records into Records, with a map for every object and
+// a struct for every metadata node, only to flatten them, costs more than
+// a minute; so when the store can hand records over as stored (rawWatcher),
+// the index flattens the JSON itself. It reads what encoding/json writes
+// of a Record: fields in the order of the structs, map keys sorted. Any
+// record it does not expect (keys out of order, metadata of a property
+// that has no value, JSON it does not take) goes the long way, through
+// decodeRecord and flatten, which give the same flatTwin.
+
+// rawWatcher is implemented by stores that can watch their records as
+// stored: data is the record's JSON, nil for a deletion. Otherwise as
+// Store.Watch.
+type rawWatcher interface {
+	WatchRaw(ctx context.Context, fn func(k Key, data []byte, rev uint64), ready func()) error
+}
+
+// watch feeds the index from the store until ctx ends.
+func (ix *index) watch(ctx context.Context, s Store, log *slog.Logger, ready func()) error {
+	if rw, ok := s.(rawWatcher); ok {
+		return rw.WatchRaw(ctx, func(k Key, data []byte, rev uint64) {
+			if err := ix.applyJSON(k, data, rev); err != nil {
+				log.Error("skipping a record the index cannot read", "identity", k.String(), "err", err)
+			}
+		}, ready)
+	}
+	return s.Watch(ctx, func(k Key, r *Record, rev uint64) {
+		if err := ix.apply(k, r, rev); err != nil {
+			log.Error("skipping a record the index cannot read", "identity", k.String(), "err", err)
+		}
+	}, ready)
+}
+
+// applyJSON records one change seen by a raw watch. A record it cannot
+// read is left out, but its revision counts as seen.
+func (ix *index) applyJSON(k Key, data []byte, rev uint64) error {
+	var err error
+	ix.wmu.Lock()
+	if data == nil {
+		ix.set(ix.table(k), nodeKey(k), nil)
+	} else {
+		t, ok := ix.build.flattenJSON(data)
+		if !ok {
+			var r *Record
+			if r, err = decodeRecord(data); err == nil {
+				r.stamp()
+				shareStrings(r)
+				t = ix.build.flatten(r)
+			}
+		}
+		if err == nil && (t.dev == nil) == (t.mod == nil) {
+			err = indexError("the record holds neither or both of a device and a module")
+		}
+		if err == nil && (k.ModuleID != "") != (t.mod != nil) {
+			err = indexError("the record is not of the identity its key names")
+		}
+		if err == nil {
+			ix.set(ix.table(k), nodeKey(k), t)
+		}
+	}
+	ix.wmu.Unlock()
+	ix.advance(rev)
+	return err
+}
+
+type indexError string
+
+func (e indexError) Error() string { return string(e) }
+
+// flattenJSON makes a flatTwin from a record's JSON, or returns false.
+func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
+	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
+	clear(b.seen)
+	var (
+		dev             *Device
+		mod             *Module
+		identityVersion int64
+		t               flatTwin
+		seen            [3]bool // tags, desired, reported
+	)
+	// section starts section s (0 tags, 1 desired, 2 reported), which
+	// must come after those before it.
+	section := func(s int) bool {
+		for _, later := range seen[s:] {
+			if later {
+				return false
+			}
+		}
+		if s == 1 || s == 2 && !seen[1] {
+			t.desiredAt = uint32(len(b.fields))
+		}
+		if s == 2 {
+			t.reportedAt = uint32(len(b.fields))
+		}
+		seen[s] = true
+		return true
+	}
+	d := jsonDecoder{b: data}
+	ok := d.fields(recordFields, func(k int) bool {
+		switch k {
+		case 0:
+			if d.null() {
+				return true
+			}
+			dev = &Device{}
+			return d.device(dev)
+		case 1:
+			if d.null() {
+				return true
+			}
+			mod = &Module{}
+			return d.module(mod)
+		case 2:
+			return d.null() || d.int64(&identityVersion)
+		}
+		if d.null() {
+			return true
+		}
+		return d.fields(twinFields, func(k int) bool {
+			switch k {
+			case 0:
+				return d.null() || d.int64(&t.version)
+			case 1:
+				if !section(0) {
+					return false
+				}
+				if d.null() {
+					t.nilTags = true
+					return true
+				}
+				return b.treeJSON(&d, tagsPath)
+			case 2:
+				if !section(1) {
+					return false
+				}
+				t.desiredStamp = noStamp
+				return d.null() || b.propertiesJSON(&d, desiredPath, &t.desiredVersion, &t.desiredStamp)
+			case 3:
+				if !section(2) {
+					return false
+				}
+				t.reportedStamp = noStamp
+				return d.null() || b.propertiesJSON(&d, reportedPath, &t.reportedVersion, &t.reportedStamp)
+			}
+			return d.str(&t.modelID)
+		})
+	})
+	if !ok || !d.end() {
+		return nil, false
+	}
+	if !seen[0] {
+		t.nilTags = true // no tags: a nil map
+	}
+	if !seen[1] && !seen[2] {
+		t.desiredAt = uint32(len(b.fields))
+	}
+	if !seen[2] {
+		t.reportedAt = uint32(len(b.fields))
+	}
+	// Sections without metadata show an empty one, as Metadata.wire does.
+	if !seen[1] || t.desiredStamp == noStamp {
+		t.desiredStamp = b.stamp(nil)
+	}
+	if !seen[2] || t.reportedStamp == noStamp {
+		t.reportedStamp = b.stamp(nil)
+	}
+	r := Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
+	r.stamp()
+	shareStrings(&r)
+	ft := newFlatTwin(len(b.fields))
+	copy(ft.fields, b.fields)
+	f := ft.fields
+	*ft = t
+	ft.fields = f
+	ft.dev, ft.mod, ft.identityVersion = dev, mod, identityVersion
+	ft.stamps = append([]stamp(nil), b.stamps...)
+	ft.data = string(b.data)
+	if len(b.refs) > 0 {
+		ft.refs = append([]any(nil), b.refs...)
+		clear(b.refs)
+	}
+	return ft, true
+}
+
+// propertiesJSON reads desired or reported properties: values, then
+// version, then metadata, whose stamps go to the values' fields.
+func (b *twinBuilder) propertiesJSON(d *jsonDecoder, root pathID, version *int64, own *uint16) bool {
+	lo := len(b.fields)
+	step := -1
+	return d.fields(propertiesFields, func(k int) bool {
+		if k <= step {
+			return false
+		}
+		step = k
+		switch k {
+		case 0:
+			return d.null() || b.treeJSON(d, root)
+		case 1:
+			return d.null() || d.int64(version)
+		}
+		if d.null() {
+			return true
+		}
+		var st stamp
+		ok := b.metadataJSON(d, &st, lo, len(b.fields))
+		*own = b.stampValue(st)
+		return ok
+	})
+}
+
+// treeJSON reads an object of tags or properties into fields, under
+// parent. Keys must come sorted, as encoding/json writes them.
+func (b *twinBuilder) treeJSON(d *jsonDecoder, parent pathID) bool {
+	var last []byte
+	first := true
+	return d.object(func(key []byte) bool {
+		if !first && bytes.Compare(key, last) <= 0 {
+			return false
+		}
+		first, last = false, key
+		f := field{path: b.dict.child(parent, key), stamp: noStamp}
+		switch c := d.peek(); {
+		case c == '{':
+			at := len(b.fields)
+			f.kind = fObject
+			b.fields = append(b.fields, f)
+			if !b.treeJSON(d, f.path) {
+				return false
+			}
+			b.fields[at].v = uint64(len(b.fields) - at - 1)
+			return true
+		case c == '"':
+			at := d.i
+			if s, ok := d.rawString(); ok {
+				f.kind, f.v = fString, uint64(len(b.data))<<32|uint64(len(s))
+				b.data = append(b.data, s...)
+				break
+			}
+			d.i = at
+			s, ok := d.string()
+			if !ok {
+				return false
+			}
+			f.kind, f.v = fString, uint64(len(b.data))<<32|uint64(len(s))
+			b.data = append(b.data, s...)
+		case c == 't' || c == 'f':
+			var v bool
+			if !d.bool(&v) {
+				return false
+			}
+			f.kind = fBool
+			if v {
+				f.v = 1
+			}
+		case c == 'n':
+			if !d.null() {
+				return false
+			}
+			f.kind = fNull
+		case c == '[':
+			v, ok := d.value()
+			if !ok {
+				return false
+			}
+			f.kind, f.v = fRef, uint64(len(b.refs))
+			b.refs = append(b.refs, v)
+		default:
+			s, ok := d.number()
+			if !ok {
+				return false
+			}
+			x, err := strconv.ParseFloat(string(s), 64)
+			if err != nil {
+				return false
+			}
+			f.kind, f.v = fNumber, math.Float64bits(x)
+		}
+		b.fields = append(b.fields, f)
+		return true
+	})
+}
+
+// metadataJSON reads a metadata node into st, and the stamps of its
+// children into the fields in [lo, hi), the members of the object it
+// describes. A child that describes no member makes it give up.
+func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
+	*st = stamp{zero: true}
+	return d.fields(metadataFields, func(k int) bool {
+		switch k {
+		case 0:
+			start := d.peek()
+			at := d.i
+			if raw, ok := d.rawString(); ok && start == '"' && bytes.Equal(raw, b.lastTime) {
+				st.sec, st.nsec, st.zero = b.lastStamp.sec, b.lastStamp.nsec, b.lastStamp.zero
+				return true
+			}
+			d.i = at
+			var t Time
+			if !d.time(&t) {
+				return false
+			}
+			s := stampOf(&Metadata{LastUpdated: t})
+			st.sec, st.nsec, st.zero = s.sec, s.nsec, s.zero
+			if raw := d.b[at:d.i]; len(raw) > 2 && raw[0] == '"' {
+				b.lastTime, b.lastStamp = append(b.lastTime[:0], raw[1:len(raw)-1]...), s
+			}
+			return true
+		case 1:
+			return d.null() || d.int64(&st.ver)
+		}
+		if d.null() {
+			return true
+		}
+		pos := lo
+		return d.object(func(key []byte) bool {
+			for pos < hi && b.dict.name(b.fields[pos].path) < string(key) {
+				pos = b.next(pos)
+			}
+			if pos >= hi || b.dict.name(b.fields[pos].path) != string(key) {
+				return false // metadata of a property that has no value
+			}
+			if d.null() {
+				return true // a nil node: no metadata
+			}
+			f := &b.fields[pos]
+			end := pos + 1
+			if f.kind == fObject {
+				end = b.next(pos)
+			}
+			var cst stamp
+			if !b.metadataJSON(d, &cst, pos+1, end) {
+				return false
+			}
+			b.fields[pos].stamp = b.stampValue(cst)
+			return true
+		})
+	})
+}
+
+// next returns the position of the field after field i and what it holds.
+func (b *twinBuilder) next(i int) int {
+	if b.fields[i].kind == fObject {
+		return i + 1 + int(b.fields[i].v)
+	}
+	return i + 1
+}
+
+// stampValue is stamp for a stamp already read.
+func (b *twinBuilder) stampValue(s stamp) uint16 {
+	if s.zero {
+		s.sec, s.nsec = 0, 0
+	}
+	return b.stampIndex(s)
+}
+
+// decodeRecord decodes a stored record the long way.
+func decodeRecord(data []byte) (*Record, error) { return DecodeRecord(data) }

@@ -1,0 +1,182 @@
+package twinhub
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+// sameFlat reports how two flatTwins of one record differ, if they do:
+// field by field, with stamps by value.
+func sameFlat(d *pathDict, a, b *flatTwin) error {
+	if len(a.fields) != len(b.fields) {
+		return fmt.Errorf("%d fields, want %d", len(a.fields), len(b.fields))
+	}
+	stampAt := func(t *flatTwin, i uint16) any {
+		if i == noStamp {
+			return "none"
+		}
+		return t.stamps[i]
+	}
+	for i := range a.fields {
+		fa, fb := a.fields[i], b.fields[i]
+		if fa.path != fb.path || fa.kind != fb.kind || stampAt(a, fa.stamp) != stampAt(b, fb.stamp) {
+			return fmt.Errorf("field %d (%s): %+v, want %+v", i, d.name(fb.path), fa, fb)
+		}
+		if va, vb := a.json(d, i), b.json(d, i); !reflect.DeepEqual(va, vb) {
+			return fmt.Errorf("field %d (%s): %v, want %v", i, d.name(fb.path), va, vb)
+		}
+	}
+	if stampAt(a, a.desiredStamp) != stampAt(b, b.desiredStamp) || stampAt(a, a.reportedStamp) != stampAt(b, b.reportedStamp) {
+		return fmt.Errorf("section stamps differ")
+	}
+	ca, cb := *a, *b
+	ca.fields, cb.fields, ca.stamps, cb.stamps, ca.data, cb.data, ca.refs, cb.refs = nil, nil, nil, nil, "", "", nil, nil
+	ca.desiredStamp, cb.desiredStamp, ca.reportedStamp, cb.reportedStamp = 0, 0, 0, 0
+	if !reflect.DeepEqual(ca, cb) {
+		return fmt.Errorf("\n%+v\nwant\n%+v", ca, cb)
+	}
+	if !reflect.DeepEqual(a.doc(d), b.doc(d)) {
+		return fmt.Errorf("the documents differ")
+	}
+	return nil
+}
+
+// flatLongWay is what the index makes of data without flattenJSON.
+func flatLongWay(t *testing.T, b *twinBuilder, data []byte) *flatTwin {
+	t.Helper()
+	r, err := decodeRecord(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stamp()
+	shareStrings(r)
+	return b.flatten(r)
+}
+
+// TestFlattenJSON checks that flattening a record's JSON gives what
+// decoding it and flattening the Record gives.
+func TestFlattenJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	ix := newIndex()
+	refused := 0
+	for i := range 3000 {
+		k := DeviceKey(fmt.Sprintf("d%d", i))
+		if i%3 == 0 {
+			k.ModuleID = "m"
+		}
+		rec := randomRecord(r, k)
+		if i%7 == 0 {
+			rec.Twin.Tags = map[string]any{"k<>": "a\tb\\c/é😀", "n": -1.5e-7, "arr": []any{1.0, nil, map[string]any{"x": "y"}}}
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := ix.build.flattenJSON(data)
+		if !ok {
+			refused++
+			continue
+		}
+		want := flatLongWay(t, &ix.build, data)
+		if err := sameFlat(ix.dict, got, want); err != nil {
+			t.Fatalf("%s:\n%v", data, err)
+		}
+	}
+	// Only the records with metadata of a removed property go the long way.
+	if refused > 3000/10 {
+		t.Errorf("flattenJSON refused %d records of 3000", refused)
+	}
+}
+
+// TestFlattenJSONOddities: records that flattenJSON refuses or reads in
+// its own way flatten as the long way does.
+func TestFlattenJSONOddities(t *testing.T) {
+	ix := newIndex()
+	for _, s := range []string{
+		`{"device":{"deviceId":"d"},"identityVersion":2}`,
+		`{"device":{"deviceId":"d"},"twin":null}`,
+		`{"device":{"deviceId":"d"},"twin":{"reported":{"values":{"a":1}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"desired":null,"reported":{"values":{"a":1},"metadata":null}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"tags":null,"desired":{"values":{"b":{"c":2}},"metadata":{"t":"2024-01-01T00:00:00Z","c":{"b":{"t":"2024-01-01T00:00:01Z","v":3}}}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"desired":{"values":{"b":{"c":2}},"metadata":{"c":{"b":{"c":{"c":{"t":"2024-01-01T00:00:01Z"}}}}}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"desired":{"values":{"b":1},"metadata":{"c":{"b":null}}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"desired":{"values":{"b":1},"metadata":{"c":{"a":{"t":"2024-01-01T00:00:01Z"}}}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"desired":{"values":{"b":1},"metadata":{"c":{"b":{"c":{"x":{}}}}}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"desired":{"metadata":{"t":"2024-01-01T00:00:00Z"},"values":{"b":1}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"reported":{"values":{}},"desired":{"values":{"b":1}}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"tags":{"b":1,"a":2}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"tags":{"a":1,"a":2}}}`,
+		`{"device":{"deviceId":"d"},"twin":{"tags":{"a\u0041":{"x":[1,[2,{"y":"\u00e9"}]]},"z":"\ud83d\ude00"}}}`,
+		`{"module":{"deviceId":"d","moduleId":"m"},"twin":{"modelId":"x","version":3}}`,
+	} {
+		data := []byte(s)
+		want := flatLongWay(t, &ix.build, data)
+		got, ok := ix.build.flattenJSON(data)
+		if !ok {
+			continue
+		}
+		if err := sameFlat(ix.dict, got, want); err != nil {
+			t.Errorf("%s:\n%v", s, err)
+		}
+	}
+}
+
+// TestApplyJSON feeds the index the way a raw watch does and checks it
+// against the index fed Records.
+func TestApplyJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	raw := newIndex()
+	ref := map[Key]*Record{}
+	for i := range 2500 {
+		k := DeviceKey(fmt.Sprintf("d%d", i%2000))
+		if i%4 == 0 {
+			k.ModuleID = "m"
+		}
+		rec := randomRecord(r, k)
+		data, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.applyJSON(k, data, uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+		dec, _ := decodeRecord(data)
+		ref[k] = dec
+	}
+	if err := raw.applyJSON(DeviceKey("x"), []byte(`{"module":{"deviceId":"x","moduleId":"m"}}`), 9999); err == nil {
+		t.Error("a module's record under a device's key was taken")
+	}
+	if err := raw.applyJSON(DeviceKey("x"), []byte(`{`), 10000); err == nil {
+		t.Error("bad JSON was taken")
+	}
+	if err := raw.waitFor(t.Context(), 10000); err != nil {
+		t.Fatal(err)
+	}
+	h := &Hub{host: "h", index: raw}
+	want := newReference(ref)
+	for _, src := range fleetQueries[:20] {
+		checkQuery(t, raw, h, want, src, 1000)
+	}
+}
+
+// BenchmarkFlattenJSON is the index's cost of one record at start-up.
+func BenchmarkFlattenJSON(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	var data [][]byte
+	for i := range 1000 {
+		d, _ := json.Marshal(benchRecord(r, i, 1_000_000))
+		data = append(data, d)
+	}
+	ix := newIndex()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := ix.build.flattenJSON(data[i%len(data)]); !ok {
+			b.Fatal("refused")
+		}
+		i++
+	}
+}

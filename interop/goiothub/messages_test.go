@@ -1,0 +1,125 @@
+package goiothub
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/amenzhinsky/iothub/iotdevice"
+)
+
+// Telemetry from iotdevice's SendEvent read back with `twinhub
+// monitor-events`, and cloud-to-device messages sent with `twinhub c2d
+// send` received by iotdevice's SubscribeEvents; both survive a restart.
+// Address 127.0.0.57.
+
+type eventLine struct {
+	DeviceID   string            `json:"deviceId"`
+	Sequence   uint64            `json:"sequenceNumber"`
+	System     map[string]string `json:"systemProperties"`
+	Properties map[string]string `json:"properties"`
+	Body       string            `json:"body"`
+}
+
+// monitor runs `twinhub monitor-events` until n events are printed.
+func monitor(t *testing.T, h *testHub, n int, args ...string) []eventLine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, h.bin, append([]string{"--data", h.DataDir, "monitor-events", "--max", strconv.Itoa(n)}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cancel()
+	dec := json.NewDecoder(out)
+	var got []eventLine
+	for len(got) < n {
+		var l eventLine
+		if err := dec.Decode(&l); err != nil {
+			t.Fatalf("monitor-events %v: %d of %d events, then %v", args, len(got), n, err)
+		}
+		got = append(got, l)
+	}
+	return got
+}
+
+func TestTelemetryAndC2D(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, "127.0.0.57", withMQTT())
+	svc := h.Service(t)
+	ctx := testContext(t)
+	_, cs := h.NewDevice(t, svc, "msg-1")
+	dev := h.DeviceClient(t, cs)
+	for i, body := range []string{`{"temp":21}`, `{"temp":22}`} {
+		if err := dev.SendEvent(ctx, []byte(body),
+			iotdevice.WithSendMessageID("m"+string(rune('1'+i))),
+			iotdevice.WithSendCorrelationID("c1"),
+			iotdevice.WithSendProperty("site", "north wing")); err != nil {
+			t.Fatalf("SendEvent: %v", err)
+		}
+	}
+	evs := monitor(t, h, 1, "--consumer-group", "g1", "--from", "start", "--device", "msg-1")
+	if e := evs[0]; e.DeviceID != "msg-1" || e.Body != `{"temp":21}` || e.System["message-id"] != "m1" ||
+		e.System["correlation-id"] != "c1" || e.Properties["site"] != "north wing" ||
+		e.System["iothub-connection-auth-method"] != "sas" || e.System["iothub-enqueuedtime"] == "" {
+		t.Errorf("event %+v", e)
+	}
+
+	// Cloud-to-device: queued while the device does not listen, delivered
+	// when it subscribes.
+	h.CLI(t, "c2d", "send", "msg-1", "hello", "--props", "color=red", "--ack", "full", "--message-id", "c2d-1")
+	sub, err := dev.SubscribeEvents(ctx)
+	if err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	select {
+	case m := <-sub.C():
+		if string(m.Payload) != "hello" || m.MessageID != "c2d-1" || m.Properties["color"] != "red" || m.To != "/devices/msg-1/messages/deviceBound" {
+			t.Errorf("c2d message %+v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no cloud-to-device message within 10 s")
+	}
+
+	// --ack full: the PUBACK produces Success feedback.
+	var fb []map[string]any
+	for deadline := time.Now().Add(10 * time.Second); len(fb) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(h.CLI(t, "c2d", "feedback")), &fb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(fb) != 1 || fb[0]["originalMessageId"] != "c2d-1" || fb[0]["statusCode"] != "Success" || fb[0]["deviceId"] != "msg-1" {
+		t.Errorf("feedback %v", fb)
+	}
+
+	// A restart keeps unread telemetry, the group's position and pending
+	// cloud-to-device messages.
+	dev.Close()
+	h.CLI(t, "c2d", "send", "msg-1", "after restart")
+	h.Restart(t)
+	evs = monitor(t, h, 1, "--consumer-group", "g1", "--device", "msg-1")
+	if evs[0].Body != `{"temp":22}` {
+		t.Errorf("group g1 resumed at %+v", evs[0])
+	}
+	dev = h.DeviceClient(t, cs)
+	sub, err = dev.SubscribeEvents(ctx)
+	if err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	select {
+	case m := <-sub.C():
+		if string(m.Payload) != "after restart" {
+			t.Errorf("c2d after restart %q", m.Payload)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no cloud-to-device message after the restart")
+	}
+}

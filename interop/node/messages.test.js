@@ -1,0 +1,107 @@
+'use strict';
+// Telemetry from azure-iot-device over Mqtt (sendEvent) read back with
+// `twinhub monitor-events`, and cloud-to-device messages sent with
+// `twinhub c2d send` received by client.on('message') over Mqtt, also
+// across a hub restart. Address 127.0.0.52.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { Client, Message } = require('azure-iot-device');
+const { Mqtt } = require('azure-iot-device-mqtt');
+
+const { startHub } = require('./lib/hub');
+const { uniqueId, printOutputOnFailure } = require('./lib/util');
+
+function events(stdout) {
+  return stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+// nextMessage resolves with the next C2D message of a device client.
+function nextMessage(client, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.removeListener('message', on);
+      reject(new Error(`no cloud-to-device message within ${ms} ms`));
+    }, ms);
+    function on(msg) {
+      clearTimeout(timer);
+      client.removeListener('message', on);
+      client.complete(msg, () => resolve(msg));
+    }
+    client.on('message', on);
+  });
+}
+
+describe('telemetry and cloud-to-device messages', () => {
+  let hub;
+
+  before(async () => {
+    hub = await startHub({ address: '127.0.0.52', mqtt: true });
+  });
+  after(async () => {
+    if (hub) await hub.stop();
+  });
+  printOutputOnFailure(() => hub);
+
+  it('sendEvent over Mqtt is stored with its properties; C2D reaches on(message)', async () => {
+    const id = uniqueId('msg');
+    await hub.createDevice(id);
+    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    await device.open();
+    try {
+      const m = new Message(JSON.stringify({ temp: 21 }));
+      m.messageId = 'mid-1';
+      m.correlationId = 'cid-1';
+      m.contentType = 'application/json';
+      m.contentEncoding = 'utf-8';
+      m.properties.add('alert', 'high temp');
+      await device.sendEvent(m);
+      await device.sendEvent(new Message('second'));
+
+      const [e] = events(await hub.cliAsync('monitor-events', '--device', id, '--consumer-group', 'node', '--from', 'start', '--max', '1'));
+      assert.equal(e.deviceId, id);
+      assert.equal(e.body, '{"temp":21}');
+      assert.equal(e.systemProperties['message-id'], 'mid-1');
+      assert.equal(e.systemProperties['correlation-id'], 'cid-1');
+      assert.equal(e.systemProperties['content-type'], 'application/json');
+      assert.equal(e.systemProperties['content-encoding'], 'utf-8');
+      assert.equal(e.systemProperties['iothub-connection-device-id'], id);
+      assert.deepEqual(e.properties, { alert: 'high temp' });
+
+      await hub.cliAsync('c2d', 'send', id, 'hello device', '--props', 'color=red/blue', '--message-id', 'c2d-1', '--ack', 'full');
+      const received = nextMessage(device);
+      const msg = await received;
+      assert.equal(msg.data.toString(), 'hello device');
+      assert.equal(msg.messageId, 'c2d-1');
+      assert.equal(msg.to, `/devices/${id}/messages/deviceBound`);
+      assert.equal(msg.properties.getValue('color'), 'red/blue');
+      assert.equal(msg.properties.getValue('iothub-ack'), 'full');
+    } finally {
+      await device.close();
+    }
+
+    // A restart keeps unread telemetry, the group's position and pending
+    // cloud-to-device messages.
+    await hub.cliAsync('c2d', 'send', id, 'while away');
+    await hub.restart();
+    const [e2] = events(await hub.cliAsync('monitor-events', '--device', id, '--consumer-group', 'node', '--max', '1'));
+    assert.equal(e2.body, 'second');
+    const again = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    await again.open();
+    try {
+      const msg = await nextMessage(again);
+      assert.equal(msg.data.toString(), 'while away');
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('the 51st pending message is refused', async () => {
+    const id = uniqueId('full');
+    await hub.createDevice(id);
+    for (let i = 0; i < 50; i++) await hub.cliAsync('c2d', 'send', id, `m${i}`);
+    await assert.rejects(hub.cliAsync('c2d', 'send', id, 'one too many'), /DeviceMaximumQueueDepthExceeded/);
+    const purged = JSON.parse(await hub.cliAsync('c2d', 'purge', id));
+    assert.equal(purged.totalMessagesPurged, 50);
+  });
+});

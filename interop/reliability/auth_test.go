@@ -1,0 +1,331 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/twinhub/twinhub/sas"
+)
+
+// credential is one kind of Authorization a caller can present.
+type credential struct {
+	name  string
+	token func() string
+}
+
+// restCredentials are the columns of the REST matrix, in its order.
+func restCredentials(p *proc, devA, modA device) []credential {
+	other, _ := sas.GenerateKey()
+	owner := p.policies["iothubowner"]
+	return []credential{
+		{"owner", func() string { return p.policyToken("iothubowner") }},
+		{"service", func() string { return p.policyToken("service") }},
+		{"registryRead", func() string { return p.policyToken("registryRead") }},
+		{"registryReadWrite", func() string { return p.policyToken("registryReadWrite") }},
+		{"device policy", func() string { return p.policyToken("device") }},
+		{"device A's token", func() string { return p.deviceToken(devA.ID, devA.Key) }},
+		{"module A/m1's token", func() string {
+			return p.tokenFor(p.host+"/devices/"+devA.ID+"/modules/m1", "", modA.Key, time.Hour)
+		}},
+		// SAS tokens carry an expiry and no start time, so there is no
+		// "not yet valid" token: one that expires in the future is valid.
+		{"expired owner", func() string { return p.tokenFor(p.host, "iothubowner", owner.PrimaryKey, -time.Minute) }},
+		{"owner, wrong signature", func() string { return p.tokenFor(p.host, "iothubowner", other, time.Hour) }},
+		{"owner, other hub", func() string { return p.tokenFor("other.example", "iothubowner", owner.PrimaryKey, time.Hour) }},
+		// IoT Hub accepts service tokens scoped below the hub for the
+		// resources under them; twinhub's REST API wants hub-wide ones.
+		{"owner, scoped to device A", func() string {
+			return p.tokenFor(p.host+"/devices/"+devA.ID, "iothubowner", owner.PrimaryKey, time.Hour)
+		}},
+		{"unknown policy", func() string { return p.tokenFor(p.host, "admin", owner.PrimaryKey, time.Hour) }},
+		{"malformed", func() string { return "SharedAccessSignature sr=" + p.host + "&sig=&se=x" }},
+		{"bearer", func() string { return "Bearer " + owner.PrimaryKey }},
+		{"none", func() string { return "" }},
+	}
+}
+
+// TestAuthMatrixREST tries every REST route with every kind of credential.
+// Each row names the route, the status it answers when authorized, and one
+// letter a credential, in the order of restCredentials:
+//
+//	Y  authorized: the route's status
+//	.  401 IotHubUnauthorizedAccess
+//	4  404 (no such route: answered before any credential is looked at)
+//
+// Every refusal's body and headers are checked for secrets: no policy or
+// device key, no signature of the token presented, no token.
+func TestAuthMatrixREST(t *testing.T) {
+	t.Parallel()
+	p := newProc(t, "127.0.0.62")
+	c := p.rest()
+	devA := c.createDevice(t, "auth-A")
+	devB := c.createDevice(t, "auth-B")
+	modA := c.createModule(t, devA.ID, "m1")
+	creds := restCredentials(p, devA, modA)
+
+	var seq atomic.Int64
+	fresh := func(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)) }
+	type req struct {
+		method, path string
+		body         any
+	}
+	const (
+		//               owner svc rR rRW devPol devA modA expired badSig otherHub scoped unknown malformed bearer none
+		read      = "Y.YY..........."
+		write     = "Y..Y..........."
+		twinRead  = "YYYY..........."
+		twinWrite = "YY.Y..........."
+		svcOnly   = "YY............."
+		noRoute   = "444444444444444"
+	)
+	rows := []struct {
+		route  string
+		ok     int
+		matrix string
+		req    func(t *testing.T) req // a request that succeeds when authorized
+	}{
+		{"GET /devices", 200, read, func(*testing.T) req { return req{"GET", "/devices", nil} }},
+		{"GET /devices/", 200, read, func(*testing.T) req { return req{"GET", "/devices/", nil} }},
+		{"POST /devices (bulk)", 200, write, func(*testing.T) req {
+			return req{"POST", "/devices", []map[string]any{{"id": fresh("bulk"), "importMode": "create"}}}
+		}},
+		{"GET /devices/{id}", 200, read, func(*testing.T) req { return req{"GET", "/devices/" + devB.ID, nil} }},
+		{"PUT /devices/{id}", 200, write, func(*testing.T) req {
+			id := fresh("put")
+			return req{"PUT", "/devices/" + id, map[string]any{"deviceId": id}}
+		}},
+		{"DELETE /devices/{id}", 204, write, func(t *testing.T) req {
+			return req{"DELETE", "/devices/" + c.createDevice(t, fresh("del")).ID, nil}
+		}},
+		{"GET /devices/{id}/modules", 200, read, func(*testing.T) req { return req{"GET", "/devices/" + devA.ID + "/modules", nil} }},
+		{"GET /devices/{id}/modules/{mid}", 200, read, func(*testing.T) req {
+			return req{"GET", "/devices/" + devA.ID + "/modules/m1", nil}
+		}},
+		{"PUT /devices/{id}/modules/{mid}", 200, write, func(*testing.T) req {
+			return req{"PUT", "/devices/" + devB.ID + "/modules/" + fresh("m"), map[string]any{}}
+		}},
+		{"DELETE /devices/{id}/modules/{mid}", 204, write, func(t *testing.T) req {
+			m := c.createModule(t, devB.ID, fresh("dm"))
+			return req{"DELETE", "/devices/" + m.ID[:strings.IndexByte(m.ID, '/')] + "/modules/" + m.ID[strings.IndexByte(m.ID, '/')+1:], nil}
+		}},
+		{"GET /statistics/devices", 200, read, func(*testing.T) req { return req{"GET", "/statistics/devices", nil} }},
+		{"GET /statistics/service", 200, svcOnly, func(*testing.T) req { return req{"GET", "/statistics/service", nil} }},
+		{"GET /twins/{id}", 200, twinRead, func(*testing.T) req { return req{"GET", "/twins/" + devB.ID, nil} }},
+		{"PATCH /twins/{id}", 200, twinWrite, func(*testing.T) req {
+			return req{"PATCH", "/twins/" + devB.ID, map[string]any{"tags": map[string]any{"by": fresh("t")}}}
+		}},
+		{"PUT /twins/{id}", 200, twinWrite, func(*testing.T) req {
+			return req{"PUT", "/twins/" + devB.ID, map[string]any{"tags": map[string]any{"by": fresh("t")}}}
+		}},
+		{"GET /twins/{id}/modules/{mid}", 200, twinRead, func(*testing.T) req {
+			return req{"GET", "/twins/" + devA.ID + "/modules/m1", nil}
+		}},
+		{"PATCH /twins/{id}/modules/{mid}", 200, twinWrite, func(*testing.T) req {
+			return req{"PATCH", "/twins/" + devA.ID + "/modules/m1", map[string]any{"properties": map[string]any{"desired": map[string]any{"by": fresh("d")}}}}
+		}},
+		{"PUT /twins/{id}/modules/{mid}", 200, twinWrite, func(*testing.T) req {
+			return req{"PUT", "/twins/" + devA.ID + "/modules/m1", map[string]any{"tags": map[string]any{"by": fresh("t")}}}
+		}},
+		{"POST /devices/query", 200, twinRead, func(*testing.T) req {
+			return req{"POST", "/devices/query", map[string]any{"query": "SELECT * FROM devices"}}
+		}},
+		// Direct methods and cloud-to-device messages (issue 5). A method
+		// call to a device that is not connected is 404 DeviceNotOnline
+		// once authorized.
+		{"POST /twins/{id}/methods", 404, svcOnly, func(*testing.T) req {
+			return req{"POST", "/twins/" + devB.ID + "/methods", map[string]any{"methodName": "reboot", "responseTimeoutInSeconds": 5}}
+		}},
+		{"POST /twins/{id}/modules/{mid}/methods", 404, svcOnly, func(*testing.T) req {
+			return req{"POST", "/twins/" + devA.ID + "/modules/m1/methods", map[string]any{"methodName": "reboot", "responseTimeoutInSeconds": 5}}
+		}},
+		{"POST /twinhub/c2d/{id}", 200, svcOnly, func(*testing.T) req { return req{"POST", "/twinhub/c2d/" + devB.ID, "hello"} }},
+		{"DELETE /devices/{id}/commands", 200, svcOnly, func(*testing.T) req {
+			return req{"DELETE", "/devices/" + devB.ID + "/commands", nil}
+		}},
+		// The telemetry stream answers 200 and then streams: only its
+		// headers are awaited.
+		{"GET /twinhub/events (stream)", 200, svcOnly, func(*testing.T) req { return req{"GET", "/twinhub/events", nil} }},
+		// Delivery feedback: nothing to lock (204); an unknown lock token
+		// is 412 DeviceMessageLockLost once authorized.
+		{"GET /messages/serviceBound/feedback", 204, svcOnly, func(*testing.T) req {
+			return req{"GET", "/messages/serviceBound/feedback", nil}
+		}},
+		{"DELETE /messages/serviceBound/feedback/{lockToken}", 412, svcOnly, func(*testing.T) req {
+			return req{"DELETE", "/messages/serviceBound/feedback/no-such-lock", nil}
+		}},
+		{"POST /messages/serviceBound/feedback/{lockToken}/abandon", 412, svcOnly, func(*testing.T) req {
+			return req{"POST", "/messages/serviceBound/feedback/no-such-lock/abandon", nil}
+		}},
+		{"GET /no/such/route", 404, noRoute, func(*testing.T) req { return req{"GET", "/no/such/route", nil} }},
+	}
+
+	secrets := []string{}
+	for _, pol := range p.policies {
+		secrets = append(secrets, pol.PrimaryKey, pol.SecondaryKey)
+	}
+	secrets = append(secrets, devA.Key, devB.Key, modA.Key)
+
+	cells, refused := 0, 0
+	for _, row := range rows {
+		if len(row.matrix) != len(creds) {
+			t.Fatalf("%s: matrix has %d cells, there are %d credentials", row.route, len(row.matrix), len(creds))
+		}
+		for i, cred := range creds {
+			want := map[byte]int{'Y': row.ok, '.': 401, '4': 404}[row.matrix[i]]
+			rq := row.req(t)
+			tok := cred.token()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			var r reply
+			var err error
+			if strings.HasSuffix(row.route, "(stream)") {
+				r, err = c.status(ctx, tok, rq.path)
+			} else {
+				r, err = c.do(ctx, tok, rq.method, rq.path, rq.body)
+			}
+			cancel()
+			cells++
+			if err != nil {
+				t.Errorf("%s with %s: %v", row.route, cred.name, err)
+				continue
+			}
+			if r.Status != want {
+				t.Errorf("%s with %s: %d %.300s, want %d", row.route, cred.name, r.Status, r.Body, want)
+			}
+			if r.Status >= 400 {
+				refused++
+				checkNoLeak(t, row.route+" with "+cred.name, r, tok, secrets)
+				if r.Status == 401 && r.Header.Get("iothub-errorcode") != "IotHubUnauthorizedAccess" {
+					t.Errorf("%s with %s: iothub-errorcode %q", row.route, cred.name, r.Header.Get("iothub-errorcode"))
+				}
+			}
+		}
+	}
+	t.Logf("REST auth matrix: %d routes x %d credentials = %d cells, %d refused, none leaked a secret", len(rows), len(creds), cells, refused)
+}
+
+// checkNoLeak fails if a refusal shows a key, the token or its signature.
+func checkNoLeak(t *testing.T, what string, r reply, token string, secrets []string) {
+	t.Helper()
+	var hdr strings.Builder
+	for k, vs := range r.Header {
+		hdr.WriteString(k + ": " + strings.Join(vs, ",") + "\n")
+	}
+	text := string(r.Body) + hdr.String()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(text, s) {
+			t.Errorf("%s: the refusal shows a key", what)
+		}
+	}
+	if tk, err := sas.ParseToken(token); err == nil && tk.Signature != "" {
+		for _, s := range []string{tk.Signature, url.QueryEscape(tk.Signature)} {
+			if strings.Contains(text, s) {
+				t.Errorf("%s: the refusal shows the token's signature", what)
+			}
+		}
+	}
+	if token != "" && len(token) > 24 && strings.Contains(text, token) {
+		t.Errorf("%s: the refusal shows the token", what)
+	}
+}
+
+// TestAuthMatrixMQTT connects over MQTT as a device and as a module with
+// every kind of credential and checks the CONNACK code IoT Hub gives: 0
+// accepted, 4 bad user name or password (not a SAS token; a user name for
+// another identity), 5 not authorized. Then a connected device tries to
+// act as another one.
+func TestAuthMatrixMQTT(t *testing.T) {
+	t.Parallel()
+	p := newProc(t, "127.0.0.63")
+	c := p.rest()
+	devA := c.createDevice(t, "mauth-A")
+	devB := c.createDevice(t, "mauth-B")
+	modA := c.createModule(t, devA.ID, "m1")
+	c.createModule(t, devA.ID, "m2")
+	disabled := c.createDevice(t, "mauth-off")
+	c.owner(t, 200, "PUT", "/devices/"+disabled.ID, map[string]any{"deviceId": disabled.ID, "status": "disabled"}, "If-Match", "*")
+	other, _ := sas.GenerateKey()
+	owner := p.policies["iothubowner"]
+	modResource := p.host + "/devices/" + devA.ID + "/modules/m1"
+
+	tokA := p.deviceToken(devA.ID, devA.Key)
+	tokMod := p.tokenFor(modResource, "", modA.Key, time.Hour)
+	cases := []struct {
+		client, password string
+		user             string // default: the SDKs' user name for client
+		want             int
+		why              string
+	}{
+		{devA.ID, tokA, "", 0, "device A with its own token"},
+		{devB.ID, tokA, "", 5, "device A's token as device B"},
+		{devA.ID, p.deviceToken(devB.ID, devB.Key), "", 5, "device B's token as device A"},
+		{devA.ID + "/m1", tokA, "", 5, "device A's token as its module m1"},
+		{devA.ID + "/m1", tokMod, "", 0, "module m1 with its own token"},
+		{devA.ID, tokMod, "", 5, "module m1's token as its device"},
+		{devA.ID + "/m2", tokMod, "", 5, "module m1's token as module m2"},
+		{devA.ID, p.policyToken("device"), "", 0, "device policy (DeviceConnect) as device A"},
+		{devA.ID + "/m1", p.policyToken("device"), "", 0, "device policy as module m1"},
+		{devA.ID, p.policyToken("iothubowner"), "", 0, "owner policy (has DeviceConnect)"},
+		{devA.ID, p.policyToken("service"), "", 5, "service policy (no DeviceConnect)"},
+		{devA.ID, p.policyToken("registryRead"), "", 5, "registryRead policy"},
+		{devA.ID, p.policyToken("registryReadWrite"), "", 5, "registryReadWrite policy"},
+		{devA.ID, p.tokenFor(p.host+"/devices/"+devA.ID, "", devA.Key, -time.Minute), "", 5, "expired token"},
+		{devA.ID, p.tokenFor(p.host+"/devices/"+devA.ID, "", other, time.Hour), "", 5, "wrong signature"},
+		{devA.ID, p.tokenFor("other.example/devices/"+devA.ID, "", devA.Key, time.Hour), "", 5, "token for another hub"},
+		{devA.ID, p.tokenFor(p.host, "iothubowner", other, time.Hour), "", 5, "owner policy, wrong signature"},
+		{devA.ID, "not a token", "", 4, "malformed password"},
+		{devA.ID, "", "", 5, "no password, no certificate"},
+		{devA.ID, tokA, p.host + "/" + devB.ID + "/?api-version=" + apiVersion, 4, "user name of another device"},
+		{devA.ID, tokA, "other.example/" + devA.ID + "/?api-version=" + apiVersion, 4, "user name of another hub"},
+		{"ghost", p.deviceToken("ghost", other), "", 5, "unregistered device"},
+		{disabled.ID, p.deviceToken(disabled.ID, disabled.Key), "", 5, "disabled device"},
+	}
+	secrets := []string{devA.Key, devB.Key, modA.Key, owner.PrimaryKey, owner.SecondaryKey}
+	for _, tc := range cases {
+		user := tc.user
+		if user == "" {
+			user = p.username(tc.client)
+		}
+		r := p.dialMQTT(t)
+		code, err := r.connack(tc.client, user, tc.password)
+		if code != tc.want {
+			t.Errorf("%s: CONNACK %d (%v), want %d", tc.why, code, err, tc.want)
+		}
+		if code != 0 {
+			// A refused client gets its CONNACK and then nothing.
+			r.closed(t, 10*time.Second)
+		}
+		r.nc.Close()
+	}
+	t.Logf("MQTT CONNECT matrix: %d cases", len(cases))
+
+	// Connected as device A, it may not use device B's topics.
+	r := p.dialMQTT(t)
+	if code, err := r.connack(devA.ID, p.username(devA.ID), tokA); code != 0 {
+		t.Fatalf("connect A: %d %v", code, err)
+	}
+	r.send(packetBytes(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "devices/" + devB.ID + "/messages/devicebound/#", Qos: 1}, {Filter: "$iothub/twin/res/#"}}}))
+	pk, err := r.read(10 * time.Second)
+	if err != nil || pk.FixedHeader.Type != packets.Suback || len(pk.ReasonCodes) != 2 || pk.ReasonCodes[0] != 0x80 || pk.ReasonCodes[1] != 0 {
+		t.Errorf("A subscribing to B's C2D topic and its own twin: %v %v, want SUBACK [0x80 0]", pk.ReasonCodes, err)
+	}
+	r.send(packetBytes(publishPacket("devices/"+devB.ID+"/messages/events/", 1, 2, []byte("{}"))))
+	got := r.closed(t, 10*time.Second)
+	for _, pk := range got {
+		if pk.FixedHeader.Type == packets.Puback {
+			t.Error("A's telemetry as B was acknowledged")
+		}
+		for _, s := range secrets {
+			if strings.Contains(string(pk.Payload), s) {
+				t.Error("a packet shows a key")
+			}
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package twinhub_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/jetstream"
+	"github.com/twinhub/twinhub/sas"
+)
+
+// twoNodes starts two hubs on one NATS server, as two twinhub nodes of a
+// cluster: they share the registry and the bus.
+func twoNodes(t *testing.T) (a, b *twinhub.Hub) {
+	t.Helper()
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); e.Close() })
+	policies, err := sas.DefaultPolicies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func() *twinhub.Hub {
+		store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := twinhub.New(ctx, twinhub.Config{
+			Host: testHost, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn),
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := jetstream.OpenC2D(ctx, e.Conn, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.UseMessaging(nil, q)
+		return h
+	}
+	return node(), node()
+}
+
+func TestMethodsAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	ctx := context.Background()
+	if _, err := a.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	k := twinhub.DeviceKey("d1")
+
+	// Waiting on node a for a device that comes online on node b: the
+	// call is sent again as soon as b announces the connection.
+	type result struct {
+		res *twinhub.MethodResult
+		err error
+	}
+	ch := make(chan result, 1)
+	connect := 30
+	start := time.Now()
+	go func() {
+		res, err := a.InvokeMethod(ctx, k, twinhub.MethodRequest{MethodName: "m", Payload: json.RawMessage(`{"x":1}`), ConnectTimeoutInSeconds: &connect})
+		ch <- result{res, err}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := b.SetConnectionState(ctx, k, true); err != nil {
+		t.Fatal(err)
+	}
+	cancel := b.ServeMethods(k, "conn-b", func(c *twinhub.MethodCall) {
+		go c.Respond(200, append([]byte(`{"got":`), append(c.Payload, '}')...))
+	})
+	defer cancel()
+	r := <-ch
+	if r.err != nil || r.res.Status != 200 || string(r.res.Payload) != `{"got":{"x":1}}` {
+		t.Fatalf("%+v %v", r.res, r.err)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("took %s: the ready announcement did not trigger a resend", d)
+	}
+
+	// Two connections of one identity (a takeover in progress): the call
+	// goes to whichever accepts first, and only that one's answer counts.
+	cancelA := a.ServeMethods(k, "conn-a", func(c *twinhub.MethodCall) {
+		go c.Respond(200, []byte(`"a"`))
+	})
+	defer cancelA()
+	for range 5 {
+		res, err := a.InvokeMethod(ctx, k, twinhub.MethodRequest{MethodName: "who"})
+		if err != nil || (string(res.Payload) != `"a"` && string(res.Payload) != `{"got":null}`) {
+			t.Fatalf("%+v %v", res, err)
+		}
+	}
+}
+
+func TestC2DNoticeAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	ctx := context.Background()
+	if _, err := a.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	notified := make(chan struct{}, 1)
+	cancel, err := b.WatchC2D("d1", func() {
+		select {
+		case notified <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if err := a.SendC2D(ctx, "d1", &twinhub.C2DMessage{Body: []byte("x")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-notified:
+	case <-time.After(5 * time.Second):
+		t.Fatal("node b heard nothing")
+	}
+	m, err := b.NextC2D(ctx, "d1", 0)
+	if err != nil || string(m.Body) != "x" {
+		t.Fatalf("%+v %v", m, err)
+	}
+}

@@ -1,0 +1,315 @@
+package twinhub_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/query"
+	"github.com/twinhub/twinhub/query/querytest"
+)
+
+// makeFleet registers the twins of the conformance fleets in the hub,
+// through the hub's own operations, as far as they can be: what a back end
+// and devices could make.
+func makeFleet(t *testing.T, h *twinhub.Hub) {
+	t.Helper()
+	ctx := context.Background()
+	obj := func(s string) map[string]any {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	devices := map[string]bool{}
+	for _, tw := range slices.Concat(querytest.DeviceTwins, querytest.ModuleTwins) {
+		if !devices[tw.DeviceID] {
+			devices[tw.DeviceID] = true
+			status := tw.Status
+			if tw.ModuleID != "" {
+				status = twinhub.StatusEnabled
+			}
+			d := twinhub.Device{DeviceID: tw.DeviceID, Status: status, Capabilities: twinhub.Capabilities{IoTEdge: tw.IoTEdge}}
+			if _, err := h.CreateDevice(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k := twinhub.DeviceKey(tw.DeviceID)
+		if tw.ModuleID != "" {
+			k = twinhub.ModuleKey(tw.DeviceID, tw.ModuleID)
+			if _, err := h.CreateModule(ctx, twinhub.Module{DeviceID: tw.DeviceID, ModuleID: tw.ModuleID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, false, "*"); err != nil {
+			t.Fatal(err)
+		}
+		for v := 2; v < tw.DesiredVersion; v++ {
+			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: obj(tw.Desired)}, false, "*"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := h.UpdateReported(ctx, k, obj(tw.Reported)); err != nil {
+			t.Fatal(err)
+		}
+		if tw.ConnectionState == twinhub.StateConnected {
+			if err := h.SetConnectionState(ctx, k, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// allTwins reads every twin of a collection through GetTwin, in key order:
+// the documents the query language is defined over.
+func allTwins(t *testing.T, h *twinhub.Hub, modules bool) []map[string]any {
+	t.Helper()
+	ctx := context.Background()
+	devs, err := h.ListDevices(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, d := range devs {
+		keys := []twinhub.Key{twinhub.DeviceKey(d.DeviceID)}
+		if modules {
+			mods, err := h.ListModules(ctx, d.DeviceID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = keys[:0]
+			for _, m := range mods {
+				keys = append(keys, twinhub.ModuleKey(m.DeviceID, m.ModuleID))
+			}
+		}
+		for _, k := range keys {
+			doc, err := h.GetTwin(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, doc)
+		}
+	}
+	return out
+}
+
+// pagedQuery runs a query through Hub.Query page by page.
+func pagedQuery(t *testing.T, h *twinhub.Hub, src string, size int) ([]map[string]any, string) {
+	t.Helper()
+	var all []map[string]any
+	cont, itemType := "", ""
+	for pages := 0; ; pages++ {
+		page, err := h.Query(context.Background(), src, size, cont)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if len(page.Items) > size || pages > 1000 {
+			t.Fatalf("%s: %d items in a page of %d, page %d", src, len(page.Items), size, pages)
+		}
+		all = append(all, page.Items...)
+		itemType = page.ItemType
+		if cont = page.Continuation; cont == "" {
+			return all, itemType
+		}
+	}
+}
+
+// normalize is a result as a client decodes it.
+func normalize(t *testing.T, rows []map[string]any) any {
+	t.Helper()
+	if rows == nil {
+		rows = []map[string]any{}
+	}
+	b, err := json.Marshal(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestQueryConformance runs every conformance case of package querytest
+// through Hub.Query, on a hub with an embedded JetStream store holding the
+// conformance fleets, in pages of 1,000 and of 2: the answers of the index
+// must be what query.Execute answers over the twins as GET /twins shows
+// them, in key order. Bad queries must be 400s.
+func TestQueryConformance(t *testing.T) {
+	h, _ := newTestHub(t)
+	makeFleet(t, h)
+	devices, modules := allTwins(t, h, false), allTwins(t, h, true)
+	if len(devices) != 13 || len(modules) != len(querytest.ModuleTwins) {
+		t.Fatalf("%d device twins and %d module twins", len(devices), len(modules))
+	}
+	for _, c := range querytest.Cases {
+		q, err := query.Parse(c.Query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs []map[string]any
+		switch q.Collection {
+		case query.Devices:
+			docs = devices
+		case query.DevicesModules:
+			docs = modules
+		}
+		want, err := q.Execute(slices.Values(docs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, size := range []int{1000, 2} {
+			got, itemType := pagedQuery(t, h, c.Query, size)
+			if itemType != q.ItemType() {
+				t.Errorf("%s: item type %s, want %s", c.Query, itemType, q.ItemType())
+			}
+			if g, w := normalize(t, got), normalize(t, want); !reflect.DeepEqual(g, w) {
+				gb, _ := json.Marshal(g)
+				wb, _ := json.Marshal(w)
+				t.Errorf("%s, pages of %d:\n got %.1500s\nwant %.1500s", c.Query, size, gb, wb)
+			}
+		}
+	}
+	for _, c := range querytest.ParseErrors {
+		_, err := h.Query(context.Background(), c.Query, 100, "")
+		if statusOf(err) != 400 || !strings.Contains(err.Error(), c.Msg) {
+			t.Errorf("%.60q: %v, want a 400 saying %q", c.Query, err, c.Msg)
+		}
+	}
+}
+
+// TestQueryPagingUnderChanges pages through twins while others are
+// updated, deleted and created between pages: every twin that exists and
+// matches throughout comes back exactly once.
+func TestQueryPagingUnderChanges(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t)
+	const n = 60
+	for i := range n {
+		id := fmt.Sprintf("dev%03d", i)
+		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a", "i": float64(i)}}, false, "*"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for run, src := range []string{
+		`SELECT * FROM devices WHERE tags.fleet = 'a'`,
+		`SELECT deviceId, tags.i FROM devices WHERE tags.fleet = 'a'`,
+		`SELECT TOP 45 * FROM devices WHERE tags.fleet = 'a'`,
+	} {
+		seen := map[string]int{}
+		deleted := map[string]bool{}
+		cont, page := "", 0
+		for {
+			p, err := h.Query(ctx, src, 7, cont)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range p.Items {
+				seen[it["deviceId"].(string)]++
+			}
+			if cont = p.Continuation; cont == "" {
+				break
+			}
+			// Between pages: update twins on both sides of the page
+			// boundary, delete one ahead, create one ahead and one behind.
+			page++
+			for _, i := range []int{page * 3 % n, (page*7 + 30) % n, n - 1 - page} {
+				id := fmt.Sprintf("dev%03d", i)
+				if deleted[id] {
+					continue
+				}
+				u := twinhub.TwinUpdate{Tags: map[string]any{"v": float64(page)}}
+				if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), u, false, "*"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			gone := fmt.Sprintf("dev%03d", (page*11+20)%n)
+			if !deleted[gone] {
+				if err := h.DeleteDevice(ctx, gone, "*"); err != nil {
+					t.Fatal(err)
+				}
+				deleted[gone] = true
+			}
+			for _, id := range []string{fmt.Sprintf("dev%03d.new%d-%d", 59-page, run, page), fmt.Sprintf("a-new%d-%d", run, page)} {
+				if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a"}}, false, "*"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		total := 0
+		for id, c := range seen {
+			if c != 1 {
+				t.Errorf("%s: %s came back %d times", src, id, c)
+			}
+			total += c
+		}
+		if strings.Contains(src, "TOP 45") {
+			if total != 45 {
+				t.Errorf("%s: %d twins, want 45", src, total)
+			}
+		} else {
+			for i := range n {
+				id := fmt.Sprintf("dev%03d", i)
+				if !deleted[id] && seen[id] != 1 {
+					t.Errorf("%s: %s, which existed throughout, came back %d times", src, id, seen[id])
+				}
+			}
+		}
+		// Put the fleet back for the next query.
+		for id := range deleted {
+			if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a"}}, false, "*"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestQueryContinuationOfAnotherQuery: a token works only for its query.
+func TestQueryContinuationOfAnotherQuery(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t)
+	for i := range 5 {
+		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: fmt.Sprintf("d%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := h.Query(ctx, "SELECT * FROM devices", 2, "")
+	if err != nil || p.Continuation == "" {
+		t.Fatalf("%v, %+v", err, p)
+	}
+	if _, err := h.Query(ctx, "SELECT deviceId FROM devices", 2, p.Continuation); statusOf(err) != 400 {
+		t.Errorf("a token of another query: %v, want a 400", err)
+	}
+	g, err := h.Query(ctx, "SELECT deviceId, COUNT() AS n FROM devices GROUP BY deviceId", 2, "")
+	if err != nil || g.Continuation == "" {
+		t.Fatalf("%v, %+v", err, g)
+	}
+	seen := len(g.Items)
+	for cont := g.Continuation; cont != ""; {
+		g, err = h.Query(ctx, "SELECT deviceId, COUNT() AS n FROM devices GROUP BY deviceId", 2, cont)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(g.Items)
+		cont = g.Continuation
+	}
+	if seen != 5 {
+		t.Errorf("%d groups over the pages, want 5", seen)
+	}
+}
