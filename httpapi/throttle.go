@@ -23,11 +23,16 @@ func (a *API) throttle(c throttle.Class) error {
 }
 
 // routeClass is the throttle class of a route pattern such as
-// "PATCH /twins/{id}": twin reads and updates, queries, and everything
-// else on the registry. Direct methods and messages have no limit yet.
+// "PATCH /twins/{id}": twin reads and updates, queries, device telemetry,
+// and everything else on the registry. Direct methods and cloud-to-device
+// messages have no limit yet.
 func routeClass(pattern string) throttle.Class {
 	method, path, _ := strings.Cut(pattern, " ")
 	switch {
+	case strings.HasSuffix(path, "/messages/events"):
+		return throttle.Telemetry
+	case strings.Contains(path, "/messages/deviceBound"):
+		return throttle.Unlimited
 	case path == "/devices/query":
 		return throttle.Queries
 	case strings.HasPrefix(path, "/twins/") && strings.HasSuffix(path, "/methods"),

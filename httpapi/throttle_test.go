@@ -8,17 +8,21 @@ import (
 
 func TestRouteClass(t *testing.T) {
 	for pattern, want := range map[string]throttle.Class{
-		"GET /twins/{id}":                        throttle.TwinReads,
-		"GET /twins/{id}/modules/{mid}":          throttle.TwinReads,
-		"PATCH /twins/{id}":                      throttle.TwinUpdates,
-		"PUT /twins/{id}/modules/{mid}":          throttle.TwinUpdates,
-		"POST /devices/query":                    throttle.Queries,
-		"GET /devices/{id}":                      throttle.Registry,
-		"POST /devices":                          throttle.Registry,
-		"GET /statistics/devices":                throttle.Registry,
-		"POST /twins/{id}/methods":               throttle.Unlimited,
-		"POST /twins/{id}/modules/{mid}/methods": throttle.Unlimited,
-		"DELETE /devices/{id}/commands":          throttle.Unlimited,
+		"GET /twins/{id}":                                        throttle.TwinReads,
+		"GET /twins/{id}/modules/{mid}":                          throttle.TwinReads,
+		"PATCH /twins/{id}":                                      throttle.TwinUpdates,
+		"PUT /twins/{id}/modules/{mid}":                          throttle.TwinUpdates,
+		"POST /devices/query":                                    throttle.Queries,
+		"GET /devices/{id}":                                      throttle.Registry,
+		"POST /devices":                                          throttle.Registry,
+		"GET /statistics/devices":                                throttle.Registry,
+		"POST /twins/{id}/methods":                               throttle.Unlimited,
+		"POST /twins/{id}/modules/{mid}/methods":                 throttle.Unlimited,
+		"DELETE /devices/{id}/commands":                          throttle.Unlimited,
+		"POST /devices/{id}/messages/events":                     throttle.Telemetry,
+		"POST /devices/{id}/modules/{mid}/messages/events":       throttle.Telemetry,
+		"GET /devices/{id}/messages/deviceBound":                 throttle.Unlimited,
+		"POST /devices/{id}/messages/deviceBound/{etag}/abandon": throttle.Unlimited,
 	} {
 		if got := routeClass(pattern); got != want {
 			t.Errorf("routeClass(%q) = %v, want %v", pattern, got, want)

@@ -5,9 +5,10 @@
 // twinhub is not a general broker. A device authenticates as one identity
 // (a device, or a module of a device) and may only use IoT Hub's topics
 // about itself: read its twin, patch its reported properties, hear about
-// desired-property changes, and (with later issues) answer direct methods,
-// send telemetry and receive cloud-to-device messages. Nothing is routed
-// between clients. Packets are encoded and decoded by the packets package
+// desired-property changes (handlers.go, desired.go), answer direct
+// methods (methods.go), send telemetry (handlers.go, stored by the hub
+// before the PUBACK) and receive cloud-to-device messages (c2d.go).
+// Nothing is routed between clients. Packets are encoded and decoded by the packets package
 // of github.com/mochi-mqtt/server/v2; the session logic is here.
 //
 // Each connection has one goroutine reading and handling its requests in

@@ -19,16 +19,16 @@ const c2dSweepInterval = time.Minute
 // and their feedback, and gives them to the hub.
 func useMessaging(ctx context.Context, hub *twinhub.Hub, nc *nats.Conn, f *serveFlags, log *slog.Logger) error {
 	tel, err := jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{
-		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Log: log,
+		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Replicas: f.replicas, Log: log,
 	})
 	if err != nil {
 		return err
 	}
-	q, err := jetstream.OpenC2D(ctx, nc, 1)
+	q, err := jetstream.OpenC2D(ctx, nc, f.replicas)
 	if err != nil {
 		return err
 	}
-	fb, err := jetstream.OpenFeedback(ctx, nc, 1)
+	fb, err := jetstream.OpenFeedback(ctx, nc, f.replicas)
 	if err != nil {
 		return err
 	}
