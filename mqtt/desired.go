@@ -8,13 +8,13 @@ import (
 	"github.com/twinhub/twinhub"
 )
 
-// gapWait is how long a desired-property change waits for an earlier
+// defaultGapWait is how long a desired-property change waits for an earlier
 // version that has not arrived yet. Changes are published by whichever
 // request handler (or node) made them, so two quick changes can reach this
 // node in the wrong order; a version that never comes (the bus delivers at
 // most once, and bulk writes do not notify) delays the ones after it by
 // this much, no more.
-const gapWait = time.Second
+const defaultGapWait = time.Second
 
 // maxPendingDesired bounds the changes held while waiting for a gap.
 const maxPendingDesired = 64
@@ -29,13 +29,14 @@ type desiredFeed struct {
 	base    int64 // last version handed on; -1 until started
 	pending []twinhub.DesiredPatch
 	timer   *time.Timer
+	gapWait time.Duration
 	stopped bool
 	send    func(twinhub.DesiredPatch)
 	cancel  func() // ends the hub subscription
 }
 
-func newDesiredFeed(send func(twinhub.DesiredPatch)) *desiredFeed {
-	return &desiredFeed{base: -1, send: send}
+func newDesiredFeed(send func(twinhub.DesiredPatch), gapWait time.Duration) *desiredFeed {
+	return &desiredFeed{base: -1, send: send, gapWait: gapWait}
 }
 
 // add takes a change from the hub.
@@ -98,7 +99,7 @@ func (f *desiredFeed) flushLocked(force bool) {
 		f.timer.Stop()
 		f.timer = nil
 	case len(f.pending) > 0 && f.timer == nil:
-		f.timer = time.AfterFunc(gapWait, f.expire)
+		f.timer = time.AfterFunc(f.gapWait, f.expire)
 	}
 }
 

@@ -30,7 +30,7 @@ func patch(v int64) twinhub.DesiredPatch { return twinhub.DesiredPatch{Version: 
 
 func TestDesiredFeedOrders(t *testing.T) {
 	var s sink
-	f := newDesiredFeed(s.send)
+	f := newDesiredFeed(s.send, defaultGapWait)
 	// Before start: collected, and versions the twin already had dropped.
 	f.add(patch(5))
 	f.add(patch(3))
@@ -59,14 +59,14 @@ func TestDesiredFeedOrders(t *testing.T) {
 
 func TestDesiredFeedGap(t *testing.T) {
 	var s sink
-	f := newDesiredFeed(s.send)
+	f := newDesiredFeed(s.send, defaultGapWait)
 	f.start(1)
 	f.add(patch(3)) // 2 never comes
 	f.add(patch(4))
 	if got := s.got(); len(got) != 0 {
 		t.Fatalf("passed across a gap at once: %v", got)
 	}
-	deadline := time.Now().Add(gapWait + 2*time.Second)
+	deadline := time.Now().Add(defaultGapWait + 2*time.Second)
 	for len(s.got()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -83,7 +83,7 @@ func TestDesiredFeedGap(t *testing.T) {
 
 func TestDesiredFeedBound(t *testing.T) {
 	var s sink
-	f := newDesiredFeed(s.send)
+	f := newDesiredFeed(s.send, defaultGapWait)
 	f.start(0)
 	for v := int64(2); v <= maxPendingDesired+2; v++ {
 		f.add(patch(v))

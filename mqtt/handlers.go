@@ -287,7 +287,7 @@ func (c *conn) snapshot() subscriptions {
 // its twin after subscribing, as the SDKs do, misses nothing and gets
 // nothing twice.
 func (c *conn) startDesired() {
-	feed := newDesiredFeed(c.sendDesired)
+	feed := newDesiredFeed(c.sendDesired, c.srv.opts.DesiredGapWait)
 	c.mu.Lock()
 	if c.desired != nil {
 		c.mu.Unlock()

@@ -91,6 +91,9 @@ type Options struct {
 	MaxQueueBytes  int
 	SessionExpiry  time.Duration
 	RequestTimeout time.Duration
+	// DesiredGapWait is how long a desired-property change waits for an
+	// earlier version that has not arrived yet (default 1 s).
+	DesiredGapWait time.Duration
 
 	// Throttle limits new connections (refused with CONNACK 3, server
 	// unavailable), twin requests (answered 429 on the twin response
@@ -121,6 +124,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.SessionExpiry <= 0 {
 		o.SessionExpiry = DefaultSessionExpiry
+	}
+	if o.DesiredGapWait <= 0 {
+		o.DesiredGapWait = defaultGapWait
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = DefaultRequestTimeout

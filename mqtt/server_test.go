@@ -480,7 +480,10 @@ func TestPersistentSession(t *testing.T) {
 // TestDesiredOrder: concurrent back-end writes reach the device once each,
 // in $version order.
 func TestDesiredOrder(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
+	// Eight writers race: their notifications reach the connection in any
+	// order and are put back in version order. The gap wait is long so
+	// that a loaded machine cannot make a late version look lost.
+	e := newEnv(t, mqtt.Options{DesiredGapWait: 30 * time.Second})
 	ctx := context.Background()
 	tok := e.device("dev1")
 	c := e.mustConnect("dev1", clientOpts{password: tok})
