@@ -49,6 +49,10 @@ func (a *API) deviceRoute(pattern string, h func(r *http.Request, k twinhub.Key)
 			a.writeError(w, r, err)
 			return
 		}
+		if err := a.throttle(routeClass(pattern)); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, twinhub.MaxTelemetrySize+1)
 		ctx, cancel := context.WithTimeout(r.Context(), defaultDeviceRequestTimeout)
 		defer cancel()

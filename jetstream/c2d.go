@@ -52,7 +52,7 @@ func OpenC2D(ctx context.Context, nc *nats.Conn, replicas int) (*C2D, error) {
 		MaxMsgsPerSubject:    twinhub.MaxC2DPending,
 		MaxAge:               twinhub.MaxC2DTTL + time.Hour,
 		MaxMsgSize:           2*twinhub.MaxC2DSize + 16<<10, // base64 body plus properties
-		Replicas:             max(replicas, 1),
+		Replicas:             keepReplicas(ctx, js, C2DStream, replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", C2DStream, err)

@@ -59,7 +59,7 @@ func OpenFeedback(ctx context.Context, nc *nats.Conn, replicas int) (*Feedback, 
 		Subjects:    []string{FeedbackSubject},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      48 * time.Hour,
-		Replicas:    max(replicas, 1),
+		Replicas:    keepReplicas(ctx, js, FeedbackStream, replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", FeedbackStream, err)

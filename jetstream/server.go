@@ -6,11 +6,13 @@
 package jetstream
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // EmbeddedOptions configure the in-process NATS server.
@@ -80,4 +82,18 @@ func Connect(url string) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// keepReplicas is the replica count to configure a stream with: what was
+// asked, but never fewer than the stream has. Streams are opened with
+// create-or-update by every node, so one node started without --replicas
+// must not take a cluster's copies away.
+func keepReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) int {
+	want = max(want, 1)
+	if s, err := js.Stream(ctx, stream); err == nil {
+		if info, err := s.Info(ctx); err == nil {
+			return max(want, info.Config.Replicas)
+		}
+	}
+	return want
 }

@@ -51,7 +51,7 @@ func OpenStore(ctx context.Context, nc *nats.Conn, o StoreOptions) (*Store, erro
 		Description: "twinhub device and module identities with their twins",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
+		Replicas:    keepReplicas(ctx, js, "KV_"+RegistryBucket, o.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening KV bucket %s: %w", RegistryBucket, err)

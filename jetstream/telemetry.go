@@ -122,7 +122,7 @@ func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Tel
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      o.Retention,
 		MaxMsgSize:  twinhub.MaxTelemetrySize + 64<<10, // room for headers
-		Replicas:    o.Replicas,
+		Replicas:    keepReplicas(ctx, js, TelemetryStream, o.Replicas),
 		Metadata:    map[string]string{partitionsMetadata: strconv.Itoa(partitions)},
 	})
 	if err != nil {
