@@ -177,13 +177,9 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 		sg := *g
 		sg.data = tmp
 		go func() {
-			done <- serve(hubCtx, &sg, &serveFlags{
-				// The defaults of `twinhub serve` but for the addresses;
-				// keep in step with serveCommand's flags.
-				hostname: "localhost", httpsAddr: "127.0.0.1:0", mqttAddr: "127.0.0.1:0", logLevel: "error",
-				telemetryPartitions: jetstream.DefaultTelemetryPartitions,
-				telemetryRetention:  jetstream.DefaultTelemetryRetention,
-			})
+			f := defaultServeFlags()
+			f.hostname, f.httpsAddr, f.mqttAddr, f.logLevel = "localhost", "127.0.0.1:0", "127.0.0.1:0", "error"
+			done <- serve(hubCtx, &sg, f)
 		}()
 	}
 	stop := func() {

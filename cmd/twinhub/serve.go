@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/certs"
@@ -57,7 +58,12 @@ func serveCommand(g *globals) *cobra.Command {
 			return serve(ctx, g, f)
 		},
 	}
-	fl := cmd.Flags()
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// register declares serve's flags on fl, with their defaults in f.
+func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored)")
 	fl.StringVar(&f.httpsAddr, "https-addr", ":443", "address of the HTTPS listener (REST API; MQTT over WebSocket)")
 	fl.StringVar(&f.mqttAddr, "mqtt-addr", ":8883", "address of the MQTT over TLS listener (devices)")
@@ -72,7 +78,14 @@ func serveCommand(g *globals) *cobra.Command {
 	fl.IntVar(&f.telemetryPartitions, "telemetry-partitions", jetstream.DefaultTelemetryPartitions, "partitions of the telemetry stream when it is created")
 	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
 	throttleFlags(fl, &f.limits)
-	return cmd
+}
+
+// defaultServeFlags are serve's flags as a plain `twinhub serve` has them,
+// for code that runs a hub in-process (the load generator).
+func defaultServeFlags() *serveFlags {
+	f := &serveFlags{}
+	f.register(pflag.NewFlagSet("serve", pflag.ContinueOnError))
+	return f
 }
 
 func serve(ctx context.Context, g *globals, f *serveFlags) error {
