@@ -181,7 +181,11 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	fmt.Printf("twinhub is serving %s\n", hubConf.HostName)
 	fmt.Printf("  HTTPS (REST):        %s\n", httpsLn.Addr())
 	fmt.Printf("  MQTT (devices):      %s\n", mqttLn.Addr())
-	fmt.Printf("  MQTT over WebSocket: wss://%s%s\n", httpsLn.Addr(), mqtt.WebSocketPath)
+	wsHost := hubConf.HostName
+	if _, port, _ := net.SplitHostPort(httpsLn.Addr().String()); port != "443" {
+		wsHost = net.JoinHostPort(wsHost, port)
+	}
+	fmt.Printf("  MQTT over WebSocket: wss://%s%s\n", wsHost, mqtt.WebSocketPath)
 	fmt.Printf("  CA certificate:      %s\n", dir.File(certs.CAFile))
 	fmt.Printf("  owner connection:    %s\n", owner)
 	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String(), "mqtt", mqttLn.Addr().String())
