@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds twinhub and runs every check and test: gofmt, go vet, the Go tests
-# and the Node.js interop suite (interop/node, the official Azure IoT SDKs
+# Builds twinhub and runs every check and test: gofmt, go vet, the Go tests,
+# each fuzz target for a few seconds, and the Node.js interop suite (interop/node, the official Azure IoT SDKs
 # against a real `twinhub serve`). Runs from any folder.
 #
 # Needs Go and Node.js 20.11 or later with npm; the interop hubs listen on
@@ -100,6 +100,24 @@ fi
 if [[ $go_status -ne 0 ]]; then echo "== go test FAILED"; fi
 check_counts "$work/go.json" "$go_status"
 
+# Every fuzz target runs briefly (FUZZTIME, default 5s each) beyond its
+# seed corpus, which go test above already ran. New crashers land in the
+# package's testdata/fuzz and fail the run.
+echo "== go fuzz targets, ${FUZZTIME:-5s} each"
+fuzz_status=0
+while read -r file target; do
+	pkg="./$(dirname "$file")"
+	if ! out="$(go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" 2>&1)"; then
+		echo "$out" | tail -20
+		echo "== fuzz $target ($pkg) FAILED"
+		fuzz_status=1
+	else
+		echo "fuzz $target ($pkg): ok"
+	fi
+done < <(grep -rlE '^func Fuzz' --include='*_test.go' . | sort | while read -r f; do
+	grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed "s|^func |${f#./} |"
+done)
+
 echo "== interop/node"
 cd "$root/interop/node"
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -120,6 +138,6 @@ console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skip
 ' "$work/go.json" "$work/node.json"
 fi
 
-if [[ $go_status -ne 0 || $node_status -ne 0 ]]; then
+if [[ $go_status -ne 0 || $node_status -ne 0 || $fuzz_status -ne 0 ]]; then
 	exit 1
 fi
