@@ -2,7 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -83,6 +86,9 @@ func (a *API) deviceEvent(r *http.Request, k twinhub.Key) (deviceReply, error) {
 		}
 		return deviceReply{}, err
 	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == batchContentType {
+		return a.deviceEventBatch(r, k, body)
+	}
 	e := &twinhub.Event{
 		Identity: k, AuthMethod: "sas", Body: body,
 		MessageID:       r.Header.Get("iothub-messageid"),
@@ -98,6 +104,60 @@ func (a *API) deviceEvent(r *http.Request, k twinhub.Key) (deviceReply, error) {
 		}
 	}
 	return noContent, a.hub.SendEvent(r.Context(), e)
+}
+
+// batchContentType marks a batch of events in one POST, as the SDKs'
+// Http transports send sendEventBatch: a JSON array of
+// {"body": <base64>, "base64Encoded": true, "properties": {<name>: <value>}}
+// where application properties are named iothub-app-<name> and system
+// properties iothub-messageid, iothub-correlationid and so on.
+const batchContentType = "application/vnd.microsoft.iothub.json"
+
+func (a *API) deviceEventBatch(r *http.Request, k twinhub.Key, body []byte) (deviceReply, error) {
+	var batch []struct {
+		Body          string            `json:"body"`
+		Base64Encoded *bool             `json:"base64Encoded"`
+		Properties    map[string]string `json:"properties"`
+	}
+	if err := json.Unmarshal(body, &batch); err != nil {
+		return deviceReply{}, twinhub.Errorf(http.StatusBadRequest, "ArgumentInvalid", "the batch is not a JSON array of messages: %v", err)
+	}
+	events := make([]*twinhub.Event, 0, len(batch))
+	for i, m := range batch {
+		data := []byte(m.Body)
+		if m.Base64Encoded == nil || *m.Base64Encoded {
+			var err error
+			if data, err = base64.StdEncoding.DecodeString(m.Body); err != nil {
+				return deviceReply{}, twinhub.Errorf(http.StatusBadRequest, "ArgumentInvalid", "message %d of the batch: body is not base64", i)
+			}
+		}
+		e := &twinhub.Event{Identity: k, AuthMethod: "sas", Body: data}
+		for name, v := range m.Properties {
+			if key, ok := cutPrefixFold(name, "iothub-app-"); ok {
+				e.Properties = append(e.Properties, twinhub.Property{Key: key, Value: v})
+				continue
+			}
+			switch strings.ToLower(name) {
+			case "iothub-messageid":
+				e.MessageID = v
+			case "iothub-correlationid":
+				e.CorrelationID = v
+			case "iothub-userid":
+				e.UserID = v
+			case "iothub-contenttype":
+				e.ContentType = v
+			case "iothub-contentencoding":
+				e.ContentEncoding = v
+			}
+		}
+		events = append(events, e)
+	}
+	for _, e := range events {
+		if err := a.hub.SendEvent(r.Context(), e); err != nil {
+			return deviceReply{}, err
+		}
+	}
+	return noContent, nil
 }
 
 func (a *API) deviceReceive(r *http.Request, k twinhub.Key) (deviceReply, error) {

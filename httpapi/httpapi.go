@@ -75,6 +75,10 @@ func New(hub *twinhub.Hub, log *slog.Logger) *API {
 	a.deviceRoute("GET /devices/{id}/messages/deviceBound", a.deviceReceive)
 	a.deviceRoute("DELETE /devices/{id}/messages/deviceBound/{etag}", a.deviceSettle(twinhub.C2DComplete))
 	a.deviceRoute("POST /devices/{id}/messages/deviceBound/{etag}/abandon", a.deviceSettle(twinhub.C2DAbandon))
+	// The SDKs' Http transports spell it "devicebound"; IoT Hub takes both.
+	a.deviceRoute("GET /devices/{id}/messages/devicebound", a.deviceReceive)
+	a.deviceRoute("DELETE /devices/{id}/messages/devicebound/{etag}", a.deviceSettle(twinhub.C2DComplete))
+	a.deviceRoute("POST /devices/{id}/messages/devicebound/{etag}/abandon", a.deviceSettle(twinhub.C2DAbandon))
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, twinhub.Errorf(http.StatusNotFound, "NotFound", "no such resource: %s %s", r.Method, r.URL.Path))
 	})

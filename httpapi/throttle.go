@@ -31,7 +31,7 @@ func routeClass(pattern string) throttle.Class {
 	switch {
 	case strings.HasSuffix(path, "/messages/events"):
 		return throttle.Telemetry
-	case strings.Contains(path, "/messages/deviceBound"):
+	case strings.Contains(strings.ToLower(path), "/messages/devicebound"):
 		return throttle.Unlimited
 	case path == "/devices/query":
 		return throttle.Queries
