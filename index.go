@@ -2,6 +2,7 @@ package twinhub
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -17,14 +18,17 @@ import (
 //
 // Each collection (device twins, module twins) is a table of nodes in key
 // order: a node is one identity, and holds the current compact form of its
-// twin (flatTwin, immutable) behind an atomic pointer. An update builds a
-// new flatTwin and swaps the pointer; readers never lock to scan. The key
-// order lives in an immutable list of chunks that the writer replaces,
+// twin (flatTwin, immutable, indextwin.go) behind an atomic pointer. An
+// update builds a new flatTwin and swaps the pointer (and the copy of it
+// in the node's chunk, which scans read); readers never lock to scan. The
+// key order lives in an immutable list of chunks that the writer replaces,
 // copying only the chunks that change, when identities are created or
 // deleted; updates leave it alone. Equality conditions are answered from
 // hash indexes (indexhash.go), built on first use and then kept current.
+// Queries are planned and run in queryexec.go; the watch's records come in
+// through indexjson.go.
 //
-// There is one writer at a time (the store's watch calls apply in
+// There is one writer at a time (the store's watch applies changes in
 // revision order); wmu serialises it with the occasional reader that
 // merges new identities into the key order or builds a hash index.
 type index struct {
@@ -33,6 +37,9 @@ type index struct {
 	devices *table
 	modules *table
 	build   twinBuilder
+	// replaying is set while the watch replays the store at start-up:
+	// new identities are put in key order once, at the end.
+	replaying bool
 
 	mu  sync.Mutex
 	rev uint64
@@ -49,6 +56,10 @@ type index struct {
 type node struct {
 	key  string // the device id, or the device id, "\x00" and the module id
 	twin atomic.Pointer[flatTwin]
+	// Where the node is in the key order, for the writer to update the
+	// chunk's copy of twin; chunk is nil while the node is pending.
+	chunk *chunk
+	at    int
 }
 
 // nodeKey orders identities by device id, then module id: ids have no
@@ -76,12 +87,16 @@ type table struct {
 // tableView is the key order of a table at one moment: chunks of nodes,
 // sorted, each chunk's nodes sorted. It is immutable.
 type tableView struct {
-	chunks []chunk
+	chunks []*chunk
 }
 
+// chunk is a run of nodes in key order. twins holds the nodes' twins
+// too, kept current by the writer, so that a scan reads them in a row
+// instead of going to every node.
 type chunk struct {
 	first string // key of nodes[0]
 	nodes []*node
+	twins []atomic.Pointer[flatTwin]
 }
 
 // chunkSize bounds a chunk: inserting into it copies this many pointers.
@@ -188,6 +203,9 @@ func (ix *index) set(tb *table, key string, t *flatTwin) {
 	case t == nil:
 		delete(tb.byKey, key)
 		n.twin.Store(nil)
+		if n.chunk != nil {
+			n.chunk.twins[n.at].Store(nil)
+		}
 		tb.dead++
 		tb.live.Add(-1)
 	case n == nil:
@@ -202,6 +220,9 @@ func (ix *index) set(tb *table, key string, t *flatTwin) {
 		tb.live.Add(1)
 	default:
 		n.twin.Store(t)
+		if n.chunk != nil {
+			n.chunk.twins[n.at].Store(t)
+		}
 	}
 	tb.hashes.update(ix.dict, n, old, t)
 	if tb == ix.devices {
@@ -212,7 +233,7 @@ func (ix *index) set(tb *table, key string, t *flatTwin) {
 	// identities wait until they are a sixteenth of it (a reader merges
 	// them sooner if it comes first).
 	live := len(tb.byKey)
-	if len(tb.pending) >= max(256, live/16) || tb.dead >= max(1024, live/8) {
+	if !ix.replaying && (len(tb.pending) >= max(256, live/16) || tb.dead >= max(1024, live/8)) {
 		tb.merge()
 	}
 }
@@ -275,13 +296,13 @@ func (tb *table) merge() {
 	pend := tb.pending
 	tb.pending = nil
 	tb.npending.Store(0)
-	sortNodes(pend)
+	sortNodesParallel(pend)
 	old := tb.view.Load().chunks
 	live := len(tb.byKey)
 	// Rebuild every chunk when deleted nodes, or chunks left small by
 	// deletions, have piled up.
 	all := tb.dead >= max(1024, live/8) || len(old) > 2*(live/chunkSize)+8
-	var out []chunk
+	var out []*chunk
 	var buf []*node // nodes of rebuilt chunks, not yet cut into chunks
 	flush := func() {
 		for len(buf) > 0 {
@@ -291,8 +312,12 @@ func (tb *table) merge() {
 				parts := (n + chunkSize - 1) / chunkSize
 				n = (n + parts - 1) / parts
 			}
-			c := slices.Clone(buf[:n])
-			out = append(out, chunk{first: c[0].key, nodes: c})
+			c := &chunk{first: buf[0].key, nodes: slices.Clone(buf[:n]), twins: make([]atomic.Pointer[flatTwin], n)}
+			for i, nd := range c.nodes {
+				nd.chunk, nd.at = c, i
+				c.twins[i].Store(nd.twin.Load())
+			}
+			out = append(out, c)
 			buf = buf[n:]
 		}
 		buf = nil
@@ -445,6 +470,41 @@ func (h *Hub) catchUp(ctx context.Context) error {
 
 func sortNodes(ns []*node) {
 	slices.SortFunc(ns, func(a, b *node) int { return strings.Compare(a.key, b.key) })
+}
+
+// sortNodesParallel is sortNodes, splitting a long sort among the
+// processors (as when a node starts and puts a million identities in
+// order at once).
+func sortNodesParallel(ns []*node) {
+	parts := min(runtime.GOMAXPROCS(0), len(ns)/(1<<15))
+	if parts < 2 {
+		sortNodes(ns)
+		return
+	}
+	width := (len(ns) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(ns); lo += width {
+		wg.Go(func() { sortNodes(ns[lo:min(lo+width, len(ns))]) })
+	}
+	wg.Wait()
+	// Merge the sorted runs, two at a time.
+	src, dst := ns, make([]*node, len(ns))
+	for ; width < len(ns); width *= 2 {
+		for lo := 0; lo < len(ns); lo += 2 * width {
+			mid, hi := min(lo+width, len(ns)), min(lo+2*width, len(ns))
+			a, b, out := src[lo:mid], src[mid:hi], dst[lo:lo]
+			for len(a) > 0 && len(b) > 0 {
+				if b[0].key < a[0].key {
+					out, b = append(out, b[0]), b[1:]
+				} else {
+					out, a = append(out, a[0]), a[1:]
+				}
+			}
+			_ = append(append(out, a...), b...)
+		}
+		src, dst = dst, src
+	}
+	copy(ns, src)
 }
 
 // compactNodes drops repeats from sorted nodes.

@@ -457,8 +457,13 @@ func checkViews(t *testing.T, ix *index, recs map[Key]*Record) {
 		var got []string
 		v := tb.view.Load()
 		for _, c := range v.chunks {
-			if len(c.nodes) == 0 || len(c.nodes) > chunkSize || c.first != c.nodes[0].key {
-				t.Fatalf("bad chunk: %d nodes, first %q", len(c.nodes), c.first)
+			if len(c.nodes) == 0 || len(c.nodes) > chunkSize || c.first != c.nodes[0].key || len(c.twins) != len(c.nodes) {
+				t.Fatalf("bad chunk: %d nodes, %d twins, first %q", len(c.nodes), len(c.twins), c.first)
+			}
+			for i, n := range c.nodes {
+				if n.chunk != c || n.at != i || c.twins[i].Load() != n.twin.Load() {
+					t.Fatalf("node %s is not where its chunk has it, or its twin differs", n.key)
+				}
 			}
 		}
 		v.each(0, 0, func(n *node, _ *flatTwin) bool {
@@ -703,5 +708,29 @@ func TestHashPostings(t *testing.T) {
 	check("anew", 1, 1, true)
 	if h.count([]query.Value{{Kind: query.Number, Num: 0}}) != 1 {
 		t.Error("-0 and 0 are one value")
+	}
+}
+
+func TestSortNodesParallel(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	for _, n := range []int{0, 1, 1 << 15, 1<<16 + 7, 200_001} {
+		ns := make([]*node, n)
+		for i := range ns {
+			ns[i] = &node{key: fmt.Sprintf("k%08d", r.IntN(n+1))}
+		}
+		before := map[*node]bool{}
+		for _, x := range ns {
+			before[x] = true
+		}
+		sortNodesParallel(ns)
+		if !slices.IsSortedFunc(ns, func(a, b *node) int { return strings.Compare(a.key, b.key) }) || len(ns) != n {
+			t.Fatalf("%d nodes not sorted", n)
+		}
+		for _, x := range ns {
+			if !before[x] {
+				t.Fatalf("%d nodes: one is not of the input, or twice", n)
+			}
+			delete(before, x)
+		}
 	}
 }

@@ -1,83 +1,80 @@
 package twinhub
 
-// Code below is written out by hand from a table: one type per size.
+import "unsafe"
 
-// newFlatTwin allocates a flatTwin with room for n fields in the same
-// allocation, right after the header, so that a scan that reads a twin
-// finds its fields in the next cache lines instead of a far-away array.
-// The sizes are chosen to fill Go's allocation size classes.
-func newFlatTwin(n int) *flatTwin {
+// newFlatTwin allocates a flatTwin with its n fields and the bytes of its
+// string values in the same allocation, right after the header, so that a
+// scan that reads a twin finds what it needs in the next cache lines (and
+// the same memory page) instead of in far-away arrays. The sizes are
+// chosen to fill Go's allocation size classes. The bytes go in the field
+// slots after the fields, and data is a string over them: they are never
+// written again.
+func newFlatTwin(n int, data []byte) *flatTwin {
+	total := n + (len(data)+15)/16
+	var t *flatTwin
+	var all []field
 	switch {
-	case n <= 5:
+	case total <= 5:
 		x := new(flatTwin5)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 8:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 8:
 		x := new(flatTwin8)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 13:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 13:
 		x := new(flatTwin13)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 16:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 16:
 		x := new(flatTwin16)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 21:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 21:
 		x := new(flatTwin21)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 25:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 25:
 		x := new(flatTwin25)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 29:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 29:
 		x := new(flatTwin29)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 33:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 33:
 		x := new(flatTwin33)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 37:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 37:
 		x := new(flatTwin37)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 45:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 45:
 		x := new(flatTwin45)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 53:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 53:
 		x := new(flatTwin53)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 61:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 61:
 		x := new(flatTwin61)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 69:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 69:
 		x := new(flatTwin69)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 77:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 77:
 		x := new(flatTwin77)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 85:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 85:
 		x := new(flatTwin85)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 101:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 101:
 		x := new(flatTwin101)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
-	case n <= 117:
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 117:
 		x := new(flatTwin117)
-		x.fields = x.f[:n:n]
-		return &x.flatTwin
+		t, all = &x.flatTwin, x.f[:total:total]
+	default:
+		t, all = &flatTwin{}, make([]field, total)
 	}
-	return &flatTwin{fields: make([]field, n)}
+	t.fields = all[:n:n]
+	if len(data) > 0 {
+		tail := unsafe.Slice((*byte)(unsafe.Pointer(&all[n])), (total-n)*16)
+		copy(tail, data)
+		t.data = unsafe.String(&tail[0], len(data))
+	}
+	return t
 }
 
 type flatTwin5 struct {

@@ -5,18 +5,21 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"runtime"
 	"strconv"
+	"sync"
 )
 
 // Starting a node means reading every record of the store into the index.
 // Decoding a million records into Records, with a map for every object and
 // a struct for every metadata node, only to flatten them, costs more than
 // a minute; so when the store can hand records over as stored (rawWatcher),
-// the index flattens the JSON itself. It reads what encoding/json writes
-// of a Record: fields in the order of the structs, map keys sorted. Any
-// record it does not expect (keys out of order, metadata of a property
-// that has no value, JSON it does not take) goes the long way, through
-// decodeRecord and flatten, which give the same flatTwin.
+// the index flattens the JSON itself, on every processor while the watch
+// replays what the store holds. It reads what encoding/json writes of a
+// Record: fields in the order of the structs, map keys sorted. Any record
+// it does not expect (keys out of order, metadata of a property that has
+// no value, JSON it does not take) goes the long way, through decodeRecord
+// and flatten, which give the same flatTwin.
 
 // rawWatcher is implemented by stores that can watch their records as
 // stored: data is the record's JSON, nil for a deletion. Otherwise as
@@ -28,11 +31,12 @@ type rawWatcher interface {
 // watch feeds the index from the store until ctx ends.
 func (ix *index) watch(ctx context.Context, s Store, log *slog.Logger, ready func()) error {
 	if rw, ok := s.(rawWatcher); ok {
-		return rw.WatchRaw(ctx, func(k Key, data []byte, rev uint64) {
-			if err := ix.applyJSON(k, data, rev); err != nil {
-				log.Error("skipping a record the index cannot read", "identity", k.String(), "err", err)
-			}
-		}, ready)
+		r := ix.startReplay(log)
+		defer r.finish()
+		return rw.WatchRaw(ctx, r.feed, func() {
+			r.finish()
+			ready()
+		})
 	}
 	return s.Watch(ctx, func(k Key, r *Record, rev uint64) {
 		if err := ix.apply(k, r, rev); err != nil {
@@ -41,36 +45,142 @@ func (ix *index) watch(ctx context.Context, s Store, log *slog.Logger, ready fun
 	}, ready)
 }
 
+// replay reads the records of a raw watch into the index. Until the watch
+// has replayed the records that were there when it began, it flattens
+// them on every processor and applies them in order on one goroutine;
+// from then on it applies each change as it comes.
+type replay struct {
+	ix      *index
+	log     *slog.Logger
+	jobs    chan replayJob // nil once the replay is over
+	results chan replayJob
+	workers sync.WaitGroup
+	applied chan struct{}
+	seq     uint64
+}
+
+type replayJob struct {
+	seq  uint64
+	k    Key
+	data []byte
+	rev  uint64
+	t    *flatTwin
+	err  error
+}
+
+func (ix *index) startReplay(log *slog.Logger) *replay {
+	r := &replay{ix: ix, log: log, jobs: make(chan replayJob, 256), results: make(chan replayJob, 256), applied: make(chan struct{})}
+	ix.wmu.Lock()
+	ix.replaying = true
+	ix.wmu.Unlock()
+	for range runtime.GOMAXPROCS(0) {
+		r.workers.Go(func() {
+			b := &twinBuilder{dict: ix.dict}
+			for j := range r.jobs {
+				if j.data != nil {
+					j.t, j.err = b.flattenRecord(j.k, j.data)
+				}
+				r.results <- j
+			}
+		})
+	}
+	go func() {
+		defer close(r.applied)
+		waiting := map[uint64]replayJob{}
+		next := uint64(0)
+		for j := range r.results {
+			waiting[j.seq] = j
+			for j, ok := waiting[next]; ok; j, ok = waiting[next] {
+				delete(waiting, next)
+				next++
+				r.apply(j)
+			}
+		}
+	}()
+	return r
+}
+
+func (r *replay) apply(j replayJob) {
+	ix := r.ix
+	ix.wmu.Lock()
+	if j.err == nil {
+		ix.set(ix.table(j.k), nodeKey(j.k), j.t)
+	}
+	ix.wmu.Unlock()
+	ix.advance(j.rev)
+	if j.err != nil {
+		r.log.Error("skipping a record the index cannot read", "identity", j.k.String(), "err", j.err)
+	}
+}
+
+func (r *replay) feed(k Key, data []byte, rev uint64) {
+	if r.jobs == nil {
+		if err := r.ix.applyJSON(k, data, rev); err != nil {
+			r.log.Error("skipping a record the index cannot read", "identity", k.String(), "err", err)
+		}
+		return
+	}
+	r.jobs <- replayJob{seq: r.seq, k: k, data: data, rev: rev}
+	r.seq++
+}
+
+// finish applies what the workers have in hand and stops them.
+func (r *replay) finish() {
+	if r.jobs == nil {
+		return
+	}
+	close(r.jobs)
+	r.workers.Wait()
+	close(r.results)
+	<-r.applied
+	r.jobs = nil
+	ix := r.ix
+	ix.wmu.Lock()
+	ix.replaying = false
+	for _, tb := range []*table{ix.devices, ix.modules} {
+		if len(tb.pending) > 0 || tb.dead > 0 {
+			tb.merge()
+		}
+	}
+	ix.wmu.Unlock()
+}
+
 // applyJSON records one change seen by a raw watch. A record it cannot
 // read is left out, but its revision counts as seen.
 func (ix *index) applyJSON(k Key, data []byte, rev uint64) error {
+	var t *flatTwin
 	var err error
 	ix.wmu.Lock()
-	if data == nil {
-		ix.set(ix.table(k), nodeKey(k), nil)
-	} else {
-		t, ok := ix.build.flattenJSON(data)
-		if !ok {
-			var r *Record
-			if r, err = decodeRecord(data); err == nil {
-				r.stamp()
-				shareStrings(r)
-				t = ix.build.flatten(r)
-			}
-		}
-		if err == nil && (t.dev == nil) == (t.mod == nil) {
-			err = indexError("the record holds neither or both of a device and a module")
-		}
-		if err == nil && (k.ModuleID != "") != (t.mod != nil) {
-			err = indexError("the record is not of the identity its key names")
-		}
-		if err == nil {
-			ix.set(ix.table(k), nodeKey(k), t)
-		}
+	if data != nil {
+		t, err = ix.build.flattenRecord(k, data)
+	}
+	if err == nil {
+		ix.set(ix.table(k), nodeKey(k), t)
 	}
 	ix.wmu.Unlock()
 	ix.advance(rev)
 	return err
+}
+
+// flattenRecord makes the flatTwin of the record of k from its JSON.
+func (b *twinBuilder) flattenRecord(k Key, data []byte) (*flatTwin, error) {
+	t, ok := b.flattenJSON(data)
+	if !ok {
+		r, err := decodeRecord(data)
+		if err != nil {
+			return nil, err
+		}
+		r.stamp()
+		shareStrings(r)
+		t = b.flatten(r)
+	}
+	if (t.dev == nil) == (t.mod == nil) {
+		return nil, indexError("the record holds neither or both of a device and a module")
+	}
+	if (k.ModuleID != "") != (t.mod != nil) {
+		return nil, indexError("the record is not of the identity its key names")
+	}
+	return t, nil
 }
 
 type indexError string
@@ -177,14 +287,13 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	r := Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
 	r.stamp()
 	shareStrings(&r)
-	ft := newFlatTwin(len(b.fields))
+	ft := newFlatTwin(len(b.fields), b.data)
 	copy(ft.fields, b.fields)
-	f := ft.fields
+	fields, strs := ft.fields, ft.data
 	*ft = t
-	ft.fields = f
+	ft.fields, ft.data = fields, strs
 	ft.dev, ft.mod, ft.identityVersion = dev, mod, identityVersion
 	ft.stamps = append([]stamp(nil), b.stamps...)
-	ft.data = string(b.data)
 	if len(b.refs) > 0 {
 		ft.refs = append([]any(nil), b.refs...)
 		clear(b.refs)
@@ -228,7 +337,7 @@ func (b *twinBuilder) treeJSON(d *jsonDecoder, parent pathID) bool {
 			return false
 		}
 		first, last = false, key
-		f := field{path: b.dict.child(parent, key), stamp: noStamp}
+		f := field{path: b.child(parent, key), stamp: noStamp}
 		switch c := d.peek(); {
 		case c == '{':
 			at := len(b.fields)
@@ -362,6 +471,3 @@ func (b *twinBuilder) stampValue(s stamp) uint16 {
 	}
 	return b.stampIndex(s)
 }
-
-// decodeRecord decodes a stored record the long way.
-func decodeRecord(data []byte) (*Record, error) { return DecodeRecord(data) }

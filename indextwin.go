@@ -35,16 +35,16 @@ const (
 
 // pathDict numbers the property paths of tags, desired and reported
 // properties that any twin has had, as (parent path, member name) pairs.
-// Only the index's writer adds paths; readers resolve the paths of a query
-// under mu and read names without locking, as a name is written before
-// any twin that uses it is published. Paths are never removed: a fleet
-// whose twins all use different property names makes it grow.
+// It is safe for concurrent use; builders keep their own cache of it
+// (twinBuilder.child). Names are read without locking, as a name is
+// written before any twin that uses it is published. Paths are never
+// removed: a fleet whose twins all use different property names makes it
+// grow.
 type pathDict struct {
 	mu     sync.RWMutex
 	ids    map[string]pathID // by pathKey
 	chunks atomic.Pointer[[]*[dictChunk]pathEntry]
 	n      uint32
-	key    []byte // the writer's buffer for pathKey
 }
 
 const dictChunk = 1024
@@ -63,46 +63,40 @@ func pathKey(buf []byte, parent pathID, name []byte) []byte {
 func newPathDict() *pathDict {
 	d := &pathDict{ids: map[string]pathID{}}
 	d.chunks.Store(&[]*[dictChunk]pathEntry{})
-	d.add(0, []byte(""))                  // rootPath
-	d.add(rootPath, []byte("tags"))       // tagsPath
-	d.add(rootPath, []byte("properties")) // propertiesPath
-	d.add(propertiesPath, []byte("desired"))
-	d.add(propertiesPath, []byte("reported"))
+	for _, p := range []struct {
+		parent pathID
+		name   string
+	}{{0, ""}, {rootPath, "tags"}, {rootPath, "properties"}, {propertiesPath, "desired"}, {propertiesPath, "reported"}} {
+		d.child(pathKey(nil, p.parent, []byte(p.name)))
+	}
 	return d
 }
 
-func (d *pathDict) add(parent pathID, name []byte) pathID {
-	id := d.n
+// child returns the id of the path that key (see pathKey) names, adding
+// it if new.
+func (d *pathDict) child(key []byte) pathID {
+	d.mu.RLock()
+	id, ok := d.ids[string(key)]
+	d.mu.RUnlock()
+	if ok {
+		return id
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if id, ok := d.ids[string(key)]; ok {
+		return id
+	}
+	id = d.n
 	cs := *d.chunks.Load()
 	if id%dictChunk == 0 {
 		cs = append(slices.Clip(cs), new([dictChunk]pathEntry))
 		d.chunks.Store(&cs)
 	}
-	cs[id/dictChunk][id%dictChunk] = pathEntry{parent: parent, name: string(name)}
+	parent := pathID(key[0])<<24 | pathID(key[1])<<16 | pathID(key[2])<<8 | pathID(key[3])
+	cs[id/dictChunk][id%dictChunk] = pathEntry{parent: parent, name: string(key[4:])}
 	d.n++
-	d.mu.Lock()
-	d.ids[string(pathKey(d.key, parent, name))] = id
-	d.mu.Unlock()
+	d.ids[string(key)] = id
 	return id
-}
-
-// child returns the id of a member of parent, adding it if new. Only the
-// writer calls it, so it reads the map without locking.
-func (d *pathDict) child(parent pathID, name []byte) pathID {
-	d.key = pathKey(d.key, parent, name)
-	if id, ok := d.ids[string(d.key)]; ok {
-		return id
-	}
-	return d.add(parent, name)
-}
-
-// childString is child for a name in a string.
-func (d *pathDict) childString(parent pathID, name string) pathID {
-	d.key = append(pathKey(d.key, parent, nil), name...)
-	if id, ok := d.ids[string(d.key)]; ok {
-		return id
-	}
-	return d.add(parent, []byte(name))
 }
 
 // lookup returns the id of a member of parent, if any twin has had it.
@@ -226,17 +220,32 @@ func (t *flatTwin) find(id pathID, s section) int {
 	return -1
 }
 
-// findAt is find that first tries position *hint, where the field was in
-// the twin before, and leaves the position there.
+// findAt is find that looks first at position *hint, where the field was
+// in the twin before, then around it (twins with the same properties have
+// the same layout, and a property or two more or less moves a field by a
+// few places), and leaves the position there.
 func (t *flatTwin) findAt(id pathID, s section, hint *int32) int {
-	if h := int(*hint); h < len(t.fields) && t.fields[h].path == id && t.fields[h].kind != fMeta {
-		return h
+	lo, hi := t.bounds(s)
+	h := min(max(int(*hint), lo), hi)
+	fs := t.fields
+	for d := 0; h-d >= lo || h+d < hi; d++ {
+		if i := h + d; i < hi && fs[i].path == id {
+			h = i
+			break
+		}
+		if i := h - d - 1; i >= lo && fs[i].path == id {
+			h = i
+			break
+		}
 	}
-	i := t.find(id, s)
-	if i >= 0 {
-		*hint = int32(i)
+	if h >= hi || fs[h].path != id {
+		return -1
 	}
-	return i
+	*hint = int32(h)
+	if fs[h].kind == fMeta {
+		return -1
+	}
+	return h
 }
 
 func (t *flatTwin) str(v uint64) string {
@@ -427,8 +436,10 @@ type twinBuilder struct {
 	data    []byte
 	stamps  []stamp
 	refs    []any
-	seen    map[stamp]uint16 // stamps by value, once there are many
-	members []member         // the members of the objects being flattened
+	seen    map[stamp]uint16  // stamps by value, once there are many
+	members []member          // the members of the objects being flattened
+	key     []byte            // a pathKey being looked up
+	paths   map[string]pathID // the dictionary's ids this builder has used
 	// The last instant flattenJSON read, raw and parsed: a patch stamps
 	// all it touches with one instant.
 	lastTime  []byte
@@ -441,6 +452,30 @@ type member struct {
 	v    any
 }
 
+// child returns the dictionary's id of a member of parent, from the
+// builder's cache when it has it: the dictionary's lock is then left
+// alone, which matters when builders work in parallel.
+func (b *twinBuilder) child(parent pathID, name []byte) pathID {
+	b.key = pathKey(b.key, parent, name)
+	if id, ok := b.paths[string(b.key)]; ok {
+		return id
+	}
+	id := b.dict.child(b.key)
+	if b.paths == nil || len(b.paths) > 1<<16 {
+		b.paths = map[string]pathID{}
+	}
+	b.paths[string(b.key)] = id
+	return id
+}
+
+func (b *twinBuilder) childString(parent pathID, name string) pathID {
+	b.key = append(pathKey(b.key, parent, nil), name...)
+	if id, ok := b.paths[string(b.key)]; ok {
+		return id
+	}
+	return b.child(parent, []byte(name))
+}
+
 func (b *twinBuilder) flatten(r *Record) *flatTwin {
 	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
 	clear(b.seen)
@@ -451,7 +486,7 @@ func (b *twinBuilder) flatten(r *Record) *flatTwin {
 	reportedAt := uint32(len(b.fields))
 	reportedStamp := b.stamp(r.Twin.Reported.Metadata)
 	b.tree(reportedPath, r.Twin.Reported.Values, r.Twin.Reported.Metadata)
-	t := newFlatTwin(len(b.fields))
+	t := newFlatTwin(len(b.fields), b.data)
 	copy(t.fields, b.fields)
 	t.dev, t.mod = r.Device, r.Module
 	t.identityVersion = r.IdentityVersion
@@ -462,7 +497,6 @@ func (b *twinBuilder) flatten(r *Record) *flatTwin {
 	t.desiredAt, t.desiredStamp = desiredAt, desiredStamp
 	t.reportedAt, t.reportedStamp = reportedAt, reportedStamp
 	t.stamps = slices.Clone(b.stamps)
-	t.data = string(b.data)
 	if len(b.refs) > 0 {
 		t.refs = slices.Clone(b.refs)
 		clear(b.refs)
@@ -480,7 +514,7 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 	// the twin before.
 	start := len(b.members)
 	for k, v := range m {
-		b.members = append(b.members, member{b.dict.childString(parent, k), k, v})
+		b.members = append(b.members, member{b.childString(parent, k), k, v})
 	}
 	slices.SortFunc(b.members[start:], func(x, y member) int { return strings.Compare(x.name, y.name) })
 	end := len(b.members)
@@ -531,7 +565,7 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 	}
 	for k, cm := range meta.Children {
 		if _, ok := m[k]; !ok && cm != nil {
-			b.fields = append(b.fields, field{path: b.dict.childString(parent, k), kind: fMeta, stamp: b.stamp(cm)})
+			b.fields = append(b.fields, field{path: b.childString(parent, k), kind: fMeta, stamp: b.stamp(cm)})
 		}
 	}
 }

@@ -475,7 +475,7 @@ func (p *plan) scan(after string, limit int) []hit {
 	}
 	d := p.doc()
 	var buf [chunkSize]*flatTwin
-	hits := p.scanChunk(d, &buf, v.chunks[ci].nodes[ni:], limit, nil)
+	hits := p.scanChunk(d, &buf, v.chunks[ci], ni, limit, nil)
 	ci++
 	workers := runtime.GOMAXPROCS(0)
 	if len(hits) >= limit || ci >= len(v.chunks) {
@@ -483,7 +483,7 @@ func (p *plan) scan(after string, limit int) []hit {
 	}
 	if workers == 1 || len(v.chunks)-ci < 2 {
 		for ; ci < len(v.chunks) && len(hits) < limit; ci++ {
-			hits = p.scanChunk(d, &buf, v.chunks[ci].nodes, limit-len(hits), hits)
+			hits = p.scanChunk(d, &buf, v.chunks[ci], 0, limit-len(hits), hits)
 		}
 		return hits
 	}
@@ -505,7 +505,7 @@ func (p *plan) scan(after string, limit int) []hit {
 				if i >= len(res) {
 					return
 				}
-				r := p.scanChunk(d, &buf, v.chunks[ci+i].nodes, limit-len(hits), nil)
+				r := p.scanChunk(d, &buf, v.chunks[ci+i], 0, limit-len(hits), nil)
 				mu.Lock()
 				res[i], done[i] = r, true
 				for frontier < len(res) && done[frontier] {
@@ -529,18 +529,20 @@ func (p *plan) scan(after string, limit int) []hit {
 	return hits
 }
 
-// scanChunk appends to out the matches among nodes, up to want of them.
-func (p *plan) scanChunk(d *evalDoc, buf *[chunkSize]*flatTwin, nodes []*node, want int, out []hit) []hit {
-	ts := buf[:len(nodes)]
-	d.load(nodes, ts)
+// scanChunk appends to out the matches among the nodes of c from node
+// from on, up to want of them.
+func (p *plan) scanChunk(d *evalDoc, buf *[chunkSize]*flatTwin, c *chunk, from, want int, out []hit) []hit {
+	ts := buf[:len(c.nodes)-from]
+	d.load(c.twins[from:], ts)
 	found := 0
 	for i, t := range ts {
 		if t == nil {
 			continue
 		}
-		d.set(nodes[i], t)
+		n := c.nodes[from+i]
+		d.set(n, t)
 		if p.q.MatchDoc(d) {
-			out = append(out, hit{nodes[i], t})
+			out = append(out, hit{n, t})
 			if found++; found == want {
 				break
 			}
@@ -549,16 +551,16 @@ func (p *plan) scanChunk(d *evalDoc, buf *[chunkSize]*flatTwin, nodes []*node, w
 	return out
 }
 
-// load reads the twins of nodes into ts, and what evaluating the query
+// load reads the twins of a chunk into ts, and what evaluating the query
 // will read of them: the twin, the fields of its paths (where the last
 // twin had them) with their strings, and the identity. Reading a twin
 // costs a few trips to memory, one after the other; done for one twin at a
 // time, a scan would wait for each. Done for a chunk at once, one step at
 // a time, the trips for different twins overlap, and evaluation then finds
 // everything in the cache.
-func (d *evalDoc) load(nodes []*node, ts []*flatTwin) {
-	for i, n := range nodes {
-		ts[i] = n.twin.Load()
+func (d *evalDoc) load(twins []atomic.Pointer[flatTwin], ts []*flatTwin) {
+	for i := range ts {
+		ts[i] = twins[i].Load()
 	}
 	var x uint32
 	for _, t := range ts {
@@ -571,8 +573,10 @@ func (d *evalDoc) load(nodes []*node, ts []*flatTwin) {
 			continue
 		}
 		for _, s := range d.p.hot {
+			// The field is near where the last twin had it: read the
+			// cache lines around.
 			if h := int(d.hints[s]); h < len(t.fields) {
-				x += t.fields[h].path
+				x += t.fields[h].path + t.fields[max(h-3, 0)].path + t.fields[min(h+3, len(t.fields)-1)].path
 			}
 		}
 		if d.p.identity {
@@ -662,7 +666,7 @@ func (p *plan) groups() *query.Groups {
 		a, b := len(v.chunks)*i/parts, len(v.chunks)*(i+1)/parts
 		for _, c := range v.chunks[a:b] {
 			ts := buf[:len(c.nodes)]
-			d.load(c.nodes, ts)
+			d.load(c.twins, ts)
 			for j, t := range ts {
 				if t != nil {
 					d.set(c.nodes[j], t)

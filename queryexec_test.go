@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/query"
 	"github.com/twinhub/twinhub/query/querytest"
+	"github.com/twinhub/twinhub/sas"
 )
 
 // makeFleet registers the twins of the conformance fleets in the hub,
@@ -311,5 +314,88 @@ func TestQueryContinuationOfAnotherQuery(t *testing.T) {
 	}
 	if seen != 5 {
 		t.Errorf("%d groups over the pages, want 5", seen)
+	}
+}
+
+// TestReplay starts a hub on a store that already holds twins, some of
+// them updated or deleted since they were made: the index the watch's
+// replay builds (in parallel) must answer as the twins read one by one do.
+func TestReplay(t *testing.T) {
+	ctx := context.Background()
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, i := range r.Perm(n) {
+		rec := twinhub.BenchRecord(r, i, n)
+		if _, err := store.Create(ctx, rec.Key(), rec); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			m := &twinhub.Record{Module: &twinhub.Module{DeviceID: rec.Device.DeviceID, ModuleID: "m"}, IdentityVersion: 1, Twin: rec.Twin}
+			if _, err := store.Create(ctx, twinhub.ModuleKey(rec.Device.DeviceID, "m"), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range n / 5 {
+		k := twinhub.DeviceKey(fmt.Sprintf("dev-%07d", i*5))
+		if i%3 == 0 {
+			if err := store.Delete(ctx, k, 0); err != nil {
+				t.Fatal(err)
+			}
+			if i%2 == 0 { // its module too, as the hub does
+				if err := store.Delete(ctx, twinhub.ModuleKey(k.DeviceID, "m"), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			continue
+		}
+		rec, rev, err := store.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Twin.Tags["plant"] = "moved"
+		if _, err := store.Update(ctx, k, rec, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policies, _ := sas.DefaultPolicies()
+	h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Policies: policies, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices, modules := allTwins(t, h, false), allTwins(t, h, true)
+	if len(devices) != n-n/15 || len(modules) != n/10-n/30 {
+		t.Fatalf("%d device twins and %d module twins", len(devices), len(modules))
+	}
+	for _, src := range []string{
+		`SELECT * FROM devices WHERE tags.plant = 'moved'`,
+		`SELECT * FROM devices WHERE tags.plant = 'plant-00007'`,
+		`SELECT deviceId, properties.reported.battery FROM devices WHERE properties.reported.temperature > 90`,
+		`SELECT tags.region AS r, COUNT() AS n, AVG(properties.reported.humidity) AS h FROM devices GROUP BY tags.region`,
+		`SELECT * FROM devices.modules WHERE tags.model = 'TH-100'`,
+		`SELECT COUNT() AS n FROM devices.modules`,
+	} {
+		q, err := query.Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs := devices
+		if q.Collection == query.DevicesModules {
+			docs = modules
+		}
+		want, _ := q.Execute(slices.Values(docs))
+		got, _ := pagedQuery(t, h, src, 50)
+		if g, w := normalize(t, got), normalize(t, want); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: %d items, want %d", src, len(got), len(want))
+		}
 	}
 }

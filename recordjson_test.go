@@ -9,12 +9,12 @@ import (
 	"testing"
 )
 
-// sameAsJSON checks that DecodeRecord agrees with json.Unmarshal on data.
+// sameAsJSON checks that decodeRecord agrees with json.Unmarshal on data.
 func sameAsJSON(t *testing.T, data []byte) {
 	t.Helper()
 	var want Record
 	wantErr := json.Unmarshal(data, &want)
-	got, err := DecodeRecord(data)
+	got, err := decodeRecord(data)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("%s: error %v, json.Unmarshal says %v", data, err, wantErr)
 	}
@@ -156,7 +156,7 @@ func BenchmarkDecodeRecord(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := DecodeRecord(data); err != nil {
+			if _, err := decodeRecord(data); err != nil {
 				b.Fatal(err)
 			}
 		}
