@@ -280,3 +280,27 @@ func TestAuthorizeService(t *testing.T) {
 		t.Errorf("a token signed with another policy's key: %v, want 401", err)
 	}
 }
+
+// TestQueryReadsWritesOfOtherNodes: a write acknowledged by one node is
+// seen at once by a query on another, because every query first brings
+// its node's index up to the store's last revision.
+func TestQueryReadsWritesOfOtherNodes(t *testing.T) {
+	ctx := context.Background()
+	a, b := twoNodes(t)
+	if _, err := a.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		plant := fmt.Sprintf("plant-%d", i)
+		if _, err := a.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"plant": plant}}, false, "*"); err != nil {
+			t.Fatal(err)
+		}
+		page, err := b.Query(ctx, "SELECT * FROM devices WHERE tags.plant = '"+plant+"'", 100, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != 1 {
+			t.Fatalf("write %d on node a: node b's query found %d twins right after it, want 1", i, len(page.Items))
+		}
+	}
+}
