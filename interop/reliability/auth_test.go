@@ -201,6 +201,16 @@ func TestAuthMatrixREST(t *testing.T) {
 		{"POST /devices/{id}/messages/deviceBound/{etag}/abandon", 412, deviceA, func(*testing.T) req {
 			return req{"POST", "/devices/" + devA.ID + "/messages/deviceBound/no-such-lock/abandon", nil}
 		}},
+		// The lowercase spelling the SDKs' Http transports use.
+		{"GET /devices/{id}/messages/devicebound", 204, deviceA, func(*testing.T) req {
+			return req{"GET", "/devices/" + devA.ID + "/messages/devicebound", nil}
+		}},
+		{"DELETE /devices/{id}/messages/devicebound/{etag}", 412, deviceA, func(*testing.T) req {
+			return req{"DELETE", "/devices/" + devA.ID + "/messages/devicebound/no-such-lock", nil}
+		}},
+		{"POST /devices/{id}/messages/devicebound/{etag}/abandon", 412, deviceA, func(*testing.T) req {
+			return req{"POST", "/devices/" + devA.ID + "/messages/devicebound/no-such-lock/abandon", nil}
+		}},
 		{"GET /no/such/route", 404, noRoute, func(*testing.T) req { return req{"GET", "/no/such/route", nil} }},
 	}
 
