@@ -150,6 +150,21 @@ func (ix *index) apply(k Key, r *Record, rev uint64) error {
 	return err
 }
 
+// setReplaying starts or ends a replay of the store (see index.replaying);
+// at its end, new identities go in key order.
+func (ix *index) setReplaying(on bool) {
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	ix.replaying = on
+	if !on {
+		for _, tb := range []*table{ix.devices, ix.modules} {
+			if len(tb.pending) > 0 || tb.dead > 0 {
+				tb.merge()
+			}
+		}
+	}
+}
+
 // shareStrings makes the identity's enumerations the program's constants:
 // the index keeps the identity, and a million copies of "enabled" cost.
 func shareStrings(r *Record) {

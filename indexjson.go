@@ -70,9 +70,7 @@ type replayJob struct {
 
 func (ix *index) startReplay(log *slog.Logger) *replay {
 	r := &replay{ix: ix, log: log, jobs: make(chan replayJob, 256), results: make(chan replayJob, 256), applied: make(chan struct{})}
-	ix.wmu.Lock()
-	ix.replaying = true
-	ix.wmu.Unlock()
+	ix.setReplaying(true)
 	for range runtime.GOMAXPROCS(0) {
 		r.workers.Go(func() {
 			b := &twinBuilder{dict: ix.dict}
@@ -134,15 +132,7 @@ func (r *replay) finish() {
 	close(r.results)
 	<-r.applied
 	r.jobs = nil
-	ix := r.ix
-	ix.wmu.Lock()
-	ix.replaying = false
-	for _, tb := range []*table{ix.devices, ix.modules} {
-		if len(tb.pending) > 0 || tb.dead > 0 {
-			tb.merge()
-		}
-	}
-	ix.wmu.Unlock()
+	r.ix.setReplaying(false)
 }
 
 // applyJSON records one change seen by a raw watch. A record it cannot
@@ -190,6 +180,7 @@ func (e indexError) Error() string { return string(e) }
 // flattenJSON makes a flatTwin from a record's JSON, or returns false.
 func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
+	b.lastLeaf = b.lastLeaf[:0] // its stamp is an index in this twin's stamps
 	clear(b.seen)
 	var (
 		dev             *Device
@@ -446,11 +437,24 @@ func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
 			if f.kind == fObject {
 				end = b.next(pos)
 			}
+			// The leaves a patch touched have the same metadata: when the
+			// JSON is that of the last leaf's, so is the stamp.
+			d.ws()
+			leaf := f.kind != fObject
+			if leaf && len(b.lastLeaf) > 0 && bytes.HasPrefix(d.b[d.i:], b.lastLeaf) {
+				d.i += len(b.lastLeaf)
+				b.fields[pos].stamp = b.lastLeafStamp
+				return true
+			}
+			at := d.i
 			var cst stamp
 			if !b.metadataJSON(d, &cst, pos+1, end) {
 				return false
 			}
 			b.fields[pos].stamp = b.stampValue(cst)
+			if leaf {
+				b.lastLeaf, b.lastLeafStamp = append(b.lastLeaf[:0], d.b[at:d.i]...), b.fields[pos].stamp
+			}
 			return true
 		})
 	})

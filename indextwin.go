@@ -444,6 +444,9 @@ type twinBuilder struct {
 	// all it touches with one instant.
 	lastTime  []byte
 	lastStamp stamp
+	// The JSON of the last leaf's metadata flattenJSON read, and its stamp.
+	lastLeaf      []byte
+	lastLeafStamp uint16
 }
 
 type member struct {

@@ -42,6 +42,9 @@ type jsonDecoder struct {
 }
 
 func (d *jsonDecoder) ws() {
+	if d.i < len(d.b) && d.b[d.i] > ' ' {
+		return // encoding/json writes no white space
+	}
 	for d.i < len(d.b) {
 		switch d.b[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -144,12 +147,15 @@ func (d *jsonDecoder) rawString() ([]byte, bool) {
 		return nil, false
 	}
 	start := d.i + 1
+	var high byte
 	for j := start; j < len(d.b); j++ {
-		switch c := d.b[j]; {
+		c := d.b[j]
+		high |= c
+		switch {
 		case c == '"':
 			d.i = j + 1
 			s := d.b[start:j]
-			return s, utf8.Valid(s)
+			return s, high < utf8.RuneSelf || utf8.Valid(s)
 		case c == '\\' || c < 0x20:
 			return nil, false
 		}
