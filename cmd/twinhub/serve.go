@@ -40,6 +40,7 @@ type serveFlags struct {
 	syncEvery  time.Duration
 	replicas   int
 	logLevel   string
+	pprofAddr  string
 	limits     throttle.Limits
 
 	telemetryPartitions int
@@ -75,6 +76,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.syncEvery, "sync-interval", 0, "how often embedded JetStream flushes its files to disk (default NATS's 2m; writes since the last flush can be lost on power loss, not on a crash of the process)")
 	fl.IntVar(&f.replicas, "replicas", 1, "copies of each stream and bucket kept by an external NATS cluster (--nats); 1 when embedded")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "loopback address on which to serve Go's profiles at /debug/pprof/ (plain HTTP; default off)")
 	fl.IntVar(&f.telemetryPartitions, "telemetry-partitions", jetstream.DefaultTelemetryPartitions, "partitions of the telemetry stream when it is created")
 	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
 	throttleFlags(fl, &f.limits)
@@ -96,6 +98,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	dir, err := datadir.Open(g.data)
 	if err != nil {
 		return err
+	}
+	if f.pprofAddr != "" {
+		stopPprof, err := servePprof(f.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
 	}
 	hubConf, err := dir.InitHub(f.hostname)
 	if err != nil {
