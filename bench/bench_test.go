@@ -98,7 +98,7 @@ func TestAll(t *testing.T) {
 	want := []string{
 		"connect", "reported", "desired/patch", "desired/notify", "twin-read/rest", "twin-read/device",
 		"telemetry", "query/load", "query/by-id", "query/selective", "query/full-scan-count",
-		"query/full-scan-group", "query/updates", "kv-put", "kv-cas", "tls-handshake/tls1.2", "tls-handshake/tls1.3",
+		"query/full-scan-group", "query/updates", "kv-put", "kv-cas", "tls-handshake/tls1.2", "tls-handshake/tls1.3", "https-get",
 	}
 	if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
 		want = append(want, "mosquitto")

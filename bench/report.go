@@ -30,6 +30,8 @@ var ratioDefs = []struct {
 	{"telemetry / Mosquitto", "telemetry", "mosquitto", 1.0},
 	{"new connections / TLS 1.3 handshakes", "connect", "tls-handshake/tls1.3", 0.8},
 	{"new connections / TLS 1.2 handshakes", "connect", "tls-handshake/tls1.2", 0},
+	{"twin reads REST / bare HTTPS GETs", "twin-read/rest", "https-get", 0},
+	{"twin reads MQTT / Mosquitto QoS 1 round trips", "twin-read/device", "mosquitto", 0},
 }
 
 func find(rs []*Result, name string) *Result {
@@ -103,7 +105,11 @@ func goals(rep *Report) []Goal {
 	}
 	for _, name := range []string{"twin-read/rest", "twin-read/device"} {
 		if r := find(rs, name); r != nil {
-			out = append(out, Goal{Goal: name + " >= 50,000/s", Measured: fmt.Sprintf("%.0f/s", r.Rate), Met: r.Rate >= 50000})
+			g := Goal{Goal: name + " >= 50,000/s", Measured: fmt.Sprintf("%.0f/s", r.Rate), Met: r.Rate >= 50000}
+			if b := find(rs, "https-get"); b != nil && name == "twin-read/rest" {
+				g.Note = fmt.Sprintf("a bare HTTPS server answered %.0f GETs/s with the same client in this run", b.Rate)
+			}
+			out = append(out, g)
 		}
 	}
 	if r := find(rs, "telemetry"); r != nil {

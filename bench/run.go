@@ -18,7 +18,7 @@ import (
 // Baselines the baselines.
 var (
 	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods"}
-	Baselines = []string{"kv", "mosquitto", "tls"}
+	Baselines = []string{"kv", "mosquitto", "tls", "https"}
 )
 
 // baselinesOf says which baselines give a scenario's numbers their ratio.
@@ -27,6 +27,7 @@ var baselinesOf = map[string][]string{
 	"reported":  {"kv"},
 	"desired":   {"kv"},
 	"telemetry": {"mosquitto"},
+	"twin-read": {"https"},
 }
 
 // Config scales the scenarios. Zero fields take the defaults of
@@ -216,6 +217,8 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.mosquittoBaseline()
 		case "tls":
 			err = e.tlsBaseline()
+		case "https":
+			err = e.httpsBaseline()
 		}
 		if err != nil {
 			return e.report, fmt.Errorf("%s: %w", name, err)
