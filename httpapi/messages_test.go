@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
-	"github.com/twinhub/twinhub/jetstream"
+	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/sas"
 )
 
-// messagingAPI is a test API whose hub has telemetry and C2D queues.
+// messagingAPI is a test API whose hub has telemetry, C2D queues and feedback.
 type messagingAPI struct {
 	*testAPI
 	hub     *twinhub.Hub
@@ -25,55 +25,15 @@ type messagingAPI struct {
 
 func newMessagingAPI(t *testing.T) *messagingAPI {
 	t.Helper()
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); e.Close() })
-	store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies, err := sas.DefaultPolicies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := twinhub.New(ctx, twinhub.Config{Host: "hub.example", Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn), Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel, err := jetstream.OpenTelemetry(ctx, e.Conn, jetstream.TelemetryOptions{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := jetstream.OpenC2D(ctx, e.Conn, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.UseMessaging(tel, q)
-	fb, err := jetstream.OpenFeedback(ctx, e.Conn, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.UseFeedback(fb)
-	token := func(name string) string {
-		for _, p := range policies {
-			if p.Name == name {
-				tok, err := sas.NewToken("hub.example", p.Name, p.PrimaryKey, time.Now().Add(time.Hour))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return tok
-			}
-		}
-		t.Fatalf("no policy %s", name)
-		return ""
-	}
+	h := hubtest.New(t, hubtest.WithMessaging())
 	return &messagingAPI{
-		testAPI: &testAPI{api: New(h, log), owner: token("iothubowner"), read: token("registryRead")},
-		hub:     h, service: token("service"),
+		testAPI: &testAPI{
+			api:   New(h.Hub, slog.New(slog.NewTextHandler(io.Discard, nil))),
+			owner: h.ServiceToken("iothubowner"),
+			read:  h.ServiceToken("registryRead"),
+		},
+		hub:     h.Hub,
+		service: h.ServiceToken("service"),
 	}
 }
 

@@ -30,7 +30,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/certs"
-	"github.com/twinhub/twinhub/jetstream"
+	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/mqtt"
 	"github.com/twinhub/twinhub/sas"
 )
@@ -52,25 +52,8 @@ type env struct {
 
 func newEnv(t testing.TB, o mqtt.Options) *env {
 	t.Helper()
+	h := hubtest.New(t, hubtest.WithHost(testHost))
 	dir := t.TempDir()
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: filepath.Join(dir, "js")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); e.Close() })
-	store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies, err := sas.DefaultPolicies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cert, err := certs.EnsureServer(dir, certs.Hosts(testHost))
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +73,7 @@ func newEnv(t testing.TB, o mqtt.Options) *env {
 	if o.Log == nil && !testing.Verbose() {
 		o.Log = discardLog()
 	}
-	srv, err := mqtt.New(hub, o)
+	srv, err := mqtt.New(h.Hub, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +92,9 @@ func newEnv(t testing.TB, o mqtt.Options) *env {
 		hs.Close()
 	})
 	return &env{
-		t: t, hub: hub, srv: srv, addr: ln.Addr().String(),
+		t: t, hub: h.Hub, srv: srv, addr: ln.Addr().String(),
 		wsURL: "wss://" + strings.TrimPrefix(hs.URL, "https://") + mqtt.WebSocketPath,
-		roots: roots, tlsConf: tlsConf, nc: e.Conn,
+		roots: roots, tlsConf: tlsConf, nc: h.Conn,
 	}
 }
 

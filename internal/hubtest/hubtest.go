@@ -9,23 +9,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/sas"
 )
 
-// Host is the host name of test hubs.
+// Host is the host name of test hubs unless WithHost names another.
 const Host = "hub.example"
 
 // Hub is a running test hub with its policies.
 type Hub struct {
 	*twinhub.Hub
 	Policies []sas.Policy
+	// Conn is a connection to the hub's embedded NATS server, for a test
+	// that opens more of the JetStream backbone itself.
+	Conn *nats.Conn
 }
 
-// New starts a hub that stops when the test ends.
-func New(t testing.TB) *Hub {
+// Option changes the hub New starts.
+type Option func(*options)
+
+type options struct {
+	host      string
+	messaging bool
+}
+
+// WithHost names the hub host instead of Host, e.g. "localhost" for a
+// test whose TLS certificate is issued for that name.
+func WithHost(host string) Option { return func(o *options) { o.host = host } }
+
+// WithMessaging gives the hub what `twinhub serve` gives it for messages:
+// a telemetry stream, cloud-to-device queues and a feedback store, each
+// with one replica. Without it telemetry is dropped and C2D refused.
+func WithMessaging() Option { return func(o *options) { o.messaging = true } }
+
+// New starts a hub that stops when the test ends; its log is discarded.
+func New(t testing.TB, opts ...Option) *Hub {
 	t.Helper()
+	o := options{host: Host}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -40,14 +66,24 @@ func New(t testing.TB) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := twinhub.New(ctx, twinhub.Config{
-		Host: Host, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := twinhub.Config{Host: o.host, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn), Log: log}
+	if o.messaging {
+		if c.Telemetry, err = jetstream.OpenTelemetry(ctx, e.Conn, jetstream.TelemetryOptions{Log: log}); err != nil {
+			t.Fatal(err)
+		}
+		if c.C2D, err = jetstream.OpenC2D(ctx, e.Conn, 1); err != nil {
+			t.Fatal(err)
+		}
+		if c.Feedback, err = jetstream.OpenFeedback(ctx, e.Conn, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := twinhub.New(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Hub{Hub: h, Policies: policies}
+	return &Hub{Hub: h, Policies: policies, Conn: e.Conn}
 }
 
 // Policy returns the named policy.
@@ -63,7 +99,7 @@ func (h *Hub) Policy(name string) sas.Policy {
 // ServiceToken is an hour-long SAS token of the named policy.
 func (h *Hub) ServiceToken(policy string) string {
 	p := h.Policy(policy)
-	tok, err := sas.NewToken(Host, p.Name, p.PrimaryKey, time.Now().Add(time.Hour))
+	tok, err := sas.NewToken(h.Host(), p.Name, p.PrimaryKey, time.Now().Add(time.Hour))
 	if err != nil {
 		panic(err)
 	}

@@ -7,5 +7,6 @@
 //
 // Each test owns one address from 127.0.0.21 to 127.0.0.29, so tests run in
 // parallel with each other and with the Node.js suite (127.0.0.3x) and the
-// MQTT tests (127.0.0.4x). The harness is in harness_test.go.
+// MQTT tests (127.0.0.4x). internal/servetest runs the hub; the SDK's side
+// of the harness is in harness_test.go.
 package goiothub

@@ -1,21 +1,10 @@
 package goiothub
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,300 +12,37 @@ import (
 	iotmqtt "github.com/amenzhinsky/iothub/iotdevice/transport/mqtt"
 	"github.com/amenzhinsky/iothub/iotservice"
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/twinhub/twinhub/internal/servetest"
 )
 
-// The harness runs the real twinhub binary, built once per test binary,
-// as a child process: the suite then sees the hub exactly as SDK users do,
-// through its listeners, its TLS certificate and its CLI.
+// The harness runs the real twinhub binary as a child process
+// (internal/servetest): the suite then sees the hub exactly as SDK users
+// do, through its listeners, its TLS certificate and its CLI. What is here
+// is the SDK's side: service and device clients that trust the hub's CA.
 
-const (
-	// startTimeout bounds how long a hub may take to accept connections.
-	startTimeout = 60 * time.Second
-	// stopTimeout bounds how long a hub may take to exit after SIGTERM.
-	stopTimeout = 20 * time.Second
-	// callTimeout bounds one test's SDK calls so that a hung hub fails
-	// the test with its output rather than hitting go test's timeout.
-	callTimeout = 3 * time.Minute
-)
+// callTimeout bounds one test's SDK calls so that a hung hub fails the test
+// with its output rather than hitting go test's timeout.
+const callTimeout = 3 * time.Minute
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	binPath   string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// twinhubBinary builds cmd/twinhub once per test binary.
-func twinhubBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "twinhub-goiothub-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(buildDir, "twinhub")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/twinhub/twinhub/cmd/twinhub")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build cmd/twinhub: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// hubConfig is what hubOptions change.
-type hubConfig struct {
-	// MQTT makes startHub also wait for the MQTT listener on ADDR:8883.
-	MQTT bool
-	// Args are extra flags for `twinhub serve`.
-	Args []string
-}
-
-type hubOption func(*hubConfig)
-
-// withMQTT waits for the MQTT/TLS listener on ADDR:8883 as well as HTTPS.
-func withMQTT() hubOption { return func(c *hubConfig) { c.MQTT = true } }
-
-// withServeArgs passes extra flags to `twinhub serve`, e.g. "--sync-always".
-func withServeArgs(args ...string) hubOption {
-	return func(c *hubConfig) { c.Args = append(c.Args, args...) }
-}
+func TestMain(m *testing.M) { servetest.Main(m) }
 
 // testHub is a running twinhub process.
 type testHub struct {
-	// Addr is the loopback address the hub listens on and its HostName.
-	Addr string
-	// DataDir is the hub's data folder (a t.TempDir).
-	DataDir string
+	*servetest.Hub
 	// ConnectionString is the iothubowner connection string.
 	ConnectionString string
-	// CAFile is the hub's CA certificate (PEM) and CAPool a pool holding it.
-	CAFile string
-	CAPool *x509.CertPool
-
-	conf hubConfig
-	bin  string
-	out  *syncBuffer
-
-	mu   sync.Mutex
-	proc *hubProcess
-}
-
-// hubProcess is one run of `twinhub serve`.
-type hubProcess struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // cmd.Wait's result, set before done closes
 }
 
 // startHub runs `twinhub serve` on addr (a loopback IP, which becomes the
 // hub's HostName; HTTPS on addr:443, MQTT on addr:8883) with a fresh data
-// folder, and returns once it accepts TLS connections. The hub is stopped
-// with SIGTERM when the test ends; the test fails if it exits non-zero, dies
-// early or does not stop, and the hub's output is printed then (and when
-// the test failed for any other reason).
-func startHub(t testing.TB, addr string, opts ...hubOption) *testHub {
+// folder and the extra flags args, and returns once it serves; see
+// servetest.Start.
+func startHub(t testing.TB, addr string, args ...string) *testHub {
 	t.Helper()
-	h := &testHub{
-		Addr:    addr,
-		DataDir: t.TempDir(),
-		bin:     twinhubBinary(t),
-		out:     &syncBuffer{},
-	}
-	for _, o := range opts {
-		o(&h.conf)
-	}
-	h.CAFile = filepath.Join(h.DataDir, "ca.pem")
-	t.Cleanup(func() {
-		if err := h.stop(); err != nil {
-			t.Errorf("twinhub on %s: %v\n--- hub output ---\n%s", h.Addr, err, h.out.String())
-		} else if t.Failed() {
-			t.Logf("--- output of twinhub on %s ---\n%s", h.Addr, h.out.String())
-		}
-	})
-	h.start(t)
+	h := &testHub{Hub: servetest.Start(t, addr, args...)}
 	h.ConnectionString = strings.TrimSpace(h.CLI(t, "connection-string"))
 	return h
-}
-
-// start launches the process and waits until it serves.
-func (h *testHub) start(t testing.TB) {
-	t.Helper()
-	args := []string{"serve", "--data", h.DataDir, "--hostname", h.Addr,
-		"--https-addr", net.JoinHostPort(h.Addr, "443"),
-		"--mqtt-addr", net.JoinHostPort(h.Addr, "8883")}
-	args = append(args, h.conf.Args...)
-	cmd := exec.Command(h.bin, args...)
-	cmd.Stdout, cmd.Stderr = h.out, h.out
-	// Should the test binary die without its cleanups, the hub dies too
-	// instead of holding the address for the next run.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	fmt.Fprintf(h.out, "=== harness: %s %s\n", h.bin, strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting twinhub: %v", err)
-	}
-	p := &hubProcess{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	h.mu.Lock()
-	h.proc = p
-	h.mu.Unlock()
-	if err := h.waitReady(p); err != nil {
-		t.Fatalf("twinhub on %s did not start: %v\n--- hub output ---\n%s", h.Addr, err, h.out.String())
-	}
-}
-
-// waitReady polls until the hub has written its CA and serve.json (which
-// the CLI reads) and completes TLS handshakes that verify against the CA.
-func (h *testHub) waitReady(p *hubProcess) error {
-	deadline := time.Now().Add(startTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return fmt.Errorf("the hub exited: %v", p.err)
-		default:
-		}
-		last = h.probe(p)
-		if last == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after %s: %v", startTimeout, last)
-}
-
-func (h *testHub) probe(p *hubProcess) error {
-	pem, err := os.ReadFile(h.CAFile)
-	if err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("%s holds no certificate", h.CAFile)
-	}
-	var serve struct {
-		PID int `json:"pid"`
-	}
-	data, err := os.ReadFile(filepath.Join(h.DataDir, "serve.json"))
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, &serve); err != nil {
-		return fmt.Errorf("serve.json: %v", err)
-	}
-	if serve.PID != p.cmd.Process.Pid {
-		return fmt.Errorf("serve.json names pid %d, not %d", serve.PID, p.cmd.Process.Pid)
-	}
-	ports := []string{"443"}
-	if h.conf.MQTT {
-		ports = append(ports, "8883")
-	}
-	for _, port := range ports {
-		if err := tlsHandshake(net.JoinHostPort(h.Addr, port), h.Addr, pool); err != nil {
-			return err
-		}
-	}
-	h.CAPool = pool
-	return nil
-}
-
-func tlsHandshake(addr, serverName string, pool *x509.CertPool) error {
-	d := &net.Dialer{Timeout: time.Second}
-	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: serverName})
-	if err != nil {
-		return err
-	}
-	return conn.Close()
-}
-
-// stop sends SIGTERM and waits for the process to exit; an error says
-// what went wrong (a non-zero exit, an early death, a hang).
-func (h *testHub) stop() error {
-	h.mu.Lock()
-	p := h.proc
-	h.proc = nil
-	h.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	select {
-	case <-p.done:
-		return fmt.Errorf("the hub had exited before the harness stopped it: %v", exitDescription(p.err))
-	default:
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("sending SIGTERM: %v", err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("the hub did not exit within %s of SIGTERM (killed)", stopTimeout)
-	}
-	if p.err != nil {
-		return fmt.Errorf("the hub exited after SIGTERM with %v", exitDescription(p.err))
-	}
-	return nil
-}
-
-func exitDescription(err error) string {
-	if err == nil {
-		return "status 0"
-	}
-	return err.Error()
-}
-
-// Restart stops the hub with SIGTERM (failing the test unless it exits
-// cleanly) and starts it again on the same address and data folder.
-// Service clients made before keep working for idempotent calls only:
-// make new ones.
-func (h *testHub) Restart(t testing.TB) {
-	t.Helper()
-	if err := h.stop(); err != nil {
-		t.Fatalf("stopping twinhub on %s: %v\n--- hub output ---\n%s", h.Addr, err, h.out.String())
-	}
-	h.start(t)
-}
-
-// Output is everything the hub has printed so far.
-func (h *testHub) Output() string { return h.out.String() }
-
-// CLI runs `twinhub --data DIR args...` and returns its standard output;
-// the test fails (and stops) if it exits non-zero.
-func (h *testHub) CLI(t testing.TB, args ...string) string {
-	t.Helper()
-	stdout, stderr, err := h.RunCLI(args...)
-	if err != nil {
-		t.Fatalf("twinhub %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, stdout, stderr)
-	}
-	return stdout
-}
-
-// RunCLI runs `twinhub --data DIR args...` and returns what it printed
-// and its exit error (an *exec.ExitError for a non-zero status).
-func (h *testHub) RunCLI(args ...string) (stdout, stderr string, err error) {
-	var o, e bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, h.bin, append([]string{"--data", h.DataDir}, args...)...)
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	return o.String(), e.String(), err
 }
 
 // PolicyConnectionString is the hub connection string of a shared access
@@ -324,11 +50,6 @@ func (h *testHub) RunCLI(args ...string) (stdout, stderr string, err error) {
 func (h *testHub) PolicyConnectionString(t testing.TB, policy string) string {
 	t.Helper()
 	return strings.TrimSpace(h.CLI(t, "connection-string", "--policy", policy))
-}
-
-// TLSConfig trusts the hub's CA and nothing else.
-func (h *testHub) TLSConfig() *tls.Config {
-	return &tls.Config{RootCAs: h.CAPool}
 }
 
 // Service is an iotservice client with the owner connection string.
@@ -359,11 +80,6 @@ func (h *testHub) ServiceFor(t testing.TB, connectionString string) *iotservice.
 		httpClient.CloseIdleConnections()
 	})
 	return c
-}
-
-// MQTTListening reports whether the hub accepts TLS on ADDR:8883.
-func (h *testHub) MQTTListening() bool {
-	return tlsHandshake(net.JoinHostPort(h.Addr, "8883"), h.Addr, h.CAPool) == nil
 }
 
 // MQTTTransport is the SDK's MQTT device transport trusting the hub's CA
@@ -441,22 +157,4 @@ func wantStatus(t testing.TB, call string, err error, status int) {
 	if got := statusOf(err); got != status {
 		t.Errorf("%s: error %v (HTTP %d), want HTTP %d", call, err, got, status)
 	}
-}
-
-// syncBuffer collects the hub's output from two pipes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -3,7 +3,6 @@ package goiothub
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -29,7 +28,7 @@ func monitor(t *testing.T, h *testHub, n int, args ...string) []eventLine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, h.bin, append([]string{"--data", h.DataDir, "monitor-events", "--max", strconv.Itoa(n)}, args...)...)
+	cmd := h.Command(ctx, append([]string{"monitor-events", "--max", strconv.Itoa(n)}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +52,7 @@ func monitor(t *testing.T, h *testHub, n int, args ...string) []eventLine {
 
 func TestTelemetryAndC2D(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, "127.0.0.57", withMQTT())
+	h := startHub(t, "127.0.0.57")
 	svc := h.Service(t)
 	ctx := testContext(t)
 	_, cs := h.NewDevice(t, svc, "msg-1")

@@ -16,7 +16,7 @@ import (
 
 func TestDirectMethods(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, "127.0.0.56", withMQTT())
+	h := startHub(t, "127.0.0.56")
 	svc := h.Service(t)
 	ctx := testContext(t)
 	_, cs := h.NewDevice(t, svc, "meth-1")

@@ -105,7 +105,7 @@ func waitDisconnected(t *testing.T, svc *iotservice.Client, id string) {
 
 func TestMQTTDeviceSAS(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, "127.0.0.45", withMQTT())
+	h := startHub(t, "127.0.0.45")
 	svc := h.Service(t)
 	for _, ws := range []bool{false, true} {
 		name := "tls"
@@ -187,7 +187,7 @@ func x509Device(t *testing.T, h *testHub, id string, cert tls.Certificate, ws bo
 
 func TestMQTTDeviceSelfSignedX509(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, "127.0.0.46", withMQTT())
+	h := startHub(t, "127.0.0.46")
 	svc := h.Service(t)
 	ctx := testContext(t)
 	cert, leaf := deviceCert(t, "x509-dev", nil, nil)
@@ -254,7 +254,7 @@ func TestMQTTDeviceCAX509(t *testing.T) {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := startHub(t, "127.0.0.47", withMQTT(), withServeArgs("--device-ca", caFile))
+	h := startHub(t, "127.0.0.47", "--device-ca", caFile)
 	svc := h.Service(t)
 	ctx := testContext(t)
 	if _, err := svc.CreateDevice(ctx, &iotservice.Device{DeviceID: "ca-dev", Authentication: &iotservice.Authentication{Type: iotservice.AuthCA}}); err != nil {
@@ -285,7 +285,7 @@ func TestMQTTDeviceCAX509(t *testing.T) {
 // transport (whose SAS resource is double-encoded).
 func TestMQTTModule(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, "127.0.0.48", withMQTT())
+	h := startHub(t, "127.0.0.48")
 	svc := h.Service(t)
 	ctx := testContext(t)
 	h.NewDevice(t, svc, "edge1")
@@ -349,7 +349,7 @@ func TestMQTTModule(t *testing.T) {
 // disabled device, and the device stays Disconnected.
 func TestMQTTRefusals(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, "127.0.0.49", withMQTT())
+	h := startHub(t, "127.0.0.49")
 	svc := h.Service(t)
 	ctx := testContext(t)
 	_, cs := h.NewDevice(t, svc, "refused")

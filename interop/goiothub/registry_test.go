@@ -63,7 +63,7 @@ func deviceIDs(devices []*iotservice.Device) []string {
 // IoT Hub gives for duplicates, stale etags, missing devices and invalid ids.
 func TestDeviceRegistry(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, "127.0.0.21", withMQTT())
+	h := startHub(t, "127.0.0.21")
 	svc := h.Service(t)
 	ctx := testContext(t)
 

@@ -27,7 +27,7 @@ type credential struct {
 // restCredentials are the columns of the REST matrix, in its order.
 func restCredentials(p *proc, devA, modA device) []credential {
 	other, _ := sas.GenerateKey()
-	owner := p.policies["iothubowner"]
+	owner := p.Policies["iothubowner"]
 	return []credential{
 		{"owner", func() string { return p.policyToken("iothubowner") }},
 		{"service", func() string { return p.policyToken("service") }},
@@ -36,20 +36,20 @@ func restCredentials(p *proc, devA, modA device) []credential {
 		{"device policy", func() string { return p.policyToken("device") }},
 		{"device A's token", func() string { return p.deviceToken(devA.ID, devA.Key) }},
 		{"module A/m1's token", func() string {
-			return p.tokenFor(p.host+"/devices/"+devA.ID+"/modules/m1", "", modA.Key, time.Hour)
+			return p.tokenFor(p.HostName+"/devices/"+devA.ID+"/modules/m1", "", modA.Key, time.Hour)
 		}},
 		// SAS tokens carry an expiry and no start time, so there is no
 		// "not yet valid" token: one that expires in the future is valid.
-		{"expired owner", func() string { return p.tokenFor(p.host, "iothubowner", owner.PrimaryKey, -time.Minute) }},
-		{"owner, wrong signature", func() string { return p.tokenFor(p.host, "iothubowner", other, time.Hour) }},
+		{"expired owner", func() string { return p.tokenFor(p.HostName, "iothubowner", owner.PrimaryKey, -time.Minute) }},
+		{"owner, wrong signature", func() string { return p.tokenFor(p.HostName, "iothubowner", other, time.Hour) }},
 		{"owner, other hub", func() string { return p.tokenFor("other.example", "iothubowner", owner.PrimaryKey, time.Hour) }},
 		// IoT Hub accepts service tokens scoped below the hub for the
 		// resources under them; twinhub's REST API wants hub-wide ones.
 		{"owner, scoped to device A", func() string {
-			return p.tokenFor(p.host+"/devices/"+devA.ID, "iothubowner", owner.PrimaryKey, time.Hour)
+			return p.tokenFor(p.HostName+"/devices/"+devA.ID, "iothubowner", owner.PrimaryKey, time.Hour)
 		}},
-		{"unknown policy", func() string { return p.tokenFor(p.host, "admin", owner.PrimaryKey, time.Hour) }},
-		{"malformed", func() string { return "SharedAccessSignature sr=" + p.host + "&sig=&se=x" }},
+		{"unknown policy", func() string { return p.tokenFor(p.HostName, "admin", owner.PrimaryKey, time.Hour) }},
+		{"malformed", func() string { return "SharedAccessSignature sr=" + p.HostName + "&sig=&se=x" }},
 		{"bearer", func() string { return "Bearer " + owner.PrimaryKey }},
 		{"none", func() string { return "" }},
 	}
@@ -228,7 +228,7 @@ func TestAuthMatrixREST(t *testing.T) {
 	}
 
 	secrets := []string{}
-	for _, pol := range p.policies {
+	for _, pol := range p.Policies {
 		secrets = append(secrets, pol.PrimaryKey, pol.SecondaryKey)
 	}
 	secrets = append(secrets, devA.Key, devB.Key, modA.Key)
@@ -345,8 +345,8 @@ func TestAuthMatrixMQTT(t *testing.T) {
 	disabled := c.createDevice(t, "mauth-off")
 	c.owner(t, 200, "PUT", "/devices/"+disabled.ID, map[string]any{"deviceId": disabled.ID, "status": "disabled"}, "If-Match", "*")
 	other, _ := sas.GenerateKey()
-	owner := p.policies["iothubowner"]
-	modResource := p.host + "/devices/" + devA.ID + "/modules/m1"
+	owner := p.Policies["iothubowner"]
+	modResource := p.HostName + "/devices/" + devA.ID + "/modules/m1"
 
 	tokA := p.deviceToken(devA.ID, devA.Key)
 	tokMod := p.tokenFor(modResource, "", modA.Key, time.Hour)
@@ -369,13 +369,13 @@ func TestAuthMatrixMQTT(t *testing.T) {
 		{devA.ID, p.policyToken("service"), "", 5, "service policy (no DeviceConnect)"},
 		{devA.ID, p.policyToken("registryRead"), "", 5, "registryRead policy"},
 		{devA.ID, p.policyToken("registryReadWrite"), "", 5, "registryReadWrite policy"},
-		{devA.ID, p.tokenFor(p.host+"/devices/"+devA.ID, "", devA.Key, -time.Minute), "", 5, "expired token"},
-		{devA.ID, p.tokenFor(p.host+"/devices/"+devA.ID, "", other, time.Hour), "", 5, "wrong signature"},
+		{devA.ID, p.tokenFor(p.HostName+"/devices/"+devA.ID, "", devA.Key, -time.Minute), "", 5, "expired token"},
+		{devA.ID, p.tokenFor(p.HostName+"/devices/"+devA.ID, "", other, time.Hour), "", 5, "wrong signature"},
 		{devA.ID, p.tokenFor("other.example/devices/"+devA.ID, "", devA.Key, time.Hour), "", 5, "token for another hub"},
-		{devA.ID, p.tokenFor(p.host, "iothubowner", other, time.Hour), "", 5, "owner policy, wrong signature"},
+		{devA.ID, p.tokenFor(p.HostName, "iothubowner", other, time.Hour), "", 5, "owner policy, wrong signature"},
 		{devA.ID, "not a token", "", 4, "malformed password"},
 		{devA.ID, "", "", 5, "no password, no certificate"},
-		{devA.ID, tokA, p.host + "/" + devB.ID + "/?api-version=" + apiVersion, 4, "user name of another device"},
+		{devA.ID, tokA, p.HostName + "/" + devB.ID + "/?api-version=" + apiVersion, 4, "user name of another device"},
 		{devA.ID, tokA, "other.example/" + devA.ID + "/?api-version=" + apiVersion, 4, "user name of another hub"},
 		{"ghost", p.deviceToken("ghost", other), "", 5, "unregistered device"},
 		{disabled.ID, p.deviceToken(disabled.ID, disabled.Key), "", 5, "disabled device"},

@@ -259,7 +259,7 @@ func TestBadInputMQTT(t *testing.T) {
 
 	// Clients that hold a connection and do nothing useful.
 	var silent []func()
-	tcpOnly, err := net.Dial("tcp", net.JoinHostPort(p.addr, "8883"))
+	tcpOnly, err := net.Dial("tcp", net.JoinHostPort(p.Addr, "8883"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -86,10 +85,10 @@ func (w *c2dLoad) verify(t *testing.T, p *proc, c *rest) (acked, found int, prob
 		w.mu.Unlock()
 		got := make(chan string, 256)
 		o := paho.NewClientOptions().
-			AddBroker("tls://" + net.JoinHostPort(p.addr, "8883")).
+			AddBroker("tls://" + net.JoinHostPort(p.Addr, "8883")).
 			SetClientID(d.ID).SetUsername(p.username(d.ID)).
 			SetPassword(p.deviceToken(d.ID, d.Key)).
-			SetTLSConfig(&tls.Config{RootCAs: p.pool, ServerName: p.addr}).
+			SetTLSConfig(p.TLSConfig()).
 			SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false)
 		cl := paho.NewClient(o)
 		if tok := cl.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {

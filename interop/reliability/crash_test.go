@@ -149,7 +149,7 @@ func (w *serviceLoad) name() string { return "desired and tag updates (REST, iot
 func (w *serviceLoad) run(ctx context.Context, t *testing.T, p *proc) {
 	hc := &http.Client{Transport: p.rest().hc.Transport, Timeout: 10 * time.Second}
 	svc, err := iotservice.NewFromConnectionString(
-		fmt.Sprintf("HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s", p.host, p.policies["iothubowner"].PrimaryKey),
+		fmt.Sprintf("HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s", p.HostName, p.Policies["iothubowner"].PrimaryKey),
 		iotservice.WithHTTPClient(hc))
 	if err != nil {
 		t.Error(err)
@@ -242,11 +242,11 @@ func TestCrashSafety(t *testing.T) {
 		// Kill somewhere between 0.5 s and 3 s (long: 6 s) into the load.
 		after := 500*time.Millisecond + time.Duration(rng.Int64N(int64(pick(2500, 5500))*int64(time.Millisecond)))
 		time.Sleep(after)
-		p.kill()
+		p.Kill()
 		cancel()
 		wg.Wait()
 
-		p.start()
+		p.Start(t)
 		c = p.rest()
 		var acked, found int
 		for _, w := range loads {
@@ -255,7 +255,7 @@ func TestCrashSafety(t *testing.T) {
 				t.Errorf("round %d: %s", round, pr)
 			}
 			t.Logf("round %d (killed after %s, restarted in %s): %s: acknowledged %d, found %d, lost %d",
-				round, after.Round(time.Millisecond), p.ready.Round(time.Millisecond), w.name(), a, f, a-f)
+				round, after.Round(time.Millisecond), p.Ready.Round(time.Millisecond), w.name(), a, f, a-f)
 			acked, found = acked+a, found+f
 		}
 		t.Logf("round %d: all writes so far: acknowledged %d, found %d, lost %d", round, acked, found, acked-found)

@@ -24,7 +24,7 @@ import (
 
 // username is what the Node and Python SDKs send.
 func (p *proc) username(clientID string) string {
-	return p.host + "/" + clientID + "/?api-version=" + apiVersion
+	return p.HostName + "/" + clientID + "/?api-version=" + apiVersion
 }
 
 // --- a raw MQTT connection, for what no SDK would send ---
@@ -47,7 +47,7 @@ func (p *proc) dialMQTT(t testing.TB) *rawConn {
 // tryDialMQTT is dialMQTT for goroutines other than the test's: the
 // caller closes the connection.
 func (p *proc) tryDialMQTT() (*rawConn, error) {
-	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", net.JoinHostPort(p.addr, "8883"), &tls.Config{RootCAs: p.pool, ServerName: p.addr})
+	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", net.JoinHostPort(p.Addr, "8883"), p.TLSConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -192,16 +192,16 @@ func (p *proc) connectDevice(t testing.TB, d device) (*pahoDevice, error) {
 	t.Helper()
 	pd := &pahoDevice{id: d.ID, pending: map[string]chan twinReply{}, desired: make(chan []byte, 1024)}
 	devID, _, _ := strings.Cut(d.ID, "/")
-	resource := p.host + "/devices/" + url.PathEscape(devID)
+	resource := p.HostName + "/devices/" + url.PathEscape(devID)
 	if _, mid, ok := strings.Cut(d.ID, "/"); ok {
 		resource += "/modules/" + url.PathEscape(mid)
 	}
 	o := paho.NewClientOptions().
-		AddBroker("tls://" + net.JoinHostPort(p.addr, "8883")).
+		AddBroker("tls://" + net.JoinHostPort(p.Addr, "8883")).
 		SetClientID(d.ID).
 		SetUsername(p.username(d.ID)).
 		SetPassword(p.tokenFor(resource, "", d.Key, time.Hour)).
-		SetTLSConfig(&tls.Config{RootCAs: p.pool, ServerName: p.addr}).
+		SetTLSConfig(p.TLSConfig()).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
 		SetAutoReconnect(false).

@@ -52,7 +52,7 @@ func TestGracefulShutdown(t *testing.T) {
 		wg.Go(func() { w.run(ctx, t, p) })
 	}
 	time.Sleep(1500 * time.Millisecond)
-	took, err := p.term()
+	took, err := p.Stop()
 	cancel()
 	wg.Wait()
 	if err != nil {
@@ -60,7 +60,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	t.Logf("SIGTERM under load: the hub exited cleanly in %s", took.Round(time.Millisecond))
 
-	p.start()
+	p.Start(t)
 	c = p.rest()
 	var acked, found int
 	for _, w := range loads {
@@ -125,17 +125,17 @@ func TestRestartManyTwins(t *testing.T) {
 	created := time.Since(began)
 	t.Logf("created %d devices with tags and desired properties through the bulk API in %s (%.0f/s)", n, created.Round(time.Millisecond), float64(n)/created.Seconds())
 
-	took, err := p.term()
+	took, err := p.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.start()
+	p.Start(t)
 	loaded := "?"
-	if m := indexLoaded.FindAllStringSubmatch(p.log.String(), -1); len(m) > 0 {
+	if m := indexLoaded.FindAllStringSubmatch(p.Output(), -1); len(m) > 0 {
 		loaded = m[len(m)-1][1]
 	}
 	t.Logf("%d twins: SIGTERM exit %s; restart until both listeners serve %s (query index loaded in %s)",
-		n, took.Round(time.Millisecond), p.ready.Round(time.Millisecond), loaded)
+		n, took.Round(time.Millisecond), p.Ready.Round(time.Millisecond), loaded)
 	stats := c.owner(t, 200, "GET", "/statistics/devices", nil).json(t)
 	if got := stats["totalDeviceCount"]; got != float64(n) {
 		t.Errorf("after the restart: totalDeviceCount %v, want %d", got, n)

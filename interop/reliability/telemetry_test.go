@@ -120,7 +120,7 @@ func (w *telemetryLoad) read(p *proc, c *rest, id string, want map[int]bool) (in
 		"from":          {"start"},
 		"deviceId":      {id},
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+p.addr+"/twinhub/events?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+p.Addr+"/twinhub/events?"+q.Encode(), nil)
 	if err != nil {
 		return 0, err
 	}

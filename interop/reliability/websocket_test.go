@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"bytes"
-	"crypto/tls"
 	"net/http"
 	"testing"
 	"time"
@@ -28,11 +27,11 @@ func TestBadInputWebSocket(t *testing.T) {
 	dial := func(t *testing.T) *websocket.Conn {
 		t.Helper()
 		dialer := websocket.Dialer{
-			TLSClientConfig:  &tls.Config{RootCAs: p.pool, ServerName: p.addr},
+			TLSClientConfig:  p.TLSConfig(),
 			Subprotocols:     []string{"mqtt"},
 			HandshakeTimeout: 10 * time.Second,
 		}
-		ws, resp, err := dialer.Dial("wss://"+p.addr+"/$iothub/websocket", nil)
+		ws, resp, err := dialer.Dial("wss://"+p.Addr+"/$iothub/websocket", nil)
 		if err != nil {
 			t.Fatalf("WebSocket dial: %v", err)
 		}
