@@ -70,6 +70,37 @@ type TelemetryStore interface {
 	Read(ctx context.Context, f EventFilter, fn func(*Event) error) error
 }
 
+// AsyncTelemetryStore is a TelemetryStore that can also store an event
+// without making its caller wait.
+type AsyncTelemetryStore interface {
+	TelemetryStore
+	// AppendAsync stores an event and calls done once: with nil once the
+	// event is durable, else with the error (also after timeout). done
+	// must not block; it may run on another goroutine, before or after
+	// AppendAsync returns.
+	AppendAsync(e *Event, timeout time.Duration, done func(error))
+}
+
+// SendEventAsync is SendEvent without waiting: done is called once with
+// its result (see AsyncTelemetryStore). With a store that cannot append
+// asynchronously, the event is stored before SendEventAsync returns.
+func (h *Hub) SendEventAsync(e *Event, timeout time.Duration, done func(error)) {
+	if len(e.Body) > MaxTelemetrySize {
+		done(ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), MaxTelemetrySize))
+		return
+	}
+	t, _ := h.stores()
+	if a, ok := t.(AsyncTelemetryStore); ok {
+		e.Enqueued = Now()
+		a.AppendAsync(e, timeout, done)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := h.SendEvent(ctx, e)
+	cancel()
+	done(err)
+}
+
 // SendEvent stores a device's telemetry, adding the enqueued time. The
 // hub's telemetry store must be set (UseMessaging); without one the event
 // is dropped, once with a warning.

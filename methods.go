@@ -335,6 +335,13 @@ func (h *Hub) InvokeMethod(ctx context.Context, k Key, req MethodRequest) (*Meth
 		return nil, err
 	}
 	payload := normalizeJSON(req.Payload)
+	r, err := h.methods()
+	if err != nil {
+		return nil, err
+	}
+	if s := r.local(k); s != nil {
+		return r.invokeLocal(ctx, k, s, req.MethodName, payload, respTimeout, connTimeout)
+	}
 	rec, err := h.get(ctx, k)
 	if err != nil {
 		return nil, err
@@ -347,10 +354,6 @@ func (h *Hub) InvokeMethod(ctx context.Context, k Key, req MethodRequest) (*Meth
 	}
 	if connTimeout == 0 && state != StateConnected {
 		return nil, errDeviceNotOnline(k)
-	}
-	r, err := h.methods()
-	if err != nil {
-		return nil, err
 	}
 	if h.bus == nil {
 		return nil, errDeviceNotOnline(k)
@@ -417,5 +420,43 @@ func (h *Hub) InvokeMethod(ctx context.Context, k Key, req MethodRequest) (*Meth
 				return &MethodResult{Status: m.Status, Payload: normalizeJSON(m.Payload)}, nil
 			}
 		}
+	}
+}
+
+// local returns the connection of this node that serves k's methods, if
+// any.
+func (r *methodRouter) local(k Key) *methodServer {
+	r.mu.Lock()
+	s := r.servers[k]
+	r.mu.Unlock()
+	return s
+}
+
+// invokeLocal calls a method on a connection of this node. The
+// connection serving the identity's methods proves that it exists and is
+// connected, so neither the registry nor the bus is needed: the call is
+// handed over directly and its answer comes back on a channel. Waiting
+// for the answer follows the rules of calls over the bus.
+func (r *methodRouter) invokeLocal(ctx context.Context, k Key, s *methodServer, name string, payload json.RawMessage, respTimeout, connTimeout time.Duration) (*MethodResult, error) {
+	start := time.Now()
+	result := make(chan MethodResult, 1)
+	call := &MethodCall{
+		ID: randomHex(12), Name: name, Payload: payload,
+		Deadline: start.Add(max(connTimeout, methodAckWait) + respTimeout),
+	}
+	call.respond = func(status int, payload []byte) {
+		result <- MethodResult{Status: status, Payload: payload} // once (Respond), into room for one
+	}
+	s.fn(call)
+	wait := min(respTimeout, time.Until(start.Add(connTimeout+respTimeout-methodTimeoutMargin)))
+	respond := time.NewTimer(wait)
+	defer respond.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-respond.C:
+		return nil, errMethodTimeout(k, name)
+	case res := <-result:
+		return &res, nil
 	}
 }

@@ -1,15 +1,17 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,13 +80,18 @@ type TelemetryOptions struct {
 
 // Telemetry is twinhub.TelemetryStore on a JetStream stream.
 type Telemetry struct {
+	nc         *nats.Conn
 	js         jetstream.JetStream
 	stream     jetstream.Stream
 	partitions int
 	log        *slog.Logger
+
+	ackOnce sync.Once
+	ack     *acker
+	ackErr  error
 }
 
-var _ twinhub.TelemetryStore = (*Telemetry)(nil)
+var _ twinhub.AsyncTelemetryStore = (*Telemetry)(nil)
 
 // OpenTelemetry creates or updates the telemetry stream.
 func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Telemetry, error) {
@@ -128,7 +135,7 @@ func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Tel
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", TelemetryStream, err)
 	}
-	return &Telemetry{js: js, stream: stream, partitions: partitions, log: o.Log}, nil
+	return &Telemetry{nc: nc, js: js, stream: stream, partitions: partitions, log: o.Log}, nil
 }
 
 // Partitions is the stream's partition count.
@@ -136,62 +143,137 @@ func (t *Telemetry) Partitions() int { return t.partitions }
 
 // TelemetryPartition is the partition of a device's events.
 func TelemetryPartition(deviceID string, partitions int) int {
-	h := fnv.New32a()
-	h.Write([]byte(deviceID))
-	return int(h.Sum32() % uint32(partitions))
+	return int(fnv32a(deviceID) % uint32(partitions))
+}
+
+// fnv32a is FNV-1a, 32 bit (hash/fnv's New32a), without its allocations.
+func fnv32a(s string) uint32 {
+	const offset, prime = 2166136261, 16777619
+	h := uint32(offset)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= prime
+	}
+	return h
 }
 
 // Subject is where the events of identity k go.
 func (t *Telemetry) Subject(k twinhub.Key) string {
-	return TelemetrySubjectPrefix + strconv.Itoa(TelemetryPartition(k.DeviceID, t.partitions)) + "." + twinhub.EncodeKey(k)
+	p := TelemetryPartition(k.DeviceID, t.partitions)
+	if k.ModuleID == "" && p < 10 && plainID(k.DeviceID) {
+		// The usual case, built with one allocation.
+		return TelemetrySubjectPrefix + string(rune('0'+p)) + "." + k.DeviceID
+	}
+	return TelemetrySubjectPrefix + strconv.Itoa(p) + "." + twinhub.EncodeKey(k)
+}
+
+// plainID says whether twinhub.EncodeID leaves id as it is.
+func plainID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // authMethodJSON is iothub-connection-auth-method as IoT Hub writes it.
 func authMethodJSON(k twinhub.Key, method string) string {
-	scope := "device"
-	if k.ModuleID != "" {
-		scope = "module"
+	module := k.ModuleID != ""
+	switch method {
+	case "", "sas":
+		if module {
+			return authModuleSAS
+		}
+		return authDeviceSAS
 	}
-	if method == "" {
-		method = "sas"
+	scope := "device"
+	if module {
+		scope = "module"
 	}
 	return `{"scope":"` + scope + `","type":"` + method + `","issuer":"iothub","acceptingIpFilterRule":null}`
 }
+
+const (
+	authDeviceSAS = `{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`
+	authModuleSAS = `{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`
+)
 
 // headerKey makes an application property name a valid NATS header
 // name: bytes that a header name may not hold (controls, space, ':' and
 // '%' itself) are percent-encoded.
 func headerKey(k string) string {
-	var b strings.Builder
-	for i := 0; i < len(k); i++ {
+	i := 0
+	for i < len(k) && !headerKeyEscaped(k[i]) {
+		i++
+	}
+	if i == len(k) {
+		return k // the usual case: nothing to encode, nothing allocated
+	}
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, i, len(k)+8)
+	copy(b, k[:i])
+	for ; i < len(k); i++ {
 		c := k[i]
-		if c <= ' ' || c >= 0x7f || c == ':' || c == '%' {
-			fmt.Fprintf(&b, "%%%02X", c)
+		if headerKeyEscaped(c) {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
 			continue
 		}
-		b.WriteByte(c)
+		b = append(b, c)
 	}
-	return b.String()
+	return string(b)
 }
 
+func headerKeyEscaped(c byte) bool { return c <= ' ' || c >= 0x7f || c == ':' || c == '%' }
+
+// headerValue replaces CR and LF, which would end the header, by spaces.
 func headerValue(v string) string {
-	return strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
+		return v
+	}
+	b := []byte(v)
+	for i, c := range b {
+		if c == '\r' || c == '\n' {
+			b[i] = ' '
+		}
+	}
+	return string(b)
 }
 
-func (t *Telemetry) Append(ctx context.Context, e *twinhub.Event) error {
-	m := nats.NewMsg(t.Subject(e.Identity))
-	m.Data = e.Body
-	h := m.Header
+// isSystemHeader says whether k, in any case, names a system property.
+// Lower-casing (an allocation when k has capitals) is skipped unless k
+// is as long as one of them.
+func isSystemHeader(k string) bool {
+	return len(k) < len(systemHeaderLength) && systemHeaderLength[len(k)] &&
+		(systemHeaders[k] || systemHeaders[strings.ToLower(k)])
+}
+
+// systemHeaderLength[n] says whether a system header is n bytes long.
+var systemHeaderLength = func() (l [64]bool) {
+	for k := range systemHeaders {
+		l[len(k)] = true
+	}
+	return l
+}()
+
+// message builds the NATS message of an event.
+func (t *Telemetry) message(e *twinhub.Event) *nats.Msg {
+	h := make(nats.Header, 4+len(e.Properties))
 	for _, p := range e.Properties {
 		k := headerKey(p.Key)
-		if systemHeaders[strings.ToLower(k)] {
+		if isSystemHeader(k) {
 			continue
 		}
 		h[k] = append(h[k], headerValue(p.Value))
 	}
+	// One backing array for the value slices of the system properties.
+	vals := make([]string, 0, 10)
 	set := func(k, v string) {
 		if v != "" {
-			h[k] = []string{headerValue(v)}
+			vals = append(vals, headerValue(v))
+			n := len(vals)
+			h[k] = vals[n-1 : n : n]
 		}
 	}
 	set(HeaderDeviceID, e.Identity.DeviceID)
@@ -204,8 +286,201 @@ func (t *Telemetry) Append(ctx context.Context, e *twinhub.Event) error {
 	set(HeaderContentEncoding, e.ContentEncoding)
 	set(HeaderUserID, e.UserID)
 	set(HeaderTo, e.To)
-	_, err := t.js.PublishMsg(ctx, m)
+	return &nats.Msg{Subject: t.Subject(e.Identity), Header: h, Data: e.Body}
+}
+
+func (t *Telemetry) Append(ctx context.Context, e *twinhub.Event) error {
+	_, err := t.js.PublishMsg(ctx, t.message(e))
 	return err
+}
+
+// AppendAsync stores an event without waiting for the stream: done is
+// called once, with nil when the stream has stored the event (when Append
+// would return) or with the error, also when no answer came within
+// timeout. done runs on the goroutine that receives the stream's answers
+// (or on the caller's, for an error at once) and must not block. Answers
+// come in the order of the appends, but a caller that needs order must
+// keep it itself: a timeout may overtake an answer.
+//
+// Waiting for an answer asynchronously lets a connection read its next
+// message meanwhile, and costs less than a JetStream request: one
+// subscription for all answers, no context, timer or channel a message,
+// and the answer of a success is not decoded.
+func (t *Telemetry) AppendAsync(e *twinhub.Event, timeout time.Duration, done func(error)) {
+	a, err := t.acker()
+	if err != nil {
+		done(err)
+		return
+	}
+	m := t.message(e)
+	id, reply := a.add(done, timeout)
+	m.Reply = reply
+	if err := t.nc.PublishMsg(m); err != nil {
+		if fn := a.take(id, false); fn != nil {
+			fn(err)
+		}
+	}
+}
+
+// acker starts, once, the subscription that receives the answers to
+// AppendAsync.
+func (t *Telemetry) acker() (*acker, error) {
+	t.ackOnce.Do(func() {
+		// An inbox of its own: the connection's request inbox
+		// (NewRespInbox) would also take the answers of JetStream API
+		// requests, and its subscription these answers.
+		a := &acker{prefix: t.nc.NewInbox() + ".", pending: map[uint64]pendingAck{}, replies: map[uint64]string{}}
+		sub, err := t.nc.Subscribe(a.prefix+"*", a.onAnswer)
+		if err != nil {
+			t.ackErr = err
+			return
+		}
+		sub.SetPendingLimits(-1, -1)
+		t.ack = a
+	})
+	return t.ack, t.ackErr
+}
+
+// acker matches the stream's answers to asynchronous appends by the
+// number at the end of their reply subject.
+//
+// The number of an append that got its answer is used again (an append
+// gets exactly one answer, so no other can arrive for it): the reply
+// subjects in use stay as few as the appends that wait at once, and the
+// NATS server finds them in its subject cache instead of matching a new
+// subject for every answer. The number of an append that timed out is
+// never used again, lest its late answer be taken for another's.
+type acker struct {
+	prefix string
+
+	mu       sync.Mutex
+	seq      uint64
+	free     []uint64 // numbers answered, to use again
+	pending  map[uint64]pendingAck
+	replies  map[uint64]string // reply subjects of the numbers pending or free
+	sweeping bool
+}
+
+type pendingAck struct {
+	done     func(error)
+	deadline time.Time
+}
+
+// maxFreeIDs bounds the numbers kept for use again.
+const maxFreeIDs = 4096
+
+// ackSweep is how often appends are checked for a missing answer.
+const ackSweep = 500 * time.Millisecond
+
+var errAppendTimeout = errors.New("telemetry append: no answer from the stream in time")
+
+func (a *acker) add(done func(error), timeout time.Duration) (uint64, string) {
+	deadline := time.Now().Add(timeout)
+	a.mu.Lock()
+	var id uint64
+	var reply string
+	if n := len(a.free); n > 0 {
+		id = a.free[n-1]
+		a.free = a.free[:n-1]
+		reply = a.replies[id]
+	} else {
+		a.seq++
+		id = a.seq
+		reply = a.prefix + strconv.FormatUint(id, 36)
+		a.replies[id] = reply
+	}
+	a.pending[id] = pendingAck{done: done, deadline: deadline}
+	sweep := !a.sweeping
+	a.sweeping = true
+	a.mu.Unlock()
+	if sweep {
+		go a.sweep()
+	}
+	return id, reply
+}
+
+// take removes and returns the callback of an append; nil when it has
+// been answered or timed out already. answered says that the answer
+// came, so that the number may be used again.
+func (a *acker) take(id uint64, answered bool) func(error) {
+	a.mu.Lock()
+	p, ok := a.pending[id]
+	if ok {
+		delete(a.pending, id)
+		if answered && len(a.free) < maxFreeIDs {
+			a.free = append(a.free, id)
+		} else {
+			delete(a.replies, id)
+		}
+	}
+	a.mu.Unlock()
+	return p.done
+}
+
+func (a *acker) onAnswer(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[len(a.prefix):], 36, 64)
+	if err != nil {
+		return
+	}
+	if done := a.take(id, true); done != nil {
+		done(pubAckError(m))
+	}
+}
+
+// sweep fails the appends left without an answer past their deadline,
+// while any are pending.
+func (a *acker) sweep() {
+	var late []func(error)
+	for {
+		time.Sleep(ackSweep)
+		now := time.Now()
+		a.mu.Lock()
+		for id, p := range a.pending {
+			if now.After(p.deadline) {
+				late = append(late, p.done)
+				delete(a.pending, id)
+				delete(a.replies, id)
+			}
+		}
+		idle := len(a.pending) == 0
+		if idle {
+			a.sweeping = false
+		}
+		a.mu.Unlock()
+		for i, done := range late {
+			done(errAppendTimeout)
+			late[i] = nil
+		}
+		late = late[:0]
+		if idle {
+			return
+		}
+	}
+}
+
+// pubAckError reads JetStream's answer to a publish: nil when the message
+// is stored. A success is {"stream":..,"seq":..}; the answer is decoded
+// only when it mentions an error.
+func pubAckError(m *nats.Msg) error {
+	if len(m.Data) == 0 {
+		if m.Header.Get("Status") == "503" {
+			return nats.ErrNoResponders
+		}
+		return errors.New("telemetry append: empty answer from the stream")
+	}
+	if !bytes.Contains(m.Data, []byte(`"error"`)) {
+		return nil
+	}
+	var r struct {
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("telemetry append: answer %q: %w", m.Data, err)
+	}
+	if r.Error != nil {
+		return r.Error
+	}
+	return nil
 }
 
 // groupConsumer names the durable consumer of a group and its filter.

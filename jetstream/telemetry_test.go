@@ -2,8 +2,16 @@ package jetstream
 
 import (
 	"context"
+	"errors"
+	"hash/fnv"
+	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinhub/twinhub"
 )
@@ -75,4 +83,197 @@ func TestTelemetrySurvivesRestart(t *testing.T) {
 	if got[0].Identity.DeviceID != "b+c" {
 		t.Errorf("filtered %+v", got[0])
 	}
+}
+
+func TestTelemetrySubjectAndHeaders(t *testing.T) {
+	for _, id := range []string{"a", "dev-1_x", "b+c", "", "ünï", "x.y"} {
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		if got, want := TelemetryPartition(id, 7), int(h.Sum32()%7); got != want {
+			t.Errorf("partition of %q: %d, want %d", id, got, want)
+		}
+	}
+	tel := &Telemetry{partitions: 12}
+	for _, k := range []twinhub.Key{twinhub.DeviceKey("dev1"), twinhub.DeviceKey("a b"), twinhub.ModuleKey("d", "m.1"), twinhub.DeviceKey("x")} {
+		want := TelemetrySubjectPrefix + strconv.Itoa(TelemetryPartition(k.DeviceID, 12)) + "." + twinhub.EncodeKey(k)
+		if got := tel.Subject(k); got != want {
+			t.Errorf("subject of %v: %q, want %q", k, got, want)
+		}
+	}
+	for in, want := range map[string]string{"plain": "plain", "x:y%": "x%3Ay%25", "a b\x01": "a%20b%01", "é": "%C3%A9"} {
+		if got := headerKey(in); got != want {
+			t.Errorf("headerKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"v": "v", "1\r\n2": "1  2", "\n": " "} {
+		if got := headerValue(in); got != want {
+			t.Errorf("headerValue(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, k := range []string{"iothub-connection-device-id", "Message-Id", "TO", "iothub-enqueuedtime"} {
+		if !isSystemHeader(k) {
+			t.Errorf("%s is a system header", k)
+		}
+	}
+	for _, k := range []string{"color", "tox", "message-ids", ""} {
+		if isSystemHeader(k) {
+			t.Errorf("%s is not a system header", k)
+		}
+	}
+}
+
+func TestPubAckError(t *testing.T) {
+	ok := &nats.Msg{Data: []byte(`{"stream":"twinhub-telemetry","seq":12}`)}
+	if err := pubAckError(ok); err != nil {
+		t.Errorf("success read as %v", err)
+	}
+	okNamed := &nats.Msg{Data: []byte(`{"stream":"twinhub-telemetry","domain":"error","seq":12}`)}
+	if err := pubAckError(okNamed); err != nil {
+		t.Errorf("success in domain \"error\" read as %v", err)
+	}
+	failed := &nats.Msg{Data: []byte(`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`)}
+	var apiErr *jetstream.APIError
+	if err := pubAckError(failed); !errors.As(err, &apiErr) || apiErr.ErrorCode != 10077 {
+		t.Errorf("error read as %v", err)
+	}
+	noStream := &nats.Msg{Header: nats.Header{"Status": []string{"503"}}}
+	if err := pubAckError(noStream); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("no responders read as %v", err)
+	}
+}
+
+// TestAppendAsync: an asynchronous append is stored, in order with the
+// others, and reported done only then; without a stream it fails.
+func TestAppendAsync(t *testing.T) {
+	ctx := context.Background()
+	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tel, err := OpenTelemetry(ctx, e.Conn, TelemetryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	results := make(chan error, n)
+	for i := range n {
+		ev := &twinhub.Event{Identity: twinhub.DeviceKey("d" + strconv.Itoa(i%5)), Body: []byte(strconv.Itoa(i)), Enqueued: twinhub.Now(),
+			Properties: []twinhub.Property{{Key: "i", Value: strconv.Itoa(i)}}}
+		tel.AppendAsync(ev, 10*time.Second, func(err error) { results <- err })
+	}
+	for range n {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readN(t, tel, twinhub.EventFilter{Group: "g", FromStart: true, DeviceID: "d3"}, n/5)
+	for j, ev := range got {
+		if want := strconv.Itoa(j*5 + 3); string(ev.Body) != want || props(ev)["i"] != want {
+			t.Fatalf("event %d of d3: %q %v, want %s", j, ev.Body, ev.Properties, want)
+		}
+	}
+	if err := tel.stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tel.js.DeleteStream(ctx, TelemetryStream); err != nil {
+		t.Fatal(err)
+	}
+	tel.AppendAsync(&twinhub.Event{Identity: twinhub.DeviceKey("d"), Body: []byte("x")}, time.Second, func(err error) { results <- err })
+	if err := <-results; err == nil {
+		t.Error("append without a stream succeeded")
+	} else {
+		t.Log(err)
+	}
+}
+
+func props(e *twinhub.Event) map[string]string {
+	m := map[string]string{}
+	for _, p := range e.Properties {
+		m[p.Key] = p.Value
+	}
+	return m
+}
+
+// BenchmarkTelemetryAppend stores events of 256 bytes with three
+// application properties from 64 goroutines, waiting for each (Append:
+// a JetStream request; AppendAsync: the answer on the shared
+// subscription). One op is one stored event.
+func BenchmarkTelemetryAppend(b *testing.B) {
+	ctx := context.Background()
+	e, err := StartEmbedded(EmbeddedOptions{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	tel, err := OpenTelemetry(ctx, e.Conn, TelemetryOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 256)
+	event := func(i int) *twinhub.Event {
+		return &twinhub.Event{
+			Identity: twinhub.DeviceKey("bench-" + strconv.Itoa(i%64)), AuthMethod: "sas", MessageID: "m", ContentType: "application/json",
+			Properties: []twinhub.Property{{Key: "site", Value: "a"}, {Key: "temperatureAlert", Value: "true"}, {Key: "n", Value: "1"}},
+			Body:       body, Enqueued: twinhub.Now(),
+		}
+	}
+	b.Run("sync", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				if err := tel.Append(ctx, event(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("async", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			done := make(chan error, 1)
+			for i := 0; pb.Next(); i++ {
+				tel.AppendAsync(event(i), 10*time.Second, func(err error) { done <- err })
+				if err := <-done; err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("message", func(b *testing.B) {
+		b.ReportAllocs()
+		ev := event(1)
+		for b.Loop() {
+			tel.message(ev)
+		}
+	})
+}
+
+// FuzzTelemetryHeaders: any application property becomes a valid NATS
+// header (no byte a name may not hold, no line break in a value) whose
+// name reads back as the property's, and no answer of the stream makes
+// pubAckError panic.
+func FuzzTelemetryHeaders(f *testing.F) {
+	f.Add("temperatureAlert", "true", []byte(`{"stream":"twinhub-telemetry","seq":1}`))
+	f.Add("a b:%\x7f", "1\r\n2", []byte(`{"error":{"code":503,"err_code":10077,"description":"x"}}`))
+	f.Add("é", "", []byte(`{"error":`))
+	f.Fuzz(func(t *testing.T, key, value string, answer []byte) {
+		k := headerKey(key)
+		for i := 0; i < len(k); i++ {
+			if headerKeyEscaped(k[i]) && k[i] != '%' {
+				t.Fatalf("headerKey(%q) = %q holds %q", key, k, k[i])
+			}
+		}
+		if back, err := url.PathUnescape(k); err != nil || back != key {
+			t.Fatalf("headerKey(%q) = %q reads back as %q, %v", key, k, back, err)
+		}
+		if v := headerValue(value); strings.ContainsAny(v, "\r\n") || len(v) != len(value) {
+			t.Fatalf("headerValue(%q) = %q", value, v)
+		}
+		pubAckError(&nats.Msg{Data: answer})
+	})
 }

@@ -2,8 +2,10 @@ package mqtt_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,6 +130,102 @@ func BenchmarkConnect(b *testing.B) {
 			}
 			r.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
 			r.nc.Close()
+		}
+	})
+}
+
+// BenchmarkTelemetryRoundTrip: devices on their own TLS connections each
+// send a QoS 1 telemetry message of 256 bytes and wait for its PUBACK, in
+// parallel, as the bench's telemetry scenario does; one op is one message
+// acknowledged after the hub stored it (embedded JetStream).
+func BenchmarkTelemetryRoundTrip(b *testing.B) {
+	e := newEnv(b, mqtt.Options{})
+	e.messaging()
+	const parallelism = 8 // goroutines per GOMAXPROCS
+	n := parallelism * 8
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = e.device(fmt.Sprintf("bench-%d", i))
+	}
+	body := make([]byte, 256)
+	var next atomic.Int64
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1) - 1)
+		id := fmt.Sprintf("bench-%d", i)
+		r := e.dialRaw()
+		if rc := r.connect(id, username(id), tokens[i], 60); rc != 0 {
+			b.Errorf("CONNACK %d", rc)
+			return
+		}
+		for seq := 1; pb.Next(); seq++ {
+			pid := uint16(seq%65535 + 1)
+			r.write(packets.Packet{
+				FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+				TopicName:   "devices/" + id + "/messages/events/%24.ct=application%2Fjson&site=a",
+				PacketID:    pid, Payload: body,
+			})
+			pk, err := r.read(10 * time.Second)
+			if err != nil {
+				b.Errorf("waiting for the PUBACK: %v", err)
+				return
+			}
+			if pk.FixedHeader.Type != packets.Puback || pk.PacketID != pid {
+				b.Errorf("got %s %d, want PUBACK %d", packets.PacketNames[pk.FixedHeader.Type], pk.PacketID, pid)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkMethodRoundTripParallel: Hub.InvokeMethod on devices connected over
+// TLS that answer each call at once, in parallel (one call outstanding a
+// device); one op is one answered call. It leaves out the REST front end.
+func BenchmarkMethodRoundTripParallel(b *testing.B) {
+	e := newEnv(b, mqtt.Options{})
+	const devices = 16
+	for i := range devices {
+		id := fmt.Sprintf("bench-%d", i)
+		r := e.dialRaw()
+		if rc := r.connect(id, username(id), e.device(id), 60); rc != 0 {
+			b.Fatalf("CONNACK %d", rc)
+		}
+		r.write(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+			Filters: packets.Subscriptions{{Filter: "$iothub/methods/POST/#"}},
+		})
+		r.expect(packets.Suback)
+		go func() { // the device: answer every call
+			for {
+				pk, err := r.read(time.Hour)
+				if err != nil {
+					return
+				}
+				rid := pk.TopicName[strings.LastIndexByte(pk.TopicName, '=')+1:]
+				r.writeBytes(encodePacket(b, packets.Packet{
+					ProtocolVersion: 4,
+					FixedHeader:     packets.FixedHeader{Type: packets.Publish},
+					TopicName:       "$iothub/methods/res/200/?$rid=" + rid,
+					Payload:         []byte(`{"ok":true}`),
+				}))
+			}
+		}()
+	}
+	var next atomic.Int64
+	b.SetParallelism(devices / 2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		k := twinhub.DeviceKey(fmt.Sprintf("bench-%d", next.Add(1)-1))
+		req := twinhub.MethodRequest{MethodName: "ping", Payload: json.RawMessage(`{"n":1}`)}
+		for pb.Next() {
+			res, err := e.hub.InvokeMethod(context.Background(), k, req)
+			if err != nil || res.Status != 200 {
+				b.Errorf("%+v %v", res, err)
+				return
+			}
 		}
 	})
 }

@@ -58,6 +58,7 @@ type conn struct {
 
 	q          *outQueue
 	writerDone chan struct{}
+	inflight   *inFlight // telemetry being stored; set by the reader
 
 	mu      sync.Mutex
 	subs    subscriptions

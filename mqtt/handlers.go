@@ -63,28 +63,67 @@ func (c *conn) puback(pk *packets.Packet) error {
 	return c.send(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}))
 }
 
+// telemetry stores a device-to-cloud message. The PUBACK is sent once
+// the message is stored (the hub's promise: an acknowledged message
+// survives a crash), but the connection does not wait for that before it
+// reads its next packet: up to maxTelemetryInFlight messages of a
+// connection are being stored at once, and their PUBACKs go out in the
+// order the messages came (telemetryStored). A message that cannot be
+// stored closes the connection, without PUBACK, so that the device sends
+// it again.
 func (c *conn) telemetry(pk *packets.Packet, t Topic) error {
-	ctx, cancel := c.requestContext()
-	// Over the telemetry rate, the message waits for its turn before it is
-	// stored and acknowledged: the device slows down and loses nothing.
-	err := c.srv.opts.Throttle.Wait(ctx, throttle.Telemetry)
-	if err != nil {
+	if th := c.srv.opts.Throttle; th != nil {
+		// Over the telemetry rate, the message waits for its turn before
+		// it is stored and acknowledged: the device slows down and loses
+		// nothing.
+		ctx, cancel := c.requestContext()
+		err := th.Wait(ctx, throttle.Telemetry)
 		cancel()
-		return fmt.Errorf("%w: %v", errTelemetryFailed, err)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errTelemetryFailed, err)
+		}
 	}
+	w := c.telemetryWindow()
+	n, err := w.reserve(c.ctx, pk.PacketID, pk.FixedHeader.Qos)
+	if err != nil {
+		return err
+	}
+	done := func(err error) { c.telemetryStored(w, n, err) }
 	if fn := c.srv.opts.Telemetry; fn != nil {
-		err = fn(ctx, Message{
+		ctx, cancel := c.requestContext()
+		err := fn(ctx, Message{
 			Identity: c.key, AuthMethod: c.authMethod, Properties: t.Properties,
 			Body: pk.Payload, Received: time.Now(),
 		})
-	} else {
-		err = c.srv.hub.SendEvent(ctx, Event(c.key, c.authMethod, t.Properties, pk.Payload))
+		cancel()
+		done(err)
+		return nil
 	}
-	cancel()
-	if err != nil {
-		return fmt.Errorf("%w: %v", errTelemetryFailed, err)
+	c.srv.hub.SendEventAsync(Event(c.key, c.authMethod, t.Properties, pk.Payload), c.srv.opts.RequestTimeout, done)
+	return nil
+}
+
+// telemetryWindow returns the connection's window of messages being
+// stored, made on the first message (most connections of a big fleet
+// hold none).
+func (c *conn) telemetryWindow() *inFlight {
+	if c.inflight == nil {
+		c.inflight = &inFlight{space: make(chan struct{}, 1)} // only the reader sets it
 	}
-	return c.puback(pk)
+	return c.inflight
+}
+
+// telemetryStored records the outcome of message n and sends the PUBACKs
+// of the messages that are stored, in order, up to the first one still
+// being stored.
+func (c *conn) telemetryStored(w *inFlight, n uint64, err error) {
+	acks, failed := w.complete(n, err)
+	if len(acks) > 0 {
+		c.send(acks)
+	}
+	if failed != nil {
+		c.close(fmt.Errorf("%w: %v", errTelemetryFailed, failed))
+	}
 }
 
 // Event turns a telemetry PUBLISH into the hub's event: the "$." keys of

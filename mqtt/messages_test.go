@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,4 +283,78 @@ func TestC2DQoS0(t *testing.T) {
 		_, err := e.hub.NextC2D(ctx, "dev1", 0)
 		return errors.Is(err, twinhub.ErrNotFound)
 	})
+}
+
+// slowStore is an asynchronous telemetry store that answers the appends
+// in the order release says, to check that PUBACKs keep the order of the
+// messages whatever order the store answers in.
+type slowStore struct {
+	twinhub.TelemetryStore
+	mu      sync.Mutex
+	pending map[string]func(error)
+	arrived chan string
+}
+
+func (s *slowStore) AppendAsync(e *twinhub.Event, _ time.Duration, done func(error)) {
+	s.mu.Lock()
+	s.pending[string(e.Body)] = done
+	s.mu.Unlock()
+	s.arrived <- string(e.Body)
+}
+
+func (s *slowStore) release(body string, err error) {
+	s.mu.Lock()
+	done := s.pending[body]
+	delete(s.pending, body)
+	s.mu.Unlock()
+	done(err)
+}
+
+// TestTelemetryPipelined: a device may send several messages before their
+// PUBACKs; each PUBACK waits for its message to be stored, and they come
+// in the order of the messages. A message that cannot be stored closes
+// the connection without its PUBACK (nor any later one).
+func TestTelemetryPipelined(t *testing.T) {
+	e := newEnv(t, mqtt.Options{})
+	store := &slowStore{pending: map[string]func(error){}, arrived: make(chan string, 16)}
+	e.hub.UseMessaging(store, nil)
+	r := e.dialRaw()
+	if rc := r.connect("dev1", username("dev1"), e.device("dev1"), 30); rc != 0 {
+		t.Fatalf("CONNACK %d", rc)
+	}
+	publish := func(id uint16, body string) {
+		r.write(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName:   "devices/dev1/messages/events/", PacketID: id, Payload: []byte(body),
+		})
+	}
+	for i, b := range []string{"a", "b", "c"} {
+		publish(uint16(i+1), b)
+	}
+	for range 3 {
+		select {
+		case <-store.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the hub did not read the messages sent before their PUBACKs")
+		}
+	}
+	store.release("c", nil)
+	store.release("b", nil)
+	if pk, err := r.read(200 * time.Millisecond); err == nil {
+		t.Fatalf("got %s (packet %d) before message 1 was stored", packets.PacketNames[pk.FixedHeader.Type], pk.PacketID)
+	}
+	store.release("a", nil)
+	for want := uint16(1); want <= 3; want++ {
+		if pk := r.expect(packets.Puback); pk.PacketID != want {
+			t.Fatalf("PUBACK %d, want %d", pk.PacketID, want)
+		}
+	}
+
+	publish(4, "d")
+	publish(5, "e")
+	<-store.arrived
+	<-store.arrived
+	store.release("e", nil)
+	store.release("d", errors.New("disk full"))
+	r.expectClosed(10 * time.Second)
 }

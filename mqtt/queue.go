@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"sync"
 )
@@ -66,3 +67,86 @@ func (q *outQueue) close() {
 	q.bufs, q.size = nil, 0
 	q.mu.Unlock()
 }
+
+// maxTelemetryInFlight bounds the messages of one connection that are
+// being stored at once; the connection reads no further packet while
+// that many wait. (The Azure SDKs keep fewer outstanding.)
+const maxTelemetryInFlight = 16
+
+// inFlight is a connection's window of telemetry messages being stored:
+// a ring, in the order received, of what their PUBACKs need.
+type inFlight struct {
+	mu         sync.Mutex
+	head, tail uint64 // messages head..tail-1 are in the ring
+	ring       [maxTelemetryInFlight]inFlightMsg
+	space      chan struct{} // signalled when messages leave the ring
+}
+
+type inFlightMsg struct {
+	packetID uint16
+	qos      byte
+	done     bool
+	err      error
+}
+
+// reserve places a message in the window, waiting while it is full, and
+// returns its number.
+func (w *inFlight) reserve(ctx context.Context, packetID uint16, qos byte) (uint64, error) {
+	w.mu.Lock()
+	for w.tail-w.head >= maxTelemetryInFlight {
+		w.mu.Unlock()
+		select {
+		case <-w.space:
+		case <-ctx.Done():
+			return 0, errClosed
+		}
+		w.mu.Lock()
+	}
+	n := w.tail
+	w.tail++
+	w.ring[n%maxTelemetryInFlight] = inFlightMsg{packetID: packetID, qos: qos}
+	w.mu.Unlock()
+	return n, nil
+}
+
+// complete records the outcome of message n. It returns the PUBACKs of
+// the messages now done at the head of the window, in order, and the
+// error of the first that failed (the messages after it get no PUBACK:
+// the connection closes).
+func (w *inFlight) complete(n uint64, err error) (acks []byte, failed error) {
+	w.mu.Lock()
+	if n < w.head || n >= w.tail {
+		w.mu.Unlock()
+		return nil, nil
+	}
+	m := &w.ring[n%maxTelemetryInFlight]
+	m.done, m.err = true, err
+	freed := false
+	for w.head < w.tail {
+		m := &w.ring[w.head%maxTelemetryInFlight]
+		if !m.done {
+			break
+		}
+		if m.err != nil {
+			failed = m.err
+			break
+		}
+		if m.qos > 0 {
+			acks = append(acks, pubackByte, 2, byte(m.packetID>>8), byte(m.packetID))
+		}
+		*m = inFlightMsg{}
+		w.head++
+		freed = true
+	}
+	w.mu.Unlock()
+	if freed {
+		select {
+		case w.space <- struct{}{}:
+		default:
+		}
+	}
+	return acks, failed
+}
+
+// pubackByte is the first byte of a PUBACK (type 4, no flags).
+const pubackByte = 4 << 4
