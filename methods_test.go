@@ -3,50 +3,19 @@ package twinhub_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/twinhub/twinhub"
-	"github.com/twinhub/twinhub/jetstream"
-	"github.com/twinhub/twinhub/sas"
+	"github.com/twinhub/twinhub/internal/hubtest"
 )
 
 // twoNodes starts two hubs on one NATS server, as two twinhub nodes of a
-// cluster: they share the registry and the bus.
+// cluster: they share the registry, the bus and the message stores.
 func twoNodes(t *testing.T) (a, b *twinhub.Hub) {
 	t.Helper()
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); e.Close() })
-	policies, err := sas.DefaultPolicies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := func() *twinhub.Hub {
-		store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := twinhub.New(ctx, twinhub.Config{
-			Host: testHost, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn),
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := jetstream.OpenC2D(ctx, e.Conn, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.UseMessaging(nil, q)
-		return h
-	}
-	return node(), node()
+	h := hubtest.New(t, hubtest.WithMessaging())
+	return h.Hub, h.Node(t).Hub
 }
 
 func TestMethodsAcrossNodes(t *testing.T) {

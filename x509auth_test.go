@@ -3,54 +3,23 @@ package twinhub_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/testcerts"
 )
 
 // testCert makes a certificate for cn, signed by parent (self-signed when
 // parent is nil), valid from notBefore for a day.
 func testCert(t *testing.T, cn string, isCA bool, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, notBefore time.Time, eku ...x509.ExtKeyUsage) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber:          n,
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           eku,
-		BasicConstraintsValid: isCA,
-		IsCA:                  isCA,
-	}
-	if isCA {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
+	c := testcerts.New(t, cn, testcerts.Options{CA: isCA, Parent: parent, ParentKey: parentKey, NotBefore: notBefore, ExtKeyUsage: eku})
+	return c.Leaf, c.PrivateKey.(*ecdsa.PrivateKey)
 }
 
 func TestAuthenticateDeviceX509(t *testing.T) {

@@ -2,21 +2,18 @@ package bench
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/httpapi"
 	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/internal/mqtttest"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
@@ -25,43 +22,13 @@ import (
 func startHub(t *testing.T) *Target {
 	t.Helper()
 	h := hubtest.New(t)
-	dir := t.TempDir()
-	cert, err := certs.EnsureServer(dir, certs.Hosts(hubtest.Host))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	devices, err := mqtt.New(h.Hub, mqtt.Options{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-	mqttLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: devices.Handler(httpapi.New(h.Hub, log)), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go srv.Serve(tls.NewListener(httpsLn, tlsConf))
-	go devices.Serve(mqttLn, mqtt.TLSConfig(tlsConf))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		devices.Close(ctx)
-	})
+	s := mqtttest.Serve(t, h.Hub, mqtttest.Options{MQTT: mqtt.Options{Log: log}, HTTP: httpapi.New(h.Hub, log)})
 	owner := h.Policy("iothubowner")
 	return &Target{
-		Host: hubtest.Host, HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(),
-		RootCAs: newPool(caPEM), PolicyName: owner.Name, PolicyKey: owner.PrimaryKey,
-		Usage: SelfUsage, UsageNote: "test", CADir: dir, Local: true, InProcess: true,
+		Host: hubtest.Host, HTTPSAddr: s.HTTPSAddr, MQTTAddr: s.MQTTAddr,
+		RootCAs: s.RootCAs, PolicyName: owner.Name, PolicyKey: owner.PrimaryKey,
+		Usage: SelfUsage, UsageNote: "test", CADir: s.CADir, Local: true, InProcess: true,
 		// The test hub has no telemetry storage.
 		TelemetryBytes: func() (int64, bool) { return 0, false },
 	}

@@ -1,25 +1,16 @@
 package mqtt_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +20,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/twinhub/twinhub"
-	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/internal/mqtttest"
+	"github.com/twinhub/twinhub/internal/rawmqtt"
+	"github.com/twinhub/twinhub/internal/testcerts"
 	"github.com/twinhub/twinhub/mqtt"
 	"github.com/twinhub/twinhub/sas"
 )
@@ -40,62 +33,21 @@ const testHost = "localhost"
 // env is a hub with its device endpoint on loopback: MQTT over TLS, and
 // MQTT over WebSocket on an HTTPS server, both with the hub's own CA.
 type env struct {
-	t       testing.TB
-	hub     *twinhub.Hub
-	srv     *mqtt.Server
-	addr    string // host:port of MQTT over TLS
-	wsURL   string // wss://host:port/$iothub/websocket
-	roots   *x509.CertPool
-	tlsConf *tls.Config // the server's
-	nc      *nats.Conn  // to the hub's embedded NATS
+	t   testing.TB
+	hub *twinhub.Hub
+	srv *mqtt.Server
+	ep  *mqtttest.Server // addresses and CA of srv's endpoint
+	nc  *nats.Conn       // to the hub's embedded NATS
 }
 
 func newEnv(t testing.TB, o mqtt.Options) *env {
 	t.Helper()
 	h := hubtest.New(t, hubtest.WithHost(testHost))
-	dir := t.TempDir()
-	cert, err := certs.EnsureServer(dir, certs.Hosts(testHost))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	tlsConf := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"http/1.1"},
-		ClientAuth:   tls.RequestClientCert,
-	}
 	if o.Log == nil && !testing.Verbose() {
 		o.Log = discardLog()
 	}
-	srv, err := mqtt.New(h.Hub, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln, mqtt.TLSConfig(tlsConf))
-	hs := httptest.NewUnstartedServer(srv.Handler(http.NotFoundHandler()))
-	hs.TLS = tlsConf
-	hs.StartTLS()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Close(ctx)
-		hs.Close()
-	})
-	return &env{
-		t: t, hub: h.Hub, srv: srv, addr: ln.Addr().String(),
-		wsURL: "wss://" + strings.TrimPrefix(hs.URL, "https://") + mqtt.WebSocketPath,
-		roots: roots, tlsConf: tlsConf, nc: h.Conn,
-	}
+	ep := mqtttest.Serve(t, h.Hub, mqtttest.Options{MQTT: o})
+	return &env{t: t, hub: h.Hub, srv: ep.MQTT, ep: ep, nc: h.Conn}
 }
 
 // device registers a SAS device and returns a token for it.
@@ -118,7 +70,7 @@ func (e *env) token(resource, key string, ttl time.Duration) string {
 }
 
 func (e *env) clientTLS(certs ...tls.Certificate) *tls.Config {
-	return &tls.Config{RootCAs: e.roots, ServerName: testHost, Certificates: certs}
+	return &tls.Config{RootCAs: e.ep.RootCAs, ServerName: testHost, Certificates: certs}
 }
 
 func username(clientID string) string {
@@ -144,9 +96,9 @@ func (e *env) connect(clientID string, o clientOpts) (*client, error) {
 	c := &client{msgs: make(chan paho.Message, 100)}
 	po := paho.NewClientOptions()
 	if o.ws {
-		po.AddBroker(e.wsURL)
+		po.AddBroker(e.ep.WebSocketURL())
 	} else {
-		po.AddBroker("tls://" + e.addr)
+		po.AddBroker("tls://" + e.ep.MQTTAddr)
 	}
 	var certs []tls.Certificate
 	if o.cert != nil {
@@ -243,70 +195,31 @@ func decode(t testing.TB, b []byte) map[string]any {
 type raw struct {
 	t  testing.TB
 	nc net.Conn
-	br *bufio.Reader
+	c  *rawmqtt.Conn
 }
 
 func (e *env) dialRaw(certs ...tls.Certificate) *raw {
 	e.t.Helper()
-	nc, err := tls.Dial("tcp", e.addr, e.clientTLS(certs...))
+	nc, err := tls.Dial("tcp", e.ep.MQTTAddr, e.clientTLS(certs...))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { nc.Close() })
-	return &raw{t: e.t, nc: nc, br: bufio.NewReader(nc)}
+	return &raw{t: e.t, nc: nc, c: rawmqtt.New(nc)}
 }
 
 func (r *raw) write(pk packets.Packet) {
 	r.t.Helper()
 	pk.ProtocolVersion = 4
-	b := encodePacket(r.t, pk)
-	r.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := r.nc.Write(b); err != nil {
+	if err := r.c.Send(encodePacket(r.t, pk)); err != nil {
 		r.t.Fatalf("writing %s: %v", packets.PacketNames[pk.FixedHeader.Type], err)
 	}
 }
 
-func (r *raw) writeBytes(b []byte) error {
-	r.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, err := r.nc.Write(b)
-	return err
-}
+func (r *raw) writeBytes(b []byte) error { return r.c.Send(b) }
 
 // read returns the next packet, or an error (io.EOF when the hub closed).
-func (r *raw) read(timeout time.Duration) (packets.Packet, error) {
-	var pk packets.Packet
-	r.nc.SetReadDeadline(time.Now().Add(timeout))
-	b, err := r.br.ReadByte()
-	if err != nil {
-		return pk, err
-	}
-	if err := pk.FixedHeader.Decode(b); err != nil {
-		return pk, err
-	}
-	n, _, err := packets.DecodeLength(r.br)
-	if err != nil {
-		return pk, err
-	}
-	pk.FixedHeader.Remaining = n
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r.br, buf); err != nil {
-		return pk, err
-	}
-	pk.ProtocolVersion = 4
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		err = pk.ConnackDecode(buf)
-	case packets.Publish:
-		err = pk.PublishDecode(buf)
-	case packets.Puback:
-		err = pk.PubackDecode(buf)
-	case packets.Suback:
-		err = pk.SubackDecode(buf)
-	case packets.Unsuback:
-		err = pk.UnsubackDecode(buf)
-	}
-	return pk, err
-}
+func (r *raw) read(timeout time.Duration) (packets.Packet, error) { return r.c.Read(timeout) }
 
 func (r *raw) expect(typ byte) packets.Packet {
 	r.t.Helper()
@@ -324,67 +237,32 @@ func (r *raw) expect(typ byte) packets.Packet {
 // sending nothing more than (optionally) packets of the allowed types.
 func (r *raw) expectClosed(timeout time.Duration, allowed ...byte) {
 	r.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		pk, err := r.read(time.Until(deadline))
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				r.t.Fatalf("connection still open after %s", timeout)
-			}
-			return // closed (EOF or reset)
-		}
-		ok := false
-		for _, a := range allowed {
-			ok = ok || pk.FixedHeader.Type == a
-		}
-		if !ok {
+	got, closed := r.c.Drain(timeout)
+	for _, pk := range got {
+		if !slices.Contains(allowed, pk.FixedHeader.Type) {
 			r.t.Fatalf("got %s before the close", packets.PacketNames[pk.FixedHeader.Type])
 		}
+	}
+	if !closed {
+		r.t.Fatalf("connection still open after %s", timeout)
 	}
 }
 
 // connect sends a CONNECT and returns the CONNACK's return code.
 func (r *raw) connect(clientID, user, password string, keepAlive uint16) byte {
 	r.t.Helper()
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Connect},
-		Connect: packets.ConnectParams{
-			ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Keepalive: keepAlive, Clean: true,
-			Username: []byte(user), UsernameFlag: user != "",
-			Password: []byte(password), PasswordFlag: password != "",
-		},
-	}
-	r.write(pk)
+	r.write(rawmqtt.Connect(clientID, user, password, keepAlive))
 	return r.expect(packets.Connack).ReasonCode
 }
 
+// encodePacket encodes pk at its ProtocolVersion.
 func encodePacket(t testing.TB, pk packets.Packet) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&buf)
-	case packets.Publish:
-		err = pk.PublishEncode(&buf)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&buf)
-	case packets.Unsubscribe:
-		err = pk.UnsubscribeEncode(&buf)
-	case packets.Pingreq:
-		err = pk.PingreqEncode(&buf)
-	case packets.Disconnect:
-		err = pk.DisconnectEncode(&buf)
-	case packets.Pubrel:
-		err = pk.PubrelEncode(&buf)
-	default:
-		t.Fatalf("test cannot encode %d", pk.FixedHeader.Type)
-	}
+	b, err := rawmqtt.Encode(pk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	return b
 }
 
 // --- certificates ---
@@ -393,40 +271,20 @@ func selfSignedCert(t testing.TB, cn string) (tls.Certificate, *x509.Certificate
 	return signedCert(t, cn, nil, nil)
 }
 
+// signedCert makes a device certificate signed by ca, or by itself when
+// ca is nil; the name "test device CA" makes a CA instead.
 func signedCert(t testing.TB, cn string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, *x509.Certificate) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	var c tls.Certificate
+	switch {
+	case cn == "test device CA":
+		c = testcerts.CA(t, cn)
+	case ca != nil:
+		c = testcerts.Device(t, cn, &tls.Certificate{Leaf: ca, PrivateKey: caKey})
+	default:
+		c = testcerts.Device(t, cn, nil)
 	}
-	n, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: n,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	isCA := cn == "test device CA"
-	if isCA {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-		tmpl.ExtKeyUsage = nil
-	}
-	parent, parentKey := tmpl, key
-	if ca != nil {
-		parent, parentKey = ca, caKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
+	return c, c.Leaf
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -26,6 +26,7 @@ type Hub struct {
 	// Conn is a connection to the hub's embedded NATS server, for a test
 	// that opens more of the JetStream backbone itself.
 	Conn *nats.Conn
+	opts options
 }
 
 // Option changes the hub New starts.
@@ -56,26 +57,42 @@ func New(t testing.TB, opts ...Option) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); e.Close() })
-	store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(e.Close)
 	policies, err := sas.DefaultPolicies()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return start(t, e.Conn, policies, o)
+}
+
+// Node starts another node of h's hub, as `twinhub serve --nats` does on
+// a second machine: its own hub on h's NATS, with h's host name, policies
+// and options, so that the two share every twin, device and message
+// queue. It stops when the test ends.
+func (h *Hub) Node(t testing.TB) *Hub {
+	t.Helper()
+	return start(t, h.Conn, h.Policies, h.opts)
+}
+
+// start runs a hub on nc until the test ends.
+func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	store, err := jetstream.OpenStore(ctx, nc, jetstream.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c := twinhub.Config{Host: o.host, Policies: policies, Store: store, Bus: jetstream.NewBus(e.Conn), Log: log}
+	c := twinhub.Config{Host: o.host, Policies: policies, Store: store, Bus: jetstream.NewBus(nc), Log: log}
 	if o.messaging {
-		if c.Telemetry, err = jetstream.OpenTelemetry(ctx, e.Conn, jetstream.TelemetryOptions{Log: log}); err != nil {
+		if c.Telemetry, err = jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{Log: log}); err != nil {
 			t.Fatal(err)
 		}
-		if c.C2D, err = jetstream.OpenC2D(ctx, e.Conn, 1); err != nil {
+		if c.C2D, err = jetstream.OpenC2D(ctx, nc, 1); err != nil {
 			t.Fatal(err)
 		}
-		if c.Feedback, err = jetstream.OpenFeedback(ctx, e.Conn, 1); err != nil {
+		if c.Feedback, err = jetstream.OpenFeedback(ctx, nc, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,7 +100,7 @@ func New(t testing.TB, opts ...Option) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Hub{Hub: h, Policies: policies, Conn: e.Conn}
+	return &Hub{Hub: h, Policies: policies, Conn: nc, opts: o}
 }
 
 // Policy returns the named policy.

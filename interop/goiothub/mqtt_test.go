@@ -2,16 +2,11 @@ package goiothub
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +17,8 @@ import (
 	iotmqtt "github.com/amenzhinsky/iothub/iotdevice/transport/mqtt"
 	"github.com/amenzhinsky/iothub/iotservice"
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/twinhub/twinhub/internal/testcerts"
 )
 
 // The device side with the SDK's iotdevice package over its MQTT
@@ -129,37 +126,6 @@ func TestMQTTDeviceSAS(t *testing.T) {
 	}
 }
 
-// deviceCert makes a device certificate signed by itself, or by ca.
-func deviceCert(t *testing.T, cn string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: n,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if cn == "twinhub test device CA" {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage, tmpl.ExtKeyUsage = true, true, x509.KeyUsageCertSign, nil
-	}
-	parent, parentKey := tmpl, key
-	if ca != nil {
-		parent, parentKey = ca, caKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
-}
-
 func thumbprint(c *x509.Certificate) string {
 	s := sha1.Sum(c.Raw)
 	return strings.ToUpper(hex.EncodeToString(s[:]))
@@ -190,10 +156,10 @@ func TestMQTTDeviceSelfSignedX509(t *testing.T) {
 	h := startHub(t, "127.0.0.46")
 	svc := h.Service(t)
 	ctx := testContext(t)
-	cert, leaf := deviceCert(t, "x509-dev", nil, nil)
-	stranger, _ := deviceCert(t, "x509-dev", nil, nil)
+	cert := testcerts.Device(t, "x509-dev", nil)
+	stranger := testcerts.Device(t, "x509-dev", nil)
 	if _, err := svc.CreateDevice(ctx, &iotservice.Device{DeviceID: "x509-dev", Authentication: &iotservice.Authentication{
-		Type: iotservice.AuthSelfSigned, X509Thumbprint: &iotservice.X509Thumbprint{PrimaryThumbprint: thumbprint(leaf)},
+		Type: iotservice.AuthSelfSigned, X509Thumbprint: &iotservice.X509Thumbprint{PrimaryThumbprint: thumbprint(cert.Leaf)},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,10 +214,9 @@ func TestMQTTDeviceSelfSignedX509(t *testing.T) {
 // CN; a certificate of another CN or CA is refused.
 func TestMQTTDeviceCAX509(t *testing.T) {
 	t.Parallel()
-	caCert, ca := deviceCert(t, "twinhub test device CA", nil, nil)
-	caKey := caCert.PrivateKey.(*ecdsa.PrivateKey)
+	ca := testcerts.CA(t, "twinhub test device CA")
 	caFile := filepath.Join(t.TempDir(), "device-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Leaf.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h := startHub(t, "127.0.0.47", "--device-ca", caFile)
@@ -260,9 +225,9 @@ func TestMQTTDeviceCAX509(t *testing.T) {
 	if _, err := svc.CreateDevice(ctx, &iotservice.Device{DeviceID: "ca-dev", Authentication: &iotservice.Authentication{Type: iotservice.AuthCA}}); err != nil {
 		t.Fatal(err)
 	}
-	good, _ := deviceCert(t, "ca-dev", ca, caKey)
-	otherCN, _ := deviceCert(t, "someone-else", ca, caKey)
-	selfSigned, _ := deviceCert(t, "ca-dev", nil, nil)
+	good := testcerts.Device(t, "ca-dev", &ca)
+	otherCN := testcerts.Device(t, "someone-else", &ca)
+	selfSigned := testcerts.Device(t, "ca-dev", nil)
 	for name, cert := range map[string]tls.Certificate{"another CN": otherCN, "not signed by the CA": selfSigned} {
 		if _, err := x509Device(t, h, "ca-dev", cert, false); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -1,14 +1,10 @@
 package reliability
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -20,6 +16,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/twinhub/twinhub/internal/rawmqtt"
 )
 
 // username is what the Node and Python SDKs send.
@@ -31,7 +29,7 @@ func (p *proc) username(clientID string) string {
 
 type rawConn struct {
 	nc net.Conn
-	br *bufio.Reader
+	c  *rawmqtt.Conn
 }
 
 func (p *proc) dialMQTT(t testing.TB) *rawConn {
@@ -51,46 +49,23 @@ func (p *proc) tryDialMQTT() (*rawConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rawConn{nc: nc, br: bufio.NewReader(nc)}, nil
+	return &rawConn{nc: nc, c: rawmqtt.New(nc)}, nil
 }
 
+// packetBytes encodes pk at MQTT 3.1.1.
 func packetBytes(pk packets.Packet) []byte {
-	var buf bytes.Buffer
 	pk.ProtocolVersion = 4
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&buf)
-	case packets.Publish:
-		err = pk.PublishEncode(&buf)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&buf)
-	case packets.Pingreq:
-		err = pk.PingreqEncode(&buf)
-	default:
-		err = fmt.Errorf("no encoder for packet type %d", pk.FixedHeader.Type)
-	}
+	b, err := rawmqtt.Encode(pk)
 	if err != nil {
 		panic(err)
 	}
-	return buf.Bytes()
+	return b
 }
 
-func (r *rawConn) send(b []byte) error {
-	r.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, err := r.nc.Write(b)
-	return err
-}
+func (r *rawConn) send(b []byte) error { return r.c.Send(b) }
 
 func connectPacket(clientID, user, password string) packets.Packet {
-	return packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Connect},
-		Connect: packets.ConnectParams{
-			ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Keepalive: 60, Clean: true,
-			Username: []byte(user), UsernameFlag: user != "",
-			Password: []byte(password), PasswordFlag: password != "",
-		},
-	}
+	return rawmqtt.Connect(clientID, user, password, 60)
 }
 
 func publishPacket(topic string, qos byte, id uint16, body []byte) packets.Packet {
@@ -98,38 +73,7 @@ func publishPacket(topic string, qos byte, id uint16, body []byte) packets.Packe
 }
 
 // read returns the next packet (io.EOF or a reset once the hub closed).
-func (r *rawConn) read(timeout time.Duration) (packets.Packet, error) {
-	var pk packets.Packet
-	r.nc.SetReadDeadline(time.Now().Add(timeout))
-	b, err := r.br.ReadByte()
-	if err != nil {
-		return pk, err
-	}
-	if err := pk.FixedHeader.Decode(b); err != nil {
-		return pk, err
-	}
-	n, _, err := packets.DecodeLength(r.br)
-	if err != nil {
-		return pk, err
-	}
-	pk.FixedHeader.Remaining = n
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r.br, buf); err != nil {
-		return pk, err
-	}
-	pk.ProtocolVersion = 4
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		err = pk.ConnackDecode(buf)
-	case packets.Publish:
-		err = pk.PublishDecode(buf)
-	case packets.Suback:
-		err = pk.SubackDecode(buf)
-	case packets.Puback:
-		err = pk.PubackDecode(buf)
-	}
-	return pk, err
-}
+func (r *rawConn) read(timeout time.Duration) (packets.Packet, error) { return r.c.Read(timeout) }
 
 // connack sends CONNECT and returns the CONNACK code, or -1 and the error
 // if the hub closed the connection without one.
@@ -151,21 +95,11 @@ func (r *rawConn) connack(clientID, user, password string) (int, error) {
 // it stays open for timeout. It returns the packets read before.
 func (r *rawConn) closed(t testing.TB, timeout time.Duration) []packets.Packet {
 	t.Helper()
-	var got []packets.Packet
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		pk, err := r.read(time.Until(deadline))
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				break
-			}
-			return got // EOF, reset: closed
-		}
-		got = append(got, pk)
+	got, closed := r.c.Drain(timeout)
+	if !closed {
+		t.Fatalf("the hub kept the connection open for %s (read %d packets)", timeout, len(got))
 	}
-	t.Fatalf("the hub kept the connection open for %s (read %d packets)", timeout, len(got))
-	return nil
+	return got
 }
 
 // --- a device on paho, the client most Go devices use ---
