@@ -23,6 +23,10 @@ type Hub struct {
 	bus      Bus
 	log      *slog.Logger
 	index    *index
+	// cache holds recently read and written records (hubcache.go).
+	cache *recordCache
+	// states writes connection states in the background (hubdevice.go).
+	states connStates
 
 	subsMu sync.Mutex
 	subs   map[Key]map[*desiredSub]struct{}
@@ -45,6 +49,10 @@ type Config struct {
 	Telemetry TelemetryStore
 	C2D       C2DQueue
 	Feedback  FeedbackStore
+	// RecordCacheBytes bounds the decoded records the hub keeps to start
+	// writes and answer reads from (0: DefaultRecordCacheBytes, < 0: no
+	// cache).
+	RecordCacheBytes int
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -63,6 +71,11 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		index:    newIndex(),
 		subs:     map[Key]map[*desiredSub]struct{}{},
 	}
+	if c.RecordCacheBytes == 0 {
+		c.RecordCacheBytes = DefaultRecordCacheBytes
+	}
+	h.cache = newRecordCache(c.RecordCacheBytes)
+	h.states.init()
 	ready := make(chan struct{})
 	watchErr := make(chan error, 1)
 	go func() {
@@ -144,12 +157,13 @@ func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k Key) error
 			return unauthorized(fmt.Errorf("policy %s does not grant DeviceConnect", p.Name))
 		}
 	}
-	rec, _, err := h.store.Get(ctx, k)
-	if errors.Is(err, ErrNotFound) {
+	e, err := h.read(ctx, k)
+	if notFound(err) {
 		return unauthorized(fmt.Errorf("%s is not registered", k))
 	} else if err != nil {
 		return err
 	}
+	rec := e.rec
 	if err := h.checkEnabled(ctx, rec); err != nil {
 		return err
 	}
@@ -166,15 +180,21 @@ func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k Key) error
 	return nil
 }
 
+// notFound tells the hub's not-found errors (errNotFound) from others.
+func notFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
 // checkEnabled refuses identities whose device is disabled.
 func (h *Hub) checkEnabled(ctx context.Context, rec *Record) error {
 	dev := rec.Device
 	if rec.Module != nil {
-		d, _, err := h.store.Get(ctx, DeviceKey(rec.Module.DeviceID))
+		d, err := h.read(ctx, DeviceKey(rec.Module.DeviceID))
 		if err != nil {
 			return unauthorized(fmt.Errorf("device %s is not registered", rec.Module.DeviceID))
 		}
-		dev = d.Device
+		dev = d.rec.Device
 	}
 	if dev.Status != StatusEnabled {
 		return unauthorized(fmt.Errorf("device %s is disabled", dev.DeviceID))
@@ -197,27 +217,52 @@ func (h *Hub) ResourceURI(k Key) string {
 // compare-and-set, retrying from a fresh read when another writer got
 // there first. change sees a private copy each time and may refuse with
 // an error, in which case nothing is written.
-func (h *Hub) modify(ctx context.Context, k Key, change func(*Record) error) (*Record, error) {
+//
+// It starts from the cached record when there is one (hubcache.go) and
+// lets the compare-and-set tell whether that was current. A refusal by
+// change is only believed when change saw the record as the store holds
+// it: a stale cached record may fail an etag check or a size limit that
+// the current one passes.
+//
+// The record returned is cached: the caller must not change it.
+func (h *Hub) modify(ctx context.Context, k Key, change func(*Record) error) (*cachedRecord, error) {
 	const attempts = 100
+	useCache := true
 	for range attempts {
-		rec, rev, err := h.store.Get(ctx, k)
-		if errors.Is(err, ErrNotFound) {
-			return nil, errNotFound(k)
-		} else if err != nil {
-			return nil, err
+		var rec *Record
+		var rev uint64
+		cached := false
+		if e := h.cache.get(k); e != nil && useCache {
+			rec, rev, cached = e.rec.clone(), e.rev, true
+		} else {
+			r, v, err := h.store.Get(ctx, k)
+			if errors.Is(err, ErrNotFound) {
+				h.cache.drop(k, 0)
+				return nil, errNotFound(k)
+			} else if err != nil {
+				return nil, err
+			}
+			rec, rev = r, v
 		}
+		useCache = true
 		rec.stamp()
 		if err := change(rec); err != nil {
+			if cached {
+				h.cache.drop(k, rev)
+				useCache = false
+				continue
+			}
 			return nil, err
 		}
 		rec.stamp()
-		_, err = h.store.Update(ctx, k, rec, rev)
+		newRev, err := h.store.Update(ctx, k, rec, rev)
 		if err == nil {
-			return rec, nil
+			return h.cache.put(k, rec, newRev), nil
 		}
 		if !errors.Is(err, ErrConflict) {
 			return nil, err
 		}
+		h.cache.drop(k, rev)
 	}
 	return nil, Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%s is being changed by too many writers; try again", k)
 }
@@ -238,12 +283,14 @@ func (h *Hub) CreateDevice(ctx context.Context, d Device) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := h.store.Create(ctx, DeviceKey(d.DeviceID), rec); errors.Is(err, ErrExists) {
+	rev, err := h.store.Create(ctx, DeviceKey(d.DeviceID), rec)
+	if errors.Is(err, ErrExists) {
 		return nil, Errorf(http.StatusConflict, "DeviceAlreadyExists", "A device with ID '%s' is already registered", d.DeviceID)
 	} else if err != nil {
 		return nil, err
 	}
-	return rec.Device, nil
+	h.cache.put(DeviceKey(d.DeviceID), rec, rev)
+	return rec.deviceCopy(), nil
 }
 
 func (h *Hub) newDeviceRecord(d Device) (*Record, error) {
@@ -285,18 +332,59 @@ func (h *Hub) GetDevice(ctx context.Context, id string) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rec.Device, nil
+	return rec.deviceCopy(), nil
 }
 
+// get returns the current record of k, after this node's pending write
+// of k's connection state (hubdevice.go), so that a device that has its
+// CONNACK reads as connected here. The record is shared with the cache:
+// the caller must not change it.
 func (h *Hub) get(ctx context.Context, k Key) (*Record, error) {
-	rec, _, err := h.store.Get(ctx, k)
+	e, err := h.getEntry(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return e.rec, nil
+}
+
+func (h *Hub) getEntry(ctx context.Context, k Key) (*cachedRecord, error) {
+	if err := h.states.settle(ctx, k); err != nil {
+		return nil, err
+	}
+	return h.read(ctx, k)
+}
+
+// read returns the current record of k: the store says which revision is
+// current, and the cached record serves if it is that one. The record is
+// shared with the cache: the caller must not change it.
+func (h *Hub) read(ctx context.Context, k Key) (*cachedRecord, error) {
+	e := h.cache.get(k)
+	var known uint64
+	if e != nil {
+		known = e.rev
+	}
+	var rec *Record
+	var rev uint64
+	var err error
+	if rg, ok := h.store.(RevisionGetter); ok {
+		rec, rev, err = rg.GetUnlessRevision(ctx, k, known)
+	} else {
+		rec, rev, err = h.store.Get(ctx, k)
+	}
 	if errors.Is(err, ErrNotFound) {
+		h.cache.drop(k, 0)
 		return nil, errNotFound(k)
 	} else if err != nil {
 		return nil, err
 	}
+	if e != nil && rev == known {
+		return e, nil
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("store returned no record for %s at revision %d", k, rev)
+	}
 	rec.stamp()
-	return rec, nil
+	return h.cache.put(k, rec, rev), nil
 }
 
 // UpdateDevice changes a device's status, authentication and capabilities,
@@ -304,6 +392,9 @@ func (h *Hub) get(ctx context.Context, k Key) (*Record, error) {
 func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Device, error) {
 	disabled := false
 	rec, err := h.modify(ctx, DeviceKey(d.DeviceID), func(rec *Record) error {
+		// A fresh copy each attempt: an attempt on a stale record must
+		// leave nothing (keys, status) to the next.
+		d := d
 		old := rec.Device
 		if !etagMatches(ifMatch, old.ETag) {
 			return errPrecondition("device")
@@ -333,7 +424,7 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Devi
 		// IoT Hub drops the connections of a device it disables.
 		h.RevokeConnections(DeviceKey(d.DeviceID))
 	}
-	return rec.Device, nil
+	return rec.rec.deviceCopy(), nil
 }
 
 // DeleteDevice removes a device, its twin and its modules.
@@ -355,7 +446,9 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 		return err
 	}
 	for _, m := range mods {
-		if err := h.store.Delete(ctx, ModuleKey(id, m.ModuleID), 0); err != nil && !errors.Is(err, ErrNotFound) {
+		err := h.store.Delete(ctx, ModuleKey(id, m.ModuleID), 0)
+		h.cache.drop(ModuleKey(id, m.ModuleID), 0)
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}
@@ -421,12 +514,14 @@ func (h *Hub) CreateModule(ctx context.Context, m Module) (*Module, error) {
 		Twin:            NewTwin(now),
 	}
 	rec.stamp()
-	if _, err := h.store.Create(ctx, ModuleKey(m.DeviceID, m.ModuleID), rec); errors.Is(err, ErrExists) {
+	rev, err := h.store.Create(ctx, ModuleKey(m.DeviceID, m.ModuleID), rec)
+	if errors.Is(err, ErrExists) {
 		return nil, Errorf(http.StatusConflict, "ModuleAlreadyExistsOnDevice", "A module with ID '%s' is already registered on device '%s'", m.ModuleID, m.DeviceID)
 	} else if err != nil {
 		return nil, err
 	}
-	return rec.Module, nil
+	h.cache.put(ModuleKey(m.DeviceID, m.ModuleID), rec, rev)
+	return rec.moduleCopy(), nil
 }
 
 // GetModule reads a module identity.
@@ -435,12 +530,13 @@ func (h *Hub) GetModule(ctx context.Context, id, mid string) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rec.Module, nil
+	return rec.moduleCopy(), nil
 }
 
 // UpdateModule changes a module's authentication, if ifMatch matches.
 func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (*Module, error) {
 	rec, err := h.modify(ctx, ModuleKey(m.DeviceID, m.ModuleID), func(rec *Record) error {
+		m := m // as in UpdateDevice
 		old := rec.Module
 		if !etagMatches(ifMatch, old.ETag) {
 			return errPrecondition("module")
@@ -458,7 +554,7 @@ func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (*Modu
 	if err != nil {
 		return nil, err
 	}
-	return rec.Module, nil
+	return rec.rec.moduleCopy(), nil
 }
 
 // DeleteModule removes a module and its twin.
@@ -474,20 +570,19 @@ func (h *Hub) DeleteModule(ctx context.Context, id, mid, ifMatch string) error {
 // etag, retrying when another writer changes it in between.
 func (h *Hub) deleteRecord(ctx context.Context, k Key, ifMatch string) error {
 	for {
-		rec, rev, err := h.store.Get(ctx, k)
-		if errors.Is(err, ErrNotFound) {
-			return errNotFound(k)
-		} else if err != nil {
+		e, err := h.read(ctx, k)
+		if err != nil {
 			return err
 		}
-		rec.stamp()
-		if !etagMatches(ifMatch, identityETag(rec.IdentityVersion)) {
+		if !etagMatches(ifMatch, identityETag(e.rec.IdentityVersion)) {
 			if k.ModuleID != "" {
 				return errPrecondition("module")
 			}
 			return errPrecondition("device")
 		}
-		if err := h.store.Delete(ctx, k, rev); !errors.Is(err, ErrConflict) {
+		err = h.store.Delete(ctx, k, e.rev)
+		h.cache.drop(k, 0)
+		if !errors.Is(err, ErrConflict) {
 			return err
 		}
 	}
@@ -503,20 +598,48 @@ func (h *Hub) ListModules(ctx context.Context, id string) ([]*Module, error) {
 
 // --- twins ---
 
-// GetTwin returns the twin of a device or module as REST shows it.
+// GetTwin returns the twin of a device or module as REST shows it. The
+// document is the caller's to change.
 func (h *Hub) GetTwin(ctx context.Context, k Key) (map[string]any, error) {
 	rec, err := h.get(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	return rec.TwinDoc(), nil
+	return rec.clone().TwinDoc(), nil
+}
+
+// TwinJSON is GetTwin encoded as json.Marshal encodes it, rendered once
+// per revision of the twin. The slice is shared: do not change it.
+func (h *Hub) TwinJSON(ctx context.Context, k Key) ([]byte, error) {
+	e, err := h.getEntry(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return e.twin()
 }
 
 // UpdateTwin merges (PATCH) or replaces (PUT) tags and desired properties
 // if ifMatch matches the twin's etag, then tells the device's connections
-// about the desired change.
+// about the desired change. It returns the new twin as GetTwin does.
 func (h *Hub) UpdateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool, ifMatch string) (map[string]any, error) {
-	rec, err := h.modify(ctx, k, func(rec *Record) error {
+	e, err := h.updateTwin(ctx, k, u, replace, ifMatch)
+	if err != nil {
+		return nil, err
+	}
+	return e.rec.clone().TwinDoc(), nil
+}
+
+// UpdateTwinJSON is UpdateTwin returning the new twin as TwinJSON does.
+func (h *Hub) UpdateTwinJSON(ctx context.Context, k Key, u TwinUpdate, replace bool, ifMatch string) ([]byte, error) {
+	e, err := h.updateTwin(ctx, k, u, replace, ifMatch)
+	if err != nil {
+		return nil, err
+	}
+	return e.twin()
+}
+
+func (h *Hub) updateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool, ifMatch string) (*cachedRecord, error) {
+	e, err := h.modify(ctx, k, func(rec *Record) error {
 		if !etagMatches(ifMatch, TwinETag(rec.Twin.Version)) {
 			return errPrecondition("twin")
 		}
@@ -528,24 +651,34 @@ func (h *Hub) UpdateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool,
 	if u.Desired != nil {
 		patch := u.Desired
 		if replace {
-			patch = rec.Twin.Desired.Values
+			patch = e.rec.Twin.Desired.Values
 		}
-		h.publishDesired(k, rec.Twin.Desired.Version, patch)
+		h.publishDesired(k, e.rec.Twin.Desired.Version, patch)
 	}
-	return rec.TwinDoc(), nil
+	return e, nil
 }
 
 // DeviceTwin is the twin as a device reads it over MQTT: desired and
-// reported with their versions, without tags or metadata.
+// reported with their versions, without tags or metadata. The maps inside
+// are shared with the hub's cache: the caller may encode the document but
+// must not change it.
 func (h *Hub) DeviceTwin(ctx context.Context, k Key) (map[string]any, error) {
-	rec, err := h.get(ctx, k)
+	e, err := h.read(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{
-		"desired":  rec.Twin.Desired.Wire(false),
-		"reported": rec.Twin.Reported.Wire(false),
-	}, nil
+	return deviceTwinDoc(e.rec), nil
+}
+
+// DeviceTwinJSON is DeviceTwin encoded as the MQTT front end encodes it
+// (no HTML escaping), rendered once per revision of the twin. The slice
+// is shared: do not change it.
+func (h *Hub) DeviceTwinJSON(ctx context.Context, k Key) ([]byte, error) {
+	e, err := h.read(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return e.deviceTwin()
 }
 
 // UpdateReported merges a device's reported-properties patch and returns
@@ -561,11 +694,12 @@ func (h *Hub) UpdateReported(ctx context.Context, k Key, patch map[string]any) (
 	if err != nil {
 		return 0, err
 	}
-	return rec.Twin.Reported.Version, nil
+	return rec.rec.Twin.Reported.Version, nil
 }
 
-// SetConnectionState records that an identity connected or disconnected.
-func (h *Hub) SetConnectionState(ctx context.Context, k Key, connected bool) error {
+// writeConnectionState stores that an identity connected or disconnected
+// (hubdevice.go orders these writes).
+func (h *Hub) writeConnectionState(ctx context.Context, k Key, connected bool) error {
 	state := StateDisconnected
 	if connected {
 		state = StateConnected

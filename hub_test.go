@@ -2,14 +2,21 @@ package twinhub_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -63,6 +70,104 @@ func TestConcurrentReportedPatchesLoseNothing(t *testing.T) {
 	}
 	if doc["version"] != float64(1+writers*each) {
 		t.Errorf("twin version = %v, want %d", doc["version"], 1+writers*each)
+	}
+}
+
+// TestConcurrentPatchesOnTwoNodesLoseNothing: writers on two nodes, each
+// starting from its node's cached record, which the other node's writes
+// keep making stale: compare-and-set must still lose nothing, and either
+// node must read every write.
+func TestConcurrentPatchesOnTwoNodesLoseNothing(t *testing.T) {
+	ctx := context.Background()
+	a, b := twoNodes(t)
+	if _, err := a.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	k := twinhub.DeviceKey("d1")
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		node := []*twinhub.Hub{a, b}[w%2]
+		wg.Go(func() {
+			for i := range each {
+				var err error
+				if i%5 == 4 {
+					_, err = node.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)}}, false, "*")
+				} else {
+					_, err = node.UpdateReported(ctx, k, map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)})
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	tags, reports := writers*each/5, writers*each*4/5
+	for _, node := range []*twinhub.Hub{a, b} {
+		doc, err := node.GetTwin(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reported := doc["properties"].(map[string]any)["reported"].(map[string]any)
+		if got := reported["$version"]; got != float64(1+reports) {
+			t.Errorf("reported $version = %v, want %d", got, 1+reports)
+		}
+		if got := len(reported) - 2; got != reports {
+			t.Errorf("%d reported properties, want %d", got, reports)
+		}
+		if got := len(doc["tags"].(map[string]any)); got != tags {
+			t.Errorf("%d tags, want %d", got, tags)
+		}
+		if doc["version"] != float64(1+writers*each) {
+			t.Errorf("twin version = %v, want %d", doc["version"], 1+writers*each)
+		}
+	}
+}
+
+// TestReadsSeeWritesOfOtherNodes: a twin read on one node shows a write
+// acknowledged by another just before, though the reader has the twin
+// cached, and an etag read on one node matches on the other.
+func TestReadsSeeWritesOfOtherNodes(t *testing.T) {
+	ctx := context.Background()
+	a, b := twoNodes(t)
+	if _, err := a.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	k := twinhub.DeviceKey("d1")
+	for i := range 20 {
+		writer, reader := a, b
+		if i%2 == 1 {
+			writer, reader = b, a
+		}
+		if _, err := reader.GetTwin(ctx, k); err != nil { // caches it on the reader
+			t.Fatal(err)
+		}
+		if _, err := writer.UpdateReported(ctx, k, map[string]any{"i": float64(i)}); err != nil {
+			t.Fatal(err)
+		}
+		data, err := reader.TwinJSON(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		if got := doc["properties"].(map[string]any)["reported"].(map[string]any)["i"]; got != float64(i) {
+			t.Fatalf("write %d: the other node reads i = %v", i, got)
+		}
+		dt, err := reader.DeviceTwinJSON(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`"i":%d`, i); !strings.Contains(string(dt), want) {
+			t.Fatalf("write %d: the other node's device twin %s lacks %s", i, dt, want)
+		}
+		etag := doc["etag"].(string)
+		if _, err := writer.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"i": float64(i)}}, false, etag); err != nil {
+			t.Fatalf("write %d: an etag read on the other node: %v", i, err)
+		}
 	}
 }
 
@@ -302,5 +407,54 @@ func TestQueryReadsWritesOfOtherNodes(t *testing.T) {
 		if len(page.Items) != 1 {
 			t.Fatalf("write %d on node a: node b's query found %d twins right after it, want 1", i, len(page.Items))
 		}
+	}
+}
+
+// BenchmarkUpdateReported measures reported-property updates of 64
+// devices at once through the whole hub and an embedded JetStream, with
+// and without the record cache: what one MQTT twin PATCH costs the hub.
+func BenchmarkUpdateReported(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		bytes int
+	}{{"cache", 0}, {"nocache", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer func() { cancel(); e.Close() }()
+			store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Store: store, RecordCacheBytes: c.bytes,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const devices = 64
+			for i := range devices {
+				if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: fmt.Sprint("d", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Int64
+			b.SetParallelism(devices / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				k := twinhub.DeviceKey(fmt.Sprint("d", next.Add(1)%devices))
+				i := 0
+				for pb.Next() {
+					i++
+					if _, err := h.UpdateReported(ctx, k, map[string]any{"temperature": float64(i), "status": "ok"}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

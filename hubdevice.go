@@ -3,6 +3,9 @@ package twinhub
 import (
 	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // What the device front ends need from the hub beyond authentication and
@@ -42,11 +45,11 @@ func (h *Hub) WatchConnections(fn func(k Key, connID string)) (cancel func(), er
 
 // DesiredVersion is the current $version of k's desired properties.
 func (h *Hub) DesiredVersion(ctx context.Context, k Key) (int64, error) {
-	rec, err := h.get(ctx, k)
+	e, err := h.read(ctx, k)
 	if err != nil {
 		return 0, err
 	}
-	return rec.Twin.Desired.Version, nil
+	return e.rec.Twin.Desired.Version, nil
 }
 
 const revokedSubject = "twinhub.revoked."
@@ -74,4 +77,201 @@ func (h *Hub) WatchRevocations(fn func(k Key)) (cancel func(), err error) {
 			fn(k)
 		}
 	})
+}
+
+// --- connection states ---
+
+// IoT Hub documents an identity's connectionState as informational, and
+// updated with some delay. twinhub stores it in the identity's record, a
+// compare-and-set like any other write; a new connection need not wait
+// for it (NoteConnectionState), which takes a store read and write off
+// the path of every CONNACK.
+//
+// connStates orders the writes of each identity's state and coalesces
+// them: at most one write of an identity is under way at once, and while
+// it is, later changes wait in pending, the last one winning. So the state
+// stored last is the state asked for last, whether callers wait for the
+// write (SetConnectionState) or not. At most connStateWriters goroutines
+// write; identities wait their turn in a queue, and take no memory but
+// their entry in pending. Reads of an identity on this node wait for its
+// pending write (settle), so that a device that has its CONNACK reads as
+// connected here at once; other nodes see the state when it is written,
+// a few milliseconds later.
+type connStates struct {
+	mu sync.Mutex
+	// pending holds the state each identity should get next; active, the
+	// identities a writer has taken, with the write under way (nil
+	// between writes); queue, the identities in pending that wait for a
+	// writer.
+	pending map[Key]*connWrite
+	active  map[Key]*connWrite
+	queue   []Key
+	writers int
+	// n counts the identities in pending or active, so that reads of
+	// settled identities take no lock.
+	n atomic.Int64
+}
+
+type connWrite struct {
+	connected bool
+	// detached: a caller does not wait for the write, so its error is
+	// logged here.
+	detached bool
+	done     chan struct{}
+	err      error
+}
+
+// connStateWriters bounds the connection-state writes under way at once;
+// connStateTimeout, each write.
+const (
+	connStateWriters = 32
+	connStateTimeout = 30 * time.Second
+)
+
+func (s *connStates) init() {
+	s.pending = map[Key]*connWrite{}
+	s.active = map[Key]*connWrite{}
+}
+
+// count refreshes n; s.mu is held.
+func (s *connStates) count() { s.n.Store(int64(len(s.pending) + len(s.active))) }
+
+// SetConnectionState records that an identity connected or disconnected
+// and returns once the store has it.
+func (h *Hub) SetConnectionState(ctx context.Context, k Key, connected bool) error {
+	w := h.queueConnectionState(k, connected, false)
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// NoteConnectionState records that an identity connected or disconnected
+// without waiting for the store: the write follows at once, in order with
+// the identity's other connection-state writes, and reads on this node
+// wait for it. An error is logged.
+func (h *Hub) NoteConnectionState(k Key, connected bool) {
+	h.queueConnectionState(k, connected, true)
+}
+
+// FlushConnectionStates returns once every connection state noted before
+// it is stored (or its write failed), or when ctx ends.
+func (h *Hub) FlushConnectionStates(ctx context.Context) error {
+	for {
+		s := &h.states
+		s.mu.Lock()
+		var waits []chan struct{}
+		for _, w := range s.pending {
+			waits = append(waits, w.done)
+		}
+		for _, w := range s.active {
+			if w != nil {
+				waits = append(waits, w.done)
+			}
+		}
+		s.mu.Unlock()
+		if len(waits) == 0 {
+			return nil
+		}
+		for _, done := range waits {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+func (h *Hub) queueConnectionState(k Key, connected, detached bool) *connWrite {
+	s := &h.states
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.pending[k]; w != nil {
+		w.connected = connected
+		w.detached = w.detached || detached
+		return w
+	}
+	w := &connWrite{connected: connected, detached: detached, done: make(chan struct{})}
+	s.pending[k] = w
+	defer s.count()
+	if _, taken := s.active[k]; taken {
+		return w // its writer takes it next
+	}
+	if s.writers < connStateWriters {
+		s.writers++
+		s.active[k] = nil
+		go h.writeConnectionStates(k)
+	} else {
+		s.queue = append(s.queue, k)
+	}
+	return w
+}
+
+// writeConnectionStates writes k's pending states, one after the other,
+// then those of the identities that wait in the queue, until there is
+// nothing left to write.
+func (h *Hub) writeConnectionStates(k Key) {
+	s := &h.states
+	for {
+		s.mu.Lock()
+		w := s.pending[k]
+		if w == nil {
+			delete(s.active, k)
+			if len(s.queue) == 0 {
+				s.writers--
+				s.count()
+				s.mu.Unlock()
+				return
+			}
+			k = s.queue[0]
+			s.queue = s.queue[1:]
+			s.active[k] = nil
+			s.count()
+			s.mu.Unlock()
+			continue
+		}
+		delete(s.pending, k)
+		s.active[k] = w
+		detached := w.detached
+		s.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), connStateTimeout)
+		w.err = h.writeConnectionState(ctx, k, w.connected)
+		cancel()
+		if w.err != nil && detached {
+			if notFound(w.err) {
+				h.log.Debug("recording a connection state: the identity is gone", "identity", k.String())
+			} else {
+				h.log.Warn("recording a connection state", "identity", k.String(), "connected", w.connected, "err", w.err)
+			}
+		}
+		s.mu.Lock()
+		s.active[k] = nil
+		s.mu.Unlock()
+		close(w.done)
+	}
+}
+
+// settle waits until k has no connection-state write pending on this node.
+func (s *connStates) settle(ctx context.Context, k Key) error {
+	for s.n.Load() != 0 {
+		s.mu.Lock()
+		w := s.pending[k]
+		if w == nil {
+			w = s.active[k]
+		}
+		s.mu.Unlock()
+		if w == nil {
+			return nil
+		}
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }

@@ -63,16 +63,16 @@ func (r *Record) TwinDoc() map[string]any {
 		doc["deviceId"] = m.DeviceID
 		doc["moduleId"] = m.ModuleID
 		doc["connectionState"] = m.ConnectionState
-		doc["lastActivityTime"] = m.LastActivityTime.String()
+		doc["lastActivityTime"] = formatTime(m.LastActivityTime)
 		doc["cloudToDeviceMessageCount"] = float64(m.CloudToDeviceMessageCount)
 		return doc
 	}
 	d := r.Device
 	doc["deviceId"] = d.DeviceID
 	doc["status"] = d.Status
-	doc["statusUpdateTime"] = d.StatusUpdatedTime.String()
+	doc["statusUpdateTime"] = formatTime(d.StatusUpdatedTime)
 	doc["connectionState"] = d.ConnectionState
-	doc["lastActivityTime"] = d.LastActivityTime.String()
+	doc["lastActivityTime"] = formatTime(d.LastActivityTime)
 	doc["cloudToDeviceMessageCount"] = float64(d.CloudToDeviceMessageCount)
 	doc["capabilities"] = map[string]any{"iotEdge": d.Capabilities.IoTEdge}
 	return doc
@@ -83,4 +83,89 @@ func optional(s *string) any {
 		return nil
 	}
 	return *s
+}
+
+// clone is a copy of r that can be changed without changing r: the hub's
+// record cache (hubcache.go) hands clones of its records to writers. The
+// maps of the property trees are copied, their leaves and arrays shared,
+// as cloneObject does: nothing changes those in place. nil stays nil, so
+// that the clone encodes as r does.
+func (r *Record) clone() *Record {
+	return &Record{
+		Device:          r.deviceCopy(),
+		Module:          r.moduleCopy(),
+		IdentityVersion: r.IdentityVersion,
+		Twin:            r.Twin.clone(),
+	}
+}
+
+func (a Authentication) clone() Authentication {
+	a.X509Thumbprint.PrimaryThumbprint = clonePtr(a.X509Thumbprint.PrimaryThumbprint)
+	a.X509Thumbprint.SecondaryThumbprint = clonePtr(a.X509Thumbprint.SecondaryThumbprint)
+	return a
+}
+
+func clonePtr(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	return &c
+}
+
+func (t Twin) clone() Twin {
+	t.Tags = cloneMap(t.Tags)
+	t.Desired = t.Desired.clone()
+	t.Reported = t.Reported.clone()
+	return t
+}
+
+func (p Properties) clone() Properties {
+	p.Values = cloneMap(p.Values)
+	p.Metadata = cloneMetadata(p.Metadata)
+	return p
+}
+
+// cloneMetadata is Metadata.clone keeping nil as nil, at every level.
+func cloneMetadata(m *Metadata) *Metadata {
+	if m == nil {
+		return nil
+	}
+	out := &Metadata{LastUpdated: m.LastUpdated, LastUpdatedVersion: m.LastUpdatedVersion}
+	if m.Children != nil {
+		out.Children = make(map[string]*Metadata, len(m.Children))
+		for k, c := range m.Children {
+			out.Children[k] = cloneMetadata(c)
+		}
+	}
+	return out
+}
+
+// cloneMap is cloneObject keeping nil as nil.
+func cloneMap(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	return cloneObject(m)
+}
+
+// deviceCopy is a copy of the record's device for a caller to keep.
+func (r *Record) deviceCopy() *Device {
+	if r.Device == nil {
+		return nil
+	}
+	d := *r.Device
+	d.StatusReason = clonePtr(d.StatusReason)
+	d.Authentication = d.Authentication.clone()
+	return &d
+}
+
+// moduleCopy is a copy of the record's module for a caller to keep.
+func (r *Record) moduleCopy() *Module {
+	if r.Module == nil {
+		return nil
+	}
+	m := *r.Module
+	m.Authentication = m.Authentication.clone()
+	return &m
 }

@@ -3,11 +3,18 @@ package twinhub
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 )
+
+// DecodeRecord decodes a record as a Store keeps it, the JSON that
+// encoding/json makes of it, with the result json.Unmarshal would give but
+// about three times faster (decodeRecord). Stores use it, so that records
+// are read one way everywhere.
+func DecodeRecord(data []byte) (*Record, error) { return decodeRecord(data) }
 
 // decodeRecord decodes a record from the JSON that encoding/json makes of
 // it, as the store keeps it, into what json.Unmarshal would give, about
@@ -640,4 +647,548 @@ func (d *jsonDecoder) metadata(m *Metadata) bool {
 			return ok
 		})
 	})
+}
+
+// EncodeRecord encodes a record for a Store: exactly the bytes
+// json.Marshal makes of it (TestEncodeRecord, FuzzEncodeRecord), about
+// three times faster, without reflection. A value it does not expect in a
+// property tree (anything but what JSON decodes to) makes it leave the
+// work to json.Marshal, errors included.
+func EncodeRecord(r *Record) ([]byte, error) {
+	e := jsonEncoder{b: make([]byte, 0, 1024)}
+	if e.record(r); e.ok {
+		return e.b, nil
+	}
+	return json.Marshal(r)
+}
+
+// jsonEncoder appends JSON to b as encoding/json writes it (HTML-safe
+// strings, sorted map keys, ES6 numbers). ok turns false on a value it
+// does not handle.
+type jsonEncoder struct {
+	b  []byte
+	ok bool
+	// noHTML leaves <, > and & as they are, as an Encoder with
+	// SetEscapeHTML(false) does.
+	noHTML bool
+}
+
+func (e *jsonEncoder) record(r *Record) {
+	e.ok = true
+	e.b = append(e.b, '{')
+	if r.Device != nil {
+		e.b = append(e.b, `"device":`...)
+		e.device(r.Device)
+		e.b = append(e.b, ',')
+	}
+	if r.Module != nil {
+		e.b = append(e.b, `"module":`...)
+		e.module(r.Module)
+		e.b = append(e.b, ',')
+	}
+	e.b = append(e.b, `"identityVersion":`...)
+	e.b = strconv.AppendInt(e.b, r.IdentityVersion, 10)
+	e.b = append(e.b, `,"twin":`...)
+	e.twin(&r.Twin)
+	e.b = append(e.b, '}')
+}
+
+func (e *jsonEncoder) field(name string, first bool) {
+	if !first {
+		e.b = append(e.b, ',')
+	}
+	e.b = append(e.b, '"')
+	e.b = append(e.b, name...)
+	e.b = append(e.b, '"', ':')
+}
+
+func (e *jsonEncoder) device(d *Device) {
+	e.b = append(e.b, '{')
+	e.field("deviceId", true)
+	e.string(d.DeviceID)
+	e.field("generationId", false)
+	e.string(d.GenerationID)
+	e.field("etag", false)
+	e.string(d.ETag)
+	e.field("connectionState", false)
+	e.string(d.ConnectionState)
+	e.field("status", false)
+	e.string(d.Status)
+	e.field("statusReason", false)
+	e.optString(d.StatusReason)
+	e.field("connectionStateUpdatedTime", false)
+	e.time(d.ConnectionStateUpdatedTime)
+	e.field("statusUpdatedTime", false)
+	e.time(d.StatusUpdatedTime)
+	e.field("lastActivityTime", false)
+	e.time(d.LastActivityTime)
+	e.field("cloudToDeviceMessageCount", false)
+	e.b = strconv.AppendInt(e.b, int64(d.CloudToDeviceMessageCount), 10)
+	e.field("authentication", false)
+	e.auth(&d.Authentication)
+	e.field("capabilities", false)
+	e.b = append(e.b, `{"iotEdge":`...)
+	e.b = strconv.AppendBool(e.b, d.Capabilities.IoTEdge)
+	e.b = append(e.b, '}', '}')
+}
+
+func (e *jsonEncoder) module(m *Module) {
+	e.b = append(e.b, '{')
+	e.field("moduleId", true)
+	e.string(m.ModuleID)
+	e.field("deviceId", false)
+	e.string(m.DeviceID)
+	if m.ManagedBy != "" {
+		e.field("managedBy", false)
+		e.string(m.ManagedBy)
+	}
+	e.field("generationId", false)
+	e.string(m.GenerationID)
+	e.field("etag", false)
+	e.string(m.ETag)
+	e.field("connectionState", false)
+	e.string(m.ConnectionState)
+	e.field("connectionStateUpdatedTime", false)
+	e.time(m.ConnectionStateUpdatedTime)
+	e.field("lastActivityTime", false)
+	e.time(m.LastActivityTime)
+	e.field("cloudToDeviceMessageCount", false)
+	e.b = strconv.AppendInt(e.b, int64(m.CloudToDeviceMessageCount), 10)
+	e.field("authentication", false)
+	e.auth(&m.Authentication)
+	e.b = append(e.b, '}')
+}
+
+func (e *jsonEncoder) auth(a *Authentication) {
+	e.b = append(e.b, '{')
+	e.field("type", true)
+	e.string(a.Type)
+	e.b = append(e.b, `,"symmetricKey":{"primaryKey":`...)
+	e.string(a.SymmetricKey.PrimaryKey)
+	e.field("secondaryKey", false)
+	e.string(a.SymmetricKey.SecondaryKey)
+	e.b = append(e.b, `},"x509Thumbprint":{"primaryThumbprint":`...)
+	e.optString(a.X509Thumbprint.PrimaryThumbprint)
+	e.field("secondaryThumbprint", false)
+	e.optString(a.X509Thumbprint.SecondaryThumbprint)
+	e.b = append(e.b, '}', '}')
+}
+
+func (e *jsonEncoder) twin(t *Twin) {
+	e.b = append(e.b, `{"version":`...)
+	e.b = strconv.AppendInt(e.b, t.Version, 10)
+	e.field("tags", false)
+	e.object(t.Tags)
+	e.field("desired", false)
+	e.properties(&t.Desired)
+	e.field("reported", false)
+	e.properties(&t.Reported)
+	if t.ModelID != "" {
+		e.field("modelId", false)
+		e.string(t.ModelID)
+	}
+	e.b = append(e.b, '}')
+}
+
+func (e *jsonEncoder) properties(p *Properties) {
+	e.b = append(e.b, `{"values":`...)
+	e.object(p.Values)
+	e.field("version", false)
+	e.b = strconv.AppendInt(e.b, p.Version, 10)
+	e.field("metadata", false)
+	e.metadata(p.Metadata)
+	e.b = append(e.b, '}')
+}
+
+func (e *jsonEncoder) metadata(m *Metadata) {
+	if m == nil {
+		e.b = append(e.b, "null"...)
+		return
+	}
+	e.b = append(e.b, `{"t":`...)
+	e.time(m.LastUpdated)
+	if m.LastUpdatedVersion != 0 {
+		e.field("v", false)
+		e.b = strconv.AppendInt(e.b, m.LastUpdatedVersion, 10)
+	}
+	if len(m.Children) > 0 {
+		e.field("c", false)
+		e.b = append(e.b, '{')
+		for i, k := range sortedKeys(m.Children) {
+			if i > 0 {
+				e.b = append(e.b, ',')
+			}
+			e.string(k)
+			e.b = append(e.b, ':')
+			e.metadata(m.Children[k])
+		}
+		e.b = append(e.b, '}')
+	}
+	e.b = append(e.b, '}')
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// time writes Time as its MarshalJSON does.
+func (e *jsonEncoder) time(t Time) {
+	e.b = append(e.b, '"')
+	e.b = appendTime(e.b, t)
+	e.b = append(e.b, '"')
+}
+
+// appendTime appends t.String(): its own formatting of timeLayout, several
+// times faster than time's, which interprets the layout on every call.
+func appendTime(b []byte, t Time) []byte {
+	if t.IsZero() {
+		return append(b, zeroTime...)
+	}
+	u := t.UTC()
+	year, month, day := u.Date()
+	if year < 0 || year > 9999 {
+		return u.AppendFormat(b, timeLayout)
+	}
+	hour, minute, sec := u.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, u.Nanosecond()/100, 7)
+	return append(b, 'Z')
+}
+
+// appendDigits appends the n last decimal digits of v >= 0, zero-padded.
+func appendDigits(b []byte, v, n int) []byte {
+	var buf [8]byte
+	for i := n - 1; i >= 0; i-- {
+		buf[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, buf[:n]...)
+}
+
+func (e *jsonEncoder) optString(s *string) {
+	if s == nil {
+		e.b = append(e.b, "null"...)
+		return
+	}
+	e.string(*s)
+}
+
+func (e *jsonEncoder) object(m map[string]any) {
+	if m == nil {
+		e.b = append(e.b, "null"...)
+		return
+	}
+	e.b = append(e.b, '{')
+	for i, k := range sortedKeys(m) {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		e.string(k)
+		e.b = append(e.b, ':')
+		e.value(m[k])
+	}
+	e.b = append(e.b, '}')
+}
+
+func (e *jsonEncoder) value(v any) {
+	switch x := v.(type) {
+	case nil:
+		e.b = append(e.b, "null"...)
+	case bool:
+		e.b = strconv.AppendBool(e.b, x)
+	case string:
+		e.string(x)
+	case float64:
+		e.float(x)
+	case int:
+		e.b = strconv.AppendInt(e.b, int64(x), 10)
+	case int64:
+		e.b = strconv.AppendInt(e.b, x, 10)
+	case map[string]any:
+		e.object(x)
+	case []any:
+		if x == nil {
+			e.b = append(e.b, "null"...)
+			return
+		}
+		e.b = append(e.b, '[')
+		for i, c := range x {
+			if i > 0 {
+				e.b = append(e.b, ',')
+			}
+			e.value(c)
+		}
+		e.b = append(e.b, ']')
+	default:
+		e.ok = false
+	}
+}
+
+// float writes a number as encoding/json does (ES6 number to string).
+func (e *jsonEncoder) float(f float64) {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		e.ok = false // json.Marshal's error
+		return
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	e.b = strconv.AppendFloat(e.b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9
+		n := len(e.b)
+		if n >= 4 && e.b[n-4] == 'e' && e.b[n-3] == '-' && e.b[n-2] == '0' {
+			e.b[n-2] = e.b[n-1]
+			e.b = e.b[:n-1]
+		}
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// string writes s as encoding/json does with HTML escaping.
+func (e *jsonEncoder) string(s string) {
+	e.b = append(e.b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && (e.noHTML || (c != '<' && c != '>' && c != '&')) {
+				i++
+				continue
+			}
+			e.b = append(e.b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				e.b = append(e.b, '\\', c)
+			case '\b':
+				e.b = append(e.b, '\\', 'b')
+			case '\f':
+				e.b = append(e.b, '\\', 'f')
+			case '\n':
+				e.b = append(e.b, '\\', 'n')
+			case '\r':
+				e.b = append(e.b, '\\', 'r')
+			case '\t':
+				e.b = append(e.b, '\\', 't')
+			default:
+				e.b = append(e.b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			e.b = append(e.b, s[start:i]...)
+			e.b = append(e.b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			e.b = append(e.b, s[start:i]...)
+			e.b = append(e.b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	e.b = append(e.b, s[start:]...)
+	e.b = append(e.b, '"')
+}
+
+// formatTime is t.String(), faster (appendTime).
+func formatTime(t Time) string {
+	var buf [32]byte
+	return string(appendTime(buf[:0], t))
+}
+
+// appendTwinDoc appends json.Marshal(r.TwinDoc()) to b, without building
+// the document: reads and writes of twins answer with it. It returns false
+// for what it leaves to json.Marshal (values it does not know, property
+// names that TwinDoc would overwrite).
+func appendTwinDoc(b []byte, r *Record) ([]byte, bool) {
+	e := jsonEncoder{b: b, ok: true}
+	auth := r.auth()
+	e.b = append(e.b, `{"authenticationType":`...)
+	e.string(auth.Type)
+	if d := r.Device; d != nil && r.Module == nil {
+		e.b = append(e.b, `,"capabilities":{"iotEdge":`...)
+		e.b = strconv.AppendBool(e.b, d.Capabilities.IoTEdge)
+		e.b = append(e.b, '}')
+	}
+	var c2d int
+	var state, deviceID string
+	var lastActivity Time
+	if m := r.Module; m != nil {
+		c2d, state, deviceID, lastActivity = m.CloudToDeviceMessageCount, m.ConnectionState, m.DeviceID, m.LastActivityTime
+	} else {
+		d := r.Device
+		c2d, state, deviceID, lastActivity = d.CloudToDeviceMessageCount, d.ConnectionState, d.DeviceID, d.LastActivityTime
+	}
+	e.b = append(e.b, `,"cloudToDeviceMessageCount":`...)
+	e.float(float64(c2d))
+	e.field("connectionState", false)
+	e.string(state)
+	e.field("deviceEtag", false)
+	e.string(identityETag(r.IdentityVersion))
+	e.field("deviceId", false)
+	e.string(deviceID)
+	e.field("etag", false)
+	e.string(TwinETag(r.Twin.Version))
+	e.field("lastActivityTime", false)
+	e.time(lastActivity)
+	e.field("modelId", false)
+	e.string(r.Twin.ModelID)
+	if m := r.Module; m != nil {
+		e.field("moduleId", false)
+		e.string(m.ModuleID)
+	}
+	e.b = append(e.b, `,"properties":{"desired":`...)
+	e.wire(&r.Twin.Desired, true)
+	e.b = append(e.b, `,"reported":`...)
+	e.wire(&r.Twin.Reported, true)
+	e.b = append(e.b, '}')
+	if r.Module == nil {
+		e.field("status", false)
+		e.string(r.Device.Status)
+		e.field("statusUpdateTime", false)
+		e.time(r.Device.StatusUpdatedTime)
+	}
+	e.field("tags", false)
+	e.object(r.Twin.Tags)
+	e.field("version", false)
+	e.float(float64(r.Twin.Version))
+	e.b = append(e.b, `,"x509Thumbprint":{"primaryThumbprint":`...)
+	e.optional(auth.X509Thumbprint.PrimaryThumbprint)
+	e.field("secondaryThumbprint", false)
+	e.optional(auth.X509Thumbprint.SecondaryThumbprint)
+	e.b = append(e.b, '}', '}')
+	return e.b, e.ok
+}
+
+// appendDeviceTwin appends deviceTwinDoc(r) as the MQTT front end encodes
+// it: no HTML escaping.
+func appendDeviceTwin(b []byte, r *Record) ([]byte, bool) {
+	e := jsonEncoder{b: b, ok: true, noHTML: true}
+	e.b = append(e.b, `{"desired":`...)
+	e.wire(&r.Twin.Desired, false)
+	e.b = append(e.b, `,"reported":`...)
+	e.wire(&r.Twin.Reported, false)
+	e.b = append(e.b, '}')
+	return e.b, e.ok
+}
+
+// optional writes what optional(s) is.
+func (e *jsonEncoder) optional(s *string) {
+	if s == nil || *s == "" {
+		e.b = append(e.b, "null"...)
+		return
+	}
+	e.string(*s)
+}
+
+// wire writes p.Wire(withMetadata).
+func (e *jsonEncoder) wire(p *Properties, withMetadata bool) {
+	keys := make([]string, 0, len(p.Values)+2)
+	for k := range p.Values {
+		if k == "$version" || k == "$metadata" {
+			e.ok = false
+			return
+		}
+		keys = append(keys, k)
+	}
+	keys = append(keys, "$version")
+	if withMetadata {
+		keys = append(keys, "$metadata")
+	}
+	slices.Sort(keys)
+	e.b = append(e.b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		e.string(k)
+		e.b = append(e.b, ':')
+		switch k {
+		case "$version":
+			e.float(float64(p.Version))
+		case "$metadata":
+			e.metadataWire(p.Metadata, p.Values)
+		default:
+			e.value(p.Values[k])
+		}
+	}
+	e.b = append(e.b, '}')
+}
+
+// metadataWire writes m.wire(values).
+func (e *jsonEncoder) metadataWire(m *Metadata, values map[string]any) {
+	if m == nil {
+		m = &Metadata{}
+	}
+	keys := make([]string, 0, len(m.Children)+2)
+	for k := range m.Children {
+		if k == "$lastUpdated" || k == "$lastUpdatedVersion" {
+			e.ok = false
+			return
+		}
+		keys = append(keys, k)
+	}
+	keys = append(keys, "$lastUpdated")
+	if m.LastUpdatedVersion > 0 {
+		keys = append(keys, "$lastUpdatedVersion")
+	}
+	slices.Sort(keys)
+	e.b = append(e.b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		e.string(k)
+		e.b = append(e.b, ':')
+		switch k {
+		case "$lastUpdated":
+			e.time(m.LastUpdated)
+		case "$lastUpdatedVersion":
+			e.float(float64(m.LastUpdatedVersion))
+		default:
+			c := m.Children[k]
+			if sub, _ := values[k].(map[string]any); sub != nil {
+				e.metadataWire(c, sub)
+				continue
+			}
+			if c == nil {
+				e.ok = false // TwinDoc fails on it; let it
+				return
+			}
+			e.b = append(e.b, `{"$lastUpdated":`...)
+			e.time(c.LastUpdated)
+			if c.LastUpdatedVersion > 0 {
+				e.b = append(e.b, `,"$lastUpdatedVersion":`...)
+				e.float(float64(c.LastUpdatedVersion))
+			}
+			e.b = append(e.b, '}')
+		}
+	}
+	e.b = append(e.b, '}')
 }

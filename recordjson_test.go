@@ -3,10 +3,12 @@ package twinhub
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sameAsJSON checks that decodeRecord agrees with json.Unmarshal on data.
@@ -171,4 +173,206 @@ func BenchmarkDecodeRecord(b *testing.B) {
 			}
 		}
 	})
+}
+
+// sameAsMarshal checks that EncodeRecord writes what json.Marshal writes.
+func sameAsMarshal(t *testing.T, rec *Record) {
+	t.Helper()
+	want, wantErr := json.Marshal(rec)
+	got, err := EncodeRecord(rec)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("error %v, json.Marshal says %v", err, wantErr)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("EncodeRecord differs from json.Marshal:\n got %s\nwant %s", got, want)
+	}
+}
+
+// sameTwinDoc checks that appendTwinDoc and appendDeviceTwin write what
+// json.Marshal writes of TwinDoc and of the device's twin, and that they
+// take the fast way if fast is set.
+func sameTwinDoc(t *testing.T, rec *Record, fast bool) {
+	t.Helper()
+	want, wantErr := json.Marshal(rec.TwinDoc())
+	got, ok := appendTwinDoc(nil, rec)
+	if fast && !ok {
+		t.Fatalf("appendTwinDoc refused %s", want)
+	}
+	if ok && (wantErr != nil || string(got) != string(want)) {
+		t.Fatalf("appendTwinDoc differs from json.Marshal(TwinDoc()) (%v):\n got %s\nwant %s", wantErr, got, want)
+	}
+	want, wantErr = marshalNoHTML(deviceTwinDoc(rec))
+	got, ok = appendDeviceTwin(nil, rec)
+	if fast && !ok {
+		t.Fatalf("appendDeviceTwin refused %s", want)
+	}
+	if ok && (wantErr != nil || string(got) != string(want)) {
+		t.Fatalf("appendDeviceTwin differs from the MQTT encoding (%v):\n got %s\nwant %s", wantErr, got, want)
+	}
+}
+
+// TestEncodeRecord encodes random records, records with every field set
+// and values that need escaping or exponents: byte for byte json.Marshal.
+func TestEncodeRecord(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := range 3000 {
+		k := DeviceKey(fmt.Sprintf("d%d", i))
+		if i%3 == 0 {
+			k.ModuleID = "m"
+		}
+		rec := randomRecord(r, k)
+		rec.stamp()
+		e := jsonEncoder{}
+		if e.record(rec); !e.ok {
+			t.Fatalf("the fast path refused %+v", rec)
+		}
+		sameAsMarshal(t, rec)
+		sameTwinDoc(t, rec, true)
+	}
+	odd := "q\"b\\s/<>&\x00\x01\x1f\x7f\b\f\n\r\t é😀\u2028\u2029\xff\xc3"
+	full := func() *Record {
+		rec := &Record{}
+		fillEvery(reflect.ValueOf(rec).Elem(), odd)
+		return rec
+	}
+	rec := full()
+	rec.Twin.Tags = map[string]any{odd: odd, "i": []any{7, int64(-8)}, "n": []any{0.0, -0.0, 1e-7, 1e-6, 123456789.0, 1e20, 1e21, -2.5e-300, 4.5e15, 1.0 / 3}, "nil": []any(nil), "e": []any{}, "m": map[string]any{}, "z": nil, "t": true}
+	sameAsMarshal(t, rec)
+	rec.Module = nil
+	sameAsMarshal(t, rec)
+	rec.Twin.Reported.Values = map[string]any{odd: map[string]any{"<a>": 1.0}, "y": map[string]any(nil), "z": []any{1.0}}
+	rec.Twin.Reported.Metadata.Children = map[string]*Metadata{odd: {LastUpdatedVersion: 3, Children: map[string]*Metadata{"<a>": {}, "gone": {LastUpdatedVersion: 2}}}, "y": {}, "z": {}, "!": {}}
+	sameTwinDoc(t, rec, true)
+	rec.Device.Authentication.X509Thumbprint.PrimaryThumbprint = new(string)
+	sameTwinDoc(t, rec, true)
+	rec.Twin.Reported.Values["$version"] = 1.0
+	sameTwinDoc(t, rec, false)
+	rec = full()
+	rec.Device = nil
+	sameTwinDoc(t, rec, false)
+	rec.Twin.Desired.Metadata.Children = map[string]*Metadata{"x": nil, "y": {}}
+	sameAsMarshal(t, rec)
+	// What the fast path leaves to json.Marshal, errors included.
+	for _, v := range []any{math.NaN(), math.Inf(-1), float32(1.5), uint(3), json.Number("5"), map[string]string{"a": "b"}} {
+		rec.Twin.Tags = map[string]any{"v": v}
+		sameAsMarshal(t, rec)
+	}
+}
+
+// fillEvery sets every field of v, recursively, to something that is not
+// its zero value, so that a field the encoder forgets shows.
+func fillEvery(v reflect.Value, s string) { fillDepth(v, s, 0) }
+
+func fillDepth(v reflect.Value, s string, depth int) {
+	if depth > 6 {
+		return // Metadata nests itself
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[Time]() {
+			v.Set(reflect.ValueOf(Time{time.Date(2026, 2, 3, 4, 5, 6, 700, time.FixedZone("x", 3600))}))
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fillDepth(v.Field(i), s, depth+1)
+			}
+		}
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fillDepth(v.Elem(), s, depth+1)
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Int, reflect.Int64:
+		v.SetInt(-42)
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		for _, k := range []string{"b", "a", s} {
+			e := reflect.New(v.Type().Elem()).Elem()
+			if e.Kind() == reflect.Interface {
+				e.Set(reflect.ValueOf(s))
+			} else {
+				fillDepth(e, s, depth+1)
+			}
+			m.SetMapIndex(reflect.ValueOf(k), e)
+		}
+		v.Set(m)
+	}
+}
+
+// FuzzEncodeRecord: whatever record json.Unmarshal makes of the input,
+// EncodeRecord encodes it as json.Marshal does.
+func FuzzEncodeRecord(f *testing.F) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for i := range 20 {
+		data, _ := json.Marshal(randomRecord(r, DeviceKey(fmt.Sprint(i))))
+		f.Add(data)
+	}
+	f.Add([]byte(`{"module":{"moduleId":"m\u2028<","deviceId":"d","managedBy":"x"},"twin":{"tags":{"a":[1e-7,{"b":-0.5e3}],"c":null},"desired":{"metadata":{"t":"2024-01-01T00:00:00+02:00","c":{"x":null}}}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var rec Record
+		if json.Unmarshal(data, &rec) != nil {
+			return
+		}
+		sameAsMarshal(t, &rec)
+		if (rec.Device == nil) == (rec.Module == nil) {
+			return
+		}
+		func() {
+			defer func() {
+				if recover() != nil {
+					// TwinDoc fails on some records no store holds (a nil
+					// metadata node); appendTwinDoc must then refuse them.
+					if _, ok := appendTwinDoc(nil, &rec); ok {
+						t.Fatal("appendTwinDoc took a record TwinDoc fails on")
+					}
+				}
+			}()
+			sameTwinDoc(t, &rec, false)
+		}()
+	})
+}
+
+func BenchmarkEncodeRecord(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rec := benchRecord(r, 5, 1_000_000)
+	data, _ := json.Marshal(rec)
+	b.Run("fast", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := EncodeRecord(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func TestAppendTime(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	check := func(tm time.Time) {
+		t.Helper()
+		if got, want := string(appendTime(nil, Time{tm})), (Time{tm}).String(); got != want {
+			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+	check(time.Time{})
+	for _, y := range []int{-1, 0, 1, 9, 999, 1000, 1969, 2026, 9999, 10000} {
+		check(time.Date(y, 12, 31, 23, 59, 59, 999_999_999, time.UTC))
+		check(time.Date(y, 1, 1, 0, 0, 0, 0, time.FixedZone("x", -7200)))
+	}
+	for range 10000 {
+		check(time.Unix(r.Int64N(300_000_000_000)-62_000_000_000, r.Int64N(1_000_000_000)))
+	}
 }

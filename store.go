@@ -34,3 +34,12 @@ type Bus interface {
 	// wildcard ">") until the returned cancel is called.
 	Subscribe(subject string, fn func(subject string, data []byte)) (cancel func(), err error)
 }
+
+// RevisionGetter is a Store that can tell a caller who already holds a
+// record at some revision that it has not changed, without decoding it
+// again. The hub's record cache (hubcache.go) uses it for every read.
+type RevisionGetter interface {
+	// GetUnlessRevision is Get, except that when k's revision is known
+	// (non-zero) it returns a nil record with that revision.
+	GetUnlessRevision(ctx context.Context, k Key, known uint64) (*Record, uint64, error)
+}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/twinhub/twinhub"
@@ -10,9 +11,14 @@ func twinKey(r *http.Request) twinhub.Key {
 	return twinhub.Key{DeviceID: r.PathValue("id"), ModuleID: r.PathValue("mid")}
 }
 
+// getTwin answers with the twin as the hub has rendered it (once per
+// revision), instead of a document to encode on every read.
 func (a *API) getTwin(r *http.Request) (int, any, error) {
-	doc, err := a.hub.GetTwin(r.Context(), twinKey(r))
-	return http.StatusOK, doc, err
+	doc, err := a.hub.TwinJSON(r.Context(), twinKey(r))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, json.RawMessage(doc), nil
 }
 
 func (a *API) patchTwin(r *http.Request) (int, any, error) { return a.updateTwin(r, false) }
@@ -27,6 +33,9 @@ func (a *API) updateTwin(r *http.Request, replace bool) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	doc, err := a.hub.UpdateTwin(r.Context(), twinKey(r), u, replace, r.Header.Get("If-Match"))
-	return http.StatusOK, doc, err
+	doc, err := a.hub.UpdateTwinJSON(r.Context(), twinKey(r), u, replace, r.Header.Get("If-Match"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, json.RawMessage(doc), nil
 }

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,12 +62,22 @@ func OpenStore(ctx context.Context, nc *nats.Conn, o StoreOptions) (*Store, erro
 	return &Store{kv: kv, stream: stream, log: o.Log}, nil
 }
 
+var _ twinhub.RevisionGetter = (*Store)(nil)
+
 func (s *Store) Get(ctx context.Context, k twinhub.Key) (*twinhub.Record, uint64, error) {
+	return s.GetUnlessRevision(ctx, k, 0)
+}
+
+// GetUnlessRevision reads k and decodes it unless its revision is known.
+func (s *Store) GetUnlessRevision(ctx context.Context, k twinhub.Key, known uint64) (*twinhub.Record, uint64, error) {
 	e, err := s.kv.Get(ctx, twinhub.EncodeKey(k))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, 0, twinhub.ErrNotFound
 	} else if err != nil {
 		return nil, 0, err
+	}
+	if known != 0 && e.Revision() == known {
+		return nil, known, nil
 	}
 	rec, err := decode(e.Value())
 	if err != nil {
@@ -78,7 +87,7 @@ func (s *Store) Get(ctx context.Context, k twinhub.Key) (*twinhub.Record, uint64
 }
 
 func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (uint64, error) {
-	data, err := json.Marshal(r)
+	data, err := twinhub.EncodeRecord(r)
 	if err != nil {
 		return 0, err
 	}
@@ -90,7 +99,7 @@ func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (u
 }
 
 func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
-	data, err := json.Marshal(r)
+	data, err := twinhub.EncodeRecord(r)
 	if err != nil {
 		return 0, err
 	}
@@ -178,13 +187,15 @@ func (s *Store) LastRevision(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// decode reads a stored record with the hub's own decoder, which agrees
+// with encoding/json (FuzzDecodeRecord) and is about three times faster.
 func decode(data []byte) (*twinhub.Record, error) {
-	var r twinhub.Record
-	if err := json.Unmarshal(data, &r); err != nil {
+	r, err := twinhub.DecodeRecord(data)
+	if err != nil {
 		return nil, err
 	}
 	if (r.Device == nil) == (r.Module == nil) {
 		return nil, errors.New("record holds neither or both of a device and a module")
 	}
-	return &r, nil
+	return r, nil
 }

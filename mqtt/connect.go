@@ -64,6 +64,10 @@ func (c *conn) connect(pk *packets.Packet) error {
 	// Taking over the identity and recording the connection happen under
 	// the identity's lock, as do giving it up and recording the
 	// disconnection (finish), so that the state stored is the last one.
+	// The hub writes the Connected state in the background, in order with
+	// the identity's other connection-state writes: IoT Hub documents the
+	// state as informational and lagging, and the CONNACK need not wait
+	// for a store write. Reads on this node wait for it.
 	unlock := c.srv.lockIdentity(k)
 	old, ok := c.srv.register(c)
 	if !ok {
@@ -71,16 +75,7 @@ func (c *conn) connect(pk *packets.Packet) error {
 		return errServerClosing
 	}
 	c.registered = true
-	ctx, cancel := c.requestContext()
-	err = c.srv.hub.SetConnectionState(ctx, k, true)
-	cancel()
-	if err != nil {
-		c.srv.unregister(c)
-		c.registered = false
-		unlock()
-		c.writeNow(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: connServerUnavailable}))
-		return fmt.Errorf("%w: recording the connection: %v", errConnectRefused, err)
-	}
+	c.srv.hub.NoteConnectionState(k, true)
 	unlock()
 	c.srv.hub.AnnounceConnection(k, c.id)
 
