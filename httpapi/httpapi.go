@@ -148,7 +148,11 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 		w.WriteHeader(status)
 		return
 	}
-	data, err := json.Marshal(body)
+	data, ok := body.(json.RawMessage) // already encoded (twins rendered by the hub)
+	var err error
+	if !ok {
+		data, err = json.Marshal(body)
+	}
 	if err != nil {
 		status, data = http.StatusInternalServerError, []byte(`{"Message":"ErrorCode:ServerError;internal server error"}`)
 	}

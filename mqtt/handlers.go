@@ -170,12 +170,8 @@ func (c *conn) twinGet(t Topic) error {
 		return c.twinError(t.RequestID, errThrottled(throttle.TwinReads))
 	}
 	ctx, cancel := c.requestContext()
-	doc, err := c.srv.hub.DeviceTwin(ctx, c.key)
+	body, err := c.srv.hub.DeviceTwinJSON(ctx, c.key)
 	cancel()
-	if err != nil {
-		return c.twinError(t.RequestID, err)
-	}
-	body, err := marshal(doc)
 	if err != nil {
 		return c.twinError(t.RequestID, err)
 	}

@@ -212,6 +212,11 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	// Ends device connections (HTTPS and MQTT alike) and records them as
 	// disconnected while the store is still there.
 	devices.Close(shutdownCtx)
+	// Connected states are written after the CONNACK: store those still
+	// queued before the store goes.
+	if err := hub.FlushConnectionStates(shutdownCtx); err != nil {
+		log.Warn("connection states not all stored before shutdown", "err", err)
+	}
 	stopHub()
 	return nil
 }
