@@ -63,7 +63,7 @@ func TestAll(t *testing.T) {
 		}
 	}
 	want := []string{
-		"connect", "reported", "desired/patch", "desired/notify", "twin-read/rest", "twin-read/device",
+		"connect", "connect/raw", "reported", "desired/patch", "desired/notify", "twin-read/rest", "twin-read/device",
 		"telemetry", "query/load", "query/by-id", "query/selective", "query/full-scan-count",
 		"query/full-scan-group", "query/updates", "kv-put", "kv-cas", "tls-handshake/tls1.2", "tls-handshake/tls1.3", "https-get",
 	}

@@ -61,7 +61,9 @@ func (e *env) connect() error {
 			}
 		}
 	}
-	return nil
+	closeAll(devs)
+	devs = nil
+	return e.connectRaw()
 }
 
 // padding makes a JSON string of about n bytes.

@@ -124,11 +124,12 @@ func Encode(pk packets.Packet) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// Connect is a CONNECT with a clean session; the user name and password
+// Connect is an MQTT 3.1.1 CONNECT with a clean session; the user name and password
 // flags are set when they are not empty, as a client sets them.
 func Connect(clientID, user, password string, keepAlive uint16) packets.Packet {
 	return packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		ProtocolVersion: 4,
+		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{
 			ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Keepalive: keepAlive, Clean: true,
 			Username: []byte(user), UsernameFlag: user != "",
