@@ -114,10 +114,30 @@ func (h *Hub) Host() string { return h.host }
 
 // --- authorization ---
 
-// AuthorizeService checks a back end's SAS token and that its policy has
-// at least one of the rights the operation accepts.
+// AuthorizeService checks a back end's SAS token for an operation on the
+// hub as a whole: the token's resource must be the hub's host, and its
+// policy must have at least one of the rights the operation accepts.
 func (h *Hub) AuthorizeService(token string, anyOf ...sas.Permission) error {
-	p, err := sas.Authenticate(token, h.policies, h.host, Now().Time)
+	return h.AuthorizeServiceOn(token, "", anyOf...)
+}
+
+// AuthorizeServiceOn checks a back end's SAS token for an operation on
+// resource, the path below the hub's host that the operation touches (such
+// as "/devices/dev1" or "/twins/dev1/methods"; "" for the hub itself), and
+// that its policy has at least one of the rights the operation accepts.
+//
+// IoT Hub treats a token's resource URI (sr) as the "URI prefix (by
+// segment) of the endpoints that can be accessed with this token"
+// (iot-hub-dev-guide-sas.md): a policy token for "<host>/devices/dev1" is
+// good for "<host>/devices/dev1" and "<host>/devices/dev1/modules/m1", not
+// for "<host>/devices/dev10", "<host>/twins/dev1" or the hub as a whole.
+// sas.Token.Covers makes that comparison, after the normalizations twinhub
+// applies to every sr (host case, scheme, trailing "/", the double
+// encoding of some SDKs). The caller maps its request to resource; a
+// resource it cannot name with confidence must be "", so that only
+// hub-wide tokens pass.
+func (h *Hub) AuthorizeServiceOn(token, resource string, anyOf ...sas.Permission) error {
+	p, err := sas.Authenticate(token, h.policies, h.host+resource, Now().Time)
 	if err != nil {
 		return unauthorized(err)
 	}

@@ -2,12 +2,17 @@ package twinhub_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -383,6 +388,118 @@ func TestAuthorizeService(t *testing.T) {
 	bad, _ := sas.NewToken(testHost, "iothubowner", policies[1].PrimaryKey, time.Now().Add(time.Hour))
 	if err := h.AuthorizeService(bad, sas.RegistryRead); statusOf(err) != 401 {
 		t.Errorf("a token signed with another policy's key: %v, want 401", err)
+	}
+}
+
+// TestAuthorizeServiceOnScope: a policy token whose resource is below the
+// hub is good for the resources under it, by whole path segments, however
+// the SDKs encoded it, and for nothing else.
+func TestAuthorizeServiceOnScope(t *testing.T) {
+	h, policies := newTestHub(t)
+	var owner sas.Policy
+	for _, p := range policies {
+		if p.Name == "iothubowner" {
+			owner = p
+		}
+	}
+	// signed signs the sr text exactly as given (already URL-encoded), as
+	// each SDK signs what it sends.
+	signed := func(rawSR string) string {
+		key, err := base64.StdEncoding.DecodeString(owner.PrimaryKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		se := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(rawSR + "\n" + se))
+		sig := base64.StdEncoding.EncodeToString(m.Sum(nil))
+		return "SharedAccessSignature sr=" + rawSR + "&sig=" + url.QueryEscape(sig) + "&se=" + se + "&skn=iothubowner"
+	}
+	tok := func(resource string) string {
+		s, err := sas.NewToken(resource, "iothubowner", owner.PrimaryKey, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	dev1 := tok(testHost + "/devices/dev1")
+	tests := []struct {
+		name, token, resource string
+		ok                    bool
+	}{
+		{"hub token, hub", tok(testHost), "", true},
+		{"hub token, a device", tok(testHost), "/devices/dev1", true},
+		{"device token, its device", dev1, "/devices/dev1", true},
+		{"device token, its module", dev1, "/devices/dev1/modules/m1", true},
+		{"device token, its modules", dev1, "/devices/dev1/modules", true},
+		{"device token, its C2D queue", dev1, "/devices/dev1/commands", true},
+		{"device token, another device", dev1, "/devices/dev2", false},
+		{"device token, an id it prefixes", dev1, "/devices/dev10", false},
+		{"device token, an id prefixing it", dev1, "/devices/dev", false},
+		{"device token, its twin (another endpoint)", dev1, "/twins/dev1", false},
+		{"device token, its methods", dev1, "/twins/dev1/methods", false},
+		{"device token, the device list", dev1, "/devices", false},
+		{"device token, the hub", dev1, "", false},
+		{"twin token, its twin", tok(testHost + "/twins/dev1"), "/twins/dev1", true},
+		{"twin token, its module twin's methods", tok(testHost + "/twins/dev1"), "/twins/dev1/modules/m1/methods", true},
+		{"twin token, another twin", tok(testHost + "/twins/dev1"), "/twins/dev10", false},
+		{"twin token, its device", tok(testHost + "/twins/dev1"), "/devices/dev1", false},
+		{"module token, its module", tok(testHost + "/devices/dev1/modules/m1"), "/devices/dev1/modules/m1", true},
+		{"module token, its device", tok(testHost + "/devices/dev1/modules/m1"), "/devices/dev1", false},
+		{"module token, a module it prefixes", tok(testHost + "/devices/dev1/modules/m1"), "/devices/dev1/modules/m10", false},
+		{"registry token, a device", tok(testHost + "/devices"), "/devices/dev1", true},
+		{"registry token, the registry", tok(testHost + "/devices"), "/devices", true},
+		{"registry token, the hub", tok(testHost + "/devices"), "", false},
+		{"registry token, twins", tok(testHost + "/devices"), "/twins/dev1", false},
+		{"other hub", tok("other.example/devices/dev1"), "/devices/dev1", false},
+		{"id with reserved characters", tok(testHost + "/devices/a#b+c%d"), "/devices/a#b+c%d", true},
+		{"id with reserved characters, prefix", tok(testHost + "/devices/a#b"), "/devices/a#b+c", false},
+		{"Node encoding (lower-case hex, unescaped host)", signed(testHost + "%2fdevices%2fdev%2a1"), "/devices/dev*1", true},
+		{"Node encoding, another device", signed(testHost + "%2fdevices%2fdev%2a1"), "/devices/dev*10", false},
+		{"upper-case host, scheme, trailing slash", signed(url.PathEscape("HTTPS://HUB.Example/devices/dev1/")), "/devices/dev1/modules/m1", true},
+		{"double-encoded (amenzhinsky/iothub)", signed(url.QueryEscape(url.QueryEscape(testHost + "/devices/dev1"))), "/devices/dev1", true},
+		{"double-encoded, prefix-sharing id", signed(url.QueryEscape(url.QueryEscape(testHost + "/devices/dev1"))), "/devices/dev10", false},
+		{"path case differs", tok(testHost + "/devices/DEV1"), "/devices/dev1", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := h.AuthorizeServiceOn(tc.token, tc.resource, sas.RegistryRead)
+			if (err == nil) != tc.ok {
+				t.Fatalf("AuthorizeServiceOn(%q) = %v, want ok=%v", tc.resource, err, tc.ok)
+			}
+			if err == nil {
+				return
+			}
+			var e *twinhub.Error
+			if !errors.As(err, &e) || e.Status != 401 || e.Code != "IotHubUnauthorizedAccess" {
+				t.Errorf("refusal %v is not a 401 IotHubUnauthorizedAccess", err)
+			}
+			if sig := tc.token[strings.Index(tc.token, "sig=")+4:]; strings.Contains(err.Error(), sig[:strings.IndexByte(sig, '&')]) {
+				t.Errorf("refusal shows the signature: %v", err)
+			}
+			if strings.Contains(err.Error(), owner.PrimaryKey) {
+				t.Errorf("refusal shows the key: %v", err)
+			}
+		})
+	}
+	// Rights are still checked: a device-scoped registryRead token cannot
+	// write its device.
+	var reader sas.Policy
+	for _, p := range policies {
+		if p.Name == "registryRead" {
+			reader = p
+		}
+	}
+	rt, _ := sas.NewToken(testHost+"/devices/dev1", reader.Name, reader.PrimaryKey, time.Now().Add(time.Hour))
+	if err := h.AuthorizeServiceOn(rt, "/devices/dev1", sas.RegistryRead); err != nil {
+		t.Errorf("scoped registryRead reading its device: %v", err)
+	}
+	if err := h.AuthorizeServiceOn(rt, "/devices/dev1", sas.RegistryWrite); statusOf(err) != 401 {
+		t.Errorf("scoped registryRead writing its device: %v, want 401", err)
+	}
+	// AuthorizeService is the hub-wide check.
+	if err := h.AuthorizeService(dev1, sas.RegistryRead); statusOf(err) != 401 {
+		t.Errorf("AuthorizeService with a device-scoped token: %v, want 401", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -42,34 +43,40 @@ func New(hub *twinhub.Hub, log *slog.Logger) *API {
 	twinRead := []sas.Permission{sas.ServiceConnect, sas.RegistryRead}
 	twinWrite := []sas.Permission{sas.ServiceConnect, sas.RegistryWrite}
 
-	a.route("GET /devices", read, a.listDevices)
-	a.route("GET /devices/{$}", read, a.listDevices) // the Node SDK's list() asks for /devices/
-	a.route("POST /devices", write, a.bulkDevices)
-	a.route("GET /devices/{id}", read, a.getDevice)
-	a.route("PUT /devices/{id}", write, a.putDevice)
-	a.route("DELETE /devices/{id}", write, a.deleteDevice)
-	a.route("GET /devices/{id}/modules", read, a.listModules)
-	a.route("GET /devices/{id}/modules/{mid}", read, a.getModule)
-	a.route("PUT /devices/{id}/modules/{mid}", write, a.putModule)
-	a.route("DELETE /devices/{id}/modules/{mid}", write, a.deleteModule)
-	a.route("GET /statistics/devices", read, a.deviceStatistics)
-	a.route("GET /statistics/service", []sas.Permission{sas.ServiceConnect}, a.serviceStatistics)
-	a.route("GET /twins/{id}", twinRead, a.getTwin)
-	a.route("PATCH /twins/{id}", twinWrite, a.patchTwin)
-	a.route("PUT /twins/{id}", twinWrite, a.putTwin)
-	a.route("GET /twins/{id}/modules/{mid}", twinRead, a.getTwin)
-	a.route("PATCH /twins/{id}/modules/{mid}", twinWrite, a.patchTwin)
-	a.route("PUT /twins/{id}/modules/{mid}", twinWrite, a.putTwin)
-	a.route("POST /devices/query", twinRead, a.query)
+	// Each route names the resource it touches (resources below); a
+	// token scoped below the hub passes where its sr covers it.
+	a.route("GET /devices", read, allDevices, a.listDevices)
+	a.route("GET /devices/{$}", read, allDevices, a.listDevices) // the Node SDK's list() asks for /devices/
+	a.route("POST /devices", write, allDevices, a.bulkDevices)
+	a.route("GET /devices/{id}", read, "/devices/{id}", a.getDevice)
+	a.route("PUT /devices/{id}", write, "/devices/{id}", a.putDevice)
+	a.route("DELETE /devices/{id}", write, "/devices/{id}", a.deleteDevice)
+	a.route("GET /devices/{id}/modules", read, "/devices/{id}/modules", a.listModules)
+	a.route("GET /devices/{id}/modules/{mid}", read, "/devices/{id}/modules/{mid}", a.getModule)
+	a.route("PUT /devices/{id}/modules/{mid}", write, "/devices/{id}/modules/{mid}", a.putModule)
+	a.route("DELETE /devices/{id}/modules/{mid}", write, "/devices/{id}/modules/{mid}", a.deleteModule)
+	a.route("GET /statistics/devices", read, hubWide, a.deviceStatistics)
+	a.route("GET /statistics/service", []sas.Permission{sas.ServiceConnect}, hubWide, a.serviceStatistics)
+	a.route("GET /twins/{id}", twinRead, "/twins/{id}", a.getTwin)
+	a.route("PATCH /twins/{id}", twinWrite, "/twins/{id}", a.patchTwin)
+	a.route("PUT /twins/{id}", twinWrite, "/twins/{id}", a.putTwin)
+	a.route("GET /twins/{id}/modules/{mid}", twinRead, "/twins/{id}/modules/{mid}", a.getTwin)
+	a.route("PATCH /twins/{id}/modules/{mid}", twinWrite, "/twins/{id}/modules/{mid}", a.patchTwin)
+	a.route("PUT /twins/{id}/modules/{mid}", twinWrite, "/twins/{id}/modules/{mid}", a.putTwin)
+	// A query reads every twin, module and job, whatever its path says
+	// (and a device may be named "query").
+	a.route("POST /devices/query", twinRead, hubWide, a.query)
 	service := []sas.Permission{sas.ServiceConnect}
-	a.route("POST /twins/{id}/methods", service, a.invokeMethod)
-	a.route("POST /twins/{id}/modules/{mid}/methods", service, a.invokeMethod)
-	a.route("POST /twinhub/c2d/{id}", service, a.sendC2D)
-	a.route("DELETE /devices/{id}/commands", service, a.purgeC2D)
+	a.route("POST /twins/{id}/methods", service, "/twins/{id}/methods", a.invokeMethod)
+	a.route("POST /twins/{id}/modules/{mid}/methods", service, "/twins/{id}/modules/{mid}/methods", a.invokeMethod)
+	// twinhub's own C2D send; IoT Hub's is the hub-level AMQP endpoint
+	// /messages/devicebound.
+	a.route("POST /twinhub/c2d/{id}", service, hubWide, a.sendC2D)
+	a.route("DELETE /devices/{id}/commands", service, "/devices/{id}/commands", a.purgeC2D)
 	a.mux.HandleFunc("GET /twinhub/events", a.streamEvents)
-	a.route("GET /messages/serviceBound/feedback", service, a.receiveFeedback)
-	a.route("DELETE /messages/serviceBound/feedback/{lockToken}", service, a.completeFeedback)
-	a.route("POST /messages/serviceBound/feedback/{lockToken}/abandon", service, a.abandonFeedback)
+	a.route("GET /messages/serviceBound/feedback", service, hubWide, a.receiveFeedback)
+	a.route("DELETE /messages/serviceBound/feedback/{lockToken}", service, hubWide, a.completeFeedback)
+	a.route("POST /messages/serviceBound/feedback/{lockToken}/abandon", service, hubWide, a.abandonFeedback)
 	a.deviceRoute("POST /devices/{id}/messages/events", a.deviceEvent)
 	a.deviceRoute("POST /devices/{id}/modules/{mid}/messages/events", a.deviceEvent)
 	a.deviceRoute("GET /devices/{id}/messages/deviceBound", a.deviceReceive)
@@ -91,16 +98,59 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // status and body to send, or an error.
 type handler func(r *http.Request) (status int, body any, err error)
 
+// The resources service routes touch, as paths below the hub's host for
+// Hub.AuthorizeServiceOn. IoT Hub reads a token's sr as the "URI prefix (by
+// segment) of the endpoints that can be accessed with this token"
+// (iot-hub-dev-guide-sas.md), so a route's resource is its own path with
+// the ids filled in ("/devices/{id}", "/twins/{id}/methods"), except where
+// the path does not name everything the operation touches: those are
+// hubWide, for tokens of the whole hub only. A token for "<host>/devices/d"
+// thus reaches d's identity and modules, not d's twin (that is
+// "<host>/twins/d"), another device, or a query.
+const (
+	// hubWide: statistics, queries, the telemetry stream, C2D send and
+	// feedback, which span devices or are not named by their path.
+	hubWide = ""
+	// allDevices is the identity registry as a whole (listing, bulk
+	// writes). The docs' example: a registryRead token with sr
+	// "<host>/devices" "would grant access to read all device identities".
+	allDevices = "/devices"
+)
+
+// resourceOf fills the {name} segments of a route's resource template with
+// the request's path values. A value that is empty or holds a "/" (sent
+// as %2F) would not name one segment: such a request is treated as
+// hub-wide, which only the hub's own tokens pass.
+func resourceOf(template string, r *http.Request) string {
+	if !strings.Contains(template, "{") {
+		return template
+	}
+	segs := strings.Split(template, "/")
+	for i, seg := range segs {
+		name, ok := strings.CutPrefix(seg, "{")
+		if !ok {
+			continue
+		}
+		v := r.PathValue(strings.TrimSuffix(name, "}"))
+		if v == "" || strings.Contains(v, "/") {
+			return hubWide
+		}
+		segs[i] = v
+	}
+	return strings.Join(segs, "/")
+}
+
 // route registers a handler behind the checks every service request gets:
-// a supported api-version and a SAS token whose policy grants one of rights.
-func (a *API) route(pattern string, rights []sas.Permission, h handler) {
+// a supported api-version and a SAS token whose policy grants one of rights
+// and whose resource covers the route's (a template for resourceOf).
+func (a *API) route(pattern string, rights []sas.Permission, resource string, h handler) {
 	class := routeClass(pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := checkAPIVersion(r); err != nil {
 			a.writeError(w, r, err)
 			return
 		}
-		if err := a.hub.AuthorizeService(r.Header.Get("Authorization"), rights...); err != nil {
+		if err := a.hub.AuthorizeServiceOn(r.Header.Get("Authorization"), resourceOf(resource, r), rights...); err != nil {
 			a.writeError(w, r, err)
 			return
 		}

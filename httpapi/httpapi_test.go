@@ -8,9 +8,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/sas"
 )
 
 type testAPI struct {
@@ -185,4 +187,90 @@ func FuzzRequestBodies(f *testing.F) {
 			t.Fatalf("%s %s: error %d without iothub-errorcode", r.method, r.path, rec.Code)
 		}
 	})
+}
+
+// TestScopedServiceTokens: a policy token whose resource is below the hub
+// is good for the routes whose resource it covers, by whole segments
+// (dev1 is not dev10), and refused with IoT Hub's 401 elsewhere: other
+// devices, twins (their resource is /twins/{id}), lists, queries,
+// statistics.
+func TestScopedServiceTokens(t *testing.T) {
+	h := hubtest.New(t)
+	api := New(h.Hub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	owner := h.Policy("iothubowner")
+	scoped := func(resource string) string {
+		tok, err := sas.NewToken(h.Host()+resource, owner.Name, owner.PrimaryKey, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ta := &testAPI{api: api, owner: h.ServiceToken("iothubowner")}
+	for _, p := range []string{"/devices/dev1", "/devices/dev10", "/devices/dev2", "/devices/a%23b%2Bc", "/devices/dev1/modules/m1", "/devices/dev10/modules/m1"} {
+		if rec := ta.do("PUT", p+v, ta.owner, `{}`); rec.Code != 200 {
+			t.Fatalf("PUT %s: %d %s", p, rec.Code, rec.Body)
+		}
+	}
+	dev1, twin1, odd, registry := scoped("/devices/dev1"), scoped("/twins/dev1"), scoped("/devices/a#b+c"), scoped("/devices")
+	tests := []struct {
+		token, method, path, body string
+		want                      int
+	}{
+		{dev1, "GET", "/devices/dev1", "", 200},
+		{dev1, "PUT", "/devices/dev1", `{"deviceId":"dev1","status":"disabled"}`, 200},
+		{dev1, "GET", "/devices/dev1/modules", "", 200},
+		{dev1, "GET", "/devices/dev1/modules/m1", "", 200},
+		{dev1, "DELETE", "/devices/dev1/commands", "", 200},
+		{dev1, "GET", "/devices/dev10", "", 401},
+		{dev1, "GET", "/devices/dev10/modules/m1", "", 401},
+		{dev1, "GET", "/devices/dev2", "", 401},
+		{dev1, "GET", "/devices", "", 401},
+		{dev1, "GET", "/devices/", "", 401},
+		{dev1, "POST", "/devices", `[{"id":"x","importMode":"create"}]`, 401},
+		{dev1, "POST", "/devices/query", `{"query":"SELECT * FROM devices"}`, 401},
+		{dev1, "GET", "/statistics/devices", "", 401},
+		{dev1, "GET", "/statistics/service", "", 401},
+		{dev1, "GET", "/twins/dev1", "", 401},
+		{dev1, "POST", "/twins/dev1/methods", `{"methodName":"m"}`, 401},
+		{dev1, "GET", "/messages/serviceBound/feedback", "", 401},
+		// An id sent as %2F-escaped segments is not device dev1's resource.
+		{dev1, "GET", "/devices/dev1%2Fmodules%2Fm1", "", 401},
+		{twin1, "GET", "/twins/dev1", "", 200},
+		{twin1, "PATCH", "/twins/dev1", `{"tags":{"a":1}}`, 200},
+		{twin1, "GET", "/twins/dev1/modules/m1", "", 200},
+		{twin1, "GET", "/twins/dev10", "", 401},
+		{twin1, "GET", "/devices/dev1", "", 401},
+		{odd, "GET", "/devices/a%23b%2Bc", "", 200},
+		{odd, "GET", "/devices/a%23b%2Bc/modules", "", 200},
+		{odd, "GET", "/devices/dev1", "", 401},
+		{registry, "GET", "/devices", "", 200},
+		{registry, "GET", "/devices/dev10/modules/m1", "", 200},
+		{registry, "POST", "/devices/query", `{"query":"SELECT * FROM devices"}`, 401},
+		{registry, "GET", "/twins/dev1", "", 401},
+	}
+	for _, tc := range tests {
+		rec := ta.do(tc.method, tc.path+v, tc.token, tc.body, "If-Match", "*")
+		if tc.want == 401 && rec.Code == 401 {
+			t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+				checkError(t, rec, 401, "IotHubUnauthorizedAccess")
+				sig := tc.token[strings.Index(tc.token, "sig=")+4:]
+				sig = sig[:strings.IndexByte(sig, '&')]
+				if strings.Contains(rec.Body.String(), sig) || strings.Contains(rec.Body.String(), owner.PrimaryKey) {
+					t.Errorf("the refusal shows a secret: %s", rec.Body)
+				}
+			})
+			continue
+		}
+		if rec.Code != tc.want {
+			t.Errorf("%s %s with a token for %s: %d %s, want %d", tc.method, tc.path, tokenResource(t, tc.token), rec.Code, rec.Body, tc.want)
+		}
+	}
+}
+
+func tokenResource(t *testing.T, token string) string {
+	tok, err := sas.ParseToken(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Resource
 }

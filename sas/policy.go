@@ -143,17 +143,18 @@ func DefaultPolicies() ([]Policy, error) {
 // Authenticate checks a service-side token: it parses token, requires an skn
 // naming one of policies (names compare exactly), checks the expiry against
 // now, verifies the signature with that policy's primary or secondary key,
-// and requires the token's resource to cover host, the hub's host name. It
+// and requires the token's resource to cover resource (Token.Covers): the
+// hub's host name for a hub-wide operation, or the host plus the path of
+// what the operation touches, such as "myhub.example/devices/dev1". It
 // returns the policy, whose Rights the caller checks against the operation.
 //
-// The docs allow service tokens scoped below the hub (sr "myhub/devices" for a
-// registry reader); pass host plus the endpoint's path (such as
-// "myhub.example/devices/dev1") to accept those where they apply. The SDKs
-// themselves sign sr = the host name.
+// The docs allow service tokens scoped below the hub (sr "myhub/devices" for
+// a registry reader); the SDKs themselves sign sr = the host name, which
+// covers every resource of the hub.
 //
 // Errors wrap ErrMalformed, ErrUnknownPolicy, ErrExpired, ErrBadKey (a
 // policy with a broken key), ErrSignature or ErrResource.
-func Authenticate(token string, policies []Policy, host string, now time.Time) (Policy, error) {
+func Authenticate(token string, policies []Policy, resource string, now time.Time) (Policy, error) {
 	t, err := ParseToken(token)
 	if err != nil {
 		return Policy{}, err
@@ -178,8 +179,8 @@ func Authenticate(token string, policies []Policy, host string, now time.Time) (
 	if err := t.Verify(p.PrimaryKey, p.SecondaryKey); err != nil {
 		return Policy{}, fmt.Errorf("policy %q: %w", p.Name, err)
 	}
-	if !t.Covers(host) {
-		return Policy{}, fmt.Errorf("%w: token resource %q, wanted %q", ErrResource, truncate(t.Resource, 256), truncate(host, 256))
+	if !t.Covers(resource) {
+		return Policy{}, fmt.Errorf("%w: token resource %q, wanted %q", ErrResource, truncate(t.Resource, 256), truncate(resource, 256))
 	}
 	return p, nil
 }

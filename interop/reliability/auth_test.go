@@ -43,10 +43,23 @@ func restCredentials(p *proc, devA, modA device) []credential {
 		{"expired owner", func() string { return p.tokenFor(p.HostName, "iothubowner", owner.PrimaryKey, -time.Minute) }},
 		{"owner, wrong signature", func() string { return p.tokenFor(p.HostName, "iothubowner", other, time.Hour) }},
 		{"owner, other hub", func() string { return p.tokenFor("other.example", "iothubowner", owner.PrimaryKey, time.Hour) }},
-		// IoT Hub accepts service tokens scoped below the hub for the
-		// resources under them; twinhub's REST API wants hub-wide ones.
+		// Service tokens scoped below the hub are good for the resources
+		// under their sr, by whole segments: a route's resource is its
+		// path with the ids filled in (/devices/A, /twins/A/methods), or
+		// the hub itself for routes that span devices (lists but for
+		// /devices, queries, statistics, the stream, C2D send, feedback).
 		{"owner, scoped to device A", func() string {
 			return p.tokenFor(p.HostName+"/devices/"+devA.ID, "iothubowner", owner.PrimaryKey, time.Hour)
+		}},
+		{"owner, scoped to /devices", func() string {
+			return p.tokenFor(p.HostName+"/devices", "iothubowner", owner.PrimaryKey, time.Hour)
+		}},
+		{"owner, scoped to device A's twin", func() string {
+			return p.tokenFor(p.HostName+"/twins/"+devA.ID, "iothubowner", owner.PrimaryKey, time.Hour)
+		}},
+		// "auth-" is a prefix of both device ids, but not a segment of them.
+		{"owner, scoped to a prefix of A's id", func() string {
+			return p.tokenFor(p.HostName+"/devices/"+devA.ID[:len(devA.ID)-1], "iothubowner", owner.PrimaryKey, time.Hour)
 		}},
 		{"unknown policy", func() string { return p.tokenFor(p.HostName, "admin", owner.PrimaryKey, time.Hour) }},
 		{"malformed", func() string { return "SharedAccessSignature sr=" + p.HostName + "&sig=&se=x" }},
@@ -82,23 +95,32 @@ func TestAuthMatrixREST(t *testing.T) {
 		method, path string
 		body         any
 	}
+	// The four scoped columns (sA sD sT sP) are the owner's token scoped
+	// to device A, to /devices, to device A's twin, and to "auth-".
 	const (
-		//               owner svc rR rRW devPol devA modA expired badSig otherHub scoped unknown malformed bearer none
-		read      = "Y.YY..........."
-		write     = "Y..Y..........."
-		twinRead  = "YYYY..........."
-		twinWrite = "YY.Y..........."
-		svcOnly   = "YY............."
-		noRoute   = "444444444444444"
+		//               owner svc rR rRW devPol devA modA expired badSig otherHub sA sD sT sP unknown malformed bearer none
+		read      = "Y.YY.............." // hub-wide registry reads (statistics)
+		regRead   = "Y.YY.......Y......" // registry reads under /devices, not A's
+		regReadA  = "Y.YY......YY......" // registry reads of device A's resources
+		regWrite  = "Y..Y.......Y......" // registry writes under /devices, not A's
+		twinRead  = "YYYY.............." // queries, device B's twin
+		twinReadA = "YYYY........Y....." // device A's (module) twins
+		twinWrite = "YY.Y.............."
+		twinWA    = "YY.Y........Y....."
+		svcOnly   = "YY................" // hub-wide service operations, device B's methods
+		svcA      = "YY..........Y....." // methods on device A's twins
+		svcDevB   = "YY.........Y......" // device B's C2D queue (/devices/B/commands)
+		svcDevA   = "YY........YY......" // device A's C2D queue
+		noRoute   = "444444444444444444"
 		// Device-side HTTPS routes on device A's resources: its own token,
 		// a policy with DeviceConnect (owner, device, and the owner's token
-		// scoped to device A), nothing else.
-		deviceA = "Y...YY....Y...."
+		// scoped to device A or to /devices), nothing else.
+		deviceA = "Y...YY....YY......"
 		// The same for module m1's: its own token, not device A's.
-		moduleA = "Y...Y.Y...Y...."
+		moduleA = "Y...Y.Y...YY......"
 		// On device B's resources, A's tokens (its own, m1's, the owner's
 		// scoped to A) are all refused.
-		deviceB = "Y...Y.........."
+		deviceB = "Y...Y......Y......"
 	)
 	rows := []struct {
 		route  string
@@ -106,46 +128,48 @@ func TestAuthMatrixREST(t *testing.T) {
 		matrix string
 		req    func(t *testing.T) req // a request that succeeds when authorized
 	}{
-		{"GET /devices", 200, read, func(*testing.T) req { return req{"GET", "/devices", nil} }},
-		{"GET /devices/{$}", 200, read, func(*testing.T) req { return req{"GET", "/devices/", nil} }},
-		{"POST /devices (bulk)", 200, write, func(*testing.T) req {
+		{"GET /devices", 200, regRead, func(*testing.T) req { return req{"GET", "/devices", nil} }},
+		{"GET /devices/{$}", 200, regRead, func(*testing.T) req { return req{"GET", "/devices/", nil} }},
+		{"POST /devices (bulk)", 200, regWrite, func(*testing.T) req {
 			return req{"POST", "/devices", []map[string]any{{"id": fresh("bulk"), "importMode": "create"}}}
 		}},
-		{"GET /devices/{id}", 200, read, func(*testing.T) req { return req{"GET", "/devices/" + devB.ID, nil} }},
-		{"PUT /devices/{id}", 200, write, func(*testing.T) req {
+		{"GET /devices/{id}", 200, regRead, func(*testing.T) req { return req{"GET", "/devices/" + devB.ID, nil} }},
+		{"GET /devices/{id} (device A)", 200, regReadA, func(*testing.T) req { return req{"GET", "/devices/" + devA.ID, nil} }},
+		{"PUT /devices/{id}", 200, regWrite, func(*testing.T) req {
 			id := fresh("put")
 			return req{"PUT", "/devices/" + id, map[string]any{"deviceId": id}}
 		}},
-		{"DELETE /devices/{id}", 204, write, func(t *testing.T) req {
+		{"DELETE /devices/{id}", 204, regWrite, func(t *testing.T) req {
 			return req{"DELETE", "/devices/" + c.createDevice(t, fresh("del")).ID, nil}
 		}},
-		{"GET /devices/{id}/modules", 200, read, func(*testing.T) req { return req{"GET", "/devices/" + devA.ID + "/modules", nil} }},
-		{"GET /devices/{id}/modules/{mid}", 200, read, func(*testing.T) req {
+		{"GET /devices/{id}/modules", 200, regReadA, func(*testing.T) req { return req{"GET", "/devices/" + devA.ID + "/modules", nil} }},
+		{"GET /devices/{id}/modules/{mid}", 200, regReadA, func(*testing.T) req {
 			return req{"GET", "/devices/" + devA.ID + "/modules/m1", nil}
 		}},
-		{"PUT /devices/{id}/modules/{mid}", 200, write, func(*testing.T) req {
+		{"PUT /devices/{id}/modules/{mid}", 200, regWrite, func(*testing.T) req {
 			return req{"PUT", "/devices/" + devB.ID + "/modules/" + fresh("m"), map[string]any{}}
 		}},
-		{"DELETE /devices/{id}/modules/{mid}", 204, write, func(t *testing.T) req {
+		{"DELETE /devices/{id}/modules/{mid}", 204, regWrite, func(t *testing.T) req {
 			m := c.createModule(t, devB.ID, fresh("dm"))
 			return req{"DELETE", "/devices/" + m.ID[:strings.IndexByte(m.ID, '/')] + "/modules/" + m.ID[strings.IndexByte(m.ID, '/')+1:], nil}
 		}},
 		{"GET /statistics/devices", 200, read, func(*testing.T) req { return req{"GET", "/statistics/devices", nil} }},
 		{"GET /statistics/service", 200, svcOnly, func(*testing.T) req { return req{"GET", "/statistics/service", nil} }},
 		{"GET /twins/{id}", 200, twinRead, func(*testing.T) req { return req{"GET", "/twins/" + devB.ID, nil} }},
+		{"GET /twins/{id} (device A)", 200, twinReadA, func(*testing.T) req { return req{"GET", "/twins/" + devA.ID, nil} }},
 		{"PATCH /twins/{id}", 200, twinWrite, func(*testing.T) req {
 			return req{"PATCH", "/twins/" + devB.ID, map[string]any{"tags": map[string]any{"by": fresh("t")}}}
 		}},
 		{"PUT /twins/{id}", 200, twinWrite, func(*testing.T) req {
 			return req{"PUT", "/twins/" + devB.ID, map[string]any{"tags": map[string]any{"by": fresh("t")}}}
 		}},
-		{"GET /twins/{id}/modules/{mid}", 200, twinRead, func(*testing.T) req {
+		{"GET /twins/{id}/modules/{mid}", 200, twinReadA, func(*testing.T) req {
 			return req{"GET", "/twins/" + devA.ID + "/modules/m1", nil}
 		}},
-		{"PATCH /twins/{id}/modules/{mid}", 200, twinWrite, func(*testing.T) req {
+		{"PATCH /twins/{id}/modules/{mid}", 200, twinWA, func(*testing.T) req {
 			return req{"PATCH", "/twins/" + devA.ID + "/modules/m1", map[string]any{"properties": map[string]any{"desired": map[string]any{"by": fresh("d")}}}}
 		}},
-		{"PUT /twins/{id}/modules/{mid}", 200, twinWrite, func(*testing.T) req {
+		{"PUT /twins/{id}/modules/{mid}", 200, twinWA, func(*testing.T) req {
 			return req{"PUT", "/twins/" + devA.ID + "/modules/m1", map[string]any{"tags": map[string]any{"by": fresh("t")}}}
 		}},
 		{"POST /devices/query", 200, twinRead, func(*testing.T) req {
@@ -157,12 +181,15 @@ func TestAuthMatrixREST(t *testing.T) {
 		{"POST /twins/{id}/methods", 404, svcOnly, func(*testing.T) req {
 			return req{"POST", "/twins/" + devB.ID + "/methods", map[string]any{"methodName": "reboot", "responseTimeoutInSeconds": 5}}
 		}},
-		{"POST /twins/{id}/modules/{mid}/methods", 404, svcOnly, func(*testing.T) req {
+		{"POST /twins/{id}/modules/{mid}/methods", 404, svcA, func(*testing.T) req {
 			return req{"POST", "/twins/" + devA.ID + "/modules/m1/methods", map[string]any{"methodName": "reboot", "responseTimeoutInSeconds": 5}}
 		}},
 		{"POST /twinhub/c2d/{id}", 200, svcOnly, func(*testing.T) req { return req{"POST", "/twinhub/c2d/" + devB.ID, "hello"} }},
-		{"DELETE /devices/{id}/commands", 200, svcOnly, func(*testing.T) req {
+		{"DELETE /devices/{id}/commands", 200, svcDevB, func(*testing.T) req {
 			return req{"DELETE", "/devices/" + devB.ID + "/commands", nil}
+		}},
+		{"DELETE /devices/{id}/commands (device A)", 200, svcDevA, func(*testing.T) req {
+			return req{"DELETE", "/devices/" + devA.ID + "/commands", nil}
 		}},
 		// The telemetry stream answers 200 and then streams: only its
 		// headers are awaited.
