@@ -575,3 +575,65 @@ func BenchmarkUpdateReported(b *testing.B) {
 		})
 	}
 }
+
+// TestTwoNodesWithoutRecordCacheLoseNothing: with no record cache every
+// update reads the store and relies on its compare-and-set alone; two
+// nodes writing in turn, and at once, lose nothing.
+func TestTwoNodesWithoutRecordCacheLoseNothing(t *testing.T) {
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); e.Close() })
+	node := func() *twinhub.Hub {
+		store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Store: store, RecordCacheBytes: -1,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	a, b := node(), node()
+	if _, err := a.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	k := twinhub.DeviceKey("d1")
+	const turns = 100 // in turn: each write follows one by the other node
+	for i := range turns {
+		if _, err := []*twinhub.Hub{a, b}[i%2].UpdateReported(ctx, k, map[string]any{fmt.Sprint("t", i): float64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const writers, each = 6, 20 // at once
+	var wg sync.WaitGroup
+	for w := range writers {
+		h := []*twinhub.Hub{a, b}[w%2]
+		wg.Go(func() {
+			for i := range each {
+				if _, err := h.UpdateReported(ctx, k, map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := turns + writers*each
+	for _, h := range []*twinhub.Hub{a, b} {
+		doc, err := h.GetTwin(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reported := doc["properties"].(map[string]any)["reported"].(map[string]any)
+		if got := len(reported) - 2; got != want {
+			t.Errorf("%d reported properties, want %d", got, want)
+		}
+		if got := reported["$version"]; got != float64(1+want) {
+			t.Errorf("reported $version = %v, want %d", got, 1+want)
+		}
+	}
+}
