@@ -6,12 +6,17 @@ import (
 	"unicode/utf8"
 )
 
-// A twin update that starts from the index's copy of the record, instead
-// of reading it from the store, spares the store a read: at a million
-// twins, a KV read that misses the hub's record cache loads a whole
-// message block from disk for one record. The index keeps the revision
-// each twin was stored at, so the update's compare-and-set refuses a
-// record that has changed since, and the hub then reads the store.
+// The index can hand back any twin's full Record and the store revision it
+// was stored at, so that the hub can answer from memory what would
+// otherwise be a KV read: at a million twins, a KV read of a record whose
+// message block is not in memory loads the whole 4 MB block from disk.
+// The hub does not use it yet. Starting twin updates from it was tried and
+// measured: it saves nothing at a million twins, because JetStream's own
+// compare-and-set check (Nats-Expected-Last-Subject-Sequence) loads the
+// same block, and in a hot loop on a few twins the index is often a write
+// behind, which costs a failed compare-and-set (BENCHMARKS.md). Twin reads
+// after the index has caught up with the store, as queries do, are where
+// it should serve.
 //
 // record rebuilds the Record from the flatTwin, without a JSON round
 // trip: it is the record as DecodeRecord gives it from the stored JSON
