@@ -678,21 +678,10 @@ func (h *Hub) updateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool,
 	return e, nil
 }
 
-// DeviceTwin is the twin as a device reads it over MQTT: desired and
-// reported with their versions, without tags or metadata. The maps inside
-// are shared with the hub's cache: the caller may encode the document but
-// must not change it.
-func (h *Hub) DeviceTwin(ctx context.Context, k Key) (map[string]any, error) {
-	e, err := h.read(ctx, k)
-	if err != nil {
-		return nil, err
-	}
-	return deviceTwinDoc(e.rec), nil
-}
-
-// DeviceTwinJSON is DeviceTwin encoded as the MQTT front end encodes it
-// (no HTML escaping), rendered once per revision of the twin. The slice
-// is shared: do not change it.
+// DeviceTwinJSON is the twin as a device reads it over MQTT: desired and
+// reported with their versions, without tags or metadata, encoded without
+// HTML escaping (MarshalNoHTML) and rendered once per revision of the
+// twin. The slice is shared: do not change it.
 func (h *Hub) DeviceTwinJSON(ctx context.Context, k Key) ([]byte, error) {
 	e, err := h.read(ctx, k)
 	if err != nil {

@@ -215,7 +215,7 @@ func (e *cachedRecord) deviceTwin() ([]byte, error) {
 	data, ok := appendDeviceTwin(nil, e.rec)
 	if !ok {
 		var err error
-		if data, err = marshalNoHTML(deviceTwinDoc(e.rec)); err != nil {
+		if data, err = MarshalNoHTML(deviceTwinDoc(e.rec)); err != nil {
 			return nil, err
 		}
 	}
@@ -230,8 +230,10 @@ func deviceTwinDoc(rec *Record) map[string]any {
 	}
 }
 
-// marshalNoHTML is json.Marshal without HTML escaping.
-func marshalNoHTML(v any) ([]byte, error) {
+// MarshalNoHTML is json.Marshal without HTML escaping (and without the
+// Encoder's newline): how the hub encodes the JSON it sends devices over
+// MQTT, twins and desired-property changes alike.
+func MarshalNoHTML(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

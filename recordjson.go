@@ -1086,7 +1086,7 @@ func appendTwinDoc(b []byte, r *Record) ([]byte, bool) {
 	return e.b, e.ok
 }
 
-// appendDeviceTwin appends deviceTwinDoc(r) as the MQTT front end encodes
+// appendDeviceTwin appends deviceTwinDoc(r) as MarshalNoHTML encodes
 // it: no HTML escaping.
 func appendDeviceTwin(b []byte, r *Record) ([]byte, bool) {
 	e := jsonEncoder{b: b, ok: true, noHTML: true}

@@ -201,7 +201,7 @@ func sameTwinDoc(t *testing.T, rec *Record, fast bool) {
 	if ok && (wantErr != nil || string(got) != string(want)) {
 		t.Fatalf("appendTwinDoc differs from json.Marshal(TwinDoc()) (%v):\n got %s\nwant %s", wantErr, got, want)
 	}
-	want, wantErr = marshalNoHTML(deviceTwinDoc(rec))
+	want, wantErr = MarshalNoHTML(deviceTwinDoc(rec))
 	got, ok = appendDeviceTwin(nil, rec)
 	if fast && !ok {
 		t.Fatalf("appendDeviceTwin refused %s", want)

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -357,21 +356,10 @@ func (c *conn) sendDesired(p twinhub.DesiredPatch) {
 		body[k] = v
 	}
 	body["$version"] = p.Version
-	data, err := marshal(body)
+	data, err := twinhub.MarshalNoHTML(body)
 	if err != nil {
 		c.log.Error("encoding a desired-property change", "err", err)
 		return
 	}
 	c.send(publishPacket(DesiredTopic(p.Version), data))
-}
-
-// marshal encodes JSON without HTML escaping and without a newline.
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
