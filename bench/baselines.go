@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -213,24 +214,11 @@ func mosquittoVersion(bin string) string {
 // and TLS 1.3, with the connect scenario's concurrency, client and server
 // in this process.
 func (e *env) tlsBaseline() error {
-	dir, err := os.MkdirTemp("", "twinhub-bench-tls-")
+	cert, roots, ln, closeServer, err := bareServer("tls")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	cert, err := certs.EnsureServer(dir, certs.Hosts("localhost"))
-	if err != nil {
-		return err
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
+	defer closeServer()
 	srvConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
 	go func() {
 		for {
@@ -250,7 +238,6 @@ func (e *env) tlsBaseline() error {
 			}()
 		}
 	}()
-	roots := newPool(caPEM)
 	for _, v := range []struct {
 		name    string
 		version uint16
@@ -300,4 +287,30 @@ func waitListening(addr string, d time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// bareServer makes what the bare-server baselines share: a certificate of
+// the hub's kind (ECDSA P-256, from a CA made for the run) for
+// "localhost", the pool that trusts its CA, and a loopback listener.
+// closeServer closes the listener and removes the files.
+func bareServer(name string) (cert tls.Certificate, roots *x509.CertPool, ln net.Listener, closeServer func(), err error) {
+	dir, err := os.MkdirTemp("", "twinhub-bench-"+name+"-")
+	if err != nil {
+		return cert, nil, nil, nil, err
+	}
+	fail := func(err error) (tls.Certificate, *x509.CertPool, net.Listener, func(), error) {
+		os.RemoveAll(dir)
+		return tls.Certificate{}, nil, nil, nil, err
+	}
+	if cert, err = certs.EnsureServer(dir, certs.Hosts("localhost")); err != nil {
+		return fail(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
+	if err != nil {
+		return fail(err)
+	}
+	if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return fail(err)
+	}
+	return cert, newPool(caPEM), ln, func() { ln.Close(); os.RemoveAll(dir) }, nil
 }

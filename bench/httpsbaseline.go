@@ -4,13 +4,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
-
-	"github.com/twinhub/twinhub/certs"
 )
 
 // baselineTwin is what the bare HTTPS server answers: a device twin of the
@@ -23,23 +18,11 @@ const baselineTwin = `{"deviceId":"read-0","etag":"AAAAAAAAAAE=","deviceEtag":"M
 // client code and concurrency as twin-read: the ceiling of a REST read on
 // this machine, client and server in this process.
 func (e *env) httpsBaseline() error {
-	dir, err := os.MkdirTemp("", "twinhub-bench-https-")
+	cert, roots, ln, closeServer, err := bareServer("https")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	cert, err := certs.EnsureServer(dir, certs.Hosts("localhost"))
-	if err != nil {
-		return err
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
+	defer closeServer()
 	body := []byte(baselineTwin)
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +39,7 @@ func (e *env) httpsBaseline() error {
 	}()
 	defer srv.Close()
 	t := *e.t
-	t.Host, t.HTTPSAddr, t.RootCAs = "localhost", ln.Addr().String(), newPool(caPEM)
+	t.Host, t.HTTPSAddr, t.RootCAs = "localhost", ln.Addr().String(), roots
 	svc := newService(&t, e.cfg.Clients)
 	defer svc.close()
 	ids := e.ids("read", e.cfg.Clients)
