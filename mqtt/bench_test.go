@@ -38,24 +38,7 @@ func BenchmarkParseTopic(b *testing.B) {
 // one patch acknowledged after the hub stored it (embedded JetStream).
 func BenchmarkReportedPatchRoundTrip(b *testing.B) {
 	e := newEnv(b, mqtt.Options{})
-	const parallelism = 8 // goroutines per GOMAXPROCS
-	n := parallelism * 8
-	tokens := make([]string, n)
-	for i := range tokens {
-		tokens[i] = e.device(fmt.Sprintf("bench-%d", i))
-	}
-	var next atomic.Int64
-	b.SetParallelism(parallelism)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := int(next.Add(1) - 1)
-		id := fmt.Sprintf("bench-%d", i)
-		r := e.dialRaw()
-		if rc := r.connect(id, username(id), tokens[i], 60); rc != 0 {
-			b.Errorf("CONNACK %d", rc)
-			return
-		}
+	runConnected(b, e, func(pb *testing.PB, id string, r *raw) {
 		for seq := 1; pb.Next(); seq++ {
 			rid := strconv.Itoa(seq)
 			r.write(packets.Packet{
@@ -141,25 +124,8 @@ func BenchmarkConnect(b *testing.B) {
 func BenchmarkTelemetryRoundTrip(b *testing.B) {
 	e := newEnv(b, mqtt.Options{})
 	e.messaging()
-	const parallelism = 8 // goroutines per GOMAXPROCS
-	n := parallelism * 8
-	tokens := make([]string, n)
-	for i := range tokens {
-		tokens[i] = e.device(fmt.Sprintf("bench-%d", i))
-	}
 	body := make([]byte, 256)
-	var next atomic.Int64
-	b.SetParallelism(parallelism)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := int(next.Add(1) - 1)
-		id := fmt.Sprintf("bench-%d", i)
-		r := e.dialRaw()
-		if rc := r.connect(id, username(id), tokens[i], 60); rc != 0 {
-			b.Errorf("CONNACK %d", rc)
-			return
-		}
+	runConnected(b, e, func(pb *testing.PB, id string, r *raw) {
 		for seq := 1; pb.Next(); seq++ {
 			pid := uint16(seq%65535 + 1)
 			r.write(packets.Packet{
@@ -227,5 +193,30 @@ func BenchmarkMethodRoundTripParallel(b *testing.B) {
 				return
 			}
 		}
+	})
+}
+
+// runConnected runs fn on b.RunParallel's goroutines (8 per GOMAXPROCS),
+// each with a device of its own connected over TLS; the devices are made
+// and their tokens signed before the timer starts.
+func runConnected(b *testing.B, e *env, fn func(pb *testing.PB, id string, r *raw)) {
+	const parallelism = 8
+	tokens := make([]string, parallelism*8)
+	for i := range tokens {
+		tokens[i] = e.device(fmt.Sprintf("bench-%d", i))
+	}
+	var next atomic.Int64
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1) - 1)
+		id := fmt.Sprintf("bench-%d", i)
+		r := e.dialRaw()
+		if rc := r.connect(id, username(id), tokens[i], 60); rc != 0 {
+			b.Errorf("CONNACK %d", rc)
+			return
+		}
+		fn(pb, id, r)
 	})
 }
