@@ -459,7 +459,7 @@ func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
 		return d.object(func(key []byte) bool {
 			members++
 			for pos < hi && b.dict.name(b.fields[pos].path) < string(key) {
-				pos = b.next(pos)
+				pos = b.fields[pos].after(pos)
 			}
 			if pos >= hi || b.dict.name(b.fields[pos].path) != string(key) {
 				return false // metadata of a property that has no value
@@ -469,10 +469,7 @@ func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
 				return true // a nil node: no metadata
 			}
 			f := &b.fields[pos]
-			end := pos + 1
-			if f.kind == fObject {
-				end = b.next(pos)
-			}
+			end := f.after(pos)
 			// The leaves a patch touched have the same metadata: when the
 			// JSON is that of the last leaf's, so is the stamp.
 			d.ws()
@@ -494,14 +491,6 @@ func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
 			return true
 		})
 	})
-}
-
-// next returns the position of the field after field i and what it holds.
-func (b *twinBuilder) next(i int) int {
-	if b.fields[i].kind == fObject {
-		return i + 1 + int(b.fields[i].v)
-	}
-	return i + 1
 }
 
 // stampValue is stamp for a stamp already read.

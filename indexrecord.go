@@ -82,34 +82,20 @@ func (t *flatTwin) metadata(d *pathDict, own uint16, lo, hi int, nodes *[]Metada
 	*nodes = (*nodes)[1:]
 	s := t.stamps[own]
 	m.LastUpdated, m.LastUpdatedVersion = s.time(), s.ver
-	children := 0
-	for i := lo; i < hi; i++ {
-		f := &t.fields[i]
-		if f.stamp != noStamp {
-			children++
-		}
-		if f.kind == fObject {
-			i += int(f.v)
-		}
-	}
+	children := t.stamped(lo, hi)
 	if children == 0 {
 		return m
 	}
 	m.Children = make(map[string]*Metadata, children)
-	for i := lo; i < hi; i++ {
+	for i := lo; i < hi; i = t.fields[i].after(i) {
 		f := &t.fields[i]
-		end := i + 1
-		if f.kind == fObject {
-			end += int(f.v)
+		switch {
+		case f.stamp == noStamp:
+		case f.kind == fObject:
+			m.Children[d.name(f.path)] = t.metadata(d, f.stamp, i+1, f.after(i), nodes)
+		default:
+			m.Children[d.name(f.path)] = t.metadata(d, f.stamp, 0, 0, nodes)
 		}
-		if f.stamp != noStamp {
-			if f.kind == fObject {
-				m.Children[d.name(f.path)] = t.metadata(d, f.stamp, i+1, end, nodes)
-			} else {
-				m.Children[d.name(f.path)] = t.metadata(d, f.stamp, 0, 0, nodes)
-			}
-		}
-		i = end - 1
 	}
 	return m
 }

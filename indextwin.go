@@ -136,6 +136,15 @@ type field struct {
 
 const noStamp = math.MaxUint16
 
+// after returns the position of the field after f, which is at i, and
+// after what f holds: the next member of f's object.
+func (f *field) after(i int) int {
+	if f.kind == fObject {
+		return i + 1 + int(f.v)
+	}
+	return i + 1
+}
+
 // stamp is a metadata node's $lastUpdated and $lastUpdatedVersion.
 type stamp struct {
 	sec  int64
@@ -314,23 +323,15 @@ func (t *flatTwin) json(d *pathDict, i int) any {
 // with what is below it, with room for extra more.
 func (t *flatTwin) object(d *pathDict, lo, hi, extra int) map[string]any {
 	n := extra
-	for i := lo; i < hi; i++ {
-		f := &t.fields[i]
-		if f.kind != fMeta {
+	for i := lo; i < hi; i = t.fields[i].after(i) {
+		if t.fields[i].kind != fMeta {
 			n++
-		}
-		if f.kind == fObject {
-			i += int(f.v)
 		}
 	}
 	m := make(map[string]any, n)
-	for i := lo; i < hi; i++ {
-		f := &t.fields[i]
-		if f.kind != fMeta {
+	for i := lo; i < hi; i = t.fields[i].after(i) {
+		if f := &t.fields[i]; f.kind != fMeta {
 			m[d.name(f.path)] = t.json(d, i)
-		}
-		if f.kind == fObject {
-			i += int(f.v)
 		}
 	}
 	return m
@@ -350,28 +351,14 @@ type renderer struct {
 // Metadata.wire does.
 func (r *renderer) metadata(own uint16, lo, hi int) map[string]any {
 	t := r.t
-	n := 2
-	for i := lo; i < hi; i++ {
-		f := &t.fields[i]
-		if f.stamp != noStamp {
-			n++
-		}
-		if f.kind == fObject {
-			i += int(f.v)
-		}
-	}
-	m := make(map[string]any, n)
+	m := make(map[string]any, 2+t.stamped(lo, hi))
 	r.stamp(m, own)
-	for i := lo; i < hi; i++ {
+	for i := lo; i < hi; i = t.fields[i].after(i) {
 		f := &t.fields[i]
-		end := i + 1
-		if f.kind == fObject {
-			end += int(f.v)
-		}
 		switch {
 		case f.stamp == noStamp:
 		case f.kind == fObject:
-			m[r.d.name(f.path)] = r.metadata(f.stamp, i+1, end)
+			m[r.d.name(f.path)] = r.metadata(f.stamp, i+1, f.after(i))
 		default:
 			if r.leaves[f.stamp] == nil {
 				r.leaves[f.stamp] = make(map[string]any, 2)
@@ -379,9 +366,20 @@ func (r *renderer) metadata(own uint16, lo, hi int) map[string]any {
 			}
 			m[r.d.name(f.path)] = r.leaves[f.stamp]
 		}
-		i = end - 1
 	}
 	return m
+}
+
+// stamped counts the members of fields[lo:hi] (one tree level) that have
+// metadata.
+func (t *flatTwin) stamped(lo, hi int) int {
+	n := 0
+	for i := lo; i < hi; i = t.fields[i].after(i) {
+		if t.fields[i].stamp != noStamp {
+			n++
+		}
+	}
+	return n
 }
 
 // stamp adds $lastUpdated and $lastUpdatedVersion to m.
