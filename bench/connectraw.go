@@ -4,14 +4,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub/internal/rawmqtt"
-	"github.com/twinhub/twinhub/sas"
 )
 
 // connectRaw makes the connect scenario's connections with the TLS
@@ -27,7 +24,7 @@ func (e *env) connectRaw() error {
 	// Tokens are made before the clock starts: a device has its token.
 	tokens := make([]string, len(ids))
 	for i, id := range ids {
-		tok, err := sas.NewToken(e.t.Host+"/devices/"+id, "", e.key, time.Now().Add(time.Hour))
+		tok, err := deviceToken(e.t.Host, id, e.key)
 		if err != nil {
 			return err
 		}
@@ -35,25 +32,14 @@ func (e *env) connectRaw() error {
 	}
 	conf := e.t.tlsConfig(e.cfg.TLSVersion)
 	conns := make([]net.Conn, len(ids))
-	var next atomic.Int64
 	rec := newRecorder()
 	res := e.measure("connect/raw", "connections", e.cfg.ConnectConcurrency, rec, func() {
-		var wg sync.WaitGroup
-		for range min(e.cfg.ConnectConcurrency, len(ids)) {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= len(ids) {
-						return
-					}
-					start := time.Now()
-					c, err := rawConnect(e.t.MQTTAddr, conf, ids[i], e.t.Host+"/"+ids[i]+"/?api-version="+apiVersion, tokens[i])
-					rec.done(start, err)
-					conns[i] = c
-				}
-			})
-		}
-		wg.Wait()
+		forEach(len(ids), e.cfg.ConnectConcurrency, func(i int) {
+			start := time.Now()
+			c, err := rawConnect(e.t.MQTTAddr, conf, ids[i], deviceUsername(e.t.Host, ids[i]), tokens[i])
+			rec.done(start, err)
+			conns[i] = c
+		})
 	})
 	res.note("connect/raw: bare crypto/tls client as in the TLS baseline, then CONNECT (SAS) and CONNACK; no MQTT library")
 	for _, c := range conns {

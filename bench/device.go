@@ -54,10 +54,10 @@ func connectDevice(id string, o deviceOptions) (*device, error) {
 	d := &device{id: id, pending: map[string]chan twinReply{}}
 	user, pass := o.username, o.password
 	if user == "" {
-		user = o.host + "/" + id + "/?api-version=" + apiVersion + "&DeviceClientType=twinhub-bench"
+		user = deviceUsername(o.host, id)
 	}
 	if pass == "" && o.key != "" {
-		tok, err := sas.NewToken(o.host+"/devices/"+id, "", o.key, time.Now().Add(time.Hour))
+		tok, err := deviceToken(o.host, id, o.key)
 		if err != nil {
 			return nil, err
 		}
@@ -115,6 +115,16 @@ func connectDevice(id string, o deviceOptions) (*device, error) {
 		}
 	}
 	return d, nil
+}
+
+// deviceUsername is the MQTT user name IoT Hub expects of device id.
+func deviceUsername(host, id string) string {
+	return host + "/" + id + "/?api-version=" + apiVersion + "&DeviceClientType=twinhub-bench"
+}
+
+// deviceToken is an hour-long SAS token of device id, signed with its key.
+func deviceToken(host, id, key string) (string, error) {
+	return sas.NewToken(host+"/devices/"+id, "", key, time.Now().Add(time.Hour))
 }
 
 func wait(t paho.Token, timeout time.Duration) error {
@@ -212,26 +222,31 @@ func parseMethodTopic(topic string) (method, rid string) {
 // where one failed), the connect latencies and the errors.
 func connectAll(ids []string, conc int, o func(i int) deviceOptions, rec *recorder) []*device {
 	devs := make([]*device, len(ids))
-	next := atomic.Int64{}
+	forEach(len(ids), conc, func(i int) {
+		start := time.Now()
+		d, err := connectDevice(ids[i], o(i))
+		rec.done(start, err)
+		devs[i] = d
+	})
+	return devs
+}
+
+// forEach calls fn(i) for every i from 0 to n-1, conc calls at a time.
+func forEach(n, conc int, fn func(i int)) {
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(conc, len(ids)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range min(conc, n) {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(ids) {
+				if i >= n {
 					return
 				}
-				start := time.Now()
-				d, err := connectDevice(ids[i], o(i))
-				rec.done(start, err)
-				devs[i] = d
+				fn(i)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	return devs
 }
 
 func closeAll(devs []*device) {
