@@ -250,15 +250,9 @@ func forEach(n, conc int, fn func(i int)) {
 }
 
 func closeAll(devs []*device) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, d := range devs {
-		if d == nil {
-			continue
+	forEach(len(devs), 64, func(i int) {
+		if devs[i] != nil {
+			devs[i].close()
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() { defer wg.Done(); d.close(); <-sem }()
-	}
-	wg.Wait()
+	})
 }
