@@ -141,13 +141,9 @@ func (ix *index) apply(k Key, r *Record, rev uint64) error {
 	case (k.ModuleID != "") != (r.Module != nil):
 		err = indexError("the record is not of the identity its key names")
 	default:
-		stamped := etagsStamped(r)
 		r.stamp()
 		shareStrings(r)
 		t := ix.build.flatten(r)
-		if !stamped {
-			t.shape |= shapeInexact
-		}
 		t.rev = rev
 		ix.set(ix.table(k), nodeKey(k), t)
 	}

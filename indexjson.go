@@ -162,21 +162,14 @@ func (ix *index) applyJSON(k Key, data []byte, rev uint64) error {
 // flattenRecord makes the flatTwin of the record of k from its JSON.
 func (b *twinBuilder) flattenRecord(k Key, data []byte) (*flatTwin, error) {
 	t, ok := b.flattenJSON(data)
-	if ok && b.unstamped {
-		t.shape |= shapeInexact
-	}
 	if !ok {
 		r, err := decodeRecord(data)
 		if err != nil {
 			return nil, err
 		}
-		stamped := etagsStamped(r)
 		r.stamp()
 		shareStrings(r)
 		t = b.flatten(r)
-		if !stamped {
-			t.shape |= shapeInexact
-		}
 	}
 	if (t.dev == nil) == (t.mod == nil) {
 		return nil, indexError("the record holds neither or both of a device and a module")
@@ -196,7 +189,6 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
 	b.lastLeaf = b.lastLeaf[:0] // its stamp is an index in this twin's stamps
 	clear(b.seen)
-	b.inexact = false
 	var (
 		dev             *Device
 		mod             *Module
@@ -260,13 +252,13 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 					return false
 				}
 				t.desiredStamp = noStamp
-				return d.null() || b.propertiesJSON(&d, desiredPath, &t.desiredVersion, &t.desiredStamp, &t.shape, shapeDesiredValues, shapeDesiredMetadata)
+				return d.null() || b.propertiesJSON(&d, desiredPath, &t.desiredVersion, &t.desiredStamp)
 			case 3:
 				if !section(2) {
 					return false
 				}
 				t.reportedStamp = noStamp
-				return d.null() || b.propertiesJSON(&d, reportedPath, &t.reportedVersion, &t.reportedStamp, &t.shape, shapeReportedValues, shapeReportedMetadata)
+				return d.null() || b.propertiesJSON(&d, reportedPath, &t.reportedVersion, &t.reportedStamp)
 			}
 			return d.str(&t.modelID)
 		})
@@ -291,10 +283,6 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 		t.reportedStamp = b.stamp(nil)
 	}
 	r := Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
-	if b.inexact {
-		t.shape |= shapeInexact
-	}
-	b.unstamped = !etagsStamped(&r)
 	r.stamp()
 	shareStrings(&r)
 	ft := newFlatTwin(len(b.fields), b.data)
@@ -314,7 +302,7 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 
 // propertiesJSON reads desired or reported properties: values, then
 // version, then metadata, whose stamps go to the values' fields.
-func (b *twinBuilder) propertiesJSON(d *jsonDecoder, root pathID, version *int64, own *uint16, shape *uint8, values, metadata uint8) bool {
+func (b *twinBuilder) propertiesJSON(d *jsonDecoder, root pathID, version *int64, own *uint16) bool {
 	lo := len(b.fields)
 	step := -1
 	return d.fields(propertiesFields, func(k int) bool {
@@ -327,7 +315,6 @@ func (b *twinBuilder) propertiesJSON(d *jsonDecoder, root pathID, version *int64
 			if d.null() {
 				return true
 			}
-			*shape |= values
 			return b.treeJSON(d, root)
 		case 1:
 			return d.null() || d.int64(version)
@@ -335,7 +322,6 @@ func (b *twinBuilder) propertiesJSON(d *jsonDecoder, root pathID, version *int64
 		if d.null() {
 			return true
 		}
-		*shape |= metadata
 		var st stamp
 		ok := b.metadataJSON(d, &st, lo, len(b.fields))
 		*own = b.stampValue(st)
@@ -434,12 +420,11 @@ func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
 			if !d.time(&t) {
 				return false
 			}
-			if t.Location() != time.UTC {
-				b.inexact = true // and not kept as b.lastTime below
-			}
 			s := stampOf(&Metadata{LastUpdated: t})
 			st.sec, st.nsec, st.zero = s.sec, s.nsec, s.zero
-			if raw := d.b[at:d.i]; len(raw) > 2 && raw[0] == '"' && !b.inexact {
+			// An instant not in UTC is not kept as b.lastTime: its raw
+			// text would stand for another twin's instant in UTC.
+			if raw := d.b[at:d.i]; len(raw) > 2 && raw[0] == '"' && t.Location() == time.UTC {
 				b.lastTime, b.lastStamp = append(b.lastTime[:0], raw[1:len(raw)-1]...), s
 			}
 			return true
@@ -450,14 +435,7 @@ func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
 			return true
 		}
 		pos := lo
-		members := 0
-		defer func() {
-			if members == 0 {
-				b.inexact = true // an empty map of children
-			}
-		}()
 		return d.object(func(key []byte) bool {
-			members++
 			for pos < hi && b.dict.name(b.fields[pos].path) < string(key) {
 				pos = b.fields[pos].after(pos)
 			}
@@ -465,7 +443,6 @@ func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
 				return false // metadata of a property that has no value
 			}
 			if d.null() {
-				b.inexact = true
 				return true // a nil node: no metadata
 			}
 			f := &b.fields[pos]

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twinhub/twinhub/query"
 )
@@ -171,17 +170,6 @@ func (s stamp) time() Time {
 	return Time{time.Unix(s.sec, int64(s.nsec)).UTC()}
 }
 
-// The bits of flatTwin.shape.
-const (
-	shapeDesiredValues    uint8 = 1 << iota // the desired values are not a nil map
-	shapeReportedValues                     // the reported values are not a nil map
-	shapeDesiredMetadata                    // the desired metadata is not nil
-	shapeReportedMetadata                   // the reported metadata is not nil
-	// shapeInexact: the record had something the flatTwin does not keep
-	// (see twinBuilder.inexact); record refuses to rebuild it.
-	shapeInexact
-)
-
 // section is one of the three property trees of a twin.
 type section uint8
 
@@ -211,11 +199,8 @@ type flatTwin struct {
 
 	desiredStamp, reportedStamp uint16 // the $metadata of the sections
 	nilTags                     bool   // the record's tags are a nil map (shown as null)
-	// shape says what else the record had that the fields do not show
-	// (shapeDesiredValues, ...), for record (indexrecord.go).
-	shape  uint8
-	stamps []stamp
-	data   string // the bytes of string values
+	stamps                      []stamp
+	data                        string // the bytes of string values
 	// refs holds the values of fRef fields. Few twins have any: a
 	// pointer leaves room in the header for rev.
 	refs *[]any
@@ -464,16 +449,6 @@ type twinBuilder struct {
 	// The JSON of the last leaf's metadata flattenJSON read, and its stamp.
 	lastLeaf      []byte
 	lastLeafStamp uint16
-	// inexact is set when the twin being flattened has what its flatTwin
-	// cannot give back as the store's JSON decodes it (indexrecord.go): a
-	// value that is not what JSON decodes to, metadata nodes that are nil
-	// or have children the flatTwin leaves out, an empty map of children,
-	// an instant not in UTC, an identity etag not derived from its version.
-	inexact bool
-	// unstamped is set when the identity flattenJSON read last had an etag
-	// other than Record.stamp's (which it then set): flattenRecord makes
-	// such a twin inexact too.
-	unstamped bool
 }
 
 type member struct {
@@ -509,7 +484,6 @@ func (b *twinBuilder) childString(parent pathID, name string) pathID {
 func (b *twinBuilder) flatten(r *Record) *flatTwin {
 	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
 	clear(b.seen)
-	b.inexact = !exactMetadata(r.Twin.Desired.Metadata) || !exactMetadata(r.Twin.Reported.Metadata)
 	b.tree(tagsPath, r.Twin.Tags, nil)
 	desiredAt := uint32(len(b.fields))
 	desiredStamp := b.stamp(r.Twin.Desired.Metadata)
@@ -527,7 +501,6 @@ func (b *twinBuilder) flatten(r *Record) *flatTwin {
 	t.nilTags = r.Twin.Tags == nil
 	t.desiredAt, t.desiredStamp = desiredAt, desiredStamp
 	t.reportedAt, t.reportedStamp = reportedAt, reportedStamp
-	t.shape = propertiesShape(&r.Twin, b.inexact)
 	t.stamps = slices.Clone(b.stamps)
 	if len(b.refs) > 0 {
 		refs := slices.Clone(b.refs)
@@ -556,15 +529,9 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 		var cm *Metadata
 		st := uint16(noStamp)
 		if meta != nil {
-			var has bool
-			if cm, has = meta.Children[k]; cm != nil {
+			if cm = meta.Children[k]; cm != nil {
 				st = b.stamp(cm)
-			} else if has {
-				b.inexact = true // a nil node
 			}
-		}
-		if !b.inexact && !utf8.ValidString(k) {
-			b.inexact = true
 		}
 		f := field{path: id, stamp: st}
 		switch x := v.(type) {
@@ -577,13 +544,7 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 			}
 		case float64:
 			f.kind, f.v = fNumber, math.Float64bits(x)
-			if math.IsInf(x, 0) || math.IsNaN(x) {
-				b.inexact = true
-			}
 		case string:
-			if !b.inexact && !utf8.ValidString(x) {
-				b.inexact = true
-			}
 			f.kind, f.v = fString, uint64(len(b.data))<<32|uint64(len(x))
 			b.data = append(b.data, x...)
 		case map[string]any:
@@ -597,16 +558,9 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 			}
 			f.kind, f.v = fRef, uint64(len(b.refs))
 			b.refs = append(b.refs, v)
-			b.inexact = true // stored as null
 		default:
 			f.kind, f.v = fRef, uint64(len(b.refs))
 			b.refs = append(b.refs, v)
-			if !b.inexact && !decodedValue(v) {
-				b.inexact = true
-			}
-		}
-		if cm != nil && f.kind != fObject && cm.Children != nil {
-			b.inexact = true // children of a leaf's metadata
 		}
 		b.fields = append(b.fields, f)
 	}
@@ -617,9 +571,6 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 	}
 	for k, cm := range meta.Children {
 		if _, ok := m[k]; !ok {
-			if cm == nil || cm.Children != nil {
-				b.inexact = true // a nil node, or children of one without a value
-			}
 			if cm != nil {
 				b.fields = append(b.fields, field{path: b.childString(parent, k), kind: fMeta, stamp: b.stamp(cm)})
 			}
@@ -653,7 +604,6 @@ func (b *twinBuilder) stampIndex(s stamp) uint16 {
 		}
 	}
 	if len(b.stamps) >= noStamp {
-		b.inexact = true
 		return noStamp - 1
 	}
 	b.stamps = append(b.stamps, s)
