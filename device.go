@@ -132,25 +132,25 @@ func generateKey() string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// generationID is a fresh id that tells apart identities that reuse a
+// NewGenerationID is a fresh id that tells apart identities that reuse a
 // name; IoT Hub shows it as 18 decimal digits.
-func generationID() string {
+func NewGenerationID() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	n := binary.BigEndian.Uint64(b)%900_000_000_000_000_000 + 100_000_000_000_000_000
 	return strconv.FormatUint(n, 10)
 }
 
-// identityETag turns an identity's change counter into an opaque etag.
-func identityETag(counter int64) string {
+// IdentityETag turns an identity's change counter into an opaque etag.
+func IdentityETag(counter int64) string {
 	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(counter, 10)))
 }
 
-// normalizeAuth fills in what IoT Hub fills in when a registry write leaves
+// NormalizeAuth fills in what IoT Hub fills in when a registry write leaves
 // it out: the sas type and generated keys. It keeps old keys when an
 // update leaves them empty, and checks that the keys and thumbprints given
 // fit the type.
-func normalizeAuth(a *Authentication, old *Authentication) error {
+func NormalizeAuth(a *Authentication, old *Authentication) error {
 	if a.Type == "" {
 		a.Type = AuthSAS
 	}
@@ -190,4 +190,16 @@ func normalizeAuth(a *Authentication, old *Authentication) error {
 		return Errorf(http.StatusBadRequest, "ArgumentInvalid", "unknown authentication type %q", a.Type)
 	}
 	return nil
+}
+
+// DeviceStatistics is GET /statistics/devices.
+type DeviceStatistics struct {
+	TotalDeviceCount    int `json:"totalDeviceCount"`
+	EnabledDeviceCount  int `json:"enabledDeviceCount"`
+	DisabledDeviceCount int `json:"disabledDeviceCount"`
+}
+
+// ServiceStatistics is GET /statistics/service.
+type ServiceStatistics struct {
+	ConnectedDeviceCount int `json:"connectedDeviceCount"`
 }

@@ -84,14 +84,18 @@ func errModuleNotFound(id, mid string) *Error {
 	return Errorf(http.StatusNotFound, "ModuleNotFound", "Module %s on device %s not registered", mid, id)
 }
 
-func errNotFound(k Key) *Error {
+// ErrIdentityNotFound is the 404 for a device or module that is not
+// registered, with IoT Hub's code for each.
+func ErrIdentityNotFound(k Key) *Error {
 	if k.ModuleID != "" {
 		return errModuleNotFound(k.DeviceID, k.ModuleID)
 	}
 	return errDeviceNotFound(k.DeviceID)
 }
 
-func errPrecondition(what string) *Error {
+// ErrPreconditionFailed is the 412 for an If-Match etag that is not
+// the current one of what.
+func ErrPreconditionFailed(what string) *Error {
 	return Errorf(http.StatusPreconditionFailed, "PreconditionFailed", "Precondition failed: %s etag does not match", what)
 }
 

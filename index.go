@@ -31,7 +31,7 @@ import (
 // There is one writer at a time (the store's watch applies changes in
 // revision order); wmu serialises it with the occasional reader that
 // merges new identities into the key order or builds a hash index.
-type index struct {
+type Index struct {
 	wmu     sync.Mutex
 	dict    *pathDict
 	devices *table
@@ -109,9 +109,10 @@ func newTable() *table {
 	return t
 }
 
-func newIndex() *index {
+// NewIndex makes an empty index; Watch fills it from a store.
+func NewIndex() *Index {
 	d := newPathDict()
-	return &index{
+	return &Index{
 		dict:     d,
 		devices:  newTable(),
 		modules:  newTable(),
@@ -120,7 +121,7 @@ func newIndex() *index {
 	}
 }
 
-func (ix *index) table(k Key) *table {
+func (ix *Index) table(k Key) *table {
 	if k.ModuleID != "" {
 		return ix.modules
 	}
@@ -130,7 +131,7 @@ func (ix *index) table(k Key) *table {
 // apply records one change seen by the watch (r is nil for a deletion).
 // A record that is not of the identity k is left out, but its revision
 // counts as seen. The index keeps r's identity.
-func (ix *index) apply(k Key, r *Record, rev uint64) error {
+func (ix *Index) apply(k Key, r *Record, rev uint64) error {
 	var err error
 	ix.wmu.Lock()
 	switch {
@@ -141,7 +142,7 @@ func (ix *index) apply(k Key, r *Record, rev uint64) error {
 	case (k.ModuleID != "") != (r.Module != nil):
 		err = indexError("the record is not of the identity its key names")
 	default:
-		r.stamp()
+		r.SetETags()
 		shareStrings(r)
 		t := ix.build.flatten(r)
 		t.rev = rev
@@ -154,7 +155,7 @@ func (ix *index) apply(k Key, r *Record, rev uint64) error {
 
 // setReplaying starts or ends a replay of the store (see index.replaying);
 // at its end, new identities go in key order.
-func (ix *index) setReplaying(on bool) {
+func (ix *Index) setReplaying(on bool) {
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
 	ix.replaying = on
@@ -202,13 +203,13 @@ func shareStrings(r *Record) {
 var identityETags = func() []string {
 	out := make([]string, 64)
 	for v := range out {
-		out[v] = identityETag(int64(v))
+		out[v] = IdentityETag(int64(v))
 	}
 	return out
 }()
 
 // set makes t the twin of key (nil: deletes it). The caller holds wmu.
-func (ix *index) set(tb *table, key string, t *flatTwin) {
+func (ix *Index) set(tb *table, key string, t *flatTwin) {
 	n := tb.byKey[key]
 	var old *flatTwin
 	if n != nil {
@@ -255,7 +256,7 @@ func (ix *index) set(tb *table, key string, t *flatTwin) {
 	}
 }
 
-func (ix *index) count(t *flatTwin, delta int64) {
+func (ix *Index) count(t *flatTwin, delta int64) {
 	if t == nil || t.dev == nil {
 		return
 	}
@@ -268,7 +269,7 @@ func (ix *index) count(t *flatTwin, delta int64) {
 	}
 }
 
-func (ix *index) advance(rev uint64) {
+func (ix *Index) advance(rev uint64) {
 	ix.mu.Lock()
 	if rev > ix.rev {
 		ix.rev = rev
@@ -278,9 +279,9 @@ func (ix *index) advance(rev uint64) {
 	ix.mu.Unlock()
 }
 
-// waitFor blocks until the index has seen revision rev, then makes sure
+// WaitFor blocks until the index has seen revision rev, then makes sure
 // that identities created before it are in the key order.
-func (ix *index) waitFor(ctx context.Context, rev uint64) error {
+func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {
 	for {
 		ix.mu.Lock()
 		done, ch := ix.rev >= rev, ix.advanced
@@ -435,9 +436,9 @@ func (v *tableView) get(key string) (*node, *flatTwin) {
 	return nil, nil
 }
 
-// listDevices returns up to max devices (all when max <= 0) in id order.
+// ListDevices returns up to max devices (all when max <= 0) in id order.
 // The caller has waited for the index to catch up.
-func (ix *index) listDevices(max int) []*Device {
+func (ix *Index) ListDevices(max int) []*Device {
 	out := []*Device{}
 	v := ix.devices.view.Load()
 	v.each(0, 0, func(_ *node, t *flatTwin) bool {
@@ -447,8 +448,8 @@ func (ix *index) listDevices(max int) []*Device {
 	return out
 }
 
-// listModules returns the modules of a device in id order.
-func (ix *index) listModules(deviceID string) []*Module {
+// ListModules returns the modules of a device in id order.
+func (ix *Index) ListModules(deviceID string) []*Module {
 	out := []*Module{}
 	prefix := deviceID + "\x00"
 	v := ix.modules.view.Load()
@@ -463,8 +464,8 @@ func (ix *index) listModules(deviceID string) []*Module {
 	return out
 }
 
-// statistics counts devices by status and connection state.
-func (ix *index) statistics() (DeviceStatistics, ServiceStatistics) {
+// Statistics counts devices by status and connection state.
+func (ix *Index) Statistics() (DeviceStatistics, ServiceStatistics) {
 	total, enabled := ix.devicesTotal.Load(), ix.devicesEnabled.Load()
 	return DeviceStatistics{
 			TotalDeviceCount:    int(total),
@@ -473,16 +474,6 @@ func (ix *index) statistics() (DeviceStatistics, ServiceStatistics) {
 		}, ServiceStatistics{
 			ConnectedDeviceCount: int(ix.devicesConnected.Load()),
 		}
-}
-
-// catchUp brings the index up to the store's last revision, so that what
-// the caller reads next includes every write acknowledged before.
-func (h *Hub) catchUp(ctx context.Context) error {
-	rev, err := h.store.LastRevision(ctx)
-	if err != nil {
-		return err
-	}
-	return h.index.waitFor(ctx, rev)
 }
 
 func sortNodes(ns []*node) {

@@ -136,7 +136,7 @@ func stampTree(values map[string]any, at Time, version int64) *Metadata {
 // benchFleet is the index every query benchmark shares, with what it took
 // to build it.
 type benchFleet struct {
-	ix          *index
+	ix          *Index
 	n           int
 	build       time.Duration // applying the records, their making excluded
 	heapPerTwin float64
@@ -163,7 +163,7 @@ func heapInUse() uint64 {
 func buildFleet(n int) *benchFleet {
 	f := &benchFleet{n: n}
 	before := heapInUse()
-	f.ix = newIndex()
+	f.ix = NewIndex()
 	r := rand.New(rand.NewPCG(7, 7))
 	order := r.Perm(n)
 	const batch = 4096
@@ -194,7 +194,7 @@ func buildFleet(n int) *benchFleet {
 	clear(recs)
 	t0 := time.Now()
 	f.ix.setReplaying(false)
-	if err := f.ix.waitFor(context.Background(), f.rev.Load()); err != nil {
+	if err := f.ix.WaitFor(context.Background(), f.rev.Load()); err != nil {
 		panic(err)
 	}
 	f.build += time.Since(t0)
@@ -256,12 +256,12 @@ func benchQuery(b *testing.B, src string, vary, pageSize int, check func(*QueryP
 		return q
 	}
 	// Warm up: build the hash index the query uses, if any.
-	f.ix.query(parse(), pageSize, pageToken{})
+	f.ix.Query(parse(), pageSize, Cursor{})
 	var lat latencies
 	for b.Loop() {
 		q := parse()
 		t0 := time.Now()
-		page, _ := f.ix.query(q, pageSize, pageToken{})
+		page, _ := f.ix.Query(q, pageSize, Cursor{})
 		lat = append(lat, time.Since(t0))
 		if check != nil {
 			check(page)
@@ -337,9 +337,9 @@ func BenchmarkQueryPageAll(b *testing.B) {
 	var lat latencies
 	for b.Loop() {
 		t0 := time.Now()
-		tok, n := pageToken{}, 0
+		tok, n := Cursor{}, 0
 		for {
-			page, next := f.ix.query(q, 1000, tok)
+			page, next := f.ix.Query(q, 1000, tok)
 			n += len(page.Items)
 			if next == nil {
 				break

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/recordtest"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/sas"
 )
@@ -45,7 +46,7 @@ func BenchmarkStore(b *testing.B) {
 	b.Run("Replay", func(b *testing.B) { benchReplay(b, store, policies, n) })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := twinhub.New(ctx, twinhub.Config{Host: "bench", Policies: policies, Store: store})
+	h, err := hub.New(ctx, hub.Config{Host: "bench", Policies: policies, Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func fill(b *testing.B, store *jetstream.Store, n int) {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 1))
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				rec := twinhub.BenchRecord(r, order[i], n)
+				rec := recordtest.BenchRecord(r, order[i], n)
 				if _, err := store.Create(context.Background(), rec.Key(), rec); err != nil {
 					failed.Store(err)
 					return
@@ -105,7 +106,7 @@ func heapAlloc() uint64 {
 	return ms.HeapAlloc
 }
 
-// benchReplay starts hubs on the filled bucket: one op is twinhub.New,
+// benchReplay starts hubs on the filled bucket: one op is hub.New,
 // which returns once the index holds every record. It reports the median
 // time, the rate and the heap the hub holds per twin afterwards.
 func benchReplay(b *testing.B, store *jetstream.Store, policies []sas.Policy, n int) {
@@ -115,7 +116,7 @@ func benchReplay(b *testing.B, store *jetstream.Store, policies []sas.Policy, n 
 		before := heapAlloc()
 		ctx, cancel := context.WithCancel(context.Background())
 		t0 := time.Now()
-		h, err := twinhub.New(ctx, twinhub.Config{Host: "bench", Policies: policies, Store: store})
+		h, err := hub.New(ctx, hub.Config{Host: "bench", Policies: policies, Store: store})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -139,7 +140,7 @@ func benchReplay(b *testing.B, store *jetstream.Store, policies []sas.Policy, n 
 // benchHubQuery runs queries through Hub.Query: parsing, the wait for the
 // store's last revision, the index, the page's documents and its
 // continuation token.
-func benchHubQuery(b *testing.B, h *twinhub.Hub, src func(*rand.Rand) string) {
+func benchHubQuery(b *testing.B, h *hub.Hub, src func(*rand.Rand) string) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 3))
 	if _, err := h.Query(ctx, src(r), 100, ""); err != nil { // builds a hash index

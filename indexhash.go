@@ -214,7 +214,7 @@ func (s *hashSet) update(d *pathDict, n *node, old, t *flatTwin) {
 }
 
 // hashIndex returns the table's index of a, building it if needed.
-func (ix *index) hashIndex(tb *table, a attr) *hashIndex {
+func (ix *Index) hashIndex(tb *table, a attr) *hashIndex {
 	if h := tb.hashes.get(a); h != nil {
 		return h
 	}

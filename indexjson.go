@@ -29,8 +29,8 @@ type rawWatcher interface {
 	WatchRaw(ctx context.Context, fn func(k Key, data []byte, rev uint64), ready func()) error
 }
 
-// watch feeds the index from the store until ctx ends.
-func (ix *index) watch(ctx context.Context, s Store, log *slog.Logger, ready func()) error {
+// Watch feeds the index from the store until ctx ends.
+func (ix *Index) Watch(ctx context.Context, s Store, log *slog.Logger, ready func()) error {
 	if rw, ok := s.(rawWatcher); ok {
 		r := ix.startReplay(log)
 		defer r.finish()
@@ -51,7 +51,7 @@ func (ix *index) watch(ctx context.Context, s Store, log *slog.Logger, ready fun
 // them on every processor and applies them in order on one goroutine;
 // from then on it applies each change as it comes.
 type replay struct {
-	ix      *index
+	ix      *Index
 	log     *slog.Logger
 	jobs    chan replayJob // nil once the replay is over
 	results chan replayJob
@@ -69,7 +69,7 @@ type replayJob struct {
 	err  error
 }
 
-func (ix *index) startReplay(log *slog.Logger) *replay {
+func (ix *Index) startReplay(log *slog.Logger) *replay {
 	r := &replay{ix: ix, log: log, jobs: make(chan replayJob, 256), results: make(chan replayJob, 256), applied: make(chan struct{})}
 	ix.setReplaying(true)
 	for range runtime.GOMAXPROCS(0) {
@@ -141,7 +141,7 @@ func (r *replay) finish() {
 
 // applyJSON records one change seen by a raw watch. A record it cannot
 // read is left out, but its revision counts as seen.
-func (ix *index) applyJSON(k Key, data []byte, rev uint64) error {
+func (ix *Index) applyJSON(k Key, data []byte, rev uint64) error {
 	var t *flatTwin
 	var err error
 	ix.wmu.Lock()
@@ -167,7 +167,7 @@ func (b *twinBuilder) flattenRecord(k Key, data []byte) (*flatTwin, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.stamp()
+		r.SetETags()
 		shareStrings(r)
 		t = b.flatten(r)
 	}
@@ -283,7 +283,7 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 		t.reportedStamp = b.stamp(nil)
 	}
 	r := Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
-	r.stamp()
+	r.SetETags()
 	shareStrings(&r)
 	ft := newFlatTwin(len(b.fields), b.data)
 	copy(ft.fields, b.fields)

@@ -51,7 +51,7 @@ func flatLongWay(t *testing.T, b *twinBuilder, data []byte) *flatTwin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.stamp()
+	r.SetETags()
 	shareStrings(r)
 	return b.flatten(r)
 }
@@ -60,7 +60,7 @@ func flatLongWay(t *testing.T, b *twinBuilder, data []byte) *flatTwin {
 // decoding it and flattening the Record gives.
 func TestFlattenJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
-	ix := newIndex()
+	ix := NewIndex()
 	refused := 0
 	for i := range 3000 {
 		k := DeviceKey(fmt.Sprintf("d%d", i))
@@ -94,7 +94,7 @@ func TestFlattenJSON(t *testing.T) {
 // TestFlattenJSONOddities: records that flattenJSON refuses or reads in
 // its own way flatten as the long way does.
 func TestFlattenJSONOddities(t *testing.T) {
-	ix := newIndex()
+	ix := NewIndex()
 	for _, s := range []string{
 		`{"device":{"deviceId":"d"},"identityVersion":2}`,
 		`{"device":{"deviceId":"d"},"twin":null}`,
@@ -128,7 +128,7 @@ func TestFlattenJSONOddities(t *testing.T) {
 // against the index fed Records.
 func TestApplyJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(10, 10))
-	raw := newIndex()
+	raw := NewIndex()
 	ref := map[Key]*Record{}
 	for i := range 2500 {
 		k := DeviceKey(fmt.Sprintf("d%d", i%2000))
@@ -152,13 +152,12 @@ func TestApplyJSON(t *testing.T) {
 	if err := raw.applyJSON(DeviceKey("x"), []byte(`{`), 10000); err == nil {
 		t.Error("bad JSON was taken")
 	}
-	if err := raw.waitFor(t.Context(), 10000); err != nil {
+	if err := raw.WaitFor(t.Context(), 10000); err != nil {
 		t.Fatal(err)
 	}
-	h := &Hub{host: "h", index: raw}
 	want := newReference(ref)
 	for _, src := range fleetQueries[:20] {
-		checkQuery(t, raw, h, want, src, 1000)
+		checkQuery(t, raw, want, src, 1000)
 	}
 }
 
@@ -170,7 +169,7 @@ func BenchmarkFlattenJSON(b *testing.B) {
 		d, _ := json.Marshal(benchRecord(r, i, 1_000_000))
 		data = append(data, d)
 	}
-	ix := newIndex()
+	ix := NewIndex()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

@@ -386,7 +386,7 @@ func (t *flatTwin) doc(d *pathDict) map[string]any {
 	auth := t.auth()
 	doc := make(map[string]any, 17)
 	doc["etag"] = TwinETag(t.version)
-	doc["deviceEtag"] = identityETag(t.identityVersion)
+	doc["deviceEtag"] = IdentityETag(t.identityVersion)
 	doc["version"] = float64(t.version)
 	doc["authenticationType"] = auth.Type
 	doc["x509Thumbprint"] = map[string]any{
@@ -679,7 +679,7 @@ func (t *flatTwin) sys(f sysField) query.Value {
 	case sysETag:
 		return strValue(TwinETag(t.version))
 	case sysDeviceETag:
-		return strValue(identityETag(t.identityVersion))
+		return strValue(IdentityETag(t.identityVersion))
 	case sysVersion:
 		return numValue(float64(t.version))
 	case sysStatus:

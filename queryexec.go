@@ -1,12 +1,6 @@
 package twinhub
 
 import (
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
-	"errors"
 	"math"
 	"runtime"
 	"sync"
@@ -27,47 +21,9 @@ type QueryPage struct {
 	Continuation string
 }
 
-// Query runs a query in the IoT Hub language over the twins and returns
-// the page that continuation names (the first when empty). The index is
-// first brought up to the store's last revision, so the query sees every
-// write acknowledged before it arrived.
-//
-// Results come in key order (device id, then module id). A page of a query
-// that returns twins or projections of them ends with a token that carries
-// the last key returned (and, under TOP, how many were returned so far), so
-// the next page starts after that key: twins that change between pages are
-// neither skipped nor repeated, unless a change makes them match or stop
-// matching. Grouped queries (aggregates, GROUP BY) are computed again for
-// every page, and their tokens carry the offset of the next group.
-func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation string) (*QueryPage, error) {
-	q, err := query.Parse(src)
-	if err != nil {
-		var qe *query.Error
-		if errors.As(err, &qe) {
-			return nil, ErrInvalid("query: %s", qe.Error())
-		}
-		return nil, ErrInvalid("query: %v", err)
-	}
-	if pageSize < 1 {
-		pageSize = 100
-	}
-	tok, err := h.readToken(q, continuation)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.catchUp(ctx); err != nil {
-		return nil, err
-	}
-	page, next := h.index.query(q, pageSize, tok)
-	if next != nil {
-		page.Continuation = h.writeToken(q, *next)
-	}
-	return page, nil
-}
-
-// query runs q and returns the page after tok, and the token of the next
-// page if there is one.
-func (ix *index) query(q *query.Query, pageSize int, tok pageToken) (*QueryPage, *pageToken) {
+// Query runs q and returns the page after cursor tok, and the cursor of
+// the next page if there is one.
+func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*QueryPage, *Cursor) {
 	page := &QueryPage{ItemType: q.ItemType(), Items: []map[string]any{}}
 	var tb *table
 	switch q.Collection {
@@ -90,7 +46,7 @@ func (ix *index) query(q *query.Query, pageSize int, tok pageToken) (*QueryPage,
 // plan is a query prepared for one table: how to read each of its paths
 // from a flatTwin.
 type plan struct {
-	ix  *index
+	ix  *Index
 	tb  *table
 	q   *query.Query
 	res []resolver // by Path.Slot
@@ -118,7 +74,7 @@ type resolver struct {
 	from int
 }
 
-func (ix *index) plan(q *query.Query, tb *table) *plan {
+func (ix *Index) plan(q *query.Query, tb *table) *plan {
 	p := &plan{ix: ix, tb: tb, q: q, res: make([]resolver, len(q.Paths))}
 	for i, path := range q.Paths {
 		r := ix.resolve(path)
@@ -139,7 +95,7 @@ func (ix *index) plan(q *query.Query, tb *table) *plan {
 // $version and $metadata, the whole document) are read from the rendered
 // document, which is slow but exact; names the twin document does not have
 // are undefined.
-func (ix *index) resolve(path *query.Path) resolver {
+func (ix *Index) resolve(path *query.Path) resolver {
 	segs := path.Segments
 	r := resolver{path: path, kind: resFull}
 	if len(segs) == 0 {
@@ -201,7 +157,7 @@ func (ix *index) resolve(path *query.Path) resolver {
 
 // resolveTree follows the member names of path from segment start on down
 // the dictionary, from the tree root id, up to the first array index.
-func (ix *index) resolveTree(path *query.Path, id pathID, sec section, start int) resolver {
+func (ix *Index) resolveTree(path *query.Path, id pathID, sec section, start int) resolver {
 	segs := path.Segments
 	i := start
 	for ; i < len(segs) && !segs[i].IsIndex; i++ {
@@ -402,10 +358,10 @@ func (p *plan) keyNodes(devs, mods []query.Value) []*node {
 
 // --- pages of twins and projections ---
 
-func (p *plan) keysetPage(page *QueryPage, pageSize int, tok pageToken) (*QueryPage, *pageToken) {
+func (p *plan) keysetPage(page *QueryPage, pageSize int, tok Cursor) (*QueryPage, *Cursor) {
 	need, more := pageSize, true
 	if p.q.Top >= 0 {
-		if left := p.q.Top - tok.count; left <= pageSize {
+		if left := p.q.Top - tok.Count; left <= pageSize {
 			need, more = left, false
 		}
 	}
@@ -418,14 +374,14 @@ func (p *plan) keysetPage(page *QueryPage, pageSize int, tok pageToken) (*QueryP
 	}
 	var hits []hit
 	if nodes, ok := p.candidates(limit); ok {
-		hits = p.matchNodes(nodes, tok.after, limit)
+		hits = p.matchNodes(nodes, tok.After, limit)
 	} else {
-		hits = p.scan(tok.after, limit)
+		hits = p.scan(tok.After, limit)
 	}
-	var next *pageToken
+	var next *Cursor
 	if len(hits) > need {
 		hits = hits[:need]
-		next = &pageToken{after: hits[need-1].n.key, count: tok.count + need}
+		next = &Cursor{After: hits[need-1].n.key, Count: tok.Count + need}
 	}
 	page.Items = make([]map[string]any, len(hits))
 	for i, h := range hits {
@@ -604,7 +560,7 @@ func (d *evalDoc) load(twins []atomic.Pointer[flatTwin], ts []*flatTwin) {
 
 // --- pages of groups ---
 
-func (p *plan) groupPage(page *QueryPage, pageSize int, tok pageToken) (*QueryPage, *pageToken) {
+func (p *plan) groupPage(page *QueryPage, pageSize int, tok Cursor) (*QueryPage, *Cursor) {
 	g := p.groups()
 	var items []map[string]any
 	var firsts []query.Doc
@@ -616,11 +572,11 @@ func (p *plan) groupPage(page *QueryPage, pageSize int, tok pageToken) (*QueryPa
 		items = g.Rows()
 		n = len(items)
 	}
-	from := min(tok.count, n)
+	from := min(tok.Count, n)
 	end := min(from+pageSize, n)
-	var next *pageToken
+	var next *Cursor
 	if end < n {
-		next = &pageToken{count: end}
+		next = &Cursor{Count: end}
 	}
 	if !p.q.Star {
 		page.Items = items[from:end]
@@ -698,73 +654,11 @@ func (p *plan) groups() *query.Groups {
 	return res[0]
 }
 
-// --- continuation tokens ---
-
-// pageToken is where the next page starts: after the key after, with
-// count results returned before (for TOP); for grouped queries count is
-// the offset of the next group.
-type pageToken struct {
-	after string
-	count int
-}
-
-// A token is base64url of: version, kind ('k' keyset or 'g' groups), the
-// first 8 bytes of SHA-256 of the query text, count as a uvarint, the key,
-// and 16 bytes of HMAC-SHA256 over all that with a key derived from the
-// hub's host and policies, which every node of a hub shares. A token thus
-// works on any node, only for the query it came from, and cannot be made
-// up or altered by a client.
-const (
-	tokenVersion = 1
-	tokenMAC     = 16
-)
-
-func (h *Hub) tokenKey() []byte {
-	s := sha256.New()
-	s.Write([]byte("twinhub query continuation\x00" + h.host))
-	for _, p := range h.policies {
-		s.Write([]byte("\x00" + p.Name + "\x00" + p.PrimaryKey))
-	}
-	return s.Sum(nil)
-}
-
-func tokenKind(q *query.Query) byte {
-	if q.Grouped() {
-		return 'g'
-	}
-	return 'k'
-}
-
-func (h *Hub) writeToken(q *query.Query, t pageToken) string {
-	fp := sha256.Sum256([]byte(q.Source))
-	b := append([]byte{tokenVersion, tokenKind(q)}, fp[:8]...)
-	b = binary.AppendUvarint(b, uint64(t.count))
-	b = append(b, t.after...)
-	mac := hmac.New(sha256.New, h.tokenKey())
-	mac.Write(b)
-	b = append(b, mac.Sum(nil)[:tokenMAC]...)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func (h *Hub) readToken(q *query.Query, s string) (pageToken, error) {
-	if s == "" {
-		return pageToken{}, nil
-	}
-	bad := ErrInvalid("x-ms-continuation is not a token this hub issued for this query")
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 2+8+1+tokenMAC {
-		return pageToken{}, bad
-	}
-	body, sum := b[:len(b)-tokenMAC], b[len(b)-tokenMAC:]
-	mac := hmac.New(sha256.New, h.tokenKey())
-	mac.Write(body)
-	fp := sha256.Sum256([]byte(q.Source))
-	if !hmac.Equal(sum, mac.Sum(nil)[:tokenMAC]) || body[0] != tokenVersion || body[1] != tokenKind(q) || string(body[2:10]) != string(fp[:8]) {
-		return pageToken{}, bad
-	}
-	count, n := binary.Uvarint(body[10:])
-	if n <= 0 || count > 1<<31 {
-		return pageToken{}, bad
-	}
-	return pageToken{count: int(count), after: string(body[10+n:])}, nil
+// Cursor is where a query's next page starts: after the key After, with
+// Count results returned before (for TOP); for grouped queries Count is
+// the offset of the next group. The hub carries it in a signed
+// continuation token.
+type Cursor struct {
+	After string
+	Count int
 }

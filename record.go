@@ -1,5 +1,10 @@
 package twinhub
 
+import (
+	"bytes"
+	"encoding/json"
+)
+
 // Record is what the store keeps for one identity: the device or module
 // and its twin, together, so that one compare-and-set covers both and a
 // deletion removes both at once.
@@ -20,9 +25,9 @@ func (r *Record) Key() Key {
 	return DeviceKey(r.Device.DeviceID)
 }
 
-// stamp refreshes the derived etags before a record is stored or shown.
-func (r *Record) stamp() {
-	tag := identityETag(r.IdentityVersion)
+// SetETags refreshes the derived etags before a record is stored or shown.
+func (r *Record) SetETags() {
+	tag := IdentityETag(r.IdentityVersion)
 	if r.Device != nil {
 		r.Device.ETag = tag
 	}
@@ -31,7 +36,8 @@ func (r *Record) stamp() {
 	}
 }
 
-func (r *Record) auth() Authentication {
+// Auth is the authentication of the record's device or module.
+func (r *Record) Auth() Authentication {
 	if r.Module != nil {
 		return r.Module.Authentication
 	}
@@ -42,10 +48,10 @@ func (r *Record) auth() Authentication {
 // against the same document, so what a query matches is what a read shows.
 // Numbers are float64 and times strings, as encoding/json would decode them.
 func (r *Record) TwinDoc() map[string]any {
-	auth := r.auth()
+	auth := r.Auth()
 	doc := map[string]any{
 		"etag":               TwinETag(r.Twin.Version),
-		"deviceEtag":         identityETag(r.IdentityVersion),
+		"deviceEtag":         IdentityETag(r.IdentityVersion),
 		"version":            float64(r.Twin.Version),
 		"authenticationType": auth.Type,
 		"x509Thumbprint": map[string]any{
@@ -90,10 +96,10 @@ func optional(s *string) any {
 // maps of the property trees are copied, their leaves and arrays shared,
 // as cloneObject does: nothing changes those in place. nil stays nil, so
 // that the clone encodes as r does.
-func (r *Record) clone() *Record {
+func (r *Record) Clone() *Record {
 	return &Record{
-		Device:          r.deviceCopy(),
-		Module:          r.moduleCopy(),
+		Device:          r.DeviceCopy(),
+		Module:          r.ModuleCopy(),
 		IdentityVersion: r.IdentityVersion,
 		Twin:            r.Twin.clone(),
 	}
@@ -149,8 +155,8 @@ func cloneMap(m map[string]any) map[string]any {
 	return cloneObject(m)
 }
 
-// deviceCopy is a copy of the record's device for a caller to keep.
-func (r *Record) deviceCopy() *Device {
+// DeviceCopy is a copy of the record's device for a caller to keep.
+func (r *Record) DeviceCopy() *Device {
 	if r.Device == nil {
 		return nil
 	}
@@ -160,12 +166,34 @@ func (r *Record) deviceCopy() *Device {
 	return &d
 }
 
-// moduleCopy is a copy of the record's module for a caller to keep.
-func (r *Record) moduleCopy() *Module {
+// ModuleCopy is a copy of the record's module for a caller to keep.
+func (r *Record) ModuleCopy() *Module {
 	if r.Module == nil {
 		return nil
 	}
 	m := *r.Module
 	m.Authentication = m.Authentication.clone()
 	return &m
+}
+
+// DeviceTwinDoc is the twin as a device reads it: desired and reported
+// properties with their versions, without metadata.
+func (rec *Record) DeviceTwinDoc() map[string]any {
+	return map[string]any{
+		"desired":  rec.Twin.Desired.Wire(false),
+		"reported": rec.Twin.Reported.Wire(false),
+	}
+}
+
+// MarshalNoHTML is json.Marshal without HTML escaping (and without the
+// Encoder's newline): how the hub encodes the JSON it sends devices over
+// MQTT, twins and desired-property changes alike.
+func MarshalNoHTML(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -1022,13 +1022,13 @@ func formatTime(t Time) string {
 	return string(appendTime(buf[:0], t))
 }
 
-// appendTwinDoc appends json.Marshal(r.TwinDoc()) to b, without building
+// AppendTwinDoc appends json.Marshal(r.TwinDoc()) to b, without building
 // the document: reads and writes of twins answer with it. It returns false
 // for what it leaves to json.Marshal (values it does not know, property
 // names that TwinDoc would overwrite).
-func appendTwinDoc(b []byte, r *Record) ([]byte, bool) {
+func AppendTwinDoc(b []byte, r *Record) ([]byte, bool) {
 	e := jsonEncoder{b: b, ok: true}
-	auth := r.auth()
+	auth := r.Auth()
 	e.b = append(e.b, `{"authenticationType":`...)
 	e.string(auth.Type)
 	if d := r.Device; d != nil && r.Module == nil {
@@ -1050,7 +1050,7 @@ func appendTwinDoc(b []byte, r *Record) ([]byte, bool) {
 	e.field("connectionState", false)
 	e.string(state)
 	e.field("deviceEtag", false)
-	e.string(identityETag(r.IdentityVersion))
+	e.string(IdentityETag(r.IdentityVersion))
 	e.field("deviceId", false)
 	e.string(deviceID)
 	e.field("etag", false)
@@ -1086,9 +1086,9 @@ func appendTwinDoc(b []byte, r *Record) ([]byte, bool) {
 	return e.b, e.ok
 }
 
-// appendDeviceTwin appends deviceTwinDoc(r) as MarshalNoHTML encodes
+// AppendDeviceTwin appends r.DeviceTwinDoc() as MarshalNoHTML encodes
 // it: no HTML escaping.
-func appendDeviceTwin(b []byte, r *Record) ([]byte, bool) {
+func AppendDeviceTwin(b []byte, r *Record) ([]byte, bool) {
 	e := jsonEncoder{b: b, ok: true, noHTML: true}
 	e.b = append(e.b, `{"desired":`...)
 	e.wire(&r.Twin.Desired, false)

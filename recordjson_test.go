@@ -42,7 +42,7 @@ func TestDecodeRecord(t *testing.T) {
 			}
 			rec.Twin.Tags = map[string]any{"k<>": "a\tb\\c/é😀", "n": -1.5e-7, "big": 4.5e15, "arr": []any{1.0, nil, true, "x", map[string]any{}}}
 		}
-		rec.stamp()
+		rec.SetETags()
 		data, err := json.Marshal(rec)
 		if err != nil {
 			t.Fatal(err)
@@ -188,26 +188,26 @@ func sameAsMarshal(t *testing.T, rec *Record) {
 	}
 }
 
-// sameTwinDoc checks that appendTwinDoc and appendDeviceTwin write what
+// sameTwinDoc checks that AppendTwinDoc and AppendDeviceTwin write what
 // json.Marshal writes of TwinDoc and of the device's twin, and that they
 // take the fast way if fast is set.
 func sameTwinDoc(t *testing.T, rec *Record, fast bool) {
 	t.Helper()
 	want, wantErr := json.Marshal(rec.TwinDoc())
-	got, ok := appendTwinDoc(nil, rec)
+	got, ok := AppendTwinDoc(nil, rec)
 	if fast && !ok {
-		t.Fatalf("appendTwinDoc refused %s", want)
+		t.Fatalf("AppendTwinDoc refused %s", want)
 	}
 	if ok && (wantErr != nil || string(got) != string(want)) {
-		t.Fatalf("appendTwinDoc differs from json.Marshal(TwinDoc()) (%v):\n got %s\nwant %s", wantErr, got, want)
+		t.Fatalf("AppendTwinDoc differs from json.Marshal(TwinDoc()) (%v):\n got %s\nwant %s", wantErr, got, want)
 	}
-	want, wantErr = MarshalNoHTML(deviceTwinDoc(rec))
-	got, ok = appendDeviceTwin(nil, rec)
+	want, wantErr = MarshalNoHTML(rec.DeviceTwinDoc())
+	got, ok = AppendDeviceTwin(nil, rec)
 	if fast && !ok {
-		t.Fatalf("appendDeviceTwin refused %s", want)
+		t.Fatalf("AppendDeviceTwin refused %s", want)
 	}
 	if ok && (wantErr != nil || string(got) != string(want)) {
-		t.Fatalf("appendDeviceTwin differs from the MQTT encoding (%v):\n got %s\nwant %s", wantErr, got, want)
+		t.Fatalf("AppendDeviceTwin differs from the MQTT encoding (%v):\n got %s\nwant %s", wantErr, got, want)
 	}
 }
 
@@ -221,7 +221,7 @@ func TestEncodeRecord(t *testing.T) {
 			k.ModuleID = "m"
 		}
 		rec := randomRecord(r, k)
-		rec.stamp()
+		rec.SetETags()
 		e := jsonEncoder{}
 		if e.record(rec); !e.ok {
 			t.Fatalf("the fast path refused %+v", rec)
@@ -324,9 +324,9 @@ func FuzzEncodeRecord(f *testing.F) {
 			defer func() {
 				if recover() != nil {
 					// TwinDoc fails on some records no store holds (a nil
-					// metadata node); appendTwinDoc must then refuse them.
-					if _, ok := appendTwinDoc(nil, &rec); ok {
-						t.Fatal("appendTwinDoc took a record TwinDoc fails on")
+					// metadata node); AppendTwinDoc must then refuse them.
+					if _, ok := AppendTwinDoc(nil, &rec); ok {
+						t.Fatal("AppendTwinDoc took a record TwinDoc fails on")
 					}
 				}
 			}()

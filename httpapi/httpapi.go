@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/sas"
 	"github.com/twinhub/twinhub/throttle"
 )
@@ -28,7 +29,7 @@ const MaxBodySize = 1 << 20
 
 // API serves the REST routes of one hub.
 type API struct {
-	hub *twinhub.Hub
+	hub *hub.Hub
 	log *slog.Logger
 	mux *http.ServeMux
 	// limits throttles authorized requests (throttle.go); nil: none.
@@ -36,8 +37,8 @@ type API struct {
 }
 
 // New returns the REST API of hub as an http.Handler.
-func New(hub *twinhub.Hub, log *slog.Logger) *API {
-	a := &API{hub: hub, log: log, mux: http.NewServeMux()}
+func New(core *hub.Hub, log *slog.Logger) *API {
+	a := &API{hub: core, log: log, mux: http.NewServeMux()}
 	read := []sas.Permission{sas.RegistryRead}
 	write := []sas.Permission{sas.RegistryWrite}
 	twinRead := []sas.Permission{sas.ServiceConnect, sas.RegistryRead}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/sas"
 )
@@ -19,7 +20,7 @@ import (
 // messagingAPI is a test API whose hub has telemetry, C2D queues and feedback.
 type messagingAPI struct {
 	*testAPI
-	hub     *twinhub.Hub
+	hub     *hub.Hub
 	service string
 }
 
@@ -57,7 +58,7 @@ func TestInvokeMethodREST(t *testing.T) {
 	if err := ta.hub.SetConnectionState(ctx, k, true); err != nil {
 		t.Fatal(err)
 	}
-	cancel := ta.hub.ServeMethods(k, "conn1", func(c *twinhub.MethodCall) {
+	cancel := ta.hub.ServeMethods(k, "conn1", func(c *hub.MethodCall) {
 		go c.Respond(200, append([]byte(`{"echo":`), append(c.Payload, '}')...))
 	})
 	defer cancel()

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 )
 
 // defaultGapWait is how long a desired-property change waits for an earlier
@@ -27,20 +27,20 @@ const maxPendingDesired = 64
 type desiredFeed struct {
 	mu      sync.Mutex
 	base    int64 // last version handed on; -1 until started
-	pending []twinhub.DesiredPatch
+	pending []hub.DesiredPatch
 	timer   *time.Timer
 	gapWait time.Duration
 	stopped bool
-	send    func(twinhub.DesiredPatch)
+	send    func(hub.DesiredPatch)
 	cancel  func() // ends the hub subscription
 }
 
-func newDesiredFeed(send func(twinhub.DesiredPatch), gapWait time.Duration) *desiredFeed {
+func newDesiredFeed(send func(hub.DesiredPatch), gapWait time.Duration) *desiredFeed {
 	return &desiredFeed{base: -1, send: send, gapWait: gapWait}
 }
 
 // add takes a change from the hub.
-func (f *desiredFeed) add(p twinhub.DesiredPatch) {
+func (f *desiredFeed) add(p hub.DesiredPatch) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped || (f.base >= 0 && p.Version <= f.base) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 )
 
 type sink struct {
@@ -14,7 +14,7 @@ type sink struct {
 	sent []int64
 }
 
-func (s *sink) send(p twinhub.DesiredPatch) {
+func (s *sink) send(p hub.DesiredPatch) {
 	s.mu.Lock()
 	s.sent = append(s.sent, p.Version)
 	s.mu.Unlock()
@@ -26,7 +26,7 @@ func (s *sink) got() []int64 {
 	return append([]int64(nil), s.sent...)
 }
 
-func patch(v int64) twinhub.DesiredPatch { return twinhub.DesiredPatch{Version: v} }
+func patch(v int64) hub.DesiredPatch { return hub.DesiredPatch{Version: v} }
 
 func TestDesiredFeedOrders(t *testing.T) {
 	var s sink

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/internal/mqtttest"
 	"github.com/twinhub/twinhub/internal/rawmqtt"
@@ -34,7 +35,7 @@ const testHost = "localhost"
 // MQTT over WebSocket on an HTTPS server, both with the hub's own CA.
 type env struct {
 	t   testing.TB
-	hub *twinhub.Hub
+	hub *hub.Hub
 	srv *mqtt.Server
 	ep  *mqtttest.Server // addresses and CA of srv's endpoint
 	nc  *nats.Conn       // to the hub's embedded NATS

@@ -10,6 +10,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/throttle"
 )
 
@@ -350,7 +351,7 @@ func (c *conn) startDesired() {
 }
 
 // sendDesired publishes one change, QoS 0, the patch with its $version.
-func (c *conn) sendDesired(p twinhub.DesiredPatch) {
+func (c *conn) sendDesired(p hub.DesiredPatch) {
 	body := make(map[string]any, len(p.Patch)+1)
 	for k, v := range p.Patch {
 		body[k] = v

@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/mqtt"
 )
@@ -34,7 +35,7 @@ func (e *env) messaging() *jetstream.Telemetry {
 }
 
 // readEvents reads n events of a consumer group from the start.
-func readEvents(t testing.TB, h *twinhub.Hub, f twinhub.EventFilter, n int) []*twinhub.Event {
+func readEvents(t testing.TB, h *hub.Hub, f twinhub.EventFilter, n int) []*twinhub.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 )
 
 // Direct methods: while a connection holds the $iothub/methods/POST/#
@@ -21,7 +21,7 @@ const maxPendingCalls = 1024
 // methodState is the direct-method side of a connection, under conn.mu.
 type methodState struct {
 	cancel func() // ends serving methods
-	calls  map[string]*twinhub.MethodCall
+	calls  map[string]*hub.MethodCall
 	seq    uint64
 }
 
@@ -65,7 +65,7 @@ func (c *conn) stopMethods() {
 
 // deliverMethod sends a call to the device. It runs on the hub's delivery
 // goroutine and must not block: send only queues.
-func (c *conn) deliverMethod(call *twinhub.MethodCall) {
+func (c *conn) deliverMethod(call *hub.MethodCall) {
 	now := time.Now()
 	c.mu.Lock()
 	if c.methods.cancel == nil {
@@ -73,7 +73,7 @@ func (c *conn) deliverMethod(call *twinhub.MethodCall) {
 		return
 	}
 	if c.methods.calls == nil {
-		c.methods.calls = map[string]*twinhub.MethodCall{}
+		c.methods.calls = map[string]*hub.MethodCall{}
 	}
 	if len(c.methods.calls) >= maxPendingCalls {
 		for rid, p := range c.methods.calls {

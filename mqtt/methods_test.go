@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
@@ -20,7 +21,7 @@ type invokeResult struct {
 	err error
 }
 
-func invokeAsync(h *twinhub.Hub, k twinhub.Key, req twinhub.MethodRequest) chan invokeResult {
+func invokeAsync(h *hub.Hub, k twinhub.Key, req twinhub.MethodRequest) chan invokeResult {
 	ch := make(chan invokeResult, 1)
 	go func() {
 		res, err := h.InvokeMethod(context.Background(), k, req)

@@ -37,6 +37,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/throttle"
 )
 
@@ -135,7 +136,7 @@ func (o *Options) setDefaults() {
 
 // Server serves the device endpoint of one hub.
 type Server struct {
-	hub  *twinhub.Hub
+	hub  *hub.Hub
 	opts Options
 	log  *slog.Logger
 	node string // prefix of this server's connection ids
@@ -160,13 +161,13 @@ type Server struct {
 }
 
 // New returns a server for hub. Close it to end its connections.
-func New(hub *twinhub.Hub, o Options) (*Server, error) {
+func New(core *hub.Hub, o Options) (*Server, error) {
 	o.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := make([]byte, 6)
 	rand.Read(b)
 	s := &Server{
-		hub:       hub,
+		hub:       core,
 		opts:      o,
 		log:       o.Log,
 		node:      hex.EncodeToString(b),
@@ -185,12 +186,12 @@ func New(hub *twinhub.Hub, o Options) (*Server, error) {
 		// Devices are not browsers; an Origin header means nothing here.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	unwatch, err := hub.WatchConnections(s.takeover)
+	unwatch, err := core.WatchConnections(s.takeover)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	unrevoke, err := hub.WatchRevocations(s.revoke)
+	unrevoke, err := core.WatchRevocations(s.revoke)
 	if err != nil {
 		unwatch()
 		cancel()

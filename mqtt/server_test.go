@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
@@ -44,7 +45,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-func connectionState(t testing.TB, h *twinhub.Hub, k twinhub.Key) string {
+func connectionState(t testing.TB, h *hub.Hub, k twinhub.Key) string {
 	t.Helper()
 	doc, err := h.GetTwin(context.Background(), k)
 	if err != nil {
@@ -552,7 +553,7 @@ func TestX509(t *testing.T) {
 	ctx := context.Background()
 
 	selfCert, selfLeaf := selfSignedCert(t, "self-dev")
-	tp := twinhub.Thumbprint(selfLeaf)
+	tp := hub.Thumbprint(selfLeaf)
 	if _, err := e.hub.CreateDevice(ctx, twinhub.Device{DeviceID: "self-dev", Authentication: twinhub.Authentication{
 		Type: twinhub.AuthSelfSigned, X509Thumbprint: twinhub.X509Thumbprint{PrimaryThumbprint: &tp}}}); err != nil {
 		t.Fatal(err)

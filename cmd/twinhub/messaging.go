@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/jetstream"
 )
 
@@ -17,7 +17,7 @@ const c2dSweepInterval = time.Minute
 
 // useMessaging opens the telemetry stream, the cloud-to-device queues
 // and their feedback, and gives them to the hub.
-func useMessaging(ctx context.Context, hub *twinhub.Hub, nc *nats.Conn, f *serveFlags, log *slog.Logger) error {
+func useMessaging(ctx context.Context, core *hub.Hub, nc *nats.Conn, f *serveFlags, log *slog.Logger) error {
 	tel, err := jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{
 		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Replicas: f.replicas, Log: log,
 	})
@@ -32,8 +32,8 @@ func useMessaging(ctx context.Context, hub *twinhub.Hub, nc *nats.Conn, f *serve
 	if err != nil {
 		return err
 	}
-	hub.UseMessaging(tel, q)
-	hub.UseFeedback(fb)
-	go hub.RunC2DSweeper(ctx, c2dSweepInterval)
+	core.UseMessaging(tel, q)
+	core.UseFeedback(fb)
+	go core.RunC2DSweeper(ctx, c2dSweepInterval)
 	return nil
 }

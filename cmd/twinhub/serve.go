@@ -19,10 +19,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/datadir"
 	"github.com/twinhub/twinhub/httpapi"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/mqtt"
 	"github.com/twinhub/twinhub/throttle"
@@ -134,7 +134,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	defer stopHub()
 	started := time.Now()
-	hub, err := twinhub.New(hubCtx, twinhub.Config{
+	core, err := hub.New(hubCtx, hub.Config{
 		Host: hubConf.HostName, Policies: hubConf.Policies,
 		Store: store, Bus: jetstream.NewBus(nc), Log: log,
 	})
@@ -142,17 +142,17 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	log.Info("index loaded", "took", time.Since(started).Round(time.Millisecond))
-	if err := useMessaging(ctx, hub, nc, f, log); err != nil {
+	if err := useMessaging(ctx, core, nc, f, log); err != nil {
 		return err
 	}
 
 	limits := throttle.New(f.limits)
 	log.Info("throttles", "limits", f.limits.String())
-	devices, err := mqtt.New(hub, mqtt.Options{DeviceCA: deviceCA, Log: log, Throttle: limits})
+	devices, err := mqtt.New(core, mqtt.Options{DeviceCA: deviceCA, Log: log, Throttle: limits})
 	if err != nil {
 		return err
 	}
-	api := httpapi.New(hub, log)
+	api := httpapi.New(core, log)
 	api.SetThrottle(limits)
 	httpsLn, err := listen(f.httpsAddr, "--https-addr")
 	if err != nil {
@@ -214,7 +214,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	devices.Close(shutdownCtx)
 	// Connected states are written after the CONNACK: store those still
 	// queued before the store goes.
-	if err := hub.FlushConnectionStates(shutdownCtx); err != nil {
+	if err := core.FlushConnectionStates(shutdownCtx); err != nil {
 		log.Warn("connection states not all stored before shutdown", "err", err)
 	}
 	stopHub()

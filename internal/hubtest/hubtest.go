@@ -11,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/sas"
 )
@@ -21,7 +21,7 @@ const Host = "hub.example"
 
 // Hub is a running test hub with its policies.
 type Hub struct {
-	*twinhub.Hub
+	*hub.Hub
 	Policies []sas.Policy
 	// Conn is a connection to the hub's embedded NATS server, for a test
 	// that opens more of the JetStream backbone itself.
@@ -84,7 +84,7 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c := twinhub.Config{Host: o.host, Policies: policies, Store: store, Bus: jetstream.NewBus(nc), Log: log}
+	c := hub.Config{Host: o.host, Policies: policies, Store: store, Bus: jetstream.NewBus(nc), Log: log}
 	if o.messaging {
 		if c.Telemetry, err = jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{Log: log}); err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 			t.Fatal(err)
 		}
 	}
-	h, err := twinhub.New(ctx, c)
+	h, err := hub.New(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/certs"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
@@ -55,7 +55,7 @@ type Server struct {
 
 // Serve serves h's devices (and opts.HTTP) until the test ends. The
 // certificate is for h.Host(), so clients must use that server name.
-func Serve(t testing.TB, h *twinhub.Hub, opts Options) *Server {
+func Serve(t testing.TB, h *hub.Hub, opts Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	cert, err := certs.EnsureServer(dir, certs.Hosts(h.Host()))

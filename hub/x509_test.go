@@ -1,4 +1,4 @@
-package twinhub_test
+package hub_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/testcerts"
 )
 
@@ -32,9 +33,9 @@ func TestAuthenticateDeviceX509(t *testing.T) {
 	self2, _ := testCert(t, "self", false, nil, nil, now, clientAuth)
 	expired, _ := testCert(t, "self", false, nil, nil, now.Add(-48*time.Hour), clientAuth)
 	sum := sha256.Sum256(self.Raw)
-	sha1Print := twinhub.Thumbprint(self)
+	sha1Print := hub.Thumbprint(self)
 	sha256Print := hex.EncodeToString(sum[:])
-	expiredPrint := twinhub.Thumbprint(expired)
+	expiredPrint := hub.Thumbprint(expired)
 	for id, tp := range map[string]string{"self": sha1Print, "self256": strings.ToLower(sha256Print), "expired": expiredPrint} {
 		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id, Authentication: twinhub.Authentication{
 			Type: twinhub.AuthSelfSigned, X509Thumbprint: twinhub.X509Thumbprint{PrimaryThumbprint: &tp},

@@ -1,4 +1,4 @@
-package twinhub_test
+package hub_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/sas"
@@ -27,7 +28,7 @@ import (
 
 const testHost = hubtest.Host
 
-func newTestHub(t testing.TB) (*twinhub.Hub, []sas.Policy) {
+func newTestHub(t testing.TB) (*hub.Hub, []sas.Policy) {
 	t.Helper()
 	h := hubtest.New(t)
 	return h.Hub, h.Policies
@@ -92,7 +93,7 @@ func TestConcurrentPatchesOnTwoNodesLoseNothing(t *testing.T) {
 	const writers, each = 8, 25
 	var wg sync.WaitGroup
 	for w := range writers {
-		node := []*twinhub.Hub{a, b}[w%2]
+		node := []*hub.Hub{a, b}[w%2]
 		wg.Go(func() {
 			for i := range each {
 				var err error
@@ -109,7 +110,7 @@ func TestConcurrentPatchesOnTwoNodesLoseNothing(t *testing.T) {
 	}
 	wg.Wait()
 	tags, reports := writers*each/5, writers*each*4/5
-	for _, node := range []*twinhub.Hub{a, b} {
+	for _, node := range []*hub.Hub{a, b} {
 		doc, err := node.GetTwin(ctx, k)
 		if err != nil {
 			t.Fatal(err)
@@ -546,7 +547,7 @@ func BenchmarkUpdateReported(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Store: store, RecordCacheBytes: c.bytes,
+			h, err := hub.New(ctx, hub.Config{Host: testHost, Store: store, RecordCacheBytes: c.bytes,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				b.Fatal(err)
@@ -586,12 +587,12 @@ func TestTwoNodesWithoutRecordCacheLoseNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); e.Close() })
-	node := func() *twinhub.Hub {
+	node := func() *hub.Hub {
 		store, err := jetstream.OpenStore(ctx, e.Conn, jetstream.StoreOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Store: store, RecordCacheBytes: -1,
+		h, err := hub.New(ctx, hub.Config{Host: testHost, Store: store, RecordCacheBytes: -1,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
@@ -605,14 +606,14 @@ func TestTwoNodesWithoutRecordCacheLoseNothing(t *testing.T) {
 	k := twinhub.DeviceKey("d1")
 	const turns = 100 // in turn: each write follows one by the other node
 	for i := range turns {
-		if _, err := []*twinhub.Hub{a, b}[i%2].UpdateReported(ctx, k, map[string]any{fmt.Sprint("t", i): float64(i)}); err != nil {
+		if _, err := []*hub.Hub{a, b}[i%2].UpdateReported(ctx, k, map[string]any{fmt.Sprint("t", i): float64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	const writers, each = 6, 20 // at once
 	var wg sync.WaitGroup
 	for w := range writers {
-		h := []*twinhub.Hub{a, b}[w%2]
+		h := []*hub.Hub{a, b}[w%2]
 		wg.Go(func() {
 			for i := range each {
 				if _, err := h.UpdateReported(ctx, k, map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)}); err != nil {
@@ -623,7 +624,7 @@ func TestTwoNodesWithoutRecordCacheLoseNothing(t *testing.T) {
 	}
 	wg.Wait()
 	want := turns + writers*each
-	for _, h := range []*twinhub.Hub{a, b} {
+	for _, h := range []*hub.Hub{a, b} {
 		doc, err := h.GetTwin(ctx, k)
 		if err != nil {
 			t.Fatal(err)

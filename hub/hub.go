@@ -1,4 +1,4 @@
-package twinhub
+package hub
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -19,17 +20,17 @@ import (
 type Hub struct {
 	host     string
 	policies []sas.Policy
-	store    Store
-	bus      Bus
+	store    twinhub.Store
+	bus      twinhub.Bus
 	log      *slog.Logger
-	index    *index
+	index    *twinhub.Index
 	// cache holds recently read and written records (hubcache.go).
 	cache *recordCache
 	// states writes connection states in the background (hubdevice.go).
 	states connStates
 
 	subsMu sync.Mutex
-	subs   map[Key]map[*desiredSub]struct{}
+	subs   map[twinhub.Key]map[*desiredSub]struct{}
 
 	// messaging is the state of direct methods and device messages
 	// (hubext.go).
@@ -41,14 +42,14 @@ type Config struct {
 	// Host is the hub's host name, the one SAS tokens are issued for.
 	Host     string
 	Policies []sas.Policy
-	Store    Store
-	Bus      Bus
+	Store    twinhub.Store
+	Bus      twinhub.Bus
 	Log      *slog.Logger
 	// Telemetry and C2D store device-to-cloud and cloud-to-device
 	// messages; without them telemetry is dropped and C2D refused.
-	Telemetry TelemetryStore
-	C2D       C2DQueue
-	Feedback  FeedbackStore
+	Telemetry twinhub.TelemetryStore
+	C2D       twinhub.C2DQueue
+	Feedback  twinhub.FeedbackStore
 	// RecordCacheBytes bounds the decoded records the hub keeps to start
 	// writes and answer reads from (0: DefaultRecordCacheBytes, < 0: no
 	// cache).
@@ -68,8 +69,8 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		store:    c.Store,
 		bus:      c.Bus,
 		log:      c.Log,
-		index:    newIndex(),
-		subs:     map[Key]map[*desiredSub]struct{}{},
+		index:    twinhub.NewIndex(),
+		subs:     map[twinhub.Key]map[*desiredSub]struct{}{},
 	}
 	if c.RecordCacheBytes == 0 {
 		c.RecordCacheBytes = DefaultRecordCacheBytes
@@ -79,7 +80,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	ready := make(chan struct{})
 	watchErr := make(chan error, 1)
 	go func() {
-		watchErr <- h.index.watch(ctx, c.Store, c.Log, func() { close(ready) })
+		watchErr <- h.index.Watch(ctx, c.Store, c.Log, func() { close(ready) })
 	}()
 	select {
 	case <-ready:
@@ -137,7 +138,7 @@ func (h *Hub) AuthorizeService(token string, anyOf ...sas.Permission) error {
 // resource it cannot name with confidence must be "", so that only
 // hub-wide tokens pass.
 func (h *Hub) AuthorizeServiceOn(token, resource string, anyOf ...sas.Permission) error {
-	p, err := sas.Authenticate(token, h.policies, h.host+resource, Now().Time)
+	p, err := sas.Authenticate(token, h.policies, h.host+resource, twinhub.Now().Time)
 	if err != nil {
 		return unauthorized(err)
 	}
@@ -146,30 +147,30 @@ func (h *Hub) AuthorizeServiceOn(token, resource string, anyOf ...sas.Permission
 			return nil
 		}
 	}
-	return Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "the policy %s does not grant the right this operation needs", p.Name)
+	return twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "the policy %s does not grant the right this operation needs", p.Name)
 }
 
-func unauthorized(err error) *Error {
-	return Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "Unauthorized: %v", err)
+func unauthorized(err error) *twinhub.Error {
+	return twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "Unauthorized: %v", err)
 }
 
 // AuthenticateDevice checks a token that a device or module presents to
 // act as k: signed with k's own key for k's resource, or with a policy
 // that grants DeviceConnect. The identity (and, for a module, its device)
 // must exist and be enabled.
-func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k Key) error {
+func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k twinhub.Key) error {
 	t, err := sas.ParseToken(token)
 	if err != nil {
 		return unauthorized(err)
 	}
-	if err := t.CheckTime(Now().Time); err != nil {
+	if err := t.CheckTime(twinhub.Now().Time); err != nil {
 		return unauthorized(err)
 	}
 	if !t.Covers(h.ResourceURI(k)) {
 		return unauthorized(sas.ErrResource)
 	}
 	if t.KeyName != "" {
-		p, err := sas.Authenticate(token, h.policies, h.ResourceURI(k), Now().Time)
+		p, err := sas.Authenticate(token, h.policies, h.ResourceURI(k), twinhub.Now().Time)
 		if err != nil {
 			return unauthorized(err)
 		}
@@ -190,8 +191,8 @@ func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k Key) error
 	if t.KeyName != "" {
 		return nil
 	}
-	a := rec.auth()
-	if a.Type != AuthSAS {
+	a := rec.Auth()
+	if a.Type != twinhub.AuthSAS {
 		return unauthorized(fmt.Errorf("%s does not authenticate with symmetric keys", k))
 	}
 	if err := t.Verify(a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey); err != nil {
@@ -202,28 +203,28 @@ func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k Key) error
 
 // notFound tells the hub's not-found errors (errNotFound) from others.
 func notFound(err error) bool {
-	var e *Error
+	var e *twinhub.Error
 	return errors.As(err, &e) && e.Status == http.StatusNotFound
 }
 
 // checkEnabled refuses identities whose device is disabled.
-func (h *Hub) checkEnabled(ctx context.Context, rec *Record) error {
+func (h *Hub) checkEnabled(ctx context.Context, rec *twinhub.Record) error {
 	dev := rec.Device
 	if rec.Module != nil {
-		d, err := h.read(ctx, DeviceKey(rec.Module.DeviceID))
+		d, err := h.read(ctx, twinhub.DeviceKey(rec.Module.DeviceID))
 		if err != nil {
 			return unauthorized(fmt.Errorf("device %s is not registered", rec.Module.DeviceID))
 		}
 		dev = d.rec.Device
 	}
-	if dev.Status != StatusEnabled {
+	if dev.Status != twinhub.StatusEnabled {
 		return unauthorized(fmt.Errorf("device %s is disabled", dev.DeviceID))
 	}
 	return nil
 }
 
 // ResourceURI is the SAS resource of an identity: host/devices/id[/modules/mid].
-func (h *Hub) ResourceURI(k Key) string {
+func (h *Hub) ResourceURI(k twinhub.Key) string {
 	r := h.host + "/devices/" + k.DeviceID
 	if k.ModuleID != "" {
 		r += "/modules/" + k.ModuleID
@@ -245,27 +246,27 @@ func (h *Hub) ResourceURI(k Key) string {
 // the current one passes.
 //
 // The record returned is cached: the caller must not change it.
-func (h *Hub) modify(ctx context.Context, k Key, change func(*Record) error) (*cachedRecord, error) {
+func (h *Hub) modify(ctx context.Context, k twinhub.Key, change func(*twinhub.Record) error) (*cachedRecord, error) {
 	const attempts = 100
 	useCache := true
 	for range attempts {
-		var rec *Record
+		var rec *twinhub.Record
 		var rev uint64
 		cached := false
 		if e := h.cache.get(k); e != nil && useCache {
-			rec, rev, cached = e.rec.clone(), e.rev, true
+			rec, rev, cached = e.rec.Clone(), e.rev, true
 		} else {
 			r, v, err := h.store.Get(ctx, k)
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, twinhub.ErrNotFound) {
 				h.cache.drop(k, 0)
-				return nil, errNotFound(k)
+				return nil, twinhub.ErrIdentityNotFound(k)
 			} else if err != nil {
 				return nil, err
 			}
 			rec, rev = r, v
 		}
 		useCache = true
-		rec.stamp()
+		rec.SetETags()
 		if err := change(rec); err != nil {
 			if cached {
 				h.cache.drop(k, rev)
@@ -274,17 +275,17 @@ func (h *Hub) modify(ctx context.Context, k Key, change func(*Record) error) (*c
 			}
 			return nil, err
 		}
-		rec.stamp()
+		rec.SetETags()
 		newRev, err := h.store.Update(ctx, k, rec, rev)
 		if err == nil {
 			return h.cache.put(k, rec, newRev), nil
 		}
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, twinhub.ErrConflict) {
 			return nil, err
 		}
 		h.cache.drop(k, rev)
 	}
-	return nil, Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%s is being changed by too many writers; try again", k)
+	return nil, twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%s is being changed by too many writers; try again", k)
 }
 
 // etagMatches implements If-Match: empty, * or "*" match anything; quotes
@@ -298,40 +299,40 @@ func etagMatches(ifMatch, etag string) bool {
 // --- devices ---
 
 // CreateDevice registers a new device with a fresh twin.
-func (h *Hub) CreateDevice(ctx context.Context, d Device) (*Device, error) {
+func (h *Hub) CreateDevice(ctx context.Context, d twinhub.Device) (*twinhub.Device, error) {
 	rec, err := h.newDeviceRecord(d)
 	if err != nil {
 		return nil, err
 	}
-	rev, err := h.store.Create(ctx, DeviceKey(d.DeviceID), rec)
-	if errors.Is(err, ErrExists) {
-		return nil, Errorf(http.StatusConflict, "DeviceAlreadyExists", "A device with ID '%s' is already registered", d.DeviceID)
+	rev, err := h.store.Create(ctx, twinhub.DeviceKey(d.DeviceID), rec)
+	if errors.Is(err, twinhub.ErrExists) {
+		return nil, twinhub.Errorf(http.StatusConflict, "DeviceAlreadyExists", "A device with ID '%s' is already registered", d.DeviceID)
 	} else if err != nil {
 		return nil, err
 	}
-	h.cache.put(DeviceKey(d.DeviceID), rec, rev)
-	return rec.deviceCopy(), nil
+	h.cache.put(twinhub.DeviceKey(d.DeviceID), rec, rev)
+	return rec.DeviceCopy(), nil
 }
 
-func (h *Hub) newDeviceRecord(d Device) (*Record, error) {
-	if err := ValidateID("device", d.DeviceID); err != nil {
+func (h *Hub) newDeviceRecord(d twinhub.Device) (*twinhub.Record, error) {
+	if err := twinhub.ValidateID("device", d.DeviceID); err != nil {
 		return nil, err
 	}
-	if err := normalizeAuth(&d.Authentication, nil); err != nil {
+	if err := twinhub.NormalizeAuth(&d.Authentication, nil); err != nil {
 		return nil, err
 	}
 	if d.Status == "" {
-		d.Status = StatusEnabled
+		d.Status = twinhub.StatusEnabled
 	}
-	if d.Status != StatusEnabled && d.Status != StatusDisabled {
-		return nil, ErrInvalid("status must be enabled or disabled, not %q", d.Status)
+	if d.Status != twinhub.StatusEnabled && d.Status != twinhub.StatusDisabled {
+		return nil, twinhub.ErrInvalid("status must be enabled or disabled, not %q", d.Status)
 	}
-	now := Now()
-	rec := &Record{
-		Device: &Device{
+	now := twinhub.Now()
+	rec := &twinhub.Record{
+		Device: &twinhub.Device{
 			DeviceID:                  d.DeviceID,
-			GenerationID:              generationID(),
-			ConnectionState:           StateDisconnected,
+			GenerationID:              twinhub.NewGenerationID(),
+			ConnectionState:           twinhub.StateDisconnected,
 			Status:                    d.Status,
 			StatusReason:              d.StatusReason,
 			StatusUpdatedTime:         now,
@@ -340,26 +341,26 @@ func (h *Hub) newDeviceRecord(d Device) (*Record, error) {
 			CloudToDeviceMessageCount: 0,
 		},
 		IdentityVersion: 1,
-		Twin:            NewTwin(now),
+		Twin:            twinhub.NewTwin(now),
 	}
-	rec.stamp()
+	rec.SetETags()
 	return rec, nil
 }
 
 // GetDevice reads a device identity.
-func (h *Hub) GetDevice(ctx context.Context, id string) (*Device, error) {
-	rec, err := h.get(ctx, DeviceKey(id))
+func (h *Hub) GetDevice(ctx context.Context, id string) (*twinhub.Device, error) {
+	rec, err := h.get(ctx, twinhub.DeviceKey(id))
 	if err != nil {
 		return nil, err
 	}
-	return rec.deviceCopy(), nil
+	return rec.DeviceCopy(), nil
 }
 
 // get returns the current record of k, after this node's pending write
 // of k's connection state (hubdevice.go), so that a device that has its
 // CONNACK reads as connected here. The record is shared with the cache:
 // the caller must not change it.
-func (h *Hub) get(ctx context.Context, k Key) (*Record, error) {
+func (h *Hub) get(ctx context.Context, k twinhub.Key) (*twinhub.Record, error) {
 	e, err := h.getEntry(ctx, k)
 	if err != nil {
 		return nil, err
@@ -367,7 +368,7 @@ func (h *Hub) get(ctx context.Context, k Key) (*Record, error) {
 	return e.rec, nil
 }
 
-func (h *Hub) getEntry(ctx context.Context, k Key) (*cachedRecord, error) {
+func (h *Hub) getEntry(ctx context.Context, k twinhub.Key) (*cachedRecord, error) {
 	if err := h.states.settle(ctx, k); err != nil {
 		return nil, err
 	}
@@ -377,23 +378,23 @@ func (h *Hub) getEntry(ctx context.Context, k Key) (*cachedRecord, error) {
 // read returns the current record of k: the store says which revision is
 // current, and the cached record serves if it is that one. The record is
 // shared with the cache: the caller must not change it.
-func (h *Hub) read(ctx context.Context, k Key) (*cachedRecord, error) {
+func (h *Hub) read(ctx context.Context, k twinhub.Key) (*cachedRecord, error) {
 	e := h.cache.get(k)
 	var known uint64
 	if e != nil {
 		known = e.rev
 	}
-	var rec *Record
+	var rec *twinhub.Record
 	var rev uint64
 	var err error
-	if rg, ok := h.store.(RevisionGetter); ok {
+	if rg, ok := h.store.(twinhub.RevisionGetter); ok {
 		rec, rev, err = rg.GetUnlessRevision(ctx, k, known)
 	} else {
 		rec, rev, err = h.store.Get(ctx, k)
 	}
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, twinhub.ErrNotFound) {
 		h.cache.drop(k, 0)
-		return nil, errNotFound(k)
+		return nil, twinhub.ErrIdentityNotFound(k)
 	} else if err != nil {
 		return nil, err
 	}
@@ -403,35 +404,35 @@ func (h *Hub) read(ctx context.Context, k Key) (*cachedRecord, error) {
 	if rec == nil {
 		return nil, fmt.Errorf("store returned no record for %s at revision %d", k, rev)
 	}
-	rec.stamp()
+	rec.SetETags()
 	return h.cache.put(k, rec, rev), nil
 }
 
 // UpdateDevice changes a device's status, authentication and capabilities,
 // if ifMatch matches its etag.
-func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Device, error) {
+func (h *Hub) UpdateDevice(ctx context.Context, d twinhub.Device, ifMatch string) (*twinhub.Device, error) {
 	disabled := false
-	rec, err := h.modify(ctx, DeviceKey(d.DeviceID), func(rec *Record) error {
+	rec, err := h.modify(ctx, twinhub.DeviceKey(d.DeviceID), func(rec *twinhub.Record) error {
 		// A fresh copy each attempt: an attempt on a stale record must
 		// leave nothing (keys, status) to the next.
 		d := d
 		old := rec.Device
 		if !etagMatches(ifMatch, old.ETag) {
-			return errPrecondition("device")
+			return twinhub.ErrPreconditionFailed("device")
 		}
 		if d.Status == "" {
 			d.Status = old.Status
 		}
-		if d.Status != StatusEnabled && d.Status != StatusDisabled {
-			return ErrInvalid("status must be enabled or disabled, not %q", d.Status)
+		if d.Status != twinhub.StatusEnabled && d.Status != twinhub.StatusDisabled {
+			return twinhub.ErrInvalid("status must be enabled or disabled, not %q", d.Status)
 		}
-		if err := normalizeAuth(&d.Authentication, &old.Authentication); err != nil {
+		if err := twinhub.NormalizeAuth(&d.Authentication, &old.Authentication); err != nil {
 			return err
 		}
 		if d.Status != old.Status {
-			old.StatusUpdatedTime = Now()
+			old.StatusUpdatedTime = twinhub.Now()
 		}
-		disabled = d.Status == StatusDisabled && old.Status != StatusDisabled
+		disabled = d.Status == twinhub.StatusDisabled && old.Status != twinhub.StatusDisabled
 		old.Status, old.StatusReason = d.Status, d.StatusReason
 		old.Authentication, old.Capabilities = d.Authentication, d.Capabilities
 		rec.IdentityVersion++
@@ -442,18 +443,18 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (*Devi
 	}
 	if disabled {
 		// IoT Hub drops the connections of a device it disables.
-		h.RevokeConnections(DeviceKey(d.DeviceID))
+		h.RevokeConnections(twinhub.DeviceKey(d.DeviceID))
 	}
-	return rec.rec.deviceCopy(), nil
+	return rec.rec.DeviceCopy(), nil
 }
 
 // DeleteDevice removes a device, its twin and its modules.
 func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
-	if err := h.deleteRecord(ctx, DeviceKey(id), ifMatch); err != nil {
+	if err := h.deleteRecord(ctx, twinhub.DeviceKey(id), ifMatch); err != nil {
 		return err
 	}
 	// Closes the device's connections and its modules'.
-	h.RevokeConnections(DeviceKey(id))
+	h.RevokeConnections(twinhub.DeviceKey(id))
 	// A device created again under this id must not get the old one's
 	// cloud-to-device messages.
 	if _, q := h.stores(); q != nil {
@@ -466,9 +467,9 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 		return err
 	}
 	for _, m := range mods {
-		err := h.store.Delete(ctx, ModuleKey(id, m.ModuleID), 0)
-		h.cache.drop(ModuleKey(id, m.ModuleID), 0)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		err := h.store.Delete(ctx, twinhub.ModuleKey(id, m.ModuleID), 0)
+		h.cache.drop(twinhub.ModuleKey(id, m.ModuleID), 0)
+		if err != nil && !errors.Is(err, twinhub.ErrNotFound) {
 			return err
 		}
 	}
@@ -476,92 +477,80 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 }
 
 // ListDevices returns up to max devices (all when max <= 0) in id order.
-func (h *Hub) ListDevices(ctx context.Context, max int) ([]*Device, error) {
+func (h *Hub) ListDevices(ctx context.Context, max int) ([]*twinhub.Device, error) {
 	if err := h.catchUp(ctx); err != nil {
 		return nil, err
 	}
-	return h.index.listDevices(max), nil
-}
-
-// DeviceStatistics is GET /statistics/devices.
-type DeviceStatistics struct {
-	TotalDeviceCount    int `json:"totalDeviceCount"`
-	EnabledDeviceCount  int `json:"enabledDeviceCount"`
-	DisabledDeviceCount int `json:"disabledDeviceCount"`
-}
-
-// ServiceStatistics is GET /statistics/service.
-type ServiceStatistics struct {
-	ConnectedDeviceCount int `json:"connectedDeviceCount"`
+	return h.index.ListDevices(max), nil
 }
 
 // Statistics counts devices by status and connection state.
-func (h *Hub) Statistics(ctx context.Context) (DeviceStatistics, ServiceStatistics, error) {
+func (h *Hub) Statistics(ctx context.Context) (twinhub.DeviceStatistics, twinhub.ServiceStatistics, error) {
 	if err := h.catchUp(ctx); err != nil {
-		return DeviceStatistics{}, ServiceStatistics{}, err
+		return twinhub.DeviceStatistics{}, twinhub.ServiceStatistics{}, err
 	}
-	ds, ss := h.index.statistics()
+	ds, ss := h.index.Statistics()
 	return ds, ss, nil
 }
 
 // --- modules ---
 
 // CreateModule registers a module on an existing device.
-func (h *Hub) CreateModule(ctx context.Context, m Module) (*Module, error) {
-	if err := ValidateID("device", m.DeviceID); err != nil {
+func (h *Hub) CreateModule(ctx context.Context, m twinhub.Module) (*twinhub.Module, error) {
+	if err := twinhub.ValidateID("device", m.DeviceID); err != nil {
 		return nil, err
 	}
-	if err := ValidateID("module", m.ModuleID); err != nil {
+	if err := twinhub.ValidateID("module", m.ModuleID); err != nil {
 		return nil, err
 	}
-	if _, err := h.get(ctx, DeviceKey(m.DeviceID)); err != nil {
+	if _, err := h.get(ctx, twinhub.DeviceKey(m.DeviceID)); err != nil {
 		return nil, err
 	}
-	if err := normalizeAuth(&m.Authentication, nil); err != nil {
+	if err := twinhub.NormalizeAuth(&m.Authentication, nil); err != nil {
 		return nil, err
 	}
-	now := Now()
-	rec := &Record{
-		Module: &Module{
+	now := twinhub.Now()
+	rec := &twinhub.Record{
+		Module: &twinhub.Module{
 			ModuleID:        m.ModuleID,
 			DeviceID:        m.DeviceID,
 			ManagedBy:       m.ManagedBy,
-			GenerationID:    generationID(),
-			ConnectionState: StateDisconnected,
+			GenerationID:    twinhub.NewGenerationID(),
+			ConnectionState: twinhub.StateDisconnected,
 			Authentication:  m.Authentication,
 		},
 		IdentityVersion: 1,
-		Twin:            NewTwin(now),
+		Twin:            twinhub.NewTwin(now),
 	}
-	rec.stamp()
-	rev, err := h.store.Create(ctx, ModuleKey(m.DeviceID, m.ModuleID), rec)
-	if errors.Is(err, ErrExists) {
-		return nil, Errorf(http.StatusConflict, "ModuleAlreadyExistsOnDevice", "A module with ID '%s' is already registered on device '%s'", m.ModuleID, m.DeviceID)
+	rec.SetETags()
+	rev, err := h.store.Create(ctx, twinhub.ModuleKey(m.DeviceID, m.ModuleID), rec)
+	if errors.Is(err, twinhub.ErrExists) {
+		return nil, twinhub.Errorf(http.StatusConflict, "ModuleAlreadyExistsOnDevice", "A module with ID '%s' is already registered on device '%s'", m.ModuleID, m.DeviceID)
 	} else if err != nil {
 		return nil, err
 	}
-	h.cache.put(ModuleKey(m.DeviceID, m.ModuleID), rec, rev)
-	return rec.moduleCopy(), nil
+	h.cache.put(twinhub.ModuleKey(m.DeviceID, m.ModuleID), rec, rev)
+	return rec.ModuleCopy(), nil
 }
 
 // GetModule reads a module identity.
-func (h *Hub) GetModule(ctx context.Context, id, mid string) (*Module, error) {
-	rec, err := h.get(ctx, ModuleKey(id, mid))
+func (h *Hub) GetModule(ctx context.Context, id, mid string) (*twinhub.Module, error) {
+	rec, err := h.get(ctx, twinhub.ModuleKey(id, mid))
 	if err != nil {
 		return nil, err
 	}
-	return rec.moduleCopy(), nil
+	return rec.ModuleCopy(), nil
 }
 
 // UpdateModule changes a module's authentication, if ifMatch matches.
-func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (*Module, error) {
-	rec, err := h.modify(ctx, ModuleKey(m.DeviceID, m.ModuleID), func(rec *Record) error {
+func (h *Hub) UpdateModule(ctx context.Context, m twinhub.Module, ifMatch string) (*twinhub.Module, error) {
+	rec, err := h.modify(ctx, twinhub.ModuleKey(m.DeviceID, m.ModuleID), func(rec *twinhub.Record) error {
 		m := m // as in UpdateDevice
 		old := rec.Module
 		if !etagMatches(ifMatch, old.ETag) {
-			return errPrecondition("module")
+			return twinhub.ErrPreconditionFailed("module")
 		}
-		if err := normalizeAuth(&m.Authentication, &old.Authentication); err != nil {
+		if err := twinhub.NormalizeAuth(&m.Authentication, &old.Authentication); err != nil {
 			return err
 		}
 		old.Authentication = m.Authentication
@@ -574,63 +563,63 @@ func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (*Modu
 	if err != nil {
 		return nil, err
 	}
-	return rec.rec.moduleCopy(), nil
+	return rec.rec.ModuleCopy(), nil
 }
 
 // DeleteModule removes a module and its twin.
 func (h *Hub) DeleteModule(ctx context.Context, id, mid, ifMatch string) error {
-	if err := h.deleteRecord(ctx, ModuleKey(id, mid), ifMatch); err != nil {
+	if err := h.deleteRecord(ctx, twinhub.ModuleKey(id, mid), ifMatch); err != nil {
 		return err
 	}
-	h.RevokeConnections(ModuleKey(id, mid))
+	h.RevokeConnections(twinhub.ModuleKey(id, mid))
 	return nil
 }
 
 // deleteRecord removes the record of k if ifMatch matches its identity's
 // etag, retrying when another writer changes it in between.
-func (h *Hub) deleteRecord(ctx context.Context, k Key, ifMatch string) error {
+func (h *Hub) deleteRecord(ctx context.Context, k twinhub.Key, ifMatch string) error {
 	for {
 		e, err := h.read(ctx, k)
 		if err != nil {
 			return err
 		}
-		if !etagMatches(ifMatch, identityETag(e.rec.IdentityVersion)) {
+		if !etagMatches(ifMatch, twinhub.IdentityETag(e.rec.IdentityVersion)) {
 			if k.ModuleID != "" {
-				return errPrecondition("module")
+				return twinhub.ErrPreconditionFailed("module")
 			}
-			return errPrecondition("device")
+			return twinhub.ErrPreconditionFailed("device")
 		}
 		err = h.store.Delete(ctx, k, e.rev)
 		h.cache.drop(k, 0)
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, twinhub.ErrConflict) {
 			return err
 		}
 	}
 }
 
 // ListModules returns the modules of a device (404 if the device is unknown).
-func (h *Hub) ListModules(ctx context.Context, id string) ([]*Module, error) {
+func (h *Hub) ListModules(ctx context.Context, id string) ([]*twinhub.Module, error) {
 	if err := h.catchUp(ctx); err != nil {
 		return nil, err
 	}
-	return h.index.listModules(id), nil
+	return h.index.ListModules(id), nil
 }
 
 // --- twins ---
 
 // GetTwin returns the twin of a device or module as REST shows it. The
 // document is the caller's to change.
-func (h *Hub) GetTwin(ctx context.Context, k Key) (map[string]any, error) {
+func (h *Hub) GetTwin(ctx context.Context, k twinhub.Key) (map[string]any, error) {
 	rec, err := h.get(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	return rec.clone().TwinDoc(), nil
+	return rec.Clone().TwinDoc(), nil
 }
 
 // TwinJSON is GetTwin encoded as json.Marshal encodes it, rendered once
 // per revision of the twin. The slice is shared: do not change it.
-func (h *Hub) TwinJSON(ctx context.Context, k Key) ([]byte, error) {
+func (h *Hub) TwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error) {
 	e, err := h.getEntry(ctx, k)
 	if err != nil {
 		return nil, err
@@ -641,16 +630,16 @@ func (h *Hub) TwinJSON(ctx context.Context, k Key) ([]byte, error) {
 // UpdateTwin merges (PATCH) or replaces (PUT) tags and desired properties
 // if ifMatch matches the twin's etag, then tells the device's connections
 // about the desired change. It returns the new twin as GetTwin does.
-func (h *Hub) UpdateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool, ifMatch string) (map[string]any, error) {
+func (h *Hub) UpdateTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, replace bool, ifMatch string) (map[string]any, error) {
 	e, err := h.updateTwin(ctx, k, u, replace, ifMatch)
 	if err != nil {
 		return nil, err
 	}
-	return e.rec.clone().TwinDoc(), nil
+	return e.rec.Clone().TwinDoc(), nil
 }
 
 // UpdateTwinJSON is UpdateTwin returning the new twin as TwinJSON does.
-func (h *Hub) UpdateTwinJSON(ctx context.Context, k Key, u TwinUpdate, replace bool, ifMatch string) ([]byte, error) {
+func (h *Hub) UpdateTwinJSON(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, replace bool, ifMatch string) ([]byte, error) {
 	e, err := h.updateTwin(ctx, k, u, replace, ifMatch)
 	if err != nil {
 		return nil, err
@@ -658,12 +647,12 @@ func (h *Hub) UpdateTwinJSON(ctx context.Context, k Key, u TwinUpdate, replace b
 	return e.twin()
 }
 
-func (h *Hub) updateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool, ifMatch string) (*cachedRecord, error) {
-	e, err := h.modify(ctx, k, func(rec *Record) error {
-		if !etagMatches(ifMatch, TwinETag(rec.Twin.Version)) {
-			return errPrecondition("twin")
+func (h *Hub) updateTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, replace bool, ifMatch string) (*cachedRecord, error) {
+	e, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
+		if !etagMatches(ifMatch, twinhub.TwinETag(rec.Twin.Version)) {
+			return twinhub.ErrPreconditionFailed("twin")
 		}
-		return rec.Twin.Apply(u, replace, Now())
+		return rec.Twin.Apply(u, replace, twinhub.Now())
 	})
 	if err != nil {
 		return nil, err
@@ -682,7 +671,7 @@ func (h *Hub) updateTwin(ctx context.Context, k Key, u TwinUpdate, replace bool,
 // reported with their versions, without tags or metadata, encoded without
 // HTML escaping (MarshalNoHTML) and rendered once per revision of the
 // twin. The slice is shared: do not change it.
-func (h *Hub) DeviceTwinJSON(ctx context.Context, k Key) ([]byte, error) {
+func (h *Hub) DeviceTwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error) {
 	e, err := h.read(ctx, k)
 	if err != nil {
 		return nil, err
@@ -692,9 +681,9 @@ func (h *Hub) DeviceTwinJSON(ctx context.Context, k Key) ([]byte, error) {
 
 // UpdateReported merges a device's reported-properties patch and returns
 // the new reported $version.
-func (h *Hub) UpdateReported(ctx context.Context, k Key, patch map[string]any) (int64, error) {
-	rec, err := h.modify(ctx, k, func(rec *Record) error {
-		if err := rec.Twin.UpdateReported(patch, Now()); err != nil {
+func (h *Hub) UpdateReported(ctx context.Context, k twinhub.Key, patch map[string]any) (int64, error) {
+	rec, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
+		if err := rec.Twin.UpdateReported(patch, twinhub.Now()); err != nil {
 			return err
 		}
 		rec.Twin.Version++
@@ -708,13 +697,13 @@ func (h *Hub) UpdateReported(ctx context.Context, k Key, patch map[string]any) (
 
 // writeConnectionState stores that an identity connected or disconnected
 // (hubdevice.go orders these writes).
-func (h *Hub) writeConnectionState(ctx context.Context, k Key, connected bool) error {
-	state := StateDisconnected
+func (h *Hub) writeConnectionState(ctx context.Context, k twinhub.Key, connected bool) error {
+	state := twinhub.StateDisconnected
 	if connected {
-		state = StateConnected
+		state = twinhub.StateConnected
 	}
-	_, err := h.modify(ctx, k, func(rec *Record) error {
-		now := Now()
+	_, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
+		now := twinhub.Now()
 		if rec.Module != nil {
 			rec.Module.ConnectionState, rec.Module.ConnectionStateUpdatedTime, rec.Module.LastActivityTime = state, now, now
 		} else {
@@ -741,13 +730,13 @@ type desiredSub struct{ fn func(DesiredPatch) }
 // identity's connections there. A failure is logged, not returned: the
 // twin is written, and a device that misses an event reads the twin again
 // when it reconnects, as with IoT Hub.
-func (h *Hub) publishDesired(k Key, version int64, patch map[string]any) {
+func (h *Hub) publishDesired(k twinhub.Key, version int64, patch map[string]any) {
 	if h.bus == nil {
 		return
 	}
 	data, err := json.Marshal(DesiredPatch{Version: version, Patch: patch})
 	if err == nil {
-		err = h.bus.Publish(desiredSubject+EncodeKey(k), data)
+		err = h.bus.Publish(desiredSubject+twinhub.EncodeKey(k), data)
 	}
 	if err != nil {
 		h.log.Error("publishing desired-property change", "identity", k.String(), "err", err)
@@ -755,7 +744,7 @@ func (h *Hub) publishDesired(k Key, version int64, patch map[string]any) {
 }
 
 func (h *Hub) deliverDesired(subject string, data []byte) {
-	k, err := DecodeKey(strings.TrimPrefix(subject, desiredSubject))
+	k, err := twinhub.DecodeKey(strings.TrimPrefix(subject, desiredSubject))
 	if err != nil {
 		return
 	}
@@ -777,7 +766,7 @@ func (h *Hub) deliverDesired(subject string, data []byte) {
 
 // SubscribeDesired calls fn with every desired-property change of k, in
 // version order, until cancel is called. fn must not block.
-func (h *Hub) SubscribeDesired(k Key, fn func(DesiredPatch)) (cancel func()) {
+func (h *Hub) SubscribeDesired(k twinhub.Key, fn func(DesiredPatch)) (cancel func()) {
 	s := &desiredSub{fn: fn}
 	h.subsMu.Lock()
 	if h.subs[k] == nil {

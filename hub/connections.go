@@ -1,4 +1,4 @@
-package twinhub
+package hub
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/twinhub/twinhub"
 )
 
 // What the device front ends need from the hub beyond authentication and
@@ -19,23 +21,23 @@ const connectedSubject = "twinhub.connected."
 // AnnounceConnection tells every node (this one included) that k now has
 // the connection named connID. Delivery is at most once: a node that
 // misses it keeps the old connection until that one drops by itself.
-func (h *Hub) AnnounceConnection(k Key, connID string) {
+func (h *Hub) AnnounceConnection(k twinhub.Key, connID string) {
 	if h.bus == nil {
 		return
 	}
-	if err := h.bus.Publish(connectedSubject+EncodeKey(k), []byte(connID)); err != nil {
+	if err := h.bus.Publish(connectedSubject+twinhub.EncodeKey(k), []byte(connID)); err != nil {
 		h.log.Warn("announcing a device connection", "identity", k.String(), "err", err)
 	}
 }
 
 // WatchConnections calls fn with every announcement of every node until
 // cancel is called. fn must not block.
-func (h *Hub) WatchConnections(fn func(k Key, connID string)) (cancel func(), err error) {
+func (h *Hub) WatchConnections(fn func(k twinhub.Key, connID string)) (cancel func(), err error) {
 	if h.bus == nil {
 		return func() {}, nil
 	}
 	return h.bus.Subscribe(connectedSubject+">", func(subject string, data []byte) {
-		k, err := DecodeKey(strings.TrimPrefix(subject, connectedSubject))
+		k, err := twinhub.DecodeKey(strings.TrimPrefix(subject, connectedSubject))
 		if err != nil {
 			return
 		}
@@ -44,7 +46,7 @@ func (h *Hub) WatchConnections(fn func(k Key, connID string)) (cancel func(), er
 }
 
 // DesiredVersion is the current $version of k's desired properties.
-func (h *Hub) DesiredVersion(ctx context.Context, k Key) (int64, error) {
+func (h *Hub) DesiredVersion(ctx context.Context, k twinhub.Key) (int64, error) {
 	e, err := h.read(ctx, k)
 	if err != nil {
 		return 0, err
@@ -57,23 +59,23 @@ const revokedSubject = "twinhub.revoked."
 // RevokeConnections tells every node to close the device connections of
 // k, because k was deleted or disabled (IoT Hub drops them then). For a
 // device it closes its modules' connections too.
-func (h *Hub) RevokeConnections(k Key) {
+func (h *Hub) RevokeConnections(k twinhub.Key) {
 	if h.bus == nil {
 		return
 	}
-	if err := h.bus.Publish(revokedSubject+EncodeKey(k), nil); err != nil {
+	if err := h.bus.Publish(revokedSubject+twinhub.EncodeKey(k), nil); err != nil {
 		h.log.Warn("revoking device connections", "identity", k.String(), "err", err)
 	}
 }
 
 // WatchRevocations calls fn with every identity whose connections are
 // revoked, on any node, until cancel is called. fn must not block.
-func (h *Hub) WatchRevocations(fn func(k Key)) (cancel func(), err error) {
+func (h *Hub) WatchRevocations(fn func(k twinhub.Key)) (cancel func(), err error) {
 	if h.bus == nil {
 		return func() {}, nil
 	}
 	return h.bus.Subscribe(revokedSubject+">", func(subject string, _ []byte) {
-		if k, err := DecodeKey(strings.TrimPrefix(subject, revokedSubject)); err == nil {
+		if k, err := twinhub.DecodeKey(strings.TrimPrefix(subject, revokedSubject)); err == nil {
 			fn(k)
 		}
 	})
@@ -103,9 +105,9 @@ type connStates struct {
 	// identities a writer has taken, with the write under way (nil
 	// between writes); queue, the identities in pending that wait for a
 	// writer.
-	pending map[Key]*connWrite
-	active  map[Key]*connWrite
-	queue   []Key
+	pending map[twinhub.Key]*connWrite
+	active  map[twinhub.Key]*connWrite
+	queue   []twinhub.Key
 	writers int
 	// n counts the identities in pending or active, so that reads of
 	// settled identities take no lock.
@@ -129,8 +131,8 @@ const (
 )
 
 func (s *connStates) init() {
-	s.pending = map[Key]*connWrite{}
-	s.active = map[Key]*connWrite{}
+	s.pending = map[twinhub.Key]*connWrite{}
+	s.active = map[twinhub.Key]*connWrite{}
 }
 
 // count refreshes n; s.mu is held.
@@ -138,7 +140,7 @@ func (s *connStates) count() { s.n.Store(int64(len(s.pending) + len(s.active))) 
 
 // SetConnectionState records that an identity connected or disconnected
 // and returns once the store has it.
-func (h *Hub) SetConnectionState(ctx context.Context, k Key, connected bool) error {
+func (h *Hub) SetConnectionState(ctx context.Context, k twinhub.Key, connected bool) error {
 	w := h.queueConnectionState(k, connected, false)
 	select {
 	case <-w.done:
@@ -152,7 +154,7 @@ func (h *Hub) SetConnectionState(ctx context.Context, k Key, connected bool) err
 // without waiting for the store: the write follows at once, in order with
 // the identity's other connection-state writes, and reads on this node
 // wait for it. An error is logged.
-func (h *Hub) NoteConnectionState(k Key, connected bool) {
+func (h *Hub) NoteConnectionState(k twinhub.Key, connected bool) {
 	h.queueConnectionState(k, connected, true)
 }
 
@@ -185,7 +187,7 @@ func (h *Hub) FlushConnectionStates(ctx context.Context) error {
 	}
 }
 
-func (h *Hub) queueConnectionState(k Key, connected, detached bool) *connWrite {
+func (h *Hub) queueConnectionState(k twinhub.Key, connected, detached bool) *connWrite {
 	s := &h.states
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,7 +215,7 @@ func (h *Hub) queueConnectionState(k Key, connected, detached bool) *connWrite {
 // writeConnectionStates writes k's pending states, one after the other,
 // then those of the identities that wait in the queue, until there is
 // nothing left to write.
-func (h *Hub) writeConnectionStates(k Key) {
+func (h *Hub) writeConnectionStates(k twinhub.Key) {
 	s := &h.states
 	for {
 		s.mu.Lock()
@@ -256,7 +258,7 @@ func (h *Hub) writeConnectionStates(k Key) {
 }
 
 // settle waits until k has no connection-state write pending on this node.
-func (s *connStates) settle(ctx context.Context, k Key) error {
+func (s *connStates) settle(ctx context.Context, k twinhub.Key) error {
 	for s.n.Load() != 0 {
 		s.mu.Lock()
 		w := s.pending[k]

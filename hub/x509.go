@@ -1,4 +1,4 @@
-package twinhub
+package hub
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/twinhub/twinhub"
 )
 
 // AuthenticateDeviceX509 checks the TLS client certificate chain that a
@@ -26,12 +28,12 @@ import (
 // The TLS layer has already checked that the client holds the leaf's
 // private key. The identity (and a module's device) must exist and be
 // enabled. It returns the authentication type that admitted the client.
-func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k Key, chain []*x509.Certificate, roots *x509.CertPool) (string, error) {
+func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k twinhub.Key, chain []*x509.Certificate, roots *x509.CertPool) (string, error) {
 	if len(chain) == 0 {
 		return "", unauthorized(errors.New("no client certificate"))
 	}
 	rec, _, err := h.store.Get(ctx, k)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, twinhub.ErrNotFound) {
 		return "", unauthorized(fmt.Errorf("%s is not registered", k))
 	} else if err != nil {
 		return "", err
@@ -40,18 +42,18 @@ func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k Key, chain []*x509.C
 		return "", err
 	}
 	leaf := chain[0]
-	now := Now().Time
-	a := rec.auth()
+	now := twinhub.Now().Time
+	a := rec.Auth()
 	switch a.Type {
-	case AuthSelfSigned:
+	case twinhub.AuthSelfSigned:
 		if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
 			return "", unauthorized(fmt.Errorf("the certificate of %s is not valid at this time", k))
 		}
 		if !thumbprintMatches(leaf, a.X509Thumbprint) {
 			return "", unauthorized(fmt.Errorf("the certificate's thumbprint is not one registered for %s", k))
 		}
-		return AuthSelfSigned, nil
-	case AuthCertificateAuthority:
+		return twinhub.AuthSelfSigned, nil
+	case twinhub.AuthCertificateAuthority:
 		if roots == nil {
 			return "", unauthorized(fmt.Errorf("%s authenticates with a CA-signed certificate, and the hub has no device CA", k))
 		}
@@ -71,14 +73,14 @@ func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k Key, chain []*x509.C
 		if leaf.Subject.CommonName != k.String() {
 			return "", unauthorized(fmt.Errorf("the certificate's common name %q is not %q", leaf.Subject.CommonName, k.String()))
 		}
-		return AuthCertificateAuthority, nil
+		return twinhub.AuthCertificateAuthority, nil
 	}
 	return "", unauthorized(fmt.Errorf("%s does not authenticate with X.509 certificates", k))
 }
 
 // thumbprintMatches compares the leaf's SHA-1 and SHA-256 digests with the
 // registered thumbprints; IoT Hub accepts either kind, in either case.
-func thumbprintMatches(leaf *x509.Certificate, t X509Thumbprint) bool {
+func thumbprintMatches(leaf *x509.Certificate, t twinhub.X509Thumbprint) bool {
 	s1 := sha1.Sum(leaf.Raw)
 	s256 := sha256.Sum256(leaf.Raw)
 	got := []string{hex.EncodeToString(s1[:]), hex.EncodeToString(s256[:])}

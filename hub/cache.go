@@ -1,11 +1,12 @@
-package twinhub
+package hub
 
 import (
-	"bytes"
 	"encoding/json"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+
+	"github.com/twinhub/twinhub"
 )
 
 // recordCache keeps the records this node read or wrote last, decoded,
@@ -43,14 +44,14 @@ const DefaultRecordCacheBytes = 64 << 20
 
 type cacheShard struct {
 	mu    sync.Mutex
-	m     map[Key]*cachedRecord
+	m     map[twinhub.Key]*cachedRecord
 	bytes int
 }
 
 // cachedRecord is a record as stored at revision rev. rec must not be
 // changed; clone it.
 type cachedRecord struct {
-	rec  *Record
+	rec  *twinhub.Record
 	rev  uint64
 	size int
 	// The twin rendered as REST and devices read it, made on first use.
@@ -67,17 +68,17 @@ func newRecordCache(max int) *recordCache {
 		}
 	}
 	for i := range c.shards {
-		c.shards[i].m = map[Key]*cachedRecord{}
+		c.shards[i].m = map[twinhub.Key]*cachedRecord{}
 	}
 	return c
 }
 
-func (c *recordCache) shard(k Key) *cacheShard {
+func (c *recordCache) shard(k twinhub.Key) *cacheShard {
 	return &c.shards[maphash.Comparable(c.seed, k)%cacheShards]
 }
 
 // get returns the entry of k, or nil.
-func (c *recordCache) get(k Key) *cachedRecord {
+func (c *recordCache) get(k twinhub.Key) *cachedRecord {
 	if c.perShard == 0 {
 		return nil
 	}
@@ -91,7 +92,7 @@ func (c *recordCache) get(k Key) *cachedRecord {
 // put caches rec as k's record at rev, unless a newer revision is cached
 // already, and returns an entry for rec either way. rec must not be
 // changed afterwards.
-func (c *recordCache) put(k Key, rec *Record, rev uint64) *cachedRecord {
+func (c *recordCache) put(k twinhub.Key, rec *twinhub.Record, rev uint64) *cachedRecord {
 	e := &cachedRecord{rec: rec, rev: rev}
 	if c.perShard == 0 {
 		return e
@@ -124,7 +125,7 @@ func (c *recordCache) put(k Key, rec *Record, rev uint64) *cachedRecord {
 
 // approxRecordSize estimates the memory a cached record takes: its maps
 // and strings, and as much again for its twin rendered as JSON.
-func approxRecordSize(r *Record) int {
+func approxRecordSize(r *twinhub.Record) int {
 	t := &r.Twin
 	n := 1024 + approxSize(t.Tags) + approxSize(t.Desired.Values) + approxSize(t.Reported.Values) +
 		approxMetadataSize(t.Desired.Metadata) + approxMetadataSize(t.Reported.Metadata)
@@ -151,7 +152,7 @@ func approxSize(v any) int {
 	return 0
 }
 
-func approxMetadataSize(m *Metadata) int {
+func approxMetadataSize(m *twinhub.Metadata) int {
 	if m == nil {
 		return 0
 	}
@@ -163,7 +164,7 @@ func approxMetadataSize(m *Metadata) int {
 }
 
 // drop forgets k's entry if it is still the one of revision rev (0: any).
-func (c *recordCache) drop(k Key, rev uint64) {
+func (c *recordCache) drop(k twinhub.Key, rev uint64) {
 	if c.perShard == 0 {
 		return
 	}
@@ -194,7 +195,7 @@ func (e *cachedRecord) twin() ([]byte, error) {
 	if p := e.twinJSON.Load(); p != nil {
 		return *p, nil
 	}
-	data, ok := appendTwinDoc(nil, e.rec)
+	data, ok := twinhub.AppendTwinDoc(nil, e.rec)
 	if !ok {
 		var err error
 		if data, err = json.Marshal(e.rec.TwinDoc()); err != nil {
@@ -212,33 +213,13 @@ func (e *cachedRecord) deviceTwin() ([]byte, error) {
 	if p := e.deviceTwinJSON.Load(); p != nil {
 		return *p, nil
 	}
-	data, ok := appendDeviceTwin(nil, e.rec)
+	data, ok := twinhub.AppendDeviceTwin(nil, e.rec)
 	if !ok {
 		var err error
-		if data, err = MarshalNoHTML(deviceTwinDoc(e.rec)); err != nil {
+		if data, err = twinhub.MarshalNoHTML(e.rec.DeviceTwinDoc()); err != nil {
 			return nil, err
 		}
 	}
 	e.deviceTwinJSON.Store(&data)
 	return data, nil
-}
-
-func deviceTwinDoc(rec *Record) map[string]any {
-	return map[string]any{
-		"desired":  rec.Twin.Desired.Wire(false),
-		"reported": rec.Twin.Reported.Wire(false),
-	}
-}
-
-// MarshalNoHTML is json.Marshal without HTML escaping (and without the
-// Encoder's newline): how the hub encodes the JSON it sends devices over
-// MQTT, twins and desired-property changes alike.
-func MarshalNoHTML(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

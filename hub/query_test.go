@@ -1,4 +1,4 @@
-package twinhub_test
+package hub_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/recordtest"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/query"
 	"github.com/twinhub/twinhub/query/querytest"
@@ -20,7 +22,7 @@ import (
 // makeFleet registers the twins of the conformance fleets in the hub,
 // through the hub's own operations, as far as they can be: what a back end
 // and devices could make.
-func makeFleet(t *testing.T, h *twinhub.Hub) {
+func makeFleet(t *testing.T, h *hub.Hub) {
 	t.Helper()
 	ctx := context.Background()
 	obj := func(s string) map[string]any {
@@ -71,7 +73,7 @@ func makeFleet(t *testing.T, h *twinhub.Hub) {
 
 // allTwins reads every twin of a collection through GetTwin, in key order:
 // the documents the query language is defined over.
-func allTwins(t *testing.T, h *twinhub.Hub, modules bool) []map[string]any {
+func allTwins(t *testing.T, h *hub.Hub, modules bool) []map[string]any {
 	t.Helper()
 	ctx := context.Background()
 	devs, err := h.ListDevices(ctx, 0)
@@ -103,7 +105,7 @@ func allTwins(t *testing.T, h *twinhub.Hub, modules bool) []map[string]any {
 }
 
 // pagedQuery runs a query through Hub.Query page by page.
-func pagedQuery(t *testing.T, h *twinhub.Hub, src string, size int) ([]map[string]any, string) {
+func pagedQuery(t *testing.T, h *hub.Hub, src string, size int) ([]map[string]any, string) {
 	t.Helper()
 	var all []map[string]any
 	cont, itemType := "", ""
@@ -334,7 +336,7 @@ func TestReplay(t *testing.T) {
 	const n = 3000
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, i := range r.Perm(n) {
-		rec := twinhub.BenchRecord(r, i, n)
+		rec := recordtest.BenchRecord(r, i, n)
 		if _, err := store.Create(ctx, rec.Key(), rec); err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +370,7 @@ func TestReplay(t *testing.T) {
 		}
 	}
 	policies, _ := sas.DefaultPolicies()
-	h, err := twinhub.New(ctx, twinhub.Config{Host: testHost, Policies: policies, Store: store})
+	h, err := hub.New(ctx, hub.Config{Host: testHost, Policies: policies, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

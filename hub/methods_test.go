@@ -1,4 +1,4 @@
-package twinhub_test
+package hub_test
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
 )
 
 // twoNodes starts two hubs on one NATS server, as two twinhub nodes of a
 // cluster: they share the registry, the bus and the message stores.
-func twoNodes(t *testing.T) (a, b *twinhub.Hub) {
+func twoNodes(t *testing.T) (a, b *hub.Hub) {
 	t.Helper()
 	h := hubtest.New(t, hubtest.WithMessaging())
 	return h.Hub, h.Node(t).Hub
@@ -43,7 +44,7 @@ func TestMethodsAcrossNodes(t *testing.T) {
 	if err := b.SetConnectionState(ctx, k, true); err != nil {
 		t.Fatal(err)
 	}
-	cancel := b.ServeMethods(k, "conn-b", func(c *twinhub.MethodCall) {
+	cancel := b.ServeMethods(k, "conn-b", func(c *hub.MethodCall) {
 		go c.Respond(200, append([]byte(`{"got":`), append(c.Payload, '}')...))
 	})
 	defer cancel()
@@ -57,7 +58,7 @@ func TestMethodsAcrossNodes(t *testing.T) {
 
 	// Two connections of one identity (a takeover in progress): the call
 	// goes to whichever accepts first, and only that one's answer counts.
-	cancelA := a.ServeMethods(k, "conn-a", func(c *twinhub.MethodCall) {
+	cancelA := a.ServeMethods(k, "conn-a", func(c *hub.MethodCall) {
 		go c.Respond(200, []byte(`"a"`))
 	})
 	defer cancelA()

@@ -1,9 +1,11 @@
-package twinhub
+package hub
 
 import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/twinhub/twinhub"
 )
 
 // hubExt holds the state of direct methods and messaging that a Hub
@@ -15,9 +17,9 @@ type hubExt struct {
 	methods *methodRouter
 
 	mu        sync.Mutex
-	telemetry TelemetryStore
-	c2d       C2DQueue
-	feedback  FeedbackStore
+	telemetry twinhub.TelemetryStore
+	c2d       twinhub.C2DQueue
+	feedback  twinhub.FeedbackStore
 	c2dLocks  map[c2dLockKey]time.Time // messages received over HTTPS
 	noted     sync.Once
 }
@@ -27,14 +29,14 @@ func (h *Hub) ext() *hubExt { return &h.messaging }
 // UseMessaging gives the hub the stores of device-to-cloud telemetry and
 // of cloud-to-device queues. Without them telemetry is acknowledged and
 // dropped, and cloud-to-device messages are refused.
-func (h *Hub) UseMessaging(t TelemetryStore, q C2DQueue) {
+func (h *Hub) UseMessaging(t twinhub.TelemetryStore, q twinhub.C2DQueue) {
 	x := h.ext()
 	x.mu.Lock()
 	x.telemetry, x.c2d = t, q
 	x.mu.Unlock()
 }
 
-func (h *Hub) stores() (TelemetryStore, C2DQueue) {
+func (h *Hub) stores() (twinhub.TelemetryStore, twinhub.C2DQueue) {
 	x := h.ext()
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -1,4 +1,4 @@
-package twinhub
+package hub
 
 import (
 	"context"
@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordtest"
 )
 
 // memStore is a Store in memory that keeps records as JSON, as the
@@ -20,76 +23,76 @@ import (
 type memStore struct {
 	mu      sync.Mutex
 	rev     uint64
-	data    map[Key][]byte
-	revs    map[Key]uint64
+	data    map[twinhub.Key][]byte
+	revs    map[twinhub.Key]uint64
 	gets    atomic.Int64
 	decodes atomic.Int64
 }
 
 func newMemStore() *memStore {
-	return &memStore{data: map[Key][]byte{}, revs: map[Key]uint64{}}
+	return &memStore{data: map[twinhub.Key][]byte{}, revs: map[twinhub.Key]uint64{}}
 }
 
-func (s *memStore) Get(ctx context.Context, k Key) (*Record, uint64, error) {
+func (s *memStore) Get(ctx context.Context, k twinhub.Key) (*twinhub.Record, uint64, error) {
 	return s.GetUnlessRevision(ctx, k, 0)
 }
 
-func (s *memStore) GetUnlessRevision(_ context.Context, k Key, known uint64) (*Record, uint64, error) {
+func (s *memStore) GetUnlessRevision(_ context.Context, k twinhub.Key, known uint64) (*twinhub.Record, uint64, error) {
 	s.gets.Add(1)
 	s.mu.Lock()
 	data, ok := s.data[k]
 	rev := s.revs[k]
 	s.mu.Unlock()
 	if !ok {
-		return nil, 0, ErrNotFound
+		return nil, 0, twinhub.ErrNotFound
 	}
 	if known != 0 && known == rev {
 		return nil, rev, nil
 	}
 	s.decodes.Add(1)
-	r, err := decodeRecord(data)
+	r, err := twinhub.DecodeRecord(data)
 	return r, rev, err
 }
 
-func (s *memStore) Create(_ context.Context, k Key, r *Record) (uint64, error) {
-	data, err := EncodeRecord(r)
+func (s *memStore) Create(_ context.Context, k twinhub.Key, r *twinhub.Record) (uint64, error) {
+	data, err := twinhub.EncodeRecord(r)
 	if err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.data[k]; ok {
-		return 0, ErrExists
+		return 0, twinhub.ErrExists
 	}
 	s.rev++
 	s.data[k], s.revs[k] = data, s.rev
 	return s.rev, nil
 }
 
-func (s *memStore) Update(_ context.Context, k Key, r *Record, rev uint64) (uint64, error) {
-	data, err := EncodeRecord(r)
+func (s *memStore) Update(_ context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
+	data, err := twinhub.EncodeRecord(r)
 	if err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cur, ok := s.revs[k]; !ok || cur != rev {
-		return 0, ErrConflict
+		return 0, twinhub.ErrConflict
 	}
 	s.rev++
 	s.data[k], s.revs[k] = data, s.rev
 	return s.rev, nil
 }
 
-func (s *memStore) Delete(_ context.Context, k Key, rev uint64) error {
+func (s *memStore) Delete(_ context.Context, k twinhub.Key, rev uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.revs[k]
 	if !ok {
-		return ErrNotFound
+		return twinhub.ErrNotFound
 	}
 	if rev != 0 && cur != rev {
-		return ErrConflict
+		return twinhub.ErrConflict
 	}
 	s.rev++
 	delete(s.data, k)
@@ -98,7 +101,7 @@ func (s *memStore) Delete(_ context.Context, k Key, rev uint64) error {
 }
 
 // Watch shows the index nothing: these tests do not query.
-func (s *memStore) Watch(ctx context.Context, _ func(Key, *Record, uint64), ready func()) error {
+func (s *memStore) Watch(ctx context.Context, _ func(twinhub.Key, *twinhub.Record, uint64), ready func()) error {
 	ready()
 	<-ctx.Done()
 	return nil
@@ -108,7 +111,7 @@ func (s *memStore) LastRevision(context.Context) (uint64, error) { return 0, nil
 
 // otherWriter changes k in the store behind the hub's back, as another
 // node would.
-func (s *memStore) otherWriter(t *testing.T, k Key, change func(*Record)) {
+func (s *memStore) otherWriter(t *testing.T, k twinhub.Key, change func(*twinhub.Record)) {
 	t.Helper()
 	r, rev, err := s.Get(context.Background(), k)
 	if err != nil {
@@ -132,7 +135,7 @@ func newCacheTestHub(t testing.TB, cacheSize int) (*Hub, *memStore) {
 	return h, s
 }
 
-func reportedOf(t *testing.T, h *Hub, k Key) map[string]any {
+func reportedOf(t *testing.T, h *Hub, k twinhub.Key) map[string]any {
 	t.Helper()
 	data, err := h.TwinJSON(context.Background(), k)
 	if err != nil {
@@ -148,8 +151,8 @@ func reportedOf(t *testing.T, h *Hub, k Key) map[string]any {
 func TestCacheServesWritesAndReadsWithoutDecoding(t *testing.T) {
 	ctx := context.Background()
 	h, s := newCacheTestHub(t, 0)
-	k := DeviceKey("d1")
-	if _, err := h.CreateDevice(ctx, Device{DeviceID: "d1"}); err != nil {
+	k := twinhub.DeviceKey("d1")
+	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
 		t.Fatal(err)
 	}
 	gets := s.gets.Load()
@@ -180,15 +183,15 @@ func TestCacheStaleEntry(t *testing.T) {
 	for _, size := range []int{0, -1} {
 		t.Run(fmt.Sprintf("cache=%d", size), func(t *testing.T) {
 			h, s := newCacheTestHub(t, size)
-			k := DeviceKey("d1")
-			if _, err := h.CreateDevice(ctx, Device{DeviceID: "d1"}); err != nil {
+			k := twinhub.DeviceKey("d1")
+			if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := h.UpdateReported(ctx, k, map[string]any{"mine": 1.0}); err != nil {
 				t.Fatal(err)
 			}
-			s.otherWriter(t, k, func(r *Record) {
-				if err := r.Twin.UpdateReported(map[string]any{"theirs": 2.0}, Now()); err != nil {
+			s.otherWriter(t, k, func(r *twinhub.Record) {
+				if err := r.Twin.UpdateReported(map[string]any{"theirs": 2.0}, twinhub.Now()); err != nil {
 					t.Fatal(err)
 				}
 				r.Twin.Version++
@@ -198,8 +201,8 @@ func TestCacheStaleEntry(t *testing.T) {
 				t.Fatalf("read after another node's write: %v", rep)
 			}
 			// A write builds on it, even from a stale entry.
-			s.otherWriter(t, k, func(r *Record) {
-				r.Twin.UpdateReported(map[string]any{"theirs": 3.0}, Now())
+			s.otherWriter(t, k, func(r *twinhub.Record) {
+				r.Twin.UpdateReported(map[string]any{"theirs": 3.0}, twinhub.Now())
 				r.Twin.Version++
 			})
 			v, err := h.UpdateReported(ctx, k, map[string]any{"mine": 4.0})
@@ -214,36 +217,36 @@ func TestCacheStaleEntry(t *testing.T) {
 			}
 			// An etag made by the other node matches, though the cached
 			// record has an older one.
-			s.otherWriter(t, k, func(r *Record) { r.Twin.Version += 10 })
+			s.otherWriter(t, k, func(r *twinhub.Record) { r.Twin.Version += 10 })
 			current, _, _ := s.Get(ctx, k)
-			if _, err := h.UpdateTwin(ctx, k, TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, TwinETag(current.Twin.Version)); err != nil {
+			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, twinhub.TwinETag(current.Twin.Version)); err != nil {
 				t.Fatalf("If-Match of the current etag, stale entry: %v", err)
 			}
-			if _, err := h.UpdateTwin(ctx, k, TwinUpdate{Tags: map[string]any{"a": 2.0}}, false, TwinETag(current.Twin.Version)); AsError(err).Status != 412 {
+			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 2.0}}, false, twinhub.TwinETag(current.Twin.Version)); twinhub.AsError(err).Status != 412 {
 				t.Fatalf("If-Match of an old etag: %v, want 412", err)
 			}
 			// An identity change by the other node: the etag check of a
 			// device update and the SAS check use the new keys.
-			s.otherWriter(t, k, func(r *Record) {
-				r.Device.Status = StatusDisabled
+			s.otherWriter(t, k, func(r *twinhub.Record) {
+				r.Device.Status = twinhub.StatusDisabled
 				r.IdentityVersion++
 			})
-			if d, err := h.GetDevice(ctx, "d1"); err != nil || d.Status != StatusDisabled {
+			if d, err := h.GetDevice(ctx, "d1"); err != nil || d.Status != twinhub.StatusDisabled {
 				t.Fatalf("GetDevice after another node disabled it: %+v, %v", d, err)
 			}
 			// An update that keeps the keys and status keeps the current
 			// ones, not those of the stale entry it first tried.
 			newKey := "bmV3IGtleSBvZiBzaXh0ZWVuIGJ5dGVzIG9yIG1vcmU="
-			s.otherWriter(t, k, func(r *Record) {
+			s.otherWriter(t, k, func(r *twinhub.Record) {
 				r.Device.Authentication.SymmetricKey.PrimaryKey = newKey
-				r.Device.Status = StatusEnabled
+				r.Device.Status = twinhub.StatusEnabled
 				r.IdentityVersion++
 			})
-			d, err := h.UpdateDevice(ctx, Device{DeviceID: "d1", Capabilities: Capabilities{IoTEdge: true}}, "*")
+			d, err := h.UpdateDevice(ctx, twinhub.Device{DeviceID: "d1", Capabilities: twinhub.Capabilities{IoTEdge: true}}, "*")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Authentication.SymmetricKey.PrimaryKey != newKey || d.Status != StatusEnabled || !d.Capabilities.IoTEdge {
+			if d.Authentication.SymmetricKey.PrimaryKey != newKey || d.Status != twinhub.StatusEnabled || !d.Capabilities.IoTEdge {
 				t.Errorf("update on a stale entry: keys %+v, status %s", d.Authentication.SymmetricKey, d.Status)
 			}
 		})
@@ -253,18 +256,18 @@ func TestCacheStaleEntry(t *testing.T) {
 func TestCacheDeleteDropsEntry(t *testing.T) {
 	ctx := context.Background()
 	h, s := newCacheTestHub(t, 0)
-	k := DeviceKey("d1")
-	first, err := h.CreateDevice(ctx, Device{DeviceID: "d1"})
+	k := twinhub.DeviceKey("d1")
+	first, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.UpdateReported(ctx, k, map[string]any{"old": 1.0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.CreateModule(ctx, Module{DeviceID: "d1", ModuleID: "m"}); err != nil {
+	if _, err := h.CreateModule(ctx, twinhub.Module{DeviceID: "d1", ModuleID: "m"}); err != nil {
 		t.Fatal(err)
 	}
-	if h.cache.get(k) == nil || h.cache.get(ModuleKey("d1", "m")) == nil {
+	if h.cache.get(k) == nil || h.cache.get(twinhub.ModuleKey("d1", "m")) == nil {
 		t.Fatal("written records are not cached")
 	}
 	// (memStore keeps no index, so DeleteDevice would not find the module.)
@@ -274,13 +277,13 @@ func TestCacheDeleteDropsEntry(t *testing.T) {
 	if err := h.DeleteDevice(ctx, "d1", "*"); err != nil {
 		t.Fatal(err)
 	}
-	if h.cache.get(k) != nil || h.cache.get(ModuleKey("d1", "m")) != nil {
+	if h.cache.get(k) != nil || h.cache.get(twinhub.ModuleKey("d1", "m")) != nil {
 		t.Error("the deleted device's or module's entry is still cached")
 	}
-	if _, err := h.UpdateReported(ctx, k, map[string]any{"x": 1.0}); AsError(err).Status != 404 {
+	if _, err := h.UpdateReported(ctx, k, map[string]any{"x": 1.0}); twinhub.AsError(err).Status != 404 {
 		t.Errorf("update of a deleted device: %v, want 404", err)
 	}
-	second, err := h.CreateDevice(ctx, Device{DeviceID: "d1"})
+	second, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,14 +301,14 @@ func TestCacheDeleteDropsEntry(t *testing.T) {
 	if err := s.Delete(ctx, k, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.UpdateReported(ctx, k, map[string]any{"x": 2.0}); AsError(err).Status != 404 {
+	if _, err := h.UpdateReported(ctx, k, map[string]any{"x": 2.0}); twinhub.AsError(err).Status != 404 {
 		t.Errorf("update of a device another node deleted: %v, want 404", err)
 	}
 	if h.cache.get(k) != nil {
 		t.Error("a device another node deleted is still cached after a write failed")
 	}
-	h.cache.put(k, &Record{Device: second, Twin: NewTwin(Now())}, 1)
-	if _, err := h.GetTwin(ctx, k); AsError(err).Status != 404 {
+	h.cache.put(k, &twinhub.Record{Device: second, Twin: twinhub.NewTwin(twinhub.Now())}, 1)
+	if _, err := h.GetTwin(ctx, k); twinhub.AsError(err).Status != 404 {
 		t.Errorf("read of a device another node deleted: %v, want 404", err)
 	}
 	if h.cache.get(k) != nil {
@@ -318,8 +321,8 @@ func TestCacheBound(t *testing.T) {
 	c := newRecordCache(budget)
 	r := rand.New(rand.NewPCG(4, 4))
 	for i := range 5000 {
-		k := DeviceKey(fmt.Sprint(i))
-		rec := randomRecord(r, k)
+		k := twinhub.DeviceKey(fmt.Sprint(i))
+		rec := recordtest.RandomRecord(r, k)
 		if i%100 == 0 { // a big twin
 			rec.Twin.Tags = map[string]any{"big": string(make([]byte, 8000))}
 		}
@@ -331,10 +334,10 @@ func TestCacheBound(t *testing.T) {
 			t.Fatalf("entry %d is not there right after put", i)
 		}
 		if i%7 == 0 {
-			c.drop(DeviceKey(fmt.Sprint(i/2)), 0)
+			c.drop(twinhub.DeviceKey(fmt.Sprint(i/2)), 0)
 		}
 		if i%11 == 0 { // a newer revision of a key
-			c.put(DeviceKey(fmt.Sprint(i/3)), rec, uint64(10_000+i))
+			c.put(twinhub.DeviceKey(fmt.Sprint(i/3)), rec, uint64(10_000+i))
 		}
 	}
 	entries, bytes := c.stats()
@@ -347,22 +350,22 @@ func TestCacheBound(t *testing.T) {
 	if bytes != sum || bytes > budget || bytes < budget/2 {
 		t.Errorf("%d entries of %d bytes (summed: %d) in a cache of %d bytes", entries, bytes, sum, budget)
 	}
-	huge := &Record{Device: &Device{DeviceID: "x"}, Twin: Twin{Tags: map[string]any{"x": string(make([]byte, budget))}}}
-	c.put(DeviceKey("huge"), huge, 1)
-	if c.get(DeviceKey("huge")) != nil {
+	huge := &twinhub.Record{Device: &twinhub.Device{DeviceID: "x"}, Twin: twinhub.Twin{Tags: map[string]any{"x": string(make([]byte, budget))}}}
+	c.put(twinhub.DeviceKey("huge"), huge, 1)
+	if c.get(twinhub.DeviceKey("huge")) != nil {
 		t.Error("a record larger than a shard was cached")
 	}
 	off := newRecordCache(-1)
-	off.put(DeviceKey("a"), huge, 1)
-	if n, _ := off.stats(); off.get(DeviceKey("a")) != nil || n != 0 {
+	off.put(twinhub.DeviceKey("a"), huge, 1)
+	if n, _ := off.stats(); off.get(twinhub.DeviceKey("a")) != nil || n != 0 {
 		t.Error("a disabled cache keeps entries")
 	}
 }
 
 func TestCachePutKeepsNewest(t *testing.T) {
 	c := newRecordCache(1 << 20)
-	k := DeviceKey("a")
-	newer, older := &Record{IdentityVersion: 2}, &Record{IdentityVersion: 1}
+	k := twinhub.DeviceKey("a")
+	newer, older := &twinhub.Record{IdentityVersion: 2}, &twinhub.Record{IdentityVersion: 1}
 	c.put(k, newer, 7)
 	if e := c.put(k, older, 5); e.rec != older || e.rev != 5 {
 		t.Error("put does not return the entry it was given")
@@ -385,11 +388,11 @@ func TestCachePutKeepsNewest(t *testing.T) {
 func TestCachedEntriesNeverChange(t *testing.T) {
 	ctx := context.Background()
 	h, _ := newCacheTestHub(t, 0)
-	k := DeviceKey("d1")
-	if _, err := h.CreateDevice(ctx, Device{DeviceID: "d1"}); err != nil {
+	k := twinhub.DeviceKey("d1")
+	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.UpdateTwin(ctx, k, TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 1.0}}, Desired: map[string]any{"d": map[string]any{"e": 1.0}}}, false, "*"); err != nil {
+	if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 1.0}}, Desired: map[string]any{"d": map[string]any{"e": 1.0}}}, false, "*"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.UpdateReported(ctx, k, map[string]any{"r": map[string]any{"s": 1.0}}); err != nil {
@@ -411,11 +414,11 @@ func TestCachedEntriesNeverChange(t *testing.T) {
 	big := map[string]any{"big": string(make([]byte, 4000))}
 	for _, write := range []func() error{
 		func() error {
-			_, err := h.UpdateTwin(ctx, k, TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 2.0, "v": nil}}, Desired: map[string]any{"d": map[string]any{"e": nil}}}, false, "*")
+			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 2.0, "v": nil}}, Desired: map[string]any{"d": map[string]any{"e": nil}}}, false, "*")
 			return err
 		},
 		func() error {
-			_, err := h.UpdateTwin(ctx, k, TwinUpdate{Tags: map[string]any{}, Desired: map[string]any{"x": 1.0}}, true, "*")
+			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{}, Desired: map[string]any{"x": 1.0}}, true, "*")
 			return err
 		},
 		func() error {
@@ -424,11 +427,11 @@ func TestCachedEntriesNeverChange(t *testing.T) {
 		},
 		func() error { return h.SetConnectionState(ctx, k, true) },
 		func() error {
-			_, err := h.UpdateDevice(ctx, Device{DeviceID: "d1", Status: StatusDisabled}, "*")
+			_, err := h.UpdateDevice(ctx, twinhub.Device{DeviceID: "d1", Status: twinhub.StatusDisabled}, "*")
 			return err
 		},
 		func() error {
-			_, err := h.UpdateTwin(ctx, k, TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, "nope")
+			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, "nope")
 			return err
 		},
 		func() error {
@@ -457,15 +460,15 @@ func TestCachedEntriesNeverChange(t *testing.T) {
 func TestConnectionStates(t *testing.T) {
 	ctx := context.Background()
 	h, _ := newCacheTestHub(t, 0)
-	var keys []Key
+	var keys []twinhub.Key
 	for i := range 3 * connStateWriters { // more than there are writers
 		id := fmt.Sprint("d", i)
-		if _, err := h.CreateDevice(ctx, Device{DeviceID: id}); err != nil {
+		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
 			t.Fatal(err)
 		}
-		keys = append(keys, DeviceKey(id))
+		keys = append(keys, twinhub.DeviceKey(id))
 	}
-	state := func(k Key) string {
+	state := func(k twinhub.Key) string {
 		d, err := h.GetDevice(ctx, k.DeviceID)
 		if err != nil {
 			t.Fatal(err)
@@ -474,7 +477,7 @@ func TestConnectionStates(t *testing.T) {
 	}
 	for _, k := range keys {
 		h.NoteConnectionState(k, true)
-		if s := state(k); s != StateConnected {
+		if s := state(k); s != twinhub.StateConnected {
 			t.Fatalf("%s read %s right after its connection was noted", k, s)
 		}
 	}
@@ -501,11 +504,11 @@ func TestConnectionStates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Device.ConnectionState != StateConnected {
+		if r.Device.ConnectionState != twinhub.StateConnected {
 			t.Errorf("%s stored %s, the last state noted was Connected", k, r.Device.ConnectionState)
 		}
 	}
-	if err := h.SetConnectionState(ctx, DeviceKey("nobody"), true); AsError(err).Status != 404 {
+	if err := h.SetConnectionState(ctx, twinhub.DeviceKey("nobody"), true); twinhub.AsError(err).Status != 404 {
 		t.Errorf("state of an unknown device: %v, want 404", err)
 	}
 	// The writers wind down once their last write is done.
@@ -530,8 +533,8 @@ func BenchmarkModify(b *testing.B) {
 	for _, size := range []int{0, -1} {
 		b.Run(fmt.Sprintf("cache=%d", size), func(b *testing.B) {
 			h, _ := newCacheTestHub(b, size)
-			k := DeviceKey("d1")
-			if _, err := h.CreateDevice(ctx, Device{DeviceID: "d1"}); err != nil {
+			k := twinhub.DeviceKey("d1")
+			if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
 				b.Fatal(err)
 			}
 			for i := range 20 {

@@ -1,0 +1,370 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/twinhub/twinhub"
+)
+
+// SendEventAsync is SendEvent without waiting: done is called once with
+// its result (see AsyncTelemetryStore). With a store that cannot append
+// asynchronously, the event is stored before SendEventAsync returns.
+func (h *Hub) SendEventAsync(e *twinhub.Event, timeout time.Duration, done func(error)) {
+	if len(e.Body) > twinhub.MaxTelemetrySize {
+		done(twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize))
+		return
+	}
+	t, _ := h.stores()
+	if a, ok := t.(twinhub.AsyncTelemetryStore); ok {
+		e.Enqueued = twinhub.Now()
+		a.AppendAsync(e, timeout, done)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := h.SendEvent(ctx, e)
+	cancel()
+	done(err)
+}
+
+// SendEvent stores a device's telemetry, adding the enqueued time. The
+// hub's telemetry store must be set (UseMessaging); without one the event
+// is dropped, once with a warning.
+func (h *Hub) SendEvent(ctx context.Context, e *twinhub.Event) error {
+	if len(e.Body) > twinhub.MaxTelemetrySize {
+		return twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize)
+	}
+	t, _ := h.stores()
+	if t == nil {
+		h.ext().noted.Do(func() {
+			h.logger().Warn("telemetry acknowledged but not stored: no telemetry store (said once)")
+		})
+		return nil
+	}
+	e.Enqueued = twinhub.Now()
+	return t.Append(ctx, e)
+}
+
+// ReadEvents reads telemetry; see TelemetryStore.Read.
+func (h *Hub) ReadEvents(ctx context.Context, f twinhub.EventFilter, fn func(*twinhub.Event) error) error {
+	t, _ := h.stores()
+	if t == nil {
+		return twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this hub keeps no telemetry")
+	}
+	if f.Group == "" {
+		f.Group = "$Default"
+	}
+	return t.Read(ctx, f, fn)
+}
+
+const c2dReadySubject = "twinhub.c2d.ready."
+
+// SendC2D queues a message for a device: 404 for an unknown device, 403
+// DeviceMaximumQueueDepthExceeded with 50 pending, 413 over 64 KB. ttl 0
+// means the default hour.
+func (h *Hub) SendC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage, ttl time.Duration) error {
+	_, q := h.stores()
+	if q == nil {
+		return twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this hub has no cloud-to-device queues")
+	}
+	if len(m.Body) > twinhub.MaxC2DSize {
+		return twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(m.Body), twinhub.MaxC2DSize)
+	}
+	if ttl == 0 {
+		ttl = twinhub.DefaultC2DTTL
+	}
+	if ttl < 0 || ttl > twinhub.MaxC2DTTL {
+		return twinhub.ErrInvalid("time to live must be more than 0 and at most %s", twinhub.MaxC2DTTL)
+	}
+	switch m.Ack {
+	case "":
+		m.Ack = twinhub.AckNone
+	case twinhub.AckNone, twinhub.AckPositive, twinhub.AckNegative, twinhub.AckFull:
+	default:
+		return twinhub.ErrInvalid("ack must be none, positive, negative or full, not %q", m.Ack)
+	}
+	if len(m.MessageID) > twinhub.MaxMessageIDBytes || len(m.CorrelationID) > twinhub.MaxMessageIDBytes {
+		return twinhub.ErrInvalid("message and correlation ids are at most %d bytes", twinhub.MaxMessageIDBytes)
+	}
+	for _, p := range m.Properties {
+		if p.Key == "" || strings.HasPrefix(p.Key, "$.") || strings.HasPrefix(strings.ToLower(p.Key), "iothub-") {
+			return twinhub.ErrInvalid("application property name %q is empty or reserved", p.Key)
+		}
+	}
+	if _, err := h.get(ctx, twinhub.DeviceKey(deviceID)); err != nil {
+		return err
+	}
+	if m.MessageID == "" {
+		m.MessageID = randomHex(16)
+	}
+	m.To = "/devices/" + deviceID + "/messages/deviceBound"
+	now := twinhub.Now()
+	m.Enqueued = now
+	m.Expiry = twinhub.Time{Time: now.Add(ttl)}
+	err := q.Enqueue(ctx, deviceID, m)
+	if errors.Is(err, twinhub.ErrQueueFull) {
+		return twinhub.Errorf(http.StatusForbidden, "DeviceMaximumQueueDepthExceeded", "Device %s has %d messages pending, the most IoT Hub allows", deviceID, twinhub.MaxC2DPending)
+	}
+	if err != nil {
+		return err
+	}
+	if h.bus != nil {
+		h.bus.Publish(c2dReadySubject+twinhub.EncodeID(deviceID), nil)
+	}
+	return nil
+}
+
+// WatchC2D calls fn whenever a message is queued for deviceID, on any
+// node, until cancel. fn must not block. Delivery is at most once, so
+// readers also look now and then.
+func (h *Hub) WatchC2D(deviceID string, fn func()) (cancel func(), err error) {
+	if h.bus == nil {
+		return func() {}, nil
+	}
+	return h.bus.Subscribe(c2dReadySubject+twinhub.EncodeID(deviceID), func(string, []byte) { fn() })
+}
+
+// NextC2D returns the first live message of a device after seq after,
+// removing expired ones on the way, or ErrNotFound.
+func (h *Hub) NextC2D(ctx context.Context, deviceID string, after uint64) (*twinhub.C2DMessage, error) {
+	_, q := h.stores()
+	if q == nil {
+		return nil, twinhub.ErrNotFound
+	}
+	for {
+		m, err := q.Next(ctx, deviceID, after)
+		if err != nil {
+			return nil, err
+		}
+		if !m.Expiry.IsZero() && time.Now().After(m.Expiry.Time) {
+			err := q.Remove(ctx, deviceID, m.Seq)
+			if err == nil {
+				h.feedback(ctx, deviceID, m, twinhub.FeedbackExpired)
+			} else if !errors.Is(err, twinhub.ErrNotFound) {
+				return nil, err
+			}
+			after = m.Seq
+			continue
+		}
+		return m, nil
+	}
+}
+
+// CompleteC2D removes a delivered message from its queue, with feedback
+// if the message asked for it.
+func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
+	_, q := h.stores()
+	if q == nil {
+		return nil
+	}
+	err := q.Remove(ctx, deviceID, m.Seq)
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return nil // completed before (a redelivery)
+	}
+	if err == nil {
+		h.feedback(ctx, deviceID, m, twinhub.FeedbackSuccess)
+	}
+	return err
+}
+
+// PurgeC2D deletes the pending messages of a device (DELETE
+// /devices/{id}/commands).
+func (h *Hub) PurgeC2D(ctx context.Context, deviceID string) (int, error) {
+	_, q := h.stores()
+	if q == nil {
+		return 0, nil
+	}
+	if _, err := h.get(ctx, twinhub.DeviceKey(deviceID)); err != nil {
+		return 0, err
+	}
+	return q.Purge(ctx, deviceID)
+}
+
+// UseFeedback gives the hub its feedback store; without one, no feedback
+// is kept.
+func (h *Hub) UseFeedback(f twinhub.FeedbackStore) {
+	x := h.ext()
+	x.mu.Lock()
+	x.feedback = f
+	x.mu.Unlock()
+}
+
+func (h *Hub) feedbackStore() twinhub.FeedbackStore {
+	x := h.ext()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.feedback
+}
+
+// feedback records the outcome of m if its ack asks for it.
+func (h *Hub) feedback(ctx context.Context, deviceID string, m *twinhub.C2DMessage, status string) {
+	f := h.feedbackStore()
+	if f == nil {
+		return
+	}
+	want := m.Ack == twinhub.AckFull || (m.Ack == twinhub.AckPositive && status == twinhub.FeedbackSuccess) || (m.Ack == twinhub.AckNegative && status != twinhub.FeedbackSuccess)
+	if !want {
+		return
+	}
+	gen := ""
+	if rec, err := h.get(ctx, twinhub.DeviceKey(deviceID)); err == nil && rec.Device != nil {
+		gen = rec.Device.GenerationID
+	}
+	desc := map[string]string{twinhub.FeedbackSuccess: "Success", twinhub.FeedbackExpired: "Message Expired", twinhub.FeedbackRejected: "Message Rejected"}[status]
+	if err := f.Add(ctx, twinhub.FeedbackRecord{
+		OriginalMessageID: m.MessageID, Description: desc, DeviceGenerationID: gen,
+		DeviceID: deviceID, EnqueuedTimeUTC: twinhub.Now(), StatusCode: status,
+	}); err != nil {
+		h.logger().Warn("storing cloud-to-device feedback", "device", deviceID, "err", err)
+	}
+}
+
+// ReceiveFeedback is GET /messages/serviceBound/feedback.
+func (h *Hub) ReceiveFeedback(ctx context.Context) (string, []twinhub.FeedbackRecord, error) {
+	f := h.feedbackStore()
+	if f == nil {
+		return "", nil, twinhub.ErrNotFound
+	}
+	return f.Receive(ctx)
+}
+
+// CompleteFeedback and AbandonFeedback settle a received batch.
+func (h *Hub) CompleteFeedback(ctx context.Context, lockToken string) error {
+	return h.settleFeedback(ctx, lockToken, true)
+}
+
+func (h *Hub) AbandonFeedback(ctx context.Context, lockToken string) error {
+	return h.settleFeedback(ctx, lockToken, false)
+}
+
+func (h *Hub) settleFeedback(ctx context.Context, lockToken string, complete bool) error {
+	f := h.feedbackStore()
+	var err error
+	switch {
+	case f == nil:
+		err = twinhub.ErrNotFound
+	case complete:
+		err = f.Complete(ctx, lockToken)
+	default:
+		err = f.Abandon(ctx, lockToken)
+	}
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "lock token %s is unknown or expired", lockToken)
+	}
+	return err
+}
+
+// ReceiveC2D returns a device's first message that no earlier receive on
+// this node has locked, and locks it; ErrNotFound when there is none.
+// (Locks live in the node's memory: MQTT delivery ignores them, and
+// another node may hand the same message out; IoT Hub devices use one
+// protocol at a time.)
+func (h *Hub) ReceiveC2D(ctx context.Context, deviceID string) (*twinhub.C2DMessage, error) {
+	x := h.ext()
+	var after uint64
+	for {
+		m, err := h.NextC2D(ctx, deviceID, after)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		x.mu.Lock()
+		if x.c2dLocks == nil {
+			x.c2dLocks = map[c2dLockKey]time.Time{}
+		}
+		k := c2dLockKey{deviceID, m.Seq}
+		if until, ok := x.c2dLocks[k]; ok && now.Before(until) {
+			x.mu.Unlock()
+			after = m.Seq
+			continue
+		}
+		for lk, until := range x.c2dLocks {
+			if now.After(until) {
+				delete(x.c2dLocks, lk)
+			}
+		}
+		x.c2dLocks[k] = now.Add(twinhub.C2DLockTime)
+		x.mu.Unlock()
+		return m, nil
+	}
+}
+
+type c2dLockKey struct {
+	device string
+	seq    uint64
+}
+
+// SettleC2D completes, rejects or abandons a message that ReceiveC2D
+// handed out: lockToken is its Seq. 412 DeviceMessageLockLost if the
+// message is gone.
+func (h *Hub) SettleC2D(ctx context.Context, deviceID string, seq uint64, outcome string) error {
+	_, q := h.stores()
+	if q == nil {
+		return twinhub.ErrNotFound
+	}
+	if seq == 0 {
+		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "no message has lock token 0")
+	}
+	x := h.ext()
+	x.mu.Lock()
+	delete(x.c2dLocks, c2dLockKey{deviceID, seq})
+	x.mu.Unlock()
+	m, err := q.Next(ctx, deviceID, seq-1)
+	if errors.Is(err, twinhub.ErrNotFound) || (err == nil && m.Seq != seq) {
+		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "message %d of device %s is no longer in its queue", seq, deviceID)
+	}
+	if err != nil {
+		return err
+	}
+	switch outcome {
+	case twinhub.C2DAbandon:
+		return nil
+	case twinhub.C2DReject:
+		if err := q.Remove(ctx, deviceID, seq); err != nil {
+			return err
+		}
+		h.feedback(ctx, deviceID, m, twinhub.FeedbackRejected)
+		return nil
+	}
+	return h.CompleteC2D(ctx, deviceID, m)
+}
+
+// c2dSweeper is implemented by queues that can find expired messages.
+type c2dSweeper interface {
+	Sweep(ctx context.Context, now time.Time, fn func(deviceID string, m *twinhub.C2DMessage)) error
+}
+
+// SweepC2D deletes expired cloud-to-device messages of every device,
+// with feedback for those that asked for it. IoT Hub expires messages of
+// devices that never connect too; delivery alone would only notice them
+// when the device comes back.
+func (h *Hub) SweepC2D(ctx context.Context) error {
+	_, q := h.stores()
+	s, ok := q.(c2dSweeper)
+	if !ok {
+		return nil
+	}
+	return s.Sweep(ctx, time.Now(), func(deviceID string, m *twinhub.C2DMessage) {
+		h.feedback(ctx, deviceID, m, twinhub.FeedbackExpired)
+	})
+}
+
+// RunC2DSweeper calls SweepC2D every interval until ctx ends. Every node
+// may run one: a message is deleted, and its feedback written, once.
+func (h *Hub) RunC2DSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := h.SweepC2D(ctx); err != nil && ctx.Err() == nil {
+				h.logger().Warn("sweeping expired cloud-to-device messages", "err", err)
+			}
+		}
+	}
+}

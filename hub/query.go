@@ -1,0 +1,122 @@
+package hub
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/query"
+)
+
+// Query runs a query in the IoT Hub language over the twins and returns
+// the page that continuation names (the first when empty). The index is
+// first brought up to the store's last revision, so the query sees every
+// write acknowledged before it arrived.
+//
+// Results come in key order (device id, then module id). A page of a query
+// that returns twins or projections of them ends with a token that carries
+// the last key returned (and, under TOP, how many were returned so far), so
+// the next page starts after that key: twins that change between pages are
+// neither skipped nor repeated, unless a change makes them match or stop
+// matching. Grouped queries (aggregates, GROUP BY) are computed again for
+// every page, and their tokens carry the offset of the next group.
+func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation string) (*twinhub.QueryPage, error) {
+	q, err := query.Parse(src)
+	if err != nil {
+		var qe *query.Error
+		if errors.As(err, &qe) {
+			return nil, twinhub.ErrInvalid("query: %s", qe.Error())
+		}
+		return nil, twinhub.ErrInvalid("query: %v", err)
+	}
+	if pageSize < 1 {
+		pageSize = 100
+	}
+	tok, err := h.readToken(q, continuation)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	page, next := h.index.Query(q, pageSize, tok)
+	if next != nil {
+		page.Continuation = h.writeToken(q, *next)
+	}
+	return page, nil
+}
+
+// A token is base64url of: version, kind ('k' keyset or 'g' groups), the
+// first 8 bytes of SHA-256 of the query text, count as a uvarint, the key,
+// and 16 bytes of HMAC-SHA256 over all that with a key derived from the
+// hub's host and policies, which every node of a hub shares. A token thus
+// works on any node, only for the query it came from, and cannot be made
+// up or altered by a client.
+const (
+	tokenVersion = 1
+	tokenMAC     = 16
+)
+
+func (h *Hub) tokenKey() []byte {
+	s := sha256.New()
+	s.Write([]byte("twinhub query continuation\x00" + h.host))
+	for _, p := range h.policies {
+		s.Write([]byte("\x00" + p.Name + "\x00" + p.PrimaryKey))
+	}
+	return s.Sum(nil)
+}
+
+func tokenKind(q *query.Query) byte {
+	if q.Grouped() {
+		return 'g'
+	}
+	return 'k'
+}
+
+func (h *Hub) writeToken(q *query.Query, t twinhub.Cursor) string {
+	fp := sha256.Sum256([]byte(q.Source))
+	b := append([]byte{tokenVersion, tokenKind(q)}, fp[:8]...)
+	b = binary.AppendUvarint(b, uint64(t.Count))
+	b = append(b, t.After...)
+	mac := hmac.New(sha256.New, h.tokenKey())
+	mac.Write(b)
+	b = append(b, mac.Sum(nil)[:tokenMAC]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (h *Hub) readToken(q *query.Query, s string) (twinhub.Cursor, error) {
+	if s == "" {
+		return twinhub.Cursor{}, nil
+	}
+	bad := twinhub.ErrInvalid("x-ms-continuation is not a token this hub issued for this query")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 2+8+1+tokenMAC {
+		return twinhub.Cursor{}, bad
+	}
+	body, sum := b[:len(b)-tokenMAC], b[len(b)-tokenMAC:]
+	mac := hmac.New(sha256.New, h.tokenKey())
+	mac.Write(body)
+	fp := sha256.Sum256([]byte(q.Source))
+	if !hmac.Equal(sum, mac.Sum(nil)[:tokenMAC]) || body[0] != tokenVersion || body[1] != tokenKind(q) || string(body[2:10]) != string(fp[:8]) {
+		return twinhub.Cursor{}, bad
+	}
+	count, n := binary.Uvarint(body[10:])
+	if n <= 0 || count > 1<<31 {
+		return twinhub.Cursor{}, bad
+	}
+	return twinhub.Cursor{Count: int(count), After: string(body[10+n:])}, nil
+}
+
+// catchUp brings the index up to the store's last revision, so that what
+// the caller reads next includes every write acknowledged before.
+func (h *Hub) catchUp(ctx context.Context) error {
+	rev, err := h.store.LastRevision(ctx)
+	if err != nil {
+		return err
+	}
+	return h.index.WaitFor(ctx, rev)
+}
