@@ -54,12 +54,9 @@ func (r *Record) TwinDoc() map[string]any {
 		"deviceEtag":         IdentityETag(r.IdentityVersion),
 		"version":            float64(r.Twin.Version),
 		"authenticationType": auth.Type,
-		"x509Thumbprint": map[string]any{
-			"primaryThumbprint":   optional(auth.X509Thumbprint.PrimaryThumbprint),
-			"secondaryThumbprint": optional(auth.X509Thumbprint.SecondaryThumbprint),
-		},
-		"modelId": r.Twin.ModelID,
-		"tags":    r.Twin.Tags,
+		"x509Thumbprint":     auth.X509Thumbprint.Doc(),
+		"modelId":            r.Twin.ModelID,
+		"tags":               r.Twin.Tags,
 		"properties": map[string]any{
 			"desired":  r.Twin.Desired.Wire(true),
 			"reported": r.Twin.Reported.Wire(true),
@@ -82,6 +79,15 @@ func (r *Record) TwinDoc() map[string]any {
 	doc["cloudToDeviceMessageCount"] = float64(d.CloudToDeviceMessageCount)
 	doc["capabilities"] = map[string]any{"iotEdge": d.Capabilities.IoTEdge}
 	return doc
+}
+
+// Doc is the x509Thumbprint member of a twin document: null for a
+// thumbprint not set.
+func (t X509Thumbprint) Doc() map[string]any {
+	return map[string]any{
+		"primaryThumbprint":   optional(t.PrimaryThumbprint),
+		"secondaryThumbprint": optional(t.SecondaryThumbprint),
+	}
 }
 
 func optional(s *string) any {

@@ -37,18 +37,36 @@ func decodeRecord(data []byte) (*Record, error) {
 
 func decodeRecordFast(data []byte) (*Record, bool) {
 	var r Record
-	d := jsonDecoder{b: data}
-	return &r, d.record(&r) && d.end()
+	d := Decoder{b: data}
+	return &r, d.record(&r) && d.End()
 }
 
-// jsonDecoder reads JSON from b at i. Its methods return false when the
+// Decoder reads JSON from b at i. Its methods return false when the
 // input is not what they handle; the caller then gives up on the fast way.
-type jsonDecoder struct {
+// The query index reads stored records with it too, straight into its
+// own layout (Fields, Object and the value readers), without building a
+// Record first.
+type Decoder struct {
 	b []byte
 	i int
 }
 
-func (d *jsonDecoder) ws() {
+// NewDecoder reads data from its start.
+func NewDecoder(data []byte) Decoder { return Decoder{b: data} }
+
+// Pos is the offset of the next byte to read.
+func (d *Decoder) Pos() int { return d.i }
+
+// SetPos moves back (or on) to offset i, to read a value again.
+func (d *Decoder) SetPos(i int) { d.i = i }
+
+// Since returns the bytes read from offset at to the position.
+func (d *Decoder) Since(at int) []byte { return d.b[at:d.i] }
+
+// Rest returns the bytes not read yet.
+func (d *Decoder) Rest() []byte { return d.b[d.i:] }
+
+func (d *Decoder) SkipSpace() {
 	if d.i < len(d.b) && d.b[d.i] > ' ' {
 		return // encoding/json writes no white space
 	}
@@ -62,51 +80,51 @@ func (d *jsonDecoder) ws() {
 	}
 }
 
-// peek returns the next byte that is not white space, or 0 at the end.
-func (d *jsonDecoder) peek() byte {
-	d.ws()
+// Peek returns the next byte that is not white space, or 0 at the end.
+func (d *Decoder) Peek() byte {
+	d.SkipSpace()
 	if d.i < len(d.b) {
 		return d.b[d.i]
 	}
 	return 0
 }
 
-func (d *jsonDecoder) end() bool {
-	d.ws()
+func (d *Decoder) End() bool {
+	d.SkipSpace()
 	return d.i == len(d.b)
 }
 
-// null consumes a null if one comes next.
-func (d *jsonDecoder) null() bool {
-	if d.peek() == 'n' && d.i+4 <= len(d.b) && string(d.b[d.i:d.i+4]) == "null" {
+// Null consumes a Null if one comes next.
+func (d *Decoder) Null() bool {
+	if d.Peek() == 'n' && d.i+4 <= len(d.b) && string(d.b[d.i:d.i+4]) == "null" {
 		d.i += 4
 		return true
 	}
 	return false
 }
 
-// object reads an object, calling member for each key with the decoder
+// Object reads an Object, calling member for each key with the decoder
 // at the value, which member must consume. Repeated keys are refused:
 // encoding/json merges them into structs in ways not worth copying.
-func (d *jsonDecoder) object(member func(key []byte) bool) bool {
-	if d.peek() != '{' {
+func (d *Decoder) Object(member func(key []byte) bool) bool {
+	if d.Peek() != '{' {
 		return false
 	}
 	d.i++
-	if d.peek() == '}' {
+	if d.Peek() == '}' {
 		d.i++
 		return true
 	}
 	for {
 		key, ok := d.key()
-		if !ok || d.peek() != ':' {
+		if !ok || d.Peek() != ':' {
 			return false
 		}
 		d.i++
 		if !member(key) {
 			return false
 		}
-		switch d.peek() {
+		switch d.Peek() {
 		case ',':
 			d.i++
 		case '}':
@@ -118,11 +136,11 @@ func (d *jsonDecoder) object(member func(key []byte) bool) bool {
 	}
 }
 
-// fields reads the object of a struct: member is called with the index
+// Fields reads the object of a struct: member is called with the index
 // of the key in names; unknown and repeated keys are refused.
-func (d *jsonDecoder) fields(names []string, member func(int) bool) bool {
+func (d *Decoder) Fields(names []string, member func(int) bool) bool {
 	var seen uint64
-	return d.object(func(key []byte) bool {
+	return d.Object(func(key []byte) bool {
 		for k, n := range names {
 			if string(key) == n {
 				if seen&(1<<k) != 0 {
@@ -137,20 +155,20 @@ func (d *jsonDecoder) fields(names []string, member func(int) bool) bool {
 }
 
 // key reads a member name: the bytes of the input when it has no escapes.
-func (d *jsonDecoder) key() ([]byte, bool) {
+func (d *Decoder) key() ([]byte, bool) {
 	save := d.i
-	if k, ok := d.rawString(); ok {
+	if k, ok := d.RawString(); ok {
 		return k, true
 	}
 	d.i = save
-	s, ok := d.string()
+	s, ok := d.String()
 	return []byte(s), ok
 }
 
-// rawString reads a string without escapes, valid UTF-8, and returns its
+// RawString reads a string without escapes, valid UTF-8, and returns its
 // bytes within the input.
-func (d *jsonDecoder) rawString() ([]byte, bool) {
-	if d.peek() != '"' {
+func (d *Decoder) RawString() ([]byte, bool) {
+	if d.Peek() != '"' {
 		return nil, false
 	}
 	start := d.i + 1
@@ -170,14 +188,14 @@ func (d *jsonDecoder) rawString() ([]byte, bool) {
 	return nil, false
 }
 
-// string reads a string, escapes included.
-func (d *jsonDecoder) string() (string, bool) {
+// String reads a String, escapes included.
+func (d *Decoder) String() (string, bool) {
 	save := d.i
-	if s, ok := d.rawString(); ok {
+	if s, ok := d.RawString(); ok {
 		return string(s), true
 	}
 	d.i = save
-	if d.peek() != '"' {
+	if d.Peek() != '"' {
 		return "", false
 	}
 	d.i++
@@ -241,7 +259,7 @@ func (d *jsonDecoder) string() (string, bool) {
 	return "", false
 }
 
-func (d *jsonDecoder) hex4() (rune, bool) {
+func (d *Decoder) hex4() (rune, bool) {
 	if d.i+4 > len(d.b) {
 		return 0, false
 	}
@@ -253,9 +271,9 @@ func (d *jsonDecoder) hex4() (rune, bool) {
 	return rune(v), true
 }
 
-// number reads a number in JSON's grammar and returns its text.
-func (d *jsonDecoder) number() ([]byte, bool) {
-	d.ws()
+// Number reads a Number in JSON's grammar and returns its text.
+func (d *Decoder) Number() ([]byte, bool) {
+	d.SkipSpace()
 	b, i := d.b, d.i
 	start := i
 	if i < len(b) && b[i] == '-' {
@@ -293,8 +311,8 @@ func (d *jsonDecoder) number() ([]byte, bool) {
 	return b[start:i], true
 }
 
-func (d *jsonDecoder) int64(v *int64) bool {
-	s, ok := d.number()
+func (d *Decoder) Int64(v *int64) bool {
+	s, ok := d.Number()
 	if !ok {
 		return false
 	}
@@ -303,21 +321,21 @@ func (d *jsonDecoder) int64(v *int64) bool {
 	return err == nil
 }
 
-func (d *jsonDecoder) int(v *int) bool {
+func (d *Decoder) int(v *int) bool {
 	var n int64
-	if !d.int64(&n) || n != int64(int(n)) {
+	if !d.Int64(&n) || n != int64(int(n)) {
 		return false
 	}
 	*v = int(n)
 	return true
 }
 
-func (d *jsonDecoder) bool(v *bool) bool {
+func (d *Decoder) Bool(v *bool) bool {
 	switch {
-	case d.peek() == 't' && d.i+4 <= len(d.b) && string(d.b[d.i:d.i+4]) == "true":
+	case d.Peek() == 't' && d.i+4 <= len(d.b) && string(d.b[d.i:d.i+4]) == "true":
 		*v = true
 		d.i += 4
-	case d.peek() == 'f' && d.i+5 <= len(d.b) && string(d.b[d.i:d.i+5]) == "false":
+	case d.Peek() == 'f' && d.i+5 <= len(d.b) && string(d.b[d.i:d.i+5]) == "false":
 		*v = false
 		d.i += 5
 	default:
@@ -326,36 +344,36 @@ func (d *jsonDecoder) bool(v *bool) bool {
 	return true
 }
 
-// str reads a string field; null leaves it as it is, as in encoding/json.
-func (d *jsonDecoder) str(v *string) bool {
-	if d.null() {
+// Str reads a string field; null leaves it as it is, as in encoding/json.
+func (d *Decoder) Str(v *string) bool {
+	if d.Null() {
 		return true
 	}
-	s, ok := d.string()
+	s, ok := d.String()
 	*v = s
 	return ok
 }
 
-func (d *jsonDecoder) optStr(v **string) bool {
-	if d.null() {
+func (d *Decoder) optStr(v **string) bool {
+	if d.Null() {
 		*v = nil
 		return true
 	}
-	s, ok := d.string()
+	s, ok := d.String()
 	*v = &s
 	return ok
 }
 
-// time reads an instant as Time.UnmarshalJSON would: the usual form
+// Time reads an instant as Time.UnmarshalJSON would: the usual form
 // (UTC, up to nine fractional digits) here, others through it.
-func (d *jsonDecoder) time(t *Time) bool {
-	if d.null() {
+func (d *Decoder) Time(t *Time) bool {
+	if d.Null() {
 		t.Time = time.Time{}
 		return true
 	}
-	start := d.peek()
+	start := d.Peek()
 	at := d.i
-	s, ok := d.rawString()
+	s, ok := d.RawString()
 	if !ok || start != '"' {
 		return false
 	}
@@ -406,25 +424,25 @@ func parseUTC(s []byte) (time.Time, bool) {
 	return t, true
 }
 
-// value reads any JSON value as encoding/json decodes it into an any.
-func (d *jsonDecoder) value() (any, bool) {
-	switch c := d.peek(); {
+// Value reads any JSON Value as encoding/json decodes it into an any.
+func (d *Decoder) Value() (any, bool) {
+	switch c := d.Peek(); {
 	case c == '{':
 		return d.objectValue()
 	case c == '[':
 		d.i++
 		a := []any{}
-		if d.peek() == ']' {
+		if d.Peek() == ']' {
 			d.i++
 			return a, true
 		}
 		for {
-			v, ok := d.value()
+			v, ok := d.Value()
 			if !ok {
 				return nil, false
 			}
 			a = append(a, v)
-			switch d.peek() {
+			switch d.Peek() {
 			case ',':
 				d.i++
 			case ']':
@@ -435,14 +453,14 @@ func (d *jsonDecoder) value() (any, bool) {
 			}
 		}
 	case c == '"':
-		return d.string()
+		return d.String()
 	case c == 't' || c == 'f':
 		var b bool
-		return b, d.bool(&b)
+		return b, d.Bool(&b)
 	case c == 'n':
-		return nil, d.null()
+		return nil, d.Null()
 	}
-	s, ok := d.number()
+	s, ok := d.Number()
 	if !ok {
 		return nil, false
 	}
@@ -450,10 +468,10 @@ func (d *jsonDecoder) value() (any, bool) {
 	return f, err == nil && !math.IsInf(f, 0)
 }
 
-func (d *jsonDecoder) objectValue() (map[string]any, bool) {
+func (d *Decoder) objectValue() (map[string]any, bool) {
 	m := map[string]any{}
-	ok := d.object(func(key []byte) bool {
-		v, ok := d.value()
+	ok := d.Object(func(key []byte) bool {
+		v, ok := d.Value()
 		m[string(key)] = v
 		return ok
 	})
@@ -461,8 +479,8 @@ func (d *jsonDecoder) objectValue() (map[string]any, bool) {
 }
 
 // jsonMap reads a map[string]any field: null makes it nil.
-func (d *jsonDecoder) jsonMap(v *map[string]any) bool {
-	if d.null() {
+func (d *Decoder) jsonMap(v *map[string]any) bool {
+	if d.Null() {
 		*v = nil
 		return true
 	}
@@ -474,114 +492,114 @@ func (d *jsonDecoder) jsonMap(v *map[string]any) bool {
 // The JSON names of the fields of the record's types, in the order of
 // the cases below; TestDecodeRecordKnowsEveryField keeps them complete.
 var (
-	recordFields     = []string{"device", "module", "identityVersion", "twin"}
+	RecordFields     = []string{"device", "module", "identityVersion", "twin"}
 	deviceFields     = []string{"deviceId", "generationId", "etag", "connectionState", "status", "statusReason", "connectionStateUpdatedTime", "statusUpdatedTime", "lastActivityTime", "cloudToDeviceMessageCount", "authentication", "capabilities"}
 	moduleFields     = []string{"moduleId", "deviceId", "managedBy", "generationId", "etag", "connectionState", "connectionStateUpdatedTime", "lastActivityTime", "cloudToDeviceMessageCount", "authentication"}
 	authFields       = []string{"type", "symmetricKey", "x509Thumbprint"}
 	keyFields        = []string{"primaryKey", "secondaryKey"}
 	thumbFields      = []string{"primaryThumbprint", "secondaryThumbprint"}
 	capabilityFields = []string{"iotEdge"}
-	twinFields       = []string{"version", "tags", "desired", "reported", "modelId"}
-	propertiesFields = []string{"values", "version", "metadata"}
-	metadataFields   = []string{"t", "v", "c"}
+	TwinFields       = []string{"version", "tags", "desired", "reported", "modelId"}
+	PropertiesFields = []string{"values", "version", "metadata"}
+	MetadataFields   = []string{"t", "v", "c"}
 )
 
-func (d *jsonDecoder) record(r *Record) bool {
-	return d.fields(recordFields, func(k int) bool {
+func (d *Decoder) record(r *Record) bool {
+	return d.Fields(RecordFields, func(k int) bool {
 		switch k {
 		case 0:
-			if d.null() {
+			if d.Null() {
 				r.Device = nil
 				return true
 			}
 			r.Device = &Device{}
-			return d.device(r.Device)
+			return d.Device(r.Device)
 		case 1:
-			if d.null() {
+			if d.Null() {
 				r.Module = nil
 				return true
 			}
 			r.Module = &Module{}
-			return d.module(r.Module)
+			return d.Module(r.Module)
 		case 2:
-			return d.null() || d.int64(&r.IdentityVersion)
+			return d.Null() || d.Int64(&r.IdentityVersion)
 		}
-		return d.null() || d.twin(&r.Twin)
+		return d.Null() || d.twin(&r.Twin)
 	})
 }
 
-func (d *jsonDecoder) device(v *Device) bool {
-	return d.fields(deviceFields, func(k int) bool {
+func (d *Decoder) Device(v *Device) bool {
+	return d.Fields(deviceFields, func(k int) bool {
 		switch k {
 		case 0:
-			return d.str(&v.DeviceID)
+			return d.Str(&v.DeviceID)
 		case 1:
-			return d.str(&v.GenerationID)
+			return d.Str(&v.GenerationID)
 		case 2:
-			return d.str(&v.ETag)
+			return d.Str(&v.ETag)
 		case 3:
-			return d.str(&v.ConnectionState)
+			return d.Str(&v.ConnectionState)
 		case 4:
-			return d.str(&v.Status)
+			return d.Str(&v.Status)
 		case 5:
 			return d.optStr(&v.StatusReason)
 		case 6:
-			return d.time(&v.ConnectionStateUpdatedTime)
+			return d.Time(&v.ConnectionStateUpdatedTime)
 		case 7:
-			return d.time(&v.StatusUpdatedTime)
+			return d.Time(&v.StatusUpdatedTime)
 		case 8:
-			return d.time(&v.LastActivityTime)
+			return d.Time(&v.LastActivityTime)
 		case 9:
-			return d.null() || d.int(&v.CloudToDeviceMessageCount)
+			return d.Null() || d.int(&v.CloudToDeviceMessageCount)
 		case 10:
-			return d.null() || d.auth(&v.Authentication)
+			return d.Null() || d.auth(&v.Authentication)
 		}
-		return d.null() || d.fields(capabilityFields, func(int) bool {
-			return d.null() || d.bool(&v.Capabilities.IoTEdge)
+		return d.Null() || d.Fields(capabilityFields, func(int) bool {
+			return d.Null() || d.Bool(&v.Capabilities.IoTEdge)
 		})
 	})
 }
 
-func (d *jsonDecoder) module(v *Module) bool {
-	return d.fields(moduleFields, func(k int) bool {
+func (d *Decoder) Module(v *Module) bool {
+	return d.Fields(moduleFields, func(k int) bool {
 		switch k {
 		case 0:
-			return d.str(&v.ModuleID)
+			return d.Str(&v.ModuleID)
 		case 1:
-			return d.str(&v.DeviceID)
+			return d.Str(&v.DeviceID)
 		case 2:
-			return d.str(&v.ManagedBy)
+			return d.Str(&v.ManagedBy)
 		case 3:
-			return d.str(&v.GenerationID)
+			return d.Str(&v.GenerationID)
 		case 4:
-			return d.str(&v.ETag)
+			return d.Str(&v.ETag)
 		case 5:
-			return d.str(&v.ConnectionState)
+			return d.Str(&v.ConnectionState)
 		case 6:
-			return d.time(&v.ConnectionStateUpdatedTime)
+			return d.Time(&v.ConnectionStateUpdatedTime)
 		case 7:
-			return d.time(&v.LastActivityTime)
+			return d.Time(&v.LastActivityTime)
 		case 8:
-			return d.null() || d.int(&v.CloudToDeviceMessageCount)
+			return d.Null() || d.int(&v.CloudToDeviceMessageCount)
 		}
-		return d.null() || d.auth(&v.Authentication)
+		return d.Null() || d.auth(&v.Authentication)
 	})
 }
 
-func (d *jsonDecoder) auth(a *Authentication) bool {
-	return d.fields(authFields, func(k int) bool {
+func (d *Decoder) auth(a *Authentication) bool {
+	return d.Fields(authFields, func(k int) bool {
 		switch k {
 		case 0:
-			return d.str(&a.Type)
+			return d.Str(&a.Type)
 		case 1:
-			return d.null() || d.fields(keyFields, func(k int) bool {
+			return d.Null() || d.Fields(keyFields, func(k int) bool {
 				if k == 0 {
-					return d.str(&a.SymmetricKey.PrimaryKey)
+					return d.Str(&a.SymmetricKey.PrimaryKey)
 				}
-				return d.str(&a.SymmetricKey.SecondaryKey)
+				return d.Str(&a.SymmetricKey.SecondaryKey)
 			})
 		}
-		return d.null() || d.fields(thumbFields, func(k int) bool {
+		return d.Null() || d.Fields(thumbFields, func(k int) bool {
 			if k == 0 {
 				return d.optStr(&a.X509Thumbprint.PrimaryThumbprint)
 			}
@@ -590,36 +608,36 @@ func (d *jsonDecoder) auth(a *Authentication) bool {
 	})
 }
 
-func (d *jsonDecoder) twin(t *Twin) bool {
-	return d.fields(twinFields, func(k int) bool {
+func (d *Decoder) twin(t *Twin) bool {
+	return d.Fields(TwinFields, func(k int) bool {
 		switch k {
 		case 0:
-			return d.null() || d.int64(&t.Version)
+			return d.Null() || d.Int64(&t.Version)
 		case 1:
 			return d.jsonMap(&t.Tags)
 		case 2:
-			return d.null() || d.properties(&t.Desired)
+			return d.Null() || d.properties(&t.Desired)
 		case 3:
-			return d.null() || d.properties(&t.Reported)
+			return d.Null() || d.properties(&t.Reported)
 		}
-		return d.str(&t.ModelID)
+		return d.Str(&t.ModelID)
 	})
 }
 
-func (d *jsonDecoder) properties(p *Properties) bool {
-	return d.fields(propertiesFields, func(k int) bool {
+func (d *Decoder) properties(p *Properties) bool {
+	return d.Fields(PropertiesFields, func(k int) bool {
 		switch k {
 		case 0:
 			return d.jsonMap(&p.Values)
 		case 1:
-			return d.null() || d.int64(&p.Version)
+			return d.Null() || d.Int64(&p.Version)
 		}
 		return d.metadataPtr(&p.Metadata)
 	})
 }
 
-func (d *jsonDecoder) metadataPtr(m **Metadata) bool {
-	if d.null() {
+func (d *Decoder) metadataPtr(m **Metadata) bool {
+	if d.Null() {
 		*m = nil
 		return true
 	}
@@ -627,20 +645,20 @@ func (d *jsonDecoder) metadataPtr(m **Metadata) bool {
 	return d.metadata(*m)
 }
 
-func (d *jsonDecoder) metadata(m *Metadata) bool {
-	return d.fields(metadataFields, func(k int) bool {
+func (d *Decoder) metadata(m *Metadata) bool {
+	return d.Fields(MetadataFields, func(k int) bool {
 		switch k {
 		case 0:
-			return d.time(&m.LastUpdated)
+			return d.Time(&m.LastUpdated)
 		case 1:
-			return d.null() || d.int64(&m.LastUpdatedVersion)
+			return d.Null() || d.Int64(&m.LastUpdatedVersion)
 		}
-		if d.null() {
+		if d.Null() {
 			m.Children = nil
 			return true
 		}
 		m.Children = map[string]*Metadata{}
-		return d.object(func(key []byte) bool {
+		return d.Object(func(key []byte) bool {
 			var c *Metadata
 			ok := d.metadataPtr(&c)
 			m.Children[string(key)] = c

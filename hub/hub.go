@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/index"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -23,7 +24,7 @@ type Hub struct {
 	store    twinhub.Store
 	bus      twinhub.Bus
 	log      *slog.Logger
-	index    *twinhub.Index
+	index    *index.Index
 	// cache holds recently read and written records (hubcache.go).
 	cache *recordCache
 	// states writes connection states in the background (hubdevice.go).
@@ -69,7 +70,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		store:    c.Store,
 		bus:      c.Bus,
 		log:      c.Log,
-		index:    twinhub.NewIndex(),
+		index:    index.NewIndex(),
 		subs:     map[twinhub.Key]map[*desiredSub]struct{}{},
 	}
 	if c.RecordCacheBytes == 0 {

@@ -9,6 +9,7 @@ import (
 	"errors"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/index"
 	"github.com/twinhub/twinhub/query"
 )
 
@@ -77,7 +78,7 @@ func tokenKind(q *query.Query) byte {
 	return 'k'
 }
 
-func (h *Hub) writeToken(q *query.Query, t twinhub.Cursor) string {
+func (h *Hub) writeToken(q *query.Query, t index.Cursor) string {
 	fp := sha256.Sum256([]byte(q.Source))
 	b := append([]byte{tokenVersion, tokenKind(q)}, fp[:8]...)
 	b = binary.AppendUvarint(b, uint64(t.Count))
@@ -88,27 +89,27 @@ func (h *Hub) writeToken(q *query.Query, t twinhub.Cursor) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (h *Hub) readToken(q *query.Query, s string) (twinhub.Cursor, error) {
+func (h *Hub) readToken(q *query.Query, s string) (index.Cursor, error) {
 	if s == "" {
-		return twinhub.Cursor{}, nil
+		return index.Cursor{}, nil
 	}
 	bad := twinhub.ErrInvalid("x-ms-continuation is not a token this hub issued for this query")
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) < 2+8+1+tokenMAC {
-		return twinhub.Cursor{}, bad
+		return index.Cursor{}, bad
 	}
 	body, sum := b[:len(b)-tokenMAC], b[len(b)-tokenMAC:]
 	mac := hmac.New(sha256.New, h.tokenKey())
 	mac.Write(body)
 	fp := sha256.Sum256([]byte(q.Source))
 	if !hmac.Equal(sum, mac.Sum(nil)[:tokenMAC]) || body[0] != tokenVersion || body[1] != tokenKind(q) || string(body[2:10]) != string(fp[:8]) {
-		return twinhub.Cursor{}, bad
+		return index.Cursor{}, bad
 	}
 	count, n := binary.Uvarint(body[10:])
 	if n <= 0 || count > 1<<31 {
-		return twinhub.Cursor{}, bad
+		return index.Cursor{}, bad
 	}
-	return twinhub.Cursor{Count: int(count), After: string(body[10+n:])}, nil
+	return index.Cursor{Count: int(count), After: string(body[10+n:])}, nil
 }
 
 // catchUp brings the index up to the store's last revision, so that what

@@ -5,30 +5,31 @@ import (
 	"testing"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/index"
 	"github.com/twinhub/twinhub/query"
 )
 
 func TestContinuationTokens(t *testing.T) {
-	h := &Hub{host: "h", index: twinhub.NewIndex()}
+	h := &Hub{host: "h", index: index.NewIndex()}
 	q1, _ := query.Parse(`SELECT * FROM devices`)
 	q2, _ := query.Parse(`SELECT * FROM devices WHERE status = 'enabled'`)
 	g, _ := query.Parse(`SELECT COUNT() AS n FROM devices GROUP BY status`)
-	tok := h.writeToken(q1, twinhub.Cursor{After: "dev\x00x", Count: 12})
+	tok := h.writeToken(q1, index.Cursor{After: "dev\x00x", Count: 12})
 	if got, err := h.readToken(q1, tok); err != nil || got.After != "dev\x00x" || got.Count != 12 {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 	raw, _ := decodeB64(tok)
 	tampered := append([]byte(nil), raw...)
 	tampered[12] ^= 1
-	other := &Hub{host: "other", index: twinhub.NewIndex()}
+	other := &Hub{host: "other", index: index.NewIndex()}
 	for name, bad := range map[string]string{
 		"garbage":       "garbage",
 		"not base64":    "@@@",
 		"truncated":     tok[:len(tok)-3],
 		"tampered":      encodeB64(tampered),
-		"another hub":   other.writeToken(q1, twinhub.Cursor{After: "a"}),
-		"another query": h.writeToken(q2, twinhub.Cursor{After: "a"}),
-		"grouped":       h.writeToken(g, twinhub.Cursor{Count: 1}),
+		"another hub":   other.writeToken(q1, index.Cursor{After: "a"}),
+		"another query": h.writeToken(q2, index.Cursor{After: "a"}),
+		"grouped":       h.writeToken(g, index.Cursor{Count: 1}),
 	} {
 		if _, err := h.readToken(q1, bad); err == nil {
 			t.Errorf("%s: accepted", name)

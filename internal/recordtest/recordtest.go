@@ -106,8 +106,9 @@ func RandomRecord(r *rand.Rand, k twinhub.Key) *twinhub.Record {
 	return rec
 }
 
+// The values of the benchmark fleet's tags and properties.
 var (
-	regions  = []string{"westus", "eastus", "northeurope", "westeurope", "southeastasia", "japaneast", "brazilsouth", "australiaeast"}
+	Regions  = []string{"westus", "eastus", "northeurope", "westeurope", "southeastasia", "japaneast", "brazilsouth", "australiaeast"}
 	models   = []string{"TH-100", "TH-200", "TH-300", "PM-10", "PM-25", "GW-1", "GW-2", "CAM-4K", "CAM-HD", "VALVE-3", "PUMP-7", "METER-E", "METER-W", "LOCK-2", "SENSE-X", "SENSE-Y", "HVAC-1", "HVAC-2", "LIGHT-1", "DOOR-1"}
 	firmware = []string{"1.0.0", "1.0.3", "1.1.0", "1.1.2", "1.2.0", "1.2.1", "2.0.0-rc1", "2.0.0", "2.0.1", "2.1.0", "2.1.1", "3.0.0"}
 	statuses = []string{"ok", "ok", "ok", "ok", "warn", "error", "maintenance"}
@@ -128,7 +129,7 @@ func BenchRecord(r *rand.Rand, i, n int) *twinhub.Record {
 	desiredAt := twinhub.Time{Time: created.Add(time.Duration(r.IntN(3600)) * time.Second)}
 	reportedAt := twinhub.Time{Time: desiredAt.Add(time.Duration(r.IntN(3600)) * time.Second)}
 	tags := map[string]any{
-		"region": regions[r.IntN(len(regions))],
+		"region": Regions[r.IntN(len(Regions))],
 		"plant":  fmt.Sprintf("plant-%05d", r.IntN(plants)),
 		"model":  models[r.IntN(len(models))],
 	}

@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"maps"
@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/query"
 )
 
@@ -152,7 +153,7 @@ type stamp struct {
 	ver  int64
 }
 
-func stampOf(m *Metadata) stamp {
+func stampOf(m *twinhub.Metadata) stamp {
 	if m == nil {
 		return stamp{zero: true}
 	}
@@ -163,11 +164,11 @@ func stampOf(m *Metadata) stamp {
 	return stamp{sec: t.Unix(), nsec: int32(t.Nanosecond()), ver: m.LastUpdatedVersion}
 }
 
-func (s stamp) time() Time {
+func (s stamp) time() twinhub.Time {
 	if s.zero {
-		return Time{}
+		return twinhub.Time{}
 	}
-	return Time{time.Unix(s.sec, int64(s.nsec)).UTC()}
+	return twinhub.Time{Time: time.Unix(s.sec, int64(s.nsec)).UTC()}
 }
 
 // section is one of the three property trees of a twin.
@@ -182,8 +183,8 @@ const (
 // flatTwin is a twin as the index keeps it. It is immutable: a change to
 // the twin replaces the whole flatTwin.
 type flatTwin struct {
-	dev *Device // the identity: exactly one of dev and mod is set
-	mod *Module
+	dev *twinhub.Device // the identity: exactly one of dev and mod is set
+	mod *twinhub.Module
 
 	identityVersion int64
 	version         int64
@@ -385,14 +386,11 @@ func (t *flatTwin) doc(d *pathDict) map[string]any {
 	r := renderer{d: d, t: t, leaves: make([]map[string]any, len(t.stamps)), times: make([]any, len(t.stamps))}
 	auth := t.auth()
 	doc := make(map[string]any, 17)
-	doc["etag"] = TwinETag(t.version)
-	doc["deviceEtag"] = IdentityETag(t.identityVersion)
+	doc["etag"] = twinhub.TwinETag(t.version)
+	doc["deviceEtag"] = twinhub.IdentityETag(t.identityVersion)
 	doc["version"] = float64(t.version)
 	doc["authenticationType"] = auth.Type
-	doc["x509Thumbprint"] = map[string]any{
-		"primaryThumbprint":   optional(auth.X509Thumbprint.PrimaryThumbprint),
-		"secondaryThumbprint": optional(auth.X509Thumbprint.SecondaryThumbprint),
-	}
+	doc["x509Thumbprint"] = auth.X509Thumbprint.Doc()
 	doc["modelId"] = t.modelID
 	var tags map[string]any
 	if !t.nilTags {
@@ -481,7 +479,7 @@ func (b *twinBuilder) childString(parent pathID, name string) pathID {
 	return b.child(parent, []byte(name))
 }
 
-func (b *twinBuilder) flatten(r *Record) *flatTwin {
+func (b *twinBuilder) flatten(r *twinhub.Record) *flatTwin {
 	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
 	clear(b.seen)
 	b.tree(tagsPath, r.Twin.Tags, nil)
@@ -513,7 +511,7 @@ func (b *twinBuilder) flatten(r *Record) *flatTwin {
 // tree adds the members of m under parent, in pre-order, each with the
 // stamp of its metadata node in meta (nil for tags, and below properties
 // that have no metadata), then the metadata nodes that have no value.
-func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
+func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *twinhub.Metadata) {
 	// Members go in the order of their names (as encoding/json writes
 	// them, see flattenJSON), so that twins with the same properties have
 	// the same layout and a scan finds a property where it found it in
@@ -526,7 +524,7 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 	end := len(b.members)
 	for i := start; i < end; i++ {
 		id, k, v := b.members[i].id, b.members[i].name, b.members[i].v
-		var cm *Metadata
+		var cm *twinhub.Metadata
 		st := uint16(noStamp)
 		if meta != nil {
 			if cm = meta.Children[k]; cm != nil {
@@ -581,7 +579,7 @@ func (b *twinBuilder) tree(parent pathID, m map[string]any, meta *Metadata) {
 // stamp returns the index of m's stamp, adding it if the twin has no
 // such stamp yet. Twins are limited in size far below 65,535 metadata
 // nodes; past that, the last stamp is reused.
-func (b *twinBuilder) stamp(m *Metadata) uint16 { return b.stampIndex(stampOf(m)) }
+func (b *twinBuilder) stamp(m *twinhub.Metadata) uint16 { return b.stampIndex(stampOf(m)) }
 
 func (b *twinBuilder) stampIndex(s stamp) uint16 {
 	if len(b.stamps) <= 16 {
@@ -677,9 +675,9 @@ func (t *flatTwin) sys(f sysField) query.Value {
 			return strValue(m.ModuleID)
 		}
 	case sysETag:
-		return strValue(TwinETag(t.version))
+		return strValue(twinhub.TwinETag(t.version))
 	case sysDeviceETag:
-		return strValue(IdentityETag(t.identityVersion))
+		return strValue(twinhub.IdentityETag(t.identityVersion))
 	case sysVersion:
 		return numValue(float64(t.version))
 	case sysStatus:
@@ -725,7 +723,7 @@ func (t *flatTwin) sys(f sysField) query.Value {
 	return query.Value{}
 }
 
-func (t *flatTwin) auth() *Authentication {
+func (t *flatTwin) auth() *twinhub.Authentication {
 	if t.mod != nil {
 		return &t.mod.Authentication
 	}
@@ -737,7 +735,7 @@ func (t *flatTwin) auth() *Authentication {
 // none of them (nor tags or properties) is undefined in every twin.
 var docKeys = sync.OnceValue(func() map[string]bool {
 	keys := map[string]bool{}
-	for _, r := range []*Record{{Device: &Device{}}, {Module: &Module{}}} {
+	for _, r := range []*twinhub.Record{{Device: &twinhub.Device{}}, {Module: &twinhub.Module{}}} {
 		doc := r.TwinDoc()
 		for k, v := range doc {
 			keys[k] = true

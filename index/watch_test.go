@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"encoding/json"
@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordtest"
 )
 
 // sameFlat reports how two flatTwins of one record differ, if they do:
@@ -47,7 +50,7 @@ func sameFlat(d *pathDict, a, b *flatTwin) error {
 // flatLongWay is what the index makes of data without flattenJSON.
 func flatLongWay(t *testing.T, b *twinBuilder, data []byte) *flatTwin {
 	t.Helper()
-	r, err := decodeRecord(data)
+	r, err := twinhub.DecodeRecord(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +66,11 @@ func TestFlattenJSON(t *testing.T) {
 	ix := NewIndex()
 	refused := 0
 	for i := range 3000 {
-		k := DeviceKey(fmt.Sprintf("d%d", i))
+		k := twinhub.DeviceKey(fmt.Sprintf("d%d", i))
 		if i%3 == 0 {
 			k.ModuleID = "m"
 		}
-		rec := randomRecord(r, k)
+		rec := recordtest.RandomRecord(r, k)
 		if i%7 == 0 {
 			rec.Twin.Tags = map[string]any{"k<>": "a\tb\\c/é😀", "n": -1.5e-7, "arr": []any{1.0, nil, map[string]any{"x": "y"}}}
 		}
@@ -129,13 +132,13 @@ func TestFlattenJSONOddities(t *testing.T) {
 func TestApplyJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(10, 10))
 	raw := NewIndex()
-	ref := map[Key]*Record{}
+	ref := map[twinhub.Key]*twinhub.Record{}
 	for i := range 2500 {
-		k := DeviceKey(fmt.Sprintf("d%d", i%2000))
+		k := twinhub.DeviceKey(fmt.Sprintf("d%d", i%2000))
 		if i%4 == 0 {
 			k.ModuleID = "m"
 		}
-		rec := randomRecord(r, k)
+		rec := recordtest.RandomRecord(r, k)
 		data, err := json.Marshal(rec)
 		if err != nil {
 			t.Fatal(err)
@@ -143,13 +146,13 @@ func TestApplyJSON(t *testing.T) {
 		if err := raw.applyJSON(k, data, uint64(i+1)); err != nil {
 			t.Fatal(err)
 		}
-		dec, _ := decodeRecord(data)
+		dec, _ := twinhub.DecodeRecord(data)
 		ref[k] = dec
 	}
-	if err := raw.applyJSON(DeviceKey("x"), []byte(`{"module":{"deviceId":"x","moduleId":"m"}}`), 9999); err == nil {
+	if err := raw.applyJSON(twinhub.DeviceKey("x"), []byte(`{"module":{"deviceId":"x","moduleId":"m"}}`), 9999); err == nil {
 		t.Error("a module's record under a device's key was taken")
 	}
-	if err := raw.applyJSON(DeviceKey("x"), []byte(`{`), 10000); err == nil {
+	if err := raw.applyJSON(twinhub.DeviceKey("x"), []byte(`{`), 10000); err == nil {
 		t.Error("bad JSON was taken")
 	}
 	if err := raw.WaitFor(t.Context(), 10000); err != nil {
@@ -166,7 +169,7 @@ func BenchmarkFlattenJSON(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	var data [][]byte
 	for i := range 1000 {
-		d, _ := json.Marshal(benchRecord(r, i, 1_000_000))
+		d, _ := json.Marshal(recordtest.BenchRecord(r, i, 1_000_000))
 		data = append(data, d)
 	}
 	ix := NewIndex()

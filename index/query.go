@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"math"
@@ -6,25 +6,14 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/query"
 )
 
-// QueryPage is one page of a query's results.
-type QueryPage struct {
-	// Items are whole twins (SELECT *) or rows. They are read-only: parts
-	// of a twin may be shared between its items.
-	Items []map[string]any
-	// ItemType is what IoT Hub puts in x-ms-item-type: "Twin" for whole
-	// twins, "DeviceJob" for jobs, "Raw" for projections and aggregates.
-	ItemType string
-	// Continuation asks for the next page; empty on the last one.
-	Continuation string
-}
-
 // Query runs q and returns the page after cursor tok, and the cursor of
 // the next page if there is one.
-func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*QueryPage, *Cursor) {
-	page := &QueryPage{ItemType: q.ItemType(), Items: []map[string]any{}}
+func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*twinhub.QueryPage, *Cursor) {
+	page := &twinhub.QueryPage{ItemType: q.ItemType(), Items: []map[string]any{}}
 	var tb *table
 	switch q.Collection {
 	case query.Devices:
@@ -358,7 +347,7 @@ func (p *plan) keyNodes(devs, mods []query.Value) []*node {
 
 // --- pages of twins and projections ---
 
-func (p *plan) keysetPage(page *QueryPage, pageSize int, tok Cursor) (*QueryPage, *Cursor) {
+func (p *plan) keysetPage(page *twinhub.QueryPage, pageSize int, tok Cursor) (*twinhub.QueryPage, *Cursor) {
 	need, more := pageSize, true
 	if p.q.Top >= 0 {
 		if left := p.q.Top - tok.Count; left <= pageSize {
@@ -560,7 +549,7 @@ func (d *evalDoc) load(twins []atomic.Pointer[flatTwin], ts []*flatTwin) {
 
 // --- pages of groups ---
 
-func (p *plan) groupPage(page *QueryPage, pageSize int, tok Cursor) (*QueryPage, *Cursor) {
+func (p *plan) groupPage(page *twinhub.QueryPage, pageSize int, tok Cursor) (*twinhub.QueryPage, *Cursor) {
 	g := p.groups()
 	var items []map[string]any
 	var firsts []query.Doc

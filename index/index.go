@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/twinhub/twinhub"
 )
 
 // index is the node's in-memory view of every record, fed by a watch on
@@ -65,7 +67,7 @@ type node struct {
 // nodeKey orders identities by device id, then module id: ids have no
 // control characters, so "\x00" sorts the device before its modules and a
 // device's modules before the next device id.
-func nodeKey(k Key) string {
+func nodeKey(k twinhub.Key) string {
 	if k.ModuleID == "" {
 		return k.DeviceID
 	}
@@ -121,7 +123,7 @@ func NewIndex() *Index {
 	}
 }
 
-func (ix *Index) table(k Key) *table {
+func (ix *Index) table(k twinhub.Key) *table {
 	if k.ModuleID != "" {
 		return ix.modules
 	}
@@ -131,7 +133,7 @@ func (ix *Index) table(k Key) *table {
 // apply records one change seen by the watch (r is nil for a deletion).
 // A record that is not of the identity k is left out, but its revision
 // counts as seen. The index keeps r's identity.
-func (ix *Index) apply(k Key, r *Record, rev uint64) error {
+func (ix *Index) apply(k twinhub.Key, r *twinhub.Record, rev uint64) error {
 	var err error
 	ix.wmu.Lock()
 	switch {
@@ -170,7 +172,7 @@ func (ix *Index) setReplaying(on bool) {
 
 // shareStrings makes the identity's enumerations the program's constants:
 // the index keeps the identity, and a million copies of "enabled" cost.
-func shareStrings(r *Record) {
+func shareStrings(r *twinhub.Record) {
 	canon := func(s *string, known ...string) {
 		for _, k := range known {
 			if *s == k {
@@ -179,15 +181,15 @@ func shareStrings(r *Record) {
 			}
 		}
 	}
-	states := []string{StateConnected, StateDisconnected}
-	auths := []string{AuthSAS, AuthSelfSigned, AuthCertificateAuthority, AuthNone}
+	states := []string{twinhub.StateConnected, twinhub.StateDisconnected}
+	auths := []string{twinhub.AuthSAS, twinhub.AuthSelfSigned, twinhub.AuthCertificateAuthority, twinhub.AuthNone}
 	etag := func(s *string) {
 		if v := r.IdentityVersion; v >= 0 && v < int64(len(identityETags)) && *s == identityETags[v] {
 			*s = identityETags[v]
 		}
 	}
 	if d := r.Device; d != nil {
-		canon(&d.Status, StatusEnabled, StatusDisabled)
+		canon(&d.Status, twinhub.StatusEnabled, twinhub.StatusDisabled)
 		canon(&d.ConnectionState, states...)
 		canon(&d.Authentication.Type, auths...)
 		etag(&d.ETag)
@@ -203,7 +205,7 @@ func shareStrings(r *Record) {
 var identityETags = func() []string {
 	out := make([]string, 64)
 	for v := range out {
-		out[v] = IdentityETag(int64(v))
+		out[v] = twinhub.IdentityETag(int64(v))
 	}
 	return out
 }()
@@ -261,10 +263,10 @@ func (ix *Index) count(t *flatTwin, delta int64) {
 		return
 	}
 	ix.devicesTotal.Add(delta)
-	if t.dev.Status == StatusEnabled {
+	if t.dev.Status == twinhub.StatusEnabled {
 		ix.devicesEnabled.Add(delta)
 	}
-	if t.dev.ConnectionState == StateConnected {
+	if t.dev.ConnectionState == twinhub.StateConnected {
 		ix.devicesConnected.Add(delta)
 	}
 }
@@ -438,8 +440,8 @@ func (v *tableView) get(key string) (*node, *flatTwin) {
 
 // ListDevices returns up to max devices (all when max <= 0) in id order.
 // The caller has waited for the index to catch up.
-func (ix *Index) ListDevices(max int) []*Device {
-	out := []*Device{}
+func (ix *Index) ListDevices(max int) []*twinhub.Device {
+	out := []*twinhub.Device{}
 	v := ix.devices.view.Load()
 	v.each(0, 0, func(_ *node, t *flatTwin) bool {
 		out = append(out, t.dev)
@@ -449,8 +451,8 @@ func (ix *Index) ListDevices(max int) []*Device {
 }
 
 // ListModules returns the modules of a device in id order.
-func (ix *Index) ListModules(deviceID string) []*Module {
-	out := []*Module{}
+func (ix *Index) ListModules(deviceID string) []*twinhub.Module {
+	out := []*twinhub.Module{}
 	prefix := deviceID + "\x00"
 	v := ix.modules.view.Load()
 	ci, ni := v.seek(prefix, true)
@@ -465,13 +467,13 @@ func (ix *Index) ListModules(deviceID string) []*Module {
 }
 
 // Statistics counts devices by status and connection state.
-func (ix *Index) Statistics() (DeviceStatistics, ServiceStatistics) {
+func (ix *Index) Statistics() (twinhub.DeviceStatistics, twinhub.ServiceStatistics) {
 	total, enabled := ix.devicesTotal.Load(), ix.devicesEnabled.Load()
-	return DeviceStatistics{
+	return twinhub.DeviceStatistics{
 			TotalDeviceCount:    int(total),
 			EnabledDeviceCount:  int(enabled),
 			DisabledDeviceCount: int(max(total-enabled, 0)),
-		}, ServiceStatistics{
+		}, twinhub.ServiceStatistics{
 			ConnectedDeviceCount: int(ix.devicesConnected.Load()),
 		}
 }

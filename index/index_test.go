@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"context"
@@ -13,101 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordtest"
 	"github.com/twinhub/twinhub/query"
 	"github.com/twinhub/twinhub/query/querytest"
 )
-
-// randomValue makes a JSON value as encoding/json decodes it, nested up to
-// depth levels.
-func randomValue(r *rand.Rand, depth int) any {
-	switch n := r.IntN(10); {
-	case n == 0:
-		return nil
-	case n == 1:
-		return r.IntN(2) == 0
-	case n < 4:
-		return float64(r.IntN(41) - 20)
-	case n == 4:
-		return float64(r.IntN(1000)) / 8
-	case n < 7:
-		return []string{"a", "b", "EU", "US", "x y", "é", ""}[r.IntN(7)]
-	case n == 7 && depth > 0:
-		a := make([]any, r.IntN(4))
-		for i := range a {
-			a[i] = randomValue(r, depth-1)
-		}
-		return a
-	case depth > 0:
-		return randomObject(r, depth-1)
-	}
-	return "leaf"
-}
-
-func randomObject(r *rand.Rand, depth int) map[string]any {
-	m := map[string]any{}
-	for range r.IntN(5) {
-		m[[]string{"a", "b", "c", "temp", "mode", "loc", "list"}[r.IntN(7)]] = randomValue(r, depth)
-	}
-	return m
-}
-
-var testEpoch = time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// randomRecord makes a device or module record whose twin went through a
-// few random updates, as the hub would make them, plus some oddities that
-// stored records may have.
-func randomRecord(r *rand.Rand, k Key) *Record {
-	now := Time{testEpoch.Add(time.Duration(r.IntN(1000)) * time.Second)}
-	rec := &Record{IdentityVersion: int64(1 + r.IntN(5)), Twin: NewTwin(now)}
-	auth := Authentication{Type: AuthSAS, SymmetricKey: SymmetricKey{PrimaryKey: "p", SecondaryKey: "s"}}
-	if r.IntN(5) == 0 {
-		tp := "ABCD"
-		auth = Authentication{Type: AuthSelfSigned, X509Thumbprint: X509Thumbprint{PrimaryThumbprint: &tp}}
-	}
-	conn := []string{StateConnected, StateDisconnected}[r.IntN(2)]
-	if k.ModuleID != "" {
-		rec.Module = &Module{DeviceID: k.DeviceID, ModuleID: k.ModuleID, ConnectionState: conn,
-			CloudToDeviceMessageCount: r.IntN(3), Authentication: auth, LastActivityTime: now}
-	} else {
-		rec.Device = &Device{DeviceID: k.DeviceID, Status: []string{StatusEnabled, StatusDisabled}[r.IntN(2)],
-			ConnectionState: conn, StatusUpdatedTime: now, Authentication: auth,
-			Capabilities: Capabilities{IoTEdge: r.IntN(4) == 0}}
-		if r.IntN(3) == 0 {
-			rec.Device.LastActivityTime = now
-		}
-	}
-	for range r.IntN(4) {
-		now = Time{now.Add(time.Duration(r.IntN(100)+1) * time.Millisecond)}
-		u := TwinUpdate{}
-		if r.IntN(2) == 0 {
-			u.Tags = randomObject(r, 2)
-		}
-		if r.IntN(2) == 0 {
-			u.Desired = randomObject(r, 2)
-		}
-		_ = rec.Twin.Apply(u, r.IntN(5) == 0, now)
-		if r.IntN(2) == 0 {
-			_ = rec.Twin.UpdateReported(randomObject(r, 3), now)
-		}
-	}
-	switch r.IntN(12) {
-	case 0:
-		rec.Twin.Tags = nil
-	case 1:
-		rec.Twin.Desired.Metadata = nil
-	case 2: // metadata of a property that has no value any more
-		if rec.Twin.Reported.Metadata.Children == nil {
-			rec.Twin.Reported.Metadata.Children = map[string]*Metadata{}
-		}
-		rec.Twin.Reported.Metadata.Children["gone"] = &Metadata{LastUpdated: now, LastUpdatedVersion: 3}
-	case 3:
-		rec.Twin.Tags["nilmap"] = map[string]any(nil)
-		rec.Twin.Tags["int"] = 7
-	case 4:
-		rec.Twin.ModelID = "dtmi:x;1"
-	}
-	return rec
-}
 
 // allPaths lists the paths of every member and array element of doc.
 func allPaths(prefix []query.Segment, x any, out *[][]query.Segment) {
@@ -152,11 +62,11 @@ func TestFlatTwin(t *testing.T) {
 		{{Index: 0, IsIndex: true}},
 	}
 	for i := range 3000 {
-		k := DeviceKey(fmt.Sprintf("d%d", i))
+		k := twinhub.DeviceKey(fmt.Sprintf("d%d", i))
 		if i%3 == 0 {
 			k.ModuleID = "m"
 		}
-		rec := randomRecord(r, k)
+		rec := recordtest.RandomRecord(r, k)
 		rec.SetETags()
 		want := rec.TwinDoc()
 		ft := ix.build.flatten(rec)
@@ -211,18 +121,18 @@ type reference struct {
 	devices, modules []map[string]any
 }
 
-func newReference(recs map[Key]*Record) *reference {
+func newReference(recs map[twinhub.Key]*twinhub.Record) *reference {
 	return &reference{devices: refDocs(recs, false), modules: refDocs(recs, true)}
 }
 
-func refDocs(recs map[Key]*Record, modules bool) []map[string]any {
-	var keys []Key
+func refDocs(recs map[twinhub.Key]*twinhub.Record, modules bool) []map[string]any {
+	var keys []twinhub.Key
 	for k := range recs {
 		if (k.ModuleID != "") == modules {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(nodeKey(a), nodeKey(b)) })
+	slices.SortFunc(keys, func(a, b twinhub.Key) int { return strings.Compare(nodeKey(a), nodeKey(b)) })
 	out := make([]map[string]any, len(keys))
 	for i, k := range keys {
 		out[i] = recs[k].TwinDoc()
@@ -363,18 +273,18 @@ var fleetQueries = []string{
 
 // newTestIndex applies records for n devices, each with up to two modules,
 // and returns them.
-func newTestIndex(r *rand.Rand, n int) (*Index, map[Key]*Record) {
+func newTestIndex(r *rand.Rand, n int) (*Index, map[twinhub.Key]*twinhub.Record) {
 	ix := NewIndex()
-	recs := map[Key]*Record{}
+	recs := map[twinhub.Key]*twinhub.Record{}
 	rev := uint64(0)
 	for i := range n {
 		id := fmt.Sprintf("d%d", i)
-		keys := []Key{DeviceKey(id)}
+		keys := []twinhub.Key{twinhub.DeviceKey(id)}
 		for m := range r.IntN(3) {
-			keys = append(keys, ModuleKey(id, fmt.Sprintf("m%d", m+1)))
+			keys = append(keys, twinhub.ModuleKey(id, fmt.Sprintf("m%d", m+1)))
 		}
 		for _, k := range keys {
-			rec := randomRecord(r, k)
+			rec := recordtest.RandomRecord(r, k)
 			recs[k] = rec
 			rev++
 			ix.apply(k, rec, rev)
@@ -401,16 +311,16 @@ func TestIndexQueries(t *testing.T) {
 	}
 	// Change a third of the fleet, delete some, re-create some.
 	rev := uint64(1 << 20)
-	keys := make([]Key, 0, len(recs))
+	keys := make([]twinhub.Key, 0, len(recs))
 	for k := range recs {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(nodeKey(a), nodeKey(b)) })
+	slices.SortFunc(keys, func(a, b twinhub.Key) int { return strings.Compare(nodeKey(a), nodeKey(b)) })
 	for i, k := range keys {
 		rev++
 		switch i % 9 {
 		case 0, 1, 2:
-			rec := randomRecord(r, k)
+			rec := recordtest.RandomRecord(r, k)
 			recs[k] = rec
 			ix.apply(k, rec, rev)
 		case 3:
@@ -419,12 +329,12 @@ func TestIndexQueries(t *testing.T) {
 		}
 	}
 	for i := range 400 {
-		k := DeviceKey(fmt.Sprintf("new%d", i))
+		k := twinhub.DeviceKey(fmt.Sprintf("new%d", i))
 		if i%2 == 0 {
 			k = keys[i*7] // a re-creation, or an update
 		}
 		rev++
-		rec := randomRecord(r, k)
+		rec := recordtest.RandomRecord(r, k)
 		recs[k] = rec
 		ix.apply(k, rec, rev)
 	}
@@ -440,7 +350,7 @@ func TestIndexQueries(t *testing.T) {
 
 // checkViews checks that each table's key order holds exactly the live
 // identities.
-func checkViews(t *testing.T, ix *Index, recs map[Key]*Record) {
+func checkViews(t *testing.T, ix *Index, recs map[twinhub.Key]*twinhub.Record) {
 	t.Helper()
 	for _, tb := range []*table{ix.devices, ix.modules} {
 		var want []string
@@ -480,12 +390,12 @@ func checkViews(t *testing.T, ix *Index, recs map[Key]*Record) {
 func TestIndexMerge(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
 	ix := NewIndex()
-	recs := map[Key]*Record{}
+	recs := map[twinhub.Key]*twinhub.Record{}
 	rev := uint64(0)
-	rec := randomRecord(r, DeviceKey("x"))
+	rec := recordtest.RandomRecord(r, twinhub.DeviceKey("x"))
 	for round := range 40 {
 		for range r.IntN(3000) {
-			k := DeviceKey(fmt.Sprintf("k%05d", r.IntN(20000)))
+			k := twinhub.DeviceKey(fmt.Sprintf("k%05d", r.IntN(20000)))
 			rev++
 			if r.IntN(3) == 0 {
 				delete(recs, k)
@@ -509,10 +419,10 @@ func TestIndexMerge(t *testing.T) {
 // TwinDoc renders of the same records.
 func TestIndexConformanceCases(t *testing.T) {
 	ix := NewIndex()
-	recs := map[Key]*Record{}
+	recs := map[twinhub.Key]*twinhub.Record{}
 	rev := uint64(0)
 	for _, tw := range slices.Concat(querytest.DeviceTwins, querytest.ModuleTwins) {
-		k := Key{tw.DeviceID, tw.ModuleID}
+		k := twinhub.Key{DeviceID: tw.DeviceID, ModuleID: tw.ModuleID}
 		rec := fleetRecord(t, tw)
 		recs[k] = rec
 		rev++
@@ -528,7 +438,7 @@ func TestIndexConformanceCases(t *testing.T) {
 }
 
 // fleetRecord makes a record with the twin of a conformance fleet.
-func fleetRecord(t testing.TB, tw querytest.Twin) *Record {
+func fleetRecord(t testing.TB, tw querytest.Twin) *twinhub.Record {
 	t.Helper()
 	obj := func(s string) map[string]any {
 		var m map[string]any
@@ -537,25 +447,25 @@ func fleetRecord(t testing.TB, tw querytest.Twin) *Record {
 		}
 		return m
 	}
-	now := Time{testEpoch}
-	rec := &Record{IdentityVersion: 1, Twin: NewTwin(now)}
-	var last Time
+	now := twinhub.Time{Time: recordtest.Epoch}
+	rec := &twinhub.Record{IdentityVersion: 1, Twin: twinhub.NewTwin(now)}
+	var last twinhub.Time
 	if tw.LastActivityTime != "" {
 		tm, err := time.Parse(time.RFC3339Nano, tw.LastActivityTime)
 		if err != nil {
 			t.Fatal(err)
 		}
-		last = Time{tm}
+		last = twinhub.Time{Time: tm}
 	}
-	auth := Authentication{Type: AuthSAS}
+	auth := twinhub.Authentication{Type: twinhub.AuthSAS}
 	if tw.ModuleID != "" {
-		rec.Module = &Module{DeviceID: tw.DeviceID, ModuleID: tw.ModuleID, ConnectionState: tw.ConnectionState,
+		rec.Module = &twinhub.Module{DeviceID: tw.DeviceID, ModuleID: tw.ModuleID, ConnectionState: tw.ConnectionState,
 			LastActivityTime: last, Authentication: auth}
 	} else {
-		rec.Device = &Device{DeviceID: tw.DeviceID, Status: tw.Status, ConnectionState: tw.ConnectionState,
-			LastActivityTime: last, Authentication: auth, Capabilities: Capabilities{IoTEdge: tw.IoTEdge}}
+		rec.Device = &twinhub.Device{DeviceID: tw.DeviceID, Status: tw.Status, ConnectionState: tw.ConnectionState,
+			LastActivityTime: last, Authentication: auth, Capabilities: twinhub.Capabilities{IoTEdge: tw.IoTEdge}}
 	}
-	if err := rec.Twin.Apply(TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, false, now); err != nil {
+	if err := rec.Twin.Apply(twinhub.TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, false, now); err != nil {
 		t.Fatal(err)
 	}
 	for rec.Twin.Desired.Version < int64(tw.DesiredVersion) {
@@ -574,7 +484,7 @@ func fleetRecord(t testing.TB, tw querytest.Twin) *Record {
 func TestIndexConcurrent(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	ix, recs := newTestIndex(r, 2500)
-	keys := make([]Key, 0, len(recs))
+	keys := make([]twinhub.Key, 0, len(recs))
 	for k := range recs {
 		keys = append(keys, k)
 	}
@@ -593,9 +503,9 @@ func TestIndexConcurrent(t *testing.T) {
 			k := keys[w.IntN(len(keys))]
 			if i%10 == 0 {
 				ix.apply(k, nil, rev.Add(1))
-				k = DeviceKey(fmt.Sprintf("c%d", i))
+				k = twinhub.DeviceKey(fmt.Sprintf("c%d", i))
 			}
-			ix.apply(k, randomRecord(w, k), rev.Add(1))
+			ix.apply(k, recordtest.RandomRecord(w, k), rev.Add(1))
 		}
 	})
 	for g := range 2 {

@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordtest"
 	"github.com/twinhub/twinhub/query"
 )
 
@@ -31,106 +33,6 @@ func benchTwins() int {
 		}
 	}
 	return 100_000
-}
-
-var (
-	regions  = []string{"westus", "eastus", "northeurope", "westeurope", "southeastasia", "japaneast", "brazilsouth", "australiaeast"}
-	models   = []string{"TH-100", "TH-200", "TH-300", "PM-10", "PM-25", "GW-1", "GW-2", "CAM-4K", "CAM-HD", "VALVE-3", "PUMP-7", "METER-E", "METER-W", "LOCK-2", "SENSE-X", "SENSE-Y", "HVAC-1", "HVAC-2", "LIGHT-1", "DOOR-1"}
-	firmware = []string{"1.0.0", "1.0.3", "1.1.0", "1.1.2", "1.2.0", "1.2.1", "2.0.0-rc1", "2.0.0", "2.0.1", "2.1.0", "2.1.1", "3.0.0"}
-	statuses = []string{"ok", "ok", "ok", "ok", "warn", "error", "maintenance"}
-)
-
-// BenchDeviceID is the id of twin i of the benchmark fleet.
-func benchDeviceID(i int) string { return fmt.Sprintf("dev-%07d", i) }
-
-// benchRecord makes twin i of a fleet of n: tags region, plant (n/100 of
-// them, so one matches ~100 twins) and model; three desired properties,
-// one an object; 10 to 20 reported properties of every JSON type, two of
-// them objects, among them a "batch" with n/100 values; metadata as the
-// hub stamps it.
-func benchRecord(r *rand.Rand, i, n int) *Record {
-	plants := max(n/100, 1)
-	base := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
-	created := Time{base.Add(time.Duration(r.IntN(86400)) * time.Second)}
-	desiredAt := Time{created.Add(time.Duration(r.IntN(3600)) * time.Second)}
-	reportedAt := Time{desiredAt.Add(time.Duration(r.IntN(3600)) * time.Second)}
-	tags := map[string]any{
-		"region": regions[r.IntN(len(regions))],
-		"plant":  fmt.Sprintf("plant-%05d", r.IntN(plants)),
-		"model":  models[r.IntN(len(models))],
-	}
-	desired := map[string]any{
-		"telemetryInterval": float64([]int{15, 30, 60, 300}[r.IntN(4)]),
-		"firmwareTarget":    firmware[len(firmware)-1-r.IntN(2)],
-		"config":            map[string]any{"mode": []string{"eco", "normal", "performance"}[r.IntN(3)], "sampling": float64(r.IntN(10) + 1)},
-	}
-	reported := map[string]any{
-		"temperature":     float64(r.IntN(10000)) / 100,
-		"humidity":        float64(r.IntN(1000)) / 10,
-		"battery":         float64(r.IntN(101)),
-		"rssi":            float64(-30 - r.IntN(90)),
-		"firmwareVersion": firmware[r.IntN(len(firmware))],
-		"status":          statuses[r.IntN(len(statuses))],
-		"serialNumber":    fmt.Sprintf("SN-%08d", i),
-		"batch":           fmt.Sprintf("b-%05d", r.IntN(plants)),
-		"online":          r.IntN(10) > 0,
-		"telemetryConfig": map[string]any{"sendFrequencyInSecs": desired["telemetryInterval"], "status": "Success"},
-	}
-	extra := []func(){
-		func() { reported["pressure"] = 950 + float64(r.IntN(1000))/10 },
-		func() { reported["uptime"] = float64(r.IntN(10_000_000)) },
-		func() { reported["errors"] = float64(r.IntN(6)) },
-		func() { reported["ipAddress"] = fmt.Sprintf("10.%d.%d.%d", r.IntN(256), r.IntN(256), r.IntN(256)) },
-		func() { reported["lastBoot"] = created.String() },
-		func() {
-			reported["location"] = map[string]any{"lat": float64(r.IntN(18000))/100 - 90, "lon": float64(r.IntN(36000))/100 - 180}
-		},
-		func() { reported["mode"] = desired["config"].(map[string]any)["mode"] },
-		func() { reported["co2"] = float64(400 + r.IntN(1600)) },
-		func() { reported["voltage"] = float64(r.IntN(2400)) / 10 },
-		func() { reported["lastError"] = nil },
-	}
-	for _, k := range r.Perm(len(extra))[:r.IntN(len(extra)+1)] {
-		extra[k]()
-	}
-	rec := &Record{
-		Device: &Device{
-			DeviceID:          benchDeviceID(i),
-			GenerationID:      "638" + strconv.Itoa(100000000+i),
-			ConnectionState:   []string{StateConnected, StateDisconnected}[r.IntN(2)],
-			Status:            StatusEnabled,
-			StatusUpdatedTime: created,
-			LastActivityTime:  reportedAt,
-			Authentication: Authentication{Type: AuthSAS, SymmetricKey: SymmetricKey{
-				PrimaryKey:   "aGVsbG8gd29ybGQgdGhpcyBpcyBhIGZha2Uga2V5IQ==",
-				SecondaryKey: "c2Vjb25kYXJ5IGtleSBvZiBhIGJlbmNoIGRldmljZQ==",
-			}},
-		},
-		IdentityVersion: 1,
-		Twin: Twin{
-			Version:  3,
-			Tags:     tags,
-			Desired:  Properties{Values: desired, Version: 2, Metadata: stampTree(desired, desiredAt, 2)},
-			Reported: Properties{Values: reported, Version: 2, Metadata: stampTree(reported, reportedAt, 0)},
-		},
-	}
-	if r.IntN(20) == 0 {
-		rec.Device.Status = StatusDisabled
-	}
-	return rec
-}
-
-// stampTree is the metadata the hub writes for values set at once.
-func stampTree(values map[string]any, at Time, version int64) *Metadata {
-	m := &Metadata{LastUpdated: at, LastUpdatedVersion: version, Children: map[string]*Metadata{}}
-	for k, v := range values {
-		if sub, ok := v.(map[string]any); ok {
-			m.Children[k] = stampTree(sub, at, version)
-		} else {
-			m.Children[k] = &Metadata{LastUpdated: at, LastUpdatedVersion: version}
-		}
-	}
-	return m
 }
 
 // benchFleet is the index every query benchmark shares, with what it took
@@ -168,7 +70,7 @@ func buildFleet(n int) *benchFleet {
 	order := r.Perm(n)
 	const batch = 4096
 	type stored struct {
-		k    Key
+		k    twinhub.Key
 		data []byte
 	}
 	recs := make([]stored, 0, batch)
@@ -176,7 +78,7 @@ func buildFleet(n int) *benchFleet {
 	for start := 0; start < n; start += batch {
 		recs = recs[:0]
 		for _, i := range order[start:min(start+batch, n)] {
-			rec := benchRecord(r, i, n)
+			rec := recordtest.BenchRecord(r, i, n)
 			data, err := json.Marshal(rec)
 			if err != nil {
 				panic(err)
@@ -241,7 +143,7 @@ func (l latencies) report(b *testing.B) {
 // benchQuery runs a query's first page (or every page, with all) again
 // and again; src may hold a %d that each op fills with a random number
 // below vary.
-func benchQuery(b *testing.B, src string, vary, pageSize int, check func(*QueryPage)) {
+func benchQuery(b *testing.B, src string, vary, pageSize int, check func(*twinhub.QueryPage)) {
 	f := sharedFleet(b)
 	r := rand.New(rand.NewPCG(9, 9))
 	parse := func() *query.Query {
@@ -270,8 +172,8 @@ func benchQuery(b *testing.B, src string, vary, pageSize int, check func(*QueryP
 	lat.report(b)
 }
 
-func wantItems(b *testing.B, lo, hi int) func(*QueryPage) {
-	return func(p *QueryPage) {
+func wantItems(b *testing.B, lo, hi int) func(*twinhub.QueryPage) {
+	return func(p *twinhub.QueryPage) {
 		if n := len(p.Items); n < lo || n > hi {
 			b.Fatalf("%d items, want %d to %d", n, lo, hi)
 		}
@@ -316,7 +218,7 @@ func BenchmarkQueryCountInequality(b *testing.B) {
 
 // BenchmarkQueryGroupByCount is a dashboard's count by region: every twin.
 func BenchmarkQueryGroupByCount(b *testing.B) {
-	benchQuery(b, `SELECT tags.region AS region, COUNT() AS n FROM devices GROUP BY tags.region`, 0, 100, wantItems(b, len(regions), len(regions)))
+	benchQuery(b, `SELECT tags.region AS region, COUNT() AS n FROM devices GROUP BY tags.region`, 0, 100, wantItems(b, len(recordtest.Regions), len(recordtest.Regions)))
 }
 
 // BenchmarkQueryGroupByTwo groups by two paths with an average: every twin.
@@ -384,7 +286,7 @@ func BenchmarkQueryUnderUpdates(b *testing.B) {
 }
 
 type storedUpdate struct {
-	k    Key
+	k    twinhub.Key
 	data []byte
 }
 
@@ -394,7 +296,7 @@ func (f *benchFleet) updatePool() []storedUpdate {
 	r := rand.New(rand.NewPCG(11, 11))
 	pool := make([]storedUpdate, 20000)
 	for i := range pool {
-		rec := benchRecord(r, r.IntN(f.n), f.n)
+		rec := recordtest.BenchRecord(r, r.IntN(f.n), f.n)
 		data, err := json.Marshal(rec)
 		if err != nil {
 			panic(err)
@@ -432,12 +334,12 @@ func BenchmarkApplyUpdate(b *testing.B) {
 	f := sharedFleet(b)
 	r := rand.New(rand.NewPCG(13, 13))
 	type update struct {
-		k    Key
+		k    twinhub.Key
 		data []byte
 	}
 	var ups []update
 	for range 1024 {
-		rec := benchRecord(r, r.IntN(f.n), f.n)
+		rec := recordtest.BenchRecord(r, r.IntN(f.n), f.n)
 		data, _ := json.Marshal(rec)
 		ups = append(ups, update{rec.Key(), data})
 	}

@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"math"

@@ -1,4 +1,4 @@
-package twinhub_test
+package index_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package twinhub
+package index
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/twinhub/twinhub"
 )
 
 // Starting a node means reading every record of the store into the index.
@@ -26,11 +28,11 @@ import (
 // stored: data is the record's JSON, nil for a deletion. Otherwise as
 // Store.Watch.
 type rawWatcher interface {
-	WatchRaw(ctx context.Context, fn func(k Key, data []byte, rev uint64), ready func()) error
+	WatchRaw(ctx context.Context, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error
 }
 
 // Watch feeds the index from the store until ctx ends.
-func (ix *Index) Watch(ctx context.Context, s Store, log *slog.Logger, ready func()) error {
+func (ix *Index) Watch(ctx context.Context, s twinhub.Store, log *slog.Logger, ready func()) error {
 	if rw, ok := s.(rawWatcher); ok {
 		r := ix.startReplay(log)
 		defer r.finish()
@@ -39,7 +41,7 @@ func (ix *Index) Watch(ctx context.Context, s Store, log *slog.Logger, ready fun
 			ready()
 		})
 	}
-	return s.Watch(ctx, func(k Key, r *Record, rev uint64) {
+	return s.Watch(ctx, func(k twinhub.Key, r *twinhub.Record, rev uint64) {
 		if err := ix.apply(k, r, rev); err != nil {
 			log.Error("skipping a record the index cannot read", "identity", k.String(), "err", err)
 		}
@@ -62,7 +64,7 @@ type replay struct {
 
 type replayJob struct {
 	seq  uint64
-	k    Key
+	k    twinhub.Key
 	data []byte
 	rev  uint64
 	t    *flatTwin
@@ -115,7 +117,7 @@ func (r *replay) apply(j replayJob) {
 	}
 }
 
-func (r *replay) feed(k Key, data []byte, rev uint64) {
+func (r *replay) feed(k twinhub.Key, data []byte, rev uint64) {
 	if r.jobs == nil {
 		if err := r.ix.applyJSON(k, data, rev); err != nil {
 			r.log.Error("skipping a record the index cannot read", "identity", k.String(), "err", err)
@@ -141,7 +143,7 @@ func (r *replay) finish() {
 
 // applyJSON records one change seen by a raw watch. A record it cannot
 // read is left out, but its revision counts as seen.
-func (ix *Index) applyJSON(k Key, data []byte, rev uint64) error {
+func (ix *Index) applyJSON(k twinhub.Key, data []byte, rev uint64) error {
 	var t *flatTwin
 	var err error
 	ix.wmu.Lock()
@@ -160,10 +162,10 @@ func (ix *Index) applyJSON(k Key, data []byte, rev uint64) error {
 }
 
 // flattenRecord makes the flatTwin of the record of k from its JSON.
-func (b *twinBuilder) flattenRecord(k Key, data []byte) (*flatTwin, error) {
+func (b *twinBuilder) flattenRecord(k twinhub.Key, data []byte) (*flatTwin, error) {
 	t, ok := b.flattenJSON(data)
 	if !ok {
-		r, err := decodeRecord(data)
+		r, err := twinhub.DecodeRecord(data)
 		if err != nil {
 			return nil, err
 		}
@@ -190,8 +192,8 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	b.lastLeaf = b.lastLeaf[:0] // its stamp is an index in this twin's stamps
 	clear(b.seen)
 	var (
-		dev             *Device
-		mod             *Module
+		dev             *twinhub.Device
+		mod             *twinhub.Module
 		identityVersion int64
 		t               flatTwin
 		seen            [3]bool // tags, desired, reported
@@ -213,36 +215,36 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 		seen[s] = true
 		return true
 	}
-	d := jsonDecoder{b: data}
-	ok := d.fields(recordFields, func(k int) bool {
+	d := twinhub.NewDecoder(data)
+	ok := d.Fields(twinhub.RecordFields, func(k int) bool {
 		switch k {
 		case 0:
-			if d.null() {
+			if d.Null() {
 				return true
 			}
-			dev = &Device{}
-			return d.device(dev)
+			dev = &twinhub.Device{}
+			return d.Device(dev)
 		case 1:
-			if d.null() {
+			if d.Null() {
 				return true
 			}
-			mod = &Module{}
-			return d.module(mod)
+			mod = &twinhub.Module{}
+			return d.Module(mod)
 		case 2:
-			return d.null() || d.int64(&identityVersion)
+			return d.Null() || d.Int64(&identityVersion)
 		}
-		if d.null() {
+		if d.Null() {
 			return true
 		}
-		return d.fields(twinFields, func(k int) bool {
+		return d.Fields(twinhub.TwinFields, func(k int) bool {
 			switch k {
 			case 0:
-				return d.null() || d.int64(&t.version)
+				return d.Null() || d.Int64(&t.version)
 			case 1:
 				if !section(0) {
 					return false
 				}
-				if d.null() {
+				if d.Null() {
 					t.nilTags = true
 					return true
 				}
@@ -252,18 +254,18 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 					return false
 				}
 				t.desiredStamp = noStamp
-				return d.null() || b.propertiesJSON(&d, desiredPath, &t.desiredVersion, &t.desiredStamp)
+				return d.Null() || b.propertiesJSON(&d, desiredPath, &t.desiredVersion, &t.desiredStamp)
 			case 3:
 				if !section(2) {
 					return false
 				}
 				t.reportedStamp = noStamp
-				return d.null() || b.propertiesJSON(&d, reportedPath, &t.reportedVersion, &t.reportedStamp)
+				return d.Null() || b.propertiesJSON(&d, reportedPath, &t.reportedVersion, &t.reportedStamp)
 			}
-			return d.str(&t.modelID)
+			return d.Str(&t.modelID)
 		})
 	})
-	if !ok || !d.end() {
+	if !ok || !d.End() {
 		return nil, false
 	}
 	if !seen[0] {
@@ -282,7 +284,7 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	if !seen[2] || t.reportedStamp == noStamp {
 		t.reportedStamp = b.stamp(nil)
 	}
-	r := Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
+	r := twinhub.Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
 	r.SetETags()
 	shareStrings(&r)
 	ft := newFlatTwin(len(b.fields), b.data)
@@ -302,24 +304,24 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 
 // propertiesJSON reads desired or reported properties: values, then
 // version, then metadata, whose stamps go to the values' fields.
-func (b *twinBuilder) propertiesJSON(d *jsonDecoder, root pathID, version *int64, own *uint16) bool {
+func (b *twinBuilder) propertiesJSON(d *twinhub.Decoder, root pathID, version *int64, own *uint16) bool {
 	lo := len(b.fields)
 	step := -1
-	return d.fields(propertiesFields, func(k int) bool {
+	return d.Fields(twinhub.PropertiesFields, func(k int) bool {
 		if k <= step {
 			return false
 		}
 		step = k
 		switch k {
 		case 0:
-			if d.null() {
+			if d.Null() {
 				return true
 			}
 			return b.treeJSON(d, root)
 		case 1:
-			return d.null() || d.int64(version)
+			return d.Null() || d.Int64(version)
 		}
-		if d.null() {
+		if d.Null() {
 			return true
 		}
 		var st stamp
@@ -331,16 +333,16 @@ func (b *twinBuilder) propertiesJSON(d *jsonDecoder, root pathID, version *int64
 
 // treeJSON reads an object of tags or properties into fields, under
 // parent. Keys must come sorted, as encoding/json writes them.
-func (b *twinBuilder) treeJSON(d *jsonDecoder, parent pathID) bool {
+func (b *twinBuilder) treeJSON(d *twinhub.Decoder, parent pathID) bool {
 	var last []byte
 	first := true
-	return d.object(func(key []byte) bool {
+	return d.Object(func(key []byte) bool {
 		if !first && bytes.Compare(key, last) <= 0 {
 			return false
 		}
 		first, last = false, key
 		f := field{path: b.child(parent, key), stamp: noStamp}
-		switch c := d.peek(); {
+		switch c := d.Peek(); {
 		case c == '{':
 			at := len(b.fields)
 			f.kind = fObject
@@ -351,14 +353,14 @@ func (b *twinBuilder) treeJSON(d *jsonDecoder, parent pathID) bool {
 			b.fields[at].v = uint64(len(b.fields) - at - 1)
 			return true
 		case c == '"':
-			at := d.i
-			if s, ok := d.rawString(); ok {
+			at := d.Pos()
+			if s, ok := d.RawString(); ok {
 				f.kind, f.v = fString, uint64(len(b.data))<<32|uint64(len(s))
 				b.data = append(b.data, s...)
 				break
 			}
-			d.i = at
-			s, ok := d.string()
+			d.SetPos(at)
+			s, ok := d.String()
 			if !ok {
 				return false
 			}
@@ -366,7 +368,7 @@ func (b *twinBuilder) treeJSON(d *jsonDecoder, parent pathID) bool {
 			b.data = append(b.data, s...)
 		case c == 't' || c == 'f':
 			var v bool
-			if !d.bool(&v) {
+			if !d.Bool(&v) {
 				return false
 			}
 			f.kind = fBool
@@ -374,19 +376,19 @@ func (b *twinBuilder) treeJSON(d *jsonDecoder, parent pathID) bool {
 				f.v = 1
 			}
 		case c == 'n':
-			if !d.null() {
+			if !d.Null() {
 				return false
 			}
 			f.kind = fNull
 		case c == '[':
-			v, ok := d.value()
+			v, ok := d.Value()
 			if !ok {
 				return false
 			}
 			f.kind, f.v = fRef, uint64(len(b.refs))
 			b.refs = append(b.refs, v)
 		default:
-			s, ok := d.number()
+			s, ok := d.Number()
 			if !ok {
 				return false
 			}
@@ -404,66 +406,66 @@ func (b *twinBuilder) treeJSON(d *jsonDecoder, parent pathID) bool {
 // metadataJSON reads a metadata node into st, and the stamps of its
 // children into the fields in [lo, hi), the members of the object it
 // describes. A child that describes no member makes it give up.
-func (b *twinBuilder) metadataJSON(d *jsonDecoder, st *stamp, lo, hi int) bool {
+func (b *twinBuilder) metadataJSON(d *twinhub.Decoder, st *stamp, lo, hi int) bool {
 	*st = stamp{zero: true}
-	return d.fields(metadataFields, func(k int) bool {
+	return d.Fields(twinhub.MetadataFields, func(k int) bool {
 		switch k {
 		case 0:
-			start := d.peek()
-			at := d.i
-			if raw, ok := d.rawString(); ok && start == '"' && bytes.Equal(raw, b.lastTime) {
+			start := d.Peek()
+			at := d.Pos()
+			if raw, ok := d.RawString(); ok && start == '"' && bytes.Equal(raw, b.lastTime) {
 				st.sec, st.nsec, st.zero = b.lastStamp.sec, b.lastStamp.nsec, b.lastStamp.zero
 				return true
 			}
-			d.i = at
-			var t Time
-			if !d.time(&t) {
+			d.SetPos(at)
+			var t twinhub.Time
+			if !d.Time(&t) {
 				return false
 			}
-			s := stampOf(&Metadata{LastUpdated: t})
+			s := stampOf(&twinhub.Metadata{LastUpdated: t})
 			st.sec, st.nsec, st.zero = s.sec, s.nsec, s.zero
 			// An instant not in UTC is not kept as b.lastTime: its raw
 			// text would stand for another twin's instant in UTC.
-			if raw := d.b[at:d.i]; len(raw) > 2 && raw[0] == '"' && t.Location() == time.UTC {
+			if raw := d.Since(at); len(raw) > 2 && raw[0] == '"' && t.Location() == time.UTC {
 				b.lastTime, b.lastStamp = append(b.lastTime[:0], raw[1:len(raw)-1]...), s
 			}
 			return true
 		case 1:
-			return d.null() || d.int64(&st.ver)
+			return d.Null() || d.Int64(&st.ver)
 		}
-		if d.null() {
+		if d.Null() {
 			return true
 		}
 		pos := lo
-		return d.object(func(key []byte) bool {
+		return d.Object(func(key []byte) bool {
 			for pos < hi && b.dict.name(b.fields[pos].path) < string(key) {
 				pos = b.fields[pos].after(pos)
 			}
 			if pos >= hi || b.dict.name(b.fields[pos].path) != string(key) {
 				return false // metadata of a property that has no value
 			}
-			if d.null() {
+			if d.Null() {
 				return true // a nil node: no metadata
 			}
 			f := &b.fields[pos]
 			end := f.after(pos)
 			// The leaves a patch touched have the same metadata: when the
 			// JSON is that of the last leaf's, so is the stamp.
-			d.ws()
+			d.SkipSpace()
 			leaf := f.kind != fObject
-			if leaf && len(b.lastLeaf) > 0 && bytes.HasPrefix(d.b[d.i:], b.lastLeaf) {
-				d.i += len(b.lastLeaf)
+			if leaf && len(b.lastLeaf) > 0 && bytes.HasPrefix(d.Rest(), b.lastLeaf) {
+				d.SetPos(d.Pos() + len(b.lastLeaf))
 				b.fields[pos].stamp = b.lastLeafStamp
 				return true
 			}
-			at := d.i
+			at := d.Pos()
 			var cst stamp
 			if !b.metadataJSON(d, &cst, pos+1, end) {
 				return false
 			}
 			b.fields[pos].stamp = b.stampValue(cst)
 			if leaf {
-				b.lastLeaf, b.lastLeafStamp = append(b.lastLeaf[:0], d.b[at:d.i]...), b.fields[pos].stamp
+				b.lastLeaf, b.lastLeafStamp = append(b.lastLeaf[:0], d.Since(at)...), b.fields[pos].stamp
 			}
 			return true
 		})
