@@ -66,16 +66,16 @@ func (r *Record) TwinDoc() map[string]any {
 		doc["deviceId"] = m.DeviceID
 		doc["moduleId"] = m.ModuleID
 		doc["connectionState"] = m.ConnectionState
-		doc["lastActivityTime"] = formatTime(m.LastActivityTime)
+		doc["lastActivityTime"] = m.LastActivityTime.String()
 		doc["cloudToDeviceMessageCount"] = float64(m.CloudToDeviceMessageCount)
 		return doc
 	}
 	d := r.Device
 	doc["deviceId"] = d.DeviceID
 	doc["status"] = d.Status
-	doc["statusUpdateTime"] = formatTime(d.StatusUpdatedTime)
+	doc["statusUpdateTime"] = d.StatusUpdatedTime.String()
 	doc["connectionState"] = d.ConnectionState
-	doc["lastActivityTime"] = formatTime(d.LastActivityTime)
+	doc["lastActivityTime"] = d.LastActivityTime.String()
 	doc["cloudToDeviceMessageCount"] = float64(d.CloudToDeviceMessageCount)
 	doc["capabilities"] = map[string]any{"iotEdge": d.Capabilities.IoTEdge}
 	return doc
@@ -98,7 +98,7 @@ func optional(s *string) any {
 }
 
 // clone is a copy of r that can be changed without changing r: the hub's
-// record cache (hubcache.go) hands clones of its records to writers. The
+// record cache (hub/cache.go) hands clones of its records to writers. The
 // maps of the property trees are copied, their leaves and arrays shared,
 // as cloneObject does: nothing changes those in place. nil stays nil, so
 // that the clone encodes as r does.

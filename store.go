@@ -37,7 +37,7 @@ type Bus interface {
 
 // RevisionGetter is a Store that can tell a caller who already holds a
 // record at some revision that it has not changed, without decoding it
-// again. The hub's record cache (hubcache.go) uses it for every read.
+// again. The hub's record cache (hub/cache.go) uses it for every read.
 type RevisionGetter interface {
 	// GetUnlessRevision is Get, except that when k's revision is known
 	// (non-zero) it returns a nil record with that revision.

@@ -470,7 +470,7 @@ func (m *Metadata) wire(values map[string]any) map[string]any {
 		m = &Metadata{}
 	}
 	out := make(map[string]any, len(m.Children)+2)
-	out["$lastUpdated"] = formatTime(m.LastUpdated)
+	out["$lastUpdated"] = m.LastUpdated.String()
 	if m.LastUpdatedVersion > 0 {
 		out["$lastUpdatedVersion"] = float64(m.LastUpdatedVersion)
 	}
@@ -480,7 +480,7 @@ func (m *Metadata) wire(values map[string]any) map[string]any {
 			out[k] = c.wire(sub)
 			continue
 		}
-		leaf := map[string]any{"$lastUpdated": formatTime(c.LastUpdated)}
+		leaf := map[string]any{"$lastUpdated": c.LastUpdated.String()}
 		if c.LastUpdatedVersion > 0 {
 			leaf["$lastUpdatedVersion"] = float64(c.LastUpdatedVersion)
 		}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordjson"
 )
 
 // recordCache keeps the records this node read or wrote last, decoded,
@@ -195,7 +196,7 @@ func (e *cachedRecord) twin() ([]byte, error) {
 	if p := e.twinJSON.Load(); p != nil {
 		return *p, nil
 	}
-	data, ok := twinhub.AppendTwinDoc(nil, e.rec)
+	data, ok := recordjson.AppendTwinDoc(nil, e.rec)
 	if !ok {
 		var err error
 		if data, err = json.Marshal(e.rec.TwinDoc()); err != nil {
@@ -213,7 +214,7 @@ func (e *cachedRecord) deviceTwin() ([]byte, error) {
 	if p := e.deviceTwinJSON.Load(); p != nil {
 		return *p, nil
 	}
-	data, ok := twinhub.AppendDeviceTwin(nil, e.rec)
+	data, ok := recordjson.AppendDeviceTwin(nil, e.rec)
 	if !ok {
 		var err error
 		if data, err = twinhub.MarshalNoHTML(e.rec.DeviceTwinDoc()); err != nil {

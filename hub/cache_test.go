@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordjson"
 	"github.com/twinhub/twinhub/internal/recordtest"
 )
 
@@ -50,12 +51,12 @@ func (s *memStore) GetUnlessRevision(_ context.Context, k twinhub.Key, known uin
 		return nil, rev, nil
 	}
 	s.decodes.Add(1)
-	r, err := twinhub.DecodeRecord(data)
+	r, err := recordjson.Decode(data)
 	return r, rev, err
 }
 
 func (s *memStore) Create(_ context.Context, k twinhub.Key, r *twinhub.Record) (uint64, error) {
-	data, err := twinhub.EncodeRecord(r)
+	data, err := recordjson.Encode(r)
 	if err != nil {
 		return 0, err
 	}
@@ -70,7 +71,7 @@ func (s *memStore) Create(_ context.Context, k twinhub.Key, r *twinhub.Record) (
 }
 
 func (s *memStore) Update(_ context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
-	data, err := twinhub.EncodeRecord(r)
+	data, err := recordjson.Encode(r)
 	if err != nil {
 		return 0, err
 	}

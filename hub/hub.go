@@ -25,16 +25,16 @@ type Hub struct {
 	bus      twinhub.Bus
 	log      *slog.Logger
 	index    *index.Index
-	// cache holds recently read and written records (hubcache.go).
+	// cache holds recently read and written records (cache.go).
 	cache *recordCache
-	// states writes connection states in the background (hubdevice.go).
+	// states writes connection states in the background (connections.go).
 	states connStates
 
 	subsMu sync.Mutex
 	subs   map[twinhub.Key]map[*desiredSub]struct{}
 
 	// messaging is the state of direct methods and device messages
-	// (hubext.go).
+	// (ext.go).
 	messaging hubExt
 }
 
@@ -240,7 +240,7 @@ func (h *Hub) ResourceURI(k twinhub.Key) string {
 // there first. change sees a private copy each time and may refuse with
 // an error, in which case nothing is written.
 //
-// It starts from the cached record when there is one (hubcache.go) and
+// It starts from the cached record when there is one (cache.go) and
 // lets the compare-and-set tell whether that was current. A refusal by
 // change is only believed when change saw the record as the store holds
 // it: a stale cached record may fail an etag check or a size limit that
@@ -358,7 +358,7 @@ func (h *Hub) GetDevice(ctx context.Context, id string) (*twinhub.Device, error)
 }
 
 // get returns the current record of k, after this node's pending write
-// of k's connection state (hubdevice.go), so that a device that has its
+// of k's connection state (connections.go), so that a device that has its
 // CONNACK reads as connected here. The record is shared with the cache:
 // the caller must not change it.
 func (h *Hub) get(ctx context.Context, k twinhub.Key) (*twinhub.Record, error) {
@@ -697,7 +697,7 @@ func (h *Hub) UpdateReported(ctx context.Context, k twinhub.Key, patch map[strin
 }
 
 // writeConnectionState stores that an identity connected or disconnected
-// (hubdevice.go orders these writes).
+// (connections.go orders these writes).
 func (h *Hub) writeConnectionState(ctx context.Context, k twinhub.Key, connected bool) error {
 	state := twinhub.StateDisconnected
 	if connected {

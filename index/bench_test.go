@@ -23,7 +23,7 @@ import (
 // by default; set TWINHUB_BENCH_TWINS=1000000 for the size the issue sets
 // goals for. They feed the index through applyJSON, as the store's watch
 // does, with records in random key order; the store itself is not
-// measured here (see index_replay_bench_test.go). Results are in
+// measured here (see replay_bench_test.go). Results are in
 // BENCHMARKS.md.
 
 func benchTwins() int {

@@ -20,15 +20,15 @@ import (
 //
 // Each collection (device twins, module twins) is a table of nodes in key
 // order: a node is one identity, and holds the current compact form of its
-// twin (flatTwin, immutable, indextwin.go) behind an atomic pointer. An
+// twin (flatTwin, immutable, twin.go) behind an atomic pointer. An
 // update builds a new flatTwin and swaps the pointer (and the copy of it
 // in the node's chunk, which scans read); readers never lock to scan. The
 // key order lives in an immutable list of chunks that the writer replaces,
 // copying only the chunks that change, when identities are created or
 // deleted; updates leave it alone. Equality conditions are answered from
-// hash indexes (indexhash.go), built on first use and then kept current.
-// Queries are planned and run in queryexec.go; the watch's records come in
-// through indexjson.go.
+// hash indexes (hash.go), built on first use and then kept current.
+// Queries are planned and run in query.go; the watch's records come in
+// through watch.go.
 //
 // There is one writer at a time (the store's watch applies changes in
 // revision order); wmu serialises it with the occasional reader that

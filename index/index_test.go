@@ -110,7 +110,7 @@ func TestTwinDocSystemProperties(t *testing.T) {
 			continue
 		}
 		if r := ix.resolve(p); r.kind != resAttr {
-			t.Errorf("%s is read from the rendered document; teach indextwin.go's sys about it", p)
+			t.Errorf("%s is read from the rendered document; teach twin.go's sys about it", p)
 		}
 	}
 }

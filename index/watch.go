@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordjson"
 )
 
 // Starting a node means reading every record of the store into the index.
@@ -21,7 +22,7 @@ import (
 // replays what the store holds. It reads what encoding/json writes of a
 // Record: fields in the order of the structs, map keys sorted. Any record
 // it does not expect (keys out of order, metadata of a property that has
-// no value, JSON it does not take) goes the long way, through decodeRecord
+// no value, JSON it does not take) goes the long way, through recordjson.Decode
 // and flatten, which give the same flatTwin.
 
 // rawWatcher is implemented by stores that can watch their records as
@@ -165,7 +166,7 @@ func (ix *Index) applyJSON(k twinhub.Key, data []byte, rev uint64) error {
 func (b *twinBuilder) flattenRecord(k twinhub.Key, data []byte) (*flatTwin, error) {
 	t, ok := b.flattenJSON(data)
 	if !ok {
-		r, err := twinhub.DecodeRecord(data)
+		r, err := recordjson.Decode(data)
 		if err != nil {
 			return nil, err
 		}
@@ -215,8 +216,8 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 		seen[s] = true
 		return true
 	}
-	d := twinhub.NewDecoder(data)
-	ok := d.Fields(twinhub.RecordFields, func(k int) bool {
+	d := recordjson.NewDecoder(data)
+	ok := d.Fields(recordjson.RecordFields, func(k int) bool {
 		switch k {
 		case 0:
 			if d.Null() {
@@ -236,7 +237,7 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 		if d.Null() {
 			return true
 		}
-		return d.Fields(twinhub.TwinFields, func(k int) bool {
+		return d.Fields(recordjson.TwinFields, func(k int) bool {
 			switch k {
 			case 0:
 				return d.Null() || d.Int64(&t.version)
@@ -304,10 +305,10 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 
 // propertiesJSON reads desired or reported properties: values, then
 // version, then metadata, whose stamps go to the values' fields.
-func (b *twinBuilder) propertiesJSON(d *twinhub.Decoder, root pathID, version *int64, own *uint16) bool {
+func (b *twinBuilder) propertiesJSON(d *recordjson.Decoder, root pathID, version *int64, own *uint16) bool {
 	lo := len(b.fields)
 	step := -1
-	return d.Fields(twinhub.PropertiesFields, func(k int) bool {
+	return d.Fields(recordjson.PropertiesFields, func(k int) bool {
 		if k <= step {
 			return false
 		}
@@ -333,7 +334,7 @@ func (b *twinBuilder) propertiesJSON(d *twinhub.Decoder, root pathID, version *i
 
 // treeJSON reads an object of tags or properties into fields, under
 // parent. Keys must come sorted, as encoding/json writes them.
-func (b *twinBuilder) treeJSON(d *twinhub.Decoder, parent pathID) bool {
+func (b *twinBuilder) treeJSON(d *recordjson.Decoder, parent pathID) bool {
 	var last []byte
 	first := true
 	return d.Object(func(key []byte) bool {
@@ -406,9 +407,9 @@ func (b *twinBuilder) treeJSON(d *twinhub.Decoder, parent pathID) bool {
 // metadataJSON reads a metadata node into st, and the stamps of its
 // children into the fields in [lo, hi), the members of the object it
 // describes. A child that describes no member makes it give up.
-func (b *twinBuilder) metadataJSON(d *twinhub.Decoder, st *stamp, lo, hi int) bool {
+func (b *twinBuilder) metadataJSON(d *recordjson.Decoder, st *stamp, lo, hi int) bool {
 	*st = stamp{zero: true}
-	return d.Fields(twinhub.MetadataFields, func(k int) bool {
+	return d.Fields(recordjson.MetadataFields, func(k int) bool {
 		switch k {
 		case 0:
 			start := d.Peek()

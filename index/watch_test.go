@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordjson"
 	"github.com/twinhub/twinhub/internal/recordtest"
 )
 
@@ -50,7 +51,7 @@ func sameFlat(d *pathDict, a, b *flatTwin) error {
 // flatLongWay is what the index makes of data without flattenJSON.
 func flatLongWay(t *testing.T, b *twinBuilder, data []byte) *flatTwin {
 	t.Helper()
-	r, err := twinhub.DecodeRecord(data)
+	r, err := recordjson.Decode(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestApplyJSON(t *testing.T) {
 		if err := raw.applyJSON(k, data, uint64(i+1)); err != nil {
 			t.Fatal(err)
 		}
-		dec, _ := twinhub.DecodeRecord(data)
+		dec, _ := recordjson.Decode(data)
 		ref[k] = dec
 	}
 	if err := raw.applyJSON(twinhub.DeviceKey("x"), []byte(`{"module":{"deviceId":"x","moduleId":"m"}}`), 9999); err == nil {

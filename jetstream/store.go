@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordjson"
 )
 
 // RegistryBucket is the KV bucket that holds one record per device and
@@ -87,7 +88,7 @@ func (s *Store) GetUnlessRevision(ctx context.Context, k twinhub.Key, known uint
 }
 
 func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (uint64, error) {
-	data, err := twinhub.EncodeRecord(r)
+	data, err := recordjson.Encode(r)
 	if err != nil {
 		return 0, err
 	}
@@ -99,7 +100,7 @@ func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (u
 }
 
 func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
-	data, err := twinhub.EncodeRecord(r)
+	data, err := recordjson.Encode(r)
 	if err != nil {
 		return 0, err
 	}
@@ -190,7 +191,7 @@ func (s *Store) LastRevision(ctx context.Context) (uint64, error) {
 // decode reads a stored record with the hub's own decoder, which agrees
 // with encoding/json (FuzzDecodeRecord) and is about three times faster.
 func decode(data []byte) (*twinhub.Record, error) {
-	r, err := twinhub.DecodeRecord(data)
+	r, err := recordjson.Decode(data)
 	if err != nil {
 		return nil, err
 	}

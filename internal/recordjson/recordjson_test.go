@@ -1,4 +1,4 @@
-package twinhub
+package recordjson
 
 import (
 	"encoding/json"
@@ -6,18 +6,20 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordtest"
 )
 
-// sameAsJSON checks that decodeRecord agrees with json.Unmarshal on data.
+// sameAsJSON checks that Decode agrees with json.Unmarshal on data.
 func sameAsJSON(t *testing.T, data []byte) {
 	t.Helper()
-	var want Record
+	var want twinhub.Record
 	wantErr := json.Unmarshal(data, &want)
-	got, err := decodeRecord(data)
+	got, err := Decode(data)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("%s: error %v, json.Unmarshal says %v", data, err, wantErr)
 	}
@@ -31,11 +33,11 @@ func sameAsJSON(t *testing.T, data []byte) {
 func TestDecodeRecord(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	for i := range 3000 {
-		k := DeviceKey(fmt.Sprintf("d%d", i))
+		k := twinhub.DeviceKey(fmt.Sprintf("d%d", i))
 		if i%3 == 0 {
 			k.ModuleID = "m"
 		}
-		rec := randomRecord(r, k)
+		rec := recordtest.RandomRecord(r, k)
 		if i%5 == 0 {
 			reason := "maintenance \"window\" <&> é \u2028"
 			if rec.Device != nil {
@@ -122,10 +124,10 @@ func TestDecodeRecordKnowsEveryField(t *testing.T) {
 		v     any
 		names []string
 	}{
-		{Record{}, RecordFields}, {Device{}, deviceFields}, {Module{}, moduleFields},
-		{Authentication{}, authFields}, {SymmetricKey{}, keyFields}, {X509Thumbprint{}, thumbFields},
-		{Capabilities{}, capabilityFields}, {Twin{}, TwinFields}, {Properties{}, PropertiesFields},
-		{Metadata{}, MetadataFields},
+		{twinhub.Record{}, RecordFields}, {twinhub.Device{}, deviceFields}, {twinhub.Module{}, moduleFields},
+		{twinhub.Authentication{}, authFields}, {twinhub.SymmetricKey{}, keyFields}, {twinhub.X509Thumbprint{}, thumbFields},
+		{twinhub.Capabilities{}, capabilityFields}, {twinhub.Twin{}, TwinFields}, {twinhub.Properties{}, PropertiesFields},
+		{twinhub.Metadata{}, MetadataFields},
 	} {
 		typ := reflect.TypeOf(c.v)
 		var names []string
@@ -142,7 +144,7 @@ func TestDecodeRecordKnowsEveryField(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	r := rand.New(rand.NewPCG(8, 8))
 	for i := range 20 {
-		rec := randomRecord(r, DeviceKey(fmt.Sprint(i)))
+		rec := recordtest.RandomRecord(r, twinhub.DeviceKey(fmt.Sprint(i)))
 		data, _ := json.Marshal(rec)
 		f.Add(data)
 	}
@@ -154,12 +156,12 @@ func FuzzDecodeRecord(f *testing.F) {
 
 func BenchmarkDecodeRecord(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
-	data, _ := json.Marshal(benchRecord(r, 5, 1_000_000))
+	data, _ := json.Marshal(recordtest.BenchRecord(r, 5, 1_000_000))
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := decodeRecord(data); err != nil {
+			if _, err := Decode(data); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -168,7 +170,7 @@ func BenchmarkDecodeRecord(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
 		for b.Loop() {
-			var rec Record
+			var rec twinhub.Record
 			if err := json.Unmarshal(data, &rec); err != nil {
 				b.Fatal(err)
 			}
@@ -177,10 +179,10 @@ func BenchmarkDecodeRecord(b *testing.B) {
 }
 
 // sameAsMarshal checks that EncodeRecord writes what json.Marshal writes.
-func sameAsMarshal(t *testing.T, rec *Record) {
+func sameAsMarshal(t *testing.T, rec *twinhub.Record) {
 	t.Helper()
 	want, wantErr := json.Marshal(rec)
-	got, err := EncodeRecord(rec)
+	got, err := Encode(rec)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("error %v, json.Marshal says %v", err, wantErr)
 	}
@@ -192,7 +194,7 @@ func sameAsMarshal(t *testing.T, rec *Record) {
 // sameTwinDoc checks that AppendTwinDoc and AppendDeviceTwin write what
 // json.Marshal writes of TwinDoc and of the device's twin, and that they
 // take the fast way if fast is set.
-func sameTwinDoc(t *testing.T, rec *Record, fast bool) {
+func sameTwinDoc(t *testing.T, rec *twinhub.Record, fast bool) {
 	t.Helper()
 	want, wantErr := json.Marshal(rec.TwinDoc())
 	got, ok := AppendTwinDoc(nil, rec)
@@ -202,7 +204,7 @@ func sameTwinDoc(t *testing.T, rec *Record, fast bool) {
 	if ok && (wantErr != nil || string(got) != string(want)) {
 		t.Fatalf("AppendTwinDoc differs from json.Marshal(TwinDoc()) (%v):\n got %s\nwant %s", wantErr, got, want)
 	}
-	want, wantErr = MarshalNoHTML(rec.DeviceTwinDoc())
+	want, wantErr = twinhub.MarshalNoHTML(rec.DeviceTwinDoc())
 	got, ok = AppendDeviceTwin(nil, rec)
 	if fast && !ok {
 		t.Fatalf("AppendDeviceTwin refused %s", want)
@@ -217,11 +219,11 @@ func sameTwinDoc(t *testing.T, rec *Record, fast bool) {
 func TestEncodeRecord(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for i := range 3000 {
-		k := DeviceKey(fmt.Sprintf("d%d", i))
+		k := twinhub.DeviceKey(fmt.Sprintf("d%d", i))
 		if i%3 == 0 {
 			k.ModuleID = "m"
 		}
-		rec := randomRecord(r, k)
+		rec := recordtest.RandomRecord(r, k)
 		rec.SetETags()
 		e := jsonEncoder{}
 		if e.record(rec); !e.ok {
@@ -231,8 +233,8 @@ func TestEncodeRecord(t *testing.T) {
 		sameTwinDoc(t, rec, true)
 	}
 	odd := "q\"b\\s/<>&\x00\x01\x1f\x7f\b\f\n\r\t é😀\u2028\u2029\xff\xc3"
-	full := func() *Record {
-		rec := &Record{}
+	full := func() *twinhub.Record {
+		rec := &twinhub.Record{}
 		fillEvery(reflect.ValueOf(rec).Elem(), odd)
 		return rec
 	}
@@ -242,7 +244,7 @@ func TestEncodeRecord(t *testing.T) {
 	rec.Module = nil
 	sameAsMarshal(t, rec)
 	rec.Twin.Reported.Values = map[string]any{odd: map[string]any{"<a>": 1.0}, "y": map[string]any(nil), "z": []any{1.0}}
-	rec.Twin.Reported.Metadata.Children = map[string]*Metadata{odd: {LastUpdatedVersion: 3, Children: map[string]*Metadata{"<a>": {}, "gone": {LastUpdatedVersion: 2}}}, "y": {}, "z": {}, "!": {}}
+	rec.Twin.Reported.Metadata.Children = map[string]*twinhub.Metadata{odd: {LastUpdatedVersion: 3, Children: map[string]*twinhub.Metadata{"<a>": {}, "gone": {LastUpdatedVersion: 2}}}, "y": {}, "z": {}, "!": {}}
 	sameTwinDoc(t, rec, true)
 	rec.Device.Authentication.X509Thumbprint.PrimaryThumbprint = new(string)
 	sameTwinDoc(t, rec, true)
@@ -251,7 +253,7 @@ func TestEncodeRecord(t *testing.T) {
 	rec = full()
 	rec.Device = nil
 	sameTwinDoc(t, rec, false)
-	rec.Twin.Desired.Metadata.Children = map[string]*Metadata{"x": nil, "y": {}}
+	rec.Twin.Desired.Metadata.Children = map[string]*twinhub.Metadata{"x": nil, "y": {}}
 	sameAsMarshal(t, rec)
 	// What the fast path leaves to json.Marshal, errors included.
 	for _, v := range []any{math.NaN(), math.Inf(-1), float32(1.5), uint(3), json.Number("5"), map[string]string{"a": "b"}} {
@@ -270,8 +272,8 @@ func fillDepth(v reflect.Value, s string, depth int) {
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		if v.Type() == reflect.TypeFor[Time]() {
-			v.Set(reflect.ValueOf(Time{time.Date(2026, 2, 3, 4, 5, 6, 700, time.FixedZone("x", 3600))}))
+		if v.Type() == reflect.TypeFor[twinhub.Time]() {
+			v.Set(reflect.ValueOf(twinhub.Time{Time: time.Date(2026, 2, 3, 4, 5, 6, 700, time.FixedZone("x", 3600))}))
 			return
 		}
 		for i := range v.NumField() {
@@ -308,12 +310,12 @@ func fillDepth(v reflect.Value, s string, depth int) {
 func FuzzEncodeRecord(f *testing.F) {
 	r := rand.New(rand.NewPCG(9, 9))
 	for i := range 20 {
-		data, _ := json.Marshal(randomRecord(r, DeviceKey(fmt.Sprint(i))))
+		data, _ := json.Marshal(recordtest.RandomRecord(r, twinhub.DeviceKey(fmt.Sprint(i))))
 		f.Add(data)
 	}
 	f.Add([]byte(`{"module":{"moduleId":"m\u2028<","deviceId":"d","managedBy":"x"},"twin":{"tags":{"a":[1e-7,{"b":-0.5e3}],"c":null},"desired":{"metadata":{"t":"2024-01-01T00:00:00+02:00","c":{"x":null}}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var rec Record
+		var rec twinhub.Record
 		if json.Unmarshal(data, &rec) != nil {
 			return
 		}
@@ -338,13 +340,13 @@ func FuzzEncodeRecord(f *testing.F) {
 
 func BenchmarkEncodeRecord(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
-	rec := benchRecord(r, 5, 1_000_000)
+	rec := recordtest.BenchRecord(r, 5, 1_000_000)
 	data, _ := json.Marshal(rec)
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := EncodeRecord(rec); err != nil {
+			if _, err := Encode(rec); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -358,214 +360,4 @@ func BenchmarkEncodeRecord(b *testing.B) {
 			}
 		}
 	})
-}
-
-func TestAppendTime(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 3))
-	check := func(tm time.Time) {
-		t.Helper()
-		if got, want := string(appendTime(nil, Time{tm})), (Time{tm}).String(); got != want {
-			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
-		}
-	}
-	check(time.Time{})
-	for _, y := range []int{-1, 0, 1, 9, 999, 1000, 1969, 2026, 9999, 10000} {
-		check(time.Date(y, 12, 31, 23, 59, 59, 999_999_999, time.UTC))
-		check(time.Date(y, 1, 1, 0, 0, 0, 0, time.FixedZone("x", -7200)))
-	}
-	for range 10000 {
-		check(time.Unix(r.Int64N(300_000_000_000)-62_000_000_000, r.Int64N(1_000_000_000)))
-	}
-}
-
-// randomValue makes a JSON value as encoding/json decodes it, nested up to
-// depth levels.
-func randomValue(r *rand.Rand, depth int) any {
-	switch n := r.IntN(10); {
-	case n == 0:
-		return nil
-	case n == 1:
-		return r.IntN(2) == 0
-	case n < 4:
-		return float64(r.IntN(41) - 20)
-	case n == 4:
-		return float64(r.IntN(1000)) / 8
-	case n < 7:
-		return []string{"a", "b", "EU", "US", "x y", "é", ""}[r.IntN(7)]
-	case n == 7 && depth > 0:
-		a := make([]any, r.IntN(4))
-		for i := range a {
-			a[i] = randomValue(r, depth-1)
-		}
-		return a
-	case depth > 0:
-		return randomObject(r, depth-1)
-	}
-	return "leaf"
-}
-
-func randomObject(r *rand.Rand, depth int) map[string]any {
-	m := map[string]any{}
-	for range r.IntN(5) {
-		m[[]string{"a", "b", "c", "temp", "mode", "loc", "list"}[r.IntN(7)]] = randomValue(r, depth)
-	}
-	return m
-}
-
-var testEpoch = time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// randomRecord makes a device or module record whose twin went through a
-// few random updates, as the hub would make them, plus some oddities that
-// stored records may have.
-func randomRecord(r *rand.Rand, k Key) *Record {
-	now := Time{testEpoch.Add(time.Duration(r.IntN(1000)) * time.Second)}
-	rec := &Record{IdentityVersion: int64(1 + r.IntN(5)), Twin: NewTwin(now)}
-	auth := Authentication{Type: AuthSAS, SymmetricKey: SymmetricKey{PrimaryKey: "p", SecondaryKey: "s"}}
-	if r.IntN(5) == 0 {
-		tp := "ABCD"
-		auth = Authentication{Type: AuthSelfSigned, X509Thumbprint: X509Thumbprint{PrimaryThumbprint: &tp}}
-	}
-	conn := []string{StateConnected, StateDisconnected}[r.IntN(2)]
-	if k.ModuleID != "" {
-		rec.Module = &Module{DeviceID: k.DeviceID, ModuleID: k.ModuleID, ConnectionState: conn,
-			CloudToDeviceMessageCount: r.IntN(3), Authentication: auth, LastActivityTime: now}
-	} else {
-		rec.Device = &Device{DeviceID: k.DeviceID, Status: []string{StatusEnabled, StatusDisabled}[r.IntN(2)],
-			ConnectionState: conn, StatusUpdatedTime: now, Authentication: auth,
-			Capabilities: Capabilities{IoTEdge: r.IntN(4) == 0}}
-		if r.IntN(3) == 0 {
-			rec.Device.LastActivityTime = now
-		}
-	}
-	for range r.IntN(4) {
-		now = Time{now.Add(time.Duration(r.IntN(100)+1) * time.Millisecond)}
-		u := TwinUpdate{}
-		if r.IntN(2) == 0 {
-			u.Tags = randomObject(r, 2)
-		}
-		if r.IntN(2) == 0 {
-			u.Desired = randomObject(r, 2)
-		}
-		_ = rec.Twin.Apply(u, r.IntN(5) == 0, now)
-		if r.IntN(2) == 0 {
-			_ = rec.Twin.UpdateReported(randomObject(r, 3), now)
-		}
-	}
-	switch r.IntN(12) {
-	case 0:
-		rec.Twin.Tags = nil
-	case 1:
-		rec.Twin.Desired.Metadata = nil
-	case 2: // metadata of a property that has no value any more
-		if rec.Twin.Reported.Metadata.Children == nil {
-			rec.Twin.Reported.Metadata.Children = map[string]*Metadata{}
-		}
-		rec.Twin.Reported.Metadata.Children["gone"] = &Metadata{LastUpdated: now, LastUpdatedVersion: 3}
-	case 3:
-		rec.Twin.Tags["nilmap"] = map[string]any(nil)
-		rec.Twin.Tags["int"] = 7
-	case 4:
-		rec.Twin.ModelID = "dtmi:x;1"
-	}
-	return rec
-}
-
-var (
-	regions  = []string{"westus", "eastus", "northeurope", "westeurope", "southeastasia", "japaneast", "brazilsouth", "australiaeast"}
-	models   = []string{"TH-100", "TH-200", "TH-300", "PM-10", "PM-25", "GW-1", "GW-2", "CAM-4K", "CAM-HD", "VALVE-3", "PUMP-7", "METER-E", "METER-W", "LOCK-2", "SENSE-X", "SENSE-Y", "HVAC-1", "HVAC-2", "LIGHT-1", "DOOR-1"}
-	firmware = []string{"1.0.0", "1.0.3", "1.1.0", "1.1.2", "1.2.0", "1.2.1", "2.0.0-rc1", "2.0.0", "2.0.1", "2.1.0", "2.1.1", "3.0.0"}
-	statuses = []string{"ok", "ok", "ok", "ok", "warn", "error", "maintenance"}
-)
-
-// BenchDeviceID is the id of twin i of the benchmark fleet.
-func benchDeviceID(i int) string { return fmt.Sprintf("dev-%07d", i) }
-
-// benchRecord makes twin i of a fleet of n: tags region, plant (n/100 of
-// them, so one matches ~100 twins) and model; three desired properties,
-// one an object; 10 to 20 reported properties of every JSON type, two of
-// them objects, among them a "batch" with n/100 values; metadata as the
-// hub stamps it.
-func benchRecord(r *rand.Rand, i, n int) *Record {
-	plants := max(n/100, 1)
-	base := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
-	created := Time{base.Add(time.Duration(r.IntN(86400)) * time.Second)}
-	desiredAt := Time{created.Add(time.Duration(r.IntN(3600)) * time.Second)}
-	reportedAt := Time{desiredAt.Add(time.Duration(r.IntN(3600)) * time.Second)}
-	tags := map[string]any{
-		"region": regions[r.IntN(len(regions))],
-		"plant":  fmt.Sprintf("plant-%05d", r.IntN(plants)),
-		"model":  models[r.IntN(len(models))],
-	}
-	desired := map[string]any{
-		"telemetryInterval": float64([]int{15, 30, 60, 300}[r.IntN(4)]),
-		"firmwareTarget":    firmware[len(firmware)-1-r.IntN(2)],
-		"config":            map[string]any{"mode": []string{"eco", "normal", "performance"}[r.IntN(3)], "sampling": float64(r.IntN(10) + 1)},
-	}
-	reported := map[string]any{
-		"temperature":     float64(r.IntN(10000)) / 100,
-		"humidity":        float64(r.IntN(1000)) / 10,
-		"battery":         float64(r.IntN(101)),
-		"rssi":            float64(-30 - r.IntN(90)),
-		"firmwareVersion": firmware[r.IntN(len(firmware))],
-		"status":          statuses[r.IntN(len(statuses))],
-		"serialNumber":    fmt.Sprintf("SN-%08d", i),
-		"batch":           fmt.Sprintf("b-%05d", r.IntN(plants)),
-		"online":          r.IntN(10) > 0,
-		"telemetryConfig": map[string]any{"sendFrequencyInSecs": desired["telemetryInterval"], "status": "Success"},
-	}
-	extra := []func(){
-		func() { reported["pressure"] = 950 + float64(r.IntN(1000))/10 },
-		func() { reported["uptime"] = float64(r.IntN(10_000_000)) },
-		func() { reported["errors"] = float64(r.IntN(6)) },
-		func() { reported["ipAddress"] = fmt.Sprintf("10.%d.%d.%d", r.IntN(256), r.IntN(256), r.IntN(256)) },
-		func() { reported["lastBoot"] = created.String() },
-		func() {
-			reported["location"] = map[string]any{"lat": float64(r.IntN(18000))/100 - 90, "lon": float64(r.IntN(36000))/100 - 180}
-		},
-		func() { reported["mode"] = desired["config"].(map[string]any)["mode"] },
-		func() { reported["co2"] = float64(400 + r.IntN(1600)) },
-		func() { reported["voltage"] = float64(r.IntN(2400)) / 10 },
-		func() { reported["lastError"] = nil },
-	}
-	for _, k := range r.Perm(len(extra))[:r.IntN(len(extra)+1)] {
-		extra[k]()
-	}
-	rec := &Record{
-		Device: &Device{
-			DeviceID:          benchDeviceID(i),
-			GenerationID:      "638" + strconv.Itoa(100000000+i),
-			ConnectionState:   []string{StateConnected, StateDisconnected}[r.IntN(2)],
-			Status:            StatusEnabled,
-			StatusUpdatedTime: created,
-			LastActivityTime:  reportedAt,
-			Authentication: Authentication{Type: AuthSAS, SymmetricKey: SymmetricKey{
-				PrimaryKey:   "aGVsbG8gd29ybGQgdGhpcyBpcyBhIGZha2Uga2V5IQ==",
-				SecondaryKey: "c2Vjb25kYXJ5IGtleSBvZiBhIGJlbmNoIGRldmljZQ==",
-			}},
-		},
-		IdentityVersion: 1,
-		Twin: Twin{
-			Version:  3,
-			Tags:     tags,
-			Desired:  Properties{Values: desired, Version: 2, Metadata: stampTree(desired, desiredAt, 2)},
-			Reported: Properties{Values: reported, Version: 2, Metadata: stampTree(reported, reportedAt, 0)},
-		},
-	}
-	if r.IntN(20) == 0 {
-		rec.Device.Status = StatusDisabled
-	}
-	return rec
-}
-
-// stampTree is the metadata the hub writes for values set at once.
-func stampTree(values map[string]any, at Time, version int64) *Metadata {
-	m := &Metadata{LastUpdated: at, LastUpdatedVersion: version, Children: map[string]*Metadata{}}
-	for k, v := range values {
-		if sub, ok := v.(map[string]any); ok {
-			m.Children[k] = stampTree(sub, at, version)
-		} else {
-			m.Children[k] = &Metadata{LastUpdated: at, LastUpdatedVersion: version}
-		}
-	}
-	return m
 }

@@ -1,4 +1,4 @@
-package twinhub
+package recordjson
 
 import (
 	"encoding/json"
@@ -8,35 +8,32 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/twinhub/twinhub"
 )
 
-// DecodeRecord decodes a record as a Store keeps it, the JSON that
+// Decode decodes a record as a Store keeps it, the JSON that
 // encoding/json makes of it, with the result json.Unmarshal would give but
-// about three times faster (decodeRecord). Stores use it, so that records
-// are read one way everywhere.
-func DecodeRecord(data []byte) (*Record, error) { return decodeRecord(data) }
-
-// decodeRecord decodes a record from the JSON that encoding/json makes of
-// it, as the store keeps it, into what json.Unmarshal would give, about
-// three times faster. The index's start-up reads records with the same
-// decoder (indexjson.go), and falls back on this for the records it does
-// not flatten directly. Anything it does not expect (an unknown or
-// repeated field, a key in another case, a string that is not valid UTF-8,
-// a number in an odd form, malformed JSON) makes it leave the work to
-// json.Unmarshal, errors included.
-func decodeRecord(data []byte) (*Record, error) {
+// about three times faster. Stores and the index's start-up read records
+// with it, so that records are read one way everywhere; the index reads
+// most of them with the same Decoder straight into its own layout
+// (index/watch.go), and falls back on Decode for the rest. Anything it
+// does not expect (an unknown or repeated field, a key in another case, a
+// string that is not valid UTF-8, a number in an odd form, malformed JSON)
+// makes it leave the work to json.Unmarshal, errors included.
+func Decode(data []byte) (*twinhub.Record, error) {
 	if r, ok := decodeRecordFast(data); ok {
 		return r, nil
 	}
-	var r Record
+	var r twinhub.Record
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
-func decodeRecordFast(data []byte) (*Record, bool) {
-	var r Record
+func decodeRecordFast(data []byte) (*twinhub.Record, bool) {
+	var r twinhub.Record
 	d := Decoder{b: data}
 	return &r, d.record(&r) && d.End()
 }
@@ -366,7 +363,7 @@ func (d *Decoder) optStr(v **string) bool {
 
 // Time reads an instant as Time.UnmarshalJSON would: the usual form
 // (UTC, up to nine fractional digits) here, others through it.
-func (d *Decoder) Time(t *Time) bool {
+func (d *Decoder) Time(t *twinhub.Time) bool {
 	if d.Null() {
 		t.Time = time.Time{}
 		return true
@@ -504,7 +501,7 @@ var (
 	MetadataFields   = []string{"t", "v", "c"}
 )
 
-func (d *Decoder) record(r *Record) bool {
+func (d *Decoder) record(r *twinhub.Record) bool {
 	return d.Fields(RecordFields, func(k int) bool {
 		switch k {
 		case 0:
@@ -512,14 +509,14 @@ func (d *Decoder) record(r *Record) bool {
 				r.Device = nil
 				return true
 			}
-			r.Device = &Device{}
+			r.Device = &twinhub.Device{}
 			return d.Device(r.Device)
 		case 1:
 			if d.Null() {
 				r.Module = nil
 				return true
 			}
-			r.Module = &Module{}
+			r.Module = &twinhub.Module{}
 			return d.Module(r.Module)
 		case 2:
 			return d.Null() || d.Int64(&r.IdentityVersion)
@@ -528,7 +525,7 @@ func (d *Decoder) record(r *Record) bool {
 	})
 }
 
-func (d *Decoder) Device(v *Device) bool {
+func (d *Decoder) Device(v *twinhub.Device) bool {
 	return d.Fields(deviceFields, func(k int) bool {
 		switch k {
 		case 0:
@@ -560,7 +557,7 @@ func (d *Decoder) Device(v *Device) bool {
 	})
 }
 
-func (d *Decoder) Module(v *Module) bool {
+func (d *Decoder) Module(v *twinhub.Module) bool {
 	return d.Fields(moduleFields, func(k int) bool {
 		switch k {
 		case 0:
@@ -586,7 +583,7 @@ func (d *Decoder) Module(v *Module) bool {
 	})
 }
 
-func (d *Decoder) auth(a *Authentication) bool {
+func (d *Decoder) auth(a *twinhub.Authentication) bool {
 	return d.Fields(authFields, func(k int) bool {
 		switch k {
 		case 0:
@@ -608,7 +605,7 @@ func (d *Decoder) auth(a *Authentication) bool {
 	})
 }
 
-func (d *Decoder) twin(t *Twin) bool {
+func (d *Decoder) twin(t *twinhub.Twin) bool {
 	return d.Fields(TwinFields, func(k int) bool {
 		switch k {
 		case 0:
@@ -624,7 +621,7 @@ func (d *Decoder) twin(t *Twin) bool {
 	})
 }
 
-func (d *Decoder) properties(p *Properties) bool {
+func (d *Decoder) properties(p *twinhub.Properties) bool {
 	return d.Fields(PropertiesFields, func(k int) bool {
 		switch k {
 		case 0:
@@ -636,16 +633,16 @@ func (d *Decoder) properties(p *Properties) bool {
 	})
 }
 
-func (d *Decoder) metadataPtr(m **Metadata) bool {
+func (d *Decoder) metadataPtr(m **twinhub.Metadata) bool {
 	if d.Null() {
 		*m = nil
 		return true
 	}
-	*m = &Metadata{}
+	*m = &twinhub.Metadata{}
 	return d.metadata(*m)
 }
 
-func (d *Decoder) metadata(m *Metadata) bool {
+func (d *Decoder) metadata(m *twinhub.Metadata) bool {
 	return d.Fields(MetadataFields, func(k int) bool {
 		switch k {
 		case 0:
@@ -657,9 +654,9 @@ func (d *Decoder) metadata(m *Metadata) bool {
 			m.Children = nil
 			return true
 		}
-		m.Children = map[string]*Metadata{}
+		m.Children = map[string]*twinhub.Metadata{}
 		return d.Object(func(key []byte) bool {
-			var c *Metadata
+			var c *twinhub.Metadata
 			ok := d.metadataPtr(&c)
 			m.Children[string(key)] = c
 			return ok
@@ -667,12 +664,12 @@ func (d *Decoder) metadata(m *Metadata) bool {
 	})
 }
 
-// EncodeRecord encodes a record for a Store: exactly the bytes
+// Encode encodes a record for a Store: exactly the bytes
 // json.Marshal makes of it (TestEncodeRecord, FuzzEncodeRecord), about
 // three times faster, without reflection. A value it does not expect in a
 // property tree (anything but what JSON decodes to) makes it leave the
 // work to json.Marshal, errors included.
-func EncodeRecord(r *Record) ([]byte, error) {
+func Encode(r *twinhub.Record) ([]byte, error) {
 	e := jsonEncoder{b: make([]byte, 0, 1024)}
 	if e.record(r); e.ok {
 		return e.b, nil
@@ -691,7 +688,7 @@ type jsonEncoder struct {
 	noHTML bool
 }
 
-func (e *jsonEncoder) record(r *Record) {
+func (e *jsonEncoder) record(r *twinhub.Record) {
 	e.ok = true
 	e.b = append(e.b, '{')
 	if r.Device != nil {
@@ -720,7 +717,7 @@ func (e *jsonEncoder) field(name string, first bool) {
 	e.b = append(e.b, '"', ':')
 }
 
-func (e *jsonEncoder) device(d *Device) {
+func (e *jsonEncoder) device(d *twinhub.Device) {
 	e.b = append(e.b, '{')
 	e.field("deviceId", true)
 	e.string(d.DeviceID)
@@ -750,7 +747,7 @@ func (e *jsonEncoder) device(d *Device) {
 	e.b = append(e.b, '}', '}')
 }
 
-func (e *jsonEncoder) module(m *Module) {
+func (e *jsonEncoder) module(m *twinhub.Module) {
 	e.b = append(e.b, '{')
 	e.field("moduleId", true)
 	e.string(m.ModuleID)
@@ -777,7 +774,7 @@ func (e *jsonEncoder) module(m *Module) {
 	e.b = append(e.b, '}')
 }
 
-func (e *jsonEncoder) auth(a *Authentication) {
+func (e *jsonEncoder) auth(a *twinhub.Authentication) {
 	e.b = append(e.b, '{')
 	e.field("type", true)
 	e.string(a.Type)
@@ -792,7 +789,7 @@ func (e *jsonEncoder) auth(a *Authentication) {
 	e.b = append(e.b, '}', '}')
 }
 
-func (e *jsonEncoder) twin(t *Twin) {
+func (e *jsonEncoder) twin(t *twinhub.Twin) {
 	e.b = append(e.b, `{"version":`...)
 	e.b = strconv.AppendInt(e.b, t.Version, 10)
 	e.field("tags", false)
@@ -808,7 +805,7 @@ func (e *jsonEncoder) twin(t *Twin) {
 	e.b = append(e.b, '}')
 }
 
-func (e *jsonEncoder) properties(p *Properties) {
+func (e *jsonEncoder) properties(p *twinhub.Properties) {
 	e.b = append(e.b, `{"values":`...)
 	e.object(p.Values)
 	e.field("version", false)
@@ -818,7 +815,7 @@ func (e *jsonEncoder) properties(p *Properties) {
 	e.b = append(e.b, '}')
 }
 
-func (e *jsonEncoder) metadata(m *Metadata) {
+func (e *jsonEncoder) metadata(m *twinhub.Metadata) {
 	if m == nil {
 		e.b = append(e.b, "null"...)
 		return
@@ -855,48 +852,10 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // time writes Time as its MarshalJSON does.
-func (e *jsonEncoder) time(t Time) {
+func (e *jsonEncoder) time(t twinhub.Time) {
 	e.b = append(e.b, '"')
-	e.b = appendTime(e.b, t)
+	e.b = t.AppendTo(e.b)
 	e.b = append(e.b, '"')
-}
-
-// appendTime appends t.String(): its own formatting of timeLayout, several
-// times faster than time's, which interprets the layout on every call.
-func appendTime(b []byte, t Time) []byte {
-	if t.IsZero() {
-		return append(b, zeroTime...)
-	}
-	u := t.UTC()
-	year, month, day := u.Date()
-	if year < 0 || year > 9999 {
-		return u.AppendFormat(b, timeLayout)
-	}
-	hour, minute, sec := u.Clock()
-	b = appendDigits(b, year, 4)
-	b = append(b, '-')
-	b = appendDigits(b, int(month), 2)
-	b = append(b, '-')
-	b = appendDigits(b, day, 2)
-	b = append(b, 'T')
-	b = appendDigits(b, hour, 2)
-	b = append(b, ':')
-	b = appendDigits(b, minute, 2)
-	b = append(b, ':')
-	b = appendDigits(b, sec, 2)
-	b = append(b, '.')
-	b = appendDigits(b, u.Nanosecond()/100, 7)
-	return append(b, 'Z')
-}
-
-// appendDigits appends the n last decimal digits of v >= 0, zero-padded.
-func appendDigits(b []byte, v, n int) []byte {
-	var buf [8]byte
-	for i := n - 1; i >= 0; i-- {
-		buf[i] = byte('0' + v%10)
-		v /= 10
-	}
-	return append(b, buf[:n]...)
 }
 
 func (e *jsonEncoder) optString(s *string) {
@@ -1034,17 +993,11 @@ func (e *jsonEncoder) string(s string) {
 	e.b = append(e.b, '"')
 }
 
-// formatTime is t.String(), faster (appendTime).
-func formatTime(t Time) string {
-	var buf [32]byte
-	return string(appendTime(buf[:0], t))
-}
-
 // AppendTwinDoc appends json.Marshal(r.TwinDoc()) to b, without building
 // the document: reads and writes of twins answer with it. It returns false
 // for what it leaves to json.Marshal (values it does not know, property
 // names that TwinDoc would overwrite).
-func AppendTwinDoc(b []byte, r *Record) ([]byte, bool) {
+func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
 	e := jsonEncoder{b: b, ok: true}
 	auth := r.Auth()
 	e.b = append(e.b, `{"authenticationType":`...)
@@ -1056,7 +1009,7 @@ func AppendTwinDoc(b []byte, r *Record) ([]byte, bool) {
 	}
 	var c2d int
 	var state, deviceID string
-	var lastActivity Time
+	var lastActivity twinhub.Time
 	if m := r.Module; m != nil {
 		c2d, state, deviceID, lastActivity = m.CloudToDeviceMessageCount, m.ConnectionState, m.DeviceID, m.LastActivityTime
 	} else {
@@ -1068,11 +1021,11 @@ func AppendTwinDoc(b []byte, r *Record) ([]byte, bool) {
 	e.field("connectionState", false)
 	e.string(state)
 	e.field("deviceEtag", false)
-	e.string(IdentityETag(r.IdentityVersion))
+	e.string(twinhub.IdentityETag(r.IdentityVersion))
 	e.field("deviceId", false)
 	e.string(deviceID)
 	e.field("etag", false)
-	e.string(TwinETag(r.Twin.Version))
+	e.string(twinhub.TwinETag(r.Twin.Version))
 	e.field("lastActivityTime", false)
 	e.time(lastActivity)
 	e.field("modelId", false)
@@ -1106,7 +1059,7 @@ func AppendTwinDoc(b []byte, r *Record) ([]byte, bool) {
 
 // AppendDeviceTwin appends r.DeviceTwinDoc() as MarshalNoHTML encodes
 // it: no HTML escaping.
-func AppendDeviceTwin(b []byte, r *Record) ([]byte, bool) {
+func AppendDeviceTwin(b []byte, r *twinhub.Record) ([]byte, bool) {
 	e := jsonEncoder{b: b, ok: true, noHTML: true}
 	e.b = append(e.b, `{"desired":`...)
 	e.wire(&r.Twin.Desired, false)
@@ -1126,7 +1079,7 @@ func (e *jsonEncoder) optional(s *string) {
 }
 
 // wire writes p.Wire(withMetadata).
-func (e *jsonEncoder) wire(p *Properties, withMetadata bool) {
+func (e *jsonEncoder) wire(p *twinhub.Properties, withMetadata bool) {
 	keys := make([]string, 0, len(p.Values)+2)
 	for k := range p.Values {
 		if k == "$version" || k == "$metadata" {
@@ -1160,9 +1113,9 @@ func (e *jsonEncoder) wire(p *Properties, withMetadata bool) {
 }
 
 // metadataWire writes m.wire(values).
-func (e *jsonEncoder) metadataWire(m *Metadata, values map[string]any) {
+func (e *jsonEncoder) metadataWire(m *twinhub.Metadata, values map[string]any) {
 	if m == nil {
-		m = &Metadata{}
+		m = &twinhub.Metadata{}
 	}
 	keys := make([]string, 0, len(m.Children)+2)
 	for k := range m.Children {
