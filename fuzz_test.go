@@ -31,7 +31,7 @@ func FuzzTwinUpdate(f *testing.F) {
 			}
 			return
 		}
-		if err := tw.Apply(u, replace, Now()); err != nil {
+		if err := tw.Apply(u, Now()); err != nil {
 			if AsError(err).Status != 403 {
 				t.Fatalf("only size limits may refuse a parsed update: %v", err)
 			}

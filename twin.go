@@ -68,12 +68,18 @@ func newProperties(now Time) Properties {
 	return Properties{Values: map[string]any{}, Version: 1, Metadata: &Metadata{LastUpdated: now}}
 }
 
-// TwinUpdate is what a back end asks of a twin: tags and desired
-// properties to merge (PATCH) or to replace (PUT). A nil map means the
-// request did not mention that part.
+// TwinUpdate is one change to a twin, whoever asks for it: a back end's
+// tags and desired properties to merge (PATCH) or, with Replace, to
+// replace (PUT), or a device's reported properties to merge. A nil map
+// means the change does not touch that part. Twin.Apply applies it with
+// IoT Hub's version and metadata rules.
 type TwinUpdate struct {
 	Tags    map[string]any
 	Desired map[string]any
+	// Replace makes Tags and Desired replace their sections.
+	Replace bool
+	// Reported is a device's patch of its reported properties.
+	Reported map[string]any
 }
 
 // ParseTwinUpdate decodes the body of PATCH or PUT /twins/{id}. It checks
@@ -119,6 +125,7 @@ func ParseTwinUpdate(body []byte, replace bool) (TwinUpdate, error) {
 		}
 	}
 	if replace {
+		u.Replace = true
 		if u.Tags == nil {
 			u.Tags = map[string]any{}
 		}
@@ -287,18 +294,28 @@ func (t *Twin) UpdateReported(patch map[string]any, now Time) error {
 	return t.Reported.update("Reported", patch, false, now, false, MaxReportedSize)
 }
 
-// Apply performs a back end's update and counts it in the twin's version.
-func (t *Twin) Apply(u TwinUpdate, replace bool, now Time) error {
-	if u.Tags == nil && u.Desired == nil {
+// Apply makes a change to the twin and counts it in the twin's version:
+// tags, then desired properties (each section's $version goes up and
+// its metadata is stamped with now), then reported properties. An error
+// (a size limit) may leave the twin partly changed: callers apply to a
+// copy, as the hub's writer does. An update that touches nothing changes
+// nothing.
+func (t *Twin) Apply(u TwinUpdate, now Time) error {
+	if u.Tags == nil && u.Desired == nil && u.Reported == nil {
 		return nil
 	}
 	if u.Tags != nil {
-		if err := t.UpdateTags(u.Tags, replace); err != nil {
+		if err := t.UpdateTags(u.Tags, u.Replace); err != nil {
 			return err
 		}
 	}
 	if u.Desired != nil {
-		if err := t.UpdateDesired(u.Desired, replace, now); err != nil {
+		if err := t.UpdateDesired(u.Desired, u.Replace, now); err != nil {
+			return err
+		}
+	}
+	if u.Reported != nil {
+		if err := t.UpdateReported(u.Reported, now); err != nil {
 			return err
 		}
 	}

@@ -116,14 +116,14 @@ func TestTwinApplyCountsVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tw.Apply(u, false, at(1)); err != nil {
+	if err := tw.Apply(u, at(1)); err != nil {
 		t.Fatal(err)
 	}
 	if tw.Version != 2 || tw.Desired.Version != 2 || tw.Reported.Version != 1 {
 		t.Errorf("versions after one update: twin %d desired %d reported %d, want 2 2 1", tw.Version, tw.Desired.Version, tw.Reported.Version)
 	}
 	tagsOnly, _ := ParseTwinUpdate([]byte(`{"tags":{"a":1}}`), false)
-	tw.Apply(tagsOnly, false, at(2))
+	tw.Apply(tagsOnly, at(2))
 	if tw.Version != 3 || tw.Desired.Version != 2 {
 		t.Errorf("a tags-only update: twin %d desired %d, want 3 2", tw.Version, tw.Desired.Version)
 	}
@@ -135,12 +135,12 @@ func TestTwinApplyCountsVersions(t *testing.T) {
 func TestTwinReplace(t *testing.T) {
 	tw := NewTwin(at(0))
 	u, _ := ParseTwinUpdate([]byte(`{"tags":{"a":1,"b":2},"properties":{"desired":{"x":1,"y":2}}}`), false)
-	tw.Apply(u, false, at(1))
+	tw.Apply(u, at(1))
 	r, err := ParseTwinUpdate([]byte(`{"tags":{"c":3}}`), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tw.Apply(r, true, at(2)); err != nil {
+	if err := tw.Apply(r, at(2)); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(tw.Tags, mustJSON(t, `{"c":3}`)) || len(tw.Desired.Values) != 0 {
@@ -215,7 +215,7 @@ func TestTwinLimits(t *testing.T) {
 func TestTwinSizeLimitsWriteNothing(t *testing.T) {
 	tw := NewTwin(at(0))
 	u, _ := ParseTwinUpdate([]byte(`{"tags":{"keep":1},"properties":{"desired":{"keep":1}}}`), false)
-	tw.Apply(u, false, at(1))
+	tw.Apply(u, at(1))
 	before, _ := json.Marshal(tw)
 
 	big := func(n int) string { return `"` + strings.Repeat("x", n) + `"` }
@@ -235,7 +235,7 @@ func TestTwinSizeLimitsWriteNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: parse: %v", name, err)
 		}
-		if err := tw.Apply(u, false, at(2)); AsError(err).Status != 403 || AsError(err).Code != "DeviceModelMaxPropertiesExceeded" {
+		if err := tw.Apply(u, at(2)); AsError(err).Status != 403 || AsError(err).Code != "DeviceModelMaxPropertiesExceeded" {
 			t.Errorf("%s: %v, want a 403 DeviceModelMaxPropertiesExceeded", name, err)
 		}
 		after, _ := json.Marshal(tw)
@@ -305,7 +305,7 @@ func pretty(v any) string {
 func BenchmarkTwinPatchDesired(b *testing.B) {
 	tw := NewTwin(Now())
 	base, _ := ParseTwinUpdate([]byte(`{"properties":{"desired":{"a":1,"b":{"c":"x","d":[1,2,3]},"e":true,"f":"some string value"}}}`), false)
-	tw.Apply(base, false, Now())
+	tw.Apply(base, Now())
 	body := []byte(`{"properties":{"desired":{"power_level":5,"b":{"c":"y"}}}}`)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -313,7 +313,7 @@ func BenchmarkTwinPatchDesired(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := tw.Apply(u, false, Now()); err != nil {
+		if err := tw.Apply(u, Now()); err != nil {
 			b.Fatal(err)
 		}
 	}

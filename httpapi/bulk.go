@@ -166,6 +166,7 @@ func (a *API) importTwin(r *http.Request, k twinhub.Key, e importIdentity, ifMat
 	if err != nil {
 		return err
 	}
-	_, err = a.hub.UpdateTwin(r.Context(), k, u, replace, ifMatch)
+	u.Replace = replace
+	_, err = a.hub.UpdateTwin(r.Context(), k, u, ifMatch)
 	return err
 }

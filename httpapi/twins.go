@@ -33,7 +33,7 @@ func (a *API) updateTwin(r *http.Request, replace bool) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	doc, err := a.hub.UpdateTwinJSON(r.Context(), twinKey(r), u, replace, r.Header.Get("If-Match"))
+	doc, err := a.hub.UpdateTwin(r.Context(), twinKey(r), u, r.Header.Get("If-Match"))
 	if err != nil {
 		return 0, nil, err
 	}

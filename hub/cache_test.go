@@ -220,10 +220,10 @@ func TestCacheStaleEntry(t *testing.T) {
 			// record has an older one.
 			s.otherWriter(t, k, func(r *twinhub.Record) { r.Twin.Version += 10 })
 			current, _, _ := s.Get(ctx, k)
-			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, twinhub.TwinETag(current.Twin.Version)); err != nil {
+			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, twinhub.TwinETag(current.Twin.Version)); err != nil {
 				t.Fatalf("If-Match of the current etag, stale entry: %v", err)
 			}
-			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 2.0}}, false, twinhub.TwinETag(current.Twin.Version)); twinhub.AsError(err).Status != 412 {
+			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 2.0}}, twinhub.TwinETag(current.Twin.Version)); twinhub.AsError(err).Status != 412 {
 				t.Fatalf("If-Match of an old etag: %v, want 412", err)
 			}
 			// An identity change by the other node: the etag check of a
@@ -309,7 +309,7 @@ func TestCacheDeleteDropsEntry(t *testing.T) {
 		t.Error("a device another node deleted is still cached after a write failed")
 	}
 	h.cache.put(k, &twinhub.Record{Device: second, Twin: twinhub.NewTwin(twinhub.Now())}, 1)
-	if _, err := h.GetTwin(ctx, k); twinhub.AsError(err).Status != 404 {
+	if _, err := h.TwinJSON(ctx, k); twinhub.AsError(err).Status != 404 {
 		t.Errorf("read of a device another node deleted: %v, want 404", err)
 	}
 	if h.cache.get(k) != nil {
@@ -393,7 +393,7 @@ func TestCachedEntriesNeverChange(t *testing.T) {
 	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 1.0}}, Desired: map[string]any{"d": map[string]any{"e": 1.0}}}, false, "*"); err != nil {
+	if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 1.0}}, Desired: map[string]any{"d": map[string]any{"e": 1.0}}}, "*"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.UpdateReported(ctx, k, map[string]any{"r": map[string]any{"s": 1.0}}); err != nil {
@@ -415,11 +415,11 @@ func TestCachedEntriesNeverChange(t *testing.T) {
 	big := map[string]any{"big": string(make([]byte, 4000))}
 	for _, write := range []func() error{
 		func() error {
-			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 2.0, "v": nil}}, Desired: map[string]any{"d": map[string]any{"e": nil}}}, false, "*")
+			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"t": map[string]any{"u": 2.0, "v": nil}}, Desired: map[string]any{"d": map[string]any{"e": nil}}}, "*")
 			return err
 		},
 		func() error {
-			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{}, Desired: map[string]any{"x": 1.0}}, true, "*")
+			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{}, Desired: map[string]any{"x": 1.0}, Replace: true}, "*")
 			return err
 		},
 		func() error {
@@ -432,7 +432,7 @@ func TestCachedEntriesNeverChange(t *testing.T) {
 			return err
 		},
 		func() error {
-			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, "nope")
+			_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, "nope")
 			return err
 		},
 		func() error {

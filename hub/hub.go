@@ -608,17 +608,8 @@ func (h *Hub) ListModules(ctx context.Context, id string) ([]*twinhub.Module, er
 
 // --- twins ---
 
-// GetTwin returns the twin of a device or module as REST shows it. The
-// document is the caller's to change.
-func (h *Hub) GetTwin(ctx context.Context, k twinhub.Key) (map[string]any, error) {
-	rec, err := h.get(ctx, k)
-	if err != nil {
-		return nil, err
-	}
-	return rec.Clone().TwinDoc(), nil
-}
-
-// TwinJSON is GetTwin encoded as json.Marshal encodes it, rendered once
+// TwinJSON is the twin of a device or module as GET /twins/{id} shows
+// it (Record.TwinDoc encoded as json.Marshal encodes it), rendered once
 // per revision of the twin. The slice is shared: do not change it.
 func (h *Hub) TwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error) {
 	e, err := h.getEntry(ctx, k)
@@ -628,39 +619,45 @@ func (h *Hub) TwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error) {
 	return e.twin()
 }
 
-// UpdateTwin merges (PATCH) or replaces (PUT) tags and desired properties
-// if ifMatch matches the twin's etag, then tells the device's connections
-// about the desired change. It returns the new twin as GetTwin does.
-func (h *Hub) UpdateTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, replace bool, ifMatch string) (map[string]any, error) {
-	e, err := h.updateTwin(ctx, k, u, replace, ifMatch)
-	if err != nil {
-		return nil, err
-	}
-	return e.rec.Clone().TwinDoc(), nil
-}
-
-// UpdateTwinJSON is UpdateTwin returning the new twin as TwinJSON does.
-func (h *Hub) UpdateTwinJSON(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, replace bool, ifMatch string) ([]byte, error) {
-	e, err := h.updateTwin(ctx, k, u, replace, ifMatch)
+// UpdateTwin makes a back end's change to a twin (PATCH, PUT, bulk
+// import, jobs) if ifMatch matches the twin's etag, and returns the new
+// twin as TwinJSON does.
+func (h *Hub) UpdateTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, ifMatch string) ([]byte, error) {
+	e, err := h.writeTwin(ctx, k, u, ifMatch)
 	if err != nil {
 		return nil, err
 	}
 	return e.twin()
 }
 
-func (h *Hub) updateTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, replace bool, ifMatch string) (*cachedRecord, error) {
+// UpdateReported merges a device's reported-properties patch and returns
+// the new reported $version.
+func (h *Hub) UpdateReported(ctx context.Context, k twinhub.Key, patch map[string]any) (int64, error) {
+	e, err := h.writeTwin(ctx, k, twinhub.TwinUpdate{Reported: patch}, "")
+	if err != nil {
+		return 0, err
+	}
+	return e.rec.Twin.Reported.Version, nil
+}
+
+// writeTwin is the one function that changes a twin, whoever asks: it
+// checks ifMatch against the twin's etag, applies u (Twin.Apply: the
+// limits, versions and metadata), stores the record with compare-and-set
+// (modify), and then tells the identity's connections, on every node,
+// about a desired change.
+func (h *Hub) writeTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, ifMatch string) (*cachedRecord, error) {
 	e, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
 		if !etagMatches(ifMatch, twinhub.TwinETag(rec.Twin.Version)) {
 			return twinhub.ErrPreconditionFailed("twin")
 		}
-		return rec.Twin.Apply(u, replace, twinhub.Now())
+		return rec.Twin.Apply(u, twinhub.Now())
 	})
 	if err != nil {
 		return nil, err
 	}
 	if u.Desired != nil {
 		patch := u.Desired
-		if replace {
+		if u.Replace {
 			patch = e.rec.Twin.Desired.Values
 		}
 		h.publishDesired(k, e.rec.Twin.Desired.Version, patch)
@@ -678,22 +675,6 @@ func (h *Hub) DeviceTwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error)
 		return nil, err
 	}
 	return e.deviceTwin()
-}
-
-// UpdateReported merges a device's reported-properties patch and returns
-// the new reported $version.
-func (h *Hub) UpdateReported(ctx context.Context, k twinhub.Key, patch map[string]any) (int64, error) {
-	rec, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
-		if err := rec.Twin.UpdateReported(patch, twinhub.Now()); err != nil {
-			return err
-		}
-		rec.Twin.Version++
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return rec.rec.Twin.Reported.Version, nil
 }
 
 // writeConnectionState stores that an identity connected or disconnected

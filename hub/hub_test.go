@@ -63,10 +63,7 @@ func TestConcurrentReportedPatchesLoseNothing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	doc, err := h.GetTwin(ctx, twinhub.DeviceKey("d1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := hubtest.Twin(t, h, twinhub.DeviceKey("d1"))
 	reported := doc["properties"].(map[string]any)["reported"].(map[string]any)
 	if got := reported["$version"]; got != float64(1+writers*each) {
 		t.Errorf("reported $version = %v, want %d", got, 1+writers*each)
@@ -98,7 +95,7 @@ func TestConcurrentPatchesOnTwoNodesLoseNothing(t *testing.T) {
 			for i := range each {
 				var err error
 				if i%5 == 4 {
-					_, err = node.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)}}, false, "*")
+					_, err = node.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)}}, "*")
 				} else {
 					_, err = node.UpdateReported(ctx, k, map[string]any{fmt.Sprintf("w%d_%d", w, i): float64(i)})
 				}
@@ -111,10 +108,7 @@ func TestConcurrentPatchesOnTwoNodesLoseNothing(t *testing.T) {
 	wg.Wait()
 	tags, reports := writers*each/5, writers*each*4/5
 	for _, node := range []*hub.Hub{a, b} {
-		doc, err := node.GetTwin(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
+		doc := hubtest.Twin(t, node, k)
 		reported := doc["properties"].(map[string]any)["reported"].(map[string]any)
 		if got := reported["$version"]; got != float64(1+reports) {
 			t.Errorf("reported $version = %v, want %d", got, 1+reports)
@@ -146,7 +140,7 @@ func TestReadsSeeWritesOfOtherNodes(t *testing.T) {
 		if i%2 == 1 {
 			writer, reader = b, a
 		}
-		if _, err := reader.GetTwin(ctx, k); err != nil { // caches it on the reader
+		if _, err := reader.TwinJSON(ctx, k); err != nil { // caches it on the reader
 			t.Fatal(err)
 		}
 		if _, err := writer.UpdateReported(ctx, k, map[string]any{"i": float64(i)}); err != nil {
@@ -171,7 +165,7 @@ func TestReadsSeeWritesOfOtherNodes(t *testing.T) {
 			t.Fatalf("write %d: the other node's device twin %s lacks %s", i, dt, want)
 		}
 		etag := doc["etag"].(string)
-		if _, err := writer.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"i": float64(i)}}, false, etag); err != nil {
+		if _, err := writer.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: map[string]any{"i": float64(i)}}, etag); err != nil {
 			t.Fatalf("write %d: an etag read on the other node: %v", i, err)
 		}
 	}
@@ -186,7 +180,7 @@ func TestQueryReadsItsWrites(t *testing.T) {
 	for i := range 50 {
 		plant := fmt.Sprintf("plant-%d", i)
 		u := twinhub.TwinUpdate{Tags: map[string]any{"plant": plant}}
-		if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), u, false, "*"); err != nil {
+		if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), u, "*"); err != nil {
 			t.Fatal(err)
 		}
 		page, err := h.Query(ctx, "SELECT * FROM devices WHERE tags.plant = '"+plant+"'", 100, "")
@@ -281,15 +275,15 @@ func TestETags(t *testing.T) {
 	if err := h.DeleteDevice(ctx, "d1", d.ETag); statusOf(err) != 412 {
 		t.Errorf("delete with a stale etag: %v, want 412", err)
 	}
-	twin, _ := h.GetTwin(ctx, twinhub.DeviceKey("d1"))
+	twin := hubtest.Twin(t, h, twinhub.DeviceKey("d1"))
 	etag := twin["etag"].(string)
-	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, false, etag); err != nil {
+	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"a": 1.0}}, etag); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"a": 2.0}}, false, etag); statusOf(err) != 412 {
+	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"a": 2.0}}, etag); statusOf(err) != 412 {
 		t.Errorf("twin update with a stale etag: %v, want 412", err)
 	}
-	after, _ := h.GetTwin(ctx, twinhub.DeviceKey("d1"))
+	after := hubtest.Twin(t, h, twinhub.DeviceKey("d1"))
 	if after["status"] != "disabled" || after["tags"].(map[string]any)["a"] != 1.0 {
 		t.Errorf("a disabled device keeps its twin and shows its status: %v", after)
 	}
@@ -515,7 +509,7 @@ func TestQueryReadsWritesOfOtherNodes(t *testing.T) {
 	}
 	for i := range 50 {
 		plant := fmt.Sprintf("plant-%d", i)
-		if _, err := a.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"plant": plant}}, false, "*"); err != nil {
+		if _, err := a.UpdateTwin(ctx, twinhub.DeviceKey("d1"), twinhub.TwinUpdate{Tags: map[string]any{"plant": plant}}, "*"); err != nil {
 			t.Fatal(err)
 		}
 		page, err := b.Query(ctx, "SELECT * FROM devices WHERE tags.plant = '"+plant+"'", 100, "")
@@ -625,10 +619,7 @@ func TestTwoNodesWithoutRecordCacheLoseNothing(t *testing.T) {
 	wg.Wait()
 	want := turns + writers*each
 	for _, h := range []*hub.Hub{a, b} {
-		doc, err := h.GetTwin(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
+		doc := hubtest.Twin(t, h, k)
 		reported := doc["properties"].(map[string]any)["reported"].(map[string]any)
 		if got := len(reported) - 2; got != want {
 			t.Errorf("%d reported properties, want %d", got, want)

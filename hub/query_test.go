@@ -12,6 +12,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/internal/recordtest"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/query"
@@ -52,11 +53,11 @@ func makeFleet(t *testing.T, h *hub.Hub) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, false, "*"); err != nil {
+		if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, "*"); err != nil {
 			t.Fatal(err)
 		}
 		for v := 2; v < tw.DesiredVersion; v++ {
-			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: obj(tw.Desired)}, false, "*"); err != nil {
+			if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: obj(tw.Desired)}, "*"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -94,10 +95,7 @@ func allTwins(t *testing.T, h *hub.Hub, modules bool) []map[string]any {
 			}
 		}
 		for _, k := range keys {
-			doc, err := h.GetTwin(ctx, k)
-			if err != nil {
-				t.Fatal(err)
-			}
+			doc := hubtest.Twin(t, h, k)
 			out = append(out, doc)
 		}
 	}
@@ -202,7 +200,7 @@ func TestQueryPagingUnderChanges(t *testing.T) {
 		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a", "i": float64(i)}}, false, "*"); err != nil {
+		if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a", "i": float64(i)}}, "*"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,7 +232,7 @@ func TestQueryPagingUnderChanges(t *testing.T) {
 					continue
 				}
 				u := twinhub.TwinUpdate{Tags: map[string]any{"v": float64(page)}}
-				if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), u, false, "*"); err != nil {
+				if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), u, "*"); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -249,7 +247,7 @@ func TestQueryPagingUnderChanges(t *testing.T) {
 				if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a"}}, false, "*"); err != nil {
+				if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a"}}, "*"); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -278,7 +276,7 @@ func TestQueryPagingUnderChanges(t *testing.T) {
 			if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a"}}, false, "*"); err != nil {
+			if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"fleet": "a"}}, "*"); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -465,7 +465,7 @@ func fleetRecord(t testing.TB, tw querytest.Twin) *twinhub.Record {
 		rec.Device = &twinhub.Device{DeviceID: tw.DeviceID, Status: tw.Status, ConnectionState: tw.ConnectionState,
 			LastActivityTime: last, Authentication: auth, Capabilities: twinhub.Capabilities{IoTEdge: tw.IoTEdge}}
 	}
-	if err := rec.Twin.Apply(twinhub.TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, false, now); err != nil {
+	if err := rec.Twin.Apply(twinhub.TwinUpdate{Tags: obj(tw.Tags), Desired: obj(tw.Desired)}, now); err != nil {
 		t.Fatal(err)
 	}
 	for rec.Twin.Desired.Version < int64(tw.DesiredVersion) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
@@ -47,10 +48,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func connectionState(t testing.TB, h *hub.Hub, k twinhub.Key) string {
 	t.Helper()
-	doc, err := h.GetTwin(context.Background(), k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := hubtest.Twin(t, h, k)
 	return doc["connectionState"].(string)
 }
 
@@ -98,14 +96,14 @@ func TestTwin(t *testing.T) {
 			if status != 204 || q.Get("$rid") != "abc-1" || q.Get("$version") != "2" {
 				t.Fatalf("PATCH reply on %s", m.Topic())
 			}
-			doc, _ := e.hub.GetTwin(ctx, twinhub.DeviceKey("dev1"))
+			doc := hubtest.Twin(t, e.hub, twinhub.DeviceKey("dev1"))
 			rep := doc["properties"].(map[string]any)["reported"].(map[string]any)
 			if rep["connectivity"].(map[string]any)["type"] != "cellular" {
 				t.Errorf("reported after PATCH: %v", rep)
 			}
 
 			// Desired: the back end's patch arrives with its $version.
-			if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("dev1"), twinhub.TwinUpdate{Desired: map[string]any{"power_level": 3.0}}, false, "*"); err != nil {
+			if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("dev1"), twinhub.TwinUpdate{Desired: map[string]any{"power_level": 3.0}}, "*"); err != nil {
 				t.Fatal(err)
 			}
 			m = c.next(t, "$iothub/twin/PATCH/properties/desired/")
@@ -154,18 +152,18 @@ func TestModuleTwin(t *testing.T) {
 	if m := c.next(t, "$iothub/twin/res/"); !strings.HasPrefix(m.Topic(), "$iothub/twin/res/204/?$rid=1&$version=2") {
 		t.Errorf("reply %s", m.Topic())
 	}
-	mt, _ := e.hub.GetTwin(ctx, twinhub.ModuleKey("edge", "mod1"))
+	mt := hubtest.Twin(t, e.hub, twinhub.ModuleKey("edge", "mod1"))
 	if mt["properties"].(map[string]any)["reported"].(map[string]any)["temp"] != 21.0 || mt["connectionState"] != twinhub.StateConnected {
 		t.Errorf("module twin %v", mt)
 	}
-	dt, _ := e.hub.GetTwin(ctx, twinhub.DeviceKey("edge"))
+	dt := hubtest.Twin(t, e.hub, twinhub.DeviceKey("edge"))
 	if dt["properties"].(map[string]any)["reported"].(map[string]any)["temp"] != nil || dt["connectionState"] != twinhub.StateDisconnected {
 		t.Errorf("the device twin changed with its module's: %v", dt)
 	}
-	if _, err := e.hub.UpdateTwin(ctx, twinhub.ModuleKey("edge", "mod1"), twinhub.TwinUpdate{Desired: map[string]any{"x": "y"}}, false, "*"); err != nil {
+	if _, err := e.hub.UpdateTwin(ctx, twinhub.ModuleKey("edge", "mod1"), twinhub.TwinUpdate{Desired: map[string]any{"x": "y"}}, "*"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("edge"), twinhub.TwinUpdate{Desired: map[string]any{"device": "only"}}, false, "*"); err != nil {
+	if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("edge"), twinhub.TwinUpdate{Desired: map[string]any{"device": "only"}}, "*"); err != nil {
 		t.Fatal(err)
 	}
 	m2 := c.next(t, "$iothub/twin/PATCH/properties/desired/")
@@ -466,7 +464,7 @@ func TestPersistentSession(t *testing.T) {
 	c = e.mustConnect("dev1", clientOpts{password: tok})
 	c.publish(t, "$iothub/twin/GET/?$rid=1", 0, " ")
 	c.next(t, "$iothub/twin/res/200/?$rid=1")
-	e.hub.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: map[string]any{"a": 1.0}}, false, "*")
+	e.hub.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: map[string]any{"a": 1.0}}, "*")
 	c.next(t, "$iothub/twin/PATCH/properties/desired/?$version=2")
 	c.Disconnect(100)
 	waitFor(t, "Disconnected", func() bool { return connectionState(t, e.hub, k) == twinhub.StateDisconnected })
@@ -474,7 +472,7 @@ func TestPersistentSession(t *testing.T) {
 	// CleanSession=1: no desired notifications without a subscription.
 	// (Twin replies go to whoever asked, subscribed or not: see handlers.go.)
 	c = e.mustConnect("dev1", clientOpts{password: tok, clean: true})
-	e.hub.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: map[string]any{"a": 2.0}}, false, "*")
+	e.hub.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: map[string]any{"a": 2.0}}, "*")
 	c.none(t, 500*time.Millisecond)
 }
 
@@ -496,7 +494,7 @@ func TestDesiredOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("dev1"), twinhub.TwinUpdate{Desired: map[string]any{fmt.Sprintf("w%d", w): float64(i)}}, false, "*"); err != nil {
+				if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("dev1"), twinhub.TwinUpdate{Desired: map[string]any{fmt.Sprintf("w%d", w): float64(i)}}, "*"); err != nil {
 					t.Error(err)
 				}
 			}
@@ -535,7 +533,7 @@ func TestSlowReader(t *testing.T) {
 	// the kernel's socket buffers take, until the hub gives up on it.
 	blob := strings.Repeat("z", 30000)
 	for i := 0; i < 2000 && connectionState(t, e.hub, twinhub.DeviceKey("slow")) == twinhub.StateConnected; i++ {
-		if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("slow"), twinhub.TwinUpdate{Desired: map[string]any{"blob": blob, "i": float64(i)}}, false, "*"); err != nil {
+		if _, err := e.hub.UpdateTwin(ctx, twinhub.DeviceKey("slow"), twinhub.TwinUpdate{Desired: map[string]any{"blob": blob, "i": float64(i)}}, "*"); err != nil {
 			t.Fatal(err)
 		}
 	}

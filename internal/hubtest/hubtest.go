@@ -4,6 +4,7 @@ package hubtest
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/sas"
@@ -121,4 +123,25 @@ func (h *Hub) ServiceToken(policy string) string {
 		panic(err)
 	}
 	return tok
+}
+
+// TwinReader is what Twin reads a twin from: a hub.Hub, or a Hub of this
+// package.
+type TwinReader interface {
+	TwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error)
+}
+
+// Twin returns the twin of k as GET /twins/{id} shows it, decoded, and
+// fails the test if it cannot be read.
+func Twin(t testing.TB, h TwinReader, k twinhub.Key) map[string]any {
+	t.Helper()
+	data, err := h.TwinJSON(context.Background(), k)
+	if err != nil {
+		t.Fatalf("reading the twin of %s: %v", k, err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("the twin of %s is not JSON: %v", k, err)
+	}
+	return doc
 }

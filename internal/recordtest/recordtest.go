@@ -82,7 +82,8 @@ func RandomRecord(r *rand.Rand, k twinhub.Key) *twinhub.Record {
 		if r.IntN(2) == 0 {
 			u.Desired = RandomObject(r, 2)
 		}
-		_ = rec.Twin.Apply(u, r.IntN(5) == 0, now)
+		u.Replace = r.IntN(5) == 0
+		_ = rec.Twin.Apply(u, now)
 		if r.IntN(2) == 0 {
 			_ = rec.Twin.UpdateReported(RandomObject(r, 3), now)
 		}
