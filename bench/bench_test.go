@@ -23,7 +23,7 @@ func startHub(t *testing.T) *Target {
 	t.Helper()
 	h := hubtest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := mqtttest.Serve(t, h.Hub, mqtttest.Options{MQTT: mqtt.Options{Log: log}, HTTP: httpapi.New(h.Hub, log)})
+	s := mqtttest.Serve(t, h.Hub, mqtttest.Options{MQTT: mqtt.Options{Log: log}, HTTP: httpapi.New(h.Hub, httpapi.Options{Log: log})})
 	owner := h.Policy("iothubowner")
 	return &Target{
 		Host: hubtest.Host, HTTPSAddr: s.HTTPSAddr, MQTTAddr: s.MQTTAddr,

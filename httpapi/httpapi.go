@@ -36,9 +36,23 @@ type API struct {
 	limits *throttle.Throttle
 }
 
+// Options configure the REST API.
+type Options struct {
+	Log *slog.Logger
+	// Throttle limits the rate of authorized requests by class (twin
+	// reads and updates, registry operations, queries); a request over
+	// its rate gets 429 ThrottlingException, as from IoT Hub. It comes
+	// after authorization, so that requests without valid credentials
+	// cannot use up the rates of the ones with. nil limits nothing.
+	Throttle *throttle.Throttle
+}
+
 // New returns the REST API of hub as an http.Handler.
-func New(core *hub.Hub, log *slog.Logger) *API {
-	a := &API{hub: core, log: log, mux: http.NewServeMux()}
+func New(core *hub.Hub, o Options) *API {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	a := &API{hub: core, log: o.Log, limits: o.Throttle, mux: http.NewServeMux()}
 	read := []sas.Permission{sas.RegistryRead}
 	write := []sas.Permission{sas.RegistryWrite}
 	twinRead := []sas.Permission{sas.ServiceConnect, sas.RegistryRead}

@@ -21,11 +21,15 @@ type testAPI struct {
 	read  string // a SAS token of the registryRead policy
 }
 
-func newTestAPI(t testing.TB) *testAPI {
+func newTestAPI(t testing.TB, o ...Options) *testAPI {
 	t.Helper()
 	h := hubtest.New(t)
+	opts := Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if len(o) > 0 {
+		opts = o[0]
+	}
 	return &testAPI{
-		api:   New(h.Hub, slog.New(slog.NewTextHandler(io.Discard, nil))),
+		api:   New(h.Hub, opts),
 		owner: h.ServiceToken("iothubowner"),
 		read:  h.ServiceToken("registryRead"),
 	}
@@ -196,7 +200,7 @@ func FuzzRequestBodies(f *testing.F) {
 // statistics.
 func TestScopedServiceTokens(t *testing.T) {
 	h := hubtest.New(t)
-	api := New(h.Hub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	api := New(h.Hub, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	owner := h.Policy("iothubowner")
 	scoped := func(resource string) string {
 		tok, err := sas.NewToken(h.Host()+resource, owner.Name, owner.PrimaryKey, time.Now().Add(time.Hour))

@@ -29,7 +29,7 @@ func newMessagingAPI(t *testing.T) *messagingAPI {
 	h := hubtest.New(t, hubtest.WithMessaging())
 	return &messagingAPI{
 		testAPI: &testAPI{
-			api:   New(h.Hub, slog.New(slog.NewTextHandler(io.Discard, nil))),
+			api:   New(h.Hub, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}),
 			owner: h.ServiceToken("iothubowner"),
 			read:  h.ServiceToken("registryRead"),
 		},

@@ -8,13 +8,8 @@ import (
 	"github.com/twinhub/twinhub/throttle"
 )
 
-// SetThrottle limits the rate of authorized requests by class (twin reads
-// and updates, registry operations, queries); a request over its rate gets
-// 429 ThrottlingException, as from IoT Hub. Call it before serving.
-// Throttling comes after authorization, so that requests without valid
-// credentials cannot use up the rates of the ones with.
-func (a *API) SetThrottle(t *throttle.Throttle) { a.limits = t }
-
+// throttle answers 429 when the request's class is over its rate
+// (Options.Throttle).
 func (a *API) throttle(c throttle.Class) error {
 	if a.limits.Allow(c) {
 		return nil

@@ -34,8 +34,7 @@ func TestRouteClass(t *testing.T) {
 // ThrottlingException; an unauthorized one still gets 401 and uses up
 // nothing; other classes are served.
 func TestThrottled(t *testing.T) {
-	ta := newTestAPI(t)
-	ta.api.SetThrottle(throttle.New(throttle.Limits{TwinReads: throttle.Limit{PerSecond: 0.001, Burst: 2}}))
+	ta := newTestAPI(t, Options{Throttle: throttle.New(throttle.Limits{TwinReads: throttle.Limit{PerSecond: 0.001, Burst: 2}})})
 	ta.do("PUT", "/devices/d1?api-version=2021-04-12", ta.owner, `{}`)
 	for range 5 {
 		checkError(t, ta.do("GET", "/twins/d1?api-version=2021-04-12", "", ""), 401, "IotHubUnauthorizedAccess")

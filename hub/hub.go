@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/index"
@@ -33,9 +34,21 @@ type Hub struct {
 	subsMu sync.Mutex
 	subs   map[twinhub.Key]map[*desiredSub]struct{}
 
-	// messaging is the state of direct methods and device messages
-	// (ext.go).
-	messaging hubExt
+	// Messages (messages.go): the stores Config gave, fixed for the
+	// hub's life; without telemetry, events are acknowledged and dropped
+	// (said once, noted); without C2D, cloud-to-device messages are
+	// refused. c2dLocks are the locks of messages received over HTTPS.
+	telemetry twinhub.TelemetryStore
+	c2d       twinhub.C2DQueue
+	feedbacks twinhub.FeedbackStore
+	noted     sync.Once
+	c2dMu     sync.Mutex
+	c2dLocks  map[c2dLockKey]time.Time
+
+	// methodsOnce makes methodRouter, the node's direct-method router,
+	// on first use (methods.go).
+	methodsOnce  sync.Once
+	methodRouter *methodRouter
 }
 
 // Config is what a Hub needs to run.
@@ -48,9 +61,14 @@ type Config struct {
 	Log      *slog.Logger
 	// Telemetry and C2D store device-to-cloud and cloud-to-device
 	// messages; without them telemetry is dropped and C2D refused.
+	// Without Feedback, no C2D feedback is kept.
 	Telemetry twinhub.TelemetryStore
 	C2D       twinhub.C2DQueue
 	Feedback  twinhub.FeedbackStore
+	// C2DSweepInterval is how often expired cloud-to-device messages are
+	// deleted, with their feedback, when no delivery has come across
+	// them (0: never; `twinhub serve` sweeps every minute).
+	C2DSweepInterval time.Duration
 	// RecordCacheBytes bounds the decoded records the hub keeps to start
 	// writes and answer reads from (0: DefaultRecordCacheBytes, < 0: no
 	// cache).
@@ -72,6 +90,11 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		log:      c.Log,
 		index:    index.NewIndex(),
 		subs:     map[twinhub.Key]map[*desiredSub]struct{}{},
+
+		telemetry: c.Telemetry,
+		c2d:       c.C2D,
+		feedbacks: c.Feedback,
+		c2dLocks:  map[c2dLockKey]time.Time{},
 	}
 	if c.RecordCacheBytes == 0 {
 		c.RecordCacheBytes = DefaultRecordCacheBytes
@@ -95,11 +118,8 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 			h.log.Error("store watch ended", "err", err)
 		}
 	}()
-	if c.Telemetry != nil || c.C2D != nil {
-		h.UseMessaging(c.Telemetry, c.C2D)
-	}
-	if c.Feedback != nil {
-		h.UseFeedback(c.Feedback)
+	if c.C2D != nil && c.C2DSweepInterval > 0 {
+		go h.sweepC2DEvery(ctx, c.C2DSweepInterval)
 	}
 	if c.Bus != nil {
 		cancel, err := c.Bus.Subscribe(desiredSubject+">", h.deliverDesired)
@@ -458,7 +478,7 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 	h.RevokeConnections(twinhub.DeviceKey(id))
 	// A device created again under this id must not get the old one's
 	// cloud-to-device messages.
-	if _, q := h.stores(); q != nil {
+	if q := h.c2d; q != nil {
 		if _, err := q.Purge(ctx, id); err != nil {
 			h.log.Warn("purging the deleted device's cloud-to-device queue", "device", id, "err", err)
 		}

@@ -18,7 +18,7 @@ func (h *Hub) SendEventAsync(e *twinhub.Event, timeout time.Duration, done func(
 		done(twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize))
 		return
 	}
-	t, _ := h.stores()
+	t := h.telemetry
 	if a, ok := t.(twinhub.AsyncTelemetryStore); ok {
 		e.Enqueued = twinhub.Now()
 		a.AppendAsync(e, timeout, done)
@@ -31,16 +31,16 @@ func (h *Hub) SendEventAsync(e *twinhub.Event, timeout time.Duration, done func(
 }
 
 // SendEvent stores a device's telemetry, adding the enqueued time. The
-// hub's telemetry store must be set (UseMessaging); without one the event
+// hub's telemetry store must be set (Config.Telemetry); without one the event
 // is dropped, once with a warning.
 func (h *Hub) SendEvent(ctx context.Context, e *twinhub.Event) error {
 	if len(e.Body) > twinhub.MaxTelemetrySize {
 		return twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize)
 	}
-	t, _ := h.stores()
+	t := h.telemetry
 	if t == nil {
-		h.ext().noted.Do(func() {
-			h.logger().Warn("telemetry acknowledged but not stored: no telemetry store (said once)")
+		h.noted.Do(func() {
+			h.log.Warn("telemetry acknowledged but not stored: no telemetry store (said once)")
 		})
 		return nil
 	}
@@ -50,7 +50,7 @@ func (h *Hub) SendEvent(ctx context.Context, e *twinhub.Event) error {
 
 // ReadEvents reads telemetry; see TelemetryStore.Read.
 func (h *Hub) ReadEvents(ctx context.Context, f twinhub.EventFilter, fn func(*twinhub.Event) error) error {
-	t, _ := h.stores()
+	t := h.telemetry
 	if t == nil {
 		return twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this hub keeps no telemetry")
 	}
@@ -66,7 +66,7 @@ const c2dReadySubject = "twinhub.c2d.ready."
 // DeviceMaximumQueueDepthExceeded with 50 pending, 413 over 64 KB. ttl 0
 // means the default hour.
 func (h *Hub) SendC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage, ttl time.Duration) error {
-	_, q := h.stores()
+	q := h.c2d
 	if q == nil {
 		return twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this hub has no cloud-to-device queues")
 	}
@@ -130,7 +130,7 @@ func (h *Hub) WatchC2D(deviceID string, fn func()) (cancel func(), err error) {
 // NextC2D returns the first live message of a device after seq after,
 // removing expired ones on the way, or ErrNotFound.
 func (h *Hub) NextC2D(ctx context.Context, deviceID string, after uint64) (*twinhub.C2DMessage, error) {
-	_, q := h.stores()
+	q := h.c2d
 	if q == nil {
 		return nil, twinhub.ErrNotFound
 	}
@@ -156,7 +156,7 @@ func (h *Hub) NextC2D(ctx context.Context, deviceID string, after uint64) (*twin
 // CompleteC2D removes a delivered message from its queue, with feedback
 // if the message asked for it.
 func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
-	_, q := h.stores()
+	q := h.c2d
 	if q == nil {
 		return nil
 	}
@@ -173,7 +173,7 @@ func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMe
 // PurgeC2D deletes the pending messages of a device (DELETE
 // /devices/{id}/commands).
 func (h *Hub) PurgeC2D(ctx context.Context, deviceID string) (int, error) {
-	_, q := h.stores()
+	q := h.c2d
 	if q == nil {
 		return 0, nil
 	}
@@ -183,25 +183,9 @@ func (h *Hub) PurgeC2D(ctx context.Context, deviceID string) (int, error) {
 	return q.Purge(ctx, deviceID)
 }
 
-// UseFeedback gives the hub its feedback store; without one, no feedback
-// is kept.
-func (h *Hub) UseFeedback(f twinhub.FeedbackStore) {
-	x := h.ext()
-	x.mu.Lock()
-	x.feedback = f
-	x.mu.Unlock()
-}
-
-func (h *Hub) feedbackStore() twinhub.FeedbackStore {
-	x := h.ext()
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.feedback
-}
-
 // feedback records the outcome of m if its ack asks for it.
 func (h *Hub) feedback(ctx context.Context, deviceID string, m *twinhub.C2DMessage, status string) {
-	f := h.feedbackStore()
+	f := h.feedbacks
 	if f == nil {
 		return
 	}
@@ -218,13 +202,13 @@ func (h *Hub) feedback(ctx context.Context, deviceID string, m *twinhub.C2DMessa
 		OriginalMessageID: m.MessageID, Description: desc, DeviceGenerationID: gen,
 		DeviceID: deviceID, EnqueuedTimeUTC: twinhub.Now(), StatusCode: status,
 	}); err != nil {
-		h.logger().Warn("storing cloud-to-device feedback", "device", deviceID, "err", err)
+		h.log.Warn("storing cloud-to-device feedback", "device", deviceID, "err", err)
 	}
 }
 
 // ReceiveFeedback is GET /messages/serviceBound/feedback.
 func (h *Hub) ReceiveFeedback(ctx context.Context) (string, []twinhub.FeedbackRecord, error) {
-	f := h.feedbackStore()
+	f := h.feedbacks
 	if f == nil {
 		return "", nil, twinhub.ErrNotFound
 	}
@@ -241,7 +225,7 @@ func (h *Hub) AbandonFeedback(ctx context.Context, lockToken string) error {
 }
 
 func (h *Hub) settleFeedback(ctx context.Context, lockToken string, complete bool) error {
-	f := h.feedbackStore()
+	f := h.feedbacks
 	var err error
 	switch {
 	case f == nil:
@@ -263,7 +247,6 @@ func (h *Hub) settleFeedback(ctx context.Context, lockToken string, complete boo
 // another node may hand the same message out; IoT Hub devices use one
 // protocol at a time.)
 func (h *Hub) ReceiveC2D(ctx context.Context, deviceID string) (*twinhub.C2DMessage, error) {
-	x := h.ext()
 	var after uint64
 	for {
 		m, err := h.NextC2D(ctx, deviceID, after)
@@ -271,23 +254,20 @@ func (h *Hub) ReceiveC2D(ctx context.Context, deviceID string) (*twinhub.C2DMess
 			return nil, err
 		}
 		now := time.Now()
-		x.mu.Lock()
-		if x.c2dLocks == nil {
-			x.c2dLocks = map[c2dLockKey]time.Time{}
-		}
+		h.c2dMu.Lock()
 		k := c2dLockKey{deviceID, m.Seq}
-		if until, ok := x.c2dLocks[k]; ok && now.Before(until) {
-			x.mu.Unlock()
+		if until, ok := h.c2dLocks[k]; ok && now.Before(until) {
+			h.c2dMu.Unlock()
 			after = m.Seq
 			continue
 		}
-		for lk, until := range x.c2dLocks {
+		for lk, until := range h.c2dLocks {
 			if now.After(until) {
-				delete(x.c2dLocks, lk)
+				delete(h.c2dLocks, lk)
 			}
 		}
-		x.c2dLocks[k] = now.Add(twinhub.C2DLockTime)
-		x.mu.Unlock()
+		h.c2dLocks[k] = now.Add(twinhub.C2DLockTime)
+		h.c2dMu.Unlock()
 		return m, nil
 	}
 }
@@ -301,17 +281,16 @@ type c2dLockKey struct {
 // handed out: lockToken is its Seq. 412 DeviceMessageLockLost if the
 // message is gone.
 func (h *Hub) SettleC2D(ctx context.Context, deviceID string, seq uint64, outcome string) error {
-	_, q := h.stores()
+	q := h.c2d
 	if q == nil {
 		return twinhub.ErrNotFound
 	}
 	if seq == 0 {
 		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "no message has lock token 0")
 	}
-	x := h.ext()
-	x.mu.Lock()
-	delete(x.c2dLocks, c2dLockKey{deviceID, seq})
-	x.mu.Unlock()
+	h.c2dMu.Lock()
+	delete(h.c2dLocks, c2dLockKey{deviceID, seq})
+	h.c2dMu.Unlock()
 	m, err := q.Next(ctx, deviceID, seq-1)
 	if errors.Is(err, twinhub.ErrNotFound) || (err == nil && m.Seq != seq) {
 		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "message %d of device %s is no longer in its queue", seq, deviceID)
@@ -342,7 +321,7 @@ type c2dSweeper interface {
 // devices that never connect too; delivery alone would only notice them
 // when the device comes back.
 func (h *Hub) SweepC2D(ctx context.Context) error {
-	_, q := h.stores()
+	q := h.c2d
 	s, ok := q.(c2dSweeper)
 	if !ok {
 		return nil
@@ -352,9 +331,9 @@ func (h *Hub) SweepC2D(ctx context.Context) error {
 	})
 }
 
-// RunC2DSweeper calls SweepC2D every interval until ctx ends. Every node
-// may run one: a message is deleted, and its feedback written, once.
-func (h *Hub) RunC2DSweeper(ctx context.Context, interval time.Duration) {
+// sweepC2DEvery calls SweepC2D every interval until ctx ends. Every node
+// runs one: a message is deleted, and its feedback written, once.
+func (h *Hub) sweepC2DEvery(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -363,7 +342,7 @@ func (h *Hub) RunC2DSweeper(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			if err := h.SweepC2D(ctx); err != nil && ctx.Err() == nil {
-				h.logger().Warn("sweeping expired cloud-to-device messages", "err", err)
+				h.log.Warn("sweeping expired cloud-to-device messages", "err", err)
 			}
 		}
 	}

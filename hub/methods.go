@@ -110,15 +110,14 @@ func randomHex(n int) string {
 
 // methods returns the node's router, subscribing it to the bus on first use.
 func (h *Hub) methods() (*methodRouter, error) {
-	x := h.ext()
-	x.once.Do(func() {
+	h.methodsOnce.Do(func() {
 		r := &methodRouter{
 			h: h, node: randomHex(8),
 			servers: map[twinhub.Key]*methodServer{},
 			pending: map[string]*pendingCall{},
 			seen:    map[string]time.Time{},
 		}
-		x.methods = r
+		h.methodRouter = r
 		if h.bus == nil {
 			return
 		}
@@ -134,7 +133,7 @@ func (h *Hub) methods() (*methodRouter, error) {
 			r.err = err
 		}
 	})
-	return x.methods, x.methods.err
+	return h.methodRouter, h.methodRouter.err
 }
 
 // ServeMethods makes connection connID the receiver of identity k's
@@ -143,7 +142,7 @@ func (h *Hub) methods() (*methodRouter, error) {
 func (h *Hub) ServeMethods(k twinhub.Key, connID string, fn func(*MethodCall)) (cancel func()) {
 	r, err := h.methods()
 	if err != nil {
-		h.logger().Error("direct methods unavailable", "err", err)
+		h.log.Error("direct methods unavailable", "err", err)
 		return func() {}
 	}
 	s := &methodServer{connID: connID, fn: fn}
@@ -207,7 +206,7 @@ func (r *methodRouter) reply(subject string, m methodReplyMsg) {
 		err = r.h.bus.Publish(subject, data)
 	}
 	if err != nil {
-		r.h.logger().Warn("answering a method call", "err", err)
+		r.h.log.Warn("answering a method call", "err", err)
 	}
 }
 

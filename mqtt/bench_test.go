@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
@@ -122,8 +123,7 @@ func BenchmarkConnect(b *testing.B) {
 // parallel, as the bench's telemetry scenario does; one op is one message
 // acknowledged after the hub stored it (embedded JetStream).
 func BenchmarkTelemetryRoundTrip(b *testing.B) {
-	e := newEnv(b, mqtt.Options{})
-	e.messaging()
+	e := newEnv(b, mqtt.Options{}, hubtest.WithMessaging())
 	body := make([]byte, 256)
 	runConnected(b, e, func(pb *testing.PB, id string, r *raw) {
 		for seq := 1; pb.Next(); seq++ {

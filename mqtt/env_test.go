@@ -41,9 +41,11 @@ type env struct {
 	nc  *nats.Conn       // to the hub's embedded NATS
 }
 
-func newEnv(t testing.TB, o mqtt.Options) *env {
+// newEnv starts a hub with the options given (hubtest.WithMessaging for
+// telemetry and C2D) and its device endpoint with o.
+func newEnv(t testing.TB, o mqtt.Options, hubOpts ...hubtest.Option) *env {
 	t.Helper()
-	h := hubtest.New(t, hubtest.WithHost(testHost))
+	h := hubtest.New(t, append([]hubtest.Option{hubtest.WithHost(testHost)}, hubOpts...)...)
 	if o.Log == nil && !testing.Verbose() {
 		o.Log = discardLog()
 	}

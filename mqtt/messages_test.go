@@ -14,25 +14,10 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/mqtt"
 )
-
-// messaging gives the env's hub a telemetry stream and C2D queues.
-func (e *env) messaging() *jetstream.Telemetry {
-	e.t.Helper()
-	ctx := context.Background()
-	tel, err := jetstream.OpenTelemetry(ctx, e.nc, jetstream.TelemetryOptions{Log: discardLog()})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	q, err := jetstream.OpenC2D(ctx, e.nc, 1)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.hub.UseMessaging(tel, q)
-	return tel
-}
 
 // readEvents reads n events of a consumer group from the start.
 func readEvents(t testing.TB, h *hub.Hub, f twinhub.EventFilter, n int) []*twinhub.Event {
@@ -62,8 +47,7 @@ func props(e *twinhub.Event) map[string]string {
 }
 
 func TestTelemetry(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
-	e.messaging()
+	e := newEnv(t, mqtt.Options{}, hubtest.WithMessaging())
 	ctx := context.Background()
 	c := e.mustConnect("dev1", clientOpts{password: e.device("dev1"), clean: true})
 	// As the Node SDK writes it ($ as %24), then as Go does, then bare.
@@ -118,8 +102,7 @@ func TestTelemetry(t *testing.T) {
 }
 
 func TestTelemetryTooLarge(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
-	e.messaging()
+	e := newEnv(t, mqtt.Options{}, hubtest.WithMessaging())
 	r := e.dialRaw()
 	tok := e.device("dev1")
 	if rc := r.connect("dev1", username("dev1"), tok, 30); rc != 0 {
@@ -134,8 +117,7 @@ func TestTelemetryTooLarge(t *testing.T) {
 }
 
 func TestC2D(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
-	e.messaging()
+	e := newEnv(t, mqtt.Options{}, hubtest.WithMessaging())
 	ctx := context.Background()
 	tok := e.device("dev1")
 	send := func(body string, m twinhub.C2DMessage, ttl time.Duration) error {
@@ -189,8 +171,7 @@ func TestC2D(t *testing.T) {
 // TestC2DRedelivery: a message the device did not PUBACK goes again to
 // its next connection.
 func TestC2DRedelivery(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
-	e.messaging()
+	e := newEnv(t, mqtt.Options{}, hubtest.WithMessaging())
 	ctx := context.Background()
 	tok := e.device("dev1")
 	if err := e.hub.SendC2D(ctx, "dev1", &twinhub.C2DMessage{Body: []byte("again")}, 0); err != nil {
@@ -218,8 +199,7 @@ func TestC2DRedelivery(t *testing.T) {
 }
 
 func TestC2DLimits(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
-	e.messaging()
+	e := newEnv(t, mqtt.Options{}, hubtest.WithMessaging())
 	ctx := context.Background()
 	e.device("dev1")
 	send := func(m *twinhub.C2DMessage, ttl time.Duration) error { return e.hub.SendC2D(ctx, "dev1", m, ttl) }
@@ -244,8 +224,7 @@ func TestC2DLimits(t *testing.T) {
 }
 
 func BenchmarkTelemetryPublish(b *testing.B) {
-	e := newEnv(b, mqtt.Options{})
-	e.messaging()
+	e := newEnv(b, mqtt.Options{}, hubtest.WithMessaging())
 	c := e.mustConnect("dev1", clientOpts{password: e.device("dev1"), clean: true})
 	body := []byte(`{"temperature":21.5,"humidity":40}`)
 	b.ResetTimer()
@@ -260,8 +239,7 @@ func BenchmarkTelemetryPublish(b *testing.B) {
 // TestC2DQoS0: a client that subscribed at QoS 0 gets messages at QoS 0,
 // and they leave the queue when sent.
 func TestC2DQoS0(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
-	e.messaging()
+	e := newEnv(t, mqtt.Options{}, hubtest.WithMessaging())
 	ctx := context.Background()
 	tok := e.device("dev1")
 	for _, b := range []string{"a", "b"} {
@@ -316,9 +294,8 @@ func (s *slowStore) release(body string, err error) {
 // in the order of the messages. A message that cannot be stored closes
 // the connection without its PUBACK (nor any later one).
 func TestTelemetryPipelined(t *testing.T) {
-	e := newEnv(t, mqtt.Options{})
 	store := &slowStore{pending: map[string]func(error){}, arrived: make(chan string, 16)}
-	e.hub.UseMessaging(store, nil)
+	e := newEnv(t, mqtt.Options{}, hubtest.WithTelemetry(store))
 	r := e.dialRaw()
 	if rc := r.connect("dev1", username("dev1"), e.device("dev1"), 30); rc != 0 {
 		t.Fatalf("CONNACK %d", rc)

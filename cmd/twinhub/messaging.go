@@ -15,9 +15,9 @@ import (
 // deleted (with feedback) when no delivery has come across them.
 const c2dSweepInterval = time.Minute
 
-// useMessaging opens the telemetry stream, the cloud-to-device queues
-// and their feedback, and gives them to the hub.
-func useMessaging(ctx context.Context, core *hub.Hub, nc *nats.Conn, f *serveFlags, log *slog.Logger) error {
+// openMessaging opens the telemetry stream, the cloud-to-device queues
+// and their feedback, for the hub's configuration.
+func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.Logger, conf *hub.Config) error {
 	tel, err := jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{
 		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Replicas: f.replicas, Log: log,
 	})
@@ -32,8 +32,6 @@ func useMessaging(ctx context.Context, core *hub.Hub, nc *nats.Conn, f *serveFla
 	if err != nil {
 		return err
 	}
-	core.UseMessaging(tel, q)
-	core.UseFeedback(fb)
-	go core.RunC2DSweeper(ctx, c2dSweepInterval)
+	conf.Telemetry, conf.C2D, conf.Feedback = tel, q, fb
 	return nil
 }

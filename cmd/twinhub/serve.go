@@ -134,17 +134,19 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	defer stopHub()
 	started := time.Now()
-	core, err := hub.New(hubCtx, hub.Config{
+	conf := hub.Config{
 		Host: hubConf.HostName, Policies: hubConf.Policies,
 		Store: store, Bus: jetstream.NewBus(nc), Log: log,
-	})
+		C2DSweepInterval: c2dSweepInterval,
+	}
+	if err := openMessaging(ctx, nc, f, log, &conf); err != nil {
+		return err
+	}
+	core, err := hub.New(hubCtx, conf)
 	if err != nil {
 		return err
 	}
 	log.Info("index loaded", "took", time.Since(started).Round(time.Millisecond))
-	if err := useMessaging(ctx, core, nc, f, log); err != nil {
-		return err
-	}
 
 	limits := throttle.New(f.limits)
 	log.Info("throttles", "limits", f.limits.String())
@@ -152,8 +154,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	api := httpapi.New(core, log)
-	api.SetThrottle(limits)
+	api := httpapi.New(core, httpapi.Options{Log: log, Throttle: limits})
 	httpsLn, err := listen(f.httpsAddr, "--https-addr")
 	if err != nil {
 		return err

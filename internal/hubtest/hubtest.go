@@ -37,6 +37,7 @@ type Option func(*options)
 type options struct {
 	host      string
 	messaging bool
+	telemetry twinhub.TelemetryStore
 }
 
 // WithHost names the hub host instead of Host, e.g. "localhost" for a
@@ -47,6 +48,13 @@ func WithHost(host string) Option { return func(o *options) { o.host = host } }
 // a telemetry stream, cloud-to-device queues and a feedback store, each
 // with one replica. Without it telemetry is dropped and C2D refused.
 func WithMessaging() Option { return func(o *options) { o.messaging = true } }
+
+// WithTelemetry gives the hub s as its telemetry store (and, unlike
+// WithMessaging, no C2D queues or feedback), for a test that controls
+// when events are stored.
+func WithTelemetry(s twinhub.TelemetryStore) Option {
+	return func(o *options) { o.telemetry = s }
+}
 
 // New starts a hub that stops when the test ends; its log is discarded.
 func New(t testing.TB, opts ...Option) *Hub {
@@ -97,6 +105,9 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 		if c.Feedback, err = jetstream.OpenFeedback(ctx, nc, 1); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if o.telemetry != nil {
+		c.Telemetry = o.telemetry
 	}
 	h, err := hub.New(ctx, c)
 	if err != nil {
