@@ -31,6 +31,7 @@ var errorNumbers = map[string]int{
 	"IotHubQuotaExceeded":              403002,
 	"DeviceModelMaxPropertiesExceeded": 403100,
 	"DeviceMaximumQueueDepthExceeded":  403004,
+	"NotFound":                         404000,
 	"DeviceNotFound":                   404001,
 	"ModuleNotFound":                   404010,
 	"DeviceNotOnline":                  404103,
@@ -59,22 +60,45 @@ func Errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// AsError returns err as an *Error, mapping anything that is not one to a
-// 500 ServerError so that internal details never reach a client.
+// AsError returns err as an *Error: itself if it is one, the IoT Hub
+// error of a store-level condition (sentinels) if it is one of those, and
+// otherwise a 500 ServerError, so that internal details never reach a
+// client.
 func AsError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return &Error{Status: s.status, Code: s.code, Message: err.Error()}
+		}
+	}
 	return &Error{Status: http.StatusInternalServerError, Code: "ServerError", Message: "internal server error"}
 }
 
-// Store-level conditions; the hub turns them into *Error values.
+// Store-level conditions. The hub answers most of them with a more
+// precise *Error (ErrIdentityNotFound for a missing device, say); one
+// that reaches a client as it is gets its entry of sentinels.
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrConflict = errors.New("revision conflict")
 )
+
+// sentinels are the IoT Hub errors of the store-level conditions: a
+// client's request caused them, so none is a 500 (TestSentinels holds
+// every sentinel of the package to having one).
+var sentinels = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{ErrNotFound, http.StatusNotFound, "NotFound"},
+	{ErrExists, http.StatusConflict, "DeviceAlreadyExists"},
+	{ErrConflict, http.StatusPreconditionFailed, "PreconditionFailed"},
+	{ErrQueueFull, http.StatusForbidden, "DeviceMaximumQueueDepthExceeded"},
+}
 
 func errDeviceNotFound(id string) *Error {
 	return Errorf(http.StatusNotFound, "DeviceNotFound", "Device %s not registered", id)

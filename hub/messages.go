@@ -283,7 +283,7 @@ type c2dLockKey struct {
 func (h *Hub) SettleC2D(ctx context.Context, deviceID string, seq uint64, outcome string) error {
 	q := h.c2d
 	if q == nil {
-		return twinhub.ErrNotFound
+		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "this hub keeps no cloud-to-device messages, so lock token %d is unknown", seq)
 	}
 	if seq == 0 {
 		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "no message has lock token 0")

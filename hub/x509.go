@@ -32,12 +32,13 @@ func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k twinhub.Key, chain [
 	if len(chain) == 0 {
 		return "", unauthorized(errors.New("no client certificate"))
 	}
-	rec, _, err := h.store.Get(ctx, k)
-	if errors.Is(err, twinhub.ErrNotFound) {
+	e, err := h.read(ctx, k)
+	if notFound(err) {
 		return "", unauthorized(fmt.Errorf("%s is not registered", k))
 	} else if err != nil {
 		return "", err
 	}
+	rec := e.rec
 	if err := h.checkEnabled(ctx, rec); err != nil {
 		return "", err
 	}
