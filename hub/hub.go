@@ -49,6 +49,7 @@ type Hub struct {
 	// on first use (methods.go).
 	methodsOnce  sync.Once
 	methodRouter *methodRouter
+	methodResend time.Duration
 }
 
 // Config is what a Hub needs to run.
@@ -65,6 +66,11 @@ type Config struct {
 	Telemetry twinhub.TelemetryStore
 	C2D       twinhub.C2DQueue
 	Feedback  twinhub.FeedbackStore
+	// MethodResendInterval is how often a direct-method call that waits
+	// for its device to connect (connectTimeoutInSeconds) is sent again
+	// to every node, besides when a node announces the device's
+	// connection (default 1 s).
+	MethodResendInterval time.Duration
 	// C2DSweepInterval is how often expired cloud-to-device messages are
 	// deleted, with their feedback, when no delivery has come across
 	// them (0: never; `twinhub serve` sweeps every minute).
@@ -95,6 +101,11 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		c2d:       c.C2D,
 		feedbacks: c.Feedback,
 		c2dLocks:  map[c2dLockKey]time.Time{},
+
+		methodResend: c.MethodResendInterval,
+	}
+	if h.methodResend <= 0 {
+		h.methodResend = time.Second
 	}
 	if c.RecordCacheBytes == 0 {
 		c.RecordCacheBytes = DefaultRecordCacheBytes

@@ -342,7 +342,7 @@ func (h *Hub) InvokeMethod(ctx context.Context, k twinhub.Key, req twinhub.Metho
 	// away.
 	accept := time.NewTimer(max(connTimeout, methodAckWait))
 	defer accept.Stop()
-	resend := time.NewTicker(time.Second)
+	resend := time.NewTicker(h.methodResend)
 	defer resend.Stop()
 	var conn string
 	for conn == "" {

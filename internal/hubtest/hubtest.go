@@ -38,6 +38,7 @@ type options struct {
 	host      string
 	messaging bool
 	telemetry twinhub.TelemetryStore
+	config    func(*hub.Config)
 }
 
 // WithHost names the hub host instead of Host, e.g. "localhost" for a
@@ -48,6 +49,12 @@ func WithHost(host string) Option { return func(o *options) { o.host = host } }
 // a telemetry stream, cloud-to-device queues and a feedback store, each
 // with one replica. Without it telemetry is dropped and C2D refused.
 func WithMessaging() Option { return func(o *options) { o.messaging = true } }
+
+// WithConfig lets change the hub's configuration before it starts (and
+// that of every Node of it), for a test that needs another setting.
+func WithConfig(change func(*hub.Config)) Option {
+	return func(o *options) { o.config = change }
+}
 
 // WithTelemetry gives the hub s as its telemetry store (and, unlike
 // WithMessaging, no C2D queues or feedback), for a test that controls
@@ -108,6 +115,9 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 	}
 	if o.telemetry != nil {
 		c.Telemetry = o.telemetry
+	}
+	if o.config != nil {
+		o.config(&c)
 	}
 	h, err := hub.New(ctx, c)
 	if err != nil {

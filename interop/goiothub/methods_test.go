@@ -46,12 +46,13 @@ func TestDirectMethods(t *testing.T) {
 	}
 
 	// A method the device did not register: the Go SDK does not answer,
-	// so the call times out with 504.
+	// so the call times out with 504, not before its response timeout
+	// (how long after it depends on the machine, and is not checked).
 	start := time.Now()
 	_, err = svc.CallDeviceMethod(ctx, "meth-1", &iotservice.MethodCall{MethodName: "unknown", ResponseTimeout: 5})
 	wantStatus(t, "CallDeviceMethod unregistered", err, 504)
-	if d := time.Since(start); d < 4500*time.Millisecond || d > 10*time.Second {
-		t.Errorf("504 after %s, want about 5s", d)
+	if d := time.Since(start); d < 4500*time.Millisecond {
+		t.Errorf("504 after %s, before the 5s response timeout", d)
 	}
 
 	// The CLI.
