@@ -78,11 +78,7 @@ func (a *API) deleteModule(r *http.Request) (int, any, error) {
 }
 
 func (a *API) listModules(r *http.Request) (int, any, error) {
-	id := r.PathValue("id")
-	if _, err := a.hub.GetDevice(r.Context(), id); err != nil {
-		return 0, nil, err
-	}
-	mods, err := a.hub.ListModules(r.Context(), id)
+	mods, err := a.hub.ListModules(r.Context(), r.PathValue("id"))
 	return http.StatusOK, mods, err
 }
 

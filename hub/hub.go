@@ -494,7 +494,7 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 			h.log.Warn("purging the deleted device's cloud-to-device queue", "device", id, "err", err)
 		}
 	}
-	mods, err := h.ListModules(ctx, id)
+	mods, err := h.modulesOf(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -631,6 +631,15 @@ func (h *Hub) deleteRecord(ctx context.Context, k twinhub.Key, ifMatch string) e
 
 // ListModules returns the modules of a device (404 if the device is unknown).
 func (h *Hub) ListModules(ctx context.Context, id string) ([]*twinhub.Module, error) {
+	if _, err := h.get(ctx, twinhub.DeviceKey(id)); err != nil {
+		return nil, err
+	}
+	return h.modulesOf(ctx, id)
+}
+
+// modulesOf returns the modules the index has of device id, once it has
+// caught up with the store; the device itself may be gone.
+func (h *Hub) modulesOf(ctx context.Context, id string) ([]*twinhub.Module, error) {
 	if err := h.catchUp(ctx); err != nil {
 		return nil, err
 	}
@@ -777,8 +786,11 @@ func (h *Hub) deliverDesired(subject string, data []byte) {
 	}
 }
 
-// SubscribeDesired calls fn with every desired-property change of k, in
-// version order, until cancel is called. fn must not block.
+// SubscribeDesired calls fn with every desired-property change of k as it
+// arrives, until cancel is called. fn must not block. Changes made by
+// different requests or nodes may arrive out of version order (and, the
+// bus delivering at most once, one may be missing): the subscriber puts
+// them back in order (mqtt's desiredFeed).
 func (h *Hub) SubscribeDesired(k twinhub.Key, fn func(DesiredPatch)) (cancel func()) {
 	s := &desiredSub{fn: fn}
 	h.subsMu.Lock()

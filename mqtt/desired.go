@@ -12,8 +12,7 @@ import (
 // version that has not arrived yet. Changes are published by whichever
 // request handler (or node) made them, so two quick changes can reach this
 // node in the wrong order; a version that never comes (the bus delivers at
-// most once, and bulk writes do not notify) delays the ones after it by
-// this much, no more.
+// most once) delays the ones after it by this much, no more.
 const defaultGapWait = time.Second
 
 // maxPendingDesired bounds the changes held while waiting for a gap.
