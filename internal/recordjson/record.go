@@ -41,154 +41,122 @@ func Decode(data []byte) (*twinhub.Record, error) {
 func decodeRecordFast(data []byte) (*twinhub.Record, bool) {
 	var r twinhub.Record
 	d := Decoder{b: data}
-	return &r, d.record(&r) && d.End()
+	return &r, recordSchema.read(&d, &r) && d.End()
 }
 
-// The JSON names of the fields of the record's types, in the order of
-// the cases below; TestDecodeRecordKnowsEveryField keeps them complete.
+// The record's types as the codec reads and writes them: a schema a
+// struct, one member a field, in the order of the struct's fields (which
+// is how encoding/json writes them), each with its JSON name, how to read
+// it, how to write it and, for omitempty fields, when encoding/json leaves
+// it out. TestDecodeRecordKnowsEveryField holds the names to the types'
+// JSON tags; the differential tests hold reading and writing to
+// encoding/json. Metadata, being recursive, is read and written by hand
+// below.
 var (
-	RecordFields     = []string{"device", "module", "identityVersion", "twin"}
-	deviceFields     = []string{"deviceId", "generationId", "etag", "connectionState", "status", "statusReason", "connectionStateUpdatedTime", "statusUpdatedTime", "lastActivityTime", "cloudToDeviceMessageCount", "authentication", "capabilities"}
-	moduleFields     = []string{"moduleId", "deviceId", "managedBy", "generationId", "etag", "connectionState", "connectionStateUpdatedTime", "lastActivityTime", "cloudToDeviceMessageCount", "authentication"}
-	authFields       = []string{"type", "symmetricKey", "x509Thumbprint"}
-	keyFields        = []string{"primaryKey", "secondaryKey"}
-	thumbFields      = []string{"primaryThumbprint", "secondaryThumbprint"}
-	capabilityFields = []string{"iotEdge"}
-	TwinFields       = []string{"version", "tags", "desired", "reported", "modelId"}
-	PropertiesFields = []string{"values", "version", "metadata"}
+	recordSchema = newSchema(
+		member[twinhub.Record]{name: "device",
+			read: func(d *Decoder, r *twinhub.Record) bool {
+				return pointer(d, &r.Device, deviceSchema.read)
+			},
+			write: func(e *jsonEncoder, r *twinhub.Record) { deviceSchema.write(e, r.Device) },
+			omit:  func(r *twinhub.Record) bool { return r.Device == nil }},
+		member[twinhub.Record]{name: "module",
+			read: func(d *Decoder, r *twinhub.Record) bool {
+				return pointer(d, &r.Module, moduleSchema.read)
+			},
+			write: func(e *jsonEncoder, r *twinhub.Record) { moduleSchema.write(e, r.Module) },
+			omit:  func(r *twinhub.Record) bool { return r.Module == nil }},
+		int64Member("identityVersion", func(r *twinhub.Record) *int64 { return &r.IdentityVersion }),
+		member[twinhub.Record]{name: "twin",
+			read:  func(d *Decoder, r *twinhub.Record) bool { return d.Null() || twinSchema.read(d, &r.Twin) },
+			write: func(e *jsonEncoder, r *twinhub.Record) { twinSchema.write(e, &r.Twin) }},
+	)
+	deviceSchema = newSchema(
+		stringMember("deviceId", func(v *twinhub.Device) *string { return &v.DeviceID }),
+		stringMember("generationId", func(v *twinhub.Device) *string { return &v.GenerationID }),
+		stringMember("etag", func(v *twinhub.Device) *string { return &v.ETag }),
+		stringMember("connectionState", func(v *twinhub.Device) *string { return &v.ConnectionState }),
+		stringMember("status", func(v *twinhub.Device) *string { return &v.Status }),
+		optStringMember("statusReason", func(v *twinhub.Device) **string { return &v.StatusReason }),
+		timeMember("connectionStateUpdatedTime", func(v *twinhub.Device) *twinhub.Time { return &v.ConnectionStateUpdatedTime }),
+		timeMember("statusUpdatedTime", func(v *twinhub.Device) *twinhub.Time { return &v.StatusUpdatedTime }),
+		timeMember("lastActivityTime", func(v *twinhub.Device) *twinhub.Time { return &v.LastActivityTime }),
+		intMember("cloudToDeviceMessageCount", func(v *twinhub.Device) *int { return &v.CloudToDeviceMessageCount }),
+		structMember("authentication", authSchema, func(v *twinhub.Device) *twinhub.Authentication { return &v.Authentication }),
+		structMember("capabilities", capabilitiesSchema, func(v *twinhub.Device) *twinhub.Capabilities { return &v.Capabilities }),
+	)
+	moduleSchema = newSchema(
+		stringMember("moduleId", func(v *twinhub.Module) *string { return &v.ModuleID }),
+		stringMember("deviceId", func(v *twinhub.Module) *string { return &v.DeviceID }),
+		omitEmpty(stringMember("managedBy", func(v *twinhub.Module) *string { return &v.ManagedBy }),
+			func(v *twinhub.Module) bool { return v.ManagedBy == "" }),
+		stringMember("generationId", func(v *twinhub.Module) *string { return &v.GenerationID }),
+		stringMember("etag", func(v *twinhub.Module) *string { return &v.ETag }),
+		stringMember("connectionState", func(v *twinhub.Module) *string { return &v.ConnectionState }),
+		timeMember("connectionStateUpdatedTime", func(v *twinhub.Module) *twinhub.Time { return &v.ConnectionStateUpdatedTime }),
+		timeMember("lastActivityTime", func(v *twinhub.Module) *twinhub.Time { return &v.LastActivityTime }),
+		intMember("cloudToDeviceMessageCount", func(v *twinhub.Module) *int { return &v.CloudToDeviceMessageCount }),
+		structMember("authentication", authSchema, func(v *twinhub.Module) *twinhub.Authentication { return &v.Authentication }),
+	)
+	authSchema = newSchema(
+		stringMember("type", func(a *twinhub.Authentication) *string { return &a.Type }),
+		structMember("symmetricKey", keySchema, func(a *twinhub.Authentication) *twinhub.SymmetricKey { return &a.SymmetricKey }),
+		structMember("x509Thumbprint", thumbprintSchema, func(a *twinhub.Authentication) *twinhub.X509Thumbprint { return &a.X509Thumbprint }),
+	)
+	keySchema = newSchema(
+		stringMember("primaryKey", func(k *twinhub.SymmetricKey) *string { return &k.PrimaryKey }),
+		stringMember("secondaryKey", func(k *twinhub.SymmetricKey) *string { return &k.SecondaryKey }),
+	)
+	thumbprintSchema = newSchema(
+		optStringMember("primaryThumbprint", func(t *twinhub.X509Thumbprint) **string { return &t.PrimaryThumbprint }),
+		optStringMember("secondaryThumbprint", func(t *twinhub.X509Thumbprint) **string { return &t.SecondaryThumbprint }),
+	)
+	capabilitiesSchema = newSchema(
+		member[twinhub.Capabilities]{name: "iotEdge",
+			read:  func(d *Decoder, c *twinhub.Capabilities) bool { return d.Null() || d.Bool(&c.IoTEdge) },
+			write: func(e *jsonEncoder, c *twinhub.Capabilities) { e.b = strconv.AppendBool(e.b, c.IoTEdge) }},
+	)
+	twinSchema = newSchema(
+		int64Member("version", func(t *twinhub.Twin) *int64 { return &t.Version }),
+		objectMember("tags", func(t *twinhub.Twin) *map[string]any { return &t.Tags }),
+		structMember("desired", propertiesSchema, func(t *twinhub.Twin) *twinhub.Properties { return &t.Desired }),
+		structMember("reported", propertiesSchema, func(t *twinhub.Twin) *twinhub.Properties { return &t.Reported }),
+		omitEmpty(stringMember("modelId", func(t *twinhub.Twin) *string { return &t.ModelID }),
+			func(t *twinhub.Twin) bool { return t.ModelID == "" }),
+	)
+	propertiesSchema = newSchema(
+		objectMember("values", func(p *twinhub.Properties) *map[string]any { return &p.Values }),
+		int64Member("version", func(p *twinhub.Properties) *int64 { return &p.Version }),
+		member[twinhub.Properties]{name: "metadata",
+			read:  func(d *Decoder, p *twinhub.Properties) bool { return d.metadataPtr(&p.Metadata) },
+			write: func(e *jsonEncoder, p *twinhub.Properties) { e.metadata(p.Metadata) }},
+	)
+)
+
+// The JSON names of the members of a stored record, of its twin, of a
+// twin's properties and of a metadata node, in order: the index reads
+// stored records with Decoder.Fields and these.
+var (
+	RecordFields     = recordSchema.names
+	TwinFields       = twinSchema.names
+	PropertiesFields = propertiesSchema.names
 	MetadataFields   = []string{"t", "v", "c"}
 )
 
-func (d *Decoder) record(r *twinhub.Record) bool {
-	return d.Fields(RecordFields, func(k int) bool {
-		switch k {
-		case 0:
-			if d.Null() {
-				r.Device = nil
-				return true
-			}
-			r.Device = &twinhub.Device{}
-			return d.Device(r.Device)
-		case 1:
-			if d.Null() {
-				r.Module = nil
-				return true
-			}
-			r.Module = &twinhub.Module{}
-			return d.Module(r.Module)
-		case 2:
-			return d.Null() || d.Int64(&r.IdentityVersion)
-		}
-		return d.Null() || d.twin(&r.Twin)
-	})
-}
+// Device reads a device's JSON into v.
+func (d *Decoder) Device(v *twinhub.Device) bool { return deviceSchema.read(d, v) }
 
-func (d *Decoder) Device(v *twinhub.Device) bool {
-	return d.Fields(deviceFields, func(k int) bool {
-		switch k {
-		case 0:
-			return d.Str(&v.DeviceID)
-		case 1:
-			return d.Str(&v.GenerationID)
-		case 2:
-			return d.Str(&v.ETag)
-		case 3:
-			return d.Str(&v.ConnectionState)
-		case 4:
-			return d.Str(&v.Status)
-		case 5:
-			return d.optStr(&v.StatusReason)
-		case 6:
-			return d.Time(&v.ConnectionStateUpdatedTime)
-		case 7:
-			return d.Time(&v.StatusUpdatedTime)
-		case 8:
-			return d.Time(&v.LastActivityTime)
-		case 9:
-			return d.Null() || d.int(&v.CloudToDeviceMessageCount)
-		case 10:
-			return d.Null() || d.auth(&v.Authentication)
-		}
-		return d.Null() || d.Fields(capabilityFields, func(int) bool {
-			return d.Null() || d.Bool(&v.Capabilities.IoTEdge)
-		})
-	})
-}
+// Module reads a module's JSON into v.
+func (d *Decoder) Module(v *twinhub.Module) bool { return moduleSchema.read(d, v) }
 
-func (d *Decoder) Module(v *twinhub.Module) bool {
-	return d.Fields(moduleFields, func(k int) bool {
-		switch k {
-		case 0:
-			return d.Str(&v.ModuleID)
-		case 1:
-			return d.Str(&v.DeviceID)
-		case 2:
-			return d.Str(&v.ManagedBy)
-		case 3:
-			return d.Str(&v.GenerationID)
-		case 4:
-			return d.Str(&v.ETag)
-		case 5:
-			return d.Str(&v.ConnectionState)
-		case 6:
-			return d.Time(&v.ConnectionStateUpdatedTime)
-		case 7:
-			return d.Time(&v.LastActivityTime)
-		case 8:
-			return d.Null() || d.int(&v.CloudToDeviceMessageCount)
-		}
-		return d.Null() || d.auth(&v.Authentication)
-	})
-}
-
-func (d *Decoder) auth(a *twinhub.Authentication) bool {
-	return d.Fields(authFields, func(k int) bool {
-		switch k {
-		case 0:
-			return d.Str(&a.Type)
-		case 1:
-			return d.Null() || d.Fields(keyFields, func(k int) bool {
-				if k == 0 {
-					return d.Str(&a.SymmetricKey.PrimaryKey)
-				}
-				return d.Str(&a.SymmetricKey.SecondaryKey)
-			})
-		}
-		return d.Null() || d.Fields(thumbFields, func(k int) bool {
-			if k == 0 {
-				return d.optStr(&a.X509Thumbprint.PrimaryThumbprint)
-			}
-			return d.optStr(&a.X509Thumbprint.SecondaryThumbprint)
-		})
-	})
-}
-
-func (d *Decoder) twin(t *twinhub.Twin) bool {
-	return d.Fields(TwinFields, func(k int) bool {
-		switch k {
-		case 0:
-			return d.Null() || d.Int64(&t.Version)
-		case 1:
-			return d.jsonMap(&t.Tags)
-		case 2:
-			return d.Null() || d.properties(&t.Desired)
-		case 3:
-			return d.Null() || d.properties(&t.Reported)
-		}
-		return d.Str(&t.ModelID)
-	})
-}
-
-func (d *Decoder) properties(p *twinhub.Properties) bool {
-	return d.Fields(PropertiesFields, func(k int) bool {
-		switch k {
-		case 0:
-			return d.jsonMap(&p.Values)
-		case 1:
-			return d.Null() || d.Int64(&p.Version)
-		}
-		return d.metadataPtr(&p.Metadata)
-	})
+// pointer reads a JSON object into a new T at *p, or null as a nil *p.
+func pointer[T any](d *Decoder, p **T, read func(*Decoder, *T) bool) bool {
+	if d.Null() {
+		*p = nil
+		return true
+	}
+	*p = new(T)
+	return read(d, *p)
 }
 
 func (d *Decoder) metadataPtr(m **twinhub.Metadata) bool {
@@ -228,129 +196,11 @@ func (d *Decoder) metadata(m *twinhub.Metadata) bool {
 // property tree (anything but what JSON decodes to) makes it leave the
 // work to json.Marshal, errors included.
 func Encode(r *twinhub.Record) ([]byte, error) {
-	e := jsonEncoder{b: make([]byte, 0, 1024)}
-	if e.record(r); e.ok {
+	e := jsonEncoder{b: make([]byte, 0, 1024), ok: true}
+	if recordSchema.write(&e, r); e.ok {
 		return e.b, nil
 	}
 	return json.Marshal(r)
-}
-
-func (e *jsonEncoder) record(r *twinhub.Record) {
-	e.ok = true
-	e.b = append(e.b, '{')
-	if r.Device != nil {
-		e.b = append(e.b, `"device":`...)
-		e.device(r.Device)
-		e.b = append(e.b, ',')
-	}
-	if r.Module != nil {
-		e.b = append(e.b, `"module":`...)
-		e.module(r.Module)
-		e.b = append(e.b, ',')
-	}
-	e.b = append(e.b, `"identityVersion":`...)
-	e.b = strconv.AppendInt(e.b, r.IdentityVersion, 10)
-	e.b = append(e.b, `,"twin":`...)
-	e.twin(&r.Twin)
-	e.b = append(e.b, '}')
-}
-
-func (e *jsonEncoder) device(d *twinhub.Device) {
-	e.b = append(e.b, '{')
-	e.field("deviceId", true)
-	e.string(d.DeviceID)
-	e.field("generationId", false)
-	e.string(d.GenerationID)
-	e.field("etag", false)
-	e.string(d.ETag)
-	e.field("connectionState", false)
-	e.string(d.ConnectionState)
-	e.field("status", false)
-	e.string(d.Status)
-	e.field("statusReason", false)
-	e.optString(d.StatusReason)
-	e.field("connectionStateUpdatedTime", false)
-	e.time(d.ConnectionStateUpdatedTime)
-	e.field("statusUpdatedTime", false)
-	e.time(d.StatusUpdatedTime)
-	e.field("lastActivityTime", false)
-	e.time(d.LastActivityTime)
-	e.field("cloudToDeviceMessageCount", false)
-	e.b = strconv.AppendInt(e.b, int64(d.CloudToDeviceMessageCount), 10)
-	e.field("authentication", false)
-	e.auth(&d.Authentication)
-	e.field("capabilities", false)
-	e.b = append(e.b, `{"iotEdge":`...)
-	e.b = strconv.AppendBool(e.b, d.Capabilities.IoTEdge)
-	e.b = append(e.b, '}', '}')
-}
-
-func (e *jsonEncoder) module(m *twinhub.Module) {
-	e.b = append(e.b, '{')
-	e.field("moduleId", true)
-	e.string(m.ModuleID)
-	e.field("deviceId", false)
-	e.string(m.DeviceID)
-	if m.ManagedBy != "" {
-		e.field("managedBy", false)
-		e.string(m.ManagedBy)
-	}
-	e.field("generationId", false)
-	e.string(m.GenerationID)
-	e.field("etag", false)
-	e.string(m.ETag)
-	e.field("connectionState", false)
-	e.string(m.ConnectionState)
-	e.field("connectionStateUpdatedTime", false)
-	e.time(m.ConnectionStateUpdatedTime)
-	e.field("lastActivityTime", false)
-	e.time(m.LastActivityTime)
-	e.field("cloudToDeviceMessageCount", false)
-	e.b = strconv.AppendInt(e.b, int64(m.CloudToDeviceMessageCount), 10)
-	e.field("authentication", false)
-	e.auth(&m.Authentication)
-	e.b = append(e.b, '}')
-}
-
-func (e *jsonEncoder) auth(a *twinhub.Authentication) {
-	e.b = append(e.b, '{')
-	e.field("type", true)
-	e.string(a.Type)
-	e.b = append(e.b, `,"symmetricKey":{"primaryKey":`...)
-	e.string(a.SymmetricKey.PrimaryKey)
-	e.field("secondaryKey", false)
-	e.string(a.SymmetricKey.SecondaryKey)
-	e.b = append(e.b, `},"x509Thumbprint":{"primaryThumbprint":`...)
-	e.optString(a.X509Thumbprint.PrimaryThumbprint)
-	e.field("secondaryThumbprint", false)
-	e.optString(a.X509Thumbprint.SecondaryThumbprint)
-	e.b = append(e.b, '}', '}')
-}
-
-func (e *jsonEncoder) twin(t *twinhub.Twin) {
-	e.b = append(e.b, `{"version":`...)
-	e.b = strconv.AppendInt(e.b, t.Version, 10)
-	e.field("tags", false)
-	e.object(t.Tags)
-	e.field("desired", false)
-	e.properties(&t.Desired)
-	e.field("reported", false)
-	e.properties(&t.Reported)
-	if t.ModelID != "" {
-		e.field("modelId", false)
-		e.string(t.ModelID)
-	}
-	e.b = append(e.b, '}')
-}
-
-func (e *jsonEncoder) properties(p *twinhub.Properties) {
-	e.b = append(e.b, `{"values":`...)
-	e.object(p.Values)
-	e.field("version", false)
-	e.b = strconv.AppendInt(e.b, p.Version, 10)
-	e.field("metadata", false)
-	e.metadata(p.Metadata)
-	e.b = append(e.b, '}')
 }
 
 func (e *jsonEncoder) metadata(m *twinhub.Metadata) {

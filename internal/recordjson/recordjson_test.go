@@ -124,9 +124,9 @@ func TestDecodeRecordKnowsEveryField(t *testing.T) {
 		v     any
 		names []string
 	}{
-		{twinhub.Record{}, RecordFields}, {twinhub.Device{}, deviceFields}, {twinhub.Module{}, moduleFields},
-		{twinhub.Authentication{}, authFields}, {twinhub.SymmetricKey{}, keyFields}, {twinhub.X509Thumbprint{}, thumbFields},
-		{twinhub.Capabilities{}, capabilityFields}, {twinhub.Twin{}, TwinFields}, {twinhub.Properties{}, PropertiesFields},
+		{twinhub.Record{}, recordSchema.names}, {twinhub.Device{}, deviceSchema.names}, {twinhub.Module{}, moduleSchema.names},
+		{twinhub.Authentication{}, authSchema.names}, {twinhub.SymmetricKey{}, keySchema.names}, {twinhub.X509Thumbprint{}, thumbprintSchema.names},
+		{twinhub.Capabilities{}, capabilitiesSchema.names}, {twinhub.Twin{}, twinSchema.names}, {twinhub.Properties{}, propertiesSchema.names},
 		{twinhub.Metadata{}, MetadataFields},
 	} {
 		typ := reflect.TypeOf(c.v)
@@ -136,7 +136,7 @@ func TestDecodeRecordKnowsEveryField(t *testing.T) {
 			names = append(names, name)
 		}
 		if strings.Join(names, " ") != strings.Join(c.names, " ") {
-			t.Errorf("%s has the JSON fields %q; recordjson.go knows %q", typ, names, c.names)
+			t.Errorf("%s has the JSON fields %q; the codec knows %q", typ, names, c.names)
 		}
 	}
 }
@@ -225,8 +225,8 @@ func TestEncodeRecord(t *testing.T) {
 		}
 		rec := recordtest.RandomRecord(r, k)
 		rec.SetETags()
-		e := jsonEncoder{}
-		if e.record(rec); !e.ok {
+		e := jsonEncoder{ok: true}
+		if recordSchema.write(&e, rec); !e.ok {
 			t.Fatalf("the fast path refused %+v", rec)
 		}
 		sameAsMarshal(t, rec)
