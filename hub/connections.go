@@ -277,3 +277,22 @@ func (s *connStates) settle(ctx context.Context, k twinhub.Key) error {
 	}
 	return nil
 }
+
+// writeConnectionState stores that an identity connected or disconnected
+// (connections.go orders these writes).
+func (h *Hub) writeConnectionState(ctx context.Context, k twinhub.Key, connected bool) error {
+	state := twinhub.StateDisconnected
+	if connected {
+		state = twinhub.StateConnected
+	}
+	_, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
+		now := twinhub.Now()
+		if rec.Module != nil {
+			rec.Module.ConnectionState, rec.Module.ConnectionStateUpdatedTime, rec.Module.LastActivityTime = state, now, now
+		} else {
+			rec.Device.ConnectionState, rec.Device.ConnectionStateUpdatedTime, rec.Device.LastActivityTime = state, now, now
+		}
+		return nil
+	})
+	return err
+}

@@ -1,0 +1,151 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/twinhub/twinhub"
+)
+
+// Records: the one read path (read, through the record cache) and the
+// compare-and-set write loop (modify) under every registry and twin
+// change.
+
+// modify applies change to the current record of k and stores it with
+// compare-and-set, retrying from a fresh read when another writer got
+// there first. change sees a private copy each time and may refuse with
+// an error, in which case nothing is written.
+//
+// It starts from the cached record when there is one (cache.go) and
+// lets the compare-and-set tell whether that was current. A refusal by
+// change is only believed when change saw the record as the store holds
+// it: a stale cached record may fail an etag check or a size limit that
+// the current one passes.
+//
+// The record returned is cached: the caller must not change it.
+func (h *Hub) modify(ctx context.Context, k twinhub.Key, change func(*twinhub.Record) error) (*cachedRecord, error) {
+	const attempts = 100
+	useCache := true
+	for range attempts {
+		var rec *twinhub.Record
+		var rev uint64
+		cached := false
+		if e := h.cache.get(k); e != nil && useCache {
+			rec, rev, cached = e.rec.Clone(), e.rev, true
+		} else {
+			r, v, err := h.store.Get(ctx, k)
+			if errors.Is(err, twinhub.ErrNotFound) {
+				h.cache.drop(k, 0)
+				return nil, twinhub.ErrIdentityNotFound(k)
+			} else if err != nil {
+				return nil, err
+			}
+			rec, rev = r, v
+		}
+		useCache = true
+		rec.SetETags()
+		if err := change(rec); err != nil {
+			if cached {
+				h.cache.drop(k, rev)
+				useCache = false
+				continue
+			}
+			return nil, err
+		}
+		rec.SetETags()
+		newRev, err := h.store.Update(ctx, k, rec, rev)
+		if err == nil {
+			return h.cache.put(k, rec, newRev), nil
+		}
+		if !errors.Is(err, twinhub.ErrConflict) {
+			return nil, err
+		}
+		h.cache.drop(k, rev)
+	}
+	return nil, twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%s is being changed by too many writers; try again", k)
+}
+
+// etagMatches implements If-Match: empty, * or "*" match anything; quotes
+// around the etag are optional, as clients differ (Node quotes even the
+// star, Go sends a bare one).
+func etagMatches(ifMatch, etag string) bool {
+	ifMatch = strings.Trim(strings.TrimSpace(ifMatch), `"`)
+	return ifMatch == "" || ifMatch == "*" || ifMatch == etag
+}
+
+// get returns the current record of k, after this node's pending write
+// of k's connection state (connections.go), so that a device that has its
+// CONNACK reads as connected here. The record is shared with the cache:
+// the caller must not change it.
+func (h *Hub) get(ctx context.Context, k twinhub.Key) (*twinhub.Record, error) {
+	e, err := h.getEntry(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return e.rec, nil
+}
+
+func (h *Hub) getEntry(ctx context.Context, k twinhub.Key) (*cachedRecord, error) {
+	if err := h.states.settle(ctx, k); err != nil {
+		return nil, err
+	}
+	return h.read(ctx, k)
+}
+
+// read returns the current record of k: the store says which revision is
+// current, and the cached record serves if it is that one. The record is
+// shared with the cache: the caller must not change it.
+func (h *Hub) read(ctx context.Context, k twinhub.Key) (*cachedRecord, error) {
+	e := h.cache.get(k)
+	var known uint64
+	if e != nil {
+		known = e.rev
+	}
+	var rec *twinhub.Record
+	var rev uint64
+	var err error
+	if rg, ok := h.store.(twinhub.RevisionGetter); ok {
+		rec, rev, err = rg.GetUnlessRevision(ctx, k, known)
+	} else {
+		rec, rev, err = h.store.Get(ctx, k)
+	}
+	if errors.Is(err, twinhub.ErrNotFound) {
+		h.cache.drop(k, 0)
+		return nil, twinhub.ErrIdentityNotFound(k)
+	} else if err != nil {
+		return nil, err
+	}
+	if e != nil && rev == known {
+		return e, nil
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("store returned no record for %s at revision %d", k, rev)
+	}
+	rec.SetETags()
+	return h.cache.put(k, rec, rev), nil
+}
+
+// deleteRecord removes the record of k if ifMatch matches its identity's
+// etag, retrying when another writer changes it in between.
+func (h *Hub) deleteRecord(ctx context.Context, k twinhub.Key, ifMatch string) error {
+	for {
+		e, err := h.read(ctx, k)
+		if err != nil {
+			return err
+		}
+		if !etagMatches(ifMatch, twinhub.IdentityETag(e.rec.IdentityVersion)) {
+			if k.ModuleID != "" {
+				return twinhub.ErrPreconditionFailed("module")
+			}
+			return twinhub.ErrPreconditionFailed("device")
+		}
+		err = h.store.Delete(ctx, k, e.rev)
+		h.cache.drop(k, 0)
+		if !errors.Is(err, twinhub.ErrConflict) {
+			return err
+		}
+	}
+}
