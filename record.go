@@ -62,15 +62,22 @@ func (r *Record) TwinDoc() map[string]any {
 			"reported": r.Twin.Reported.Wire(true),
 		},
 	}
-	if m := r.Module; m != nil {
+	IdentityDoc(doc, r.Device, r.Module)
+	return doc
+}
+
+// IdentityDoc sets the members of a twin document that come from its
+// identity, a module's when m is set, else the device's: the twin
+// document of Record.TwinDoc and the one the query index renders.
+func IdentityDoc(doc map[string]any, d *Device, m *Module) {
+	if m != nil {
 		doc["deviceId"] = m.DeviceID
 		doc["moduleId"] = m.ModuleID
 		doc["connectionState"] = m.ConnectionState
 		doc["lastActivityTime"] = m.LastActivityTime.String()
 		doc["cloudToDeviceMessageCount"] = float64(m.CloudToDeviceMessageCount)
-		return doc
+		return
 	}
-	d := r.Device
 	doc["deviceId"] = d.DeviceID
 	doc["status"] = d.Status
 	doc["statusUpdateTime"] = d.StatusUpdatedTime.String()
@@ -78,7 +85,6 @@ func (r *Record) TwinDoc() map[string]any {
 	doc["lastActivityTime"] = d.LastActivityTime.String()
 	doc["cloudToDeviceMessageCount"] = float64(d.CloudToDeviceMessageCount)
 	doc["capabilities"] = map[string]any{"iotEdge": d.Capabilities.IoTEdge}
-	return doc
 }
 
 // Doc is the x509Thumbprint member of a twin document: null for a

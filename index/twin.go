@@ -401,22 +401,7 @@ func (t *flatTwin) doc(d *pathDict) map[string]any {
 		"desired":  r.section(secDesired, t.desiredVersion, t.desiredStamp),
 		"reported": r.section(secReported, t.reportedVersion, t.reportedStamp),
 	}
-	if m := t.mod; m != nil {
-		doc["deviceId"] = m.DeviceID
-		doc["moduleId"] = m.ModuleID
-		doc["connectionState"] = m.ConnectionState
-		doc["lastActivityTime"] = m.LastActivityTime.String()
-		doc["cloudToDeviceMessageCount"] = float64(m.CloudToDeviceMessageCount)
-		return doc
-	}
-	dev := t.dev
-	doc["deviceId"] = dev.DeviceID
-	doc["status"] = dev.Status
-	doc["statusUpdateTime"] = dev.StatusUpdatedTime.String()
-	doc["connectionState"] = dev.ConnectionState
-	doc["lastActivityTime"] = dev.LastActivityTime.String()
-	doc["cloudToDeviceMessageCount"] = float64(dev.CloudToDeviceMessageCount)
-	doc["capabilities"] = map[string]any{"iotEdge": dev.Capabilities.IoTEdge}
+	twinhub.IdentityDoc(doc, t.dev, t.mod)
 	return doc
 }
 
