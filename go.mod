@@ -3,6 +3,7 @@ module github.com/twinhub/twinhub
 go 1.26.8
 
 require (
+	github.com/Azure/go-amqp v0.18.1
 	github.com/amenzhinsky/iothub v0.9.1
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/gorilla/websocket v1.5.3
@@ -15,7 +16,6 @@ require (
 )
 
 require (
-	github.com/Azure/go-amqp v0.18.1 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect

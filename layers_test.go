@@ -32,6 +32,7 @@ var layers = map[string][]string{
 	"throttle":            {},
 	"certs":               {},
 	"datadir":             {"sas"},
+	"amqp/wire":           {},
 }
 
 // TestLayers: no package of the core imports one it may not, so that

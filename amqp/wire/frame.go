@@ -1,0 +1,202 @@
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// A connection begins with a protocol header from each side (part 2,
+// section 2.2): "AMQP", the protocol id (0 AMQP, 2 TLS, 3 SASL), then
+// version 1.0.0. Clients that skip SASL send protocol id 0 at once.
+const (
+	ProtocolAMQP = 0
+	ProtocolTLS  = 2
+	ProtocolSASL = 3
+)
+
+// Header is a protocol header.
+type Header struct {
+	Protocol               byte
+	Major, Minor, Revision byte
+}
+
+// Bytes is the header as sent.
+func (h Header) Bytes() []byte {
+	return []byte{'A', 'M', 'Q', 'P', h.Protocol, h.Major, h.Minor, h.Revision}
+}
+
+// ErrNotAMQP is returned for a connection that does not begin with an
+// AMQP protocol header (an HTTP request, say).
+var ErrNotAMQP = errors.New("amqp: the connection does not begin with an AMQP protocol header")
+
+// ReadHeader reads a protocol header.
+func ReadHeader(r io.Reader) (Header, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return Header{}, err
+	}
+	if string(b[:4]) != "AMQP" {
+		return Header{}, ErrNotAMQP
+	}
+	return Header{Protocol: b[4], Major: b[5], Minor: b[6], Revision: b[7]}, nil
+}
+
+// Frame types (part 2, section 2.3).
+const (
+	FrameAMQP = 0x00
+	FrameSASL = 0x01
+)
+
+// MinMaxFrameSize is the smallest max-frame-size a peer may announce
+// (part 2, section 2.7.1): frames up to it are always allowed, also
+// before the open frames have set the real limit.
+const MinMaxFrameSize = 512
+
+// Frame is one frame: its type, channel and body (after any extended
+// header). An empty body is a heartbeat.
+type Frame struct {
+	Type    byte
+	Channel uint16
+	Body    []byte
+}
+
+// ReadFrame reads one frame of at most maxSize bytes (the max-frame-size
+// this side announced). A larger or malformed frame is an error wrapping
+// ErrMalformed (or ErrFrameTooLarge), after which the connection must be
+// closed: the stream cannot be resynchronised.
+func ReadFrame(r *bufio.Reader, maxSize uint32) (Frame, error) {
+	var h [8]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return Frame{}, err
+	}
+	size := binary.BigEndian.Uint32(h[:4])
+	doff := uint32(h[4]) * 4
+	f := Frame{Type: h[5], Channel: binary.BigEndian.Uint16(h[6:])}
+	switch {
+	case size > maxSize && size > MinMaxFrameSize:
+		return Frame{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrFrameTooLarge, size, maxSize)
+	case doff < 8 || doff > size:
+		return Frame{}, malformed("frame of %d bytes with data offset %d", size, doff)
+	}
+	if _, err := r.Discard(int(doff - 8)); err != nil { // extended header, unused
+		return Frame{}, err
+	}
+	f.Body = make([]byte, size-doff)
+	if _, err := io.ReadFull(r, f.Body); err != nil {
+		return Frame{}, err
+	}
+	return f, nil
+}
+
+// ErrFrameTooLarge is a frame over the announced max-frame-size; the
+// endpoint answers it with amqp:connection:framing-error.
+var ErrFrameTooLarge = errors.New("amqp: frame too large")
+
+// AppendFrame appends a frame with body (no extended header).
+func AppendFrame(b []byte, typ byte, channel uint16, body []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(8+len(body)))
+	b = append(b, 2, typ)
+	b = binary.BigEndian.AppendUint16(b, channel)
+	return append(b, body...)
+}
+
+// Performative is a frame body decoded: the performative's code (Open,
+// Begin ... SASLOutcome), its fields (the described list, nil for the
+// fields a peer left out at the end), and the payload after it (the
+// message bytes of a transfer).
+type Performative struct {
+	Code    uint64
+	Fields  List
+	Payload []byte
+}
+
+// The descriptor codes of the performatives (part 2, section 2.7; part 5,
+// section 5.3.3).
+const (
+	Open        = 0x10
+	Begin       = 0x11
+	Attach      = 0x12
+	Flow        = 0x13
+	Transfer    = 0x14
+	Disposition = 0x15
+	Detach      = 0x16
+	End         = 0x17
+	Close       = 0x18
+
+	SASLMechanisms = 0x40
+	SASLInit       = 0x41
+	SASLChallenge  = 0x42
+	SASLResponse   = 0x43
+	SASLOutcome    = 0x44
+)
+
+// performativeNames are the symbolic descriptors peers may use instead
+// of the codes.
+var performativeNames = map[Symbol]uint64{
+	"amqp:open:list": Open, "amqp:begin:list": Begin, "amqp:attach:list": Attach,
+	"amqp:flow:list": Flow, "amqp:transfer:list": Transfer, "amqp:disposition:list": Disposition,
+	"amqp:detach:list": Detach, "amqp:end:list": End, "amqp:close:list": Close,
+	"amqp:sasl-mechanisms:list": SASLMechanisms, "amqp:sasl-init:list": SASLInit,
+	"amqp:sasl-challenge:list": SASLChallenge, "amqp:sasl-response:list": SASLResponse,
+	"amqp:sasl-outcome:list": SASLOutcome,
+}
+
+// DecodePerformative reads the performative at the start of a frame body.
+func DecodePerformative(body []byte) (Performative, error) {
+	d := NewDecoder(body)
+	v, err := d.Value()
+	if err != nil {
+		return Performative{}, err
+	}
+	desc, ok := v.(Described)
+	if !ok {
+		return Performative{}, malformed("frame body is a %T, not a performative", v)
+	}
+	code, ok := DescriptorCode(desc.Descriptor)
+	if !ok {
+		return Performative{}, malformed("performative descriptor %v", desc.Descriptor)
+	}
+	fields, ok := desc.Value.(List)
+	if !ok {
+		return Performative{}, malformed("performative %#x is a %T, not a list", code, desc.Value)
+	}
+	return Performative{Code: code, Fields: fields, Payload: d.Rest()}, nil
+}
+
+// DescriptorCode is the numeric code of a descriptor given as a ulong or
+// as one of the performatives' symbols.
+func DescriptorCode(desc any) (uint64, bool) {
+	switch x := desc.(type) {
+	case uint64:
+		return x, true
+	case Symbol:
+		c, ok := performativeNames[x]
+		return c, ok
+	}
+	return 0, false
+}
+
+// AppendPerformative appends a frame body: the performative code with its
+// fields (trailing nils left out, as the spec allows), then payload.
+func AppendPerformative(b []byte, code uint64, fields List, payload []byte) ([]byte, error) {
+	for len(fields) > 0 && fields[len(fields)-1] == nil {
+		fields = fields[:len(fields)-1]
+	}
+	b, err := Append(b, Described{Descriptor: code, Value: fields})
+	if err != nil {
+		return nil, err
+	}
+	return append(b, payload...), nil
+}
+
+// Field returns field i of a performative's list, nil when the peer left
+// it out.
+func (p Performative) Field(i int) any {
+	if i < len(p.Fields) {
+		return p.Fields[i]
+	}
+	return nil
+}
