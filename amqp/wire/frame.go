@@ -116,32 +116,35 @@ type Performative struct {
 // The descriptor codes of the performatives (part 2, section 2.7; part 5,
 // section 5.3.3).
 const (
-	Open        = 0x10
-	Begin       = 0x11
-	Attach      = 0x12
-	Flow        = 0x13
-	Transfer    = 0x14
-	Disposition = 0x15
-	Detach      = 0x16
-	End         = 0x17
-	Close       = 0x18
+	CodeOpen        = 0x10
+	CodeBegin       = 0x11
+	CodeAttach      = 0x12
+	CodeFlow        = 0x13
+	CodeTransfer    = 0x14
+	CodeDisposition = 0x15
+	CodeDetach      = 0x16
+	CodeEnd         = 0x17
+	CodeClose       = 0x18
 
-	SASLMechanisms = 0x40
-	SASLInit       = 0x41
-	SASLChallenge  = 0x42
-	SASLResponse   = 0x43
-	SASLOutcome    = 0x44
+	CodeSASLMechanisms = 0x40
+	CodeSASLInit       = 0x41
+	CodeSASLChallenge  = 0x42
+	CodeSASLResponse   = 0x43
+	CodeSASLOutcome    = 0x44
 )
 
-// performativeNames are the symbolic descriptors peers may use instead
-// of the codes.
-var performativeNames = map[Symbol]uint64{
-	"amqp:open:list": Open, "amqp:begin:list": Begin, "amqp:attach:list": Attach,
-	"amqp:flow:list": Flow, "amqp:transfer:list": Transfer, "amqp:disposition:list": Disposition,
-	"amqp:detach:list": Detach, "amqp:end:list": End, "amqp:close:list": Close,
-	"amqp:sasl-mechanisms:list": SASLMechanisms, "amqp:sasl-init:list": SASLInit,
-	"amqp:sasl-challenge:list": SASLChallenge, "amqp:sasl-response:list": SASLResponse,
-	"amqp:sasl-outcome:list": SASLOutcome,
+// descriptorNames are the symbolic descriptors peers may use instead of
+// the codes.
+var descriptorNames = map[Symbol]uint64{
+	"amqp:open:list": CodeOpen, "amqp:begin:list": CodeBegin, "amqp:attach:list": CodeAttach,
+	"amqp:flow:list": CodeFlow, "amqp:transfer:list": CodeTransfer, "amqp:disposition:list": CodeDisposition,
+	"amqp:detach:list": CodeDetach, "amqp:end:list": CodeEnd, "amqp:close:list": CodeClose,
+	"amqp:sasl-mechanisms:list": CodeSASLMechanisms, "amqp:sasl-init:list": CodeSASLInit,
+	"amqp:sasl-challenge:list": CodeSASLChallenge, "amqp:sasl-response:list": CodeSASLResponse,
+	"amqp:sasl-outcome:list": CodeSASLOutcome,
+	"amqp:source:list":       CodeSource, "amqp:target:list": CodeTarget, "amqp:error:list": CodeError,
+	"amqp:received:list": CodeReceived, "amqp:accepted:list": CodeAccepted, "amqp:rejected:list": CodeRejected,
+	"amqp:released:list": CodeReleased, "amqp:modified:list": CodeModified,
 }
 
 // DecodePerformative reads the performative at the start of a frame body.
@@ -167,13 +170,13 @@ func DecodePerformative(body []byte) (Performative, error) {
 }
 
 // DescriptorCode is the numeric code of a descriptor given as a ulong or
-// as one of the performatives' symbols.
+// as the symbol of a performative, terminus, error or delivery state.
 func DescriptorCode(desc any) (uint64, bool) {
 	switch x := desc.(type) {
 	case uint64:
 		return x, true
 	case Symbol:
-		c, ok := performativeNames[x]
+		c, ok := descriptorNames[x]
 		return c, ok
 	}
 	return 0, false
