@@ -26,13 +26,14 @@ var layers = map[string][]string{
 	"hub":                 {".", "index", "internal/recordjson", "query", "sas"},
 	"jetstream":           {".", "internal/recordjson"},
 	"httpapi":             {".", "hub", "sas", "throttle"},
-	"mqtt":                {".", "hub", "sas", "throttle"},
+	"mqtt":                {".", "hub", "sas", "throttle", "internal/accept"},
 	"query":               {},
 	"sas":                 {},
 	"throttle":            {},
 	"certs":               {},
 	"datadir":             {"sas"},
 	"amqp/wire":           {},
+	"amqp":                {".", "hub", "sas", "throttle", "amqp/wire", "internal/accept"},
 }
 
 // TestLayers: no package of the core imports one it may not, so that

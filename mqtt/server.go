@@ -31,13 +31,13 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/accept"
 	"github.com/twinhub/twinhub/throttle"
 )
 
@@ -228,32 +228,10 @@ func (s *Server) Serve(ln net.Listener, tlsConf *tls.Config) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return net.ErrClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("mqtt accept failed; retrying", "err", err, "in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		if !s.begin() {
-			nc.Close()
-			return net.ErrClosed
-		}
-		go func() {
-			defer s.wg.Done()
-			s.serveTLS(nc, tlsConf)
-		}()
-	}
+	return accept.Loop(ln, s.log, "mqtt", s.begin, s.isClosed, func(nc net.Conn) {
+		defer s.wg.Done()
+		s.serveTLS(nc, tlsConf)
+	})
 }
 
 func (s *Server) serveTLS(raw net.Conn, tlsConf *tls.Config) {

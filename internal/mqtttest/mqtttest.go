@@ -16,13 +16,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/testcerts"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
@@ -57,19 +55,7 @@ type Server struct {
 // certificate is for h.Host(), so clients must use that server name.
 func Serve(t testing.TB, h *hub.Hub, opts Options) *Server {
 	t.Helper()
-	dir := t.TempDir()
-	cert, err := certs.EnsureServer(dir, certs.Hosts(h.Host()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		t.Fatalf("no certificate in %s", certs.CAFile)
-	}
+	cert, roots, dir := testcerts.HubServer(t, h.Host())
 	// As in `twinhub serve`: a client certificate is requested but not
 	// required, since X.509 devices present one and SAS devices do not.
 	tlsConf := &tls.Config{

@@ -3,7 +3,7 @@
 // certificates they sign. Each is a fresh P-256 key, so two certificates
 // for the same name still have different thumbprints, as two devices
 // would. Server certificates come from package certs, as in `twinhub
-// serve`.
+// serve` (HubServer).
 package testcerts
 
 import (
@@ -14,8 +14,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/twinhub/twinhub/certs"
 )
 
 // Options shape a certificate. The zero value is a self-signed end
@@ -96,4 +100,25 @@ func Device(t testing.TB, cn string, ca *tls.Certificate) tls.Certificate {
 		o.Parent, o.ParentKey = ca.Leaf, ca.PrivateKey.(*ecdsa.PrivateKey)
 	}
 	return New(t, cn, o)
+}
+
+// HubServer makes the TLS certificate of a hub serving host the way
+// `twinhub serve` does (package certs, its own CA in a temporary folder)
+// and returns it with a pool of that CA, for the clients, and the folder.
+func HubServer(t testing.TB, host string) (cert tls.Certificate, roots *x509.CertPool, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	cert, err := certs.EnsureServer(dir, certs.Hosts(host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("no certificate in %s", certs.CAFile)
+	}
+	return cert, roots, dir
 }

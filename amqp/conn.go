@@ -1,0 +1,383 @@
+package amqp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinhub/twinhub/amqp/wire"
+)
+
+// The AMQP error conditions the endpoint sends (part 2, section 2.8.15).
+const (
+	condDecodeError   wire.Symbol = "amqp:decode-error"
+	condFramingError  wire.Symbol = "amqp:connection:framing-error"
+	condForced        wire.Symbol = "amqp:connection:forced"
+	condNotAllowed    wire.Symbol = "amqp:not-allowed"
+	condNotFound      wire.Symbol = "amqp:not-found"
+	condResourceLimit wire.Symbol = "amqp:resource-limit-exceeded"
+	condInternalError wire.Symbol = "amqp:internal-error"
+	condIllegalState  wire.Symbol = "amqp:illegal-state"
+)
+
+// What the hub announces in its open and begin frames.
+const (
+	channelMax     = 4999
+	sessionWindow  = 5000
+	handleMax      = 65535
+	containerID    = "twinhub"
+	minHeartbeat   = 50 * time.Millisecond
+	closeGraceTime = 2 * time.Second
+)
+
+// conn is one AMQP connection: a reader goroutine (serve) that handles
+// every frame in order, and writes under wmu.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	r   *bufio.Reader
+
+	// wmu orders writes; the open frame is written and opened set under
+	// it, so that a close from shutdown comes after the open or not at all.
+	wmu sync.Mutex
+	w   *bufio.Writer
+
+	// Set by the open exchange.
+	maxOut   uint32        // the largest frame the peer takes
+	peerIdle time.Duration // the peer's idle time-out: heartbeats at half of it
+
+	// principal is who SASL admitted, for the log: never a secret.
+	principal string
+
+	sessions map[uint16]*session // by the peer's channel, which is also ours
+	opened   atomic.Bool         // both open frames sent
+	closed   atomic.Bool         // a close frame sent
+	done     chan struct{}
+}
+
+// session is a session the peer began. Links are not served yet.
+type session struct {
+	channel uint16
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		srv: s, nc: nc,
+		r:        bufio.NewReaderSize(nc, 16<<10),
+		w:        bufio.NewWriterSize(nc, 16<<10),
+		maxOut:   wire.MinMaxFrameSize,
+		sessions: map[uint16]*session{},
+		done:     make(chan struct{}),
+	}
+}
+
+// connError is a reason to close the connection, sent to the peer in the
+// close frame.
+type connError struct {
+	cond wire.Symbol
+	desc string
+}
+
+func (e *connError) Error() string { return string(e.cond) + ": " + e.desc }
+
+func closeWith(cond wire.Symbol, format string, args ...any) error {
+	return &connError{cond: cond, desc: fmt.Sprintf(format, args...)}
+}
+
+// serve runs the connection: the handshake by deadline, then frames until
+// either side closes.
+func (c *conn) serve(deadline time.Time) {
+	defer close(c.done)
+	defer c.nc.Close()
+	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
+	c.nc.SetDeadline(deadline)
+	if err := c.handshake(); err != nil {
+		c.fail(err)
+		log.Debug("amqp handshake ended", "principal", c.principal, "err", err)
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
+	log.Debug("amqp connection open", "principal", c.principal)
+	stop := make(chan struct{})
+	defer close(stop)
+	if c.peerIdle > 0 {
+		go c.heartbeat(stop)
+	}
+	err := c.frames()
+	c.fail(err)
+	if err != nil && !errors.Is(err, io.EOF) {
+		log.Debug("amqp connection ended", "principal", c.principal, "err", err)
+	}
+}
+
+// fail sends the close frame err calls for, when the connection is open
+// and no close went yet, and gives the peer a moment to read it.
+func (c *conn) fail(err error) {
+	var ce *connError
+	if err == nil || !errors.As(err, &ce) || !c.opened.Load() {
+		return
+	}
+	if c.closed.Swap(true) {
+		return
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(closeGraceTime))
+	c.send(0, wire.CodeClose, wire.ErrorList(&wire.Error{Condition: ce.cond, Description: ce.desc}), nil)
+}
+
+// shutdown closes the connection from the hub's side (the server is
+// closing): a close frame, then the socket once serve has gone.
+func (c *conn) shutdown() {
+	c.wmu.Lock()
+	opened := c.opened.Load()
+	if !opened {
+		c.closed.Store(true) // the handshake sends no open after this
+	}
+	c.wmu.Unlock()
+	if opened && !c.closed.Swap(true) {
+		c.nc.SetWriteDeadline(time.Now().Add(closeGraceTime))
+		c.send(0, wire.CodeClose, wire.ErrorList(&wire.Error{Condition: condForced, Description: "the hub is shutting down"}), nil)
+	}
+	c.nc.Close()
+	<-c.done
+}
+
+// handshake exchanges protocol headers (through SASL when the client asks
+// for it) and open frames.
+func (c *conn) handshake() error {
+	h, err := wire.ReadHeader(c.r)
+	if err != nil {
+		c.writeHeader(wire.ProtocolAMQP) // says what the hub speaks
+		return err
+	}
+	if h.Protocol == wire.ProtocolSASL && h.Major == 1 && h.Minor == 0 {
+		if err := c.writeHeader(wire.ProtocolSASL); err != nil {
+			return err
+		}
+		if err := c.sasl(); err != nil {
+			return err
+		}
+		if h, err = wire.ReadHeader(c.r); err != nil {
+			return err
+		}
+	} else {
+		c.principal = "none (CBS)"
+	}
+	if h.Protocol != wire.ProtocolAMQP || h.Major != 1 || h.Minor != 0 {
+		c.writeHeader(wire.ProtocolAMQP)
+		return fmt.Errorf("amqp: the client asks for protocol %d version %d.%d.%d", h.Protocol, h.Major, h.Minor, h.Revision)
+	}
+	if err := c.writeHeader(wire.ProtocolAMQP); err != nil {
+		return err
+	}
+	f, err := wire.ReadFrame(c.r, c.srv.opts.MaxFrameSize)
+	if err != nil {
+		return err
+	}
+	p, err := wire.DecodePerformative(f.Body)
+	if err == nil && (f.Type != wire.FrameAMQP || p.Code != wire.CodeOpen) {
+		err = fmt.Errorf("amqp: the first frame is %#x, not an open", p.Code)
+	}
+	if err != nil {
+		return err
+	}
+	open, err := wire.ParseOpen(p)
+	if err != nil {
+		return err
+	}
+	c.maxOut = max(min(open.MaxFrameSize, c.srv.opts.MaxFrameSize), wire.MinMaxFrameSize)
+	c.peerIdle = open.IdleTimeout
+	ours := wire.Open{
+		ContainerID: containerID, Hostname: c.srv.hub.Host(), MaxFrameSize: c.srv.opts.MaxFrameSize,
+		ChannelMax: channelMax, IdleTimeout: c.srv.opts.IdleTimeout,
+	}
+	body, err := wire.AppendPerformative(nil, wire.CodeOpen, ours.List(), nil)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return net.ErrClosed // the server is shutting down
+	}
+	c.w.Write(wire.AppendFrame(nil, wire.FrameAMQP, 0, body))
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	c.opened.Store(true)
+	return nil
+}
+
+func (c *conn) writeHeader(protocol byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.w.Write(wire.Header{Protocol: protocol, Major: 1}.Bytes())
+	return c.w.Flush()
+}
+
+// heartbeat sends an empty frame at half the peer's idle time-out, so
+// that the peer does not close a quiet connection.
+func (c *conn) heartbeat(stop chan struct{}) {
+	t := time.NewTicker(max(c.peerIdle/2, minHeartbeat))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			c.wmu.Lock()
+			c.w.Write(wire.AppendFrame(nil, wire.FrameAMQP, 0, nil))
+			err := c.w.Flush()
+			c.wmu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// frames reads and handles frames until the peer closes (nil), the
+// connection fails, or a frame calls for closing it (a *connError).
+func (c *conn) frames() error {
+	idle := c.srv.opts.IdleTimeout
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(idle))
+		f, err := wire.ReadFrame(c.r, c.srv.opts.MaxFrameSize)
+		switch {
+		case errors.Is(err, wire.ErrFrameTooLarge):
+			return closeWith(condFramingError, "%v", err)
+		case errors.Is(err, wire.ErrMalformed):
+			return closeWith(condFramingError, "%v", err)
+		case isTimeout(err):
+			return closeWith(condResourceLimit, "no frame for %s, the idle time-out", idle)
+		case err != nil:
+			return err
+		}
+		if len(f.Body) == 0 {
+			continue // a heartbeat
+		}
+		if f.Type != wire.FrameAMQP {
+			return closeWith(condFramingError, "a SASL frame after the handshake")
+		}
+		p, err := wire.DecodePerformative(f.Body)
+		if err != nil {
+			return closeWith(condDecodeError, "%v", err)
+		}
+		done, err := c.handle(f.Channel, p)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// handle acts on one performative; done is true once the peer's close
+// has been answered.
+func (c *conn) handle(channel uint16, p wire.Performative) (done bool, err error) {
+	v, err := wire.Parse(p)
+	if err != nil {
+		return false, closeWith(condDecodeError, "%v", err)
+	}
+	switch x := v.(type) {
+	case wire.Open:
+		return false, closeWith(condIllegalState, "a second open")
+	case wire.Begin:
+		return false, c.begin(channel, x)
+	case wire.Attach:
+		s, err := c.session(channel)
+		if err != nil {
+			return false, err
+		}
+		return false, c.refuseLink(s, x)
+	case wire.Flow, wire.Transfer, wire.Disposition, wire.Detach:
+		// No link is served, and refused links are detached already:
+		// what the peer says of them needs no answer.
+		_, err := c.session(channel)
+		return false, err
+	case *wire.Error:
+		if p.Code == wire.CodeEnd {
+			return false, c.end(channel, x)
+		}
+		// The peer's close: answer it, then the connection is over.
+		if !c.closed.Swap(true) {
+			c.send(0, wire.CodeClose, wire.ErrorList(nil), nil)
+		}
+		return true, nil
+	}
+	return false, closeWith(condFramingError, "a SASL performative after the handshake")
+}
+
+// begin answers a session the peer begins on channel, on the same channel.
+func (c *conn) begin(channel uint16, b wire.Begin) error {
+	switch {
+	case b.RemoteChannel != nil:
+		return closeWith(condNotAllowed, "the hub begins no sessions, so there is nothing to answer on channel %d", channel)
+	case channel > channelMax:
+		return closeWith(condFramingError, "channel %d is over the channel-max %d", channel, channelMax)
+	case c.sessions[channel] != nil:
+		return closeWith(condFramingError, "channel %d has a session already", channel)
+	}
+	c.sessions[channel] = &session{channel: channel}
+	reply := wire.Begin{RemoteChannel: &channel, NextOutgoingID: 0, IncomingWindow: sessionWindow,
+		OutgoingWindow: sessionWindow, HandleMax: handleMax}
+	return c.send(channel, wire.CodeBegin, reply.List(), nil)
+}
+
+// end answers the end of a session.
+func (c *conn) end(channel uint16, _ *wire.Error) error {
+	if _, err := c.session(channel); err != nil {
+		return err
+	}
+	delete(c.sessions, channel)
+	return c.send(channel, wire.CodeEnd, wire.ErrorList(nil), nil)
+}
+
+func (c *conn) session(channel uint16) (*session, error) {
+	s := c.sessions[channel]
+	if s == nil {
+		return nil, closeWith(condFramingError, "no session on channel %d", channel)
+	}
+	return s, nil
+}
+
+// refuseLink answers an attach the way go-amqp and the other SDKs
+// recognise a refusal: an attach with null source and target, then a
+// detach that closes the link with the error.
+func (c *conn) refuseLink(s *session, a wire.Attach) error {
+	address := ""
+	if a.Role == wire.RoleReceiver && a.Source != nil {
+		address = a.Source.Address
+	} else if a.Role == wire.RoleSender && a.Target != nil {
+		address = a.Target.Address
+	}
+	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode, RcvSettleMode: a.RcvSettleMode}
+	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
+		return err
+	}
+	detach := wire.Detach{Handle: a.Handle, Closed: true,
+		Error: &wire.Error{Condition: condNotFound, Description: fmt.Sprintf("twinhub serves no AMQP node %q yet", address)}}
+	return c.send(s.channel, wire.CodeDetach, detach.List(), nil)
+}
+
+// send writes one frame and flushes it.
+func (c *conn) send(channel uint16, code uint64, fields wire.List, payload []byte) error {
+	body, err := wire.AppendPerformative(nil, code, fields, payload)
+	if err != nil {
+		return err
+	}
+	if uint32(8+len(body)) > c.maxOut {
+		return closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", 8+len(body), c.maxOut)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.w.Write(wire.AppendFrame(nil, wire.FrameAMQP, channel, body))
+	return c.w.Flush()
+}

@@ -1,0 +1,168 @@
+// Package amqp is twinhub's AMQP 1.0 endpoint (TLS on 5671), the
+// protocol of the service SDKs' cloud-to-device sends and feedback, of
+// Event Hubs readers of telemetry, and of AMQP devices. Like the other
+// front ends it holds connections and protocol state only and calls the
+// hub for everything else.
+//
+// This part is the connection layer: protocol headers, SASL (ANONYMOUS,
+// MSSBCBS, PLAIN, or none), open and close, sessions, heartbeats and
+// idle time-outs, and the AMQP errors of malformed input. Links are not
+// served yet: every attach is refused with amqp:not-found, the way the
+// SDKs recognise a refusal (a null source and target, then a detach with
+// the error; ../shared/AMQP.md).
+//
+// The framing is hand-written in amqp/wire: no Go AMQP 1.0 server
+// library exists.
+package amqp
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/accept"
+)
+
+// Options configure the endpoint; zero values take the defaults.
+type Options struct {
+	Log *slog.Logger
+	// MaxFrameSize is the largest frame the hub accepts (default 65536,
+	// what the SDKs expect).
+	MaxFrameSize uint32
+	// IdleTimeout is how long the hub lets a connection be silent
+	// (default 240 s): clients send empty frames at half of it.
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake, SASL and open (default
+	// 30 s).
+	HandshakeTimeout time.Duration
+}
+
+// Server is the AMQP endpoint of one hub.
+type Server struct {
+	hub  *hub.Hub
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup
+}
+
+// New returns the AMQP endpoint of core.
+func New(core *hub.Hub, o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.MaxFrameSize == 0 {
+		o.MaxFrameSize = 65536
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 240 * time.Second
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = 30 * time.Second
+	}
+	return &Server{hub: core, opts: o, log: o.Log,
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+}
+
+// Serve accepts connections on ln and speaks AMQP over TLS on them with
+// tlsConf until ln fails or the server closes.
+func (s *Server) Serve(ln net.Listener, tlsConf *tls.Config) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	return accept.Loop(ln, s.log, "amqp", s.begin, s.isClosed, func(nc net.Conn) {
+		defer s.wg.Done()
+		s.serveTLS(nc, tlsConf)
+	})
+}
+
+func (s *Server) serveTLS(raw net.Conn, tlsConf *tls.Config) {
+	deadline := time.Now().Add(s.opts.HandshakeTimeout)
+	raw.SetDeadline(deadline)
+	tc := tls.Server(raw, tlsConf)
+	if err := tc.Handshake(); err != nil {
+		s.log.Debug("amqp TLS handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+		raw.Close()
+		return
+	}
+	s.ServeConn(tc, deadline)
+}
+
+// ServeConn speaks AMQP on an accepted connection (TLS, or a WebSocket
+// stream) until it ends; the handshake must end by deadline.
+func (s *Server) ServeConn(nc net.Conn, deadline time.Time) {
+	c := newConn(s, nc)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	c.serve(deadline)
+}
+
+func (s *Server) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops accepting, closes every connection (with a close frame
+// where it is open) and waits for them until ctx ends.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
