@@ -55,14 +55,23 @@ type conn struct {
 	principal string
 
 	sessions map[uint16]*session // by the peer's channel, which is also ours
-	opened   atomic.Bool         // both open frames sent
-	closed   atomic.Bool         // a close frame sent
-	done     chan struct{}
+	// cbsReplies is the client's receiver from $cbs, where put-token
+	// answers go; grants are the tokens it put (cbs.go).
+	cbsReplies *link
+	grants     []grant
+	opened     atomic.Bool // both open frames sent
+	closed     atomic.Bool // a close frame sent
+	done       chan struct{}
 }
 
-// session is a session the peer began. Links are not served yet.
+// session is a session the peer began, with its transfer counters and
+// links.
 type session struct {
-	channel uint16
+	channel        uint16
+	nextIncomingID uint32 // the transfer-id the client sends next
+	nextOutgoingID uint32 // the hub's next transfer-id (and delivery-id)
+	windowUsed     uint32 // transfers received since the window was renewed
+	links          map[uint32]*link
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -291,17 +300,23 @@ func (c *conn) handle(channel uint16, p wire.Performative) (done bool, err error
 		return false, closeWith(condIllegalState, "a second open")
 	case wire.Begin:
 		return false, c.begin(channel, x)
-	case wire.Attach:
+	case wire.Attach, wire.Flow, wire.Transfer, wire.Disposition, wire.Detach:
 		s, err := c.session(channel)
 		if err != nil {
 			return false, err
 		}
-		return false, c.refuseLink(s, x)
-	case wire.Flow, wire.Transfer, wire.Disposition, wire.Detach:
-		// No link is served, and refused links are detached already:
-		// what the peer says of them needs no answer.
-		_, err := c.session(channel)
-		return false, err
+		switch x := x.(type) {
+		case wire.Attach:
+			return false, c.attach(s, x)
+		case wire.Flow:
+			return false, c.onFlow(s, x)
+		case wire.Transfer:
+			return false, c.onTransfer(s, x)
+		case wire.Detach:
+			return false, c.detach(s, x)
+		}
+		// Dispositions: the hub sends settled, or needs no answer.
+		return false, nil
 	case *wire.Error:
 		if p.Code == wire.CodeEnd {
 			return false, c.end(channel, x)
@@ -325,7 +340,7 @@ func (c *conn) begin(channel uint16, b wire.Begin) error {
 	case c.sessions[channel] != nil:
 		return closeWith(condFramingError, "channel %d has a session already", channel)
 	}
-	c.sessions[channel] = &session{channel: channel}
+	c.sessions[channel] = &session{channel: channel, nextIncomingID: b.NextOutgoingID, links: map[uint32]*link{}}
 	reply := wire.Begin{RemoteChannel: &channel, NextOutgoingID: 0, IncomingWindow: sessionWindow,
 		OutgoingWindow: sessionWindow, HandleMax: handleMax}
 	return c.send(channel, wire.CodeBegin, reply.List(), nil)
@@ -333,8 +348,12 @@ func (c *conn) begin(channel uint16, b wire.Begin) error {
 
 // end answers the end of a session.
 func (c *conn) end(channel uint16, _ *wire.Error) error {
-	if _, err := c.session(channel); err != nil {
+	s, err := c.session(channel)
+	if err != nil {
 		return err
+	}
+	if c.cbsReplies != nil && c.cbsReplies.s == s {
+		c.cbsReplies = nil
 	}
 	delete(c.sessions, channel)
 	return c.send(channel, wire.CodeEnd, wire.ErrorList(nil), nil)
@@ -350,20 +369,14 @@ func (c *conn) session(channel uint16) (*session, error) {
 
 // refuseLink answers an attach the way go-amqp and the other SDKs
 // recognise a refusal: an attach with null source and target, then a
-// detach that closes the link with the error.
-func (c *conn) refuseLink(s *session, a wire.Attach) error {
-	address := ""
-	if a.Role == wire.RoleReceiver && a.Source != nil {
-		address = a.Source.Address
-	} else if a.Role == wire.RoleSender && a.Target != nil {
-		address = a.Target.Address
-	}
+// detach that closes the link with amqp:not-found and why.
+func (c *conn) refuseLink(s *session, a wire.Attach, why string) error {
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode, RcvSettleMode: a.RcvSettleMode}
 	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
 		return err
 	}
 	detach := wire.Detach{Handle: a.Handle, Closed: true,
-		Error: &wire.Error{Condition: condNotFound, Description: fmt.Sprintf("twinhub serves no AMQP node %q yet", address)}}
+		Error: &wire.Error{Condition: condNotFound, Description: why}}
 	return c.send(s.channel, wire.CodeDetach, detach.List(), nil)
 }
 

@@ -4,12 +4,13 @@
 // front ends it holds connections and protocol state only and calls the
 // hub for everything else.
 //
-// This part is the connection layer: protocol headers, SASL (ANONYMOUS,
-// MSSBCBS, PLAIN, or none), open and close, sessions, heartbeats and
-// idle time-outs, and the AMQP errors of malformed input. Links are not
-// served yet: every attach is refused with amqp:not-found, the way the
-// SDKs recognise a refusal (a null source and target, then a detach with
-// the error; ../shared/AMQP.md).
+// Built so far: protocol headers, SASL (ANONYMOUS, MSSBCBS, PLAIN, or
+// none), open and close, sessions, heartbeats and idle time-outs, the
+// AMQP errors of malformed input, links with credit and multi-frame
+// messages, and the $cbs node (put-token: cbs.go). Attaches to any other
+// node are refused with amqp:not-found, the way the SDKs recognise a
+// refusal (a null source and target, then a detach with the error;
+// ../shared/AMQP.md).
 //
 // The framing is hand-written in amqp/wire: no Go AMQP 1.0 server
 // library exists.

@@ -60,6 +60,22 @@ func (e *endpoint) dial(sasl goamqp.SASLType) (*goamqp.Conn, error) {
 	})
 }
 
+// session connects with sasl (nil: none) and begins a session; the
+// connection closes when the test ends.
+func (e *endpoint) session(t *testing.T, sasl goamqp.SASLType) *goamqp.Session {
+	t.Helper()
+	c, err := e.dial(sasl)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := c.NewSession(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("session: %v", err)
+	}
+	return s
+}
+
 // TestConnections: go-amqp connects with each way of authenticating the
 // SDKs use, begins a session, is refused links to nodes the hub does not
 // serve yet with amqp:not-found, and closes cleanly.

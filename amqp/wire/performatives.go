@@ -526,7 +526,7 @@ func ParseDetach(p Performative) (Detach, error) {
 }
 
 // List is the detach's fields.
-func (d Detach) List() List { return List{d.Handle, d.Closed, d.Error.value()} }
+func (d Detach) List() List { return List{d.Handle, d.Closed, d.Error.Field()} }
 
 // Parse reads any performative into its struct (Open, Begin, Attach,
 // Flow, Transfer, Disposition, Detach, SASLInit; *Error for end and
@@ -577,8 +577,9 @@ func (f *fields) error(i int) *Error {
 	return out
 }
 
-// value is the error as a field: nil for no error.
-func (e *Error) value() any {
+// Field is the error as a field of a performative or delivery state: nil
+// for no error.
+func (e *Error) Field() any {
 	if e == nil {
 		return nil
 	}
@@ -586,7 +587,7 @@ func (e *Error) value() any {
 }
 
 // ErrorList is the fields of an end or close carrying e (nil: none).
-func ErrorList(e *Error) List { return List{e.value()} }
+func ErrorList(e *Error) List { return List{e.Field()} }
 
 // ParseSASLInit reads a sasl-init frame.
 func ParseSASLInit(p Performative) (SASLInit, error) {

@@ -1,0 +1,142 @@
+package amqp
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/amqp/wire"
+	"github.com/twinhub/twinhub/sas"
+)
+
+// Claims-based security (the $cbs node): a client proves who it is by
+// sending SAS tokens as put-token requests on a link to $cbs, and reads
+// the answers on a link from $cbs. Each accepted token is a grant of the
+// connection, good until the token expires; clients renew them in place
+// with new put-tokens. The links to other nodes check the grants (next:
+// C2D send, feedback).
+
+// grant is a token the connection put: its audience, who it stands for
+// (a policy or a device), and when it expires.
+type grant struct {
+	audience string
+	policy   string      // a shared access policy's token
+	device   twinhub.Key // a device's or module's token
+	expiry   time.Time
+}
+
+// The CBS status codes, as HTTP's (AMQP.md: an int, 200 on success).
+const (
+	cbsOK           = 200
+	cbsBadRequest   = 400
+	cbsUnauthorized = 401
+)
+
+// putToken handles one request to $cbs and answers it on the client's
+// $cbs receiver. The delivery itself is accepted: the answer says whether
+// the token was.
+func (c *conn) putToken(m wire.Message) wire.Described {
+	status, desc := c.checkToken(m)
+	c.srv.log.Debug("amqp put-token", "principal", c.principal, "status", status)
+	if c.cbsReplies != nil {
+		reply := wire.Message{
+			Properties: wire.Properties{CorrelationID: m.Properties.MessageID},
+			ApplicationProperties: wire.Map{
+				{Key: "status-code", Value: int32(status)},
+				{Key: "status-description", Value: desc},
+			},
+		}
+		if err := c.sendMessage(c.cbsReplies, reply); err != nil {
+			c.srv.log.Debug("amqp put-token reply not sent", "err", err)
+		}
+	}
+	return wire.State(wire.CodeAccepted)
+}
+
+// checkToken checks a put-token request and keeps its grant.
+func (c *conn) checkToken(m wire.Message) (int, string) {
+	get := func(k string) string {
+		v, _ := m.ApplicationProperties.Get(k)
+		s, _ := v.(string)
+		return s
+	}
+	if op := get("operation"); op != "put-token" {
+		return cbsBadRequest, fmt.Sprintf("operation %q is not put-token", op)
+	}
+	switch typ := get("type"); typ {
+	case "servicebus.windows.net:sastoken", "azure-devices.net:sastoken":
+	case "jwt", "servicebus.windows.net:jwt":
+		return cbsUnauthorized, "twinhub takes SAS tokens, not Azure AD tokens"
+	default:
+		return cbsBadRequest, fmt.Sprintf("token type %q is not a SAS token", typ)
+	}
+	audience := get("name")
+	token, ok := m.Value.(string)
+	if !ok || audience == "" {
+		return cbsBadRequest, "put-token needs a name and a SAS token as the body"
+	}
+	t, err := sas.ParseToken(token)
+	if err != nil {
+		return cbsUnauthorized, err.Error()
+	}
+	g := grant{audience: audience, expiry: t.Expiry}
+	if t.KeyName != "" {
+		// A policy's token: it is good for what its policy grants.
+		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
+			return cbsUnauthorized, twinhub.AsError(err).Message
+		}
+		g.policy = t.KeyName
+	} else {
+		// A device's or module's own token, for the identity its
+		// audience names.
+		k, ok := identityOf(audience, c.srv.hub.Host())
+		if !ok {
+			return cbsUnauthorized, fmt.Sprintf("audience %q names no device", audience)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
+			return cbsUnauthorized, twinhub.AsError(err).Message
+		}
+		g.device = k
+	}
+	c.putGrant(g)
+	return cbsOK, "OK"
+}
+
+// putGrant keeps g, in place of an earlier grant for the same audience
+// (a renewal).
+func (c *conn) putGrant(g grant) {
+	for i := range c.grants {
+		if c.grants[i].audience == g.audience {
+			c.grants[i] = g
+			return
+		}
+	}
+	c.grants = append(c.grants, g)
+}
+
+// identityOf reads the device (or module) of a CBS audience
+// "<host>/devices/<id>[/modules/<m>]", as the device SDKs send it (the
+// Node SDK URL-encodes it).
+func identityOf(audience, host string) (twinhub.Key, bool) {
+	if a, err := url.PathUnescape(audience); err == nil {
+		audience = a
+	}
+	audience = strings.TrimPrefix(strings.TrimPrefix(audience, "amqps://"), "https://")
+	rest, ok := strings.CutPrefix(strings.ToLower(audience[:min(len(audience), len(host))]), strings.ToLower(host))
+	if !ok || rest != "" {
+		return twinhub.Key{}, false
+	}
+	parts := strings.Split(strings.Trim(audience[len(host):], "/"), "/")
+	switch {
+	case len(parts) == 2 && parts[0] == "devices" && parts[1] != "":
+		return twinhub.DeviceKey(parts[1]), true
+	case len(parts) == 4 && parts[0] == "devices" && parts[2] == "modules" && parts[1] != "" && parts[3] != "":
+		return twinhub.ModuleKey(parts[1], parts[3]), true
+	}
+	return twinhub.Key{}, false
+}

@@ -1,0 +1,250 @@
+package amqp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/twinhub/twinhub/amqp/wire"
+)
+
+// Credit and sizes of the links the hub accepts.
+const (
+	// linkCredit is the credit the hub gives a client's sender, renewed
+	// when half is used: rhea and the Node SDKs send nothing without it.
+	linkCredit = 100
+	// maxMessageSize bounds a message received in several transfers
+	// (IoT Hub's largest, telemetry, is 256 KB).
+	maxMessageSize = 1 << 20
+)
+
+// link is one end of a link the hub accepted, in the session of the
+// client's link: the hub receives on it when the client sends, and sends
+// when the client receives.
+type link struct {
+	s      *session
+	name   string
+	handle uint32 // the client's handle, which the hub uses for its end too
+	// receiving reports whether the hub receives on the link.
+	receiving bool
+	address   string
+	sndSettle uint8
+
+	// The hub receiving: the client's delivery-count as the hub knows it,
+	// the credit left, and the message being put together from transfers.
+	deliveryCount uint32
+	credit        uint32
+	partial       []byte
+	partialID     uint32
+	partialUnset  bool // the message's delivery is unsettled
+	inDelivery    bool
+	// onMessage handles a whole message, and says how the delivery ends
+	// (an accepted or rejected state).
+	onMessage func(m wire.Message) wire.Described
+
+	// The hub sending: the credit the client gave and the deliveries sent.
+	sendCredit uint32
+	sendCount  uint32
+	queue      []wire.Message
+}
+
+// normalizeAddress strips what clients put around a node's address:
+// "amqps://host[:port]" (uamqp and pyamqp send full URLs) and the
+// leading "/" (AMQP.md).
+func normalizeAddress(a string) string {
+	if i := strings.Index(a, "://"); i >= 0 {
+		a = a[i+3:]
+		if j := strings.IndexByte(a, '/'); j >= 0 {
+			a = a[j:]
+		} else {
+			a = ""
+		}
+	}
+	return strings.TrimPrefix(a, "/")
+}
+
+// attach accepts or refuses a link the client attaches: the nodes the
+// hub serves are $cbs (both directions).
+func (c *conn) attach(s *session, a wire.Attach) error {
+	if s.links[a.Handle] != nil {
+		return closeWith(condFramingError, "handle %d is attached already", a.Handle)
+	}
+	address := ""
+	if a.Role == wire.RoleReceiver && a.Source != nil {
+		address = a.Source.Address
+	} else if a.Role == wire.RoleSender && a.Target != nil {
+		address = a.Target.Address
+	}
+	l := &link{s: s, name: a.Name, handle: a.Handle, receiving: a.Role == wire.RoleSender,
+		address: normalizeAddress(address), sndSettle: a.SndSettleMode}
+	switch {
+	case l.address == "$cbs" && l.receiving:
+		l.onMessage = c.putToken
+	case l.address == "$cbs":
+		c.cbsReplies = l
+	default:
+		return c.refuseLink(s, a, fmt.Sprintf("twinhub serves no AMQP node %q yet", address))
+	}
+	s.links[a.Handle] = l
+	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode,
+		RcvSettleMode: a.RcvSettleMode, Source: a.Source, Target: a.Target}
+	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
+		return err
+	}
+	if l.receiving {
+		l.deliveryCount = a.InitialDeliveryCount
+		l.credit = linkCredit
+		return c.flow(l)
+	}
+	return nil
+}
+
+// flow tells the client the session's window and, for a link the hub
+// receives on, its credit.
+func (c *conn) flow(l *link) error {
+	s := l.s
+	f := wire.Flow{NextIncomingID: &s.nextIncomingID, IncomingWindow: sessionWindow,
+		NextOutgoingID: s.nextOutgoingID, OutgoingWindow: sessionWindow}
+	if l.receiving {
+		h, dc, cr := l.handle, l.deliveryCount, l.credit
+		f.Handle, f.DeliveryCount, f.LinkCredit = &h, &dc, &cr
+	}
+	s.windowUsed = 0
+	return c.send(s.channel, wire.CodeFlow, f.List(), nil)
+}
+
+// onFlow takes the client's flow: new credit for a link the hub sends on
+// (and the queued messages go), an echo request answered.
+func (c *conn) onFlow(s *session, f wire.Flow) error {
+	if f.Handle == nil {
+		return nil // session windows: the hub's outgoing traffic is small
+	}
+	l := s.links[*f.Handle]
+	if l == nil {
+		return nil // a link refused, or detached
+	}
+	if !l.receiving && f.LinkCredit != nil {
+		dc := l.sendCount
+		if f.DeliveryCount != nil {
+			dc = *f.DeliveryCount
+		}
+		// The credit the client grants counts from its delivery-count.
+		l.sendCredit = dc + *f.LinkCredit - l.sendCount
+		if err := c.drain(l); err != nil {
+			return err
+		}
+	}
+	if f.Echo {
+		return c.flow(l)
+	}
+	return nil
+}
+
+// onTransfer takes a transfer on a link the hub receives on: the payload
+// joins the message being put together; a whole message goes to the
+// link's node, and an unsettled delivery is settled with its outcome.
+func (c *conn) onTransfer(s *session, t wire.Transfer) error {
+	s.nextIncomingID++
+	s.windowUsed++
+	l := s.links[t.Handle]
+	if l == nil || !l.receiving {
+		return closeWith(condFramingError, "a transfer on handle %d, which is no link the hub receives on", t.Handle)
+	}
+	if t.Aborted {
+		l.partial, l.inDelivery = l.partial[:0], false
+		return nil
+	}
+	if !l.inDelivery {
+		if t.DeliveryID == nil {
+			return closeWith(condFramingError, "the first transfer of a delivery has no delivery-id")
+		}
+		if l.credit == 0 {
+			return closeWith(condResourceLimit, "a transfer on link %q without credit", l.name)
+		}
+		l.inDelivery, l.partialID = true, *t.DeliveryID
+		l.partialUnset = t.Settled == nil || !*t.Settled
+		l.partial = l.partial[:0]
+	}
+	if len(l.partial)+len(t.Payload) > maxMessageSize {
+		return closeWith(condResourceLimit, "a message over %d bytes", maxMessageSize)
+	}
+	l.partial = append(l.partial, t.Payload...)
+	if t.More {
+		return nil
+	}
+	l.inDelivery = false
+	l.deliveryCount++
+	l.credit--
+	outcome := wire.State(wire.CodeAccepted)
+	m, err := wire.DecodeMessage(l.partial)
+	if err != nil {
+		outcome = wire.State(wire.CodeRejected, (&wire.Error{Condition: condDecodeError, Description: err.Error()}).Field())
+	} else {
+		outcome = l.onMessage(m)
+	}
+	if l.partialUnset {
+		d := wire.Disposition{Role: wire.RoleReceiver, First: l.partialID, Settled: true, State: outcome}
+		if err := c.send(s.channel, wire.CodeDisposition, d.List(), nil); err != nil {
+			return err
+		}
+	}
+	if l.credit <= linkCredit/2 || s.windowUsed >= sessionWindow/2 {
+		l.credit = linkCredit
+		return c.flow(l)
+	}
+	return nil
+}
+
+// sendMessage sends m on a link the hub sends on, or queues it until the
+// client gives credit.
+func (c *conn) sendMessage(l *link, m wire.Message) error {
+	l.queue = append(l.queue, m)
+	return c.drain(l)
+}
+
+// drain sends queued messages while there is credit, each split into
+// transfers that fit the client's max-frame-size.
+func (c *conn) drain(l *link) error {
+	for len(l.queue) > 0 && l.sendCredit > 0 {
+		m := l.queue[0]
+		l.queue = l.queue[1:]
+		payload, err := wire.AppendMessage(nil, m)
+		if err != nil {
+			return err
+		}
+		id := l.s.nextOutgoingID
+		tag := binary.BigEndian.AppendUint32(nil, l.sendCount)
+		settled := l.sndSettle != 0 // settled or mixed: the hub sends settled
+		// Room for the transfer's fields and the frame header.
+		room := int(c.maxOut) - 64
+		for first := true; first || len(payload) > 0; first = false {
+			chunk := payload[:min(room, len(payload))]
+			payload = payload[len(chunk):]
+			t := wire.Transfer{Handle: l.handle, More: len(payload) > 0}
+			if first {
+				format := uint32(0)
+				t.DeliveryID, t.DeliveryTag, t.MessageFormat, t.Settled = &id, tag, &format, &settled
+			}
+			if err := c.send(l.s.channel, wire.CodeTransfer, t.List(), chunk); err != nil {
+				return err
+			}
+			l.s.nextOutgoingID++
+		}
+		l.sendCount++
+		l.sendCredit--
+	}
+	return nil
+}
+
+// detach answers the client's detach of an accepted link.
+func (c *conn) detach(s *session, d wire.Detach) error {
+	l := s.links[d.Handle]
+	if l == nil {
+		return nil // the client's answer to the hub's detach of a refused link
+	}
+	delete(s.links, d.Handle)
+	if c.cbsReplies == l {
+		c.cbsReplies = nil
+	}
+	return c.send(s.channel, wire.CodeDetach, wire.Detach{Handle: d.Handle, Closed: true}.List(), nil)
+}
