@@ -23,6 +23,7 @@ import (
 // (a policy or a device), and when it expires.
 type grant struct {
 	audience string
+	token    string      // checked again, as REST would, for each use
 	policy   string      // a shared access policy's token
 	device   twinhub.Key // a device's or module's token
 	expiry   time.Time
@@ -82,7 +83,7 @@ func (c *conn) checkToken(m wire.Message) (int, string) {
 	if err != nil {
 		return cbsUnauthorized, err.Error()
 	}
-	g := grant{audience: audience, expiry: t.Expiry}
+	g := grant{audience: audience, token: token, expiry: t.Expiry}
 	if t.KeyName != "" {
 		// A policy's token: it is good for what its policy grants.
 		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {

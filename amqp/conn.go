@@ -23,6 +23,9 @@ const (
 	condResourceLimit wire.Symbol = "amqp:resource-limit-exceeded"
 	condInternalError wire.Symbol = "amqp:internal-error"
 	condIllegalState  wire.Symbol = "amqp:illegal-state"
+	condUnauthorized  wire.Symbol = "amqp:unauthorized-access"
+	condInvalidField  wire.Symbol = "amqp:invalid-field"
+	condMessageSize   wire.Symbol = "amqp:link:message-size-exceeded"
 )
 
 // What the hub announces in its open and begin frames.
@@ -369,14 +372,14 @@ func (c *conn) session(channel uint16) (*session, error) {
 
 // refuseLink answers an attach the way go-amqp and the other SDKs
 // recognise a refusal: an attach with null source and target, then a
-// detach that closes the link with amqp:not-found and why.
-func (c *conn) refuseLink(s *session, a wire.Attach, why string) error {
+// detach that closes the link with cond and why.
+func (c *conn) refuseLink(s *session, a wire.Attach, cond wire.Symbol, why string) error {
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode, RcvSettleMode: a.RcvSettleMode}
 	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
 		return err
 	}
 	detach := wire.Detach{Handle: a.Handle, Closed: true,
-		Error: &wire.Error{Condition: condNotFound, Description: why}}
+		Error: &wire.Error{Condition: cond, Description: why}}
 	return c.send(s.channel, wire.CodeDetach, detach.List(), nil)
 }
 

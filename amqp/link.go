@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
+	"github.com/twinhub/twinhub/sas"
 )
 
 // Credit and sizes of the links the hub accepts.
@@ -64,7 +66,8 @@ func normalizeAddress(a string) string {
 }
 
 // attach accepts or refuses a link the client attaches: the nodes the
-// hub serves are $cbs (both directions).
+// hub serves are $cbs (both directions) and, for a connection with a
+// policy's grant, /messages/devicebound (C2D send).
 func (c *conn) attach(s *session, a wire.Attach) error {
 	if s.links[a.Handle] != nil {
 		return closeWith(condFramingError, "handle %d is attached already", a.Handle)
@@ -82,8 +85,13 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		l.onMessage = c.putToken
 	case l.address == "$cbs":
 		c.cbsReplies = l
+	case strings.EqualFold(l.address, c2dNode) && l.receiving:
+		if err := c.authorizedService("", sas.ServiceConnect); err != nil {
+			return c.refuseLink(s, a, condUnauthorized, twinhub.AsError(err).Message)
+		}
+		l.onMessage = c.sendC2D
 	default:
-		return c.refuseLink(s, a, fmt.Sprintf("twinhub serves no AMQP node %q yet", address))
+		return c.refuseLink(s, a, condNotFound, fmt.Sprintf("twinhub serves no AMQP node %q yet", address))
 	}
 	s.links[a.Handle] = l
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode,

@@ -86,6 +86,13 @@ func (c *conn) authenticate(init wire.SASLInit) (string, error) {
 		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
 			return "", err
 		}
+		if !strings.HasPrefix(password, "SharedAccessSignature ") {
+			// The key itself: good for the connection's life.
+			if token, err = sas.NewToken(host, policy, password, time.Now().AddDate(10, 0, 0)); err != nil {
+				return "", err
+			}
+		}
+		c.putGrant(grant{audience: host, token: token, policy: policy})
 		return "policy " + policy, nil
 	}
 	i := strings.Index(user, "@sas.")

@@ -7,8 +7,9 @@
 // Built so far: protocol headers, SASL (ANONYMOUS, MSSBCBS, PLAIN, or
 // none), open and close, sessions, heartbeats and idle time-outs, the
 // AMQP errors of malformed input, links with credit and multi-frame
-// messages, and the $cbs node (put-token: cbs.go). Attaches to any other
-// node are refused with amqp:not-found, the way the SDKs recognise a
+// messages, the $cbs node (put-token: cbs.go) and cloud-to-device send
+// on /messages/devicebound (c2d.go). Attaches to any other node are
+// refused with amqp:not-found, the way the SDKs recognise a
 // refusal (a null source and target, then a detach with the error;
 // ../shared/AMQP.md).
 //

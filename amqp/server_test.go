@@ -33,7 +33,13 @@ type endpoint struct {
 
 func newEndpoint(t *testing.T, o amqp.Options) *endpoint {
 	t.Helper()
-	h := hubtest.New(t, hubtest.WithHost("127.0.0.1"))
+	return newEndpointWith(t, o)
+}
+
+// newEndpointWith is newEndpoint with options for the hub.
+func newEndpointWith(t *testing.T, o amqp.Options, hubOpts ...hubtest.Option) *endpoint {
+	t.Helper()
+	h := hubtest.New(t, append([]hubtest.Option{hubtest.WithHost("127.0.0.1")}, hubOpts...)...)
 	cert, roots, _ := testcerts.HubServer(t, h.Host())
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -113,7 +119,7 @@ func TestConnections(t *testing.T) {
 			if !errors.As(err, &ae) || ae.Condition != "amqp:not-found" {
 				t.Errorf("receiver on a node not served: %v, want amqp:not-found", err)
 			}
-			_, err = s.NewSender(ctx, "/messages/devicebound", nil)
+			_, err = s.NewSender(ctx, "/nowhere", nil)
 			if !errors.As(err, &ae) || ae.Condition != "amqp:not-found" {
 				t.Errorf("sender to a node not served: %v, want amqp:not-found", err)
 			}
