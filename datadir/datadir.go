@@ -26,6 +26,7 @@ type Hub struct {
 type Serve struct {
 	HTTPSAddr string `json:"httpsAddr"`
 	MQTTAddr  string `json:"mqttAddr,omitempty"`
+	AMQPAddr  string `json:"amqpAddr,omitempty"`
 	PID       int    `json:"pid"`
 }
 

@@ -163,7 +163,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 			return nil, nil, err
 		}
 		cmd := exec.CommandContext(hubCtx, exe, "serve", "--data", tmp, "--hostname", "localhost",
-			"--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-level", "error")
+			"--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0", "--log-level", "error")
 		cmd.Stderr = os.Stderr
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		cmd.WaitDelay = 15 * time.Second
@@ -178,7 +178,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 		sg.data = tmp
 		go func() {
 			f := defaultServeFlags()
-			f.hostname, f.httpsAddr, f.mqttAddr, f.logLevel = "localhost", "127.0.0.1:0", "127.0.0.1:0", "error"
+			f.hostname, f.httpsAddr, f.mqttAddr, f.amqpAddr, f.logLevel = "localhost", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "error"
 			done <- serve(hubCtx, &sg, f)
 		}()
 	}

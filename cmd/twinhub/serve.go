@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/twinhub/twinhub/amqp"
 	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/datadir"
 	"github.com/twinhub/twinhub/httpapi"
@@ -32,6 +33,7 @@ type serveFlags struct {
 	hostname   string
 	httpsAddr  string
 	mqttAddr   string
+	amqpAddr   string
 	deviceCA   string
 	tlsCert    string
 	tlsKey     string
@@ -68,6 +70,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored)")
 	fl.StringVar(&f.httpsAddr, "https-addr", ":443", "address of the HTTPS listener (REST API; MQTT over WebSocket)")
 	fl.StringVar(&f.mqttAddr, "mqtt-addr", ":8883", "address of the MQTT over TLS listener (devices)")
+	fl.StringVar(&f.amqpAddr, "amqp-addr", ":5671", "address of the AMQP over TLS listener (back ends: CBS and cloud-to-device send so far)")
 	fl.StringVar(&f.deviceCA, "device-ca", "", "PEM file of the CA certificates that sign the certificates of devices registered with certificateAuthority authentication")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate (PEM); default: one made by the hub's own CA")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -164,6 +167,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		httpsLn.Close()
 		return err
 	}
+	amqpLn, err := listen(f.amqpAddr, "--amqp-addr")
+	if err != nil {
+		httpsLn.Close()
+		mqttLn.Close()
+		return err
+	}
+	backEnds := amqp.New(core, amqp.Options{Log: log})
 	srv := &http.Server{
 		// MQTT over WebSocket shares the HTTPS listener, as on IoT Hub.
 		Handler:           devices.Handler(api),
@@ -173,15 +183,22 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(tls.NewListener(httpsLn, tlsConf)) }()
+	serveErr := make(chan error, 3)
+	go func() { serveErr <- fmt.Errorf("HTTPS server: %w", srv.Serve(tls.NewListener(httpsLn, tlsConf))) }()
 	go func() {
 		if err := devices.Serve(mqttLn, mqtt.TLSConfig(tlsConf)); !errors.Is(err, net.ErrClosed) {
 			serveErr <- fmt.Errorf("MQTT listener: %w", err)
 		}
 	}()
+	go func() {
+		// The same TLS as MQTT's: a client certificate asked for, not
+		// required (X.509 devices, later), no ALPN.
+		if err := backEnds.Serve(amqpLn, mqtt.TLSConfig(tlsConf)); !errors.Is(err, net.ErrClosed) {
+			serveErr <- fmt.Errorf("AMQP listener: %w", err)
+		}
+	}()
 
-	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), PID: os.Getpid()}); err != nil {
+	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), AMQPAddr: amqpLn.Addr().String(), PID: os.Getpid()}); err != nil {
 		return err
 	}
 	owner, err := hubConf.ConnectionString("iothubowner")
@@ -191,6 +208,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	fmt.Printf("twinhub is serving %s\n", hubConf.HostName)
 	fmt.Printf("  HTTPS (REST):        %s\n", httpsLn.Addr())
 	fmt.Printf("  MQTT (devices):      %s\n", mqttLn.Addr())
+	fmt.Printf("  AMQP (back ends):    %s\n", amqpLn.Addr())
 	wsHost := hubConf.HostName
 	if _, port, _ := net.SplitHostPort(httpsLn.Addr().String()); port != "443" {
 		wsHost = net.JoinHostPort(wsHost, port)
@@ -198,21 +216,23 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	fmt.Printf("  MQTT over WebSocket: wss://%s%s\n", wsHost, mqtt.WebSocketPath)
 	fmt.Printf("  CA certificate:      %s\n", dir.File(certs.CAFile))
 	fmt.Printf("  owner connection:    %s\n", owner)
-	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String(), "mqtt", mqttLn.Addr().String())
+	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String(), "mqtt", mqttLn.Addr().String(), "amqp", amqpLn.Addr().String())
 
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		devices.Close(context.Background())
-		return fmt.Errorf("HTTPS server: %w", err)
+		backEnds.Close(context.Background())
+		return err
 	}
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
 	// Ends device connections (HTTPS and MQTT alike) and records them as
-	// disconnected while the store is still there.
+	// disconnected while the store is still there; closes AMQP ones.
 	devices.Close(shutdownCtx)
+	backEnds.Close(shutdownCtx)
 	// Connected states are written after the CONNACK: store those still
 	// queued before the store goes.
 	if err := core.FlushConnectionStates(shutdownCtx); err != nil {

@@ -139,7 +139,8 @@ func (h *Hub) Start(t testing.TB) {
 	t.Helper()
 	args := append([]string{"serve", "--data", h.DataDir, "--hostname", h.Addr,
 		"--https-addr", net.JoinHostPort(h.Addr, "443"),
-		"--mqtt-addr", net.JoinHostPort(h.Addr, "8883")}, h.args...)
+		"--mqtt-addr", net.JoinHostPort(h.Addr, "8883"),
+		"--amqp-addr", net.JoinHostPort(h.Addr, "5671")}, h.args...)
 	cmd := exec.Command(h.bin, args...)
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	// Should the test binary die without its cleanups, the hub dies too

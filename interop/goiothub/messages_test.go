@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/amenzhinsky/iothub/iotdevice"
+	"github.com/amenzhinsky/iothub/iotservice"
 )
 
 // Telemetry from iotdevice's SendEvent read back with `twinhub
@@ -120,5 +122,41 @@ func TestTelemetryAndC2D(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no cloud-to-device message after the restart")
+	}
+}
+
+// TestC2DOverAMQP: the Go service SDK sends cloud-to-device messages the
+// way it does to IoT Hub, over AMQP (CBS put-token, then a sender to
+// /messages/devicebound), and the device receives them over MQTT; an
+// unknown device is refused.
+func TestC2DOverAMQP(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, "127.0.0.58")
+	svc := h.Service(t)
+	ctx := testContext(t)
+	_, cs := h.NewDevice(t, svc, "amqp-1")
+	if err := svc.SendEvent(ctx, "amqp-1", []byte("over amqp"),
+		iotservice.WithSendMessageID("a-1"),
+		iotservice.WithSendCorrelationID("corr-1"),
+		iotservice.WithSendAck(iotservice.AckPositive),
+		iotservice.WithSendExpiryTime(time.Now().Add(10*time.Minute)),
+		iotservice.WithSendProperty("color", "blue")); err != nil {
+		t.Fatalf("SendEvent over AMQP: %v", err)
+	}
+	dev := h.DeviceClient(t, cs)
+	sub, err := dev.SubscribeEvents(ctx)
+	if err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	select {
+	case m := <-sub.C():
+		if string(m.Payload) != "over amqp" || m.MessageID != "a-1" || m.CorrelationID != "corr-1" || m.Properties["color"] != "blue" {
+			t.Errorf("c2d message %+v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no cloud-to-device message within 10 s")
+	}
+	if err := svc.SendEvent(ctx, "nobody", []byte("x")); err == nil || !strings.Contains(err.Error(), "amqp:not-found") {
+		t.Errorf("SendEvent to an unknown device: %v, want amqp:not-found", err)
 	}
 }

@@ -1,13 +1,15 @@
 'use strict';
 // Telemetry from azure-iot-device over Mqtt (sendEvent) read back with
 // `twinhub monitor-events`, and cloud-to-device messages sent with
-// `twinhub c2d send` received by client.on('message') over Mqtt, also
-// across a hub restart. Address 127.0.0.52.
+// `twinhub c2d send` and with azure-iothub's Client.send (AMQP: CBS
+// put-token, then /messages/devicebound) received by client.on('message')
+// over Mqtt, also across a hub restart. Address 127.0.0.52.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
+const { Client: ServiceClient } = require('azure-iothub');
 
 const { startHub } = require('./lib/hub');
 const { uniqueId, printOutputOnFailure } = require('./lib/util');
@@ -103,5 +105,36 @@ describe('telemetry and cloud-to-device messages', () => {
     await assert.rejects(hub.cliAsync('c2d', 'send', id, 'one too many'), /DeviceMaximumQueueDepthExceeded/);
     const purged = JSON.parse(await hub.cliAsync('c2d', 'purge', id));
     assert.equal(purged.totalMessagesPurged, 50);
+  });
+
+  it('azure-iothub Client.send over AMQP reaches the device; an unknown device is DeviceNotFoundError', async () => {
+    const id = uniqueId('amqp');
+    await hub.createDevice(id);
+    const service = ServiceClient.fromConnectionString(hub.connectionString);
+    await service.open();
+    try {
+      const m = new Message('over amqp');
+      m.messageId = 'amqp-1';
+      m.ack = 'full';
+      m.properties.add('color', 'green');
+      await service.send(id, m);
+      await assert.rejects(service.send(uniqueId('nobody'), new Message('x')), (err) => {
+        assert.equal(err.name, 'DeviceNotFoundError', `${err.name}: ${err.message}`);
+        return true;
+      });
+    } finally {
+      await service.close();
+    }
+    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    await device.open();
+    try {
+      const msg = await nextMessage(device);
+      assert.equal(msg.data.toString(), 'over amqp');
+      assert.equal(msg.messageId, 'amqp-1');
+      assert.equal(msg.properties.getValue('color'), 'green');
+      assert.equal(msg.properties.getValue('iothub-ack'), 'full');
+    } finally {
+      await device.close();
+    }
   });
 });

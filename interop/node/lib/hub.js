@@ -116,7 +116,7 @@ class Hub {
   async _start() {
     const bin = twinhubBin();
     const args = ['serve', '--data', this.dataDir, '--hostname', this.address,
-      '--https-addr', `${this.address}:443`, '--mqtt-addr', `${this.address}:8883`,
+      '--https-addr', `${this.address}:443`, '--mqtt-addr', `${this.address}:8883`, '--amqp-addr', `${this.address}:5671`,
       ...(this._opts.args || [])];
     const log = fs.openSync(this._logFile, 'a');
     const runStart = fs.fstatSync(log).size;
