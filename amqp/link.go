@@ -69,6 +69,9 @@ func normalizeAddress(a string) string {
 // hub serves are $cbs (both directions) and, for a connection with a
 // policy's grant, /messages/devicebound (C2D send).
 func (c *conn) attach(s *session, a wire.Attach) error {
+	if a.Handle > handleMax {
+		return closeWith(condFramingError, "handle %d is over the handle-max %d", a.Handle, handleMax)
+	}
 	if s.links[a.Handle] != nil {
 		return closeWith(condFramingError, "handle %d is attached already", a.Handle)
 	}
