@@ -83,29 +83,47 @@ func (c *conn) checkToken(m wire.Message) (int, string) {
 	if err != nil {
 		return cbsUnauthorized, err.Error()
 	}
-	g := grant{audience: audience, token: token, expiry: t.Expiry}
-	if t.KeyName != "" {
-		// A policy's token: it is good for what its policy grants.
-		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
-			return cbsUnauthorized, twinhub.AsError(err).Message
-		}
-		g.policy = t.KeyName
-	} else {
-		// A device's or module's own token, for the identity its
-		// audience names.
-		k, ok := identityOf(audience, c.srv.hub.Host())
-		if !ok {
+	// A device's or module's own token is for the identity its audience
+	// names; a policy's token for what its policy grants.
+	var k twinhub.Key
+	if t.KeyName == "" {
+		var ok bool
+		if k, ok = identityOf(audience, c.srv.hub.Host()); !ok {
 			return cbsUnauthorized, fmt.Sprintf("audience %q names no device", audience)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
-			return cbsUnauthorized, twinhub.AsError(err).Message
-		}
-		g.device = k
+	}
+	g, err := c.admit(audience, token, k)
+	if err != nil {
+		return cbsUnauthorized, twinhub.AsError(err).Message
 	}
 	c.putGrant(g)
 	return cbsOK, "OK"
+}
+
+// admit checks a SAS token as REST would, whether SASL PLAIN or CBS
+// brought it: as device k's token when k is set (k's own key, or a
+// policy with DeviceConnect), else as a policy's token, good for what
+// the policy grants. It returns the grant the token makes for audience.
+func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
+	t, err := sas.ParseToken(token)
+	if err != nil {
+		return grant{}, err
+	}
+	g := grant{audience: audience, token: token, expiry: t.Expiry}
+	if k == (twinhub.Key{}) {
+		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
+			return grant{}, err
+		}
+		g.policy = t.KeyName
+		return g, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
+		return grant{}, err
+	}
+	g.device = k
+	return g, nil
 }
 
 // putGrant keeps g, in place of an earlier grant for the same audience

@@ -2,7 +2,6 @@ package amqp
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -74,51 +73,42 @@ func (c *conn) authenticate(init wire.SASLInit) (string, error) {
 	// Event Hubs connection sends) is a shared access policy;
 	// "<device>@sas.<hub>" a device. The password is a SAS token or the
 	// key itself.
+	var k twinhub.Key
+	resource, keyName := host, ""
 	if i := strings.Index(user, "@sas.root."); i >= 0 || !strings.Contains(user, "@") {
-		policy := user
+		keyName = user
 		if i >= 0 {
-			policy = user[:i]
+			keyName = user[:i]
 		}
-		token, err := tokenFor(password, host, policy)
-		if err != nil {
-			return "", err
-		}
-		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
-			return "", err
-		}
-		if !strings.HasPrefix(password, "SharedAccessSignature ") {
-			// The key itself: good for the connection's life.
-			if token, err = sas.NewToken(host, policy, password, time.Now().AddDate(10, 0, 0)); err != nil {
-				return "", err
-			}
-		}
-		c.putGrant(grant{audience: host, token: token, policy: policy})
-		return "policy " + policy, nil
-	}
-	i := strings.Index(user, "@sas.")
-	if i < 0 {
+	} else if i := strings.Index(user, "@sas."); i >= 0 {
+		k = twinhub.DeviceKey(user[:i])
+		resource = c.srv.hub.ResourceURI(k)
+	} else {
 		return "", fmt.Errorf("PLAIN user %q is neither <policy>@sas.root.<hub> nor <device>@sas.<hub>", user)
 	}
-	k := twinhub.DeviceKey(user[:i])
-	token, err := tokenFor(password, c.srv.hub.ResourceURI(k), "")
+	token, err := tokenFor(password, resource, keyName)
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
+	g, err := c.admit(host, token, k)
+	if err != nil {
 		return "", err
+	}
+	c.putGrant(g)
+	if g.policy != "" {
+		return "policy " + g.policy, nil
 	}
 	return "device " + k.String(), nil
 }
 
 // tokenFor is password when it is a SAS token, else a token signed with
-// it as the key, for resource (and the policy keyName).
+// it as the key, for resource (and the policy keyName): the key itself
+// stands for the connection's life.
 func tokenFor(password, resource, keyName string) (string, error) {
 	if strings.HasPrefix(password, "SharedAccessSignature ") {
 		return password, nil
 	}
-	return sas.NewToken(resource, keyName, password, time.Now().Add(time.Hour))
+	return sas.NewToken(resource, keyName, password, time.Now().AddDate(10, 0, 0))
 }
 
 // sendSASL writes a SASL frame.
