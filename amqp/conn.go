@@ -186,14 +186,7 @@ func (c *conn) handshake() error {
 	if err := c.writeHeader(wire.ProtocolAMQP); err != nil {
 		return err
 	}
-	f, err := wire.ReadFrame(c.r, c.srv.opts.MaxFrameSize)
-	if err != nil {
-		return err
-	}
-	p, err := wire.DecodePerformative(f.Body)
-	if err == nil && (f.Type != wire.FrameAMQP || p.Code != wire.CodeOpen) {
-		err = fmt.Errorf("amqp: the first frame is %#x, not an open", p.Code)
-	}
+	p, err := c.expect(wire.FrameAMQP, wire.CodeOpen)
 	if err != nil {
 		return err
 	}
@@ -222,6 +215,20 @@ func (c *conn) handshake() error {
 	}
 	c.opened.Store(true)
 	return nil
+}
+
+// expect reads the next frame of the handshake, which must be of type
+// typ and carry the performative code (open, sasl-init).
+func (c *conn) expect(typ byte, code uint64) (wire.Performative, error) {
+	f, err := wire.ReadFrame(c.r, c.srv.opts.MaxFrameSize)
+	if err != nil {
+		return wire.Performative{}, err
+	}
+	p, err := wire.DecodePerformative(f.Body)
+	if err == nil && (f.Type != typ || p.Code != code) {
+		err = fmt.Errorf("amqp: a frame of type %d with performative %#x where %#x belongs", f.Type, p.Code, code)
+	}
+	return p, err
 }
 
 func (c *conn) writeHeader(protocol byte) error {

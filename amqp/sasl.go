@@ -26,14 +26,7 @@ func (c *conn) sasl() error {
 	if err := c.sendSASL(wire.CodeSASLMechanisms, wire.SASLMechanismsList(mechanisms...)); err != nil {
 		return err
 	}
-	f, err := wire.ReadFrame(c.r, c.srv.opts.MaxFrameSize)
-	if err != nil {
-		return err
-	}
-	p, err := wire.DecodePerformative(f.Body)
-	if err == nil && (f.Type != wire.FrameSASL || p.Code != wire.CodeSASLInit) {
-		err = fmt.Errorf("amqp: a %#x frame where the SASL init belongs", p.Code)
-	}
+	p, err := c.expect(wire.FrameSASL, wire.CodeSASLInit)
 	if err != nil {
 		c.sendSASL(wire.CodeSASLOutcome, wire.SASLOutcomeList(wire.SASLSysPerm))
 		return err

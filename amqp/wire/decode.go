@@ -66,6 +66,16 @@ func (d *Decoder) uint32() (uint32, error) {
 	return binary.BigEndian.Uint32(b), nil
 }
 
+// enter goes one level deeper into nested values, refusing past
+// maxDepth; leave comes back out.
+func (d *Decoder) enter() (leave func(), err error) {
+	if d.depth >= maxDepth {
+		return nil, malformed("values nest deeper than %d", maxDepth)
+	}
+	d.depth++
+	return func() { d.depth-- }, nil
+}
+
 // Value reads the next value, described or not.
 func (d *Decoder) Value() (any, error) {
 	code, err := d.byte()
@@ -73,11 +83,11 @@ func (d *Decoder) Value() (any, error) {
 		return nil, err
 	}
 	if code == codeDescribed {
-		if d.depth >= maxDepth {
-			return nil, malformed("values nest deeper than %d", maxDepth)
+		leave, err := d.enter()
+		if err != nil {
+			return nil, err
 		}
-		d.depth++
-		defer func() { d.depth-- }()
+		defer leave()
 		desc, err := d.Value()
 		if err != nil {
 			return nil, err
@@ -109,11 +119,11 @@ func (d *Decoder) valueOf(code byte) (any, error) {
 	}
 	switch code {
 	case codeList8, codeList32, codeMap8, codeMap32, codeArray8, codeArray32:
-		if d.depth >= maxDepth {
-			return nil, malformed("values nest deeper than %d", maxDepth)
+		leave, err := d.enter()
+		if err != nil {
+			return nil, err
 		}
-		d.depth++
-		defer func() { d.depth-- }()
+		defer leave()
 		return d.compound(code)
 	}
 	width := fixedWidth(code)

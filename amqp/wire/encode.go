@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"reflect"
 	"time"
 )
 
@@ -217,7 +218,7 @@ func appendArray(b []byte, a Array) ([]byte, error) {
 		return nil, fmt.Errorf("amqp: no AMQP array of %T", first)
 	}
 	for _, v := range a {
-		if fmt.Sprintf("%T", v) != fmt.Sprintf("%T", a[0]) {
+		if reflect.TypeOf(v) != reflect.TypeOf(a[0]) {
 			return nil, fmt.Errorf("amqp: an array holds %T and %T", a[0], v)
 		}
 	}

@@ -185,10 +185,7 @@ func DescriptorCode(desc any) (uint64, bool) {
 // AppendPerformative appends a frame body: the performative code with its
 // fields (trailing nils left out, as the spec allows), then payload.
 func AppendPerformative(b []byte, code uint64, fields List, payload []byte) ([]byte, error) {
-	for len(fields) > 0 && fields[len(fields)-1] == nil {
-		fields = fields[:len(fields)-1]
-	}
-	b, err := Append(b, Described{Descriptor: code, Value: fields})
+	b, err := Append(b, Described{Descriptor: code, Value: trimNils(fields)})
 	if err != nil {
 		return nil, err
 	}

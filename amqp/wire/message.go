@@ -160,8 +160,8 @@ func AppendMessage(b []byte, m Message) ([]byte, error) {
 		if p.UserID != nil {
 			userID = p.UserID
 		}
-		add(codeProperties, trimNils(List{p.MessageID, userID, nilIfEmpty(p.To), nilIfEmpty(p.Subject), nilIfEmpty(p.ReplyTo),
-			p.CorrelationID, symbolOrNil(p.ContentType), symbolOrNil(p.ContentEncoding), timeOrNil(p.AbsoluteExpiryTime), timeOrNil(p.CreationTime)}))
+		add(codeProperties, trimNils(List{p.MessageID, userID, orNil(p.To), orNil(p.Subject), orNil(p.ReplyTo),
+			p.CorrelationID, orNil(p.ContentType), orNil(p.ContentEncoding), timeOrNil(p.AbsoluteExpiryTime), timeOrNil(p.CreationTime)}))
 	}
 	if len(m.ApplicationProperties) > 0 {
 		add(codeApplicationProperties, m.ApplicationProperties)
@@ -189,13 +189,6 @@ func trimNils(l List) List {
 		l = l[:len(l)-1]
 	}
 	return l
-}
-
-func symbolOrNil(s Symbol) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 func timeOrNil(t time.Time) any {

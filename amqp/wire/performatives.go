@@ -353,7 +353,7 @@ func ParseOpen(p Performative) (Open, error) {
 
 // List is the open's fields.
 func (o Open) List() List {
-	return List{o.ContainerID, nilIfEmpty(o.Hostname), o.MaxFrameSize, o.ChannelMax,
+	return List{o.ContainerID, orNil(o.Hostname), o.MaxFrameSize, o.ChannelMax,
 		uint32(o.IdleTimeout / time.Millisecond), nil, nil,
 		symbolArray(o.OfferedCapabilities), symbolArray(o.DesiredCapabilities), mapOrNil(o.Properties)}
 }
@@ -424,10 +424,10 @@ func ParseAttach(p Performative) (Attach, error) {
 func (a Attach) List() List {
 	var source, target any
 	if a.Source != nil {
-		source = Described{uint64(CodeSource), List{nilIfEmpty(a.Source.Address), nil, nil, nil, nil, nil, nil, mapOrNil(a.Source.Filter)}}
+		source = Described{uint64(CodeSource), List{orNil(a.Source.Address), nil, nil, nil, nil, nil, nil, mapOrNil(a.Source.Filter)}}
 	}
 	if a.Target != nil {
-		target = Described{uint64(CodeTarget), List{nilIfEmpty(a.Target.Address)}}
+		target = Described{uint64(CodeTarget), List{orNil(a.Target.Address)}}
 	}
 	l := List{a.Name, a.Handle, a.Role, a.SndSettleMode, a.RcvSettleMode, source, target, nil, nil}
 	if a.Role == RoleSender {
@@ -583,7 +583,7 @@ func (e *Error) Field() any {
 	if e == nil {
 		return nil
 	}
-	return Described{uint64(CodeError), List{e.Condition, nilIfEmpty(e.Description), mapOrNil(e.Info)}}
+	return Described{uint64(CodeError), List{e.Condition, orNil(e.Description), mapOrNil(e.Info)}}
 }
 
 // ErrorList is the fields of an end or close carrying e (nil: none).
@@ -618,11 +618,13 @@ func StateCode(v any) uint64 {
 	return c
 }
 
-func nilIfEmpty(s string) any {
-	if s == "" {
+// orNil is v as a field, or nil (the field left out) for v's zero value.
+func orNil[T comparable](v T) any {
+	var zero T
+	if v == zero {
 		return nil
 	}
-	return s
+	return v
 }
 
 func mapOrNil(m Map) any {
