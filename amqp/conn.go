@@ -200,7 +200,7 @@ func (c *conn) handshake() error {
 		ContainerID: containerID, Hostname: c.srv.hub.Host(), MaxFrameSize: c.srv.opts.MaxFrameSize,
 		ChannelMax: channelMax, IdleTimeout: c.srv.opts.IdleTimeout,
 	}
-	body, err := wire.AppendPerformative(nil, wire.CodeOpen, ours.List(), nil)
+	frame, err := wire.AppendPerformativeFrame(nil, wire.FrameAMQP, 0, wire.CodeOpen, ours.List(), nil)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func (c *conn) handshake() error {
 	if c.closed.Load() {
 		return net.ErrClosed // the server is shutting down
 	}
-	c.w.Write(wire.AppendFrame(nil, wire.FrameAMQP, 0, body))
+	c.w.Write(frame)
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
@@ -390,17 +390,23 @@ func (c *conn) refuseLink(s *session, a wire.Attach, cond wire.Symbol, why strin
 	return c.send(s.channel, wire.CodeDetach, detach.List(), nil)
 }
 
-// send writes one frame and flushes it.
+// send writes one AMQP frame and flushes it.
 func (c *conn) send(channel uint16, code uint64, fields wire.List, payload []byte) error {
-	body, err := wire.AppendPerformative(nil, code, fields, payload)
+	return c.sendFrame(wire.FrameAMQP, channel, code, fields, payload)
+}
+
+// sendFrame writes one frame of type typ, no larger than the peer takes,
+// and flushes it.
+func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List, payload []byte) error {
+	frame, err := wire.AppendPerformativeFrame(nil, typ, channel, code, fields, payload)
 	if err != nil {
 		return err
 	}
-	if uint32(8+len(body)) > c.maxOut {
-		return closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", 8+len(body), c.maxOut)
+	if uint32(len(frame)) > c.maxOut {
+		return closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", len(frame), c.maxOut)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.w.Write(wire.AppendFrame(nil, wire.FrameAMQP, channel, body))
+	c.w.Write(frame)
 	return c.w.Flush()
 }

@@ -106,12 +106,5 @@ func tokenFor(password, resource, keyName string) (string, error) {
 
 // sendSASL writes a SASL frame.
 func (c *conn) sendSASL(code uint64, fields wire.List) error {
-	body, err := wire.AppendPerformative(nil, code, fields, nil)
-	if err != nil {
-		return err
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.w.Write(wire.AppendFrame(nil, wire.FrameSASL, 0, body))
-	return c.w.Flush()
+	return c.sendFrame(wire.FrameSASL, 0, code, fields, nil)
 }

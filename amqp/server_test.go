@@ -186,11 +186,11 @@ func (r *raw) write(b []byte) {
 
 func (r *raw) frame(code uint64, fields wire.List) {
 	r.t.Helper()
-	body, err := wire.AppendPerformative(nil, code, fields, nil)
+	frame, err := wire.AppendPerformativeFrame(nil, wire.FrameAMQP, 0, code, fields, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.write(wire.AppendFrame(nil, wire.FrameAMQP, 0, body))
+	r.write(frame)
 }
 
 // next reads the next frame that is not a heartbeat.

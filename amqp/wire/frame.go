@@ -182,6 +182,20 @@ func DescriptorCode(desc any) (uint64, bool) {
 	return 0, false
 }
 
+// AppendPerformativeFrame appends a whole frame of type typ on channel,
+// carrying the performative and payload (AppendPerformative), built in
+// place: the frame header's size is filled in once the body is written.
+func AppendPerformativeFrame(b []byte, typ byte, channel uint16, code uint64, fields List, payload []byte) ([]byte, error) {
+	start := len(b)
+	b = AppendFrame(b, typ, channel, nil)
+	b, err := AppendPerformative(b, code, fields, payload)
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b, nil
+}
+
 // AppendPerformative appends a frame body: the performative code with its
 // fields (trailing nils left out, as the spec allows), then payload.
 func AppendPerformative(b []byte, code uint64, fields List, payload []byte) ([]byte, error) {

@@ -218,11 +218,10 @@ func TestGoAMQPMessages(t *testing.T) {
 // payload; a frame over the limit and one with a bad data offset are
 // refused.
 func TestFrames(t *testing.T) {
-	body, err := AppendPerformative(nil, CodeTransfer, List{uint32(0), uint32(1), []byte{1}, nil, nil}, []byte("payload"))
+	stream, err := AppendPerformativeFrame(nil, FrameAMQP, 3, CodeTransfer, List{uint32(0), uint32(1), []byte{1}, nil, nil}, []byte("payload"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream := AppendFrame(nil, FrameAMQP, 3, body)
 	stream = AppendFrame(stream, FrameAMQP, 0, nil) // heartbeat
 	r := bufio.NewReader(bytes.NewReader(stream))
 	f, err := ReadFrame(r, 65536)
