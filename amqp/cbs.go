@@ -16,17 +16,17 @@ import (
 // sending SAS tokens as put-token requests on a link to $cbs, and reads
 // the answers on a link from $cbs. Each accepted token is a grant of the
 // connection, good until the token expires; clients renew them in place
-// with new put-tokens. The links to other nodes check the grants (next:
-// C2D send, feedback).
+// with new put-tokens. The links to other nodes check the grants (C2D
+// send so far).
 
-// grant is a token the connection put: its audience, who it stands for
-// (a policy or a device), and when it expires.
+// grant is a token the connection put: its audience and who it stands
+// for (a policy or a device). The token is checked again, as REST would
+// check it, at each use: an expired token grants nothing.
 type grant struct {
 	audience string
-	token    string      // checked again, as REST would, for each use
+	token    string
 	policy   string      // a shared access policy's token
 	device   twinhub.Key // a device's or module's token
-	expiry   time.Time
 }
 
 // The CBS status codes, as HTTP's (AMQP.md: an int, 200 on success).
@@ -109,7 +109,7 @@ func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
 	if err != nil {
 		return grant{}, err
 	}
-	g := grant{audience: audience, token: token, expiry: t.Expiry}
+	g := grant{audience: audience, token: token}
 	if k == (twinhub.Key{}) {
 		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
 			return grant{}, err
