@@ -126,15 +126,15 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 			h.log.Error("store watch ended", "err", err)
 		}
 	}()
-	if c.C2D != nil && c.C2DSweepInterval > 0 {
-		go h.sweepC2DEvery(ctx, c.C2DSweepInterval)
-	}
 	if c.Bus != nil {
 		cancel, err := c.Bus.Subscribe(desiredSubject+">", h.deliverDesired)
 		if err != nil {
 			return nil, fmt.Errorf("subscribing to desired-property events: %w", err)
 		}
 		context.AfterFunc(ctx, cancel)
+	}
+	if c.C2D != nil && c.C2DSweepInterval > 0 {
+		go h.sweepC2DEvery(ctx, c.C2DSweepInterval)
 	}
 	return h, nil
 }
