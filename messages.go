@@ -79,6 +79,46 @@ type AsyncTelemetryStore interface {
 	AppendAsync(e *Event, timeout time.Duration, done func(error))
 }
 
+// EventPosition is where a reader of one partition starts, as Event Hubs
+// readers choose it (a filter on the receive link).
+type EventPosition struct {
+	// Latest starts with the events that arrive after the reader.
+	Latest bool
+	// Sequence starts after the event of this sequence number, or with
+	// it when Inclusive; 0 starts with the oldest event kept.
+	Sequence  uint64
+	Inclusive bool
+	// After, when set, starts with the first event enqueued after it.
+	After time.Time
+}
+
+// PartitionInfo describes one partition of the telemetry. Sequence
+// numbers count from 1 in each partition.
+type PartitionInfo struct {
+	Partition int
+	// FirstSequence is the oldest event kept; LastSequence and
+	// LastEnqueued are the newest event's (0 and zero before any).
+	FirstSequence uint64
+	LastSequence  uint64
+	LastEnqueued  time.Time
+	Empty         bool
+}
+
+// PartitionedTelemetryStore is a TelemetryStore whose partitions can be
+// read from a position each reader chooses and keeps itself (the Event
+// Hubs-compatible endpoint), besides the consumer groups whose position
+// the store keeps (Read).
+type PartitionedTelemetryStore interface {
+	TelemetryStore
+	Partitions() int
+	PartitionInfo(ctx context.Context, partition int) (PartitionInfo, error)
+	// ReadPartition calls fn with each event of the partition from the
+	// position on, in order, until ctx ends or fn fails. Events carry
+	// their sequence number and the instant the store took them
+	// (Enqueued).
+	ReadPartition(ctx context.Context, partition int, from EventPosition, fn func(*Event) error) error
+}
+
 // --- cloud to device ---
 
 // Ack values of a cloud-to-device message: which outcomes produce

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +18,8 @@ import (
 	"github.com/twinhub/twinhub"
 )
 
-// Device-to-cloud telemetry lives in one stream, TelemetryStream, on
-// subjects
+// Device-to-cloud telemetry lives in one stream a partition,
+// TelemetryStreamName(p), on subjects
 //
 //	twinhub.telemetry.<partition>.<device>            a device's events
 //	twinhub.telemetry.<partition>.<device>.<module>   a module's events
@@ -29,23 +27,36 @@ import (
 // where <device> and <module> are twinhub.EncodeID of the ids and
 // <partition> is TelemetryPartition(device id): FNV-1a (32 bit) of the
 // device id modulo the partition count, so that a device and its modules
-// share a partition and keep their order, as on Event Hubs. The body is
-// the message payload; system properties are NATS headers with IoT Hub's
-// names (iothub-connection-device-id, iothub-connection-module-id,
-// iothub-connection-auth-method, iothub-enqueuedtime, message-id,
-// correlation-id, content-type, content-encoding, user-id, to) and every
-// application property is a header of its own name. Consumer groups are
-// durable consumers named "cg-" + EncodeID(group) (plus the encoded
-// device and module when filtered).
+// share a partition and keep their order, as on Event Hubs. A stream a
+// partition gives each partition its own sequence numbers, which the
+// Event Hubs-compatible endpoint hands out as the partition's sequence
+// numbers and offsets (one stream for all partitions numbered them across
+// partitions, so that a reader's lag could not be read from them). The
+// body is the message payload; system properties are NATS headers with
+// IoT Hub's names (iothub-connection-device-id,
+// iothub-connection-module-id, iothub-connection-auth-method,
+// iothub-enqueuedtime, message-id, correlation-id, content-type,
+// content-encoding, user-id, to) and every application property is a
+// header of its own name. Consumer groups are durable consumers named
+// "cg-" + EncodeID(group) (plus the encoded device and module when
+// filtered), one on each partition's stream.
 const (
-	TelemetryStream        = "twinhub-telemetry"
+	TelemetryStreamPrefix  = "twinhub-telemetry-"
 	TelemetrySubjectPrefix = "twinhub.telemetry."
 
 	DefaultTelemetryPartitions = 4
 	DefaultTelemetryRetention  = 24 * time.Hour
 
+	// partitionsMetadata, on the stream of partition 0, is the
+	// partition count.
 	partitionsMetadata = "twinhub-partitions"
+	// maxTelemetryPartitions bounds --telemetry-partitions (Event Hubs
+	// allows 32 on its standard tier, IoT Hub up to 128).
+	maxTelemetryPartitions = 128
 )
+
+// TelemetryStreamName is the stream of partition p.
+func TelemetryStreamName(p int) string { return TelemetryStreamPrefix + strconv.Itoa(p) }
 
 // Header names of the system properties of an event.
 const (
@@ -64,7 +75,7 @@ const (
 var systemHeaders = map[string]bool{
 	HeaderDeviceID: true, HeaderModuleID: true, HeaderAuthMethod: true, HeaderEnqueuedTime: true,
 	HeaderMessageID: true, HeaderCorrelationID: true, HeaderContentType: true, HeaderContentEncoding: true,
-	HeaderUserID: true, HeaderTo: true,
+	HeaderUserID: true, HeaderTo: true, migratedHeader: true,
 }
 
 // TelemetryOptions configure the stream when it is first created.
@@ -82,7 +93,7 @@ type TelemetryOptions struct {
 type Telemetry struct {
 	nc         *nats.Conn
 	js         jetstream.JetStream
-	stream     jetstream.Stream
+	streams    []jetstream.Stream // by partition
 	partitions int
 	log        *slog.Logger
 
@@ -93,7 +104,9 @@ type Telemetry struct {
 
 var _ twinhub.AsyncTelemetryStore = (*Telemetry)(nil)
 
-// OpenTelemetry creates or updates the telemetry stream.
+// OpenTelemetry creates or updates the telemetry streams, moving the
+// events of a data folder made before streams were per partition into
+// them (migrateTelemetry).
 func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Telemetry, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -101,6 +114,9 @@ func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Tel
 	}
 	if o.Partitions <= 0 {
 		o.Partitions = DefaultTelemetryPartitions
+	}
+	if o.Partitions > maxTelemetryPartitions {
+		return nil, fmt.Errorf("telemetry partitions: %d is over the most, %d", o.Partitions, maxTelemetryPartitions)
 	}
 	if o.Retention <= 0 {
 		o.Retention = DefaultTelemetryRetention
@@ -112,33 +128,61 @@ func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Tel
 		o.Log = slog.Default()
 	}
 	partitions := o.Partitions
-	if s, err := js.Stream(ctx, TelemetryStream); err == nil {
+	legacy, err := js.Stream(ctx, legacyTelemetryStream)
+	switch {
+	case err == nil:
+		partitions = legacyPartitions(legacy, partitions)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		legacy = nil
+	default:
+		return nil, fmt.Errorf("looking for stream %s: %w", legacyTelemetryStream, err)
+	}
+	if s, err := js.Stream(ctx, TelemetryStreamName(0)); err == nil {
 		if n, err := strconv.Atoi(s.CachedInfo().Config.Metadata[partitionsMetadata]); err == nil && n > 0 {
-			if n != partitions {
-				o.Log.Warn("the telemetry stream keeps the partition count it was made with", "partitions", n, "asked", partitions)
-			}
 			partitions = n
 		}
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        TelemetryStream,
-		Description: "twinhub device-to-cloud telemetry, partitioned by device",
-		Subjects:    []string{TelemetrySubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      o.Retention,
-		MaxMsgSize:  twinhub.MaxTelemetrySize + 64<<10, // room for headers
-		Replicas:    keepReplicas(ctx, js, TelemetryStream, o.Replicas),
-		Metadata:    map[string]string{partitionsMetadata: strconv.Itoa(partitions)},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening stream %s: %w", TelemetryStream, err)
+	if partitions != o.Partitions {
+		o.Log.Warn("the telemetry streams keep the partition count they were made with", "partitions", partitions, "asked", o.Partitions)
 	}
-	return &Telemetry{nc: nc, js: js, stream: stream, partitions: partitions, log: o.Log}, nil
+	if legacy != nil {
+		// Its subjects are those of the partitions' streams: they move
+		// aside before the new streams take them.
+		if err := setAsideLegacy(ctx, js, legacy); err != nil {
+			return nil, err
+		}
+	}
+	t := &Telemetry{nc: nc, js: js, partitions: partitions, log: o.Log}
+	for p := range partitions {
+		c := jetstream.StreamConfig{
+			Name:        TelemetryStreamName(p),
+			Description: fmt.Sprintf("twinhub device-to-cloud telemetry, partition %d of %d", p, partitions),
+			Subjects:    []string{TelemetrySubjectPrefix + strconv.Itoa(p) + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      o.Retention,
+			MaxMsgSize:  twinhub.MaxTelemetrySize + 64<<10, // room for headers
+			Replicas:    keepReplicas(ctx, js, TelemetryStreamName(p), o.Replicas),
+		}
+		if p == 0 {
+			c.Metadata = map[string]string{partitionsMetadata: strconv.Itoa(partitions)}
+		}
+		s, err := js.CreateOrUpdateStream(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("opening stream %s: %w", c.Name, err)
+		}
+		t.streams = append(t.streams, s)
+	}
+	if legacy != nil {
+		if err := t.migrate(ctx, legacy); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
-// Partitions is the stream's partition count.
+// Partitions is the partition count.
 func (t *Telemetry) Partitions() int { return t.partitions }
 
 // TelemetryPartition is the partition of a device's events.
@@ -481,156 +525,4 @@ func pubAckError(m *nats.Msg) error {
 		return r.Error
 	}
 	return nil
-}
-
-// groupConsumer names the durable consumer of a group and its filter.
-func (t *Telemetry) groupConsumer(f twinhub.EventFilter) (string, []string) {
-	name := "cg-" + twinhub.EncodeID(f.Group)
-	if f.DeviceID == "" {
-		return name, []string{TelemetrySubjectPrefix + ">"}
-	}
-	p := TelemetrySubjectPrefix + strconv.Itoa(TelemetryPartition(f.DeviceID, t.partitions)) + "."
-	name += "-" + twinhub.EncodeID(f.DeviceID)
-	if f.ModuleID != "" {
-		name += "-" + twinhub.EncodeID(f.ModuleID)
-		return name, []string{p + twinhub.EncodeKey(twinhub.ModuleKey(f.DeviceID, f.ModuleID))}
-	}
-	dev := p + twinhub.EncodeID(f.DeviceID)
-	return name, []string{dev, dev + ".>"}
-}
-
-func (t *Telemetry) Read(ctx context.Context, f twinhub.EventFilter, fn func(*twinhub.Event) error) error {
-	name, filters := t.groupConsumer(f)
-	cons, err := t.stream.Consumer(ctx, name)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		deliver := jetstream.DeliverNewPolicy
-		if f.FromStart {
-			deliver = jetstream.DeliverAllPolicy
-		}
-		cons, err = t.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:        name,
-			Description:    "twinhub consumer group " + f.Group,
-			DeliverPolicy:  deliver,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        10 * time.Second,
-			FilterSubjects: filters,
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("consumer group %s: %w", f.Group, err)
-	}
-	// Fetching what is there, without leaving a pull request waiting at
-	// the server, means that a reader that stops leaves no event in limbo
-	// (delivered to nobody until AckWait): the next reader of the group
-	// starts exactly where this one stopped.
-	ackCtx := context.WithoutCancel(ctx)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		// One at a time: an event fetched but not handed to fn (the
-		// reader stopped) would wait for AckWait after a restart, even
-		// when nacked.
-		batch, err := cons.FetchNoWait(1)
-		if err != nil {
-			return err
-		}
-		var stopped error
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if stopped != nil {
-				m.Nak()
-				continue
-			}
-			e, err := decodeEvent(m)
-			if err != nil {
-				t.log.Warn("undecodable telemetry event; skipped", "subject", m.Subject(), "err", err)
-				m.Ack()
-				continue
-			}
-			if err := fn(e); err != nil {
-				stopped = err
-				m.Nak()
-				continue
-			}
-			actx, cancel := context.WithTimeout(ackCtx, 10*time.Second)
-			err = m.DoubleAck(actx)
-			cancel()
-			if err != nil {
-				stopped = err
-			} else if ctx.Err() != nil {
-				stopped = ctx.Err()
-			}
-		}
-		if stopped != nil {
-			return stopped
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return err
-		}
-		if n == 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(readPoll):
-			}
-		}
-	}
-}
-
-// readPoll is how long a reader waits before looking for new events when
-// it has read them all.
-const readPoll = 100 * time.Millisecond
-
-func decodeEvent(m jetstream.Msg) (*twinhub.Event, error) {
-	rest := strings.TrimPrefix(m.Subject(), TelemetrySubjectPrefix)
-	part, key, ok := strings.Cut(rest, ".")
-	if !ok {
-		return nil, fmt.Errorf("subject %s", m.Subject())
-	}
-	k, err := twinhub.DecodeKey(key)
-	if err != nil {
-		return nil, err
-	}
-	e := &twinhub.Event{Identity: k, Body: m.Data()}
-	e.Partition, _ = strconv.Atoi(part)
-	if md, err := m.Metadata(); err == nil {
-		e.Sequence = md.Sequence.Stream
-	}
-	h := m.Headers()
-	get := func(k string) string {
-		if v := h[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	if a := get(HeaderAuthMethod); strings.Contains(a, `"type":"`) {
-		a = a[strings.Index(a, `"type":"`)+8:]
-		e.AuthMethod, _, _ = strings.Cut(a, `"`)
-	}
-	if ts, err := time.Parse(time.RFC3339Nano, get(HeaderEnqueuedTime)); err == nil {
-		e.Enqueued = twinhub.Time{Time: ts}
-	}
-	e.MessageID, e.CorrelationID = get(HeaderMessageID), get(HeaderCorrelationID)
-	e.ContentType, e.ContentEncoding = get(HeaderContentType), get(HeaderContentEncoding)
-	e.UserID, e.To = get(HeaderUserID), get(HeaderTo)
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		if !systemHeaders[k] {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		name := k
-		if strings.Contains(k, "%") {
-			if u, err := url.PathUnescape(k); err == nil {
-				name = u
-			}
-		}
-		for _, v := range h[k] {
-			e.Properties = append(e.Properties, twinhub.Property{Key: name, Value: v})
-		}
-	}
-	return e, nil
 }

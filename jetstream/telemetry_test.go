@@ -173,11 +173,10 @@ func TestAppendAsync(t *testing.T) {
 			t.Fatalf("event %d of d3: %q %v, want %s", j, ev.Body, ev.Properties, want)
 		}
 	}
-	if err := tel.stream.Purge(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tel.js.DeleteStream(ctx, TelemetryStream); err != nil {
-		t.Fatal(err)
+	for p := range tel.partitions {
+		if err := tel.js.DeleteStream(ctx, TelemetryStreamName(p)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tel.AppendAsync(&twinhub.Event{Identity: twinhub.DeviceKey("d"), Body: []byte("x")}, time.Second, func(err error) { results <- err })
 	if err := <-results; err == nil {

@@ -231,7 +231,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 	}
 	t.PolicyName, t.PolicyKey = owner.Name, owner.PrimaryKey
 	t.CADir = tmp
-	t.TelemetryBytes = func() (int64, bool) { return streamBytes(dir.File("jetstream"), jetstream.TelemetryStream) }
+	t.TelemetryBytes = func() (int64, bool) { return streamBytes(dir.File("jetstream"), jetstream.TelemetryStreamPrefix) }
 	t.Local = true
 	if proc != nil {
 		t.Usage = bench.PIDUsage(proc.Pid)
@@ -252,12 +252,13 @@ func mustConnString(h datadir.Hub) string {
 	return s
 }
 
-// streamBytes sums the files of the JetStream stream named name under
-// root (the embedded server's store folder); ok is false when the stream
-// has no folder there.
-func streamBytes(root, name string) (n int64, ok bool) {
+// streamBytes sums the files of the JetStream streams whose names begin
+// with prefix (the telemetry's, one a partition) under root (the embedded
+// server's store folder); ok is false when no such stream has a folder
+// there.
+func streamBytes(root, prefix string) (n int64, ok bool) {
 	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() || d.Name() != name || filepath.Base(filepath.Dir(path)) != "streams" {
+		if err != nil || !d.IsDir() || !strings.HasPrefix(d.Name(), prefix) || filepath.Base(filepath.Dir(path)) != "streams" {
 			return nil
 		}
 		ok = true
