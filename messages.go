@@ -46,6 +46,30 @@ type Event struct {
 	Partition int
 }
 
+// AuthMethodJSON is an event's iothub-connection-auth-method as IoT Hub
+// writes it, for identity k authenticated by method (sas, selfSigned,
+// certificateAuthority).
+func AuthMethodJSON(k Key, method string) string {
+	module := k.ModuleID != ""
+	switch method {
+	case "", "sas":
+		if module {
+			return authModuleSAS
+		}
+		return authDeviceSAS
+	}
+	scope := "device"
+	if module {
+		scope = "module"
+	}
+	return `{"scope":"` + scope + `","type":"` + method + `","issuer":"iothub","acceptingIpFilterRule":null}`
+}
+
+const (
+	authDeviceSAS = `{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`
+	authModuleSAS = `{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`
+)
+
 // EventFilter chooses which events a reader sees.
 type EventFilter struct {
 	// Group is the consumer group: readers of one group share a position,
@@ -102,6 +126,8 @@ type PartitionInfo struct {
 	LastSequence  uint64
 	LastEnqueued  time.Time
 	Empty         bool
+	// Created is when the partition was made.
+	Created time.Time
 }
 
 // PartitionedTelemetryStore is a TelemetryStore whose partitions can be

@@ -3,6 +3,7 @@ package amqp
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -29,6 +30,24 @@ type grant struct {
 	device   twinhub.Key // a device's or module's token
 }
 
+// cbsNode is the address of the CBS node.
+const cbsNode = "$cbs"
+
+// statusReply is the answer to a request of a request-response node
+// ($cbs, $management): correlated by the request's message-id (in its
+// type), with an int status-code, its description, and body as an
+// amqp-value when set.
+func statusReply(request wire.Message, status int, desc string, body any) wire.Message {
+	return wire.Message{
+		Properties: wire.Properties{CorrelationID: request.Properties.MessageID},
+		ApplicationProperties: wire.Map{
+			{Key: "status-code", Value: int32(status)},
+			{Key: "status-description", Value: desc},
+		},
+		Value: body,
+	}
+}
+
 // The CBS status codes, as HTTP's (AMQP.md: an int, 200 on success).
 const (
 	cbsOK           = 200
@@ -42,18 +61,7 @@ const (
 func (c *conn) putToken(m wire.Message) wire.Described {
 	status, desc := c.checkToken(m)
 	c.srv.log.Debug("amqp put-token", "principal", c.principal, "status", status)
-	if c.cbsReplies != nil {
-		reply := wire.Message{
-			Properties: wire.Properties{CorrelationID: m.Properties.MessageID},
-			ApplicationProperties: wire.Map{
-				{Key: "status-code", Value: int32(status)},
-				{Key: "status-description", Value: desc},
-			},
-		}
-		if err := c.sendMessage(c.cbsReplies, reply); err != nil {
-			c.srv.log.Debug("amqp put-token reply not sent", "err", err)
-		}
-	}
+	c.reply(cbsNode, m.Properties.ReplyTo, statusReply(m, status, desc, nil))
 	return wire.State(wire.CodeAccepted)
 }
 
@@ -111,7 +119,11 @@ func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
 	}
 	g := grant{audience: audience, token: token}
 	if k == (twinhub.Key{}) {
-		if err := c.srv.hub.AuthorizeService(token, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
+		resource, err := resourceOf(audience, c.srv.hub.Host())
+		if err != nil {
+			return grant{}, err
+		}
+		if err := c.srv.hub.AuthorizeServiceOn(token, resource, sas.ServiceConnect, sas.RegistryRead, sas.RegistryWrite, sas.DeviceConnect); err != nil {
 			return grant{}, err
 		}
 		g.policy = t.KeyName
@@ -136,6 +148,25 @@ func (c *conn) putGrant(g grant) {
 		}
 	}
 	c.grants = append(c.grants, g)
+}
+
+// resourceOf is a policy token's audience as the path below the hub's
+// host that it is for: "" for the hub itself ("<host>", "https://<host>",
+// "sb://<host>/"), "/<entity>/ConsumerGroups/..." for an Event Hubs
+// reader's.
+func resourceOf(audience, host string) (string, error) {
+	a := audience
+	if i := strings.Index(a, "://"); i >= 0 {
+		a = a[i+3:]
+	}
+	h, path, _ := strings.Cut(strings.TrimRight(a, "/"), "/")
+	if !strings.EqualFold(h, host) {
+		return "", twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "audience %q is not of this hub, %s", audience, host)
+	}
+	if path == "" {
+		return "", nil
+	}
+	return "/" + path, nil
 }
 
 // identityOf reads the device (or module) of a CBS audience

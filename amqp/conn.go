@@ -39,7 +39,8 @@ const (
 )
 
 // conn is one AMQP connection: a reader goroutine (serve) that handles
-// every frame in order, and writes under wmu.
+// every frame in order, goroutines that send events on the links that
+// read them (eventhub.go), and writes under wmu.
 type conn struct {
 	srv *Server
 	nc  net.Conn
@@ -57,14 +58,24 @@ type conn struct {
 	// principal is who SASL admitted, for the log: never a secret.
 	principal string
 
+	// mu guards the sessions, their links and the grants: the reader
+	// holds it while it handles a frame, a link's sender while it sends
+	// (mu before wmu). credit is signalled when a link the hub sends on
+	// gets credit or goes.
+	mu       sync.Mutex
+	credit   sync.Cond
 	sessions map[uint16]*session // by the peer's channel, which is also ours
-	// cbsReplies is the client's receiver from $cbs, where put-token
-	// answers go; grants are the tokens it put (cbs.go).
-	cbsReplies *link
-	grants     []grant
-	opened     atomic.Bool // both open frames sent
-	closed     atomic.Bool // a close frame sent
-	done       chan struct{}
+	// replies are the client's receivers from the request-response nodes
+	// ($cbs, $management) by node, where answers go; grants are the
+	// tokens it put (cbs.go).
+	replies map[string][]*link
+	grants  []grant
+	// senders are the goroutines sending on links (eventhub.go).
+	senders sync.WaitGroup
+
+	opened atomic.Bool // both open frames sent
+	closed atomic.Bool // a close frame sent
+	done   chan struct{}
 }
 
 // session is a session the peer began, with its transfer counters and
@@ -78,14 +89,17 @@ type session struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		srv: s, nc: nc,
 		r:        bufio.NewReaderSize(nc, 16<<10),
 		w:        bufio.NewWriterSize(nc, 16<<10),
 		maxOut:   wire.MinMaxFrameSize,
 		sessions: map[uint16]*session{},
+		replies:  map[string][]*link{},
 		done:     make(chan struct{}),
 	}
+	c.credit.L = &c.mu
+	return c
 }
 
 // connError is a reason to close the connection, sent to the peer in the
@@ -121,7 +135,10 @@ func (c *conn) serve(deadline time.Time) {
 		go c.heartbeat(stop)
 	}
 	err := c.frames()
+	c.endLinks()
 	c.fail(err)
+	c.nc.Close()
+	c.senders.Wait()
 	if err != nil && !errors.Is(err, io.EOF) {
 		log.Debug("amqp connection ended", "principal", c.principal, "err", err)
 	}
@@ -286,7 +303,9 @@ func (c *conn) frames() error {
 		if err != nil {
 			return closeWith(condDecodeError, "%v", err)
 		}
+		c.mu.Lock()
 		done, err := c.handle(f.Channel, p)
+		c.mu.Unlock()
 		if err != nil || done {
 			return err
 		}
@@ -362,8 +381,8 @@ func (c *conn) end(channel uint16, _ *wire.Error) error {
 	if err != nil {
 		return err
 	}
-	if c.cbsReplies != nil && c.cbsReplies.s == s {
-		c.cbsReplies = nil
+	for _, l := range s.links {
+		c.forget(l)
 	}
 	delete(c.sessions, channel)
 	return c.send(channel, wire.CodeEnd, wire.ErrorList(nil), nil)
@@ -381,12 +400,16 @@ func (c *conn) session(channel uint16) (*session, error) {
 // recognise a refusal: an attach with null source and target, then a
 // detach that closes the link with cond and why.
 func (c *conn) refuseLink(s *session, a wire.Attach, cond wire.Symbol, why string) error {
+	return c.refuseLinkWith(s, a, &wire.Error{Condition: cond, Description: why})
+}
+
+// refuseLinkWith is refuseLink with a whole error (a redirect's info).
+func (c *conn) refuseLinkWith(s *session, a wire.Attach, e *wire.Error) error {
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode, RcvSettleMode: a.RcvSettleMode}
 	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
 		return err
 	}
-	detach := wire.Detach{Handle: a.Handle, Closed: true,
-		Error: &wire.Error{Condition: cond, Description: why}}
+	detach := wire.Detach{Handle: a.Handle, Closed: true, Error: e}
 	return c.send(s.channel, wire.CodeDetach, detach.List(), nil)
 }
 

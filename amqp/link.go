@@ -44,10 +44,20 @@ type link struct {
 	// (an accepted or rejected state).
 	onMessage func(m wire.Message) wire.Described
 
-	// The hub sending: the credit the client gave and the deliveries sent.
+	// The hub sending: the credit the client gave and the deliveries
+	// sent; replyTo is the client's name for its end (the target
+	// address of its receiver), which requests name as their reply-to.
 	sendCredit uint32
 	sendCount  uint32
 	queue      []wire.Message
+	replyTo    string
+	// start, when set, runs once the attach is answered (a partition
+	// reader begins sending); stop ends what it started.
+	start func()
+	stop  func()
+	// gone is set when the link is detached or its session or
+	// connection ends: nothing is sent on it after that.
+	gone bool
 }
 
 // normalizeAddress strips what clients put around a node's address:
@@ -66,8 +76,10 @@ func normalizeAddress(a string) string {
 }
 
 // attach accepts or refuses a link the client attaches: the nodes the
-// hub serves are $cbs (both directions) and, for a connection with a
-// policy's grant, /messages/devicebound (C2D send).
+// hub serves are $cbs (both directions); for a connection with a
+// policy's grant, /messages/devicebound (C2D send); the Event Hubs
+// entity's $management node and partitions (eventhub.go), and the
+// redirect from the IoT Hub name of the telemetry, messages/events.
 func (c *conn) attach(s *session, a wire.Attach) error {
 	if a.Handle > handleMax {
 		return closeWith(condFramingError, "handle %d is over the handle-max %d", a.Handle, handleMax)
@@ -83,24 +95,45 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 	}
 	l := &link{s: s, name: a.Name, handle: a.Handle, receiving: a.Role == wire.RoleSender,
 		address: normalizeAddress(address), sndSettle: a.SndSettleMode}
+	if !l.receiving && a.Target != nil {
+		l.replyTo = a.Target.Address
+	}
+	if rest, ok := redirectedAddress(l.address); ok {
+		return c.redirect(s, a, rest)
+	}
 	switch {
-	case l.address == "$cbs" && l.receiving:
+	case l.address == cbsNode && l.receiving:
 		l.onMessage = c.putToken
-	case l.address == "$cbs":
-		c.cbsReplies = l
+	case c.isManagement(l.address) && l.receiving:
+		l.onMessage = c.manage
+	case l.address == cbsNode || c.isManagement(l.address):
+		node := cbsNode
+		if l.address != cbsNode {
+			node = managementNode
+		}
+		c.replies[node] = append(c.replies[node], l)
 	case strings.EqualFold(l.address, c2dNode) && l.receiving:
 		if err := c.authorizedService("", sas.ServiceConnect); err != nil {
 			return c.refuseLink(s, a, condUnauthorized, twinhub.AsError(err).Message)
 		}
 		l.onMessage = c.sendC2D
 	default:
-		return c.refuseLink(s, a, condNotFound, fmt.Sprintf("twinhub serves no AMQP node %q yet", address))
+		p, ok := parsePartitionAddress(l.address)
+		if !ok {
+			return c.refuseLink(s, a, condNotFound, fmt.Sprintf("twinhub serves no AMQP node %q yet", address))
+		}
+		if e := c.attachPartition(l, a, p); e != nil {
+			return c.refuseLinkWith(s, a, e)
+		}
 	}
 	s.links[a.Handle] = l
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode,
 		RcvSettleMode: a.RcvSettleMode, Source: a.Source, Target: a.Target}
 	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
 		return err
+	}
+	if l.start != nil {
+		l.start()
 	}
 	if l.receiving {
 		l.deliveryCount = a.InitialDeliveryCount
@@ -144,6 +177,7 @@ func (c *conn) onFlow(s *session, f wire.Flow) error {
 		if err := c.drain(l); err != nil {
 			return err
 		}
+		c.credit.Broadcast()
 	}
 	if f.Echo {
 		return c.flow(l)
@@ -254,8 +288,69 @@ func (c *conn) detach(s *session, d wire.Detach) error {
 		return nil // the client's answer to the hub's detach of a refused link
 	}
 	delete(s.links, d.Handle)
-	if c.cbsReplies == l {
-		c.cbsReplies = nil
-	}
+	c.forget(l)
 	return c.send(s.channel, wire.CodeDetach, wire.Detach{Handle: d.Handle, Closed: true}.List(), nil)
+}
+
+// closeLink detaches a link from the hub's side with an error (a
+// partition reader whose store failed, or whose partition a reader of a
+// higher epoch took). The client's detach that answers finds no link.
+func (c *conn) closeLink(l *link, e *wire.Error) error {
+	if l.gone {
+		return nil
+	}
+	delete(l.s.links, l.handle)
+	c.forget(l)
+	return c.send(l.s.channel, wire.CodeDetach, wire.Detach{Handle: l.handle, Closed: true, Error: e}.List(), nil)
+}
+
+// forget marks a link gone: its sender stops, requests no longer answer
+// on it. Called with mu held.
+func (c *conn) forget(l *link) {
+	if l.gone {
+		return
+	}
+	l.gone = true
+	if l.stop != nil {
+		l.stop()
+	}
+	for node, ls := range c.replies {
+		for i, r := range ls {
+			if r == l {
+				c.replies[node] = append(ls[:i:i], ls[i+1:]...)
+				break
+			}
+		}
+	}
+	c.credit.Broadcast()
+}
+
+// endLinks forgets every link, when the connection ends.
+func (c *conn) endLinks() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.sessions {
+		for _, l := range s.links {
+			c.forget(l)
+		}
+	}
+}
+
+// reply sends a request-response node's answer on the client's receiver
+// that the request's reply-to names, else on the last one it attached.
+func (c *conn) reply(node, replyTo string, m wire.Message) {
+	ls := c.replies[node]
+	if len(ls) == 0 {
+		c.srv.log.Debug("amqp answer dropped: no receiver from the node", "node", node)
+		return
+	}
+	l := ls[len(ls)-1]
+	for _, r := range ls {
+		if replyTo != "" && (r.replyTo == replyTo || r.name == replyTo) {
+			l = r
+		}
+	}
+	if err := c.sendMessage(l, m); err != nil {
+		c.srv.log.Debug("amqp answer not sent", "node", node, "err", err)
+	}
 }

@@ -7,11 +7,12 @@
 // Built so far: protocol headers, SASL (ANONYMOUS, MSSBCBS, PLAIN, or
 // none), open and close, sessions, heartbeats and idle time-outs, the
 // AMQP errors of malformed input, links with credit and multi-frame
-// messages, the $cbs node (put-token: cbs.go) and cloud-to-device send
-// on /messages/devicebound (c2d.go). Attaches to any other node are
-// refused with amqp:not-found, the way the SDKs recognise a
-// refusal (a null source and target, then a detach with the error;
-// ../shared/AMQP.md).
+// messages, the $cbs node (put-token: cbs.go), cloud-to-device send on
+// /messages/devicebound (c2d.go), and the Event Hubs-compatible entity
+// over the telemetry (partition readers, $management, the redirect from
+// messages/events: eventhub.go). Attaches to any other node are refused
+// with amqp:not-found, the way the SDKs recognise a refusal (a null
+// source and target, then a detach with the error; ../shared/AMQP.md).
 //
 // The framing is hand-written in amqp/wire: no Go AMQP 1.0 server
 // library exists.

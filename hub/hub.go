@@ -36,6 +36,7 @@ type Hub struct {
 	// (said once, noted); without C2D, cloud-to-device messages are
 	// refused. c2dLocks are the locks of messages received over HTTPS.
 	telemetry twinhub.TelemetryStore
+	eventHub  string
 	c2d       twinhub.C2DQueue
 	feedbacks twinhub.FeedbackStore
 	noted     sync.Once
@@ -72,6 +73,9 @@ type Config struct {
 	// deleted, with their feedback, when no delivery has come across
 	// them (0: never; `twinhub serve` sweeps every minute).
 	C2DSweepInterval time.Duration
+	// EventHubName is the name of the Event Hubs-compatible entity over
+	// the telemetry ("" : DefaultEventHubName of Host).
+	EventHubName string
 	// RecordCacheBytes bounds the decoded records the hub keeps to start
 	// writes and answer reads from (0: DefaultRecordCacheBytes, < 0: no
 	// cache).
@@ -95,11 +99,15 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		subs:     map[twinhub.Key]map[*desiredSub]struct{}{},
 
 		telemetry: c.Telemetry,
+		eventHub:  c.EventHubName,
 		c2d:       c.C2D,
 		feedbacks: c.Feedback,
 		c2dLocks:  map[c2dLockKey]time.Time{},
 
 		methodResend: c.MethodResendInterval,
+	}
+	if h.eventHub == "" {
+		h.eventHub = DefaultEventHubName(h.host)
 	}
 	if h.methodResend <= 0 {
 		h.methodResend = time.Second

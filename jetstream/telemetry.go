@@ -222,28 +222,6 @@ func plainID(id string) bool {
 	return true
 }
 
-// authMethodJSON is iothub-connection-auth-method as IoT Hub writes it.
-func authMethodJSON(k twinhub.Key, method string) string {
-	module := k.ModuleID != ""
-	switch method {
-	case "", "sas":
-		if module {
-			return authModuleSAS
-		}
-		return authDeviceSAS
-	}
-	scope := "device"
-	if module {
-		scope = "module"
-	}
-	return `{"scope":"` + scope + `","type":"` + method + `","issuer":"iothub","acceptingIpFilterRule":null}`
-}
-
-const (
-	authDeviceSAS = `{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`
-	authModuleSAS = `{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`
-)
-
 // headerKey makes an application property name a valid NATS header
 // name: bytes that a header name may not hold (controls, space, ':' and
 // '%' itself) are percent-encoded.
@@ -322,7 +300,7 @@ func (t *Telemetry) message(e *twinhub.Event) *nats.Msg {
 	}
 	set(HeaderDeviceID, e.Identity.DeviceID)
 	set(HeaderModuleID, e.Identity.ModuleID)
-	set(HeaderAuthMethod, authMethodJSON(e.Identity, e.AuthMethod))
+	set(HeaderAuthMethod, twinhub.AuthMethodJSON(e.Identity, e.AuthMethod))
 	set(HeaderEnqueuedTime, e.Enqueued.String())
 	set(HeaderMessageID, e.MessageID)
 	set(HeaderCorrelationID, e.CorrelationID)

@@ -166,7 +166,7 @@ func (t *Telemetry) PartitionInfo(ctx context.Context, p int) (twinhub.Partition
 	}
 	st := info.State
 	return twinhub.PartitionInfo{Partition: p, FirstSequence: st.FirstSeq, LastSequence: st.LastSeq,
-		LastEnqueued: st.LastTime, Empty: st.Msgs == 0}, nil
+		LastEnqueued: st.LastTime, Empty: st.Msgs == 0, Created: info.Created}, nil
 }
 
 // ReadPartition reads one partition with an ordered consumer: nothing
