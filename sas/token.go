@@ -313,7 +313,8 @@ func decodeKey(key string) ([]byte, error) {
 }
 
 // Verify checks the signature against each key (base64; typically a primary
-// and a secondary key) in constant time. Empty keys are skipped, so an unset
+// and a secondary key) in constant time, as IoT Hub signs (with the bytes
+// the key encodes) or as Event Hubs does (with the key's text). Empty keys are skipped, so an unset
 // secondary key can be passed as "" without becoming the empty HMAC key that
 // anybody could sign with. It returns an error wrapping ErrBadKey if a key is
 // not base64 or no key is given, and ErrSignature if no key matches.
@@ -339,16 +340,35 @@ func (t Token) Verify(keys ...string) error {
 	if len(decoded) == 0 {
 		return fmt.Errorf("%w: no key to verify the token with", ErrBadKey)
 	}
+	if t.signedWithAny(decoded, resource, expiry) {
+		return nil
+	}
+	// The Event Hubs SDKs sign with the key's text as the HMAC key, not
+	// with the bytes it encodes (IoT Hub's way), and the hosted
+	// Event Hubs-compatible endpoint takes their tokens: so does twinhub,
+	// for any resource (either form needs the key). Tried only when the
+	// IoT Hub form fails, so that the usual token costs no more HMACs.
+	text := make([][]byte, 0, len(keys))
+	for _, key := range keys {
+		if key != "" {
+			text = append(text, []byte(key))
+		}
+	}
+	if t.signedWithAny(text, resource, expiry) {
+		return nil
+	}
+	return fmt.Errorf("%w: for resource %q", ErrSignature, truncate(t.Resource, 256))
+}
+
+// signedWithAny reports whether one of keys signed the token, checking
+// every key so that the time taken does not tell which one matched.
+func (t Token) signedWithAny(keys [][]byte, resource, expiry string) bool {
 	match := 0
-	for _, k := range decoded {
+	for _, k := range keys {
 		want := sign(k, resource, expiry)
-		// Check every key so the time taken does not tell which one matched.
 		match |= subtle.ConstantTimeCompare([]byte(want), []byte(t.Signature))
 	}
-	if match != 1 {
-		return fmt.Errorf("%w: for resource %q", ErrSignature, truncate(t.Resource, 256))
-	}
-	return nil
+	return match == 1
 }
 
 // CheckTime returns an error wrapping ErrExpired if now is not before the

@@ -293,6 +293,9 @@ func TestVerify(t *testing.T) {
 	handmade := Token{Resource: "myhub.example/devices/dev1", Expiry: testExpiry}
 	k, _ := base64.StdEncoding.DecodeString(testKey)
 	handmade.Signature = Sign(handmade.Resource, k, testExpiry)
+	// As the Event Hubs SDKs sign: the key's text is the HMAC key.
+	eventHubs := Token{Resource: "sb://myhub.example/myhub/$management", Expiry: testExpiry}
+	eventHubs.Signature = Sign(eventHubs.Resource, []byte(testKey), testExpiry)
 
 	cases := []struct {
 		name string
@@ -305,6 +308,8 @@ func TestVerify(t *testing.T) {
 		{"unpadded key", tok, []string{strings.TrimRight(testKey, "=")}, nil},
 		{"empty secondary skipped", tok, []string{testKey, ""}, nil},
 		{"hand-built token", handmade, []string{testKey}, nil},
+		{"Event Hubs' signature", eventHubs, []string{other, testKey}, nil},
+		{"Event Hubs' signature, wrong key", eventHubs, []string{other}, ErrSignature},
 		{"wrong key", tok, []string{other}, ErrSignature},
 		{"wrong keys", tok, []string{other, other}, ErrSignature},
 		{"bad key", tok, []string{testKey, "%%%"}, ErrBadKey},

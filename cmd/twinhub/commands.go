@@ -12,29 +12,46 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/datadir"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/sas"
 )
 
 func connectionStringCommand(g *globals) *cobra.Command {
 	var policy string
+	var eventHub bool
 	cmd := &cobra.Command{
 		Use:   "connection-string",
-		Short: "Print a hub connection string",
+		Short: "Print a hub connection string, or with --eventhub the Event Hubs-compatible endpoint's",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			hub, err := datadir.Dir{Path: g.data}.LoadHub()
+			h, err := datadir.Dir{Path: g.data}.LoadHub()
 			if err != nil {
 				return fmt.Errorf("no hub in %s (%w)", g.data, err)
 			}
-			cs, err := hub.ConnectionString(policy)
+			if !eventHub {
+				cs, err := h.ConnectionString(policy)
+				if err != nil {
+					return err
+				}
+				fmt.Println(cs)
+				return nil
+			}
+			// The portal's "Event Hub-compatible endpoint" is the
+			// service policy's unless another is asked for.
+			if !cmd.Flags().Changed("policy") {
+				policy = "service"
+			}
+			p, err := h.Policy(policy)
 			if err != nil {
 				return err
 			}
-			fmt.Println(cs)
+			fmt.Printf("Endpoint=sb://%s/;SharedAccessKeyName=%s;SharedAccessKey=%s;EntityPath=%s\n",
+				h.HostName, p.Name, p.PrimaryKey, hub.DefaultEventHubName(h.HostName))
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&policy, "policy", "iothubowner", "shared access policy: iothubowner, service, device, registryRead or registryReadWrite")
+	cmd.Flags().StringVar(&policy, "policy", "iothubowner", "shared access policy: iothubowner, service, device, registryRead or registryReadWrite (with --eventhub: service)")
+	cmd.Flags().BoolVar(&eventHub, "eventhub", false, "print the connection string of the Event Hubs-compatible endpoint, where back ends read telemetry over AMQP")
 	return cmd
 }
 
