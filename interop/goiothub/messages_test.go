@@ -3,6 +3,7 @@ package goiothub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,5 +159,55 @@ func TestC2DOverAMQP(t *testing.T) {
 	}
 	if err := svc.SendEvent(ctx, "nobody", []byte("x")); err == nil || !strings.Contains(err.Error(), "amqp:not-found") {
 		t.Errorf("SendEvent to an unknown device: %v, want amqp:not-found", err)
+	}
+}
+
+// TestSubscribeEventsOverAMQP: iotservice's SubscribeEvents, redirected
+// from messages/events to the Event Hubs-compatible entity (PLAIN with the
+// policy's key), reads the telemetry iotdevice sends, with IoT Hub's
+// system properties and the device's own. Address 127.0.0.59.
+func TestSubscribeEventsOverAMQP(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, "127.0.0.59")
+	svc := h.Service(t)
+	ctx := testContext(t)
+	_, cs := h.NewDevice(t, svc, "eh-1")
+	dev := h.DeviceClient(t, cs)
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan *iotservice.Event, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- svc.SubscribeEvents(sctx, func(e *iotservice.Event) error {
+			got <- e
+			return nil
+		})
+	}()
+	// SubscribeEvents reads the events enqueued after it starts: send
+	// until one arrives.
+	var e *iotservice.Event
+	for i := 0; e == nil; i++ {
+		if err := dev.SendEvent(ctx, []byte("reading "+strconv.Itoa(i)), iotdevice.WithSendMessageID("m-"+strconv.Itoa(i)),
+			iotdevice.WithSendProperty("color", "green")); err != nil {
+			t.Fatalf("SendEvent: %v", err)
+		}
+		select {
+		case e = <-got:
+		case err := <-done:
+			t.Fatalf("SubscribeEvents: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("no event read through the Event Hubs-compatible endpoint")
+		}
+	}
+	if e.ConnectionDeviceID != "eh-1" || !strings.HasPrefix(string(e.Payload), "reading ") || e.Properties["color"] != "green" ||
+		!strings.HasPrefix(e.MessageID, "m-") || e.MessageSource != "Telemetry" || e.EnqueuedTime == nil ||
+		e.ConnectionAuthMethod == nil || e.ConnectionAuthMethod.Type != "sas" {
+		t.Errorf("event %+v (auth %+v)", e.Message, e.ConnectionAuthMethod)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("SubscribeEvents ended with %v", err)
 	}
 }
