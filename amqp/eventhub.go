@@ -39,6 +39,9 @@ const (
 	partitionType = "com.microsoft:partition"
 
 	condRedirect wire.Symbol = "amqp:link:redirect"
+	condStolen   wire.Symbol = "amqp:link:stolen"
+
+	epochProperty wire.Symbol = "com.microsoft:epoch"
 )
 
 // errLinkGone ends a partition reader whose link has gone.
@@ -146,8 +149,113 @@ func (c *conn) attachPartition(l *link, a wire.Attach, p partitionAddress) *wire
 			return &wire.Error{Condition: condInvalidField, Description: err.Error()}
 		}
 	}
+	epoch, err := epochOf(a.Properties)
+	if err != nil {
+		return &wire.Error{Condition: condInvalidField, Description: err.Error()}
+	}
+	key := partitionKey{group: strings.ToLower(p.group), partition: partition}
+	r := &partitionReader{c: c, l: l, epoch: epoch}
+	refused, stolen := c.srv.claim(key, r)
+	if refused != nil {
+		return refused
+	}
+	for _, o := range stolen {
+		go o.c.steal(o.l, fmt.Sprintf("a reader of epoch %d took partition %d of consumer group %s", *epoch, partition, p.group))
+	}
+	l.stop = func() { c.srv.release(key, r) }
 	l.start = func() { c.readPartition(l, partition, from) }
 	return nil
+}
+
+// partitionKey names the readers that epochs order: those of one
+// partition in one consumer group (named in any case).
+type partitionKey struct {
+	group     string
+	partition int
+}
+
+// partitionReader is a reader's link, with its epoch (nil: none).
+type partitionReader struct {
+	c     *conn
+	l     *link
+	epoch *int64
+}
+
+// epochOf reads the com.microsoft:epoch attach property (a long).
+func epochOf(props wire.Map) (*int64, error) {
+	v, ok := props.Get(epochProperty)
+	if !ok || v == nil {
+		return nil, nil
+	}
+	var n int64
+	switch x := v.(type) {
+	case int64:
+		n = x
+	case int32:
+		n = int64(x)
+	case int16:
+		n = int64(x)
+	case int8:
+		n = int64(x)
+	case uint32:
+		n = int64(x)
+	default:
+		return nil, fmt.Errorf("%s is a %T, not a long", epochProperty, v)
+	}
+	return &n, nil
+}
+
+// claim adds a reader of a partition, under Event Hubs' epoch rules: a
+// reader with an epoch takes the partition from readers with a lower
+// or equal epoch and from those without one (stolen: to detach with
+// amqp:link:stolen), and is refused when a reader of a higher epoch
+// holds it; a reader without an epoch is refused while one with an
+// epoch holds it.
+func (s *Server) claim(k partitionKey, r *partitionReader) (refused *wire.Error, stolen []*partitionReader) {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	var kept []*partitionReader
+	for _, o := range s.readers[k] {
+		switch {
+		case o.epoch != nil && r.epoch == nil:
+			return &wire.Error{Condition: condStolen, Description: fmt.Sprintf("a reader of epoch %d holds partition %d of this consumer group", *o.epoch, k.partition)}, nil
+		case o.epoch != nil && *o.epoch > *r.epoch:
+			return &wire.Error{Condition: condStolen, Description: fmt.Sprintf("a reader of epoch %d, higher than %d, holds partition %d of this consumer group", *o.epoch, *r.epoch, k.partition)}, nil
+		case r.epoch != nil:
+			stolen = append(stolen, o)
+		default:
+			kept = append(kept, o)
+		}
+	}
+	s.readers[k] = append(kept, r)
+	return nil, stolen
+}
+
+// release removes a reader that has gone.
+func (s *Server) release(k partitionKey, r *partitionReader) {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	rs := s.readers[k]
+	for i, o := range rs {
+		if o == r {
+			rs = append(rs[:i:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(s.readers, k)
+	} else {
+		s.readers[k] = rs
+	}
+}
+
+// steal detaches a reader whose partition a reader of a higher epoch
+// took. It runs on a goroutine of its own: the taker holds its own
+// connection's lock, and may be on this connection.
+func (c *conn) steal(l *link, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLink(l, &wire.Error{Condition: condStolen, Description: why})
 }
 
 // selector matches a selector filter on one annotation:
@@ -210,7 +318,13 @@ func positionOf(filter wire.Map) (twinhub.EventPosition, error) {
 // store that fails detaches the link with the error.
 func (c *conn) readPartition(l *link, partition int, from twinhub.EventPosition) {
 	ctx, cancel := context.WithCancel(context.Background())
-	l.stop = cancel
+	release := l.stop
+	l.stop = func() {
+		cancel()
+		if release != nil {
+			release()
+		}
+	}
 	c.senders.Add(1)
 	go func() {
 		defer c.senders.Done()

@@ -210,6 +210,47 @@ func TestEventHubEndpoint(t *testing.T) {
 		}
 	})
 
+	t.Run("epoch", func(t *testing.T) {
+		s := e.eventHubSession(t, "service", base)
+		other := e.eventHubSession(t, "service", base) // another connection
+		reader := func(s *goamqp.Session, epoch any) (*goamqp.Receiver, error) {
+			o := &goamqp.ReceiverOptions{Credit: 10, Filters: []goamqp.LinkFilter{goamqp.NewSelectorFilter("amqp.annotation.x-opt-offset > '@latest'")}}
+			if epoch != nil {
+				o.Properties = map[string]any{"com.microsoft:epoch": epoch}
+			}
+			return s.NewReceiver(ctx, address, o)
+		}
+		first, err := reader(s, int64(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := reader(other, int64(2))
+		if err != nil {
+			t.Fatalf("reader of a higher epoch: %v", err)
+		}
+		_, err = first.Receive(ctx)
+		wantCondition(t, "the reader of epoch 1 after one of epoch 2", err, "amqp:link:stolen")
+		_, err = reader(s, int64(1))
+		wantCondition(t, "a new reader of a lower epoch", err, "amqp:link:stolen")
+		_, err = reader(s, nil)
+		wantCondition(t, "a new reader without an epoch", err, "amqp:link:stolen")
+		// Another consumer group is not held.
+		if r, err := s.NewReceiver(ctx, entity+"/ConsumerGroups/other/Partitions/"+strconv.Itoa(p), nil); err != nil {
+			t.Errorf("reader of another group: %v", err)
+		} else {
+			r.Close(ctx)
+		}
+		if err := second.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Once the epoch reader has gone, readers without one may come.
+		r, err := reader(s, nil)
+		if err != nil {
+			t.Fatalf("reader without an epoch after the epoch reader left: %v", err)
+		}
+		r.Close(ctx)
+	})
+
 	t.Run("refused", func(t *testing.T) {
 		s := e.eventHubSession(t, "registryRead", base)
 		_, err := s.NewReceiver(ctx, address, nil)

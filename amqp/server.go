@@ -55,6 +55,11 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	wg        sync.WaitGroup
+
+	// readers are the Event Hubs partition readers of every connection,
+	// which epochs order (eventhub.go).
+	readersMu sync.Mutex
+	readers   map[partitionKey][]*partitionReader
 }
 
 // New returns the AMQP endpoint of core.
@@ -72,7 +77,7 @@ func New(core *hub.Hub, o Options) *Server {
 		o.HandshakeTimeout = 30 * time.Second
 	}
 	return &Server{hub: core, opts: o, log: o.Log,
-		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, readers: map[partitionKey][]*partitionReader{}}
 }
 
 // Serve accepts connections on ln and speaks AMQP over TLS on them with
