@@ -33,6 +33,24 @@ type grant struct {
 // cbsNode is the address of the CBS node.
 const cbsNode = "$cbs"
 
+// textOf is a request's string field, which clients send as a string,
+// a symbol or (pyamqp) binary; "" when absent (ok false) or of another
+// type.
+func textOf(v any, ok bool) string {
+	if !ok {
+		return ""
+	}
+	switch x := v.(type) {
+	case string:
+		return x
+	case wire.Symbol:
+		return string(x)
+	case []byte:
+		return string(x)
+	}
+	return ""
+}
+
 // statusReply is the answer to a request of a request-response node
 // ($cbs, $management): correlated by the request's message-id (in its
 // type), with an int status-code, its description, and body as an
@@ -67,25 +85,24 @@ func (c *conn) putToken(m wire.Message) wire.Described {
 
 // checkToken checks a put-token request and keeps its grant.
 func (c *conn) checkToken(m wire.Message) (int, string) {
-	get := func(k string) string {
-		v, _ := m.ApplicationProperties.Get(k)
-		s, _ := v.(string)
-		return s
-	}
+	get := func(k string) string { return textOf(m.ApplicationProperties.Get(k)) }
 	if op := get("operation"); op != "put-token" {
 		return cbsBadRequest, fmt.Sprintf("operation %q is not put-token", op)
+	}
+	audience, token := get("name"), textOf(m.Value, true)
+	if audience == "" || token == "" {
+		return cbsBadRequest, "put-token needs a name and a SAS token as the body"
 	}
 	switch typ := get("type"); typ {
 	case "servicebus.windows.net:sastoken", "azure-devices.net:sastoken":
 	case "jwt", "servicebus.windows.net:jwt":
-		return cbsUnauthorized, "twinhub takes SAS tokens, not Azure AD tokens"
+		// azure-eventhub 5.11 (pyamqp) sends its SAS tokens as "jwt":
+		// the token itself says what it is.
+		if !strings.HasPrefix(token, "SharedAccessSignature ") {
+			return cbsUnauthorized, "twinhub takes SAS tokens, not Azure AD tokens"
+		}
 	default:
 		return cbsBadRequest, fmt.Sprintf("token type %q is not a SAS token", typ)
-	}
-	audience := get("name")
-	token, ok := m.Value.(string)
-	if !ok || audience == "" {
-		return cbsBadRequest, "put-token needs a name and a SAS token as the body"
 	}
 	t, err := sas.ParseToken(token)
 	if err != nil {

@@ -331,6 +331,14 @@ func (c *conn) handle(channel uint16, p wire.Performative) (done bool, err error
 		return false, c.begin(channel, x)
 	case wire.Attach, wire.Flow, wire.Transfer, wire.Disposition, wire.Detach:
 		s, err := c.session(channel)
+		switch x.(type) {
+		case wire.Flow, wire.Disposition, wire.Detach:
+			if err != nil {
+				// pyamqp (azure-eventhub) sends its links' detaches
+				// after its session's end: nothing is left to act on.
+				return false, nil
+			}
+		}
 		if err != nil {
 			return false, err
 		}

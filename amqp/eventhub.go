@@ -407,11 +407,7 @@ func (c *conn) manage(m wire.Message) wire.Described {
 }
 
 func (c *conn) managementRead(m wire.Message) (int, string, any) {
-	get := func(k string) string {
-		v, _ := m.ApplicationProperties.Get(k)
-		s, _ := v.(string)
-		return s
-	}
+	get := func(k string) string { return textOf(m.ApplicationProperties.Get(k)) }
 	h := c.srv.hub
 	if op := get("operation"); op != "READ" {
 		return http.StatusBadRequest, fmt.Sprintf("operation %q is not READ", op), nil

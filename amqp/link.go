@@ -127,8 +127,10 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		}
 	}
 	s.links[a.Handle] = l
+	// The client's link properties come back (an epoch, say): pyamqp
+	// merges the answer's into its own and fails on none.
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode,
-		RcvSettleMode: a.RcvSettleMode, Source: a.Source, Target: a.Target}
+		RcvSettleMode: a.RcvSettleMode, Source: a.Source, Target: a.Target, Properties: a.Properties}
 	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
 		return err
 	}

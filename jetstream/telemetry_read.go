@@ -143,6 +143,10 @@ func (t *Telemetry) readOne(ctx context.Context, cons jetstream.Consumer, fn fun
 	return n, nil
 }
 
+// readerIdleTimeout is how long the server keeps the consumer of a
+// partition reader that no longer asks for events.
+const readerIdleTimeout = 30 * time.Second
+
 // readPoll is how long a reader waits before looking for new events when
 // it has read them all.
 const readPoll = 100 * time.Millisecond
@@ -191,6 +195,11 @@ func (t *Telemetry) ReadPartition(ctx context.Context, p int, from twinhub.Event
 			c.DeliverPolicy, c.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
 		}
 	}
+	// A reader that goes leaves no consumer at the server: it is deleted
+	// here, and one left by a hub that died goes after a short idle time
+	// (ordered consumers otherwise stay for 5 minutes: a client that
+	// reconnects in a loop would pile them up to the server's limit).
+	c.InactiveThreshold = readerIdleTimeout
 	cons, err := s.OrderedConsumer(ctx, c)
 	if err != nil {
 		return err
@@ -199,7 +208,14 @@ func (t *Telemetry) ReadPartition(ctx context.Context, p int, from twinhub.Event
 	if err != nil {
 		return err
 	}
-	defer it.Stop()
+	defer func() {
+		it.Stop()
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.DeleteConsumer(dctx, info.Name)
+			cancel()
+		}
+	}()
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {

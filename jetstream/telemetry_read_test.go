@@ -96,6 +96,10 @@ func TestReadPartition(t *testing.T) {
 	if got := bodies(readPartition(t, tel, 0, twinhub.EventPosition{After: all[1].Enqueued.Time}, 3)); got != "2,3,4," {
 		t.Errorf("after the second's enqueued time: %s", got)
 	}
+	// The readers that have gone left no consumer behind.
+	if info, err := tel.streams[0].Info(ctx); err != nil || info.State.Consumers != 0 {
+		t.Errorf("consumers left on partition 0: %+v, %v", info.State, err)
+	}
 	// The latest: only what is sent after the reader starts.
 	got := make(chan string, 1)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

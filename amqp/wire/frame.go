@@ -197,9 +197,12 @@ func AppendPerformativeFrame(b []byte, typ byte, channel uint16, code uint64, fi
 }
 
 // AppendPerformative appends a frame body: the performative code with its
-// fields (trailing nils left out, as the spec allows), then payload.
+// fields, then payload. Every field is sent, trailing nulls too, though
+// the spec lets them be left out: the Python Event Hubs SDK's AMQP stack
+// (pyamqp) reads fields by position and fails on a shorter list, so each
+// List method gives the performative's whole field list.
 func AppendPerformative(b []byte, code uint64, fields List, payload []byte) ([]byte, error) {
-	b, err := Append(b, Described{Descriptor: code, Value: trimNils(fields)})
+	b, err := Append(b, Described{Descriptor: code, Value: fields})
 	if err != nil {
 		return nil, err
 	}

@@ -424,10 +424,10 @@ func ParseAttach(p Performative) (Attach, error) {
 func (a Attach) List() List {
 	var source, target any
 	if a.Source != nil {
-		source = Described{uint64(CodeSource), List{orNil(a.Source.Address), nil, nil, nil, nil, nil, nil, mapOrNil(a.Source.Filter)}}
+		source = Described{uint64(CodeSource), List{orNil(a.Source.Address), nil, nil, nil, nil, nil, nil, mapOrNil(a.Source.Filter), nil, nil, nil}}
 	}
 	if a.Target != nil {
-		target = Described{uint64(CodeTarget), List{orNil(a.Target.Address)}}
+		target = Described{uint64(CodeTarget), List{orNil(a.Target.Address), nil, nil, nil, nil, nil, nil}}
 	}
 	l := List{a.Name, a.Handle, a.Role, a.SndSettleMode, a.RcvSettleMode, source, target, nil, nil}
 	if a.Role == RoleSender {
@@ -466,7 +466,7 @@ func ParseFlow(p Performative) (Flow, error) {
 // List is the flow's fields.
 func (fl Flow) List() List {
 	return List{optUint(fl.NextIncomingID), fl.IncomingWindow, fl.NextOutgoingID, fl.OutgoingWindow,
-		optUint(fl.Handle), optUint(fl.DeliveryCount), optUint(fl.LinkCredit), optUint(fl.Available), fl.Drain, fl.Echo}
+		optUint(fl.Handle), optUint(fl.DeliveryCount), optUint(fl.LinkCredit), optUint(fl.Available), fl.Drain, fl.Echo, nil}
 }
 
 // ParseTransfer reads a transfer performative and its payload.
@@ -493,7 +493,7 @@ func (t Transfer) List() List {
 	if t.Settled != nil {
 		settled = *t.Settled
 	}
-	return List{t.Handle, optUint(t.DeliveryID), t.DeliveryTag, optUint(t.MessageFormat), settled, t.More, nil, t.State, nil, t.Aborted}
+	return List{t.Handle, optUint(t.DeliveryID), t.DeliveryTag, optUint(t.MessageFormat), settled, t.More, nil, t.State, nil, t.Aborted, false}
 }
 
 // ParseDisposition reads a disposition performative.
@@ -513,7 +513,7 @@ func ParseDisposition(p Performative) (Disposition, error) {
 
 // List is the disposition's fields.
 func (d Disposition) List() List {
-	return List{d.Role, d.First, optUint(d.Last), d.Settled, d.State}
+	return List{d.Role, d.First, optUint(d.Last), d.Settled, d.State, false}
 }
 
 // ParseDetach reads a detach performative.
@@ -601,7 +601,7 @@ func ParseSASLInit(p Performative) (SASLInit, error) {
 func SASLMechanismsList(mechanisms ...Symbol) List { return List{symbolArray(mechanisms)} }
 
 // SASLOutcomeList is the fields of a sasl-outcome frame.
-func SASLOutcomeList(code uint8) List { return List{code} }
+func SASLOutcomeList(code uint8) List { return List{code, nil} }
 
 // State is a delivery state or outcome with its fields.
 func State(code uint64, fields ...any) Described {

@@ -214,6 +214,27 @@ func TestGoAMQPMessages(t *testing.T) {
 	}
 }
 
+// TestWholeFieldLists: the hub sends every field of a performative, as
+// many as the spec lists, trailing nulls too (pyamqp reads them by
+// position).
+func TestWholeFieldLists(t *testing.T) {
+	a := Attach{Source: &Terminus{}, Target: &Terminus{}}.List()
+	for name, c := range map[string]struct {
+		l List
+		n int
+	}{
+		"open": {Open{}.List(), 10}, "begin": {Begin{}.List(), 8}, "attach": {a, 14},
+		"source": {a[5].(Described).Value.(List), 11}, "target": {a[6].(Described).Value.(List), 7},
+		"flow": {Flow{}.List(), 11}, "transfer": {Transfer{}.List(), 11}, "disposition": {Disposition{}.List(), 6},
+		"detach": {Detach{}.List(), 3}, "close": {ErrorList(nil), 1}, "sasl-outcome": {SASLOutcomeList(0), 2},
+		"error": {(&Error{}).Field().(Described).Value.(List), 3},
+	} {
+		if len(c.l) != c.n {
+			t.Errorf("%s: %d fields, the spec lists %d", name, len(c.l), c.n)
+		}
+	}
+}
+
 // TestFrames: a performative written as a frame reads back, with its
 // payload; a frame over the limit and one with a bad data offset are
 // refused.
@@ -229,7 +250,7 @@ func TestFrames(t *testing.T) {
 		t.Fatalf("frame %+v, %v", f, err)
 	}
 	p, err := DecodePerformative(f.Body)
-	if err != nil || p.Code != CodeTransfer || len(p.Fields) != 3 || string(p.Payload) != "payload" || p.Field(4) != nil {
+	if err != nil || p.Code != CodeTransfer || len(p.Fields) != 5 || string(p.Payload) != "payload" || p.Field(4) != nil || p.Field(7) != nil {
 		t.Fatalf("performative %+v, %v", p, err)
 	}
 	if f, err := ReadFrame(r, 65536); err != nil || len(f.Body) != 0 {
