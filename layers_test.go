@@ -26,14 +26,14 @@ var layers = map[string][]string{
 	"hub":                 {".", "index", "internal/recordjson", "query", "sas"},
 	"jetstream":           {".", "internal/recordjson"},
 	"httpapi":             {".", "hub", "sas", "throttle"},
-	"mqtt":                {".", "hub", "sas", "throttle", "internal/accept"},
+	"mqtt":                {".", "hub", "sas", "throttle", "internal/accept", "internal/wsstream"},
 	"query":               {},
 	"sas":                 {},
 	"throttle":            {},
 	"certs":               {},
 	"datadir":             {"sas"},
 	"amqp/wire":           {},
-	"amqp":                {".", "hub", "sas", "throttle", "amqp/wire", "internal/accept"},
+	"amqp":                {".", "hub", "sas", "throttle", "amqp/wire", "internal/accept", "internal/wsstream"},
 }
 
 // TestLayers: no package of the core imports one it may not, so that

@@ -36,6 +36,7 @@ const (
 	containerID    = "twinhub"
 	minHeartbeat   = 50 * time.Millisecond
 	closeGraceTime = 2 * time.Second
+	writeTimeout   = 30 * time.Second
 )
 
 // conn is one AMQP connection: a reader goroutine (serve) that handles
@@ -154,7 +155,6 @@ func (c *conn) fail(err error) {
 	if c.closed.Swap(true) {
 		return
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(closeGraceTime))
 	c.send(0, wire.CodeClose, wire.ErrorList(&wire.Error{Condition: ce.cond, Description: ce.desc}), nil)
 }
 
@@ -168,8 +168,7 @@ func (c *conn) shutdown() {
 	}
 	c.wmu.Unlock()
 	if opened && !c.closed.Swap(true) {
-		c.nc.SetWriteDeadline(time.Now().Add(closeGraceTime))
-		c.send(0, wire.CodeClose, wire.ErrorList(&wire.Error{Condition: condForced, Description: "the hub is shutting down"}), nil)
+			c.send(0, wire.CodeClose, wire.ErrorList(&wire.Error{Condition: condForced, Description: "the hub is shutting down"}), nil)
 	}
 	c.nc.Close()
 	<-c.done
@@ -249,10 +248,7 @@ func (c *conn) expect(typ byte, code uint64) (wire.Performative, error) {
 }
 
 func (c *conn) writeHeader(protocol byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.w.Write(wire.Header{Protocol: protocol, Major: 1}.Bytes())
-	return c.w.Flush()
+	return c.write(wire.Header{Protocol: protocol, Major: 1}.Bytes())
 }
 
 // heartbeat sends an empty frame at half the peer's idle time-out, so
@@ -265,11 +261,7 @@ func (c *conn) heartbeat(stop chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			c.wmu.Lock()
-			c.w.Write(wire.AppendFrame(nil, wire.FrameAMQP, 0, nil))
-			err := c.w.Flush()
-			c.wmu.Unlock()
-			if err != nil {
+			if err := c.write(wire.AppendFrame(nil, wire.FrameAMQP, 0, nil)); err != nil {
 				return
 			}
 		}
@@ -436,8 +428,21 @@ func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List
 	if uint32(len(frame)) > c.maxOut {
 		return closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", len(frame), c.maxOut)
 	}
+	return c.write(frame)
+}
+
+// write writes and flushes b under wmu. A client that stops reading
+// fails the connection, rather than hold the writer (and a link's
+// sender, with the connection's state lock); once the hub closes, it
+// waits for the client a moment only.
+func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.w.Write(frame)
+	timeout := writeTimeout
+	if c.closed.Load() {
+		timeout = closeGraceTime
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	c.w.Write(b)
 	return c.w.Flush()
 }

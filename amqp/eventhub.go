@@ -61,13 +61,12 @@ func redirectedAddress(address string) (rest string, ok bool) {
 }
 
 // redirect refuses a link to messages/events with amqp:link:redirect,
-// whose info names the entity's address on this host and port.
+// whose info names the entity's address on this host and the port of
+// the AMQP listener (also to a client that came over WebSocket: the
+// address is amqps://, and amenzhinsky's client looks for ":5671/").
 func (c *conn) redirect(s *session, a wire.Attach, rest string) error {
 	host := c.srv.hub.Host()
-	port := 5671
-	if _, p, err := net.SplitHostPort(c.nc.LocalAddr().String()); err == nil {
-		port, _ = strconv.Atoi(p)
-	}
+	port := c.srv.redirectPort()
 	address := fmt.Sprintf("amqps://%s:%d/%s%s", host, port, c.srv.hub.EventHubName(), rest)
 	return c.refuseLinkWith(s, a, &wire.Error{
 		Condition:   condRedirect,
@@ -79,6 +78,21 @@ func (c *conn) redirect(s *session, a wire.Attach, rest string) error {
 			{Key: wire.Symbol("address"), Value: address},
 		},
 	})
+}
+
+// redirectPort is the port of the AMQP listener: the last one Serve
+// took, else IoT Hub's 5671.
+func (s *Server) redirectPort() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		if _, p, err := net.SplitHostPort(ln.Addr().String()); err == nil {
+			if n, err := strconv.Atoi(p); err == nil {
+				return n
+			}
+		}
+	}
+	return 5671
 }
 
 // isManagement says whether address is the entity's $management node

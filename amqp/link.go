@@ -174,8 +174,7 @@ func (c *conn) onFlow(s *session, f wire.Flow) error {
 		if f.DeliveryCount != nil {
 			dc = *f.DeliveryCount
 		}
-		// The credit the client grants counts from its delivery-count.
-		l.sendCredit = dc + *f.LinkCredit - l.sendCount
+		l.sendCredit = creditLeft(dc, *f.LinkCredit, l.sendCount)
 		if err := c.drain(l); err != nil {
 			return err
 		}
@@ -185,6 +184,18 @@ func (c *conn) onFlow(s *session, f wire.Flow) error {
 		return c.flow(l)
 	}
 	return nil
+}
+
+// creditLeft is what a client's flow leaves the hub to send: the credit
+// counts from the client's delivery-count, which lags behind the hub's
+// (sent) by the transfers in flight. What those use is not granted again,
+// and a grant they overtake (a client lowering its credit) is none:
+// serial-number arithmetic, never an underflow into a huge credit.
+func creditLeft(deliveryCount, credit, sent uint32) uint32 {
+	if left := int32(deliveryCount + credit - sent); left > 0 {
+		return uint32(left)
+	}
+	return 0
 }
 
 // onTransfer takes a transfer on a link the hub receives on: the payload

@@ -28,6 +28,7 @@ type endpoint struct {
 	hub   *hubtest.Hub
 	srv   *amqp.Server
 	addr  string
+	cert  tls.Certificate // the hub's server certificate, issued by roots
 	roots *x509.CertPool
 }
 
@@ -55,7 +56,7 @@ func newEndpointWith(t *testing.T, o amqp.Options, hubOpts ...hubtest.Option) *e
 		defer cancel()
 		srv.Close(ctx)
 	})
-	return &endpoint{hub: h, srv: srv, addr: ln.Addr().String(), roots: roots}
+	return &endpoint{hub: h, srv: srv, addr: ln.Addr().String(), cert: cert, roots: roots}
 }
 
 func (e *endpoint) dial(sasl goamqp.SASLType) (*goamqp.Conn, error) {

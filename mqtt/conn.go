@@ -26,7 +26,6 @@ var (
 	errReplaced        = errors.New("replaced by a newer connection of the same identity")
 	errServerClosing   = errors.New("server shutting down")
 	errClientGone      = errors.New("client disconnected")
-	errTextFrame       = errors.New("text WebSocket frame (MQTT needs binary)")
 	errPacketTooLarge  = errors.New("packet larger than the limit")
 	errProtocol        = errors.New("protocol violation")
 	errNotAllowed      = errors.New("not allowed")

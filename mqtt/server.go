@@ -38,6 +38,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/accept"
+	"github.com/twinhub/twinhub/internal/wsstream"
 	"github.com/twinhub/twinhub/throttle"
 )
 
@@ -275,7 +276,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		certs = r.TLS.PeerCertificates
 	}
-	nc := newWSConn(ws)
+	nc := wsstream.New(ws)
 	deadline := time.Now().Add(s.opts.ConnectTimeout)
 	nc.SetDeadline(deadline)
 	// gorilla's Close closes the network connection without a close frame.

@@ -175,8 +175,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	backEnds := amqp.New(core, amqp.Options{Log: log})
 	srv := &http.Server{
-		// MQTT over WebSocket shares the HTTPS listener, as on IoT Hub.
-		Handler:           devices.Handler(api),
+		// MQTT and AMQP over WebSocket share the HTTPS listener, as on
+		// IoT Hub.
+		Handler:           backEnds.Handler(devices.Handler(api)),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -214,6 +215,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		wsHost = net.JoinHostPort(wsHost, port)
 	}
 	fmt.Printf("  MQTT over WebSocket: wss://%s%s\n", wsHost, mqtt.WebSocketPath)
+	fmt.Printf("  AMQP over WebSocket: wss://%s%s (and %s, subprotocol %s)\n", wsHost, amqp.ServiceBusWebSocketPath, amqp.IoTHubWebSocketPath, amqp.WebSocketSubprotocol)
+	fmt.Printf("  Event Hubs endpoint: sb://%s/ entity %s (twinhub connection-string --eventhub)\n", hubConf.HostName, core.EventHubName())
 	fmt.Printf("  CA certificate:      %s\n", dir.File(certs.CAFile))
 	fmt.Printf("  owner connection:    %s\n", owner)
 	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String(), "mqtt", mqttLn.Addr().String(), "amqp", amqpLn.Addr().String())

@@ -14,6 +14,7 @@ const { Client, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs');
 const rhea = require('rhea');
+const WebSocket = require('ws');
 
 const { startHub, testCA } = require('./lib/hub');
 const { uniqueId, printOutputOnFailure } = require('./lib/util');
@@ -118,6 +119,28 @@ describe('Event Hubs-compatible endpoint', () => {
 
       const later = await readEvents(client, p, { sequenceNumber: 1 }, id, 2);
       assert.deepEqual(later.map((x) => x.sequenceNumber), [2, 3]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('EventHubConsumerClient over WebSocket (wss://HOST/$servicebus/websocket)', async () => {
+    const id = uniqueId('ws');
+    await hub.createDevice(id);
+    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    await device.open();
+    try {
+      await device.sendEvent(new Message('over websocket'));
+    } finally {
+      await device.close();
+    }
+    const cs = hub.cli('connection-string', '--eventhub').trim();
+    const client = new EventHubConsumerClient('$Default', cs, { webSocketOptions: { webSocket: WebSocket } });
+    try {
+      const { partitionIds } = await client.getEventHubProperties();
+      const [e] = await readEvents(client, partitionOf(id, partitionIds.length), earliestEventPosition, id, 1);
+      assert.equal(e.body.toString(), 'over websocket');
+      assert.equal(e.systemProperties['iothub-connection-device-id'], id);
     } finally {
       await client.close();
     }
