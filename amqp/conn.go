@@ -168,7 +168,7 @@ func (c *conn) shutdown() {
 	}
 	c.wmu.Unlock()
 	if opened && !c.closed.Swap(true) {
-			c.send(0, wire.CodeClose, wire.ErrorList(&wire.Error{Condition: condForced, Description: "the hub is shutting down"}), nil)
+		c.send(0, wire.CodeClose, wire.ErrorList(&wire.Error{Condition: condForced, Description: "the hub is shutting down"}), nil)
 	}
 	c.nc.Close()
 	<-c.done
