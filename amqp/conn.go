@@ -87,6 +87,9 @@ type session struct {
 	nextOutgoingID uint32 // the hub's next transfer-id (and delivery-id)
 	windowUsed     uint32 // transfers received since the window was renewed
 	links          map[uint32]*link
+	// unsettled are the hub's deliveries whose outcome it waits for, by
+	// delivery-id (feedback.go).
+	unsettled map[uint32]*tracked
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -343,8 +346,9 @@ func (c *conn) handle(channel uint16, p wire.Performative) (done bool, err error
 			return false, c.onTransfer(s, x)
 		case wire.Detach:
 			return false, c.detach(s, x)
+		case wire.Disposition:
+			c.onDisposition(s, x)
 		}
-		// Dispositions: the hub sends settled, or needs no answer.
 		return false, nil
 	case *wire.Error:
 		if p.Code == wire.CodeEnd {
@@ -369,7 +373,8 @@ func (c *conn) begin(channel uint16, b wire.Begin) error {
 	case c.sessions[channel] != nil:
 		return closeWith(condFramingError, "channel %d has a session already", channel)
 	}
-	c.sessions[channel] = &session{channel: channel, nextIncomingID: b.NextOutgoingID, links: map[uint32]*link{}}
+	c.sessions[channel] = &session{channel: channel, nextIncomingID: b.NextOutgoingID, links: map[uint32]*link{},
+		unsettled: map[uint32]*tracked{}}
 	reply := wire.Begin{RemoteChannel: &channel, NextOutgoingID: 0, IncomingWindow: sessionWindow,
 		OutgoingWindow: sessionWindow, HandleMax: handleMax}
 	return c.send(channel, wire.CodeBegin, reply.List(), nil)

@@ -20,6 +20,13 @@ const (
 	maxMessageSize = 1 << 20
 )
 
+// The sender settle modes of an attach (part 2, section 2.8.2).
+const (
+	sndUnsettled uint8 = 0
+	sndSettled   uint8 = 1
+	sndMixed     uint8 = 2
+)
+
 // link is one end of a link the hub accepted, in the session of the
 // client's link: the hub receives on it when the client sends, and sends
 // when the client receives.
@@ -31,6 +38,9 @@ type link struct {
 	receiving bool
 	address   string
 	sndSettle uint8
+	// awaitOutcome makes the hub send unsettled when the client lets it
+	// choose (mixed), for a node that acts on the outcome (feedback).
+	awaitOutcome bool
 
 	// The hub receiving: the client's delivery-count as the hub knows it,
 	// the credit left, and the message being put together from transfers.
@@ -112,6 +122,10 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 			node = managementNode
 		}
 		c.replies[node] = append(c.replies[node], l)
+	case isFeedback(l.address):
+		if e := c.attachFeedback(l); e != nil {
+			return c.refuseLinkWith(s, a, e)
+		}
 	case strings.EqualFold(l.address, c2dNode) && l.receiving:
 		if err := c.authorizedService("", sas.ServiceConnect); err != nil {
 			return c.refuseLink(s, a, condUnauthorized, twinhub.AsError(err).Message)
@@ -260,38 +274,49 @@ func (c *conn) sendMessage(l *link, m wire.Message) error {
 	return c.drain(l)
 }
 
-// drain sends queued messages while there is credit, each split into
-// transfers that fit the client's max-frame-size.
+// drain sends queued messages while there is credit.
 func (c *conn) drain(l *link) error {
 	for len(l.queue) > 0 && l.sendCredit > 0 {
 		m := l.queue[0]
 		l.queue = l.queue[1:]
-		payload, err := wire.AppendMessage(nil, m)
-		if err != nil {
+		if _, _, err := c.transfer(l, m); err != nil {
 			return err
 		}
-		id := l.s.nextOutgoingID
-		tag := binary.BigEndian.AppendUint32(nil, l.sendCount)
-		settled := l.sndSettle != 0 // settled or mixed: the hub sends settled
-		// Room for the transfer's fields and the frame header.
-		room := int(c.maxOut) - 64
-		for first := true; first || len(payload) > 0; first = false {
-			chunk := payload[:min(room, len(payload))]
-			payload = payload[len(chunk):]
-			t := wire.Transfer{Handle: l.handle, More: len(payload) > 0}
-			if first {
-				format := uint32(0)
-				t.DeliveryID, t.DeliveryTag, t.MessageFormat, t.Settled = &id, tag, &format, &settled
-			}
-			if err := c.send(l.s.channel, wire.CodeTransfer, t.List(), chunk); err != nil {
-				return err
-			}
-			l.s.nextOutgoingID++
-		}
-		l.sendCount++
-		l.sendCredit--
 	}
 	return nil
+}
+
+// transfer sends one message on l, which must have credit, split into
+// transfers that fit the client's max-frame-size. It returns the
+// delivery-id, and whether the delivery went settled, as the client's
+// snd-settle-mode asks: settled; unsettled, its outcome to come in a
+// disposition; mixed, settled unless the link's node awaits the outcome.
+func (c *conn) transfer(l *link, m wire.Message) (id uint32, settled bool, err error) {
+	payload, err := wire.AppendMessage(nil, m)
+	if err != nil {
+		return 0, false, err
+	}
+	id = l.s.nextOutgoingID
+	tag := binary.BigEndian.AppendUint32(nil, l.sendCount)
+	settled = l.sndSettle == sndSettled || l.sndSettle == sndMixed && !l.awaitOutcome
+	// Room for the transfer's fields and the frame header.
+	room := int(c.maxOut) - 64
+	for first := true; first || len(payload) > 0; first = false {
+		chunk := payload[:min(room, len(payload))]
+		payload = payload[len(chunk):]
+		t := wire.Transfer{Handle: l.handle, More: len(payload) > 0}
+		if first {
+			format := uint32(0)
+			t.DeliveryID, t.DeliveryTag, t.MessageFormat, t.Settled = &id, tag, &format, &settled
+		}
+		if err := c.send(l.s.channel, wire.CodeTransfer, t.List(), chunk); err != nil {
+			return 0, false, err
+		}
+		l.s.nextOutgoingID++
+	}
+	l.sendCount++
+	l.sendCredit--
+	return id, settled, nil
 }
 
 // detach answers the client's detach of an accepted link.
@@ -327,6 +352,7 @@ func (c *conn) forget(l *link) {
 	if l.stop != nil {
 		l.stop()
 	}
+	releaseDeliveries(l.s, l)
 	for node, ls := range c.replies {
 		for i, r := range ls {
 			if r == l {

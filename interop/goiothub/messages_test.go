@@ -129,7 +129,8 @@ func TestTelemetryAndC2D(t *testing.T) {
 // TestC2DOverAMQP: the Go service SDK sends cloud-to-device messages the
 // way it does to IoT Hub, over AMQP (CBS put-token, then a sender to
 // /messages/devicebound), and the device receives them over MQTT; an
-// unknown device is refused.
+// unknown device is refused; the feedback comes to SubscribeFeedback
+// (a receiver on /messages/serviceBound/feedback).
 func TestC2DOverAMQP(t *testing.T) {
 	t.Parallel()
 	h := startHub(t, "127.0.0.58")
@@ -159,6 +160,25 @@ func TestC2DOverAMQP(t *testing.T) {
 	}
 	if err := svc.SendEvent(ctx, "nobody", []byte("x")); err == nil || !strings.Contains(err.Error(), "amqp:not-found") {
 		t.Errorf("SendEvent to an unknown device: %v, want amqp:not-found", err)
+	}
+
+	// The device took the message (MQTT PUBACK): its positive feedback
+	// comes to SubscribeFeedback, over /messages/serviceBound/feedback.
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var got *iotservice.Feedback
+	err = svc.SubscribeFeedback(fctx, func(f *iotservice.Feedback) error {
+		if f.OriginalMessageID == "a-1" {
+			got = f
+			cancel()
+		}
+		return nil
+	})
+	if got == nil {
+		t.Fatalf("no feedback for a-1 from SubscribeFeedback: %v", err)
+	}
+	if got.DeviceID != "amqp-1" || got.StatusCode != "Success" || got.EnqueuedTimeUTC.IsZero() {
+		t.Errorf("feedback %+v", got)
 	}
 }
 

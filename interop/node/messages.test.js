@@ -3,7 +3,8 @@
 // `twinhub monitor-events`, and cloud-to-device messages sent with
 // `twinhub c2d send` and with azure-iothub's Client.send (AMQP: CBS
 // put-token, then /messages/devicebound) received by client.on('message')
-// over Mqtt, also across a hub restart. Address 127.0.0.52.
+// over Mqtt, also across a hub restart, and their feedback read with
+// azure-iothub's getFeedbackReceiver (AMQP). Address 127.0.0.52.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -105,6 +106,52 @@ describe('telemetry and cloud-to-device messages', () => {
     await assert.rejects(hub.cliAsync('c2d', 'send', id, 'one too many'), /DeviceMaximumQueueDepthExceeded/);
     const purged = JSON.parse(await hub.cliAsync('c2d', 'purge', id));
     assert.equal(purged.totalMessagesPurged, 50);
+  });
+
+  it('azure-iothub getFeedbackReceiver gets the feedback of a message the device completed', async () => {
+    const id = uniqueId('fb');
+    await hub.createDevice(id);
+    const service = ServiceClient.fromConnectionString(hub.policyConnectionString('service'));
+    await service.open();
+    try {
+      const receiver = await new Promise((resolve, reject) => {
+        service.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r)));
+      });
+      const feedback = new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no feedback within 20 s')), 20000);
+        receiver.on('errorReceived', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+        receiver.on('message', (msg) => {
+          const records = JSON.parse(msg.data.toString());
+          const mine = records.find((r) => r.deviceId === id);
+          receiver.complete(msg, () => {});
+          if (mine) {
+            clearTimeout(timer);
+            resolve({ mine, contentType: msg.contentType });
+          }
+        });
+      });
+      const m = new Message('ack me');
+      m.messageId = 'fb-1';
+      m.ack = 'full';
+      await service.send(id, m);
+      const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+      await device.open();
+      try {
+        await nextMessage(device); // completes it
+      } finally {
+        await device.close();
+      }
+      const { mine, contentType } = await feedback;
+      assert.equal(mine.originalMessageId, 'fb-1');
+      assert.equal(mine.statusCode, 'Success');
+      assert.ok(mine.enqueuedTimeUtc, JSON.stringify(mine));
+      assert.equal(contentType, 'application/vnd.microsoft.iothub.feedback.json');
+    } finally {
+      await service.close();
+    }
   });
 
   it('azure-iothub Client.send over AMQP reaches the device; an unknown device is DeviceNotFoundError', async () => {
