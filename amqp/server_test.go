@@ -115,7 +115,7 @@ func TestConnections(t *testing.T) {
 			if err != nil {
 				t.Fatalf("session: %v", err)
 			}
-			_, err = s.NewReceiver(ctx, "/messages/serviceBound/feedback", nil)
+			_, err = s.NewReceiver(ctx, "/no/such/node", nil)
 			var ae *goamqp.Error
 			if !errors.As(err, &ae) || ae.Condition != "amqp:not-found" {
 				t.Errorf("receiver on a node not served: %v, want amqp:not-found", err)
