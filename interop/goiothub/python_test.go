@@ -16,7 +16,7 @@ import (
 // The Python Event Hubs SDK, azure-eventhub (Debian python3-azure, 5.11:
 // its own pure-Python AMQP stack), reads telemetry through the Event
 // Hubs-compatible endpoint: ../python/read_events.py does the reading
-// and prints what it read; the checks are here. Address 127.0.0.62.
+// and prints what it read; the checks are here. Address 127.0.0.71.
 
 // debianPython is Debian's interpreter, whose dist-packages hold
 // python3-azure (a python3 earlier on PATH may be another one).
@@ -91,7 +91,7 @@ func readWithPython(t *testing.T, h *testHub, partition, count int, start string
 func TestPythonEventHubConsumer(t *testing.T) {
 	needAzureEventHub(t)
 	t.Parallel()
-	h := startHub(t, "127.0.0.62")
+	h := startHub(t, "127.0.0.71")
 	svc := h.Service(t)
 	ctx := testContext(t)
 	_, cs := h.NewDevice(t, svc, "py-1")
