@@ -135,7 +135,8 @@ func parsePartitionAddress(address string) (partitionAddress, bool) {
 }
 
 // attachPartition checks a partition reader's link (the entity, the
-// partition, a grant with ServiceConnect for its address, its filter)
+// partition, a grant with ServiceConnect for its address, the consumer
+// group, its filter)
 // and arranges for the events to be sent once the attach is answered.
 // It returns the error to refuse the link with.
 func (c *conn) attachPartition(l *link, a wire.Attach, p partitionAddress) *wire.Error {
@@ -156,6 +157,12 @@ func (c *conn) attachPartition(l *link, a wire.Attach, p partitionAddress) *wire
 	}
 	if err := c.authorizedService(p.resource(), sas.ServiceConnect); err != nil {
 		return &wire.Error{Condition: condUnauthorized, Description: twinhub.AsError(err).Message}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.CheckConsumerGroup(ctx, p.group); err != nil {
+		e := twinhub.AsError(err)
+		return &wire.Error{Condition: conditionOf(e), Description: e.Message}
 	}
 	var from twinhub.EventPosition
 	if a.Source != nil {

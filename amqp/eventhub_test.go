@@ -238,7 +238,10 @@ func TestEventHubEndpoint(t *testing.T) {
 		_, err = reader(s, nil)
 		wantCondition(t, "a new reader without an epoch", err, "amqp:link:stolen")
 		// Another consumer group is not held.
-		if r, err := s.NewReceiver(ctx, entity+"/ConsumerGroups/other/Partitions/"+strconv.Itoa(p), nil); err != nil {
+		if _, err := e.hub.CreateConsumerGroup(ctx, "other"); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.NewReceiver(ctx, entity+"/ConsumerGroups/OTHER/Partitions/"+strconv.Itoa(p), nil); err != nil {
 			t.Errorf("reader of another group: %v", err)
 		} else {
 			r.Close(ctx)
@@ -263,6 +266,8 @@ func TestEventHubEndpoint(t *testing.T) {
 		wantCondition(t, "reader of a partition past the last", err, "amqp:not-found")
 		_, err = s.NewReceiver(ctx, "other/ConsumerGroups/$Default/Partitions/0", nil)
 		wantCondition(t, "reader of another entity", err, "amqp:not-found")
+		_, err = s.NewReceiver(ctx, entity+"/ConsumerGroups/nobody/Partitions/0", nil)
+		wantCondition(t, "reader of a consumer group that does not exist", err, "amqp:not-found")
 		_, err = s.NewReceiver(ctx, address, &goamqp.ReceiverOptions{
 			Filters: []goamqp.LinkFilter{goamqp.NewSelectorFilter("amqp.annotation.x-opt-offset > 'x'")}})
 		wantCondition(t, "reader with a bad filter", err, "amqp:invalid-field")

@@ -92,6 +92,11 @@ func New(core *hub.Hub, o Options) *API {
 	a.route("GET /messages/serviceBound/feedback", service, hubWide, a.receiveFeedback)
 	a.route("DELETE /messages/serviceBound/feedback/{lockToken}", service, hubWide, a.completeFeedback)
 	a.route("POST /messages/serviceBound/feedback/{lockToken}/abandon", service, hubWide, a.abandonFeedback)
+	// The Event Hubs endpoint's consumer groups: read by the readers of
+	// telemetry, managed by those who may write the registry.
+	a.route("GET /twinhub/eventhub/consumergroups", []sas.Permission{sas.ServiceConnect, sas.RegistryRead}, hubWide, a.listConsumerGroups)
+	a.route("PUT /twinhub/eventhub/consumergroups/{name}", write, hubWide, a.createConsumerGroup)
+	a.route("DELETE /twinhub/eventhub/consumergroups/{name}", write, hubWide, a.deleteConsumerGroup)
 	a.deviceRoute("POST /devices/{id}/messages/events", a.deviceEvent)
 	a.deviceRoute("POST /devices/{id}/modules/{mid}/messages/events", a.deviceEvent)
 	a.deviceRoute("GET /devices/{id}/messages/deviceBound", a.deviceReceive)

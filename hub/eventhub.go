@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -64,4 +65,65 @@ func (h *Hub) ReadEventPartition(ctx context.Context, p int, from twinhub.EventP
 		return err
 	}
 	return s.ReadPartition(ctx, p, from, fn)
+}
+
+// ConsumerGroups lists the consumer groups, $Default first.
+func (h *Hub) ConsumerGroups(ctx context.Context) ([]twinhub.ConsumerGroup, error) {
+	groups := []twinhub.ConsumerGroup{{Name: twinhub.DefaultConsumerGroup}}
+	if h.groups == nil {
+		return groups, nil
+	}
+	more, err := h.groups.ConsumerGroups(ctx)
+	return append(groups, more...), err
+}
+
+// CreateConsumerGroup makes a consumer group: 400 for a name Event Hubs
+// would refuse, 409 ConsumerGroupAlreadyExists for one that exists (in
+// any case), 503 for a hub that keeps none.
+func (h *Hub) CreateConsumerGroup(ctx context.Context, name string) (twinhub.ConsumerGroup, error) {
+	if err := twinhub.ValidateConsumerGroupName(name); err != nil {
+		return twinhub.ConsumerGroup{}, err
+	}
+	if h.groups == nil {
+		return twinhub.ConsumerGroup{}, twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this hub keeps no consumer groups")
+	}
+	g := twinhub.ConsumerGroup{Name: name, Created: twinhub.Now()}
+	if err := h.groups.CreateConsumerGroup(ctx, g); err != nil {
+		if errors.Is(err, twinhub.ErrExists) {
+			return twinhub.ConsumerGroup{}, twinhub.Errorf(http.StatusConflict, "ConsumerGroupAlreadyExists", "consumer group %s exists", name)
+		}
+		return twinhub.ConsumerGroup{}, err
+	}
+	return g, nil
+}
+
+// DeleteConsumerGroup removes a consumer group; $Default stays (400).
+func (h *Hub) DeleteConsumerGroup(ctx context.Context, name string) error {
+	if strings.EqualFold(name, twinhub.DefaultConsumerGroup) {
+		return twinhub.ErrInvalid("consumer group %s cannot be deleted", twinhub.DefaultConsumerGroup)
+	}
+	if h.groups == nil {
+		return twinhub.ErrConsumerGroupNotFound(name)
+	}
+	err := h.groups.DeleteConsumerGroup(ctx, name)
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return twinhub.ErrConsumerGroupNotFound(name)
+	}
+	return err
+}
+
+// CheckConsumerGroup says whether a consumer group exists (404
+// ConsumerGroupNotFound when not).
+func (h *Hub) CheckConsumerGroup(ctx context.Context, name string) error {
+	if strings.EqualFold(name, twinhub.DefaultConsumerGroup) {
+		return nil
+	}
+	if h.groups == nil {
+		return twinhub.ErrConsumerGroupNotFound(name)
+	}
+	_, err := h.groups.ConsumerGroup(ctx, name)
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return twinhub.ErrConsumerGroupNotFound(name)
+	}
+	return err
 }

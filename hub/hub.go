@@ -37,6 +37,7 @@ type Hub struct {
 	// refused. c2dLocks are the locks of messages received over HTTPS.
 	telemetry twinhub.TelemetryStore
 	eventHub  string
+	groups    twinhub.ConsumerGroupStore
 	c2d       twinhub.C2DQueue
 	feedbacks twinhub.FeedbackStore
 	noted     sync.Once
@@ -74,8 +75,10 @@ type Config struct {
 	// them (0: never; `twinhub serve` sweeps every minute).
 	C2DSweepInterval time.Duration
 	// EventHubName is the name of the Event Hubs-compatible entity over
-	// the telemetry ("" : DefaultEventHubName of Host).
-	EventHubName string
+	// the telemetry ("" : DefaultEventHubName of Host). ConsumerGroups
+	// keeps its consumer groups; without it only $Default exists.
+	EventHubName   string
+	ConsumerGroups twinhub.ConsumerGroupStore
 	// RecordCacheBytes bounds the decoded records the hub keeps to start
 	// writes and answer reads from (0: DefaultRecordCacheBytes, < 0: no
 	// cache).
@@ -100,6 +103,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 
 		telemetry: c.Telemetry,
 		eventHub:  c.EventHubName,
+		groups:    c.ConsumerGroups,
 		c2d:       c.C2D,
 		feedbacks: c.Feedback,
 		c2dLocks:  map[c2dLockKey]time.Time{},

@@ -48,6 +48,7 @@ func rootCommand() *cobra.Command {
 		methodCommand(g),
 		c2dCommand(g),
 		monitorEventsCommand(g),
+		consumerGroupCommand(g),
 		benchCommand(g),
 	)
 	return root

@@ -15,8 +15,9 @@ import (
 // deleted (with feedback) when no delivery has come across them.
 const c2dSweepInterval = time.Minute
 
-// openMessaging opens the telemetry stream, the cloud-to-device queues
-// and their feedback, for the hub's configuration.
+// openMessaging opens the telemetry streams, the cloud-to-device queues
+// and their feedback, and the Event Hubs endpoint's consumer groups, for
+// the hub's configuration.
 func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.Logger, conf *hub.Config) error {
 	tel, err := jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{
 		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Replicas: f.replicas, Log: log,
@@ -32,6 +33,10 @@ func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.
 	if err != nil {
 		return err
 	}
-	conf.Telemetry, conf.C2D, conf.Feedback = tel, q, fb
+	groups, err := jetstream.OpenConsumerGroups(ctx, nc, f.replicas)
+	if err != nil {
+		return err
+	}
+	conf.Telemetry, conf.C2D, conf.Feedback, conf.ConsumerGroups = tel, q, fb, groups
 	return nil
 }

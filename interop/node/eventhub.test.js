@@ -124,6 +124,40 @@ describe('Event Hubs-compatible endpoint', () => {
     }
   });
 
+  it('consumer groups made with `twinhub consumer-group` are read from; an unknown one is refused', async () => {
+    hub.cli('consumer-group', 'create', 'analytics');
+    const groups = JSON.parse(hub.cli('consumer-group', 'list')).map((g) => g.name);
+    assert.deepEqual(groups, ['$Default', 'analytics']);
+    const id = uniqueId('cg');
+    await hub.createDevice(id);
+    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    await device.open();
+    try {
+      await device.sendEvent(new Message('for analytics'));
+    } finally {
+      await device.close();
+    }
+    const cs = hub.cli('connection-string', '--eventhub').trim();
+    const client = new EventHubConsumerClient('analytics', cs);
+    try {
+      const { partitionIds } = await client.getEventHubProperties();
+      const [e] = await readEvents(client, partitionOf(id, partitionIds.length), earliestEventPosition, id, 1);
+      assert.equal(e.body.toString(), 'for analytics');
+    } finally {
+      await client.close();
+    }
+    hub.cli('consumer-group', 'delete', 'analytics');
+    const gone = new EventHubConsumerClient('analytics', cs);
+    try {
+      await assert.rejects(readEvents(gone, '0', earliestEventPosition, id, 1, 10000), (err) => {
+        assert.match(`${err.code} ${err.message}`, /not.?found|does not exist/i);
+        return true;
+      });
+    } finally {
+      await gone.close();
+    }
+  });
+
   it('EventHubConsumerClient over WebSocket (wss://HOST/$servicebus/websocket)', async () => {
     const id = uniqueId('ws');
     await hub.createDevice(id);
