@@ -103,6 +103,7 @@ func TestAuthMatrixREST(t *testing.T) {
 		regRead   = "Y.YY.......Y......" // registry reads under /devices, not A's
 		regReadA  = "Y.YY......YY......" // registry reads of device A's resources
 		regWrite  = "Y..Y.......Y......" // registry writes under /devices, not A's
+		hubWrite  = "Y..Y.............." // hub-wide writes with RegistryWrite (consumer groups)
 		twinRead  = "YYYY.............." // queries, device B's twin
 		twinReadA = "YYYY........Y....." // device A's (module) twins
 		twinWrite = "YY.Y.............."
@@ -204,6 +205,20 @@ func TestAuthMatrixREST(t *testing.T) {
 		}},
 		{"POST /messages/serviceBound/feedback/{lockToken}/abandon", 412, svcOnly, func(*testing.T) req {
 			return req{"POST", "/messages/serviceBound/feedback/no-such-lock/abandon", nil}
+		}},
+		// The Event Hubs endpoint's consumer groups: listed by readers of
+		// telemetry and of the registry, made and deleted with
+		// RegistryWrite.
+		{"GET /twinhub/eventhub/consumergroups", 200, twinRead, func(*testing.T) req {
+			return req{"GET", "/twinhub/eventhub/consumergroups", nil}
+		}},
+		{"PUT /twinhub/eventhub/consumergroups/{name}", 200, hubWrite, func(*testing.T) req {
+			return req{"PUT", "/twinhub/eventhub/consumergroups/" + fresh("cg"), nil}
+		}},
+		{"DELETE /twinhub/eventhub/consumergroups/{name}", 204, hubWrite, func(t *testing.T) req {
+			name := fresh("cgdel")
+			c.owner(t, 200, "PUT", "/twinhub/eventhub/consumergroups/"+name, nil)
+			return req{"DELETE", "/twinhub/eventhub/consumergroups/" + name, nil}
 		}},
 		// The device side of HTTPS (issue 5), as device A or module m1.
 		{"POST /devices/{id}/messages/events", 204, deviceA, func(*testing.T) req {
