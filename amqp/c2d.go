@@ -40,9 +40,14 @@ func (c *conn) authorizedService(resource string, anyOf ...sas.Permission) error
 	return last
 }
 
-// sendC2D stores one message of the /messages/devicebound link.
+// sendC2D stores one message of the /messages/devicebound link. It runs
+// on the link's worker, without the connection's lock, which it takes to
+// read the grants.
 func (c *conn) sendC2D(m wire.Message) wire.Described {
-	if err := c.authorizedService("", sas.ServiceConnect); err != nil {
+	c.mu.Lock()
+	err := c.authorizedService("", sas.ServiceConnect)
+	c.mu.Unlock()
+	if err != nil {
 		return rejected(condUnauthorized, twinhub.AsError(err).Message)
 	}
 	deviceID, ok := deviceOfTo(m.Properties.To)

@@ -53,6 +53,8 @@ type link struct {
 	// onMessage handles a whole message, and says how the delivery ends
 	// (an accepted or rejected state).
 	onMessage func(m wire.Message) wire.Described
+	// work, when set, takes the messages off the reader (worker.go).
+	work *linkWork
 
 	// The hub sending: the credit the client gave and the deliveries
 	// sent; replyTo is the client's name for its end (the target
@@ -130,7 +132,9 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		if err := c.authorizedService("", sas.ServiceConnect); err != nil {
 			return c.refuseLink(s, a, condUnauthorized, twinhub.AsError(err).Message)
 		}
-		l.onMessage = c.sendC2D
+		// Each send waits for JetStream: off the reader, a worker a
+		// link, so that links send in parallel and each in order.
+		c.startWorker(l, c.sendC2D)
 	default:
 		p, ok := parsePartitionAddress(l.address)
 		if !ok {
@@ -247,10 +251,17 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 	l.inDelivery = false
 	l.deliveryCount++
 	l.credit--
-	outcome := wire.State(wire.CodeAccepted)
 	m, err := wire.DecodeMessage(l.partial)
+	if l.work != nil {
+		l.work.push(queued{m: m, decodeErr: err, id: l.partialID, unsettled: l.partialUnset})
+		if s.windowUsed >= sessionWindow/2 {
+			return c.flow(l) // the worker renews the link's credit
+		}
+		return nil
+	}
+	outcome := wire.State(wire.CodeAccepted)
 	if err != nil {
-		outcome = wire.State(wire.CodeRejected, (&wire.Error{Condition: condDecodeError, Description: err.Error()}).Field())
+		outcome = decodeRejected(err)
 	} else {
 		outcome = l.onMessage(m)
 	}

@@ -33,6 +33,8 @@ var ratioDefs = []struct {
 	{"new connections (raw client) / TLS 1.3 handshakes", "connect/raw", "tls-handshake/tls1.3", 0.8},
 	{"twin reads REST / bare HTTPS GETs", "twin-read/rest", "https-get", 0},
 	{"twin reads MQTT / Mosquitto QoS 1 round trips", "twin-read/device", "mosquitto", 0},
+	{"Event Hubs reads / telemetry ingest", "eventhub/read", "eventhub/ingest", 1.0},
+	{"C2D sends AMQP / REST", "c2d-amqp", "c2d-rest", 0},
 }
 
 func find(rs []*Result, name string) *Result {
@@ -155,6 +157,30 @@ func goals(rep *Report) []Goal {
 			if rep.Hub.InProcess {
 				g.Note += ", hub and client together"
 			}
+		}
+		out = append(out, g)
+	}
+	if r := find(rs, "eventhub/read"); r != nil {
+		g := Goal{Goal: "Event Hubs readers keep up: reads >= 1.0x ingest"}
+		if v, ok := ratio("eventhub/read", "eventhub/ingest"); ok {
+			g.Measured, g.Met = fmt.Sprintf("%.2fx (%.0f/s)", v, r.Rate), v >= 0.99
+		}
+		out = append(out, g)
+		if r.Latency != nil {
+			in := find(rs, "eventhub/ingest")
+			g := Goal{Goal: "telemetry publish to Event Hubs reader p99 < 50 ms at 10,000 messages/s",
+				Measured: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms at %.0f/s", r.Latency.P50, r.Latency.P99, in.Rate),
+				Met:      r.Latency.P99 < 50 && in != nil && in.Rate >= 10000}
+			if in != nil && in.Rate < 10000 {
+				g.Note = "the devices sent below 10,000/s"
+			}
+			out = append(out, g)
+		}
+	}
+	if r := find(rs, "c2d-amqp"); r != nil {
+		g := Goal{Goal: "C2D sends over AMQP >= 10,000/s", Measured: fmt.Sprintf("%.0f/s", r.Rate), Met: r.Rate >= 10000}
+		if b := find(rs, "c2d-rest"); b != nil {
+			g.Note = fmt.Sprintf("REST sends %.0f/s in this run", b.Rate)
 		}
 		out = append(out, g)
 	}

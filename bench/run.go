@@ -17,8 +17,8 @@ import (
 // Scenarios lists the scenarios in the order `all` runs them, and
 // Baselines the baselines.
 var (
-	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods"}
-	Baselines = []string{"kv", "mosquitto", "tls", "https"}
+	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "eventhub", "c2d-amqp"}
+	Baselines = []string{"kv", "mosquitto", "tls", "https", "c2d-rest"}
 )
 
 // baselinesOf says which baselines give a scenario's numbers their ratio.
@@ -28,6 +28,7 @@ var baselinesOf = map[string][]string{
 	"desired":   {"kv"},
 	"telemetry": {"mosquitto"},
 	"twin-read": {"https"},
+	"c2d-amqp":  {"c2d-rest"},
 }
 
 // Config scales the scenarios. Zero fields take the defaults of
@@ -219,6 +220,12 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.tlsBaseline()
 		case "https":
 			err = e.httpsBaseline()
+		case "eventhub":
+			err = e.eventhub()
+		case "c2d-amqp":
+			err = e.c2dAMQP()
+		case "c2d-rest":
+			err = e.c2dREST()
 		}
 		if err != nil {
 			return e.report, fmt.Errorf("%s: %w", name, err)

@@ -24,9 +24,9 @@ type Target struct {
 	// Host is the hub's host name as in connection strings; it is the TLS
 	// server name and the host of every SAS resource URI.
 	Host string
-	// HTTPSAddr and MQTTAddr are host:port to dial (they may differ from
-	// Host, e.g. a loopback address).
-	HTTPSAddr, MQTTAddr string
+	// HTTPSAddr, MQTTAddr and AMQPAddr are host:port to dial (they may
+	// differ from Host, e.g. a loopback address).
+	HTTPSAddr, MQTTAddr, AMQPAddr string
 	// RootCAs verifies the hub's certificate.
 	RootCAs *x509.CertPool
 	// PolicyName and PolicyKey sign service tokens; the policy needs
@@ -53,9 +53,10 @@ type Target struct {
 }
 
 // ExternalTarget describes a hub given by an owner connection string and
-// the PEM file of the CA that signed its certificate. httpsAddr and
-// mqttAddr default to the host name on ports 443 and 8883.
-func ExternalTarget(connString, caFile, httpsAddr, mqttAddr string) (*Target, error) {
+// the PEM file of the CA that signed its certificate. httpsAddr,
+// mqttAddr and amqpAddr default to the host name on ports 443, 8883 and
+// 5671.
+func ExternalTarget(connString, caFile, httpsAddr, mqttAddr, amqpAddr string) (*Target, error) {
 	cs, err := sas.ParseConnectionString(connString)
 	if err != nil {
 		return nil, fmt.Errorf("--connection-string: %w", err)
@@ -82,8 +83,11 @@ func ExternalTarget(connString, caFile, httpsAddr, mqttAddr string) (*Target, er
 	if mqttAddr == "" {
 		mqttAddr = net.JoinHostPort(cs.HostName, "8883")
 	}
+	if amqpAddr == "" {
+		amqpAddr = net.JoinHostPort(cs.HostName, "5671")
+	}
 	return &Target{
-		Host: cs.HostName, HTTPSAddr: httpsAddr, MQTTAddr: mqttAddr, RootCAs: roots,
+		Host: cs.HostName, HTTPSAddr: httpsAddr, MQTTAddr: mqttAddr, AMQPAddr: amqpAddr, RootCAs: roots,
 		PolicyName: cs.SharedAccessKeyName, PolicyKey: cs.SharedAccessKey,
 	}, nil
 }

@@ -32,6 +32,7 @@ type benchFlags struct {
 	caFile     string
 	httpsAddr  string
 	mqttAddr   string
+	amqpAddr   string
 	hubPID     int
 	hubProcess bool
 }
@@ -40,15 +41,19 @@ func benchCommand(g *globals) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO...",
-		Short: "Load-test a hub over MQTT and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, kv, mosquitto, tls, all)",
+		Short: "Load-test a hub over MQTT, AMQP and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, eventhub, c2d-amqp, kv, mosquitto, tls, https, c2d-rest, all)",
 		Long: `bench simulates devices (MQTT over TLS with SAS tokens) and back ends (HTTPS
-REST) against a hub, and prints throughput, latency percentiles, errors and
-the hub's CPU and memory; --json writes the same as JSON.
+REST, AMQP) against a hub, and prints throughput, latency percentiles, errors
+and the hub's CPU and memory; --json writes the same as JSON.
 
-Scenarios: connect, reported, desired, twin-read, telemetry, query, methods.
+Scenarios: connect, reported, desired, twin-read, telemetry, query, methods,
+eventhub (devices send telemetry over MQTT while a reader a partition takes
+it from the Event Hubs-compatible endpoint), c2d-amqp (C2D sends on the
+service SDKs' AMQP link).
 Baselines: kv (raw JetStream KV put and get+compare-and-set), mosquitto (the
 telemetry load against Mosquitto over TLS, when installed), tls (a bare Go
-TLS server's handshake rate, TLS 1.2 and 1.3). A scenario runs with the
+TLS server's handshake rate, TLS 1.2 and 1.3), https (a bare HTTPS server),
+c2d-rest (the C2D load over REST). A scenario runs with the
 baselines its ratios need unless --no-baselines; "all" runs everything, and
 "all --quick" does so at small scale in under a minute.
 
@@ -83,6 +88,7 @@ embedded JetStream in a temporary folder and loopback ports (with
 	fl.StringVar(&f.caFile, "ca", "", "PEM file of the CA the hub's certificate chains to (with --connection-string)")
 	fl.StringVar(&f.httpsAddr, "https-addr", "", "address to dial for REST (default HostName:443)")
 	fl.StringVar(&f.mqttAddr, "mqtt-addr", "", "address to dial for MQTT (default HostName:8883)")
+	fl.StringVar(&f.amqpAddr, "amqp-addr", "", "address to dial for AMQP (default HostName:5671)")
 	fl.IntVar(&f.hubPID, "hub-pid", 0, "process id of the hub given by --connection-string, to read its CPU and memory from /proc")
 	fl.BoolVar(&f.hubProcess, "hub-process", false, "start the hub as a child process (twinhub serve) rather than in this process")
 	return cmd
@@ -103,7 +109,7 @@ func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) err
 
 	var target *bench.Target
 	if f.connString != "" {
-		t, err := bench.ExternalTarget(f.connString, f.caFile, f.httpsAddr, f.mqttAddr)
+		t, err := bench.ExternalTarget(f.connString, f.caFile, f.httpsAddr, f.mqttAddr, f.amqpAddr)
 		if err != nil {
 			return err
 		}
@@ -224,7 +230,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 		stop()
 		return nil, nil, err
 	}
-	t, err := bench.ExternalTarget(mustConnString(hub), dir.File(certs.CAFile), srv.HTTPSAddr, srv.MQTTAddr)
+	t, err := bench.ExternalTarget(mustConnString(hub), dir.File(certs.CAFile), srv.HTTPSAddr, srv.MQTTAddr, srv.AMQPAddr)
 	if err != nil {
 		stop()
 		return nil, nil, err

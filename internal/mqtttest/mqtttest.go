@@ -49,6 +49,9 @@ type Server struct {
 	CADir string
 	// RootCAs holds that CA, for clients.
 	RootCAs *x509.CertPool
+	// TLSConfig is the servers' TLS configuration, for a test that serves
+	// another listener (AMQP) with the same certificate.
+	TLSConfig *tls.Config
 }
 
 // Serve serves h's devices (and opts.HTTP) until the test ends. The
@@ -98,7 +101,7 @@ func Serve(t testing.TB, h *hub.Hub, opts Options) *Server {
 	})
 	return &Server{
 		MQTT: devices, MQTTAddr: mqttLn.Addr().String(), HTTPSAddr: httpsLn.Addr().String(),
-		CADir: dir, RootCAs: roots,
+		CADir: dir, RootCAs: roots, TLSConfig: tlsConf,
 	}
 }
 
