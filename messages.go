@@ -220,6 +220,28 @@ type FeedbackStore interface {
 	Abandon(ctx context.Context, lockToken string) error
 }
 
+// FileNotification tells a back end that a device uploaded a file, in
+// IoT Hub's shape.
+type FileNotification struct {
+	DeviceID        string `json:"deviceId"`
+	BlobURI         string `json:"blobUri"`
+	BlobName        string `json:"blobName"`
+	LastUpdatedTime Time   `json:"lastUpdatedTime"`
+	BlobSizeInBytes int64  `json:"blobSizeInBytes"`
+	EnqueuedTimeUTC Time   `json:"enqueuedTimeUtc"`
+}
+
+// FileNotificationStore keeps file-upload notifications until a back end
+// completes them; they are received one at a time.
+type FileNotificationStore interface {
+	Add(ctx context.Context, n FileNotification) error
+	// Receive locks the next notification and returns it with the lock
+	// token that completes or abandons it, or ErrNotFound.
+	Receive(ctx context.Context) (lockToken string, n FileNotification, err error)
+	Complete(ctx context.Context, lockToken string) error
+	Abandon(ctx context.Context, lockToken string) error
+}
+
 // --- receiving over HTTPS ---
 
 // C2DLockTime is how long a message received over HTTPS stays hidden

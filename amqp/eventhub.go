@@ -303,7 +303,7 @@ func positionOf(filter wire.Map) (twinhub.EventPosition, error) {
 	if m == nil {
 		return twinhub.EventPosition{}, fmt.Errorf("selector %q is not amqp.annotation.<x-opt-offset|x-opt-sequence-number|x-opt-enqueued-time> > '<value>'", expr)
 	}
-	name, op, value := m[1], m[2], m[3]
+	name, op, value := m[1], m[2], strings.TrimSpace(m[3])
 	inclusive := op != ">"
 	switch name {
 	case "x-opt-offset", "x-opt-sequence-number":

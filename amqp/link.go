@@ -89,9 +89,10 @@ func normalizeAddress(a string) string {
 
 // attach accepts or refuses a link the client attaches: the nodes the
 // hub serves are $cbs (both directions); for a connection with a
-// policy's grant, /messages/devicebound (C2D send); the Event Hubs
-// entity's $management node and partitions (eventhub.go), and the
-// redirect from the IoT Hub name of the telemetry, messages/events.
+// policy's grant, /messages/devicebound (C2D send), the serviceBound
+// receivers (feedback and file notifications: servicebound.go), the
+// Event Hubs entity's $management node and partitions (eventhub.go), and
+// the redirect from the IoT Hub name of the telemetry, messages/events.
 func (c *conn) attach(s *session, a wire.Attach) error {
 	if a.Handle > handleMax {
 		return closeWith(condFramingError, "handle %d is over the handle-max %d", a.Handle, handleMax)
@@ -124,10 +125,6 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 			node = managementNode
 		}
 		c.replies[node] = append(c.replies[node], l)
-	case isFeedback(l.address):
-		if e := c.attachFeedback(l); e != nil {
-			return c.refuseLinkWith(s, a, e)
-		}
 	case strings.EqualFold(l.address, c2dNode) && l.receiving:
 		if err := c.authorizedService("", sas.ServiceConnect); err != nil {
 			return c.refuseLink(s, a, condUnauthorized, twinhub.AsError(err).Message)
@@ -136,6 +133,12 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		// link, so that links send in parallel and each in order.
 		c.startWorker(l, c.sendC2D)
 	default:
+		if src, ok := c.serviceBoundSource(l.address); ok {
+			if e := c.attachServiceBound(l, src); e != nil {
+				return c.refuseLinkWith(s, a, e)
+			}
+			break
+		}
 		p, ok := parsePartitionAddress(l.address)
 		if !ok {
 			return c.refuseLink(s, a, condNotFound, fmt.Sprintf("twinhub serves no AMQP node %q yet", address))

@@ -92,6 +92,9 @@ func New(core *hub.Hub, o Options) *API {
 	a.route("GET /messages/serviceBound/feedback", service, hubWide, a.receiveFeedback)
 	a.route("DELETE /messages/serviceBound/feedback/{lockToken}", service, hubWide, a.completeFeedback)
 	a.route("POST /messages/serviceBound/feedback/{lockToken}/abandon", service, hubWide, a.abandonFeedback)
+	a.route("GET /messages/serviceBound/filenotifications", service, hubWide, a.receiveFileNotification)
+	a.route("DELETE /messages/serviceBound/filenotifications/{lockToken}", service, hubWide, a.completeFileNotification)
+	a.route("POST /messages/serviceBound/filenotifications/{lockToken}/abandon", service, hubWide, a.abandonFileNotification)
 	// The Event Hubs endpoint's consumer groups: read by the readers of
 	// telemetry, managed by those who may write the registry.
 	a.route("GET /twinhub/eventhub/consumergroups", []sas.Permission{sas.ServiceConnect, sas.RegistryRead}, hubWide, a.listConsumerGroups)

@@ -244,3 +244,36 @@ func (a *API) completeFeedback(r *http.Request) (int, any, error) {
 func (a *API) abandonFeedback(r *http.Request) (int, any, error) {
 	return http.StatusNoContent, nil, a.hub.AbandonFeedback(r.Context(), strings.Trim(r.PathValue("lockToken"), `"`))
 }
+
+// File-upload notifications, as in IoT Hub's service.json: GET
+// /messages/serviceBound/filenotifications locks the next notification
+// and returns it (204 when there is none) with the lock token in the ETag
+// header; DELETE .../{lockToken} completes it, POST
+// .../{lockToken}/abandon gives it back.
+
+type lockedNotification struct {
+	lockToken string
+	n         twinhub.FileNotification
+}
+
+func (b lockedNotification) setHeaders(h http.Header) { h.Set("ETag", `"`+b.lockToken+`"`) }
+func (b lockedNotification) payload() any             { return b.n }
+
+func (a *API) receiveFileNotification(r *http.Request) (int, any, error) {
+	token, n, err := a.hub.ReceiveFileNotification(r.Context())
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return http.StatusNoContent, nil, nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, lockedNotification{lockToken: token, n: n}, nil
+}
+
+func (a *API) completeFileNotification(r *http.Request) (int, any, error) {
+	return http.StatusNoContent, nil, a.hub.CompleteFileNotification(r.Context(), strings.Trim(r.PathValue("lockToken"), `"`))
+}
+
+func (a *API) abandonFileNotification(r *http.Request) (int, any, error) {
+	return http.StatusNoContent, nil, a.hub.AbandonFileNotification(r.Context(), strings.Trim(r.PathValue("lockToken"), `"`))
+}

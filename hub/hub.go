@@ -40,6 +40,7 @@ type Hub struct {
 	groups    twinhub.ConsumerGroupStore
 	c2d       twinhub.C2DQueue
 	feedbacks twinhub.FeedbackStore
+	files     twinhub.FileNotificationStore
 	noted     sync.Once
 	c2dMu     sync.Mutex
 	c2dLocks  map[c2dLockKey]time.Time
@@ -61,10 +62,12 @@ type Config struct {
 	Log      *slog.Logger
 	// Telemetry and C2D store device-to-cloud and cloud-to-device
 	// messages; without them telemetry is dropped and C2D refused.
-	// Without Feedback, no C2D feedback is kept.
-	Telemetry twinhub.TelemetryStore
-	C2D       twinhub.C2DQueue
-	Feedback  twinhub.FeedbackStore
+	// Without Feedback, no C2D feedback is kept; without
+	// FileNotifications, no file-upload notifications.
+	Telemetry         twinhub.TelemetryStore
+	C2D               twinhub.C2DQueue
+	Feedback          twinhub.FeedbackStore
+	FileNotifications twinhub.FileNotificationStore
 	// MethodResendInterval is how often a direct-method call that waits
 	// for its device to connect (connectTimeoutInSeconds) is sent again
 	// to every node, besides when a node announces the device's
@@ -106,6 +109,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		groups:    c.ConsumerGroups,
 		c2d:       c.C2D,
 		feedbacks: c.Feedback,
+		files:     c.FileNotifications,
 		c2dLocks:  map[c2dLockKey]time.Time{},
 
 		methodResend: c.MethodResendInterval,

@@ -226,19 +226,63 @@ func (h *Hub) AbandonFeedback(ctx context.Context, lockToken string) error {
 
 func (h *Hub) settleFeedback(ctx context.Context, lockToken string, complete bool) error {
 	f := h.feedbacks
-	var err error
-	switch {
-	case f == nil:
-		err = twinhub.ErrNotFound
-	case complete:
-		err = f.Complete(ctx, lockToken)
-	default:
-		err = f.Abandon(ctx, lockToken)
+	if f == nil {
+		return settleLock(ctx, lockToken, nil)
+	}
+	if complete {
+		return settleLock(ctx, lockToken, f.Complete)
+	}
+	return settleLock(ctx, lockToken, f.Abandon)
+}
+
+// settleLock completes or abandons what a lock token of a back end's
+// receive holds (feedback, file notifications): 412 DeviceMessageLockLost
+// for a token that is unknown or expired (or a store that is not there).
+func settleLock(ctx context.Context, lockToken string, settle func(context.Context, string) error) error {
+	err := twinhub.ErrNotFound
+	if settle != nil {
+		err = settle(ctx, lockToken)
 	}
 	if errors.Is(err, twinhub.ErrNotFound) {
 		return twinhub.Errorf(http.StatusPreconditionFailed, "DeviceMessageLockLost", "lock token %s is unknown or expired", lockToken)
 	}
 	return err
+}
+
+// AddFileNotification tells the back ends' file-notification receivers
+// that a device uploaded a file (file upload calls it once the device
+// says the upload is done). Without a store the notification is dropped.
+func (h *Hub) AddFileNotification(ctx context.Context, n twinhub.FileNotification) error {
+	if h.files == nil {
+		return nil
+	}
+	n.EnqueuedTimeUTC = twinhub.Now()
+	return h.files.Add(ctx, n)
+}
+
+// ReceiveFileNotification is GET /messages/serviceBound/filenotifications:
+// the next notification, locked; ErrNotFound when there is none.
+func (h *Hub) ReceiveFileNotification(ctx context.Context) (string, twinhub.FileNotification, error) {
+	if h.files == nil {
+		return "", twinhub.FileNotification{}, twinhub.ErrNotFound
+	}
+	return h.files.Receive(ctx)
+}
+
+// CompleteFileNotification and AbandonFileNotification settle a received
+// notification.
+func (h *Hub) CompleteFileNotification(ctx context.Context, lockToken string) error {
+	if h.files == nil {
+		return settleLock(ctx, lockToken, nil)
+	}
+	return settleLock(ctx, lockToken, h.files.Complete)
+}
+
+func (h *Hub) AbandonFileNotification(ctx context.Context, lockToken string) error {
+	if h.files == nil {
+		return settleLock(ctx, lockToken, nil)
+	}
+	return settleLock(ctx, lockToken, h.files.Abandon)
 }
 
 // ReceiveC2D returns a device's first message that no earlier receive on

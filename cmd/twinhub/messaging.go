@@ -16,8 +16,8 @@ import (
 const c2dSweepInterval = time.Minute
 
 // openMessaging opens the telemetry streams, the cloud-to-device queues
-// and their feedback, and the Event Hubs endpoint's consumer groups, for
-// the hub's configuration.
+// and their feedback, the file-upload notifications, and the Event Hubs
+// endpoint's consumer groups, for the hub's configuration.
 func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.Logger, conf *hub.Config) error {
 	tel, err := jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{
 		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Replicas: f.replicas, Log: log,
@@ -33,10 +33,14 @@ func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.
 	if err != nil {
 		return err
 	}
+	files, err := jetstream.OpenFileNotifications(ctx, nc, f.replicas)
+	if err != nil {
+		return err
+	}
 	groups, err := jetstream.OpenConsumerGroups(ctx, nc, f.replicas)
 	if err != nil {
 		return err
 	}
-	conf.Telemetry, conf.C2D, conf.Feedback, conf.ConsumerGroups = tel, q, fb, groups
+	conf.Telemetry, conf.C2D, conf.Feedback, conf.FileNotifications, conf.ConsumerGroups = tel, q, fb, files, groups
 	return nil
 }

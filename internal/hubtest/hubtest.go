@@ -46,8 +46,9 @@ type options struct {
 func WithHost(host string) Option { return func(o *options) { o.host = host } }
 
 // WithMessaging gives the hub what `twinhub serve` gives it for messages:
-// telemetry streams, cloud-to-device queues, a feedback store and the
-// Event Hubs endpoint's consumer groups, each with one replica. Without it telemetry is dropped and C2D refused.
+// telemetry streams, cloud-to-device queues, stores of feedback and of
+// file-upload notifications, and the Event Hubs endpoint's consumer
+// groups, each with one replica. Without it telemetry is dropped and C2D refused.
 func WithMessaging() Option { return func(o *options) { o.messaging = true } }
 
 // WithConfig lets change the hub's configuration before it starts (and
@@ -110,6 +111,9 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 			t.Fatal(err)
 		}
 		if c.Feedback, err = jetstream.OpenFeedback(ctx, nc, 1); err != nil {
+			t.Fatal(err)
+		}
+		if c.FileNotifications, err = jetstream.OpenFileNotifications(ctx, nc, 1); err != nil {
 			t.Fatal(err)
 		}
 		if c.ConsumerGroups, err = jetstream.OpenConsumerGroups(ctx, nc, 1); err != nil {

@@ -206,6 +206,16 @@ func TestAuthMatrixREST(t *testing.T) {
 		{"POST /messages/serviceBound/feedback/{lockToken}/abandon", 412, svcOnly, func(*testing.T) req {
 			return req{"POST", "/messages/serviceBound/feedback/no-such-lock/abandon", nil}
 		}},
+		// File-upload notifications: as feedback.
+		{"GET /messages/serviceBound/filenotifications", 204, svcOnly, func(*testing.T) req {
+			return req{"GET", "/messages/serviceBound/filenotifications", nil}
+		}},
+		{"DELETE /messages/serviceBound/filenotifications/{lockToken}", 412, svcOnly, func(*testing.T) req {
+			return req{"DELETE", "/messages/serviceBound/filenotifications/no-such-lock", nil}
+		}},
+		{"POST /messages/serviceBound/filenotifications/{lockToken}/abandon", 412, svcOnly, func(*testing.T) req {
+			return req{"POST", "/messages/serviceBound/filenotifications/no-such-lock/abandon", nil}
+		}},
 		// The Event Hubs endpoint's consumer groups: listed by readers of
 		// telemetry and of the registry, made and deleted with
 		// RegistryWrite.
