@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,12 @@ const (
 	condStolen   wire.Symbol = "amqp:link:stolen"
 
 	epochProperty wire.Symbol = "com.microsoft:epoch"
+	// runtimeMetric, desired by a reader, puts the partition's last
+	// enqueued event on each event it gets (delivery annotations).
+	runtimeMetric wire.Symbol = "com.microsoft:enable-receiver-runtime-metric"
+	// runtimeInfoAge is how old the partition's last enqueued event may
+	// be, as a reader with the runtime metric is told it.
+	runtimeInfoAge = time.Second
 )
 
 // errLinkGone ends a partition reader whose link has gone.
@@ -184,7 +191,11 @@ func (c *conn) attachPartition(l *link, a wire.Attach, p partitionAddress) *wire
 		go o.c.steal(o.l, fmt.Sprintf("a reader of epoch %d took partition %d of consumer group %s", *epoch, partition, p.group))
 	}
 	l.stop = func() { c.srv.release(key, r) }
-	l.start = func() { c.readPartition(l, partition, from) }
+	metric := slices.Contains(a.DesiredCapabilities, runtimeMetric)
+	if metric {
+		l.offered = []wire.Symbol{runtimeMetric}
+	}
+	l.start = func() { c.readPartition(l, partition, from, metric) }
 	return nil
 }
 
@@ -335,9 +346,11 @@ func positionOf(filter wire.Map) (twinhub.EventPosition, error) {
 }
 
 // readPartition sends the partition's events from a position on link l,
-// as the client gives credit, until the link or connection goes. A
-// store that fails detaches the link with the error.
-func (c *conn) readPartition(l *link, partition int, from twinhub.EventPosition) {
+// as the client gives credit, until the link or connection goes; with
+// metric, each carries the partition's last enqueued event, at most
+// runtimeInfoAge old. A store that fails detaches the link with the
+// error.
+func (c *conn) readPartition(l *link, partition int, from twinhub.EventPosition, metric bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	release := l.stop
 	l.stop = func() {
@@ -349,8 +362,21 @@ func (c *conn) readPartition(l *link, partition int, from twinhub.EventPosition)
 	c.senders.Add(1)
 	go func() {
 		defer c.senders.Done()
+		var last twinhub.PartitionInfo
+		var asked time.Time
 		err := c.srv.hub.ReadEventPartition(ctx, partition, from, func(e *twinhub.Event) error {
-			return c.deliver(l, eventMessage(e))
+			m := eventMessage(e)
+			if metric {
+				if e.Sequence > last.LastSequence || time.Since(asked) > runtimeInfoAge {
+					info, err := c.srv.hub.EventPartitionInfo(ctx, partition)
+					if err != nil {
+						return err
+					}
+					last, asked = info, time.Now()
+				}
+				m.DeliveryAnnotations = runtimeInfo(last, asked)
+			}
+			return c.deliver(l, m)
 		})
 		if ctx.Err() != nil || errors.Is(err, errLinkGone) {
 			return
@@ -373,6 +399,17 @@ func (c *conn) deliver(l *link, m wire.Message) error {
 		return errLinkGone
 	}
 	return c.sendMessage(l, m)
+}
+
+// runtimeInfo is the delivery annotations of the runtime metric: the
+// partition's last enqueued event as of when it was asked.
+func runtimeInfo(p twinhub.PartitionInfo, asked time.Time) wire.Map {
+	return wire.Map{
+		{Key: wire.Symbol("last_enqueued_sequence_number"), Value: int64(p.LastSequence)},
+		{Key: wire.Symbol("last_enqueued_offset"), Value: strconv.FormatUint(p.LastSequence, 10)},
+		{Key: wire.Symbol("last_enqueued_time_utc"), Value: p.LastEnqueued.UTC()},
+		{Key: wire.Symbol("runtime_info_retrieval_time_utc"), Value: asked.UTC()},
+	}
 }
 
 // eventMessage is an event as Event Hubs delivers it: the body as data,

@@ -63,6 +63,9 @@ type link struct {
 	sendCount  uint32
 	queue      []wire.Message
 	replyTo    string
+	// offered are the capabilities the hub's attach offers (an Event
+	// Hubs reader's runtime metric).
+	offered []wire.Symbol
 	// start, when set, runs once the attach is answered (a partition
 	// reader begins sending); stop ends what it started.
 	start func()
@@ -151,7 +154,8 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 	// The client's link properties come back (an epoch, say): pyamqp
 	// merges the answer's into its own and fails on none.
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode,
-		RcvSettleMode: a.RcvSettleMode, Source: a.Source, Target: a.Target, Properties: a.Properties}
+		RcvSettleMode: a.RcvSettleMode, Source: a.Source, Target: a.Target, Properties: a.Properties,
+		OfferedCapabilities: l.offered}
 	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
 		return err
 	}

@@ -3,12 +3,16 @@ package wire
 import "time"
 
 // Message is an AMQP message (part 3, section 3.2) with the sections
-// IoT Hub's clients use: header, message annotations, properties,
-// application properties, and a body of data sections or one amqp-value.
+// IoT Hub's clients use: header, delivery and message annotations,
+// properties, application properties, and a body of data sections or one
+// amqp-value.
 type Message struct {
-	Durable     bool
-	Annotations Map // message annotations (x-opt-..., iothub-...)
-	Properties  Properties
+	Durable bool
+	// DeliveryAnnotations are for the receiving peer only (Event Hubs'
+	// runtime metrics: last_enqueued_...).
+	DeliveryAnnotations Map
+	Annotations         Map // message annotations (x-opt-..., iothub-...)
+	Properties          Properties
 	// ApplicationProperties are the message's own properties (string
 	// keys): the device's properties, CBS's operation and status-code.
 	ApplicationProperties Map
@@ -49,8 +53,8 @@ const (
 )
 
 // DecodeMessage reads a message from the payload of its transfers.
-// Sections it does not keep (delivery annotations, footer, sequence
-// bodies) are checked and skipped.
+// Sections it does not keep (footer, sequence bodies) are checked and
+// skipped.
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
 	d := NewDecoder(b)
@@ -78,14 +82,17 @@ func DecodeMessage(b []byte) (Message, error) {
 			if f.err != nil {
 				return Message{}, f.err
 			}
-		case codeMessageAnnotations, codeApplicationProperties:
+		case codeDeliveryAnnotations, codeMessageAnnotations, codeApplicationProperties:
 			mp, ok := s.Value.(Map)
 			if !ok && s.Value != nil {
 				return Message{}, malformed("section %#x is a %T, not a map", code, s.Value)
 			}
-			if code == codeMessageAnnotations {
+			switch code {
+			case codeDeliveryAnnotations:
+				m.DeliveryAnnotations = mp
+			case codeMessageAnnotations:
 				m.Annotations = mp
-			} else {
+			default:
 				m.ApplicationProperties = mp
 			}
 		case codeProperties:
@@ -113,7 +120,7 @@ func DecodeMessage(b []byte) (Message, error) {
 			m.Data = append(m.Data, data...)
 		case codeAmqpValue:
 			m.Value = s.Value
-		case codeDeliveryAnnotations, codeAmqpSequence, codeFooter:
+		case codeAmqpSequence, codeFooter:
 		default:
 			return Message{}, malformed("no message section has code %#x", code)
 		}
@@ -151,6 +158,9 @@ func AppendMessage(b []byte, m Message) ([]byte, error) {
 	}
 	if m.Durable {
 		add(codeHeader, List{true})
+	}
+	if len(m.DeliveryAnnotations) > 0 {
+		add(codeDeliveryAnnotations, m.DeliveryAnnotations)
 	}
 	if len(m.Annotations) > 0 {
 		add(codeMessageAnnotations, m.Annotations)

@@ -15,9 +15,10 @@ func TestMessages(t *testing.T) {
 		{Properties: Properties{MessageID: "m1", To: "$cbs", ReplyTo: "cbs", CorrelationID: uint64(4)},
 			ApplicationProperties: Map{{"operation", "put-token"}, {"type", "servicebus.windows.net:sastoken"}, {"name", "hub.example"}},
 			Value:                 "SharedAccessSignature sr=hub.example&sig=x&se=1&skn=iothubowner"},
-		{Durable: true, Annotations: Map{{Symbol("x-opt-sequence-number"), int64(7)}, {Symbol("x-opt-enqueued-time"), at}},
-			Properties: Properties{MessageID: UUID{1}, ContentType: "application/json", ContentEncoding: "utf-8", CreationTime: at, AbsoluteExpiryTime: at, UserID: []byte("u")},
-			Data:       []byte(`{"temp":21}`)},
+		{Durable: true, DeliveryAnnotations: Map{{Symbol("last_enqueued_sequence_number"), int64(9)}},
+			Annotations: Map{{Symbol("x-opt-sequence-number"), int64(7)}, {Symbol("x-opt-enqueued-time"), at}},
+			Properties:  Properties{MessageID: UUID{1}, ContentType: "application/json", ContentEncoding: "utf-8", CreationTime: at, AbsoluteExpiryTime: at, UserID: []byte("u")},
+			Data:        []byte(`{"temp":21}`)},
 		{Data: []byte{}},
 	} {
 		b, err := AppendMessage(nil, m)
@@ -37,6 +38,9 @@ func TestMessages(t *testing.T) {
 		}
 		if m.Properties.MessageID != nil && g.Properties.MessageID != m.Properties.MessageID && !reflect.DeepEqual(g.Properties.MessageID, amqp.UUID(m.Properties.MessageID.(UUID))) {
 			t.Errorf("go-amqp read message-id %#v", g.Properties.MessageID)
+		}
+		if len(m.DeliveryAnnotations) > 0 && g.DeliveryAnnotations["last_enqueued_sequence_number"] != int64(9) {
+			t.Errorf("go-amqp read delivery annotations %#v", g.DeliveryAnnotations)
 		}
 	}
 

@@ -44,6 +44,8 @@ type Attach struct {
 	Target               *Terminus
 	InitialDeliveryCount uint32
 	MaxMessageSize       uint64
+	OfferedCapabilities  []Symbol
+	DesiredCapabilities  []Symbol
 	Properties           Map
 }
 
@@ -400,6 +402,8 @@ func ParseAttach(p Performative) (Attach, error) {
 		RcvSettleMode:        f.ubyte(4, 0),
 		InitialDeliveryCount: f.uint(9, 0),
 		MaxMessageSize:       f.ulong(10),
+		OfferedCapabilities:  f.symbols(11),
+		DesiredCapabilities:  f.symbols(12),
 		Properties:           f.fieldsMap(13),
 	}
 	if l, ok := f.described(5, CodeSource, "source"); ok {
@@ -439,7 +443,7 @@ func (a Attach) List() List {
 	if a.MaxMessageSize > 0 {
 		max = a.MaxMessageSize
 	}
-	return append(l, max, nil, nil, mapOrNil(a.Properties))
+	return append(l, max, symbolArray(a.OfferedCapabilities), symbolArray(a.DesiredCapabilities), mapOrNil(a.Properties))
 }
 
 // ParseFlow reads a flow performative.

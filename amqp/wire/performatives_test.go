@@ -36,7 +36,8 @@ func TestPerformatives(t *testing.T) {
 	attach := Attach{Name: "cbs-sender", Handle: 7, Role: RoleReceiver, SndSettleMode: 2, RcvSettleMode: 0,
 		Source: &Terminus{Address: "/messages/events/ConsumerGroups/$Default/Partitions/0",
 			Filter: Map{{Symbol("apache.org:selector-filter:string"), Described{Symbol("apache.org:selector-filter:string"), "amqp.annotation.x-opt-offset > '-1'"}}}},
-		Target: &Terminus{Address: "$cbs"}, MaxMessageSize: 262144}
+		Target: &Terminus{Address: "$cbs"}, MaxMessageSize: 262144,
+		OfferedCapabilities: []Symbol{"com.microsoft:enable-receiver-runtime-metric"}, DesiredCapabilities: []Symbol{"a", "b"}}
 	senderAttach := Attach{Name: "c2d", Handle: 1, Role: RoleSender, SndSettleMode: 0, RcvSettleMode: 0, InitialDeliveryCount: 9}
 	flow := Flow{NextIncomingID: ptr(uint32(0)), IncomingWindow: 5000, NextOutgoingID: 1, OutgoingWindow: 5000,
 		Handle: ptr(uint32(7)), DeliveryCount: ptr(uint32(0)), LinkCredit: ptr(uint32(100)), Drain: true}

@@ -20,18 +20,21 @@ const { startHub, testCA } = require('./lib/hub');
 const { uniqueId, printOutputOnFailure } = require('./lib/util');
 
 // readEvents subscribes to one partition from a position and resolves
-// with the first n events it receives of device id.
-async function readEvents(client, partitionId, startPosition, id, n, ms = 30000) {
+// with the first n events it receives of device id; with
+// { trackLastEnqueuedEventProperties: true } in opts, got.last is the
+// partition context's lastEnqueuedEventProperties at the last of them.
+async function readEvents(client, partitionId, startPosition, id, n, ms = 30000, opts = {}) {
   const got = [];
   let subscription;
   try {
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${got.length} of ${n} events within ${ms} ms`)), ms);
       subscription = client.subscribe(partitionId, {
-        processEvents: async (events) => {
+        processEvents: async (events, context) => {
           for (const e of events) {
             if (e.systemProperties['iothub-connection-device-id'] === id) got.push(e);
           }
+          got.last = context.lastEnqueuedEventProperties;
           if (got.length >= n) {
             clearTimeout(timer);
             resolve();
@@ -41,12 +44,14 @@ async function readEvents(client, partitionId, startPosition, id, n, ms = 30000)
           clearTimeout(timer);
           reject(err);
         },
-      }, { startPosition, maxWaitTimeInSeconds: 1 });
+      }, { startPosition, maxWaitTimeInSeconds: 1, ...opts });
     });
   } finally {
     if (subscription) await subscription.close();
   }
-  return got.slice(0, n);
+  const out = got.slice(0, n);
+  out.last = got.last;
+  return out;
 }
 
 // partitionOf is the partition of a device's events: FNV-1a (32 bit) of
@@ -119,6 +124,13 @@ describe('Event Hubs-compatible endpoint', () => {
 
       const later = await readEvents(client, p, { sequenceNumber: 1 }, id, 2);
       assert.deepEqual(later.map((x) => x.sequenceNumber), [2, 3]);
+
+      // The runtime metric: each event tells the partition's last one.
+      const tracked = await readEvents(client, p, earliestEventPosition, id, 1, 30000, { trackLastEnqueuedEventProperties: true });
+      const last = tracked.last || {};
+      assert.equal(last.sequenceNumber, 3, JSON.stringify(last));
+      assert.equal(last.offset, '3');
+      assert.ok(last.enqueuedOn instanceof Date && last.retrievedOn instanceof Date, JSON.stringify(last));
     } finally {
       await client.close();
     }
