@@ -177,6 +177,15 @@ func (c *conn) attachPartition(l *link, a wire.Attach, p partitionAddress) *wire
 			return &wire.Error{Condition: condInvalidField, Description: err.Error()}
 		}
 	}
+	if from.Latest {
+		// What comes after the attach is answered: the partition's end
+		// now, not when the reader's consumer gets going.
+		info, err := h.EventPartitionInfo(ctx, partition)
+		if err != nil {
+			return &wire.Error{Condition: condInternalError, Description: twinhub.AsError(err).Message}
+		}
+		from = twinhub.EventPosition{Sequence: info.LastSequence}
+	}
 	epoch, err := epochOf(a.Properties)
 	if err != nil {
 		return &wire.Error{Condition: condInvalidField, Description: err.Error()}
