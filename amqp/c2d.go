@@ -60,15 +60,7 @@ func (c *conn) sendC2D(m wire.Message) wire.Described {
 		UserID:          string(m.Properties.UserID),
 		ContentType:     string(m.Properties.ContentType),
 		ContentEncoding: string(m.Properties.ContentEncoding),
-		Body:            m.Data,
-	}
-	if m.Data == nil {
-		switch v := m.Value.(type) {
-		case string:
-			msg.Body = []byte(v)
-		case []byte:
-			msg.Body = v
-		}
+		Body:            bodyOf(m),
 	}
 	for _, e := range m.ApplicationProperties {
 		k, ok := e.Key.(string)
@@ -79,7 +71,7 @@ func (c *conn) sendC2D(m wire.Message) wire.Described {
 			msg.Ack, _ = e.Value.(string)
 			continue
 		}
-		msg.Properties = append(msg.Properties, twinhub.Property{Key: k, Value: fmt.Sprint(e.Value)})
+		msg.Properties = append(msg.Properties, twinhub.Property{Key: k, Value: textValue(e.Value)})
 	}
 	// An absolute-expiry-time at or before the epoch means none
 	// (amenzhinsky always sets it).

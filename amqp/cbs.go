@@ -28,6 +28,9 @@ type grant struct {
 	token    string
 	policy   string      // a shared access policy's token
 	device   twinhub.Key // a device's or module's token
+	// expires is the token's expiry, which the links of devices check
+	// at each message (they authenticate the device when they attach).
+	expires time.Time
 }
 
 // cbsNode is the address of the CBS node.
@@ -134,7 +137,7 @@ func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
 	if err != nil {
 		return grant{}, err
 	}
-	g := grant{audience: audience, token: token}
+	g := grant{audience: audience, token: token, expires: t.Expiry}
 	if k == (twinhub.Key{}) {
 		resource, err := resourceOf(audience, c.srv.hub.Host())
 		if err != nil {

@@ -136,6 +136,12 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		// link, so that links send in parallel and each in order.
 		c.startWorker(l, c.sendC2D)
 	default:
+		if k, rest, ok := parseDeviceAddress(l.address); ok {
+			if e := c.attachDevice(l, k, rest); e != nil {
+				return c.refuseLinkWith(s, a, e)
+			}
+			break
+		}
 		if src, ok := c.serviceBoundSource(l.address); ok {
 			if e := c.attachServiceBound(l, src); e != nil {
 				return c.refuseLinkWith(s, a, e)

@@ -1,15 +1,16 @@
 'use strict';
-// Telemetry from azure-iot-device over Mqtt (sendEvent) read back with
-// `twinhub monitor-events`, and cloud-to-device messages sent with
-// `twinhub c2d send` and with azure-iothub's Client.send (AMQP: CBS
+// Telemetry from azure-iot-device over Mqtt, Amqp and AmqpWs (sendEvent,
+// devices and modules) read back with `twinhub monitor-events`, and
+// cloud-to-device messages sent with `twinhub c2d send` and with azure-iothub's Client.send (AMQP: CBS
 // put-token, then /messages/devicebound) received by client.on('message')
 // over Mqtt, also across a hub restart, and their feedback read with
 // azure-iothub's getFeedbackReceiver (AMQP). Address 127.0.0.52.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { Client, Message } = require('azure-iot-device');
+const { Client, ModuleClient, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 const { Client: ServiceClient } = require('azure-iothub');
 
 const { startHub } = require('./lib/hub');
@@ -98,6 +99,49 @@ describe('telemetry and cloud-to-device messages', () => {
       await again.close();
     }
   });
+
+  // Telemetry over each device transport, from a device and a module:
+  // stored with the properties the SDK sends, read back in order.
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
+    it(`sendEvent over ${name} is stored with its properties, from a device and a module`, async () => {
+      const id = uniqueId(`tel-${name.toLowerCase()}`);
+      await hub.createDevice(id);
+      await hub.createModule(id, 'sensor');
+      const clients = [
+        [Client.fromConnectionString(hub.deviceConnectionString(id), Transport), []],
+        [ModuleClient.fromConnectionString(hub.moduleConnectionString(id, 'sensor'), Transport), ['--module', 'sensor']],
+      ];
+      for (const [client, filter] of clients) {
+        await client.open();
+        try {
+          const m = new Message(JSON.stringify({ temp: 21 }));
+          m.messageId = `mid-${name}`;
+          m.correlationId = 'cid-1';
+          m.contentType = 'application/json';
+          m.contentEncoding = 'utf-8';
+          m.properties.add('alert', 'high temp');
+          await client.sendEvent(m);
+          await client.sendEvent(new Message('second'));
+        } finally {
+          await client.close();
+        }
+        const got = events(await hub.cliAsync('monitor-events', '--device', id, ...filter, '--consumer-group', uniqueId('g'), '--from', 'start', '--max', '2'));
+        const who = filter.length ? `${id}/sensor` : id;
+        assert.equal(got.length, 2, who);
+        const [e, e2] = got;
+        assert.equal(e.deviceId, id);
+        assert.equal(e.moduleId || '', filter.length ? 'sensor' : '', who);
+        assert.equal(e.body, '{"temp":21}');
+        assert.equal(e.systemProperties['message-id'], `mid-${name}`);
+        assert.equal(e.systemProperties['correlation-id'], 'cid-1');
+        assert.equal(e.systemProperties['content-type'], 'application/json');
+        assert.equal(e.systemProperties['content-encoding'], 'utf-8');
+        assert.equal(e.systemProperties['iothub-connection-device-id'], id);
+        assert.deepEqual(e.properties, { alert: 'high temp' });
+        assert.equal(e2.body, 'second');
+      }
+    });
+  }
 
   it('the 51st pending message is refused', async () => {
     const id = uniqueId('full');

@@ -1,0 +1,132 @@
+package amqp_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	goamqp "github.com/Azure/go-amqp"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/amqp"
+	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/sas"
+)
+
+// TestDeviceTelemetry: a device (or module) that put its own token, or a
+// DeviceConnect policy's, sends telemetry on its own events address, with
+// its properties; another device's address, a policy without
+// DeviceConnect, a disabled device are refused with
+// amqp:unauthorized-access; an expired token gets each message rejected.
+func TestDeviceTelemetry(t *testing.T) {
+	e := newEndpointWith(t, amqp.Options{}, hubtest.WithMessaging())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	host := e.hub.Host()
+	keys := map[string]string{}
+	for _, id := range []string{"d1", "d2", "off"} {
+		d, err := e.hub.CreateDevice(ctx, twinhub.Device{DeviceID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id] = d.Authentication.SymmetricKey.PrimaryKey
+	}
+	m, err := e.hub.CreateModule(ctx, twinhub.Module{DeviceID: "d1", ModuleID: "m1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// session puts a token for audience, signed with key (policy "" for
+	// a device's own key), and returns the session.
+	session := func(audience, policy, key string, ttl time.Duration) *goamqp.Session {
+		t.Helper()
+		s := e.session(t, nil)
+		tok, err := sas.NewToken(audience, policy, key, time.Now().Add(ttl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, desc := putToken(t, s, "servicebus.windows.net:sastoken", audience, tok, "d"); code != 200 {
+			t.Fatalf("put-token for %s: %d %s", audience, code, desc)
+		}
+		return s
+	}
+	read := func(f twinhub.EventFilter) *twinhub.Event {
+		t.Helper()
+		rctx, stop := context.WithTimeout(ctx, 10*time.Second)
+		defer stop()
+		var got *twinhub.Event
+		e.hub.ReadEvents(rctx, f, func(ev *twinhub.Event) error {
+			got = ev
+			stop()
+			return nil
+		})
+		if got == nil {
+			t.Fatalf("no event for %+v", f)
+		}
+		return got
+	}
+	send := func(s *goamqp.Session, address string, msg *goamqp.Message) error {
+		snd, err := s.NewSender(ctx, address, nil)
+		if err != nil {
+			return err
+		}
+		defer snd.Close(ctx)
+		return snd.Send(ctx, msg)
+	}
+
+	s := session(host+"/devices/d1", "", keys["d1"], time.Hour)
+	mid, ct := "m-1", "application/json"
+	msg := &goamqp.Message{
+		Properties:            &goamqp.MessageProperties{MessageID: mid, ContentType: &ct},
+		ApplicationProperties: map[string]any{"alert": "high", "level": int32(3)},
+		Data:                  [][]byte{[]byte(`{"temp":21}`)},
+	}
+	if err := send(s, "/devices/d1/messages/events", msg); err != nil {
+		t.Fatalf("telemetry of d1: %v", err)
+	}
+	ev := read(twinhub.EventFilter{Group: "t1", FromStart: true, DeviceID: "d1"})
+	props := map[string]string{}
+	for _, p := range ev.Properties {
+		props[p.Key] = p.Value
+	}
+	if string(ev.Body) != `{"temp":21}` || ev.MessageID != mid || ev.ContentType != ct || props["alert"] != "high" || props["level"] != "3" || ev.AuthMethod != "sas" {
+		t.Errorf("event %+v", ev)
+	}
+	err = send(s, "/devices/d2/messages/events", &goamqp.Message{Data: [][]byte{[]byte("x")}})
+	wantCondition(t, "d1's token on d2's address", err, "amqp:unauthorized-access")
+
+	// A module, with its own token.
+	ms := session(host+"/devices/d1/modules/m1", "", m.Authentication.SymmetricKey.PrimaryKey, time.Hour)
+	if err := send(ms, "/devices/d1/modules/m1/messages/events", &goamqp.Message{Data: [][]byte{[]byte("from m1")}}); err != nil {
+		t.Fatalf("telemetry of d1/m1: %v", err)
+	}
+	if ev := read(twinhub.EventFilter{Group: "t2", FromStart: true, DeviceID: "d1", ModuleID: "m1"}); string(ev.Body) != "from m1" || ev.Identity != twinhub.ModuleKey("d1", "m1") {
+		t.Errorf("module event %+v", ev)
+	}
+
+	// Policies: device (DeviceConnect) may act as d2, service may not.
+	dp, sp := e.hub.Policy("device"), e.hub.Policy("service")
+	if err := send(session(host, dp.Name, dp.PrimaryKey, time.Hour), "/devices/d2/messages/events", &goamqp.Message{Data: [][]byte{[]byte("by policy")}}); err != nil {
+		t.Errorf("the device policy's token for d2: %v", err)
+	}
+	err = send(session(host, sp.Name, sp.PrimaryKey, time.Hour), "/devices/d2/messages/events", &goamqp.Message{Data: [][]byte{[]byte("x")}})
+	wantCondition(t, "the service policy's token for d2", err, "amqp:unauthorized-access")
+
+	// A disabled device.
+	off := session(host+"/devices/off", "", keys["off"], time.Hour)
+	if _, err := e.hub.UpdateDevice(ctx, twinhub.Device{DeviceID: "off", Status: "disabled"}, "*"); err != nil {
+		t.Fatal(err)
+	}
+	err = send(off, "/devices/off/messages/events", &goamqp.Message{Data: [][]byte{[]byte("x")}})
+	wantCondition(t, "a disabled device", err, "amqp:unauthorized-access")
+
+	// A token that expires while the link is open: the next message is
+	// rejected (the expiry is waited for, nothing is timed).
+	short := session(host+"/devices/d2", "", keys["d2"], 2*time.Second)
+	snd, err := short.NewSender(ctx, "/devices/d2/messages/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	err = snd.Send(ctx, &goamqp.Message{Data: [][]byte{[]byte("late")}})
+	wantCondition(t, "a message after the token expired", err, "amqp:unauthorized-access")
+}
