@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -18,13 +19,24 @@ import (
 // then attach links to their own addresses:
 //
 //	/devices/<id>[/modules/<m>]/messages/events   telemetry (device sends)
+//	/devices/<id>/messages/devicebound            C2D (device receives)
 //
 // A link is authenticated when it attaches, as MQTT authenticates a
 // CONNECT (the identity exists and is enabled, the token is its own or a
 // DeviceConnect policy's); each message then needs the grant it came
 // with to be unexpired (renewed in place by a new put-token).
 
-const telemetrySuffix = "messages/events"
+const (
+	telemetrySuffix = "messages/events"
+	c2dSuffix       = "messages/devicebound"
+	// c2dRetry is how long a device's C2D receiver waits before looking
+	// again after an error, or after the device abandoned a message.
+	c2dRetry = 200 * time.Millisecond
+	// c2dPoll is how often an idle receiver looks at the queue by
+	// itself, in case a notice of a new message was lost (the bus
+	// delivers at most once).
+	c2dPoll = 5 * time.Second
+)
 
 // parseDeviceAddress reads "devices/<id>[/modules/<m>]/<rest>" (the ids
 // URL-decoded, as the Node SDK encodes them).
@@ -80,19 +92,132 @@ func (c *conn) grantValid(audience string) bool {
 // the direction, the node) and arranges for its messages to be handled.
 // It returns the error to refuse the link with.
 func (c *conn) attachDevice(l *link, k twinhub.Key, rest string) *wire.Error {
-	if !strings.EqualFold(rest, telemetrySuffix) {
+	telemetry, c2d := strings.EqualFold(rest, telemetrySuffix), strings.EqualFold(rest, c2dSuffix) && k.ModuleID == ""
+	switch {
+	case !telemetry && !c2d:
 		return &wire.Error{Condition: condNotFound, Description: fmt.Sprintf("twinhub serves no device node %q over AMQP yet", rest)}
-	}
-	if !l.receiving {
+	case telemetry && !l.receiving:
 		return &wire.Error{Condition: condNotAllowed, Description: "telemetry is sent to /" + l.address + ", not received from it"}
+	case c2d && l.receiving:
+		return &wire.Error{Condition: condNotAllowed, Description: "cloud-to-device messages are received from /" + l.address + ", not sent to it"}
 	}
 	audience, err := c.deviceGrant(k)
 	if err != nil {
 		e := twinhub.AsError(err)
 		return &wire.Error{Condition: condUnauthorized, Description: e.Message}
 	}
+	if c2d {
+		l.awaitOutcome = true
+		l.start = func() { c.deliverC2D(l, k.DeviceID, audience) }
+		return nil
+	}
 	c.startWorker(l, func(m wire.Message) wire.Described { return c.deviceTelemetry(k, audience, m) })
 	return nil
+}
+
+// deliverC2D sends a device's cloud-to-device messages on l, one at a
+// time and in order, each settled as the device settles its delivery:
+// accepted (complete) removes it, with feedback; rejected removes it
+// with Rejected feedback; released or modified (abandon) leaves it to
+// come again. A message whose outcome never comes stays queued for the
+// next receiver, so delivery is at least once, as over MQTT.
+func (c *conn) deliverC2D(l *link, deviceID, audience string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l.stop = cancel
+	h := c.srv.hub
+	wake := make(chan struct{}, 1)
+	unwatch, err := h.WatchC2D(deviceID, func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		c.srv.log.Warn("amqp: watching cloud-to-device messages", "device", deviceID, "err", err)
+		unwatch = func() {}
+	}
+	c.senders.Add(1)
+	go func() {
+		defer c.senders.Done()
+		defer unwatch()
+		poll := time.NewTicker(c2dPoll)
+		defer poll.Stop()
+		for ctx.Err() == nil {
+			rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+			m, err := h.NextC2D(rctx, deviceID, 0)
+			rcancel()
+			if err != nil {
+				if !errors.Is(err, twinhub.ErrNotFound) && ctx.Err() == nil {
+					c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", deviceID, "err", err)
+				}
+				select {
+				case <-ctx.Done():
+				case <-wake:
+				case <-poll.C:
+				}
+				continue
+			}
+			c.mu.Lock()
+			valid := c.grantValid(audience)
+			if !valid {
+				c.closeLink(l, &wire.Error{Condition: condUnauthorized, Description: "the device's token on this connection has expired"})
+			}
+			c.mu.Unlock()
+			if !valid {
+				return
+			}
+			settled := make(chan uint64, 1)
+			if err := c.deliverTracked(l, c2dMessage(m), func(state uint64) { settled <- state }); err != nil {
+				return
+			}
+			// The outcome always comes: from the device, or released when
+			// the link goes (forget), which then ends this loop.
+			state := <-settled
+			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+			switch state {
+			case wire.CodeAccepted:
+				err = h.CompleteC2D(sctx, deviceID, m)
+			case wire.CodeRejected:
+				err = h.RejectC2D(sctx, deviceID, m)
+			default: // released, modified: abandoned, it comes again
+				select {
+				case <-ctx.Done():
+				case <-time.After(c2dRetry):
+				}
+			}
+			scancel()
+			if err != nil {
+				c.srv.log.Warn("amqp: settling a cloud-to-device message", "device", deviceID, "err", err)
+			}
+		}
+	}()
+}
+
+// c2dMessage is a queued cloud-to-device message as the device SDKs
+// receive it over AMQP.
+func c2dMessage(m *twinhub.C2DMessage) wire.Message {
+	w := wire.Message{
+		Properties: wire.Properties{
+			MessageID: m.MessageID, To: m.To, UserID: []byte(m.UserID),
+			ContentType: wire.Symbol(m.ContentType), ContentEncoding: wire.Symbol(m.ContentEncoding),
+			AbsoluteExpiryTime: m.Expiry.Time,
+		},
+		Annotations: wire.Map{{Key: wire.Symbol("iothub-enqueuedtime"), Value: m.Enqueued.Time.UTC()}},
+		Data:        m.Body,
+	}
+	if m.UserID == "" {
+		w.Properties.UserID = nil
+	}
+	if m.CorrelationID != "" {
+		w.Properties.CorrelationID = m.CorrelationID
+	}
+	if m.Ack != "" && m.Ack != twinhub.AckNone {
+		w.ApplicationProperties = append(w.ApplicationProperties, wire.MapEntry{Key: "iothub-ack", Value: m.Ack})
+	}
+	for _, p := range m.Properties {
+		w.ApplicationProperties = append(w.ApplicationProperties, wire.MapEntry{Key: p.Key, Value: p.Value})
+	}
+	return w
 }
 
 // deviceTelemetry stores one message of a device's telemetry link, with

@@ -2,6 +2,7 @@ package amqp_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 
 // TestDeviceTelemetry: a device (or module) that put its own token, or a
 // DeviceConnect policy's, sends telemetry on its own events address, with
-// its properties; another device's address, a policy without
-// DeviceConnect, a disabled device are refused with
-// amqp:unauthorized-access; an expired token gets each message rejected.
+// its properties, and receives its C2D messages; another device's
+// address, a policy without DeviceConnect, a disabled device are refused
+// with amqp:unauthorized-access; an expired token gets each message
+// rejected.
 func TestDeviceTelemetry(t *testing.T) {
 	e := newEndpointWith(t, amqp.Options{}, hubtest.WithMessaging())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -93,6 +95,39 @@ func TestDeviceTelemetry(t *testing.T) {
 	}
 	err = send(s, "/devices/d2/messages/events", &goamqp.Message{Data: [][]byte{[]byte("x")}})
 	wantCondition(t, "d1's token on d2's address", err, "amqp:unauthorized-access")
+
+	// C2D: the device's own queue only, and not a module's.
+	if err := e.hub.SendC2D(ctx, "d1", &twinhub.C2DMessage{MessageID: "c1", Body: []byte("to d1")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	rcv, err := s.NewReceiver(ctx, "/devices/d1/messages/devicebound", nil)
+	if err != nil {
+		t.Fatalf("d1's C2D receiver: %v", err)
+	}
+	c2d, err := rcv.Receive(ctx)
+	if err != nil || string(c2d.GetData()) != "to d1" || c2d.Properties.MessageID != "c1" {
+		t.Fatalf("C2D message %v, %v", c2d, err)
+	}
+	if err := rcv.AcceptMessage(ctx, c2d); err != nil {
+		t.Fatal(err)
+	}
+	rcv.Close(ctx)
+	// The hub completes the message once the disposition is in: wait
+	// for it (no time is asserted).
+	for {
+		_, err := e.hub.NextC2D(ctx, "d1", 0)
+		if errors.Is(err, twinhub.ErrNotFound) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("d1's queue after the device accepted its message: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, err = s.NewReceiver(ctx, "/devices/d2/messages/devicebound", nil)
+	wantCondition(t, "d1's token on d2's C2D", err, "amqp:unauthorized-access")
+	_, err = s.NewReceiver(ctx, "/devices/d1/modules/m1/messages/devicebound", nil)
+	wantCondition(t, "a module's C2D", err, "amqp:not-found")
 
 	// A module, with its own token.
 	ms := session(host+"/devices/d1/modules/m1", "", m.Authentication.SymmetricKey.PrimaryKey, time.Hour)

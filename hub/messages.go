@@ -170,6 +170,23 @@ func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMe
 	return err
 }
 
+// RejectC2D removes a delivered message that the device rejected, with
+// Rejected feedback if the message asked for it.
+func (h *Hub) RejectC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
+	q := h.c2d
+	if q == nil {
+		return nil
+	}
+	err := q.Remove(ctx, deviceID, m.Seq)
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return nil // settled before (a redelivery)
+	}
+	if err == nil {
+		h.feedback(ctx, deviceID, m, twinhub.FeedbackRejected)
+	}
+	return err
+}
+
 // PurgeC2D deletes the pending messages of a device (DELETE
 // /devices/{id}/commands).
 func (h *Hub) PurgeC2D(ctx context.Context, deviceID string) (int, error) {
@@ -346,11 +363,7 @@ func (h *Hub) SettleC2D(ctx context.Context, deviceID string, seq uint64, outcom
 	case twinhub.C2DAbandon:
 		return nil
 	case twinhub.C2DReject:
-		if err := q.Remove(ctx, deviceID, seq); err != nil {
-			return err
-		}
-		h.feedback(ctx, deviceID, m, twinhub.FeedbackRejected)
-		return nil
+		return h.RejectC2D(ctx, deviceID, m)
 	}
 	return h.CompleteC2D(ctx, deviceID, m)
 }

@@ -143,6 +143,54 @@ describe('telemetry and cloud-to-device messages', () => {
     });
   }
 
+  // Cloud-to-device messages over each device transport: completed,
+  // abandoned (and delivered again), rejected, with their feedback.
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
+    it(`C2D over ${name}: complete, abandon and reject, with feedback`, async () => {
+      const id = uniqueId(`c2d-${name.toLowerCase()}`);
+      await hub.createDevice(id);
+      const device = Client.fromConnectionString(hub.deviceConnectionString(id), Transport);
+      await device.open();
+      // next takes the next message and settles it with how. One
+      // listener stays for the whole test: over AMQP the SDK detaches
+      // its C2D link when the last one goes, and a settlement needs it.
+      const waiting = [];
+      device.on('message', (msg) => {
+        const w = waiting.shift();
+        if (!w) return;
+        clearTimeout(w.timer);
+        device[w.how](msg, (err) => (err ? w.reject(err) : w.resolve(msg)));
+      });
+      const next = (how) => new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no cloud-to-device message within 15 s (${how})`)), 15000);
+        waiting.push({ how, resolve, reject, timer });
+      });
+      try {
+        const first = next('complete');
+        await hub.cliAsync('c2d', 'send', id, 'one', '--message-id', `${name}-1`, '--ack', 'full', '--props', 'color=red');
+        const m1 = await first;
+        assert.equal(m1.data.toString(), 'one');
+        assert.equal(m1.messageId, `${name}-1`);
+        assert.equal(m1.properties.getValue('color'), 'red');
+        if (name !== 'Mqtt') {
+          // MQTT has no abandon or reject: a PUBACK completes.
+          const abandoned = next('abandon');
+          await hub.cliAsync('c2d', 'send', id, 'two', '--message-id', `${name}-2`, '--ack', 'full');
+          assert.equal((await abandoned).data.toString(), 'two');
+          const again = await next('reject');
+          assert.equal(again.data.toString(), 'two', 'the abandoned message comes again');
+        }
+      } finally {
+        await device.close();
+      }
+      const feedback = JSON.parse(await hub.cliAsync('c2d', 'feedback')).filter((r) => r.deviceId === id);
+      const status = Object.fromEntries(feedback.map((r) => [r.originalMessageId, r.statusCode]));
+      const want = { [`${name}-1`]: 'Success' };
+      if (name !== 'Mqtt') want[`${name}-2`] = 'Rejected';
+      assert.deepEqual(status, want);
+    });
+  }
+
   it('the 51st pending message is refused', async () => {
     const id = uniqueId('full');
     await hub.createDevice(id);
