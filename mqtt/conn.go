@@ -17,6 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 )
 
 // Why connections end. Only the ones a client may want to know about are
@@ -61,7 +62,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	subs    subscriptions
-	desired *desiredFeed
+	desired *hub.DesiredFeed
 	methods methodState
 	c2d     *c2dDelivery
 
@@ -287,7 +288,7 @@ func (c *conn) finish() {
 	c.desired = nil
 	c.mu.Unlock()
 	if feed != nil {
-		feed.stop()
+		feed.Stop()
 	}
 	c.stopMethods()
 	c.stopC2D()

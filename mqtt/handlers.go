@@ -253,15 +253,18 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 		c.subs[f] = qos + 1
 	}
 	c.mu.Unlock()
+	// The desired feed starts before the SUBACK: every change made once
+	// the device has its SUBACK is above the version the feed starts
+	// from, so none is taken for one the device reads with its twin.
+	if startDesired {
+		c.startDesired()
+	}
 	if err := c.send(encode(&packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Suback},
 		PacketID:    pk.PacketID,
 		ReasonCodes: granted,
 	})); err != nil {
 		return err
-	}
-	if startDesired {
-		c.startDesired()
 	}
 	c.startServices(started)
 	return nil
@@ -282,7 +285,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 	if code := pk.UnsubscribeValidate(); code != packets.CodeSuccess {
 		return fmt.Errorf("%w: %s", errProtocol, code.Reason)
 	}
-	var feed *desiredFeed
+	var feed *hub.DesiredFeed
 	var stopMethods, stopC2D bool
 	c.mu.Lock()
 	for _, sub := range pk.Filters {
@@ -299,7 +302,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 	}
 	c.mu.Unlock()
 	if feed != nil {
-		feed.stop()
+		feed.Stop()
 	}
 	if stopMethods {
 		c.stopMethods()
@@ -318,11 +321,9 @@ func (c *conn) snapshot() subscriptions {
 }
 
 // startDesired subscribes to the identity's desired-property changes and
-// passes them on from the version the twin has now: a device that reads
-// its twin after subscribing, as the SDKs do, misses nothing and gets
-// nothing twice.
+// passes them on from the version the twin has now (hub.FollowDesired).
 func (c *conn) startDesired() {
-	feed := newDesiredFeed(c.sendDesired, c.srv.opts.DesiredGapWait)
+	feed := hub.NewDesiredFeed(c.sendDesired, c.srv.opts.DesiredGapWait)
 	c.mu.Lock()
 	if c.desired != nil {
 		c.mu.Unlock()
@@ -330,24 +331,9 @@ func (c *conn) startDesired() {
 	}
 	c.desired = feed
 	c.mu.Unlock()
-	cancel := c.srv.hub.SubscribeDesired(c.key, feed.add)
-	feed.mu.Lock()
-	feed.cancel = cancel
-	stopped := feed.stopped
-	feed.mu.Unlock()
-	if stopped {
-		cancel()
-		return
-	}
 	ctx, done := c.requestContext()
-	version, err := c.srv.hub.DesiredVersion(ctx, c.key)
+	c.srv.hub.FollowDesired(ctx, c.key, feed)
 	done()
-	if err != nil {
-		// Without the base, pass on whatever comes, in order.
-		c.log.Warn("reading the desired version", "err", err)
-		version = 0
-	}
-	feed.start(version)
 }
 
 // sendDesired publishes one change, QoS 0, the patch with its $version.

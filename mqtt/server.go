@@ -128,7 +128,7 @@ func (o *Options) setDefaults() {
 		o.SessionExpiry = DefaultSessionExpiry
 	}
 	if o.DesiredGapWait <= 0 {
-		o.DesiredGapWait = defaultGapWait
+		o.DesiredGapWait = hub.DefaultGapWait
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = DefaultRequestTimeout

@@ -1,12 +1,10 @@
-package mqtt
+package hub
 
 import (
 	"reflect"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/twinhub/twinhub/hub"
 )
 
 type sink struct {
@@ -14,7 +12,7 @@ type sink struct {
 	sent []int64
 }
 
-func (s *sink) send(p hub.DesiredPatch) {
+func (s *sink) send(p DesiredPatch) {
 	s.mu.Lock()
 	s.sent = append(s.sent, p.Version)
 	s.mu.Unlock()
@@ -26,11 +24,11 @@ func (s *sink) got() []int64 {
 	return append([]int64(nil), s.sent...)
 }
 
-func patch(v int64) hub.DesiredPatch { return hub.DesiredPatch{Version: v} }
+func patch(v int64) DesiredPatch { return DesiredPatch{Version: v} }
 
 func TestDesiredFeedOrders(t *testing.T) {
 	var s sink
-	f := newDesiredFeed(s.send, defaultGapWait)
+	f := NewDesiredFeed(s.send, DefaultGapWait)
 	// Before start: collected, and versions the twin already had dropped.
 	f.add(patch(5))
 	f.add(patch(3))
@@ -50,7 +48,7 @@ func TestDesiredFeedOrders(t *testing.T) {
 	if got := s.got(); !reflect.DeepEqual(got, []int64{4, 5, 6, 7}) {
 		t.Fatalf("%v, want [4 5 6 7]", got)
 	}
-	f.stop()
+	f.Stop()
 	f.add(patch(8))
 	if got := s.got(); len(got) != 4 {
 		t.Fatalf("a stopped feed passed %v", got)
@@ -59,14 +57,14 @@ func TestDesiredFeedOrders(t *testing.T) {
 
 func TestDesiredFeedGap(t *testing.T) {
 	var s sink
-	f := newDesiredFeed(s.send, defaultGapWait)
+	f := NewDesiredFeed(s.send, DefaultGapWait)
 	f.start(1)
 	f.add(patch(3)) // 2 never comes
 	f.add(patch(4))
 	if got := s.got(); len(got) != 0 {
 		t.Fatalf("passed across a gap at once: %v", got)
 	}
-	deadline := time.Now().Add(defaultGapWait + 2*time.Second)
+	deadline := time.Now().Add(DefaultGapWait + 2*time.Second)
 	for len(s.got()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -78,12 +76,12 @@ func TestDesiredFeedGap(t *testing.T) {
 	if got := s.got(); !reflect.DeepEqual(got, []int64{3, 4, 5}) {
 		t.Fatalf("%v, want [3 4 5]", got)
 	}
-	f.stop()
+	f.Stop()
 }
 
 func TestDesiredFeedBound(t *testing.T) {
 	var s sink
-	f := newDesiredFeed(s.send, defaultGapWait)
+	f := NewDesiredFeed(s.send, DefaultGapWait)
 	f.start(0)
 	for v := int64(2); v <= maxPendingDesired+2; v++ {
 		f.add(patch(v))
@@ -91,30 +89,5 @@ func TestDesiredFeedBound(t *testing.T) {
 	if got := s.got(); len(got) != maxPendingDesired+1 || got[0] != 2 {
 		t.Fatalf("a full pending list was not flushed: %d sent", len(got))
 	}
-	f.stop()
-}
-
-func TestOutQueue(t *testing.T) {
-	q := newOutQueue(10)
-	if err := q.push(make([]byte, 25)); err != nil {
-		t.Fatalf("a packet larger than the bound into an empty queue: %v", err)
-	}
-	if err := q.push(make([]byte, 1)); err != errQueueFull {
-		t.Fatalf("push onto a full queue: %v, want errQueueFull", err)
-	}
-	if n := len(q.drain(nil)); n != 1 {
-		t.Fatalf("drained %d", n)
-	}
-	for range 10 {
-		if err := q.push([]byte{1}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := q.push([]byte{1}); err != errQueueFull {
-		t.Fatalf("11th byte: %v", err)
-	}
-	q.close()
-	if err := q.push([]byte{1}); err != errClosed {
-		t.Fatalf("push after close: %v", err)
-	}
+	f.Stop()
 }

@@ -1,45 +1,76 @@
-package mqtt
+package hub
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub"
 )
 
-// defaultGapWait is how long a desired-property change waits for an earlier
+// DefaultGapWait is how long a desired-property change waits for an earlier
 // version that has not arrived yet. Changes are published by whichever
 // request handler (or node) made them, so two quick changes can reach this
 // node in the wrong order; a version that never comes (the bus delivers at
 // most once) delays the ones after it by this much, no more.
-const defaultGapWait = time.Second
+const DefaultGapWait = time.Second
 
 // maxPendingDesired bounds the changes held while waiting for a gap.
 const maxPendingDesired = 64
 
-// desiredFeed hands one connection the desired-property changes of its
-// identity in $version order, each once. Until start tells it the version
-// the twin had when the subscription began, it only collects; changes at
-// or below that version are dropped, since a device reads them with the
-// twin. It is called from the hub's delivery goroutine and never blocks.
-type desiredFeed struct {
+// DesiredFeed hands one device connection (MQTT or AMQP) the
+// desired-property changes of its identity in $version order, each once.
+// Until it is started with the version the twin had when the subscription
+// began, it only collects; changes at or below that version are dropped,
+// since a device reads them with the twin. It is called from the hub's
+// delivery goroutine and never blocks.
+type DesiredFeed struct {
 	mu      sync.Mutex
 	base    int64 // last version handed on; -1 until started
-	pending []hub.DesiredPatch
+	pending []DesiredPatch
 	timer   *time.Timer
 	gapWait time.Duration
 	stopped bool
-	send    func(hub.DesiredPatch)
+	send    func(DesiredPatch)
 	cancel  func() // ends the hub subscription
 }
 
-func newDesiredFeed(send func(hub.DesiredPatch), gapWait time.Duration) *desiredFeed {
-	return &desiredFeed{base: -1, send: send, gapWait: gapWait}
+// NewDesiredFeed makes a feed that hands changes to send (which must
+// not block); a change waits up to gapWait (0: DefaultGapWait) for an
+// earlier one.
+func NewDesiredFeed(send func(DesiredPatch), gapWait time.Duration) *DesiredFeed {
+	if gapWait <= 0 {
+		gapWait = DefaultGapWait
+	}
+	return &DesiredFeed{base: -1, send: send, gapWait: gapWait}
+}
+
+// FollowDesired subscribes f to k's desired-property changes and starts
+// it from the version the twin has now: a device that reads its twin
+// after subscribing, as the SDKs do, misses nothing and gets nothing
+// twice. A feed stopped meanwhile stays stopped.
+func (h *Hub) FollowDesired(ctx context.Context, k twinhub.Key, f *DesiredFeed) {
+	cancel := h.SubscribeDesired(k, f.add)
+	f.mu.Lock()
+	f.cancel = cancel
+	stopped := f.stopped
+	f.mu.Unlock()
+	if stopped {
+		cancel()
+		return
+	}
+	version, err := h.DesiredVersion(ctx, k)
+	if err != nil {
+		// Without the base, pass on whatever comes, in order.
+		h.log.Warn("reading the desired version", "identity", k.String(), "err", err)
+		version = 0
+	}
+	f.start(version)
 }
 
 // add takes a change from the hub.
-func (f *desiredFeed) add(p hub.DesiredPatch) {
+func (f *DesiredFeed) add(p DesiredPatch) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped || (f.base >= 0 && p.Version <= f.base) {
@@ -60,7 +91,7 @@ func (f *desiredFeed) add(p hub.DesiredPatch) {
 }
 
 // start sets the version the device already knows and lets changes flow.
-func (f *desiredFeed) start(base int64) {
+func (f *DesiredFeed) start(base int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped || f.base >= 0 {
@@ -79,7 +110,7 @@ func (f *desiredFeed) start(base int64) {
 
 // flushLocked hands on the changes that follow base without a gap, or
 // with force all of them. If a gap remains, a timer forces it later.
-func (f *desiredFeed) flushLocked(force bool) {
+func (f *DesiredFeed) flushLocked(force bool) {
 	if f.base < 0 {
 		return
 	}
@@ -102,7 +133,7 @@ func (f *desiredFeed) flushLocked(force bool) {
 	}
 }
 
-func (f *desiredFeed) expire() {
+func (f *DesiredFeed) expire() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.timer = nil
@@ -111,8 +142,8 @@ func (f *desiredFeed) expire() {
 	}
 }
 
-// stop ends the feed and its hub subscription.
-func (f *desiredFeed) stop() {
+// Stop ends the feed and its hub subscription.
+func (f *DesiredFeed) Stop() {
 	f.mu.Lock()
 	f.stopped = true
 	f.pending = nil
