@@ -71,6 +71,9 @@ type conn struct {
 	// tokens it put (cbs.go).
 	replies map[string][]*link
 	grants  []grant
+	// twins are the devices' twin channels, by channel correlation id
+	// (twin.go).
+	twins map[string]*twinChannel
 	// senders are the goroutines sending on links (eventhub.go).
 	senders sync.WaitGroup
 
@@ -100,6 +103,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		maxOut:   wire.MinMaxFrameSize,
 		sessions: map[uint16]*session{},
 		replies:  map[string][]*link{},
+		twins:    map[string]*twinChannel{},
 		done:     make(chan struct{}),
 	}
 	c.credit.L = &c.mu

@@ -20,6 +20,8 @@ import (
 //
 //	/devices/<id>[/modules/<m>]/messages/events   telemetry (device sends)
 //	/devices/<id>/messages/devicebound            C2D (device receives)
+//	/devices/<id>[/modules/<m>]/twin              twin requests and answers,
+//	                                              desired changes (twin.go)
 //
 // A link is authenticated when it attaches, as MQTT authenticates a
 // CONNECT (the identity exists and is enabled, the token is its own or a
@@ -91,10 +93,11 @@ func (c *conn) grantValid(audience string) bool {
 // attachDevice checks a link to a device's address (the device's grant,
 // the direction, the node) and arranges for its messages to be handled.
 // It returns the error to refuse the link with.
-func (c *conn) attachDevice(l *link, k twinhub.Key, rest string) *wire.Error {
+func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) *wire.Error {
 	telemetry, c2d := strings.EqualFold(rest, telemetrySuffix), strings.EqualFold(rest, c2dSuffix) && k.ModuleID == ""
+	twin := strings.EqualFold(rest, twinSuffix)
 	switch {
-	case !telemetry && !c2d:
+	case !telemetry && !c2d && !twin:
 		return &wire.Error{Condition: condNotFound, Description: fmt.Sprintf("twinhub serves no device node %q over AMQP yet", rest)}
 	case telemetry && !l.receiving:
 		return &wire.Error{Condition: condNotAllowed, Description: "telemetry is sent to /" + l.address + ", not received from it"}
@@ -105,6 +108,10 @@ func (c *conn) attachDevice(l *link, k twinhub.Key, rest string) *wire.Error {
 	if err != nil {
 		e := twinhub.AsError(err)
 		return &wire.Error{Condition: condUnauthorized, Description: e.Message}
+	}
+	if twin {
+		c.attachTwin(l, a, k, audience)
+		return nil
 	}
 	if c2d {
 		l.awaitOutcome = true

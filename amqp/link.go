@@ -137,7 +137,7 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		c.startWorker(l, c.sendC2D)
 	default:
 		if k, rest, ok := parseDeviceAddress(l.address); ok {
-			if e := c.attachDevice(l, k, rest); e != nil {
+			if e := c.attachDevice(l, a, k, rest); e != nil {
 				return c.refuseLinkWith(s, a, e)
 			}
 			break

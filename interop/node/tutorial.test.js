@@ -2,15 +2,16 @@
 // "Get started with device twins", end to end, with the official Node.js
 // SDKs as the tutorial uses them: the back end (azure-iothub) tags a device
 // and sets a desired property and queries for it; the device app
-// (azure-iot-device over MQTT) reads its twin, reports its connectivity and
-// receives the desired change; the back end's queries then find it.
-// Address 127.0.0.42.
+// (azure-iot-device over Mqtt, Amqp and AmqpWs, a hub each) reads its twin,
+// reports its connectivity and receives the desired change; the back end's
+// queries then find it. Address 127.0.0.42.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Registry } = require('azure-iothub');
 const { Client } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { startHub } = require('./lib/hub');
 const { printOutputOnFailure, queryAll } = require('./lib/util');
@@ -24,7 +25,7 @@ function reportedUpdate(twin, patch) {
   });
 }
 
-describe('tutorial: get started with device twins', () => {
+for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) describe(`tutorial: get started with device twins (device over ${name})`, () => {
   let hub;
   let registry;
   const deviceId = 'myDeviceId';
@@ -57,7 +58,7 @@ describe('tutorial: get started with device twins', () => {
   });
 
   it('the device app reports its connectivity and receives the desired change', async () => {
-    const client = Client.fromConnectionString(hub.deviceConnectionString(deviceId), Mqtt);
+    const client = Client.fromConnectionString(hub.deviceConnectionString(deviceId), Transport);
     try {
       await client.open();
       const twin = await client.getTwin();
