@@ -2,6 +2,8 @@ package amqp
 
 import (
 	"bufio"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
 )
 
@@ -71,9 +74,15 @@ type conn struct {
 	// tokens it put (cbs.go).
 	replies map[string][]*link
 	grants  []grant
-	// twins are the devices' twin channels, by channel correlation id
-	// (twin.go).
-	twins map[string]*twinChannel
+	// twins and methodChannels are the devices' twin and method
+	// channels, by channel correlation id (twin.go, methods.go).
+	twins          map[string]*twinChannel
+	methodChannels map[string]*methodChannel
+	// id names the connection to the hub's method router.
+	id string
+	// deviceLinks counts the links of each device or module, whose
+	// connection state they make (devices.go).
+	deviceLinks map[twinhub.Key]int
 	// senders are the goroutines sending on links (eventhub.go).
 	senders sync.WaitGroup
 
@@ -104,10 +113,21 @@ func newConn(s *Server, nc net.Conn) *conn {
 		sessions: map[uint16]*session{},
 		replies:  map[string][]*link{},
 		twins:    map[string]*twinChannel{},
-		done:     make(chan struct{}),
+
+		methodChannels: map[string]*methodChannel{},
+		deviceLinks:    map[twinhub.Key]int{},
+		id:             "amqp-" + hex.EncodeToString(idBytes()),
+		done:           make(chan struct{}),
 	}
 	c.credit.L = &c.mu
 	return c
+}
+
+// idBytes is a random connection id.
+func idBytes() []byte {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return b
 }
 
 // connError is a reason to close the connection, sent to the peer in the

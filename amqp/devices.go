@@ -22,6 +22,8 @@ import (
 //	/devices/<id>/messages/devicebound            C2D (device receives)
 //	/devices/<id>[/modules/<m>]/twin              twin requests and answers,
 //	                                              desired changes (twin.go)
+//	/devices/<id>[/modules/<m>]/methods/devicebound  direct method calls and
+//	                                              answers (methods.go)
 //
 // A link is authenticated when it attaches, as MQTT authenticates a
 // CONNECT (the identity exists and is enabled, the token is its own or a
@@ -95,9 +97,9 @@ func (c *conn) grantValid(audience string) bool {
 // It returns the error to refuse the link with.
 func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) *wire.Error {
 	telemetry, c2d := strings.EqualFold(rest, telemetrySuffix), strings.EqualFold(rest, c2dSuffix) && k.ModuleID == ""
-	twin := strings.EqualFold(rest, twinSuffix)
+	twin, methods := strings.EqualFold(rest, twinSuffix), strings.EqualFold(rest, methodsSuffix)
 	switch {
-	case !telemetry && !c2d && !twin:
+	case !telemetry && !c2d && !twin && !methods:
 		return &wire.Error{Condition: condNotFound, Description: fmt.Sprintf("twinhub serves no device node %q over AMQP yet", rest)}
 	case telemetry && !l.receiving:
 		return &wire.Error{Condition: condNotAllowed, Description: "telemetry is sent to /" + l.address + ", not received from it"}
@@ -109,8 +111,13 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 		e := twinhub.AsError(err)
 		return &wire.Error{Condition: condUnauthorized, Description: e.Message}
 	}
+	c.deviceLinkOpened(l, k)
 	if twin {
 		c.attachTwin(l, a, k, audience)
+		return nil
+	}
+	if methods {
+		c.attachMethods(l, a, k)
 		return nil
 	}
 	if c2d {
@@ -120,6 +127,30 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	}
 	c.startWorker(l, func(m wire.Message) wire.Described { return c.deviceTelemetry(k, audience, m) })
 	return nil
+}
+
+// deviceLinkOpened counts a link of identity k: with its first, the
+// identity is connected (its connectionState, as over MQTT). Called with
+// mu held.
+func (c *conn) deviceLinkOpened(l *link, k twinhub.Key) {
+	l.device = k
+	c.deviceLinks[k]++
+	if c.deviceLinks[k] == 1 {
+		c.srv.hub.NoteConnectionState(k, true)
+	}
+}
+
+// deviceLinkClosed uncounts a device's link: with its last, the identity
+// is disconnected. Called with mu held, when the link goes.
+func (c *conn) deviceLinkClosed(l *link) {
+	k := l.device
+	if k == (twinhub.Key{}) {
+		return
+	}
+	if c.deviceLinks[k]--; c.deviceLinks[k] <= 0 {
+		delete(c.deviceLinks, k)
+		c.srv.hub.NoteConnectionState(k, false)
+	}
 }
 
 // deliverC2D sends a device's cloud-to-device messages on l, one at a

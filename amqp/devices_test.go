@@ -165,3 +165,54 @@ func TestDeviceTelemetry(t *testing.T) {
 	err = snd.Send(ctx, &goamqp.Message{Data: [][]byte{[]byte("late")}})
 	wantCondition(t, "a message after the token expired", err, "amqp:unauthorized-access")
 }
+
+// TestDeviceConnectionState: a device is connected while it has a link
+// over AMQP, and disconnected when its last link goes.
+func TestDeviceConnectionState(t *testing.T) {
+	e := newEndpointWith(t, amqp.Options{}, hubtest.WithMessaging())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := e.hub.CreateDevice(ctx, twinhub.Device{DeviceID: "cs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		t.Helper()
+		if err := e.hub.FlushConnectionStates(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.hub.GetDevice(ctx, "cs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.ConnectionState
+	}
+	s := e.session(t, nil)
+	audience := e.hub.Host() + "/devices/cs"
+	tok, _ := sas.NewToken(audience, "", d.Authentication.SymmetricKey.PrimaryKey, time.Now().Add(time.Hour))
+	if code, desc := putToken(t, s, "servicebus.windows.net:sastoken", audience, tok, "cs"); code != 200 {
+		t.Fatalf("put-token: %d %s", code, desc)
+	}
+	if got := state(); got != twinhub.StateDisconnected {
+		t.Errorf("before any device link: %s", got)
+	}
+	snd, err := s.NewSender(ctx, "/devices/cs/messages/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv, err := s.NewReceiver(ctx, "/devices/cs/messages/devicebound", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got != twinhub.StateConnected {
+		t.Errorf("with two device links: %s", got)
+	}
+	snd.Close(ctx)
+	if got := state(); got != twinhub.StateConnected {
+		t.Errorf("with one device link left: %s", got)
+	}
+	rcv.Close(ctx)
+	if got := state(); got != twinhub.StateDisconnected {
+		t.Errorf("with no device link: %s", got)
+	}
+}

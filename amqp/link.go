@@ -73,6 +73,8 @@ type link struct {
 	// gone is set when the link is detached or its session or
 	// connection ends: nothing is sent on it after that.
 	gone bool
+	// device is the identity a device link (devices.go) acts for.
+	device twinhub.Key
 }
 
 // normalizeAddress strips what clients put around a node's address:
@@ -377,6 +379,7 @@ func (c *conn) forget(l *link) {
 		l.stop()
 	}
 	releaseDeliveries(l.s, l)
+	c.deviceLinkClosed(l)
 	for node, ls := range c.replies {
 		for i, r := range ls {
 			if r == l {

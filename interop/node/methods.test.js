@@ -1,6 +1,6 @@
 'use strict';
 // Direct methods: azure-iothub Client.invokeDeviceMethod (REST) to devices
-// and modules using azure-iot-device with azure-iot-device-mqtt
+// and modules using azure-iot-device over Mqtt, Amqp and AmqpWs
 // (onDeviceMethod), plus DeviceNotOnline and the 504 timeout. Address
 // 127.0.0.51.
 
@@ -9,6 +9,7 @@ const assert = require('node:assert/strict');
 const { Client: ServiceClient } = require('azure-iothub');
 const { Client, ModuleClient } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { startHub } = require('./lib/hub');
 const { uniqueId, printOutputOnFailure, statusOf } = require('./lib/util');
@@ -36,10 +37,10 @@ describe('direct methods', () => {
   });
   printOutputOnFailure(() => hub);
 
-  it('invokeDeviceMethod reaches onDeviceMethod over Mqtt and returns its answer', async () => {
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) it(`invokeDeviceMethod reaches onDeviceMethod over ${name} and returns its answer`, async () => {
     const id = uniqueId('meth');
     await hub.createDevice(id);
-    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Transport);
     await device.open();
     try {
       const seen = [];
@@ -48,7 +49,7 @@ describe('direct methods', () => {
         res.send(200, { rebooted: true, delay: req.payload && req.payload.delay }, () => {});
       });
       device.onDeviceMethod('fail', (req, res) => res.send(500, 'no', () => {}));
-      // onDeviceMethod subscribes lazily; give the SUBSCRIBE a moment.
+      // onDeviceMethod subscribes (attaches) lazily; give it a moment.
       await new Promise((r) => setTimeout(r, 300));
 
       const { result } = await service.invokeDeviceMethod(id, { methodName: 'reboot', payload: { delay: 2 }, responseTimeoutInSeconds: 10 });
@@ -80,11 +81,11 @@ describe('direct methods', () => {
     assert.equal(nf.name, 'DeviceNotFoundError');
   });
 
-  it('a device that connects within connectTimeoutInSeconds gets the call', async () => {
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp]]) it(`a device that connects over ${name} within connectTimeoutInSeconds gets the call`, async () => {
     const id = uniqueId('late');
     await hub.createDevice(id);
     const call = service.invokeDeviceMethod(id, { methodName: 'hello', connectTimeoutInSeconds: 20, responseTimeoutInSeconds: 10 });
-    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Transport);
     await device.open();
     try {
       device.onDeviceMethod('hello', (req, res) => res.send(201, { late: true }, () => {}));
@@ -95,11 +96,11 @@ describe('direct methods', () => {
     }
   });
 
-  it('module methods reach a ModuleClient', async () => {
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) it(`module methods reach a ModuleClient over ${name}`, async () => {
     const id = uniqueId('mdev');
     await hub.createDevice(id);
     await hub.createModule(id, 'mod1');
-    const mod = ModuleClient.fromConnectionString(hub.moduleConnectionString(id, 'mod1'), Mqtt);
+    const mod = ModuleClient.fromConnectionString(hub.moduleConnectionString(id, 'mod1'), Transport);
     await mod.open();
     try {
       mod.onMethod('ping', (req, res) => res.send(200, { pong: req.payload }, () => {}));
