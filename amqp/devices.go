@@ -281,14 +281,21 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience string, m wire.Message) w
 		}
 		e.Properties = append(e.Properties, twinhub.Property{Key: key, Value: textValue(p.Value)})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.srv.hub.SendEvent(ctx, e); err != nil {
+	// The asynchronous append waits for the stream's answer on the
+	// hub's one subscription (as MQTT's PUBACK does), cheaper than a
+	// JetStream request a message.
+	done := make(chan error, 1)
+	c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) { done <- err })
+	if err := <-done; err != nil {
 		te := twinhub.AsError(err)
 		return rejected(conditionOf(te), te.Message)
 	}
 	return wire.State(wire.CodeAccepted)
 }
+
+// telemetryTimeout bounds how long a device's message waits for the
+// stream.
+const telemetryTimeout = 30 * time.Second
 
 // bodyOf is a message's body as bytes: its data sections, or an
 // amqp-value string or binary.

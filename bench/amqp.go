@@ -20,14 +20,25 @@ import (
 // and c2d-amqp (back ends send cloud-to-device messages over the AMQP
 // link the service SDKs use, beside c2d-rest, the same over REST).
 
-// amqpSession connects to the hub's AMQP listener as the SDKs do (SASL
-// ANONYMOUS, then the owner policy's token for the whole hub on $cbs).
+// amqpSession connects to the hub's AMQP listener as the service SDKs do
+// (SASL ANONYMOUS, then the owner policy's token for the whole hub on
+// $cbs).
 func (e *env) amqpSession(ctx context.Context) (*goamqp.Conn, *goamqp.Session, error) {
+	tok, err := sas.NewToken(e.t.Host, e.t.PolicyName, e.t.PolicyKey, time.Now().Add(time.Hour))
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.amqpSessionAs(ctx, e.t.Host, tok)
+}
+
+// amqpSessionAs connects with no SASL, as the device SDKs do, and puts
+// token for audience on $cbs.
+func (e *env) amqpSessionAs(ctx context.Context, audience, token string) (*goamqp.Conn, *goamqp.Session, error) {
 	if e.t.AMQPAddr == "" {
 		return nil, nil, errors.New("the hub's AMQP address is not known (--amqp-addr)")
 	}
 	conn, err := goamqp.Dial("amqps://"+e.t.AMQPAddr, &goamqp.ConnOptions{
-		SASLType: goamqp.SASLTypeAnonymous(), TLSConfig: e.t.tlsConfig(0), HostName: e.t.Host, Timeout: requestTimeout})
+		TLSConfig: e.t.tlsConfig(e.cfg.TLSVersion), HostName: e.t.Host, Timeout: requestTimeout})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -36,20 +47,16 @@ func (e *env) amqpSession(ctx context.Context) (*goamqp.Conn, *goamqp.Session, e
 		conn.Close()
 		return nil, nil, err
 	}
-	if err := e.putToken(ctx, s); err != nil {
+	if err := putToken(ctx, s, audience, token); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
 	return conn, s, nil
 }
 
-// putToken puts an hour-long owner token for the hub on $cbs.
-func (e *env) putToken(ctx context.Context, s *goamqp.Session) error {
-	tok, err := sas.NewToken(e.t.Host, e.t.PolicyName, e.t.PolicyKey, time.Now().Add(time.Hour))
-	if err != nil {
-		return err
-	}
-	res, err := request(ctx, s, "$cbs", map[string]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": e.t.Host}, tok)
+// putToken puts token for audience on $cbs.
+func putToken(ctx context.Context, s *goamqp.Session, audience, token string) error {
+	res, err := request(ctx, s, "$cbs", map[string]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": audience}, token)
 	if err != nil {
 		return err
 	}
@@ -252,5 +259,48 @@ func (e *env) c2dREST() error {
 	if r := find(e.report.Results, "c2d-rest"); r != nil {
 		r.note("POST /twinhub/c2d/{id} over keep-alive HTTPS, one outstanding per worker")
 	}
+	return nil
+}
+
+// telemetryAMQP: devices send telemetry over AMQP, a connection each (as
+// the device SDKs connect: no SASL, the device's token on $cbs), each
+// message waiting for its disposition (accepted once stored), beside
+// the telemetry scenario's MQTT QoS 1.
+func (e *env) telemetryAMQP() error {
+	ids := e.ids("telemetry-amqp", e.cfg.Clients)
+	if err := e.createDevices(ids, nil); err != nil {
+		return err
+	}
+	senders := make([]*goamqp.Sender, len(ids))
+	for i, id := range ids {
+		audience := e.t.Host + "/devices/" + id
+		tok, err := sas.NewToken(audience, "", e.key, time.Now().Add(time.Hour))
+		if err != nil {
+			return err
+		}
+		conn, s, err := e.amqpSessionAs(e.ctx, audience, tok)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", id, err)
+		}
+		defer conn.Close()
+		if senders[i], err = s.NewSender(e.ctx, "/devices/"+id+"/messages/events", nil); err != nil {
+			return fmt.Errorf("device %s: %w", id, err)
+		}
+	}
+	body := []byte(fmt.Sprintf(`{"temp":21.5,"pad":%q}`, padding(e.cfg.PayloadBytes-20)))
+	ct, ce := "application/json", "utf-8"
+	rec := newRecorder()
+	res := e.measure("telemetry-amqp", "messages", len(senders), rec, func() {
+		e.forDuration(len(senders), e.cfg.Duration, func(w int) {
+			t0 := time.Now()
+			rec.done(t0, senders[w].Send(e.ctx, &goamqp.Message{
+				Properties:            &goamqp.MessageProperties{ContentType: &ct, ContentEncoding: &ce},
+				ApplicationProperties: map[string]any{"bench": "1"},
+				Data:                  [][]byte{body},
+			}))
+		})
+	})
+	res.note("devices send over AMQP, a TLS connection each, each message waiting for its disposition (accepted once in JetStream)")
+	res.extra("payload_bytes", float64(e.cfg.PayloadBytes))
 	return nil
 }

@@ -33,6 +33,7 @@ var ratioDefs = []struct {
 	{"new connections (raw client) / TLS 1.3 handshakes", "connect/raw", "tls-handshake/tls1.3", 0.8},
 	{"twin reads REST / bare HTTPS GETs", "twin-read/rest", "https-get", 0},
 	{"twin reads MQTT / Mosquitto QoS 1 round trips", "twin-read/device", "mosquitto", 0},
+	{"telemetry AMQP / MQTT", "telemetry-amqp", "telemetry", 1.0},
 	{"Event Hubs reads / telemetry ingest", "eventhub/read", "eventhub/ingest", 1.0},
 	{"C2D sends AMQP / REST", "c2d-amqp", "c2d-rest", 0},
 }
@@ -157,6 +158,15 @@ func goals(rep *Report) []Goal {
 			if rep.Hub.InProcess {
 				g.Note += ", hub and client together"
 			}
+		}
+		out = append(out, g)
+	}
+	if r := find(rs, "telemetry-amqp"); r != nil {
+		g := Goal{Goal: "telemetry over AMQP >= 1.0x MQTT QoS 1"}
+		if v, ok := ratio("telemetry-amqp", "telemetry"); ok {
+			g.Measured, g.Met = fmt.Sprintf("%.2fx (%.0f/s)", v, r.Rate), v >= 1.0
+		} else {
+			g.Measured = fmt.Sprintf("%.0f/s, no MQTT telemetry in this run", r.Rate)
 		}
 		out = append(out, g)
 	}

@@ -17,7 +17,7 @@ import (
 // Scenarios lists the scenarios in the order `all` runs them, and
 // Baselines the baselines.
 var (
-	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "eventhub", "c2d-amqp"}
+	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "eventhub", "c2d-amqp"}
 	Baselines = []string{"kv", "mosquitto", "tls", "https", "c2d-rest"}
 )
 
@@ -29,6 +29,8 @@ var baselinesOf = map[string][]string{
 	"telemetry": {"mosquitto"},
 	"twin-read": {"https"},
 	"c2d-amqp":  {"c2d-rest"},
+	// The MQTT telemetry of the same run is the measure of the AMQP one.
+	"telemetry-amqp": {"telemetry"},
 }
 
 // Config scales the scenarios. Zero fields take the defaults of
@@ -220,6 +222,8 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.tlsBaseline()
 		case "https":
 			err = e.httpsBaseline()
+		case "telemetry-amqp":
+			err = e.telemetryAMQP()
 		case "eventhub":
 			err = e.eventhub()
 		case "c2d-amqp":

@@ -41,13 +41,14 @@ func benchCommand(g *globals) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO...",
-		Short: "Load-test a hub over MQTT, AMQP and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, eventhub, c2d-amqp, kv, mosquitto, tls, https, c2d-rest, all)",
+		Short: "Load-test a hub over MQTT, AMQP and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, telemetry-amqp, eventhub, c2d-amqp, kv, mosquitto, tls, https, c2d-rest, all)",
 		Long: `bench simulates devices (MQTT over TLS with SAS tokens) and back ends (HTTPS
 REST, AMQP) against a hub, and prints throughput, latency percentiles, errors
 and the hub's CPU and memory; --json writes the same as JSON.
 
 Scenarios: connect, reported, desired, twin-read, telemetry, query, methods,
-eventhub (devices send telemetry over MQTT while a reader a partition takes
+telemetry-amqp (devices send telemetry over AMQP, beside telemetry over
+MQTT), eventhub (devices send telemetry over MQTT while a reader a partition takes
 it from the Event Hubs-compatible endpoint), c2d-amqp (C2D sends on the
 service SDKs' AMQP link).
 Baselines: kv (raw JetStream KV put and get+compare-and-set), mosquitto (the
