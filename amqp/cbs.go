@@ -31,6 +31,9 @@ type grant struct {
 	// expires is the token's expiry, which the links of devices check
 	// at each message (they authenticate the device when they attach).
 	expires time.Time
+	// method is how a device's grant was made without a token: by its
+	// TLS client certificate (selfSigned, certificateAuthority).
+	method string
 }
 
 // cbsNode is the address of the CBS node.

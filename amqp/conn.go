@@ -3,6 +3,7 @@ package amqp
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -61,6 +62,8 @@ type conn struct {
 
 	// principal is who SASL admitted, for the log: never a secret.
 	principal string
+	// certs are the client's TLS certificates (X.509 devices).
+	certs []*x509.Certificate
 
 	// mu guards the sessions, their links and the grants: the reader
 	// holds it while it handles a frame, a link's sender while it sends

@@ -63,22 +63,38 @@ func parseDeviceAddress(address string) (k twinhub.Key, rest string, ok bool) {
 
 // deviceGrant finds a grant that lets the connection act as k: the
 // device's (or module's) own token, or a policy's with DeviceConnect,
-// authenticated as MQTT authenticates a device; it returns its audience.
-func (c *conn) deviceGrant(k twinhub.Key) (string, error) {
-	var last error = twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "no token of %s was put on $cbs for this connection", k)
+// authenticated as MQTT authenticates a device; else the client's TLS
+// certificate, for an identity registered with X.509 (which needs no
+// CBS), whose grant lasts as long as the certificate. It returns the
+// grant's audience and the authentication method for the events.
+// Called with mu held.
+func (c *conn) deviceGrant(k twinhub.Key) (audience, method string, err error) {
+	var last error = twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "no token of %s was put on $cbs for this connection, and no client certificate admits it", k)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for _, g := range c.grants {
 		if g.device != k && g.policy == "" {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if g.token == "" {
+			return g.audience, g.method, nil // a certificate's, for k
+		}
 		err := c.srv.hub.AuthenticateDevice(ctx, g.token, k)
-		cancel()
 		if err == nil {
-			return g.audience, nil
+			return g.audience, "sas", nil
 		}
 		last = err
 	}
-	return "", last
+	if len(c.certs) > 0 {
+		method, err := c.srv.hub.AuthenticateDeviceX509(ctx, k, c.certs, c.srv.opts.DeviceCA)
+		if err != nil {
+			return "", "", err
+		}
+		g := grant{audience: "x509:" + k.String(), device: k, method: method, expires: c.certs[0].NotAfter}
+		c.putGrant(g)
+		return g.audience, method, nil
+	}
+	return "", "", last
 }
 
 // grantValid says whether the grant of audience is still there and
@@ -106,7 +122,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	case c2d && l.receiving:
 		return &wire.Error{Condition: condNotAllowed, Description: "cloud-to-device messages are received from /" + l.address + ", not sent to it"}
 	}
-	audience, err := c.deviceGrant(k)
+	audience, method, err := c.deviceGrant(k)
 	if err != nil {
 		e := twinhub.AsError(err)
 		return &wire.Error{Condition: condUnauthorized, Description: e.Message}
@@ -125,7 +141,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 		l.start = func() { c.deliverC2D(l, k.DeviceID, audience) }
 		return nil
 	}
-	c.startWorker(l, func(m wire.Message) wire.Described { return c.deviceTelemetry(k, audience, m) })
+	c.startWorker(l, func(m wire.Message) wire.Described { return c.deviceTelemetry(k, audience, method, m) })
 	return nil
 }
 
@@ -260,7 +276,7 @@ func c2dMessage(m *twinhub.C2DMessage) wire.Message {
 
 // deviceTelemetry stores one message of a device's telemetry link, with
 // the properties the device gave it. It runs on the link's worker.
-func (c *conn) deviceTelemetry(k twinhub.Key, audience string, m wire.Message) wire.Described {
+func (c *conn) deviceTelemetry(k twinhub.Key, audience, method string, m wire.Message) wire.Described {
 	c.mu.Lock()
 	valid := c.grantValid(audience)
 	c.mu.Unlock()
@@ -268,7 +284,7 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience string, m wire.Message) w
 		return rejected(condUnauthorized, fmt.Sprintf("the token of %s on this connection has expired; put a new one on $cbs", k))
 	}
 	e := &twinhub.Event{
-		Identity: k, AuthMethod: "sas",
+		Identity: k, AuthMethod: method,
 		MessageID: idString(m.Properties.MessageID), CorrelationID: idString(m.Properties.CorrelationID),
 		ContentType: string(m.Properties.ContentType), ContentEncoding: string(m.Properties.ContentEncoding),
 		UserID: string(m.Properties.UserID), To: m.Properties.To,

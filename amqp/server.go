@@ -21,6 +21,7 @@ package amqp
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"sync"
@@ -42,6 +43,9 @@ type Options struct {
 	// HandshakeTimeout bounds the TLS handshake, SASL and open (default
 	// 30 s).
 	HandshakeTimeout time.Duration
+	// DeviceCA verifies the client certificates of devices registered
+	// for CA authentication (--device-ca), as over MQTT.
+	DeviceCA *x509.CertPool
 }
 
 // Server is the AMQP endpoint of one hub.
@@ -110,13 +114,15 @@ func (s *Server) serveTLS(raw net.Conn, tlsConf *tls.Config) {
 		raw.Close()
 		return
 	}
-	s.ServeConn(tc, deadline)
+	s.ServeConn(tc, tc.ConnectionState().PeerCertificates, deadline)
 }
 
 // ServeConn speaks AMQP on an accepted connection (TLS, or a WebSocket
-// stream) until it ends; the handshake must end by deadline.
-func (s *Server) ServeConn(nc net.Conn, deadline time.Time) {
+// stream) until it ends; the handshake must end by deadline. certs are
+// the client's TLS certificates, with which X.509 devices authenticate.
+func (s *Server) ServeConn(nc net.Conn, certs []*x509.Certificate, deadline time.Time) {
 	c := newConn(s, nc)
+	c.certs = certs
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -50,7 +50,8 @@ func newEndpointWith(t *testing.T, o amqp.Options, hubOpts ...hubtest.Option) *e
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	// As `twinhub serve`: a client certificate asked for, not required.
+	go srv.Serve(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

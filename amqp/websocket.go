@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"crypto/x509"
 	"net/http"
 	"slices"
 	"time"
@@ -62,7 +63,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	nc := wsstream.New(ws)
 	deadline := time.Now().Add(s.opts.HandshakeTimeout)
 	nc.SetDeadline(deadline)
-	s.ServeConn(nc, deadline)
+	var certs []*x509.Certificate
+	if r.TLS != nil {
+		certs = r.TLS.PeerCertificates
+	}
+	s.ServeConn(nc, certs, deadline)
 }
 
 // Handler routes AMQP WebSocket requests to the endpoint and everything

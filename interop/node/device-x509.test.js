@@ -1,8 +1,9 @@
 'use strict';
-// X.509 devices through azure-iot-device with azure-iot-device-mqtt: a
-// device registered with a self-signed certificate's thumbprint, and one
-// registered for CA authentication whose certificate the hub's --device-ca
-// signed, over Mqtt and MqttWs. Certificates are made with the openssl
+// X.509 devices through azure-iot-device with azure-iot-device-mqtt and
+// azure-iot-device-amqp: a device registered with a self-signed
+// certificate's thumbprint, and one registered for CA authentication whose
+// certificate the hub's --device-ca signed, over Mqtt, MqttWs, Amqp and
+// AmqpWs. Certificates are made with the openssl
 // command. Address 127.0.0.43.
 
 const { describe, it, before, after } = require('node:test');
@@ -15,6 +16,7 @@ const path = require('node:path');
 const { Registry } = require('azure-iothub');
 const { Client } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { startHub } = require('./lib/hub');
 const { uniqueId, printOutputOnFailure } = require('./lib/util');
@@ -60,7 +62,7 @@ function thumbprint(pem) {
 const deviceCA = selfSigned('device-ca', 'twinhub test device CA',
   ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
 
-describe('X.509 devices over MQTT', () => {
+describe('X.509 devices over MQTT and AMQP', () => {
   let hub;
   let registry;
 
@@ -94,8 +96,22 @@ describe('X.509 devices over MQTT', () => {
     }
   }
 
-  for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs]]) {
-    it(`${name}: a self-signed certificate registered by thumbprint connects; another is refused`, async () => {
+  // refused checks that a certificate does not admit a device: the
+  // CONNECT is refused. (Over AMQP, which authenticates at the links, the
+  // refusal is tested with go-amqp in amqp/x509_test.go: after a refused
+  // link this SDK waits 45 s for its close to be answered, not yet
+  // understood.)
+  async function refused(client, name) {
+    if (name.startsWith('Amqp')) return;
+    await assert.rejects(client.open(), (err) => {
+      assert.match(`${err.name} ${err.message}`, /Unauthorized|Not authorized/i);
+      return true;
+    });
+    await client.close().catch(() => {});
+  }
+
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
+    it(`${name}: a self-signed certificate registered by thumbprint connects${name.startsWith('Amqp') ? '' : '; another is refused'}`, async () => {
       const id = uniqueId('self');
       const creds = selfSigned(id, id);
       const other = selfSigned(`${id}-other`, id);
@@ -103,23 +119,16 @@ describe('X.509 devices over MQTT', () => {
       const t = await roundTrip(id, creds, Transport);
       assert.equal(t.authenticationType, 'selfSigned');
 
-      const client = x509Client(id, other, Transport);
-      await assert.rejects(client.open(), (err) => {
-        assert.match(`${err.name} ${err.message}`, /Unauthorized|Not authorized/i);
-        return true;
-      });
-      await client.close().catch(() => {});
+      await refused(x509Client(id, other, Transport), name);
     });
 
-    it(`${name}: a certificate signed by --device-ca with the device id as CN connects`, async () => {
+    it(`${name}: a certificate signed by --device-ca with the device id as CN connects${name.startsWith('Amqp') ? '' : '; another CN is refused'}`, async () => {
       const id = uniqueId('ca');
       await registry.create({ deviceId: id, authentication: { type: 'certificateAuthority' } });
       await roundTrip(id, signed(id, id, deviceCA), Transport);
 
       const wrongCN = signed(`${id}-cn`, 'someone-else', deviceCA);
-      const client = x509Client(id, wrongCN, Transport);
-      await assert.rejects(client.open());
-      await client.close().catch(() => {});
+      await refused(x509Client(id, wrongCN, Transport), name);
     });
   }
 });
