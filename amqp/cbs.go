@@ -39,22 +39,28 @@ type grant struct {
 // cbsNode is the address of the CBS node.
 const cbsNode = "$cbs"
 
-// textOf is a request's string field, which clients send as a string,
-// a symbol or (pyamqp) binary; "" when absent (ok false) or of another
-// type.
+// asText is v as text when it is one of the forms clients send text in:
+// a string, a symbol or (pyamqp) binary.
+func asText(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case wire.Symbol:
+		return string(x), true
+	case []byte:
+		return string(x), true
+	}
+	return "", false
+}
+
+// textOf is a request's string field (asText); "" when absent (ok
+// false) or of another type.
 func textOf(v any, ok bool) string {
 	if !ok {
 		return ""
 	}
-	switch x := v.(type) {
-	case string:
-		return x
-	case wire.Symbol:
-		return string(x)
-	case []byte:
-		return string(x)
-	}
-	return ""
+	s, _ := asText(v)
+	return s
 }
 
 // statusReply is the answer to a request of a request-response node

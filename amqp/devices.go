@@ -330,14 +330,10 @@ func bodyOf(m wire.Message) []byte {
 
 // textValue is an application property's value as the text IoT Hub keeps.
 func textValue(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case wire.Symbol:
-		return string(x)
-	case []byte:
-		return string(x)
-	case nil:
+	if s, ok := asText(v); ok {
+		return s
+	}
+	if v == nil {
 		return ""
 	}
 	return fmt.Sprint(v)

@@ -398,17 +398,7 @@ func (c *conn) readPartition(l *link, partition int, from twinhub.EventPosition,
 }
 
 // deliver sends m on l once the client has given credit for it.
-func (c *conn) deliver(l *link, m wire.Message) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for !l.gone && l.sendCredit == 0 {
-		c.credit.Wait()
-	}
-	if l.gone {
-		return errLinkGone
-	}
-	return c.sendMessage(l, m)
-}
+func (c *conn) deliver(l *link, m wire.Message) error { return c.deliverTracked(l, m, nil) }
 
 // runtimeInfo is the delivery annotations of the runtime metric: the
 // partition's last enqueued event as of when it was asked.

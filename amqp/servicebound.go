@@ -117,7 +117,7 @@ func releaseDeliveries(s *session, l *link) {
 
 // deliverTracked sends m on l once the client has credit for it; the
 // delivery's outcome goes to settle (accepted at once for a client that
-// receives settled).
+// receives settled). With settle nil the outcome is not awaited (deliver).
 func (c *conn) deliverTracked(l *link, m wire.Message, settle func(state uint64)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,7 +128,7 @@ func (c *conn) deliverTracked(l *link, m wire.Message, settle func(state uint64)
 		return errLinkGone
 	}
 	id, settled, err := c.transfer(l, m)
-	if err != nil {
+	if err != nil || settle == nil {
 		return err
 	}
 	if settled {

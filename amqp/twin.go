@@ -198,13 +198,9 @@ func (c *conn) startDesiredPushes(ctx context.Context, id string, k twinhub.Key)
 	go func() {
 		defer c.senders.Done()
 		for p := range pushes {
-			body := make(map[string]any, len(p.Patch)+1)
-			for key, v := range p.Patch {
-				body[key] = v
-			}
-			body["$version"] = p.Version
-			data, err := twinhub.MarshalNoHTML(body)
+			data, err := p.DeviceJSON()
 			if err != nil {
+				c.srv.log.Error("encoding a desired-property change", "err", err)
 				continue
 			}
 			if err := c.deliver(out, wire.Message{Data: data}); err != nil {

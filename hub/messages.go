@@ -156,16 +156,23 @@ func (h *Hub) NextC2D(ctx context.Context, deviceID string, after uint64) (*twin
 // CompleteC2D removes a delivered message from its queue, with feedback
 // if the message asked for it.
 func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
+	return h.removeDelivered(ctx, deviceID, m, twinhub.FeedbackSuccess)
+}
+
+// removeDelivered removes a delivered message that the device settled,
+// with feedback of status if the message asked for it. A message gone
+// already was settled before (a redelivery): nothing to do.
+func (h *Hub) removeDelivered(ctx context.Context, deviceID string, m *twinhub.C2DMessage, status string) error {
 	q := h.c2d
 	if q == nil {
 		return nil
 	}
 	err := q.Remove(ctx, deviceID, m.Seq)
 	if errors.Is(err, twinhub.ErrNotFound) {
-		return nil // completed before (a redelivery)
+		return nil
 	}
 	if err == nil {
-		h.feedback(ctx, deviceID, m, twinhub.FeedbackSuccess)
+		h.feedback(ctx, deviceID, m, status)
 	}
 	return err
 }
@@ -173,18 +180,7 @@ func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMe
 // RejectC2D removes a delivered message that the device rejected, with
 // Rejected feedback if the message asked for it.
 func (h *Hub) RejectC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
-	q := h.c2d
-	if q == nil {
-		return nil
-	}
-	err := q.Remove(ctx, deviceID, m.Seq)
-	if errors.Is(err, twinhub.ErrNotFound) {
-		return nil // settled before (a redelivery)
-	}
-	if err == nil {
-		h.feedback(ctx, deviceID, m, twinhub.FeedbackRejected)
-	}
-	return err
+	return h.removeDelivered(ctx, deviceID, m, twinhub.FeedbackRejected)
 }
 
 // PurgeC2D deletes the pending messages of a device (DELETE

@@ -89,6 +89,17 @@ type DesiredPatch struct {
 	Patch   map[string]any `json:"patch"`
 }
 
+// DeviceJSON is the change as devices get it (over MQTT or AMQP): the
+// patch with its $version.
+func (p DesiredPatch) DeviceJSON() ([]byte, error) {
+	body := make(map[string]any, len(p.Patch)+1)
+	for k, v := range p.Patch {
+		body[k] = v
+	}
+	body["$version"] = p.Version
+	return twinhub.MarshalNoHTML(body)
+}
+
 type desiredSub struct{ fn func(DesiredPatch) }
 
 // publishDesired sends a change to every node, which hands it to the

@@ -338,12 +338,7 @@ func (c *conn) startDesired() {
 
 // sendDesired publishes one change, QoS 0, the patch with its $version.
 func (c *conn) sendDesired(p hub.DesiredPatch) {
-	body := make(map[string]any, len(p.Patch)+1)
-	for k, v := range p.Patch {
-		body[k] = v
-	}
-	body["$version"] = p.Version
-	data, err := twinhub.MarshalNoHTML(body)
+	data, err := p.DeviceJSON()
 	if err != nil {
 		c.log.Error("encoding a desired-property change", "err", err)
 		return
