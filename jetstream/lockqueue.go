@@ -89,19 +89,12 @@ func (q *lockQueue) add(ctx context.Context, v any) error {
 // with decode; a record that does not decode is dropped (terminated).
 // It returns the lock token, or ErrNotFound when there is none.
 func (q *lockQueue) receive(decode func(data []byte) error) (string, error) {
-	batch, err := q.cons.FetchNoWait(q.max)
+	msgs, err := q.fetch(decode)
+	for try := 0; err == nil && len(msgs) == 0 && try < 20 && q.undelivered(); try++ {
+		time.Sleep(time.Millisecond << min(try, 4))
+		msgs, err = q.fetch(decode)
+	}
 	if err != nil {
-		return "", err
-	}
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		if err := decode(m.Data()); err != nil {
-			m.Term()
-			continue
-		}
-		msgs = append(msgs, m)
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 		return "", err
 	}
 	if len(msgs) == 0 {
@@ -120,6 +113,50 @@ func (q *lockQueue) receive(decode func(data []byte) error) (string, error) {
 	q.locks[token] = heldLock{msgs: msgs, expires: now.Add(q.lock)}
 	q.mu.Unlock()
 	return token, nil
+}
+
+// undelivered says whether the stream's last record was never handed to
+// the consumer. JetStream tells a consumer of a new record after the
+// publisher's acknowledgement (nats-server signals consumers from its own
+// goroutine), so a no-wait fetch just after an add can find nothing: a
+// record stored before a receive must still be in it.
+func (q *lockQueue) undelivered() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ci, err := q.cons.Info(ctx)
+	if err != nil {
+		return false
+	}
+	stream, err := q.js.Stream(ctx, ci.Stream)
+	if err != nil {
+		return false
+	}
+	si, err := stream.Info(ctx)
+	if err != nil {
+		return false
+	}
+	return si.State.Msgs > 0 && si.State.LastSeq > ci.Delivered.Stream
+}
+
+// fetch takes the records available now, up to max, and decodes each
+// with decode; a record that does not decode is dropped (terminated).
+func (q *lockQueue) fetch(decode func(data []byte) error) ([]jetstream.Msg, error) {
+	batch, err := q.cons.FetchNoWait(q.max)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		if err := decode(m.Data()); err != nil {
+			m.Term()
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return nil, err
+	}
+	return msgs, nil
 }
 
 // take removes a lock that has not expired: ErrNotFound otherwise.
