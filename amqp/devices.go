@@ -97,6 +97,36 @@ func (c *conn) deviceGrant(k twinhub.Key) (audience, method string, err error) {
 	return "", "", last
 }
 
+// revoke detaches the links of identity k (and of its modules, for a
+// device) and drops the grants made for it (its tokens, its
+// certificate's), because it was deleted or disabled. A policy's grant
+// stays: a new link authenticates the identity again.
+func (c *conn) revoke(k twinhub.Key) {
+	revoked := func(d twinhub.Key) bool {
+		return d != twinhub.Key{} && (d == k || k.ModuleID == "" && d.DeviceID == k.DeviceID)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := c.grants[:0]
+	for _, g := range c.grants {
+		if g.policy == "" && revoked(g.device) {
+			continue
+		}
+		kept = append(kept, g)
+	}
+	c.grants = kept
+	e := &wire.Error{Condition: condUnauthorized, Description: fmt.Sprintf("%s was deleted or disabled", k)}
+	for _, s := range c.sessions {
+		for _, l := range s.links {
+			if revoked(l.device) {
+				if err := c.closeLink(l, e); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
 // grantValid says whether the grant of audience is still there and
 // unexpired. Called with mu held.
 func (c *conn) grantValid(audience string) bool {

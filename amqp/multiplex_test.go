@@ -18,8 +18,9 @@ import (
 // C and C# SDKs multiplex them: each puts its own token on the
 // connection's one $cbs link and works on a session of its own. Each gets
 // only its own C2D messages; none may use another's address; a token of
-// one that expires refuses that device's next message only; a device's
-// session that ends disconnects that device only.
+// one that expires refuses that device's next message only; a device
+// disabled loses its links, and a device's session that ends disconnects
+// it, without touching the others.
 func TestMultiplexedDevices(t *testing.T) {
 	e := newEndpointWith(t, amqp.Options{}, hubtest.WithMessaging())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -146,6 +147,18 @@ func TestMultiplexedDevices(t *testing.T) {
 		}
 	}
 
+	// mx2 is disabled: its links are detached, the others' go on.
+	if _, err := e.hub.UpdateDevice(ctx, twinhub.Device{DeviceID: "mx2", Status: "disabled"}, "*"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = devs["mx2"].rcv.Receive(ctx)
+	wantCondition(t, "mx2's C2D link once mx2 is disabled", err, "amqp:unauthorized-access")
+	_, err = devs["mx2"].s.NewSender(ctx, "/devices/mx2/messages/events", nil)
+	wantCondition(t, "a new link of mx2 once disabled", err, "amqp:unauthorized-access")
+	if err := devs["mx1"].snd.Send(ctx, &goamqp.Message{Data: [][]byte{[]byte("after mx2 went")}}); err != nil {
+		t.Errorf("mx1 after mx2 was disabled: %v", err)
+	}
+
 	// A device's session ends: that device only is disconnected.
 	if err := devs["mx3"].s.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -153,7 +166,7 @@ func TestMultiplexedDevices(t *testing.T) {
 	if err := e.hub.FlushConnectionStates(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]string{"mx1": twinhub.StateConnected, "mx2": twinhub.StateConnected, "mx3": twinhub.StateDisconnected} {
+	for id, want := range map[string]string{"mx1": twinhub.StateConnected, "mx2": twinhub.StateDisconnected, "mx3": twinhub.StateDisconnected} {
 		if d, err := e.hub.GetDevice(ctx, id); err != nil || d.ConnectionState != want {
 			t.Errorf("%s after mx3's session ended: %v %v, want %s", id, d.ConnectionState, err, want)
 		}

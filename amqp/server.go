@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/accept"
 )
@@ -64,6 +65,9 @@ type Server struct {
 	// which epochs order (eventhub.go).
 	readersMu sync.Mutex
 	readers   map[partitionKey][]*partitionReader
+
+	// unwatch ends the watch of revoked identities (revoke).
+	unwatch func()
 }
 
 // New returns the AMQP endpoint of core.
@@ -80,8 +84,32 @@ func New(core *hub.Hub, o Options) *Server {
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 30 * time.Second
 	}
-	return &Server{hub: core, opts: o, log: o.Log,
+	s := &Server{hub: core, opts: o, log: o.Log,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, readers: map[partitionKey][]*partitionReader{}}
+	unwatch, err := core.WatchRevocations(func(k twinhub.Key) { go s.revoke(k) })
+	if err != nil {
+		s.log.Warn("amqp: watching deleted and disabled devices; their open links stay until they close", "err", err)
+		unwatch = func() {}
+	}
+	s.unwatch = unwatch
+	return s
+}
+
+// revoke detaches the links of identity k, and for a device those of its
+// modules, on every connection: it was deleted or disabled, and IoT Hub
+// drops its connections then. Only its links go, with
+// amqp:unauthorized-access: other devices multiplexed on the same
+// connection go on.
+func (s *Server) revoke(k twinhub.Key) {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.revoke(k)
+	}
 }
 
 // Serve accepts connections on ln and speaks AMQP over TLS on them with
@@ -158,6 +186,7 @@ func (s *Server) isClosed() bool {
 // Close stops accepting, closes every connection (with a close frame
 // where it is open) and waits for them until ctx ends.
 func (s *Server) Close(ctx context.Context) error {
+	s.unwatch()
 	s.mu.Lock()
 	s.closed = true
 	for ln := range s.listeners {
