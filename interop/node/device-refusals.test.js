@@ -1,7 +1,7 @@
 'use strict';
-// What the device endpoint refuses. Through azure-iot-device: wrong key,
-// expired token, disabled and unknown devices (CONNACK refusal, nothing
-// changes). Through mqtt.js, the MQTT client inside azure-iot-device-mqtt,
+// What the device endpoint refuses. Through azure-iot-device over Mqtt,
+// MqttWs, Amqp and AmqpWs: wrong key, expired token, disabled and unknown
+// devices (the CONNACK or the $cbs put-token refuses; nothing changes). Through mqtt.js, the MQTT client inside azure-iot-device-mqtt,
 // for what the SDK never sends: another device's topics, an oversize
 // packet, QoS 2 and retained publishes (the connection is closed, or the
 // SUBACK says 0x80). Address 127.0.0.44.
@@ -10,8 +10,9 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { Registry } = require('azure-iothub');
-const { Client } = require('azure-iot-device');
+const { Client, Message } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 // mqtt.js is azure-iot-device-mqtt's own dependency (pinned by the lock file).
 const mqtt = require('mqtt');
 
@@ -61,7 +62,7 @@ describe('device endpoint refusals', () => {
     assert.equal(now.etag, before.etag);
   }
 
-  for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs]]) {
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
     it(`${name}: wrong key`, async () => {
       const { id } = await newDevice('wrongkey');
       const cs = `HostName=${hub.address};DeviceId=${id};SharedAccessKey=${crypto.randomBytes(32).toString('base64')}`;
@@ -80,23 +81,28 @@ describe('device endpoint refusals', () => {
     });
   }
 
-  it('disabling a connected device disconnects it, and it cannot come back', async () => {
-    const { id } = await newDevice('disable-live');
-    const client = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
-    try {
-      await client.open();
-      // The client emits no 'disconnect' for a close by the hub when no
-      // feature needs reconnecting; its transport does.
-      const gone = new Promise((resolve) => client._transport.once('disconnect', resolve));
-      const { responseBody: dev } = await registry.get(id);
-      await registry.update({ deviceId: id, status: 'disabled', authentication: dev.authentication });
-      await Promise.race([gone, sleep(10000).then(() => assert.fail('still connected 10 s after being disabled'))]);
-      assert.equal((await registry.get(id)).responseBody.connectionState, 'Disconnected');
-    } finally {
-      await client.close().catch(() => {});
-    }
-    await refused(Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt), id);
-  });
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp]]) {
+    it(`${name}: disabling a connected device disconnects it, and it cannot come back`, async () => {
+      const { id } = await newDevice('disable-live');
+      const client = Client.fromConnectionString(hub.deviceConnectionString(id), Transport);
+      try {
+        await client.open();
+        // A message, so that the device is connected over AMQP too (it is
+        // from its first link).
+        await client.sendEvent(new Message('before'));
+        // The client emits no 'disconnect' for a close by the hub when no
+        // feature needs reconnecting; its transport does.
+        const gone = new Promise((resolve) => client._transport.once('disconnect', resolve));
+        const { responseBody: dev } = await registry.get(id);
+        await registry.update({ deviceId: id, status: 'disabled', authentication: dev.authentication });
+        await Promise.race([gone, sleep(10000).then(() => assert.fail('still connected 10 s after being disabled'))]);
+        assert.equal((await registry.get(id)).responseBody.connectionState, 'Disconnected');
+      } finally {
+        await client.close().catch(() => {});
+      }
+      await refused(Client.fromConnectionString(hub.deviceConnectionString(id), Transport), id);
+    });
+  }
 
   it('unknown device', async () => {
     const cs = `HostName=${hub.address};DeviceId=nobody-${Date.now()};SharedAccessKey=${crypto.randomBytes(32).toString('base64')}`;
