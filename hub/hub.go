@@ -28,8 +28,10 @@ type Hub struct {
 	// states writes connection states in the background (connections.go).
 	states connStates
 
-	subsMu sync.Mutex
-	subs   map[twinhub.Key]map[*desiredSub]struct{}
+	// desired and c2dReady hand the desired changes and C2D notices of
+	// the bus to this node's connections (fanout.go).
+	desired  fanout[twinhub.Key, DesiredPatch]
+	c2dReady fanout[string, struct{}]
 
 	// Messages (messages.go): the stores Config gave, fixed for the
 	// hub's life; without telemetry, events are acknowledged and dropped
@@ -102,7 +104,6 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		bus:      c.Bus,
 		log:      c.Log,
 		index:    index.NewIndex(),
-		subs:     map[twinhub.Key]map[*desiredSub]struct{}{},
 
 		telemetry: c.Telemetry,
 		eventHub:  c.EventHubName,
@@ -146,6 +147,13 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		cancel, err := c.Bus.Subscribe(desiredSubject+">", h.deliverDesired)
 		if err != nil {
 			return nil, fmt.Errorf("subscribing to desired-property events: %w", err)
+		}
+		context.AfterFunc(ctx, cancel)
+		cancel, err = c.Bus.Subscribe(c2dReadySubject+">", func(subject string, _ []byte) {
+			h.c2dReady.send(strings.TrimPrefix(subject, c2dReadySubject), struct{}{})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("subscribing to cloud-to-device notices: %w", err)
 		}
 		context.AfterFunc(ctx, cancel)
 	}

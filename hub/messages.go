@@ -124,7 +124,7 @@ func (h *Hub) WatchC2D(deviceID string, fn func()) (cancel func(), err error) {
 	if h.bus == nil {
 		return func() {}, nil
 	}
-	return h.bus.Subscribe(c2dReadySubject+twinhub.EncodeID(deviceID), func(string, []byte) { fn() })
+	return h.c2dReady.add(twinhub.EncodeID(deviceID), func(struct{}) { fn() }), nil
 }
 
 // NextC2D returns the first live message of a device after seq after,

@@ -100,8 +100,6 @@ func (p DesiredPatch) DeviceJSON() ([]byte, error) {
 	return twinhub.MarshalNoHTML(body)
 }
 
-type desiredSub struct{ fn func(DesiredPatch) }
-
 // publishDesired sends a change to every node, which hands it to the
 // identity's connections there. A failure is logged, not returned: the
 // twin is written, and a device that misses an event reads the twin again
@@ -129,15 +127,7 @@ func (h *Hub) deliverDesired(subject string, data []byte) {
 		h.log.Error("bad desired-property event", "subject", subject, "err", err)
 		return
 	}
-	h.subsMu.Lock()
-	subs := make([]*desiredSub, 0, len(h.subs[k]))
-	for s := range h.subs[k] {
-		subs = append(subs, s)
-	}
-	h.subsMu.Unlock()
-	for _, s := range subs {
-		s.fn(p)
-	}
+	h.desired.send(k, p)
 }
 
 // SubscribeDesired calls fn with every desired-property change of k as it
@@ -146,19 +136,5 @@ func (h *Hub) deliverDesired(subject string, data []byte) {
 // bus delivering at most once, one may be missing): the subscriber puts
 // them back in order (mqtt's desiredFeed).
 func (h *Hub) SubscribeDesired(k twinhub.Key, fn func(DesiredPatch)) (cancel func()) {
-	s := &desiredSub{fn: fn}
-	h.subsMu.Lock()
-	if h.subs[k] == nil {
-		h.subs[k] = map[*desiredSub]struct{}{}
-	}
-	h.subs[k][s] = struct{}{}
-	h.subsMu.Unlock()
-	return func() {
-		h.subsMu.Lock()
-		delete(h.subs[k], s)
-		if len(h.subs[k]) == 0 {
-			delete(h.subs, k)
-		}
-		h.subsMu.Unlock()
-	}
+	return h.desired.add(k, fn)
 }
