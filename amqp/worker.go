@@ -15,12 +15,18 @@ import (
 // finishes messages rather than as they arrive, so that what waits for
 // it never exceeds the credit.
 
-// linkWork is the queue of a link's worker.
+// linkWork is the queue of a link's worker. The worker's goroutine runs
+// only while the queue has messages: an idle link (a device's telemetry
+// sender between messages, thousands of them multiplexed) holds none.
 type linkWork struct {
-	mu     sync.Mutex
-	queue  []queued
-	wake   chan struct{} // a token when the queue may have grown
+	c      *conn
+	l      *link
+	ctx    context.Context
 	handle func(m wire.Message) wire.Described
+
+	mu      sync.Mutex
+	queue   []queued
+	running bool // a goroutine is draining the queue
 }
 
 // queued is a message waiting for the worker, with its delivery.
@@ -31,27 +37,62 @@ type queued struct {
 	unsettled bool
 }
 
+// push queues a message and starts the worker's goroutine if it is not
+// running. Called by the connection's reader only, so that no goroutine
+// starts after the connection waits for its senders.
 func (w *linkWork) push(q queued) {
 	w.mu.Lock()
 	w.queue = append(w.queue, q)
+	start := !w.running
+	w.running = true
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	if start {
+		w.c.senders.Add(1)
+		go w.drain()
 	}
 }
 
-// pop takes the next message and says how many wait behind it.
+// pop takes the next message and says how many wait behind it; with none,
+// the goroutine that asked ends (running is cleared under the same lock
+// that push sets it under).
 func (w *linkWork) pop() (q queued, waiting int, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.queue) == 0 {
+	if len(w.queue) == 0 || w.ctx.Err() != nil {
+		w.running = false
 		return queued{}, 0, false
 	}
 	q = w.queue[0]
 	w.queue[0] = queued{}
 	w.queue = w.queue[1:]
+	if len(w.queue) == 0 {
+		w.queue = nil // let a burst's array go
+	}
 	return q, len(w.queue), true
+}
+
+// drain handles the queued messages in order until the queue is empty or
+// the link goes.
+func (w *linkWork) drain() {
+	defer w.c.senders.Done()
+	for {
+		q, waiting, ok := w.pop()
+		if !ok {
+			return
+		}
+		var outcome wire.Described
+		if q.decodeErr != nil {
+			outcome = decodeRejected(q.decodeErr)
+		} else {
+			outcome = w.handle(q.m)
+		}
+		if err := w.c.finished(w.l, q, outcome, waiting); err != nil {
+			w.mu.Lock()
+			w.running, w.queue = false, nil
+			w.mu.Unlock()
+			return
+		}
+	}
 }
 
 // decodeRejected is the outcome of a message that does not decode.
@@ -62,36 +103,9 @@ func decodeRejected(err error) wire.Described {
 // startWorker gives l a worker that handles its messages with handle
 // (called without the connection's lock), until the link goes.
 func (c *conn) startWorker(l *link, handle func(m wire.Message) wire.Described) {
-	w := &linkWork{wake: make(chan struct{}, 1), handle: handle}
-	l.work = w
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stop = cancel
-	c.senders.Add(1)
-	go func() {
-		defer c.senders.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-w.wake:
-			}
-			for ctx.Err() == nil {
-				q, waiting, ok := w.pop()
-				if !ok {
-					break
-				}
-				var outcome wire.Described
-				if q.decodeErr != nil {
-					outcome = decodeRejected(q.decodeErr)
-				} else {
-					outcome = w.handle(q.m)
-				}
-				if err := c.finished(l, q, outcome, waiting); err != nil {
-					return
-				}
-			}
-		}
-	}()
+	l.work = &linkWork{c: c, l: l, ctx: ctx, handle: handle}
 }
 
 // finished settles a delivery the worker handled and renews the link's
