@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
+	"github.com/twinhub/twinhub/hub"
 )
 
 // The device side: devices and modules (azure-iot-device-amqp, the C# and
@@ -36,10 +38,6 @@ const (
 	// c2dRetry is how long a device's C2D receiver waits before looking
 	// again after an error, or after the device abandoned a message.
 	c2dRetry = 200 * time.Millisecond
-	// c2dPoll is how often an idle receiver looks at the queue by
-	// itself, in case a notice of a new message was lost (the bus
-	// delivers at most once).
-	c2dPoll = 5 * time.Second
 )
 
 // parseDeviceAddress reads "devices/<id>[/modules/<m>]/<rest>" (the ids
@@ -204,77 +202,131 @@ func (c *conn) deviceLinkClosed(l *link) {
 // accepted (complete) removes it, with feedback; rejected removes it
 // with Rejected feedback; released or modified (abandon) leaves it to
 // come again. A message whose outcome never comes stays queued for the
-// next receiver, so delivery is at least once, as over MQTT.
+// next receiver, so delivery is at least once, as over MQTT. Called with
+// mu held, when the attach is answered.
 func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 	ctx, cancel := context.WithCancel(context.Background())
-	l.stop = cancel
-	h := c.srv.hub
-	wake := make(chan struct{}, 1)
-	unwatch, err := h.WatchC2D(deviceID, func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	})
+	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, audience: audience, ctx: ctx}
+	unwatch, err := c.srv.hub.WatchC2D(deviceID, r.kick)
 	if err != nil {
 		c.srv.log.Warn("amqp: watching cloud-to-device messages", "device", deviceID, "err", err)
 		unwatch = func() {}
 	}
-	c.senders.Add(1)
-	go func() {
-		defer c.senders.Done()
-		defer unwatch()
-		poll := time.NewTicker(c2dPoll)
-		defer poll.Stop()
-		for ctx.Err() == nil {
-			rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-			m, err := h.NextC2D(rctx, deviceID, 0)
-			rcancel()
-			if err != nil {
-				if !errors.Is(err, twinhub.ErrNotFound) && ctx.Err() == nil {
-					c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", deviceID, "err", err)
-				}
-				select {
-				case <-ctx.Done():
-				case <-wake:
-				case <-poll.C:
-				}
-				continue
+	r.poll = time.AfterFunc(hub.C2DPollAfter(), r.kick)
+	l.stop = func() {
+		r.mu.Lock()
+		r.stopped = true
+		r.mu.Unlock()
+		cancel()
+		unwatch()
+		r.poll.Stop()
+	}
+	r.kick()
+}
+
+// c2dReceiver is the delivery of a device's C2D link. Its goroutine runs
+// while the device has messages: an idle receiver waits for a notice of
+// a new message (the hub's C2D watch) or its poll timer, and holds no
+// goroutine, so that a hub can keep many idle devices.
+type c2dReceiver struct {
+	c                  *conn
+	l                  *link
+	deviceID, audience string
+	ctx                context.Context
+	poll               *time.Timer // looks again in case a notice was lost
+
+	mu      sync.Mutex
+	running bool // the goroutine is delivering
+	again   bool // a notice came while it was
+	stopped bool // the link went: start nothing more
+}
+
+// kick looks at the queue: it starts the goroutine, or tells the running
+// one to look again before it stops. It never blocks (it is the watch's
+// callback).
+func (r *c2dReceiver) kick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	if r.running {
+		r.again = true
+		return
+	}
+	r.running, r.again = true, false
+	// stopped is set (under mu) before the connection waits for its
+	// senders, so this Add comes before that Wait.
+	r.c.senders.Add(1)
+	go r.deliver()
+}
+
+// idle ends the goroutine unless a notice came meanwhile; the poll timer
+// is set to look again later.
+func (r *c2dReceiver) idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.again && !r.stopped {
+		r.again = false
+		return false
+	}
+	r.running = false
+	if !r.stopped {
+		r.poll.Reset(hub.C2DPollAfter())
+	}
+	return true
+}
+
+// deliver sends the queued messages until there is none.
+func (r *c2dReceiver) deliver() {
+	defer r.c.senders.Done()
+	c, l, h := r.c, r.l, r.c.srv.hub
+	for r.ctx.Err() == nil {
+		rctx, rcancel := context.WithTimeout(r.ctx, 30*time.Second)
+		m, err := h.NextC2D(rctx, r.deviceID, 0)
+		rcancel()
+		if err != nil {
+			if !errors.Is(err, twinhub.ErrNotFound) && r.ctx.Err() == nil {
+				c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", r.deviceID, "err", err)
 			}
-			c.mu.Lock()
-			valid := c.grantValid(audience)
-			if !valid {
-				c.closeLink(l, &wire.Error{Condition: condUnauthorized, Description: "the device's token on this connection has expired"})
-			}
-			c.mu.Unlock()
-			if !valid {
+			if r.idle() {
 				return
 			}
-			settled := make(chan uint64, 1)
-			if err := c.deliverTracked(l, c2dMessage(m), func(state uint64) { settled <- state }); err != nil {
-				return
-			}
-			// The outcome always comes: from the device, or released when
-			// the link goes (forget), which then ends this loop.
-			state := <-settled
-			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-			switch state {
-			case wire.CodeAccepted:
-				err = h.CompleteC2D(sctx, deviceID, m)
-			case wire.CodeRejected:
-				err = h.RejectC2D(sctx, deviceID, m)
-			default: // released, modified: abandoned, it comes again
-				select {
-				case <-ctx.Done():
-				case <-time.After(c2dRetry):
-				}
-			}
-			scancel()
-			if err != nil {
-				c.srv.log.Warn("amqp: settling a cloud-to-device message", "device", deviceID, "err", err)
+			continue
+		}
+		c.mu.Lock()
+		valid := c.grantValid(r.audience)
+		if !valid {
+			c.closeLink(l, &wire.Error{Condition: condUnauthorized, Description: "the device's token on this connection has expired"})
+		}
+		c.mu.Unlock()
+		if !valid {
+			return
+		}
+		settled := make(chan uint64, 1)
+		if err := c.deliverTracked(l, c2dMessage(m), func(state uint64) { settled <- state }); err != nil {
+			return
+		}
+		// The outcome always comes: from the device, or released when
+		// the link goes (forget), which then ends this loop.
+		state := <-settled
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		switch state {
+		case wire.CodeAccepted:
+			err = h.CompleteC2D(sctx, r.deviceID, m)
+		case wire.CodeRejected:
+			err = h.RejectC2D(sctx, r.deviceID, m)
+		default: // released, modified: abandoned, it comes again
+			select {
+			case <-r.ctx.Done():
+			case <-time.After(c2dRetry):
 			}
 		}
-	}()
+		scancel()
+		if err != nil {
+			c.srv.log.Warn("amqp: settling a cloud-to-device message", "device", r.deviceID, "err", err)
+		}
+	}
 }
 
 // c2dMessage is a queued cloud-to-device message as the device SDKs

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -119,7 +120,21 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessag
 
 // WatchC2D calls fn whenever a message is queued for deviceID, on any
 // node, until cancel. fn must not block. Delivery is at most once, so
-// readers also look now and then.
+// readers also look now and then (C2DPollAfter).
+// c2dPoll is about how often an idle C2D reader looks at its queue by
+// itself: in case a notice was lost (the bus delivers at most once, and
+// drops notices while the hub's NATS connection is down), or a message
+// came back without one (its HTTPS lock expired). Rare, so rarely: 100,000
+// idle devices look 2,000 times a second at this pace.
+const c2dPoll = 40 * time.Second
+
+// C2DPollAfter is how long an idle C2D reader waits before it looks at its
+// queue by itself: c2dPoll, give or take a random quarter, so that many
+// idle devices do not look at once.
+func C2DPollAfter() time.Duration {
+	return c2dPoll*3/4 + rand.N(c2dPoll/2)
+}
+
 func (h *Hub) WatchC2D(deviceID string, fn func()) (cancel func(), err error) {
 	if h.bus == nil {
 		return func() {}, nil

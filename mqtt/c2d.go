@@ -8,6 +8,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 )
 
 // Cloud-to-device messages: while a device connection holds the
@@ -16,10 +17,6 @@ import (
 // at QoS 1 and removes it from the queue when the device's PUBACK comes.
 // A message whose PUBACK never comes stays queued and goes to the next
 // connection, so delivery is at least once, as on IoT Hub.
-
-// c2dPoll is how often an idle delivery looks at the queue by itself, in
-// case a notice of a new message was lost (the bus delivers at most once).
-const c2dPoll = 5 * time.Second
 
 // c2dSettle delays the first delivery after the subscription. The Go
 // SDK (amenzhinsky/iothub) registers its receiver only after the SUBACK,
@@ -108,7 +105,9 @@ func (c *conn) c2dAcked(id uint16) {
 func (c *conn) deliverC2D(ctx context.Context, d *c2dDelivery) {
 	dev := c.key.DeviceID
 	var packetID uint16
-	poll := time.NewTicker(c2dPoll)
+	// An idle delivery looks at the queue by itself now and then, in
+	// case a notice of a new message was lost.
+	poll := time.NewTicker(hub.C2DPollAfter())
 	defer poll.Stop()
 	select {
 	case <-ctx.Done():
