@@ -35,6 +35,14 @@ type Bus interface {
 	Subscribe(subject string, fn func(subject string, data []byte)) (cancel func(), err error)
 }
 
+// ReconnectingBus is a Bus that says how often it reconnected to the
+// backbone. Events sent while it was away are lost, so the hub has the
+// readers that wait for notices look again after each reconnection.
+type ReconnectingBus interface {
+	Bus
+	Reconnects() uint64
+}
+
 // RevisionGetter is a Store that can tell a caller who already holds a
 // record at some revision that it has not changed, without decoding it
 // again. The hub's record cache (hub/cache.go) uses it for every read.

@@ -49,3 +49,18 @@ func (f *fanout[K, V]) send(k K, v V) {
 		r.fn(v)
 	}
 }
+
+// sendAll calls every registered function with v.
+func (f *fanout[K, V]) sendAll(v V) {
+	f.mu.Lock()
+	var rs []*fanoutFn[V]
+	for _, m := range f.fns {
+		for r := range m {
+			rs = append(rs, r)
+		}
+	}
+	f.mu.Unlock()
+	for _, r := range rs {
+		r.fn(v)
+	}
+}

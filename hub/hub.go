@@ -156,6 +156,9 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 			return nil, fmt.Errorf("subscribing to cloud-to-device notices: %w", err)
 		}
 		context.AfterFunc(ctx, cancel)
+		if rb, ok := c.Bus.(twinhub.ReconnectingBus); ok {
+			go h.wakeC2DOnReconnect(ctx, rb)
+		}
 	}
 	if c.C2D != nil && c.C2DSweepInterval > 0 {
 		go h.sweepC2DEvery(ctx, c.C2DSweepInterval)

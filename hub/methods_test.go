@@ -106,3 +106,29 @@ func TestC2DNoticeAcrossNodes(t *testing.T) {
 		t.Fatalf("%+v %v", m, err)
 	}
 }
+
+// TestC2DWatchAfterReconnect: notices sent while the bus is away are lost,
+// so every C2D watcher of the node is woken to look again once it is
+// back. No message is sent: only the reconnection can wake it.
+func TestC2DWatchAfterReconnect(t *testing.T) {
+	h := hubtest.New(t, hubtest.WithMessaging())
+	woke := make(chan struct{}, 1)
+	cancel, err := h.WatchC2D("d1", func() {
+		select {
+		case woke <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if err := h.Conn.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watcher was not woken after the bus reconnected")
+	}
+}

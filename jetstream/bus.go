@@ -10,7 +10,7 @@ import (
 // publisher, reaching every node of a cluster.
 type Bus struct{ nc *nats.Conn }
 
-var _ twinhub.Bus = Bus{}
+var _ twinhub.ReconnectingBus = Bus{}
 
 func NewBus(nc *nats.Conn) Bus { return Bus{nc: nc} }
 
@@ -23,3 +23,6 @@ func (b Bus) Subscribe(subject string, fn func(string, []byte)) (func(), error) 
 	}
 	return func() { sub.Unsubscribe() }, nil
 }
+
+// Reconnects is how often the connection reconnected to NATS.
+func (b Bus) Reconnects() uint64 { return b.nc.Stats().Reconnects }
