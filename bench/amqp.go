@@ -304,3 +304,157 @@ func (e *env) telemetryAMQP() error {
 	res.extra("payload_bytes", float64(e.cfg.PayloadBytes))
 	return nil
 }
+
+// devicesPerAMQPConnection is how many device sessions sessions-amqp puts
+// on one connection: under the hub's channel-max (4999), one channel left
+// for the connection's $cbs session.
+const devicesPerAMQPConnection = 4000
+
+// sessionsAMQP: devices multiplexed over a few AMQP connections, as the C
+// and C# SDKs multiplex them to save sockets: each device puts its own
+// token on its connection's one $cbs link, begins a session of its own and
+// attaches its telemetry sender and C2D receiver, then stays idle. The
+// hub's memory before and after gives the memory per idle device session.
+func (e *env) sessionsAMQP() error {
+	ids := e.ids("sessions-amqp", e.cfg.Devices)
+	if err := e.createDevices(ids, nil); err != nil {
+		return err
+	}
+	e.gcNow()
+	var before Snapshot
+	if e.t.Usage != nil {
+		before, _ = e.t.Usage()
+	}
+	groups := (len(ids) + devicesPerAMQPConnection - 1) / devicesPerAMQPConnection
+	conns := make([]*goamqp.Conn, groups)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	rec := newRecorder()
+	var setupErr error
+	var mu sync.Mutex
+	res := e.measure("sessions-amqp", "sessions", groups, rec, func() {
+		var wg sync.WaitGroup
+		for g := range groups {
+			group := ids[g*devicesPerAMQPConnection : min(len(ids), (g+1)*devicesPerAMQPConnection)]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := e.multiplexDevices(group, rec)
+				mu.Lock()
+				defer mu.Unlock()
+				conns[g] = conn
+				if err != nil && setupErr == nil {
+					setupErr = err
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	if setupErr != nil {
+		return setupErr
+	}
+	res.note("%d devices a connection, a session each with its own $cbs token, telemetry sender and C2D receiver", devicesPerAMQPConnection)
+	idle := min(e.cfg.Duration, 5*time.Second)
+	e.progressf("  %d sessions open; idle for %s", res.Ops, idle)
+	time.Sleep(idle)
+	e.gcNow()
+	if e.t.Usage != nil && res.Ops > 0 {
+		if after, err := e.t.Usage(); err == nil {
+			res.extra("sessions", float64(res.Ops))
+			if after.RSS > 0 && before.RSS > 0 {
+				res.extra("rss_bytes_per_session", float64(after.RSS-before.RSS)/float64(res.Ops))
+			}
+			if after.Heap > 0 && before.Heap > 0 {
+				res.extra("heap_bytes_per_session", float64(after.Heap-before.Heap)/float64(res.Ops))
+			}
+			if after.Goroutines > 0 {
+				res.extra("goroutines_per_session", float64(after.Goroutines-before.Goroutines)/float64(res.Ops))
+			}
+			if e.t.InProcess {
+				res.note("memory per session counts the hub and go-amqp's side of each session: both live in this process (--hub-process keeps them apart)")
+			}
+		}
+	}
+	return nil
+}
+
+// multiplexDevices opens one connection for ids: their tokens put on one
+// $cbs link (pipelined, answered in order), then a session a device with
+// its two links, each recorded in rec. An error that ends the connection
+// is returned; one device's refusal is only recorded.
+func (e *env) multiplexDevices(ids []string, rec *recorder) (*goamqp.Conn, error) {
+	ctx := e.ctx
+	conn, err := goamqp.Dial("amqps://"+e.t.AMQPAddr, &goamqp.ConnOptions{
+		TLSConfig: e.t.tlsConfig(e.cfg.TLSVersion), HostName: e.t.Host, Timeout: requestTimeout})
+	if err != nil {
+		return nil, err
+	}
+	cbs, err := conn.NewSession(ctx, nil)
+	if err != nil {
+		return conn, err
+	}
+	snd, err := cbs.NewSender(ctx, "$cbs", nil)
+	if err != nil {
+		return conn, err
+	}
+	reply := "cbs-reply"
+	rcv, err := cbs.NewReceiver(ctx, "$cbs", &goamqp.ReceiverOptions{TargetAddress: reply, Credit: 100})
+	if err != nil {
+		return conn, err
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for i, id := range ids {
+			audience := e.t.Host + "/devices/" + id
+			tok, err := sas.NewToken(audience, "", e.key, time.Now().Add(time.Hour))
+			if err == nil {
+				err = snd.Send(ctx, &goamqp.Message{
+					Properties:            &goamqp.MessageProperties{MessageID: uint64(i), ReplyTo: &reply},
+					ApplicationProperties: map[string]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": audience},
+					Value:                 tok,
+				})
+			}
+			if err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	granted := make([]bool, len(ids))
+	for range ids {
+		m, err := rcv.Receive(ctx)
+		if err != nil {
+			return conn, fmt.Errorf("put-token answers: %w", err)
+		}
+		rcv.AcceptMessage(ctx, m)
+		i, _ := m.Properties.CorrelationID.(uint64)
+		if code, _ := m.ApplicationProperties["status-code"].(int32); code == 200 && int(i) < len(ids) {
+			granted[i] = true
+		}
+	}
+	if err := <-sent; err != nil {
+		return conn, err
+	}
+	for i, id := range ids {
+		start := time.Now()
+		if !granted[i] {
+			rec.done(start, fmt.Errorf("put-token of %s refused", id))
+			continue
+		}
+		s, err := conn.NewSession(ctx, nil)
+		if err == nil {
+			_, err = s.NewSender(ctx, "/devices/"+id+"/messages/events", nil)
+		}
+		if err == nil {
+			_, err = s.NewReceiver(ctx, "/devices/"+id+"/messages/devicebound", nil)
+		}
+		rec.done(start, err)
+	}
+	return conn, nil
+}

@@ -170,6 +170,22 @@ func goals(rep *Report) []Goal {
 		}
 		out = append(out, g)
 	}
+	if r := find(rs, "sessions-amqp"); r != nil {
+		g := Goal{Goal: "idle multiplexed AMQP device sessions <= 8 KB each"}
+		if b, ok := r.Extra["rss_bytes_per_session"]; ok {
+			g.Measured = fmt.Sprintf("RSS %.1f KB per session (%.0f sessions)", b/1024, r.Extra["sessions"])
+			g.Met = b <= 8<<10 && !rep.Hub.InProcess
+			if h, ok := r.Extra["heap_bytes_per_session"]; ok {
+				g.Note = fmt.Sprintf("Go heap %.1f KB per session", h/1024)
+			}
+			if rep.Hub.InProcess {
+				g.Note = strings.TrimPrefix(g.Note+"; hub and client together (--hub-process measures the hub alone)", "; ")
+			}
+		} else {
+			g.Measured = fmt.Sprintf("%.0f sessions, the hub's memory not measured", float64(r.Ops))
+		}
+		out = append(out, g)
+	}
 	if r := find(rs, "eventhub/read"); r != nil {
 		g := Goal{Goal: "Event Hubs readers keep up: reads >= 1.0x ingest"}
 		if v, ok := ratio("eventhub/read", "eventhub/ingest"); ok {

@@ -17,7 +17,7 @@ import (
 // Scenarios lists the scenarios in the order `all` runs them, and
 // Baselines the baselines.
 var (
-	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "eventhub", "c2d-amqp"}
+	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "sessions-amqp", "eventhub", "c2d-amqp"}
 	Baselines = []string{"kv", "mosquitto", "tls", "https", "c2d-rest"}
 )
 
@@ -36,7 +36,8 @@ var baselinesOf = map[string][]string{
 // Config scales the scenarios. Zero fields take the defaults of
 // DefaultConfig (or QuickConfig).
 type Config struct {
-	// Devices is how many devices the connect scenario connects.
+	// Devices is how many devices the connect scenario connects, and
+	// sessions-amqp multiplexes.
 	Devices int `json:"devices"`
 	// ConnectConcurrency is how many connections are being made at once.
 	ConnectConcurrency int `json:"connect_concurrency"`
@@ -224,6 +225,8 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.httpsBaseline()
 		case "telemetry-amqp":
 			err = e.telemetryAMQP()
+		case "sessions-amqp":
+			err = e.sessionsAMQP()
 		case "eventhub":
 			err = e.eventhub()
 		case "c2d-amqp":

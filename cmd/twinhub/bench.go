@@ -41,16 +41,18 @@ func benchCommand(g *globals) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO...",
-		Short: "Load-test a hub over MQTT, AMQP and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, telemetry-amqp, eventhub, c2d-amqp, kv, mosquitto, tls, https, c2d-rest, all)",
+		Short: "Load-test a hub over MQTT, AMQP and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, telemetry-amqp, sessions-amqp, eventhub, c2d-amqp, kv, mosquitto, tls, https, c2d-rest, all)",
 		Long: `bench simulates devices (MQTT over TLS with SAS tokens) and back ends (HTTPS
 REST, AMQP) against a hub, and prints throughput, latency percentiles, errors
 and the hub's CPU and memory; --json writes the same as JSON.
 
 Scenarios: connect, reported, desired, twin-read, telemetry, query, methods,
 telemetry-amqp (devices send telemetry over AMQP, beside telemetry over
-MQTT), eventhub (devices send telemetry over MQTT while a reader a partition takes
-it from the Event Hubs-compatible endpoint), c2d-amqp (C2D sends on the
-service SDKs' AMQP link).
+MQTT), sessions-amqp (--devices multiplexed over a few AMQP connections, a
+session each, then idle: the hub's memory per session), eventhub (devices
+send telemetry over MQTT while a reader a partition takes it from the Event
+Hubs-compatible endpoint), c2d-amqp (C2D sends on the service SDKs' AMQP
+link).
 Baselines: kv (raw JetStream KV put and get+compare-and-set), mosquitto (the
 telemetry load against Mosquitto over TLS, when installed), tls (a bare Go
 TLS server's handshake rate, TLS 1.2 and 1.3), https (a bare HTTPS server),
@@ -71,7 +73,7 @@ embedded JetStream in a temporary folder and loopback ports (with
 	fl := cmd.Flags()
 	d := bench.DefaultConfig()
 	fl.BoolVar(&f.quick, "quick", false, "small scale: every scenario in seconds (defaults of the flags below become smaller)")
-	fl.IntVar(&f.cfg.Devices, "devices", 0, fmt.Sprintf("devices the connect scenario connects (default %d)", d.Devices))
+	fl.IntVar(&f.cfg.Devices, "devices", 0, fmt.Sprintf("devices the connect scenario connects, and sessions-amqp multiplexes (default %d)", d.Devices))
 	fl.IntVar(&f.cfg.ConnectConcurrency, "connect-concurrency", 0, fmt.Sprintf("connections made at once (connect, tls) (default %d)", d.ConnectConcurrency))
 	fl.IntVar(&f.cfg.Clients, "clients", 0, fmt.Sprintf("devices or back-end workers generating load, and the KV baseline's concurrency (default %d)", d.Clients))
 	fl.DurationVar(&f.cfg.Duration, "duration", 0, fmt.Sprintf("length of each measured phase (default %s)", d.Duration))
