@@ -89,6 +89,14 @@ type conn struct {
 	// senders are the goroutines sending on links (eventhub.go).
 	senders sync.WaitGroup
 
+	// settles are the outcomes of asynchronously stored messages waiting
+	// to be written, settling whether a goroutine writes them, and
+	// settleClosed whether the connection ended (settle.go).
+	settleMu     sync.Mutex
+	settles      []settlement
+	settling     bool
+	settleClosed bool
+
 	opened atomic.Bool // both open frames sent
 	closed atomic.Bool // a close frame sent
 	done   chan struct{}
@@ -166,6 +174,7 @@ func (c *conn) serve(deadline time.Time) {
 		go c.heartbeat(stop)
 	}
 	err := c.frames()
+	c.stopSettling()
 	c.endLinks()
 	c.fail(err)
 	c.nc.Close()
@@ -453,14 +462,30 @@ func (c *conn) send(channel uint16, code uint64, fields wire.List, payload []byt
 // sendFrame writes one frame of type typ, no larger than the peer takes,
 // and flushes it.
 func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List, payload []byte) error {
-	frame, err := wire.AppendPerformativeFrame(nil, typ, channel, code, fields, payload)
+	frame, err := c.appendFrameOf(nil, typ, channel, code, fields, payload)
 	if err != nil {
 		return err
 	}
-	if uint32(len(frame)) > c.maxOut {
-		return closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", len(frame), c.maxOut)
-	}
 	return c.write(frame)
+}
+
+// appendFrame appends an AMQP frame without payload to buf, to be written
+// with others in one write.
+func (c *conn) appendFrame(buf []byte, channel uint16, code uint64, fields wire.List) ([]byte, error) {
+	return c.appendFrameOf(buf, wire.FrameAMQP, channel, code, fields, nil)
+}
+
+// appendFrameOf appends a frame of type typ, no larger than the peer
+// takes, to buf.
+func (c *conn) appendFrameOf(buf []byte, typ byte, channel uint16, code uint64, fields wire.List, payload []byte) ([]byte, error) {
+	out, err := wire.AppendPerformativeFrame(buf, typ, channel, code, fields, payload)
+	if err != nil {
+		return buf, err
+	}
+	if n := len(out) - len(buf); uint32(n) > c.maxOut {
+		return buf, closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", n, c.maxOut)
+	}
+	return out, nil
 }
 
 // write writes and flushes b under wmu. A client that stops reading

@@ -169,7 +169,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 		l.start = func() { c.deliverC2D(l, k.DeviceID, audience) }
 		return nil
 	}
-	c.startWorker(l, func(m wire.Message) wire.Described { return c.deviceTelemetry(k, audience, method, m) })
+	l.store = func(m wire.Message, done func(wire.Described)) { c.deviceTelemetry(k, audience, method, m, done) }
 	return nil
 }
 
@@ -356,14 +356,14 @@ func c2dMessage(m *twinhub.C2DMessage) wire.Message {
 	return w
 }
 
-// deviceTelemetry stores one message of a device's telemetry link, with
-// the properties the device gave it. It runs on the link's worker.
-func (c *conn) deviceTelemetry(k twinhub.Key, audience, method string, m wire.Message) wire.Described {
-	c.mu.Lock()
-	valid := c.grantValid(audience)
-	c.mu.Unlock()
-	if !valid {
-		return rejected(condUnauthorized, fmt.Sprintf("the token of %s on this connection has expired; put a new one on $cbs", k))
+// deviceTelemetry starts storing one message of a device's telemetry
+// link, with the properties the device gave it; done gets the outcome
+// once the stream has it (the hub's asynchronous append, as MQTT's PUBACK
+// waits for). Called by the reader, with mu held.
+func (c *conn) deviceTelemetry(k twinhub.Key, audience, method string, m wire.Message, done func(wire.Described)) {
+	if !c.grantValid(audience) {
+		done(rejected(condUnauthorized, fmt.Sprintf("the token of %s on this connection has expired; put a new one on $cbs", k)))
+		return
 	}
 	e := &twinhub.Event{
 		Identity: k, AuthMethod: method,
@@ -379,16 +379,14 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience, method string, m wire.Me
 		}
 		e.Properties = append(e.Properties, twinhub.Property{Key: key, Value: textValue(p.Value)})
 	}
-	// The asynchronous append waits for the stream's answer on the
-	// hub's one subscription (as MQTT's PUBACK does), cheaper than a
-	// JetStream request a message.
-	done := make(chan error, 1)
-	c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) { done <- err })
-	if err := <-done; err != nil {
-		te := twinhub.AsError(err)
-		return rejected(conditionOf(te), te.Message)
-	}
-	return wire.State(wire.CodeAccepted)
+	c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) {
+		if err != nil {
+			te := twinhub.AsError(err)
+			done(rejected(conditionOf(te), te.Message))
+			return
+		}
+		done(wire.State(wire.CodeAccepted))
+	})
 }
 
 // telemetryTimeout bounds how long a device's message waits for the

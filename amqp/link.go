@@ -55,6 +55,11 @@ type link struct {
 	onMessage func(m wire.Message) wire.Described
 	// work, when set, takes the messages off the reader (worker.go).
 	work *linkWork
+	// store, when set, starts storing a message, with mu held and without
+	// waiting: done brings the outcome later, from any goroutine
+	// (settle.go). storing counts the messages not settled yet.
+	store   func(m wire.Message, done func(wire.Described))
+	storing int
 
 	// The hub sending: the credit the client gave and the deliveries
 	// sent; replyTo is the client's name for its end (the target
@@ -181,6 +186,13 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 // flow tells the client the session's window and, for a link the hub
 // receives on, its credit.
 func (c *conn) flow(l *link) error {
+	channel, fields := c.flowFields(l)
+	return c.send(channel, wire.CodeFlow, fields, nil)
+}
+
+// flowFields is the flow frame of l (its session's windows, renewed, and
+// its credit), and its channel.
+func (c *conn) flowFields(l *link) (uint16, wire.List) {
 	s := l.s
 	f := wire.Flow{NextIncomingID: &s.nextIncomingID, IncomingWindow: sessionWindow,
 		NextOutgoingID: s.nextOutgoingID, OutgoingWindow: sessionWindow}
@@ -189,7 +201,7 @@ func (c *conn) flow(l *link) error {
 		f.Handle, f.DeliveryCount, f.LinkCredit = &h, &dc, &cr
 	}
 	s.windowUsed = 0
-	return c.send(s.channel, wire.CodeFlow, f.List(), nil)
+	return s.channel, f.List()
 }
 
 // onFlow takes the client's flow: new credit for a link the hub sends on
@@ -267,6 +279,23 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 	l.deliveryCount++
 	l.credit--
 	m, err := wire.DecodeMessage(l.partial)
+	if l.store != nil {
+		l.storing++
+		st := settlement{l: l, id: l.partialID, unsettled: l.partialUnset}
+		if err != nil {
+			st.outcome = decodeRejected(err)
+			c.settleLater(st)
+		} else {
+			l.store(m, func(outcome wire.Described) {
+				st.outcome = outcome
+				c.settleLater(st)
+			})
+		}
+		if s.windowUsed >= sessionWindow/2 {
+			return c.flow(l) // settling renews the link's credit
+		}
+		return nil
+	}
 	if l.work != nil {
 		l.work.push(queued{m: m, decodeErr: err, id: l.partialID, unsettled: l.partialUnset})
 		if s.windowUsed >= sessionWindow/2 {
