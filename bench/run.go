@@ -17,7 +17,7 @@ import (
 // Scenarios lists the scenarios in the order `all` runs them, and
 // Baselines the baselines.
 var (
-	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "sessions-amqp", "eventhub", "c2d-amqp"}
+	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "reported-amqp", "desired-amqp", "sessions-amqp", "eventhub", "c2d-amqp"}
 	Baselines = []string{"kv", "mosquitto", "tls", "https", "c2d-rest"}
 )
 
@@ -29,8 +29,10 @@ var baselinesOf = map[string][]string{
 	"telemetry": {"mosquitto"},
 	"twin-read": {"https"},
 	"c2d-amqp":  {"c2d-rest"},
-	// The MQTT telemetry of the same run is the measure of the AMQP one.
+	// The MQTT figures of the same run are the measure of the AMQP ones.
 	"telemetry-amqp": {"telemetry"},
+	"reported-amqp":  {"reported"},
+	"desired-amqp":   {"desired"},
 }
 
 // Config scales the scenarios. Zero fields take the defaults of
@@ -225,6 +227,10 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.httpsBaseline()
 		case "telemetry-amqp":
 			err = e.telemetryAMQP()
+		case "reported-amqp":
+			err = e.reportedAMQP()
+		case "desired-amqp":
+			err = e.desiredAMQP()
 		case "sessions-amqp":
 			err = e.sessionsAMQP()
 		case "eventhub":

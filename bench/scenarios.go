@@ -69,47 +69,98 @@ func (e *env) connect() error {
 // padding makes a JSON string of about n bytes.
 func padding(n int) string { return strings.Repeat("x", max(n, 1)) }
 
-// reported: devices patch their reported properties as fast as the round
-// trips allow, each waiting for its answer before the next.
+// twinDevice is a device that patches its reported properties: over MQTT
+// (*device) or AMQP (*amqpTwinDevice).
+type twinDevice interface {
+	patchReported(body []byte, timeout time.Duration) error
+	close()
+}
+
+func closeTwinDevices(devs []twinDevice) {
+	forEach(len(devs), 64, func(i int) {
+		if devs[i] != nil {
+			devs[i].close()
+		}
+	})
+}
+
+// mqttTwinDevices connects ids over MQTT for the twin scenarios.
+func (e *env) mqttTwinDevices(ids []string, onDesired func(payload []byte, at time.Time)) ([]twinDevice, error) {
+	o := e.deviceOptions()
+	o.subscribes = []string{twinResPrefix + "#"}
+	o.onDesired = onDesired
+	devs, err := e.connectDevices(ids, o)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]twinDevice, len(devs))
+	for i, d := range devs {
+		out[i] = d
+	}
+	return out, nil
+}
+
+// reported: devices patch their reported properties over MQTT as fast as
+// the round trips allow, each waiting for its answer before the next.
 func (e *env) reported() error {
-	ids := e.ids("reported", e.cfg.Clients)
+	return e.reportedLoad("reported", e.mqttTwinDevices, "MQTT reported-property PATCH round trips (request to 204), one outstanding per device")
+}
+
+// reportedAMQP is reported over AMQP: each device on its twin channel.
+func (e *env) reportedAMQP() error {
+	return e.reportedLoad("reported-amqp", e.connectAMQPTwins, "AMQP reported-property PATCH round trips on the twin channel (request to the 204 answer), a connection a device, one outstanding per device")
+}
+
+// reportedLoad runs the reported scenario as name, with devices connected
+// by connect.
+func (e *env) reportedLoad(name string, connect func(ids []string, onDesired func([]byte, time.Time)) ([]twinDevice, error), note string) error {
+	ids := e.ids(name, e.cfg.Clients)
 	if err := e.createDevices(ids, nil); err != nil {
 		return err
 	}
-	o := e.deviceOptions()
-	o.subscribes = []string{twinResPrefix + "#"}
-	devs, err := e.connectDevices(ids, o)
+	devs, err := connect(ids, nil)
 	if err != nil {
 		return err
 	}
-	defer closeAll(devs)
+	defer closeTwinDevices(devs)
 	pad := padding(e.cfg.PayloadBytes - 60)
 	rec := newRecorder()
 	var seq atomic.Int64
-	res := e.measure("reported", "patches", len(devs), rec, func() {
+	res := e.measure(name, "patches", len(devs), rec, func() {
 		e.forDuration(len(devs), e.cfg.Duration, func(w int) {
 			body := fmt.Appendf(nil, `{"bench":{"seq":%d,"temp":%d,"pad":%q}}`, seq.Add(1), rand.IntN(100), pad)
 			start := time.Now()
 			rec.done(start, devs[w].patchReported(body, requestTimeout))
 		})
 	})
-	res.note("MQTT reported-property PATCH round trips (request to 204), one outstanding per device")
+	res.note("%s", note)
 	return nil
 }
 
 // desired: a back end PATCHes desired properties at a steady pace; the
-// devices note when each notification arrives. The patch carries the
-// time it was sent.
+// devices, over MQTT, note when each notification arrives. The patch
+// carries the time it was sent.
 func (e *env) desired() error {
+	return e.desiredLoad("desired", e.mqttTwinDevices, "latency from the start of the REST PATCH to the device's notification (QoS 0); errors = acknowledged patches whose notification never came")
+}
+
+// desiredAMQP is desired with the devices on their twin channels over
+// AMQP.
+func (e *env) desiredAMQP() error {
+	return e.desiredLoad("desired-amqp", e.connectAMQPTwins, "latency from the start of the REST PATCH to the device's desired change over AMQP; errors = acknowledged patches whose change never came")
+}
+
+// desiredLoad runs the desired scenario as name (results name/patch and
+// name/notify), with devices connected by connect.
+func (e *env) desiredLoad(name string, connect func(ids []string, onDesired func([]byte, time.Time)) ([]twinDevice, error), note string) error {
 	n := e.cfg.Clients
-	ids := e.ids("desired", n)
+	ids := e.ids(name, n)
 	if err := e.createDevices(ids, nil); err != nil {
 		return err
 	}
 	notify := newRecorder()
 	var received atomic.Int64
-	o := e.deviceOptions()
-	o.onDesired = func(payload []byte, at time.Time) {
+	onDesired := func(payload []byte, at time.Time) {
 		var p struct {
 			Bench struct {
 				T int64 `json:"t,string"`
@@ -121,11 +172,11 @@ func (e *env) desired() error {
 		notify.doneLatency(at.Sub(time.Unix(0, p.Bench.T)), nil)
 		received.Add(1)
 	}
-	devs, err := e.connectDevices(ids, o)
+	devs, err := connect(ids, onDesired)
 	if err != nil {
 		return err
 	}
-	defer closeAll(devs)
+	defer closeTwinDevices(devs)
 
 	patch := newRecorder()
 	workers := e.desiredWorkers()
@@ -147,7 +198,7 @@ func (e *env) desired() error {
 	}
 	var behind int64
 	rate := e.cfg.DesiredRate
-	res := e.measure("desired/patch", "patches", workers, patch, func() {
+	res := e.measure(name+"/patch", "patches", workers, patch, func() {
 		// Pace in ticks of 10 ms; if every worker is busy, the pace slips
 		// and the shortfall is reported.
 		interval := 10 * time.Millisecond
@@ -181,10 +232,10 @@ func (e *env) desired() error {
 	for received.Load() < patch.ops.Load() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	nres := notify.result("desired/notify", "twinhub", "notifications", time.Duration(res.Seconds*float64(time.Second)), len(devs))
+	nres := notify.result(name+"/notify", "twinhub", "notifications", time.Duration(res.Seconds*float64(time.Second)), len(devs))
 	nres.Errors = patch.ops.Load() - received.Load()
 	nres.extra("target_rate", float64(rate))
-	nres.note("latency from the start of the REST PATCH to the device's notification (QoS 0); errors = acknowledged patches whose notification never came")
+	nres.note("%s", note)
 	e.add(nres)
 	return nil
 }
