@@ -132,3 +132,10 @@ func ErrInvalid(format string, args ...any) *Error {
 func ErrTooLarge(format string, args ...any) *Error {
 	return Errorf(http.StatusRequestEntityTooLarge, "MessageTooLarge", format, args...)
 }
+
+// ErrThrottled is the answer to an operation over the hub's rate of what
+// (a throttle class: "twin updates"): 429 ThrottlingException, which the
+// SDKs retry after a while.
+func ErrThrottled(what fmt.Stringer) *Error {
+	return Errorf(http.StatusTooManyRequests, "ThrottlingException", "the hub's rate of %s is exceeded; retry later", what)
+}

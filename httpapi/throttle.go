@@ -14,7 +14,7 @@ func (a *API) throttle(c throttle.Class) error {
 	if a.limits.Allow(c) {
 		return nil
 	}
-	return twinhub.Errorf(http.StatusTooManyRequests, "ThrottlingException", "the hub's rate of %s is exceeded; retry later", c)
+	return twinhub.ErrThrottled(c)
 }
 
 // routeClass is the throttle class of a route pattern such as

@@ -167,7 +167,7 @@ func Event(k twinhub.Key, authMethod string, props []Property, body []byte) *twi
 // wait forever for every reply.
 func (c *conn) twinGet(t Topic) error {
 	if !c.srv.opts.Throttle.Allow(throttle.TwinReads) {
-		return c.twinError(t.RequestID, errThrottled(throttle.TwinReads))
+		return c.twinError(t.RequestID, twinhub.ErrThrottled(throttle.TwinReads))
 	}
 	ctx, cancel := c.requestContext()
 	body, err := c.srv.hub.DeviceTwinJSON(ctx, c.key)
@@ -182,7 +182,7 @@ func (c *conn) twinGet(t Topic) error {
 // new reported $version, or the error.
 func (c *conn) twinPatch(t Topic, body []byte) error {
 	if !c.srv.opts.Throttle.Allow(throttle.TwinUpdates) {
-		return c.twinError(t.RequestID, errThrottled(throttle.TwinUpdates))
+		return c.twinError(t.RequestID, twinhub.ErrThrottled(throttle.TwinUpdates))
 	}
 	patch, err := twinhub.ParsePatch("reported", body)
 	if err != nil {
@@ -195,12 +195,6 @@ func (c *conn) twinPatch(t Topic, body []byte) error {
 		return c.twinError(t.RequestID, err)
 	}
 	return c.send(publishPacket(TwinResponseTopic(http.StatusNoContent, t.RequestID, version), nil))
-}
-
-// errThrottled is the answer to a twin request over the hub's rate: 429
-// ThrottlingException (429001), which the SDKs retry after a while.
-func errThrottled(c throttle.Class) error {
-	return twinhub.Errorf(http.StatusTooManyRequests, "ThrottlingException", "the hub's rate of %s is exceeded; retry later", c)
 }
 
 // twinErrorBody is IoT Hub's error reply on $iothub/twin/res: the Node

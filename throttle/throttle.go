@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -135,6 +136,27 @@ func (t *Throttle) Allow(c Class) bool {
 		return true
 	}
 	return t.buckets[c].Allow()
+}
+
+// Reserve takes one token of class c now, or the next one to come, and
+// says how long to wait before acting on it: 0 when one is there. For an
+// operation slowed down without holding a goroutine (a timer acts on it
+// later); successive reservations come due in the order they were made.
+// A token further away than limit is not taken: ok is false, and the
+// operation is to be refused.
+func (t *Throttle) Reserve(c Class, limit time.Duration) (delay time.Duration, ok bool) {
+	if t == nil || c < 0 || c >= numClasses || t.buckets[c] == nil {
+		return 0, true
+	}
+	r := t.buckets[c].Reserve()
+	if !r.OK() {
+		return 0, false
+	}
+	if delay = r.Delay(); delay > limit {
+		r.Cancel()
+		return 0, false
+	}
+	return delay, true
 }
 
 // Wait takes one token of class c, waiting for it if need be: for

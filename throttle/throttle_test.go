@@ -84,3 +84,26 @@ func TestWait(t *testing.T) {
 		t.Fatalf("nil Wait: %v", err)
 	}
 }
+
+func TestReserve(t *testing.T) {
+	// One token a second, burst 1: the first is there, the second a second
+	// away, and one beyond the limit is not taken (the next still comes a
+	// second after the one reserved, not two).
+	th := New(Limits{Telemetry: Limit{PerSecond: 1, Burst: 1}})
+	if d, ok := th.Reserve(Telemetry, time.Minute); !ok || d != 0 {
+		t.Fatalf("first: %s %v", d, ok)
+	}
+	d, ok := th.Reserve(Telemetry, time.Minute)
+	if !ok || d <= 0 || d > time.Second {
+		t.Fatalf("second: %s %v, want a wait of up to 1 s", d, ok)
+	}
+	if _, ok := th.Reserve(Telemetry, time.Millisecond); ok {
+		t.Fatal("a token 2 s away was taken under a limit of 1 ms")
+	}
+	if d3, ok := th.Reserve(Telemetry, time.Minute); !ok || d3 <= d || d3 > d+time.Second {
+		t.Fatalf("third: %s %v after %s: a refused reservation was kept", d3, ok, d)
+	}
+	if d, ok := (*Throttle)(nil).Reserve(Telemetry, 0); !ok || d != 0 {
+		t.Fatalf("nil: %s %v", d, ok)
+	}
+}
