@@ -136,7 +136,7 @@ func conditionOf(e *twinhub.Error) wire.Symbol {
 	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
 		return condUnauthorized
 	case e.Status == http.StatusTooManyRequests:
-		return condResourceLimit
+		return condThrottled
 	case e.Status < 500:
 		return condInvalidField
 	}

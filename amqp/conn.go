@@ -30,6 +30,10 @@ const (
 	condUnauthorized  wire.Symbol = "amqp:unauthorized-access"
 	condInvalidField  wire.Symbol = "amqp:invalid-field"
 	condMessageSize   wire.Symbol = "amqp:link:message-size-exceeded"
+	// condThrottled is IoT Hub's condition for an operation over the
+	// hub's rate: the SDKs retry it with back-off (Node ThrottlingError,
+	// C# Throttled, Java IotHubThrottledException).
+	condThrottled wire.Symbol = "com.microsoft:device-container-throttled"
 )
 
 // What the hub announces in its open and begin frames.

@@ -13,6 +13,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 // The device side: devices and modules (azure-iot-device-amqp, the C# and
@@ -154,6 +155,11 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	if err != nil {
 		e := twinhub.AsError(err)
 		return &wire.Error{Condition: condUnauthorized, Description: e.Message}
+	}
+	// A device's first link on the connection is its connection, which
+	// the rate of new connections counts, as MQTT counts a CONNECT.
+	if c.deviceLinks[k] == 0 && !c.srv.opts.Throttle.Allow(throttle.Connects) {
+		return &wire.Error{Condition: condThrottled, Description: twinhub.ErrThrottled(throttle.Connects).Message}
 	}
 	c.deviceLinkOpened(l, k)
 	if twin {
@@ -379,14 +385,28 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience, method string, m wire.Me
 		}
 		e.Properties = append(e.Properties, twinhub.Property{Key: key, Value: textValue(p.Value)})
 	}
-	c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) {
-		if err != nil {
-			te := twinhub.AsError(err)
-			done(rejected(conditionOf(te), te.Message))
-			return
-		}
-		done(wire.State(wire.CodeAccepted))
-	})
+	send := func() {
+		c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) {
+			if err != nil {
+				te := twinhub.AsError(err)
+				done(rejected(conditionOf(te), te.Message))
+				return
+			}
+			done(wire.State(wire.CodeAccepted))
+		})
+	}
+	// Over the telemetry rate, the message is stored when its turn comes,
+	// and its disposition comes then: the device slows down and loses
+	// nothing (a timer, not a goroutine, waits; turns come in order).
+	wait, ok := c.srv.opts.Throttle.Reserve(throttle.Telemetry, telemetryTimeout)
+	switch {
+	case !ok:
+		done(rejected(condThrottled, twinhub.ErrThrottled(throttle.Telemetry).Message))
+	case wait > 0:
+		time.AfterFunc(wait, send)
+	default:
+		send()
+	}
 }
 
 // telemetryTimeout bounds how long a device's message waits for the

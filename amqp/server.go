@@ -30,6 +30,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/accept"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 // Options configure the endpoint; zero values take the defaults.
@@ -47,6 +48,12 @@ type Options struct {
 	// DeviceCA verifies the client certificates of devices registered
 	// for CA authentication (--device-ca), as over MQTT.
 	DeviceCA *x509.CertPool
+	// Throttle is the hub's rates, shared with the other front ends:
+	// devices' telemetry over the rate is stored later (its disposition
+	// comes later, as MQTT's PUBACK does), twin reads and updates over
+	// theirs are answered 429, a device's first link over the rate of new
+	// connections is refused with com.microsoft:device-container-throttled.
+	Throttle *throttle.Throttle
 }
 
 // Server is the AMQP endpoint of one hub.

@@ -10,6 +10,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/throttle"
 )
 
 // Twins over AMQP: a device (or module) attaches a sender and a receiver
@@ -136,14 +137,21 @@ func (c *conn) twinAnswer(id string, k twinhub.Key, audience, operation, resourc
 	h := c.srv.hub
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	th := c.srv.opts.Throttle
 	switch {
 	case operation == "GET" && (resource == "" || resource == "/"):
+		if !th.Allow(throttle.TwinReads) {
+			return twinError(twinhub.ErrThrottled(throttle.TwinReads))
+		}
 		body, err := h.DeviceTwinJSON(ctx, k)
 		if err != nil {
 			return twinError(err)
 		}
 		return http.StatusOK, 0, body
 	case operation == "PATCH" && resource == reportedResource:
+		if !th.Allow(throttle.TwinUpdates) {
+			return twinError(twinhub.ErrThrottled(throttle.TwinUpdates))
+		}
 		patch, err := twinhub.ParsePatch("reported", bodyOf(m))
 		if err != nil {
 			return twinError(err)

@@ -173,7 +173,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		mqttLn.Close()
 		return err
 	}
-	backEnds := amqp.New(core, amqp.Options{Log: log, DeviceCA: deviceCA})
+	backEnds := amqp.New(core, amqp.Options{Log: log, DeviceCA: deviceCA, Throttle: limits})
 	srv := &http.Server{
 		// MQTT and AMQP over WebSocket share the HTTPS listener, as on
 		// IoT Hub.
