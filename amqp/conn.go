@@ -30,6 +30,7 @@ const (
 	condUnauthorized  wire.Symbol = "amqp:unauthorized-access"
 	condInvalidField  wire.Symbol = "amqp:invalid-field"
 	condMessageSize   wire.Symbol = "amqp:link:message-size-exceeded"
+	condLinkStolen    wire.Symbol = "amqp:link:stolen"
 	// condThrottled is IoT Hub's condition for an operation over the
 	// hub's rate: the SDKs retry it with back-off (Node ThrottlingError,
 	// C# Throttled, Java IotHubThrottledException).
@@ -90,6 +91,12 @@ type conn struct {
 	// deviceLinks counts the links of each device or module, whose
 	// connection state they make (devices.go).
 	deviceLinks map[twinhub.Key]int
+	// deviceConns name each identity's connection here (its first link
+	// made it: hub.NewConnectionID), announced to every node so that an
+	// older connection of the identity, over any transport, gives way;
+	// replaced are the identities whose newer connection is elsewhere.
+	deviceConns map[twinhub.Key]string
+	replaced    map[twinhub.Key]bool
 	// senders are the goroutines sending on links (eventhub.go).
 	senders sync.WaitGroup
 
@@ -131,6 +138,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 
 		methodChannels: map[string]*methodChannel{},
 		deviceLinks:    map[twinhub.Key]int{},
+		deviceConns:    map[twinhub.Key]string{},
+		replaced:       map[twinhub.Key]bool{},
 		id:             "amqp-" + hex.EncodeToString(idBytes()),
 		done:           make(chan struct{}),
 	}

@@ -180,18 +180,24 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 }
 
 // deviceLinkOpened counts a link of identity k: with its first, the
-// identity is connected (its connectionState, as over MQTT). Called with
+// identity is connected (its connectionState, as over MQTT), and this is
+// its connection, announced so that an older one gives way. Called with
 // mu held.
 func (c *conn) deviceLinkOpened(l *link, k twinhub.Key) {
 	l.device = k
 	c.deviceLinks[k]++
 	if c.deviceLinks[k] == 1 {
+		id := c.srv.hub.NewConnectionID()
+		c.deviceConns[k] = id
+		delete(c.replaced, k)
 		c.srv.hub.NoteConnectionState(k, true)
+		c.srv.hub.AnnounceConnection(k, id)
 	}
 }
 
 // deviceLinkClosed uncounts a device's link: with its last, the identity
-// is disconnected. Called with mu held, when the link goes.
+// is disconnected, unless a newer connection of it took over. Called with
+// mu held, when the link goes.
 func (c *conn) deviceLinkClosed(l *link) {
 	k := l.device
 	if k == (twinhub.Key{}) {
@@ -199,7 +205,36 @@ func (c *conn) deviceLinkClosed(l *link) {
 	}
 	if c.deviceLinks[k]--; c.deviceLinks[k] <= 0 {
 		delete(c.deviceLinks, k)
+		delete(c.deviceConns, k)
+		if c.replaced[k] {
+			delete(c.replaced, k)
+			return
+		}
 		c.srv.hub.NoteConnectionState(k, false)
+	}
+}
+
+// takeover detaches the links of identity k when another connection of
+// it, newer than this one's (connID, from any node or transport), was
+// announced: a device has one connection, as on IoT Hub, and the newer
+// stays. Its links end with amqp:link:stolen; other devices multiplexed
+// on the connection go on.
+func (c *conn) takeover(k twinhub.Key, connID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id := c.deviceConns[k]; id == "" || id >= connID {
+		return
+	}
+	c.replaced[k] = true
+	e := &wire.Error{Condition: condLinkStolen, Description: fmt.Sprintf("%s connected again, elsewhere; this connection of it gives way", k)}
+	for _, s := range c.sessions {
+		for _, l := range s.links {
+			if l.device == k {
+				if err := c.closeLink(l, e); err != nil {
+					return
+				}
+			}
+		}
 	}
 }
 

@@ -20,7 +20,8 @@ import (
 // only its own C2D messages; none may use another's address; a token of
 // one that expires refuses that device's next message only; a device
 // disabled loses its links, and a device's session that ends disconnects
-// it, without touching the others.
+// it, without touching the others; a device that connects again elsewhere
+// takes its links away from the shared connection.
 func TestMultiplexedDevices(t *testing.T) {
 	e := newEndpointWith(t, amqp.Options{}, hubtest.WithMessaging())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -170,5 +171,25 @@ func TestMultiplexedDevices(t *testing.T) {
 		if d, err := e.hub.GetDevice(ctx, id); err != nil || d.ConnectionState != want {
 			t.Errorf("%s after mx3's session ended: %v %v, want %s", id, d.ConnectionState, err, want)
 		}
+	}
+
+	// mx1 connects again, on a connection of its own: its links on the
+	// shared connection end with amqp:link:stolen, and it stays connected.
+	again := e.session(t, nil)
+	audience = host + "/devices/mx1"
+	tok, _ = sas.NewToken(audience, "", keys["mx1"], time.Now().Add(time.Hour))
+	if code, desc := putToken(t, again, "servicebus.windows.net:sastoken", audience, tok, "again"); code != 200 {
+		t.Fatalf("mx1's token on its new connection: %d %s", code, desc)
+	}
+	if _, err := again.NewSender(ctx, "/devices/mx1/messages/events", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = devs["mx1"].rcv.Receive(ctx)
+	wantCondition(t, "mx1's C2D link on the shared connection once it connected again", err, "amqp:link:stolen")
+	if err := e.hub.FlushConnectionStates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := e.hub.GetDevice(ctx, "mx1"); err != nil || d.ConnectionState != twinhub.StateConnected {
+		t.Errorf("mx1 after it connected again: %v %v", d, err)
 	}
 }

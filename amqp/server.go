@@ -73,7 +73,8 @@ type Server struct {
 	readersMu sync.Mutex
 	readers   map[partitionKey][]*partitionReader
 
-	// unwatch ends the watch of revoked identities (revoke).
+	// unwatch ends the watches of revoked identities (revoke) and of
+	// device connections (takeover).
 	unwatch func()
 }
 
@@ -93,13 +94,37 @@ func New(core *hub.Hub, o Options) *Server {
 	}
 	s := &Server{hub: core, opts: o, log: o.Log,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, readers: map[partitionKey][]*partitionReader{}}
-	unwatch, err := core.WatchRevocations(func(k twinhub.Key) { go s.revoke(k) })
+	unwatchRevoked, err := core.WatchRevocations(func(k twinhub.Key) { go s.revoke(k) })
 	if err != nil {
 		s.log.Warn("amqp: watching deleted and disabled devices; their open links stay until they close", "err", err)
-		unwatch = func() {}
+		unwatchRevoked = func() {}
 	}
-	s.unwatch = unwatch
+	unwatchConns, err := core.WatchConnections(func(k twinhub.Key, connID string) { go s.takeover(k, connID) })
+	if err != nil {
+		s.log.Warn("amqp: watching device connections; a device connected again elsewhere keeps its links here until they close", "err", err)
+		unwatchConns = func() {}
+	}
+	s.unwatch = func() { unwatchRevoked(); unwatchConns() }
 	return s
+}
+
+// takeover has every connection with an older connection of identity k
+// than connID detach its links (conn.takeover).
+func (s *Server) takeover(k twinhub.Key, connID string) {
+	for _, c := range s.liveConns() {
+		c.takeover(k, connID)
+	}
+}
+
+// liveConns are the connections now.
+func (s *Server) liveConns() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 // revoke detaches the links of identity k, and for a device those of its
@@ -108,13 +133,7 @@ func New(core *hub.Hub, o Options) *Server {
 // amqp:unauthorized-access: other devices multiplexed on the same
 // connection go on.
 func (s *Server) revoke(k twinhub.Key) {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.liveConns() {
 		c.revoke(k)
 	}
 }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,15 @@ import (
 // desired properties stand.
 
 const connectedSubject = "twinhub.connected."
+
+// NewConnectionID names a device connection made on this node, over any
+// transport: the time it was made in fixed-width hex, then the node and a
+// counter. Ids of one identity compare as strings in the order the
+// connections were made, so that when two connections of the same
+// identity are announced (two nodes, or MQTT and AMQP) the newer one stays.
+func (h *Hub) NewConnectionID() string {
+	return fmt.Sprintf("%016x-%s-%x", time.Now().UnixNano(), h.node, h.connSeq.Add(1))
+}
 
 // AnnounceConnection tells every node (this one included) that k now has
 // the connection named connID. Delivery is at most once: a node that

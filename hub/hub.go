@@ -2,10 +2,13 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -27,6 +30,11 @@ type Hub struct {
 	cache *recordCache
 	// states writes connection states in the background (connections.go).
 	states connStates
+
+	// node and connSeq make the ids of device connections
+	// (NewConnectionID).
+	node    string
+	connSeq atomic.Uint64
 
 	// desired and c2dReady hand the desired changes and C2D notices of
 	// the bus to this node's connections (fanout.go).
@@ -97,7 +105,10 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	node := make([]byte, 6)
+	rand.Read(node)
 	h := &Hub{
+		node:     hex.EncodeToString(node),
 		host:     strings.ToLower(c.Host),
 		policies: c.Policies,
 		store:    c.Store,

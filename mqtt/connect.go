@@ -58,7 +58,7 @@ func (c *conn) connect(pk *packets.Packet) error {
 		ka = MaxKeepAlive * time.Second
 	}
 	c.keepAlive = ka
-	c.id = c.srv.newConnID()
+	c.id = c.srv.hub.NewConnectionID()
 	c.log = c.log.With("identity", k.String(), "auth", c.authMethod)
 
 	// Taking over the identity and recording the connection happen under

@@ -19,18 +19,14 @@ package mqtt
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -140,7 +136,6 @@ type Server struct {
 	hub  *hub.Hub
 	opts Options
 	log  *slog.Logger
-	node string // prefix of this server's connection ids
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc
@@ -155,7 +150,6 @@ type Server struct {
 	sessions *sessionStore
 	unwatch  func()
 
-	connSeq atomic.Uint64
 	stripes [256]sync.Mutex
 
 	upgrader websocket.Upgrader
@@ -165,13 +159,10 @@ type Server struct {
 func New(core *hub.Hub, o Options) (*Server, error) {
 	o.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	b := make([]byte, 6)
-	rand.Read(b)
 	s := &Server{
 		hub:       core,
 		opts:      o,
 		log:       o.Log,
-		node:      hex.EncodeToString(b),
 		ctx:       ctx,
 		cancel:    cancel,
 		live:      map[twinhub.Key]*conn{},
@@ -351,14 +342,6 @@ func (s *Server) Connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.live)
-}
-
-// newConnID names a connection: the time it was made in fixed-width hex,
-// then the node and a counter. Ids of one identity compare as strings in
-// the order the connections were made, so that when two nodes each
-// announce a connection of the same identity the newer one stays.
-func (s *Server) newConnID() string {
-	return fmt.Sprintf("%016x-%s-%x", time.Now().UnixNano(), s.node, s.connSeq.Add(1))
 }
 
 // register makes c the connection of its identity, closing the one it

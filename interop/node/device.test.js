@@ -7,8 +7,9 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Registry } = require('azure-iothub');
-const { Client, ModuleClient, SharedAccessKeyAuthenticationProvider } = require('azure-iot-device');
+const { Client, ModuleClient, SharedAccessKeyAuthenticationProvider, Message } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { startHub } = require('./lib/hub');
 const { uniqueId, printOutputOnFailure, TIME, sleep } = require('./lib/util');
@@ -189,25 +190,33 @@ describe('devices over MQTT', () => {
     }
   });
 
-  it('a second connection of the same device replaces the first, and the device stays Connected', async () => {
-    const id = uniqueId('twice');
-    await registry.create({ deviceId: id });
-    const first = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
-    const second = Client.fromConnectionString(hub.deviceConnectionString(id), MqttWs);
-    try {
-      await first.open();
-      // The client emits no 'disconnect' for a clean close by the hub when
-      // no feature needs reconnecting; its transport does.
-      const disconnected = new Promise((resolve) => first._transport.once('disconnect', resolve));
-      await second.open();
-      await Promise.race([disconnected, sleep(10000).then(() => assert.fail('the first connection was not closed'))]);
-      await sleep(200);
-      assert.equal((await connectionState(id)).connectionState, 'Connected');
-      const twin = await second.getTwin();
-      await reportedUpdate(twin, { by: 'second' });
-    } finally {
-      await first.close().catch(() => {});
-      await second.close();
-    }
-  });
+  // A device has one connection, whatever the transport: the newer one
+  // stays. Over AMQP a device is connected from its first link, here its
+  // telemetry's.
+  for (const [a, A, b, B] of [['Mqtt', Mqtt, 'MqttWs', MqttWs], ['Mqtt', Mqtt, 'Amqp', Amqp],
+    ['Amqp', Amqp, 'Mqtt', Mqtt], ['Amqp', Amqp, 'AmqpWs', AmqpWs]]) {
+    it(`a second connection of the same device (${a}, then ${b}) replaces the first, and the device stays Connected`, async () => {
+      const id = uniqueId('twice');
+      await registry.create({ deviceId: id });
+      const first = Client.fromConnectionString(hub.deviceConnectionString(id), A);
+      const second = Client.fromConnectionString(hub.deviceConnectionString(id), B);
+      try {
+        await first.open();
+        await first.sendEvent(new Message('from the first'));
+        // The client emits no 'disconnect' for a clean close by the hub
+        // when no feature needs reconnecting; its transport does.
+        const disconnected = new Promise((resolve) => first._transport.once('disconnect', resolve));
+        await second.open();
+        await second.sendEvent(new Message('from the second'));
+        await Promise.race([disconnected, sleep(10000).then(() => assert.fail('the first connection was not closed'))]);
+        await sleep(200);
+        assert.equal((await connectionState(id)).connectionState, 'Connected');
+        const twin = await second.getTwin();
+        await reportedUpdate(twin, { by: 'second' });
+      } finally {
+        await first.close().catch(() => {});
+        await second.close();
+      }
+    });
+  }
 });
