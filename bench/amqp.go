@@ -359,27 +359,7 @@ func (e *env) sessionsAMQP() error {
 		return setupErr
 	}
 	res.note("%d devices a connection, a session each with its own $cbs token, telemetry sender and C2D receiver", devicesPerAMQPConnection)
-	idle := min(e.cfg.Duration, 5*time.Second)
-	e.progressf("  %d sessions open; idle for %s", res.Ops, idle)
-	time.Sleep(idle)
-	e.gcNow()
-	if e.t.Usage != nil && res.Ops > 0 {
-		if after, err := e.t.Usage(); err == nil {
-			res.extra("sessions", float64(res.Ops))
-			if after.RSS > 0 && before.RSS > 0 {
-				res.extra("rss_bytes_per_session", float64(after.RSS-before.RSS)/float64(res.Ops))
-			}
-			if after.Heap > 0 && before.Heap > 0 {
-				res.extra("heap_bytes_per_session", float64(after.Heap-before.Heap)/float64(res.Ops))
-			}
-			if after.Goroutines > 0 {
-				res.extra("goroutines_per_session", float64(after.Goroutines-before.Goroutines)/float64(res.Ops))
-			}
-			if e.t.InProcess {
-				res.note("memory per session counts the hub and go-amqp's side of each session: both live in this process (--hub-process keeps them apart)")
-			}
-		}
-	}
+	e.weighIdle(res, before, min(e.cfg.Duration, 5*time.Second), "sessions", "session", "go-amqp's side of each session")
 	return nil
 }
 

@@ -40,30 +40,42 @@ func (e *env) connect() error {
 		res.note("devices pinned to TLS 1.2")
 	}
 	// Idle a little so that the connections settle, then weigh them.
-	idle := min(e.cfg.Duration, 3*time.Second)
-	e.progressf("  %d connected; idle for %s", res.Ops, idle)
-	time.Sleep(idle)
-	e.gcNow()
-	if e.t.Usage != nil && res.Ops > 0 {
-		if after, err := e.t.Usage(); err == nil {
-			res.extra("connected", float64(res.Ops))
-			if after.RSS > 0 && before.RSS > 0 {
-				res.extra("rss_bytes_per_connection", float64(after.RSS-before.RSS)/float64(res.Ops))
-			}
-			if after.Heap > 0 && before.Heap > 0 {
-				res.extra("heap_bytes_per_connection", float64(after.Heap-before.Heap)/float64(res.Ops))
-			}
-			if after.Goroutines > 0 {
-				res.extra("goroutines_per_connection", float64(after.Goroutines-before.Goroutines)/float64(res.Ops))
-			}
-			if e.t.InProcess {
-				res.note("memory per connection counts the hub and the paho client of each device: both live in this process")
-			}
-		}
-	}
+	e.weighIdle(res, before, min(e.cfg.Duration, 3*time.Second), "connected", "connection", "the paho client of each device")
 	closeAll(devs)
 	devs = nil
 	return e.connectRaw()
+}
+
+// weighIdle lets what res opened idle a while, then records the hub's
+// memory and goroutines since before per item (res.Ops of them, counted
+// as count): extras rss_bytes_per_<item>, heap_bytes_per_<item>,
+// goroutines_per_<item>. client says what of the load generator an
+// in-process hub's figures include.
+func (e *env) weighIdle(res *Result, before Snapshot, idle time.Duration, count, item, client string) {
+	e.progressf("  %d %s; idle for %s", res.Ops, count, idle)
+	time.Sleep(idle)
+	e.gcNow()
+	if e.t.Usage == nil || res.Ops == 0 {
+		return
+	}
+	after, err := e.t.Usage()
+	if err != nil {
+		return
+	}
+	n := float64(res.Ops)
+	res.extra(count, n)
+	if after.RSS > 0 && before.RSS > 0 {
+		res.extra("rss_bytes_per_"+item, float64(after.RSS-before.RSS)/n)
+	}
+	if after.Heap > 0 && before.Heap > 0 {
+		res.extra("heap_bytes_per_"+item, float64(after.Heap-before.Heap)/n)
+	}
+	if after.Goroutines > 0 {
+		res.extra("goroutines_per_"+item, float64(after.Goroutines-before.Goroutines)/n)
+	}
+	if e.t.InProcess {
+		res.note("memory per %s counts the hub and %s: both live in this process (--hub-process keeps them apart)", item, client)
+	}
 }
 
 // padding makes a JSON string of about n bytes.
