@@ -2,7 +2,7 @@
 // operation (twin reads, twin updates, registry operations, queries, new
 // device connections, telemetry), shared by every client of the hub, as
 // IoT Hub's per-unit throttles are. A request over the rate is refused at
-// once (REST 429 ThrottlingException, MQTT 429 on the twin response topic,
+// once (REST 429 ThrottlingException, MQTT and AMQP 429 on the twin answers,
 // CONNACK 3 for a connection) instead of queueing, except telemetry, whose
 // acknowledgement is delayed instead (Wait): the hub keeps serving
 // what it admits at the rate it was given, and clients back off and retry
@@ -33,7 +33,7 @@ const (
 	TwinUpdates              // PATCH/PUT /twins, MQTT reported patches
 	Registry                 // device and module create, read, update, delete, statistics
 	Queries                  // POST /devices/query
-	Connects                 // new device connections (MQTT, MQTT over WebSocket)
+	Connects                 // new device connections (MQTT, AMQP: a device's first link)
 	Telemetry                // device-to-cloud messages
 	numClasses
 

@@ -12,7 +12,7 @@ import (
 // connections/s, 6,000 device-to-cloud messages/s.
 func throttleFlags(fl *pflag.FlagSet, l *throttle.Limits) {
 	rate := func(lim *throttle.Limit, name, what string) {
-		fl.Float64Var(&lim.PerSecond, "throttle-"+name, 0, "most "+what+" a second the hub admits; the rest are refused (REST 429, MQTT twin 429, CONNACK 3) (0: no limit)")
+		fl.Float64Var(&lim.PerSecond, "throttle-"+name, 0, "most "+what+" a second the hub admits; the rest are refused (REST 429, MQTT and AMQP twin 429, CONNACK 3, AMQP com.microsoft:device-container-throttled) (0: no limit)")
 		fl.IntVar(&lim.Burst, "throttle-"+name+"-burst", 0, "how many "+what+" may come at once above --throttle-"+name+" (default: one second's worth)")
 	}
 	rate(&l.TwinReads, "twin-reads", "twin reads (REST and MQTT)")
