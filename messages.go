@@ -19,6 +19,12 @@ const (
 	DefaultC2DTTL     = time.Hour
 	MaxC2DTTL         = 48 * time.Hour
 	MaxMessageIDBytes = 128
+	// MaxC2DDeliveries is how often a cloud-to-device message is
+	// delivered before it is dead-lettered (IoT Hub's default
+	// cloudToDevice.maxDeliveryCount): a device that abandons it, or
+	// never settles it, that many times gets it no more, and its sender
+	// DeliveryCountExceeded feedback.
+	MaxC2DDeliveries = 10
 )
 
 // Property is an application property of a message.
@@ -171,6 +177,10 @@ type C2DMessage struct {
 	Enqueued        Time
 	Properties      []Property
 	Body            []byte
+	// Deliveries is how often the message has been delivered, this
+	// delivery included (set by the hub when it hands the message to a
+	// device: Hub.NextC2DDelivery).
+	Deliveries int
 }
 
 // ErrQueueFull is what a C2DQueue returns for a message over the limit.
@@ -188,15 +198,19 @@ type C2DQueue interface {
 	Remove(ctx context.Context, deviceID string, seq uint64) error
 	// Purge deletes every message of the device and says how many.
 	Purge(ctx context.Context, deviceID string) (int, error)
+	// CountDelivery counts one more delivery of message seq and returns
+	// how many there have been, this one included.
+	CountDelivery(ctx context.Context, deviceID string, seq uint64) (int, error)
 }
 
 // --- feedback ---
 
 // Feedback status codes, as IoT Hub writes them.
 const (
-	FeedbackSuccess  = "Success"
-	FeedbackExpired  = "Expired"
-	FeedbackRejected = "Rejected"
+	FeedbackSuccess               = "Success"
+	FeedbackExpired               = "Expired"
+	FeedbackRejected              = "Rejected"
+	FeedbackDeliveryCountExceeded = "DeliveryCountExceeded"
 )
 
 // FeedbackRecord tells a back end what became of a cloud-to-device

@@ -324,7 +324,7 @@ func (r *c2dReceiver) deliver() {
 	c, l, h := r.c, r.l, r.c.srv.hub
 	for r.ctx.Err() == nil {
 		rctx, rcancel := context.WithTimeout(r.ctx, 30*time.Second)
-		m, err := h.NextC2D(rctx, r.deviceID, 0)
+		m, err := h.NextC2DDelivery(rctx, r.deviceID, 0)
 		rcancel()
 		if err != nil {
 			if !errors.Is(err, twinhub.ErrNotFound) && r.ctx.Err() == nil {
@@ -381,6 +381,11 @@ func c2dMessage(m *twinhub.C2DMessage) wire.Message {
 		},
 		Annotations: wire.Map{{Key: wire.Symbol("iothub-enqueuedtime"), Value: m.Enqueued.Time.UTC()}},
 		Data:        m.Body,
+	}
+	// The header's delivery-count counts the earlier attempts (AMQP's
+	// meaning): 0 the first time.
+	if m.Deliveries > 1 {
+		w.DeliveryCount = uint32(m.Deliveries - 1)
 	}
 	if m.UserID == "" {
 		w.Properties.UserID = nil

@@ -108,8 +108,37 @@ func TestDeviceTelemetry(t *testing.T) {
 	if err != nil || string(c2d.GetData()) != "to d1" || c2d.Properties.MessageID != "c1" {
 		t.Fatalf("C2D message %v, %v", c2d, err)
 	}
+	if c2d.Header != nil && c2d.Header.DeliveryCount != 0 {
+		t.Errorf("a first delivery's delivery-count: %d", c2d.Header.DeliveryCount)
+	}
 	if err := rcv.AcceptMessage(ctx, c2d); err != nil {
 		t.Fatal(err)
+	}
+	// Released (abandoned), a message comes again, its header's
+	// delivery-count one up.
+	if err := e.hub.SendC2D(ctx, "d1", &twinhub.C2DMessage{MessageID: "c2", Body: []byte("again")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for want := uint32(0); want <= 1; want++ {
+		m, err := rcv.Receive(ctx)
+		if err != nil || m.Properties.MessageID != "c2" {
+			t.Fatalf("delivery %d of c2: %v %v", want, m, err)
+		}
+		var got uint32
+		if m.Header != nil {
+			got = m.Header.DeliveryCount
+		}
+		if got != want {
+			t.Errorf("delivery-count %d, want %d", got, want)
+		}
+		if want == 0 {
+			err = rcv.ReleaseMessage(ctx, m)
+		} else {
+			err = rcv.AcceptMessage(ctx, m)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	rcv.Close(ctx)
 	// The hub completes the message once the disposition is in: wait

@@ -183,7 +183,7 @@ func (a *API) deviceReceive(r *http.Request, k twinhub.Key) (deviceReply, error)
 	set("iothub-expiry", m.Expiry.String())
 	set("iothub-enqueuedtime", m.Enqueued.String())
 	set("iothub-sequencenumber", strconv.FormatUint(m.Seq, 10))
-	set("iothub-deliverycount", "1")
+	set("iothub-deliverycount", strconv.Itoa(m.Deliveries)) // this delivery included: 1 the first time
 	set("Content-Type", m.ContentType)
 	set("Content-Encoding", m.ContentEncoding)
 	for _, p := range m.Properties {

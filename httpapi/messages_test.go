@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -271,6 +272,7 @@ func TestDeviceHTTPC2D(t *testing.T) {
 	if rec := ta.do("GET", path+v, tok, ""); rec.Code != 204 {
 		t.Fatalf("empty queue: %d %s", rec.Code, rec.Body)
 	}
+	abandoned := false
 	for _, id := range []string{"a", "b", "c"} {
 		m := &twinhub.C2DMessage{MessageID: id, Ack: twinhub.AckFull, ContentType: "text/plain", Body: []byte("body " + id),
 			Properties: []twinhub.Property{{Key: "k", Value: id}}}
@@ -288,7 +290,12 @@ func TestDeviceHTTPC2D(t *testing.T) {
 			rec.Header().Get("iothub-to") != "/devices/d1/messages/deviceBound" {
 			t.Errorf("headers %v", rec.Header())
 		}
-		return rec.Header().Get("iothub-messageid"), strings.Trim(rec.Header().Get("ETag"), `"`)
+		id := rec.Header().Get("iothub-messageid")
+		// b is delivered twice (abandoned once), the others once.
+		if want := map[bool]string{true: "2", false: "1"}[id == "b" && abandoned]; rec.Header().Get("iothub-deliverycount") != want {
+			t.Errorf("%s: iothub-deliverycount %q, want %s", id, rec.Header().Get("iothub-deliverycount"), want)
+		}
+		return id, strings.Trim(rec.Header().Get("ETag"), `"`)
 	}
 	// Received messages are locked: the next receive gets the next one.
 	id1, lock1 := receive()
@@ -303,6 +310,7 @@ func TestDeviceHTTPC2D(t *testing.T) {
 	if rec := ta.do("POST", path+"/"+lock2+"/abandon"+v, tok, ""); rec.Code != 204 {
 		t.Fatalf("abandon: %d %s", rec.Code, rec.Body)
 	}
+	abandoned = true
 	// Abandoned: b comes again.
 	if id, lock := receive(); id != "b" {
 		t.Fatalf("after abandon got %s", id)
@@ -328,6 +336,45 @@ func TestDeviceHTTPC2D(t *testing.T) {
 	}
 	if len(recs) != 2 || recs[0].OriginalMessageID != "a" || recs[0].StatusCode != "Success" || recs[1].OriginalMessageID != "b" || recs[1].StatusCode != "Rejected" {
 		t.Errorf("feedback %+v", recs)
+	}
+}
+
+// TestC2DDeliveryCount: a message is delivered at most MaxC2DDeliveries
+// times; abandoned that often, it is dead-lettered with
+// DeliveryCountExceeded feedback, and the queue goes on with the next.
+func TestC2DDeliveryCount(t *testing.T) {
+	ta := newMessagingAPI(t)
+	ctx := context.Background()
+	d, err := ta.hub.CreateDevice(ctx, twinhub.Device{DeviceID: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := sas.NewToken("hub.example/devices/d1", "", d.Authentication.SymmetricKey.PrimaryKey, time.Now().Add(time.Hour))
+	for _, id := range []string{"again", "next"} {
+		if err := ta.hub.SendC2D(ctx, "d1", &twinhub.C2DMessage{MessageID: id, Ack: twinhub.AckNegative}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := "/devices/d1/messages/deviceBound"
+	for n := 1; n <= twinhub.MaxC2DDeliveries; n++ {
+		rec := ta.do("GET", path+v, tok, "")
+		if rec.Code != 200 || rec.Header().Get("iothub-messageid") != "again" || rec.Header().Get("iothub-deliverycount") != strconv.Itoa(n) {
+			t.Fatalf("delivery %d: %d %v", n, rec.Code, rec.Header())
+		}
+		lock := strings.Trim(rec.Header().Get("ETag"), `"`)
+		if rec := ta.do("POST", path+"/"+lock+"/abandon"+v, tok, ""); rec.Code != 204 {
+			t.Fatalf("abandon %d: %d %s", n, rec.Code, rec.Body)
+		}
+	}
+	rec := ta.do("GET", path+v, tok, "")
+	if rec.Code != 200 || rec.Header().Get("iothub-messageid") != "next" || rec.Header().Get("iothub-deliverycount") != "1" {
+		t.Fatalf("after the 10th abandon: %d %v, want the next message", rec.Code, rec.Header())
+	}
+	rec = ta.do("GET", "/messages/serviceBound/feedback"+v, ta.service, "")
+	var recs []twinhub.FeedbackRecord
+	json.Unmarshal(rec.Body.Bytes(), &recs)
+	if len(recs) != 1 || recs[0].OriginalMessageID != "again" || recs[0].StatusCode != twinhub.FeedbackDeliveryCountExceeded {
+		t.Errorf("feedback %d %s", rec.Code, rec.Body)
 	}
 }
 

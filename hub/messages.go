@@ -190,6 +190,47 @@ func (h *Hub) NextC2D(ctx context.Context, deviceID string, after uint64) (*twin
 	}
 }
 
+// NextC2DDelivery is NextC2D for a delivery to the device (MQTT, AMQP): it
+// counts the delivery in m.Deliveries, and a message delivered
+// MaxC2DDeliveries times already is dead-lettered instead, and the next
+// one looked at.
+func (h *Hub) NextC2DDelivery(ctx context.Context, deviceID string, after uint64) (*twinhub.C2DMessage, error) {
+	for {
+		m, err := h.NextC2D(ctx, deviceID, after)
+		if err != nil {
+			return nil, err
+		}
+		dead, err := h.countDelivery(ctx, deviceID, m)
+		if err != nil {
+			return nil, err
+		}
+		if !dead {
+			return m, nil
+		}
+		after = m.Seq
+	}
+}
+
+// countDelivery counts a delivery of m into m.Deliveries; past
+// MaxC2DDeliveries it removes m instead, with DeliveryCountExceeded
+// feedback (IoT Hub's dead-lettering), and reports that.
+func (h *Hub) countDelivery(ctx context.Context, deviceID string, m *twinhub.C2DMessage) (deadLettered bool, err error) {
+	n, err := h.c2d.CountDelivery(ctx, deviceID, m.Seq)
+	if err != nil {
+		return false, err
+	}
+	if n <= twinhub.MaxC2DDeliveries {
+		m.Deliveries = n
+		return false, nil
+	}
+	if err := h.c2d.Remove(ctx, deviceID, m.Seq); err == nil {
+		h.feedback(ctx, deviceID, m, twinhub.FeedbackDeliveryCountExceeded)
+	} else if !errors.Is(err, twinhub.ErrNotFound) {
+		return false, err
+	}
+	return true, nil
+}
+
 // CompleteC2D removes a delivered message from its queue, with feedback
 // if the message asked for it.
 func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
@@ -247,7 +288,8 @@ func (h *Hub) feedback(ctx context.Context, deviceID string, m *twinhub.C2DMessa
 	if rec, err := h.get(ctx, twinhub.DeviceKey(deviceID)); err == nil && rec.Device != nil {
 		gen = rec.Device.GenerationID
 	}
-	desc := map[string]string{twinhub.FeedbackSuccess: "Success", twinhub.FeedbackExpired: "Message Expired", twinhub.FeedbackRejected: "Message Rejected"}[status]
+	desc := map[string]string{twinhub.FeedbackSuccess: "Success", twinhub.FeedbackExpired: "Message Expired",
+		twinhub.FeedbackRejected: "Message Rejected", twinhub.FeedbackDeliveryCountExceeded: "Message Delivery Count Exceeded"}[status]
 	if err := f.Add(ctx, twinhub.FeedbackRecord{
 		OriginalMessageID: m.MessageID, Description: desc, DeviceGenerationID: gen,
 		DeviceID: deviceID, EnqueuedTimeUTC: twinhub.Now(), StatusCode: status,
@@ -336,7 +378,9 @@ func (h *Hub) AbandonFileNotification(ctx context.Context, lockToken string) err
 }
 
 // ReceiveC2D returns a device's first message that no earlier receive on
-// this node has locked, and locks it; ErrNotFound when there is none.
+// this node has locked, and locks it, counting the delivery (a message
+// delivered MaxC2DDeliveries times is dead-lettered instead); ErrNotFound
+// when there is none.
 // (Locks live in the node's memory: MQTT delivery ignores them, and
 // another node may hand the same message out; IoT Hub devices use one
 // protocol at a time.)
@@ -362,6 +406,19 @@ func (h *Hub) ReceiveC2D(ctx context.Context, deviceID string) (*twinhub.C2DMess
 		}
 		h.c2dLocks[k] = now.Add(twinhub.C2DLockTime)
 		h.c2dMu.Unlock()
+		dead, err := h.countDelivery(ctx, deviceID, m)
+		if err != nil || dead {
+			h.c2dMu.Lock()
+			delete(h.c2dLocks, k)
+			h.c2dMu.Unlock()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if dead {
+			after = m.Seq
+			continue
+		}
 		return m, nil
 	}
 }

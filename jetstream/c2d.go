@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,15 +23,22 @@ import (
 // per device), and a message leaves it when it is deleted: completed,
 // rejected, expired or purged. MaxAge drops what nobody removed after the
 // longest TTL.
+//
+// How often each message was delivered is kept beside, in the bucket
+// C2DDeliveryBucket, by the message's sequence (unique in the stream), for
+// as long as a message may live: a delivery count survives a restart and
+// is the same on every node, as the message is.
 const (
-	C2DStream        = "twinhub-c2d"
-	C2DSubjectPrefix = "twinhub.c2dq."
+	C2DStream         = "twinhub-c2d"
+	C2DSubjectPrefix  = "twinhub.c2dq."
+	C2DDeliveryBucket = "twinhub-c2d-deliveries"
 )
 
 // C2D is twinhub.C2DQueue on a JetStream stream.
 type C2D struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	js         jetstream.JetStream
+	stream     jetstream.Stream
+	deliveries jetstream.KeyValue
 }
 
 var _ twinhub.C2DQueue = (*C2D)(nil)
@@ -57,7 +65,48 @@ func OpenC2D(ctx context.Context, nc *nats.Conn, replicas int) (*C2D, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", C2DStream, err)
 	}
-	return &C2D{js: js, stream: stream}, nil
+	deliveries, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      C2DDeliveryBucket,
+		Description: "twinhub delivery counts of cloud-to-device messages, by sequence in " + C2DStream,
+		Storage:     jetstream.FileStorage,
+		TTL:         twinhub.MaxC2DTTL + time.Hour,
+		Replicas:    keepReplicas(ctx, js, "KV_"+C2DDeliveryBucket, replicas),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", C2DDeliveryBucket, err)
+	}
+	return &C2D{js: js, stream: stream, deliveries: deliveries}, nil
+}
+
+// CountDelivery adds one to message seq's deliveries (a compare-and-set:
+// two nodes delivering at once count two).
+func (q *C2D) CountDelivery(ctx context.Context, deviceID string, seq uint64) (int, error) {
+	key := strconv.FormatUint(seq, 10)
+	for {
+		e, err := q.deliveries.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			if _, err := q.deliveries.Create(ctx, key, []byte("1")); errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			} else if err != nil {
+				return 0, err
+			}
+			return 1, nil
+		} else if err != nil {
+			return 0, err
+		}
+		n, err := strconv.Atoi(string(e.Value()))
+		if err != nil {
+			n = 0 // unreadable: count afresh rather than never deliver
+		}
+		n++
+		if _, err := q.deliveries.Update(ctx, key, []byte(strconv.Itoa(n)), e.Revision()); err != nil {
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue
+			}
+			return 0, err
+		}
+		return n, nil
+	}
 }
 
 func c2dSubject(deviceID string) string { return C2DSubjectPrefix + twinhub.EncodeID(deviceID) }
@@ -120,7 +169,7 @@ func (q *C2D) Remove(ctx context.Context, deviceID string, seq uint64) error {
 	if errors.Is(err, jetstream.ErrMsgNotFound) || (err != nil && strings.Contains(err.Error(), "no message found")) {
 		return twinhub.ErrNotFound
 	}
-	return err
+	return err // its delivery count stays until the bucket's TTL: no write more a message
 }
 
 func (q *C2D) Purge(ctx context.Context, deviceID string) (int, error) {

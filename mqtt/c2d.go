@@ -116,7 +116,7 @@ func (c *conn) deliverC2D(ctx context.Context, d *c2dDelivery) {
 	}
 	for ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, c.srv.opts.RequestTimeout)
-		m, err := c.srv.hub.NextC2D(rctx, dev, 0)
+		m, err := c.srv.hub.NextC2DDelivery(rctx, dev, 0)
 		cancel()
 		if err != nil {
 			if !errors.Is(err, twinhub.ErrNotFound) && ctx.Err() == nil {

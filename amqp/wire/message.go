@@ -8,6 +8,10 @@ import "time"
 // amqp-value.
 type Message struct {
 	Durable bool
+	// DeliveryCount is the header's delivery-count: how many earlier
+	// deliveries of the message failed (a C2D message abandoned, or
+	// never settled).
+	DeliveryCount uint32
 	// DeliveryAnnotations are for the receiving peer only (Event Hubs'
 	// runtime metrics: last_enqueued_...).
 	DeliveryAnnotations Map
@@ -79,6 +83,7 @@ func DecodeMessage(b []byte) (Message, error) {
 			}
 			f := fields{l: l, name: "header"}
 			m.Durable = f.boolean(0)
+			m.DeliveryCount = f.uint(4, 0)
 			if f.err != nil {
 				return Message{}, f.err
 			}
@@ -156,8 +161,12 @@ func AppendMessage(b []byte, m Message) ([]byte, error) {
 			b, err = Append(b, Described{Descriptor: code, Value: v})
 		}
 	}
-	if m.Durable {
-		add(codeHeader, List{true})
+	if m.Durable || m.DeliveryCount > 0 {
+		h := List{m.Durable}
+		if m.DeliveryCount > 0 {
+			h = List{m.Durable, nil, nil, nil, m.DeliveryCount}
+		}
+		add(codeHeader, h)
 	}
 	if len(m.DeliveryAnnotations) > 0 {
 		add(codeDeliveryAnnotations, m.DeliveryAnnotations)

@@ -20,6 +20,7 @@ func TestMessages(t *testing.T) {
 			Properties:  Properties{MessageID: UUID{1}, ContentType: "application/json", ContentEncoding: "utf-8", CreationTime: at, AbsoluteExpiryTime: at, UserID: []byte("u")},
 			Data:        []byte(`{"temp":21}`)},
 		{Data: []byte{}},
+		{DeliveryCount: 2, Data: []byte("again")},
 	} {
 		b, err := AppendMessage(nil, m)
 		if err != nil {
@@ -41,6 +42,9 @@ func TestMessages(t *testing.T) {
 		}
 		if len(m.DeliveryAnnotations) > 0 && g.DeliveryAnnotations["last_enqueued_sequence_number"] != int64(9) {
 			t.Errorf("go-amqp read delivery annotations %#v", g.DeliveryAnnotations)
+		}
+		if m.DeliveryCount > 0 && (g.Header == nil || g.Header.DeliveryCount != m.DeliveryCount) {
+			t.Errorf("go-amqp read header %#v, want delivery-count %d", g.Header, m.DeliveryCount)
 		}
 	}
 
