@@ -30,7 +30,7 @@ const (
 	condUnauthorized  wire.Symbol = "amqp:unauthorized-access"
 	condInvalidField  wire.Symbol = "amqp:invalid-field"
 	condMessageSize   wire.Symbol = "amqp:link:message-size-exceeded"
-	condLinkStolen    wire.Symbol = "amqp:link:stolen"
+	condStolen        wire.Symbol = "amqp:link:stolen"
 	// condThrottled is IoT Hub's condition for an operation over the
 	// hub's rate: the SDKs retry it with back-off (Node ThrottlingError,
 	// C# Throttled, Java IotHubThrottledException).
@@ -101,11 +101,11 @@ type conn struct {
 	senders sync.WaitGroup
 
 	// settles are the outcomes of asynchronously stored messages waiting
-	// to be written, settling whether a goroutine writes them, and
-	// settleClosed whether the connection ended (settle.go).
+	// to be written by settler, and settleClosed says whether the
+	// connection ended (settle.go).
+	settler      onDemand
 	settleMu     sync.Mutex
 	settles      []settlement
-	settling     bool
 	settleClosed bool
 
 	opened atomic.Bool // both open frames sent

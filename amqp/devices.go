@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -226,7 +225,7 @@ func (c *conn) takeover(k twinhub.Key, connID string) {
 		return
 	}
 	c.replaced[k] = true
-	e := &wire.Error{Condition: condLinkStolen, Description: fmt.Sprintf("%s connected again, elsewhere; this connection of it gives way", k)}
+	e := &wire.Error{Condition: condStolen, Description: fmt.Sprintf("%s connected again, elsewhere; this connection of it gives way", k)}
 	for _, s := range c.sessions {
 		for _, l := range s.links {
 			if l.device == k {
@@ -255,9 +254,7 @@ func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 	}
 	r.poll = time.AfterFunc(hub.C2DPollAfter(), r.kick)
 	l.stop = func() {
-		r.mu.Lock()
-		r.stopped = true
-		r.mu.Unlock()
+		r.run.stop()
 		cancel()
 		unwatch()
 		r.poll.Stop()
@@ -266,61 +263,24 @@ func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 }
 
 // c2dReceiver is the delivery of a device's C2D link. Its goroutine runs
-// while the device has messages: an idle receiver waits for a notice of
-// a new message (the hub's C2D watch) or its poll timer, and holds no
-// goroutine, so that a hub can keep many idle devices.
+// while the device has messages (onDemand): an idle receiver waits for a
+// notice of a new message (the hub's C2D watch) or its poll timer, and
+// holds no goroutine, so that a hub can keep many idle devices.
 type c2dReceiver struct {
 	c                  *conn
 	l                  *link
 	deviceID, audience string
 	ctx                context.Context
 	poll               *time.Timer // looks again in case a notice was lost
-
-	mu      sync.Mutex
-	running bool // the goroutine is delivering
-	again   bool // a notice came while it was
-	stopped bool // the link went: start nothing more
+	run                onDemand
 }
 
-// kick looks at the queue: it starts the goroutine, or tells the running
-// one to look again before it stops. It never blocks (it is the watch's
-// callback).
-func (r *c2dReceiver) kick() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
-		return
-	}
-	if r.running {
-		r.again = true
-		return
-	}
-	r.running, r.again = true, false
-	// stopped is set (under mu) before the connection waits for its
-	// senders, so this Add comes before that Wait.
-	r.c.senders.Add(1)
-	go r.deliver()
-}
+// kick looks at the queue. It never blocks (it is the watch's callback).
+func (r *c2dReceiver) kick() { r.run.kick(&r.c.senders, r.deliver) }
 
-// idle ends the goroutine unless a notice came meanwhile; the poll timer
-// is set to look again later.
-func (r *c2dReceiver) idle() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.again && !r.stopped {
-		r.again = false
-		return false
-	}
-	r.running = false
-	if !r.stopped {
-		r.poll.Reset(hub.C2DPollAfter())
-	}
-	return true
-}
-
-// deliver sends the queued messages until there is none.
+// deliver sends the queued messages until there is none, then sets the
+// poll timer to look again later.
 func (r *c2dReceiver) deliver() {
-	defer r.c.senders.Done()
 	c, l, h := r.c, r.l, r.c.srv.hub
 	for r.ctx.Err() == nil {
 		rctx, rcancel := context.WithTimeout(r.ctx, 30*time.Second)
@@ -330,10 +290,10 @@ func (r *c2dReceiver) deliver() {
 			if !errors.Is(err, twinhub.ErrNotFound) && r.ctx.Err() == nil {
 				c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", r.deviceID, "err", err)
 			}
-			if r.idle() {
-				return
+			if !r.run.isStopped() {
+				r.poll.Reset(hub.C2DPollAfter())
 			}
-			continue
+			return
 		}
 		c.mu.Lock()
 		valid := c.grantValid(r.audience)

@@ -40,7 +40,6 @@ const (
 	partitionType = "com.microsoft:partition"
 
 	condRedirect wire.Symbol = "amqp:link:redirect"
-	condStolen   wire.Symbol = "amqp:link:stolen"
 
 	epochProperty wire.Symbol = "com.microsoft:epoch"
 	// runtimeMetric, desired by a reader, puts the partition's last

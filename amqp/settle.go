@@ -6,10 +6,10 @@ import "github.com/twinhub/twinhub/amqp/wire"
 // appended to JetStream without waiting) are settled as their outcomes
 // come, from whichever goroutine brings them (the hub's append
 // acknowledgements): the outcome is queued on the connection, and a
-// goroutine that runs only while the queue has outcomes writes their
-// dispositions, and the credit they free, in one write. The reader never
-// waits for the store, and no goroutine sits between a message and its
-// store, as over MQTT (its PUBACKs).
+// goroutine that runs only while the queue has outcomes (onDemand)
+// writes their dispositions, and the credit they free, in one write. The
+// reader never waits for the store, and no goroutine sits between a
+// message and its store, as over MQTT (its PUBACKs).
 
 // settlement is the outcome of a delivery the hub received.
 type settlement struct {
@@ -28,33 +28,22 @@ func (c *conn) settleLater(st settlement) {
 		return // the connection ended: its links and deliveries are gone
 	}
 	c.settles = append(c.settles, st)
-	start := !c.settling
-	c.settling = true
-	if start {
-		// settleClosed is set (under settleMu) before the connection
-		// waits for its senders, so this Add comes before that Wait.
-		c.senders.Add(1)
-	}
 	c.settleMu.Unlock()
-	if start {
-		go c.settleQueued()
-	}
+	c.settler.kick(&c.senders, c.settleQueued)
 }
 
 // settleQueued writes the queued settlements until there are none.
 func (c *conn) settleQueued() {
-	defer c.senders.Done()
 	var buf []byte
 	for {
 		c.settleMu.Lock()
 		batch := c.settles
 		c.settles = nil
-		if len(batch) == 0 || c.settleClosed {
-			c.settling = false
-			c.settleMu.Unlock()
+		closed := c.settleClosed
+		c.settleMu.Unlock()
+		if len(batch) == 0 || closed {
 			return
 		}
-		c.settleMu.Unlock()
 		buf = buf[:0]
 		var err error
 		c.mu.Lock()
@@ -68,9 +57,7 @@ func (c *conn) settleQueued() {
 		}
 		c.mu.Unlock()
 		if err != nil {
-			c.settleMu.Lock()
-			c.settleClosed, c.settles, c.settling = true, nil, false
-			c.settleMu.Unlock()
+			c.stopSettling()
 			return
 		}
 	}
@@ -104,6 +91,7 @@ func (c *conn) appendSettlement(buf []byte, st settlement) ([]byte, error) {
 // stopSettling drops what is queued and settles nothing more, when the
 // connection ends.
 func (c *conn) stopSettling() {
+	c.settler.stop()
 	c.settleMu.Lock()
 	c.settleClosed, c.settles = true, nil
 	c.settleMu.Unlock()

@@ -16,17 +16,16 @@ import (
 // it never exceeds the credit.
 
 // linkWork is the queue of a link's worker. The worker's goroutine runs
-// only while the queue has messages: an idle link (a device's telemetry
-// sender between messages, thousands of them multiplexed) holds none.
+// only while the queue has messages (onDemand): an idle link holds none.
 type linkWork struct {
 	c      *conn
 	l      *link
 	ctx    context.Context
 	handle func(m wire.Message) wire.Described
+	run    onDemand
 
-	mu      sync.Mutex
-	queue   []queued
-	running bool // a goroutine is draining the queue
+	mu    sync.Mutex
+	queue []queued
 }
 
 // queued is a message waiting for the worker, with its delivery.
@@ -37,29 +36,19 @@ type queued struct {
 	unsettled bool
 }
 
-// push queues a message and starts the worker's goroutine if it is not
-// running. Called by the connection's reader only, so that no goroutine
-// starts after the connection waits for its senders.
+// push queues a message for the worker.
 func (w *linkWork) push(q queued) {
 	w.mu.Lock()
 	w.queue = append(w.queue, q)
-	start := !w.running
-	w.running = true
 	w.mu.Unlock()
-	if start {
-		w.c.senders.Add(1)
-		go w.drain()
-	}
+	w.run.kick(&w.c.senders, w.drain)
 }
 
-// pop takes the next message and says how many wait behind it; with none,
-// the goroutine that asked ends (running is cleared under the same lock
-// that push sets it under).
+// pop takes the next message and says how many wait behind it.
 func (w *linkWork) pop() (q queued, waiting int, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) == 0 || w.ctx.Err() != nil {
-		w.running = false
 		return queued{}, 0, false
 	}
 	q = w.queue[0]
@@ -74,7 +63,6 @@ func (w *linkWork) pop() (q queued, waiting int, ok bool) {
 // drain handles the queued messages in order until the queue is empty or
 // the link goes.
 func (w *linkWork) drain() {
-	defer w.c.senders.Done()
 	for {
 		q, waiting, ok := w.pop()
 		if !ok {
@@ -87,8 +75,9 @@ func (w *linkWork) drain() {
 			outcome = w.handle(q.m)
 		}
 		if err := w.c.finished(w.l, q, outcome, waiting); err != nil {
+			w.run.stop()
 			w.mu.Lock()
-			w.running, w.queue = false, nil
+			w.queue = nil
 			w.mu.Unlock()
 			return
 		}
@@ -104,8 +93,12 @@ func decodeRejected(err error) wire.Described {
 // (called without the connection's lock), until the link goes.
 func (c *conn) startWorker(l *link, handle func(m wire.Message) wire.Described) {
 	ctx, cancel := context.WithCancel(context.Background())
-	l.stop = cancel
-	l.work = &linkWork{c: c, l: l, ctx: ctx, handle: handle}
+	w := &linkWork{c: c, l: l, ctx: ctx, handle: handle}
+	l.stop = func() {
+		w.run.stop()
+		cancel()
+	}
+	l.work = w
 }
 
 // finished settles a delivery the worker handled and renews the link's
