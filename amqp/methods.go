@@ -61,41 +61,26 @@ func (c *conn) attachMethods(l *link, a wire.Attach, k twinhub.Key) {
 	}
 	ch.out = l
 	// start runs once the attach is answered, with mu held: it starts
-	// serving and the goroutine that sends the calls, which takes mu.
+	// serving; the calls are sent from a queue whose goroutine runs while
+	// it has calls, and takes mu.
 	l.start = func() {
-		queue, done := make(chan *hub.MethodCall, maxPendingMethodCalls), make(chan struct{})
+		calls := &sendQueue[*hub.MethodCall]{max: maxPendingMethodCalls, wg: &c.senders, send: func(call *hub.MethodCall) error {
+			cid := newUUID()
+			c.mu.Lock()
+			ch.calls[idString(cid)] = call
+			c.mu.Unlock()
+			return c.deliver(l, wire.Message{
+				Properties:            wire.Properties{CorrelationID: cid},
+				ApplicationProperties: wire.Map{{Key: methodNameProperty, Value: call.Name}},
+				Data:                  call.Payload,
+			})
+		}}
 		cancel := c.srv.hub.ServeMethods(k, c.id, func(call *hub.MethodCall) {
-			select {
-			case queue <- call:
-			default:
+			if !calls.add(call) {
 				c.srv.log.Warn("amqp: method call dropped: too many wait for the device", "identity", k.String(), "method", call.Name)
 			}
 		})
-		ch.stop = func() { cancel(); close(done) }
-		c.senders.Add(1)
-		go func() {
-			defer c.senders.Done()
-			for {
-				var call *hub.MethodCall
-				select {
-				case <-done:
-					return
-				case call = <-queue:
-				}
-				cid := newUUID()
-				c.mu.Lock()
-				ch.calls[idString(cid)] = call
-				c.mu.Unlock()
-				m := wire.Message{
-					Properties:            wire.Properties{CorrelationID: cid},
-					ApplicationProperties: wire.Map{{Key: methodNameProperty, Value: call.Name}},
-					Data:                  call.Payload,
-				}
-				if err := c.deliver(l, m); err != nil {
-					return
-				}
-			}
-		}()
+		ch.stop = func() { cancel(); calls.stop() }
 	}
 	l.stop = func() { c.endMethodChannel(id, l) }
 }

@@ -61,3 +61,60 @@ func (d *onDemand) isStopped() bool {
 	defer d.mu.Unlock()
 	return d.stopped
 }
+
+// sendQueue is a bounded queue of what the hub hands a link from its own
+// goroutines (method calls, desired changes), sent in order by a goroutine
+// that runs only while the queue has some (onDemand).
+type sendQueue[T any] struct {
+	max  int
+	send func(T) error // on the queue's goroutine; an error stops the queue
+	wg   *sync.WaitGroup
+
+	mu    sync.Mutex
+	items []T
+	run   onDemand
+}
+
+// add queues v to be sent, or reports false when max wait already. It
+// never blocks.
+func (q *sendQueue[T]) add(v T) bool {
+	q.mu.Lock()
+	if len(q.items) >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	q.run.kick(q.wg, q.drain)
+	return true
+}
+
+// drain sends what is queued, in order, until the queue is empty or a send
+// fails.
+func (q *sendQueue[T]) drain() {
+	for {
+		q.mu.Lock()
+		if len(q.items) == 0 {
+			q.items = nil // let a burst's array go
+			q.mu.Unlock()
+			return
+		}
+		v := q.items[0]
+		var zero T
+		q.items[0] = zero
+		q.items = q.items[1:]
+		q.mu.Unlock()
+		if err := q.send(v); err != nil {
+			q.stop()
+			return
+		}
+	}
+}
+
+// stop drops what is queued and sends nothing more.
+func (q *sendQueue[T]) stop() {
+	q.run.stop()
+	q.mu.Lock()
+	q.items = nil
+	q.mu.Unlock()
+}

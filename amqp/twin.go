@@ -43,7 +43,7 @@ type twinChannel struct {
 	key    twinhub.Key
 	out    *link // the device's receiver: answers and desired changes
 	feed   *hub.DesiredFeed
-	pushes chan hub.DesiredPatch
+	pushes *sendQueue[hub.DesiredPatch]
 }
 
 // channelOf is the channel correlation id of an attach: its property, or
@@ -93,7 +93,7 @@ func (c *conn) stopDesiredPushes(ch *twinChannel) {
 	if ch.feed != nil {
 		ch.feed.Stop()
 		ch.feed = nil
-		close(ch.pushes)
+		ch.pushes.stop()
 		ch.pushes = nil
 	}
 }
@@ -192,29 +192,21 @@ func (c *conn) startDesiredPushes(ctx context.Context, id string, k twinhub.Key)
 		c.mu.Unlock()
 		return
 	}
-	out, pushes := ch.out, make(chan hub.DesiredPatch, maxPendingDesiredPushes)
+	out := ch.out
+	pushes := &sendQueue[hub.DesiredPatch]{max: maxPendingDesiredPushes, wg: &c.senders, send: func(p hub.DesiredPatch) error {
+		data, err := p.DeviceJSON()
+		if err != nil {
+			c.srv.log.Error("encoding a desired-property change", "err", err)
+			return nil
+		}
+		return c.deliver(out, wire.Message{Data: data})
+	}}
 	feed := hub.NewDesiredFeed(func(p hub.DesiredPatch) {
-		select {
-		case pushes <- p:
-		default:
+		if !pushes.add(p) {
 			go c.steal(out, fmt.Sprintf("more than %d desired-property changes wait for the device's credit", maxPendingDesiredPushes))
 		}
 	}, 0)
 	ch.feed, ch.pushes = feed, pushes
 	c.mu.Unlock()
-	c.senders.Add(1)
-	go func() {
-		defer c.senders.Done()
-		for p := range pushes {
-			data, err := p.DeviceJSON()
-			if err != nil {
-				c.srv.log.Error("encoding a desired-property change", "err", err)
-				continue
-			}
-			if err := c.deliver(out, wire.Message{Data: data}); err != nil {
-				return
-			}
-		}
-	}()
 	c.srv.hub.FollowDesired(ctx, k, feed)
 }
