@@ -333,10 +333,14 @@ func (c *conn) sendMessage(l *link, m wire.Message) error {
 func (c *conn) drain(l *link) error {
 	for len(l.queue) > 0 && l.sendCredit > 0 {
 		m := l.queue[0]
+		l.queue[0] = wire.Message{}
 		l.queue = l.queue[1:]
 		if _, _, err := c.transfer(l, m); err != nil {
 			return err
 		}
+	}
+	if len(l.queue) == 0 {
+		l.queue = nil // an idle link keeps no array of sent messages
 	}
 	return nil
 }

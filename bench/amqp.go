@@ -313,7 +313,8 @@ const devicesPerAMQPConnection = 4000
 // sessionsAMQP: devices multiplexed over a few AMQP connections, as the C
 // and C# SDKs multiplex them to save sockets: each device puts its own
 // token on its connection's one $cbs link, begins a session of its own and
-// attaches its telemetry sender and C2D receiver, then stays idle. The
+// opens the links of a device that uses telemetry, C2D, methods and its
+// desired properties (openDeviceLinks), then stays idle. The
 // hub's memory before and after gives the memory per idle device session.
 func (e *env) sessionsAMQP() error {
 	ids := e.ids("sessions-amqp", e.cfg.Devices)
@@ -358,7 +359,7 @@ func (e *env) sessionsAMQP() error {
 	if setupErr != nil {
 		return setupErr
 	}
-	res.note("%d devices a connection, a session each with its own $cbs token, telemetry sender and C2D receiver", devicesPerAMQPConnection)
+	res.note("%d devices a connection, a session each with its own $cbs token and the six links of a device that uses telemetry, C2D, methods and desired properties", devicesPerAMQPConnection)
 	e.weighIdle(res, before, min(e.cfg.Duration, 5*time.Second), "sessions", "session", "go-amqp's side of each session")
 	return nil
 }
@@ -429,12 +430,57 @@ func (e *env) multiplexDevices(ids []string, rec *recorder) (*goamqp.Conn, error
 		}
 		s, err := conn.NewSession(ctx, nil)
 		if err == nil {
-			_, err = s.NewSender(ctx, "/devices/"+id+"/messages/events", nil)
-		}
-		if err == nil {
-			_, err = s.NewReceiver(ctx, "/devices/"+id+"/messages/devicebound", nil)
+			err = openDeviceLinks(ctx, s, id)
 		}
 		rec.done(start, err)
 	}
 	return conn, nil
+}
+
+// openDeviceLinks opens on s the links azure-iot-device-amqp opens for a
+// device that sends telemetry, receives C2D messages, serves direct
+// methods and follows its desired properties: a telemetry sender, a C2D
+// receiver, the methods pair, and the twin pair with the desired
+// notifications PUT.
+func openDeviceLinks(ctx context.Context, s *goamqp.Session, id string) error {
+	base := "/devices/" + id
+	if _, err := s.NewSender(ctx, base+"/messages/events", nil); err != nil {
+		return err
+	}
+	if _, err := s.NewReceiver(ctx, base+"/messages/devicebound", nil); err != nil {
+		return err
+	}
+	methods := map[string]any{"com.microsoft:channel-correlation-id": "methods:" + id}
+	if _, err := s.NewReceiver(ctx, base+"/methods/devicebound", &goamqp.ReceiverOptions{Properties: methods}); err != nil {
+		return err
+	}
+	if _, err := s.NewSender(ctx, base+"/methods/devicebound", &goamqp.SenderOptions{Properties: methods}); err != nil {
+		return err
+	}
+	twin := map[string]any{"com.microsoft:channel-correlation-id": "twin:" + id}
+	snd, err := s.NewSender(ctx, base+"/twin", &goamqp.SenderOptions{Properties: twin})
+	if err != nil {
+		return err
+	}
+	rcv, err := s.NewReceiver(ctx, base+"/twin", &goamqp.ReceiverOptions{Properties: twin})
+	if err != nil {
+		return err
+	}
+	err = snd.Send(ctx, &goamqp.Message{
+		Annotations: goamqp.Annotations{"operation": "PUT", "resource": "/notifications/twin/properties/desired"},
+		Properties:  &goamqp.MessageProperties{CorrelationID: "put"},
+		Data:        [][]byte{nil},
+	})
+	if err != nil {
+		return err
+	}
+	res, err := rcv.Receive(ctx)
+	if err != nil {
+		return err
+	}
+	rcv.AcceptMessage(ctx, res)
+	if status, _ := res.Annotations["status"].(int32); status != 200 {
+		return fmt.Errorf("%s: PUT of the desired notifications: status %d", id, status)
+	}
+	return nil
 }

@@ -8,8 +8,10 @@ import "sync"
 // identity, keeps an idle connection free of a NATS subscription and of
 // the goroutine nats.go runs for each.
 type fanout[K comparable, V any] struct {
-	mu  sync.Mutex
-	fns map[K]map[*fanoutFn[V]]struct{}
+	mu sync.Mutex
+	// fns are the functions of each key: mostly one, so a slice (a map
+	// a key costs hundreds of bytes an idle device).
+	fns map[K][]*fanoutFn[V]
 }
 
 type fanoutFn[V any] struct{ fn func(V) }
@@ -20,30 +22,34 @@ func (f *fanout[K, V]) add(k K, fn func(V)) (cancel func()) {
 	r := &fanoutFn[V]{fn: fn}
 	f.mu.Lock()
 	if f.fns == nil {
-		f.fns = map[K]map[*fanoutFn[V]]struct{}{}
+		f.fns = map[K][]*fanoutFn[V]{}
 	}
-	if f.fns[k] == nil {
-		f.fns[k] = map[*fanoutFn[V]]struct{}{}
-	}
-	f.fns[k][r] = struct{}{}
+	f.fns[k] = append(f.fns[k], r)
 	f.mu.Unlock()
 	return func() {
 		f.mu.Lock()
-		delete(f.fns[k], r)
-		if len(f.fns[k]) == 0 {
-			delete(f.fns, k)
+		defer f.mu.Unlock()
+		rs := f.fns[k]
+		for i, x := range rs {
+			if x == r {
+				rs[i] = rs[len(rs)-1]
+				rs[len(rs)-1] = nil
+				rs = rs[:len(rs)-1]
+				break
+			}
 		}
-		f.mu.Unlock()
+		if len(rs) == 0 {
+			delete(f.fns, k)
+		} else {
+			f.fns[k] = rs
+		}
 	}
 }
 
 // send calls the functions registered for k with v.
 func (f *fanout[K, V]) send(k K, v V) {
 	f.mu.Lock()
-	rs := make([]*fanoutFn[V], 0, len(f.fns[k]))
-	for r := range f.fns[k] {
-		rs = append(rs, r)
-	}
+	rs := append([]*fanoutFn[V](nil), f.fns[k]...)
 	f.mu.Unlock()
 	for _, r := range rs {
 		r.fn(v)
@@ -55,9 +61,7 @@ func (f *fanout[K, V]) sendAll(v V) {
 	f.mu.Lock()
 	var rs []*fanoutFn[V]
 	for _, m := range f.fns {
-		for r := range m {
-			rs = append(rs, r)
-		}
+		rs = append(rs, m...)
 	}
 	f.mu.Unlock()
 	for _, r := range rs {
