@@ -60,6 +60,8 @@ type conn struct {
 	// it, so that a close from shutdown comes after the open or not at all.
 	wmu sync.Mutex
 	w   *bufio.Writer
+	// corked holds writes in w until uncork (cork).
+	corked int
 
 	// Set by the open exchange.
 	maxOut   uint32        // the largest frame the peer takes
@@ -508,11 +510,39 @@ func (c *conn) appendFrameOf(buf []byte, typ byte, channel uint16, code uint64, 
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.setWriteDeadline()
+	c.w.Write(b)
+	if c.corked > 0 {
+		return nil // flushed by uncork (or by the buffer filling up)
+	}
+	return c.w.Flush()
+}
+
+func (c *conn) setWriteDeadline() {
 	timeout := writeTimeout
 	if c.closed.Load() {
 		timeout = closeGraceTime
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	c.w.Write(b)
+}
+
+// cork holds the frames written from now on in the buffer until uncork,
+// which writes them at once: a request's settlement and its answer go in
+// one write. Called with mu held, which keeps other writers out until
+// uncork.
+func (c *conn) cork() {
+	c.wmu.Lock()
+	c.corked++
+	c.wmu.Unlock()
+}
+
+// uncork ends a cork and flushes what it held.
+func (c *conn) uncork() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.corked--; c.corked > 0 {
+		return nil
+	}
+	c.setWriteDeadline()
 	return c.w.Flush()
 }

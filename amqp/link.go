@@ -141,7 +141,7 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		}
 		// Each send waits for JetStream: off the reader, a worker a
 		// link, so that links send in parallel and each in order.
-		c.startWorker(l, c.sendC2D)
+		c.startWorker(l, func(m wire.Message) (wire.Described, func()) { return c.sendC2D(m), nil })
 	default:
 		if k, rest, ok := parseDeviceAddress(l.address); ok {
 			if e := c.attachDevice(l, a, k, rest); e != nil {

@@ -50,9 +50,9 @@ func (c *conn) attachMethods(l *link, a wire.Attach, k twinhub.Key) {
 		c.methodChannels[id] = ch
 	}
 	if l.receiving {
-		c.startWorker(l, func(m wire.Message) wire.Described {
+		c.startWorker(l, func(m wire.Message) (wire.Described, func()) {
 			c.methodAnswer(id, m)
-			return wire.State(wire.CodeAccepted)
+			return wire.State(wire.CodeAccepted), nil
 		})
 		return
 	}

@@ -67,9 +67,8 @@ func (c *conn) attachTwin(l *link, a wire.Attach, k twinhub.Key, audience string
 		c.twins[id] = ch
 	}
 	if l.receiving {
-		c.startWorker(l, func(m wire.Message) wire.Described {
-			c.twinRequest(id, k, audience, m)
-			return wire.State(wire.CodeAccepted)
+		c.startWorker(l, func(m wire.Message) (wire.Described, func()) {
+			return wire.State(wire.CodeAccepted), c.twinRequest(id, k, audience, m)
 		})
 		return
 	}
@@ -98,9 +97,11 @@ func (c *conn) stopDesiredPushes(ch *twinChannel) {
 	}
 }
 
-// twinRequest answers one request of a device's twin sender. It runs on
-// the link's worker, without the lock.
-func (c *conn) twinRequest(id string, k twinhub.Key, audience string, m wire.Message) {
+// twinRequest carries out one request of a device's twin sender, on the
+// link's worker without the lock, and returns what sends its answer on
+// the channel's receiver (with the lock held, in the write that settles
+// the request).
+func (c *conn) twinRequest(id string, k twinhub.Key, audience string, m wire.Message) (answer func()) {
 	op, _ := m.Annotations.Get(wire.Symbol("operation"))
 	res, _ := m.Annotations.Get(wire.Symbol("resource"))
 	operation, resource := textOf(op, true), textOf(res, true)
@@ -113,15 +114,15 @@ func (c *conn) twinRequest(id string, k twinhub.Key, audience string, m wire.Mes
 	if version > 0 {
 		reply.Annotations = append(reply.Annotations, wire.MapEntry{Key: wire.Symbol("version"), Value: version})
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := c.twins[id]
-	if ch == nil || ch.out == nil || ch.out.gone {
-		c.srv.log.Debug("amqp twin answer dropped: no twin receiver", "identity", k.String())
-		return
-	}
-	if err := c.sendMessage(ch.out, reply); err != nil {
-		c.srv.log.Debug("amqp twin answer not sent", "identity", k.String(), "err", err)
+	return func() {
+		ch := c.twins[id]
+		if ch == nil || ch.out == nil || ch.out.gone {
+			c.srv.log.Debug("amqp twin answer dropped: no twin receiver", "identity", k.String())
+			return
+		}
+		if err := c.sendMessage(ch.out, reply); err != nil {
+			c.srv.log.Debug("amqp twin answer not sent", "identity", k.String(), "err", err)
+		}
 	}
 }
 

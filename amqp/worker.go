@@ -21,7 +21,7 @@ type linkWork struct {
 	c      *conn
 	l      *link
 	ctx    context.Context
-	handle func(m wire.Message) wire.Described
+	handle handler
 	run    onDemand
 
 	mu    sync.Mutex
@@ -69,12 +69,13 @@ func (w *linkWork) drain() {
 			return
 		}
 		var outcome wire.Described
+		var then func()
 		if q.decodeErr != nil {
 			outcome = decodeRejected(q.decodeErr)
 		} else {
-			outcome = w.handle(q.m)
+			outcome, then = w.handle(q.m)
 		}
-		if err := w.c.finished(w.l, q, outcome, waiting); err != nil {
+		if err := w.c.finished(w.l, q, outcome, waiting, then); err != nil {
 			w.run.stop()
 			w.mu.Lock()
 			w.queue = nil
@@ -89,9 +90,15 @@ func decodeRejected(err error) wire.Described {
 	return wire.State(wire.CodeRejected, (&wire.Error{Condition: condDecodeError, Description: err.Error()}).Field())
 }
 
+// handler carries out one message of a link, without the connection's
+// lock, and says how its delivery ends; then, when not nil, sends what
+// the message calls for (a request's answer) with the lock held, in the
+// same write as the delivery's settlement.
+type handler func(m wire.Message) (outcome wire.Described, then func())
+
 // startWorker gives l a worker that handles its messages with handle
 // (called without the connection's lock), until the link goes.
-func (c *conn) startWorker(l *link, handle func(m wire.Message) wire.Described) {
+func (c *conn) startWorker(l *link, handle handler) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &linkWork{c: c, l: l, ctx: ctx, handle: handle}
 	l.stop = func() {
@@ -101,14 +108,29 @@ func (c *conn) startWorker(l *link, handle func(m wire.Message) wire.Described) 
 	l.work = w
 }
 
-// finished settles a delivery the worker handled and renews the link's
-// credit when the client has used half of what it may have waiting.
-func (c *conn) finished(l *link, q queued, outcome wire.Described, waiting int) error {
+// finished settles a delivery the worker handled, sends what the
+// handler left to send (then), and renews the link's credit when the
+// client has used half of what it may have waiting: all in one write.
+func (c *conn) finished(l *link, q queued, outcome wire.Described, waiting int, then func()) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l.gone {
 		return errLinkGone
 	}
+	c.cork()
+	err := c.settleHandled(l, q, outcome, waiting)
+	if err == nil && then != nil {
+		then()
+	}
+	if ferr := c.uncork(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// settleHandled writes a handled delivery's disposition and, when due,
+// the link's new credit. Called with mu held.
+func (c *conn) settleHandled(l *link, q queued, outcome wire.Described, waiting int) error {
 	if q.unsettled {
 		d := wire.Disposition{Role: wire.RoleReceiver, First: q.id, Settled: true, State: outcome}
 		if err := c.send(l.s.channel, wire.CodeDisposition, d.List(), nil); err != nil {
