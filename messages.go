@@ -34,14 +34,17 @@ type Property struct {
 
 // Event is a device-to-cloud message with its system properties.
 type Event struct {
-	Identity        Key
-	AuthMethod      string // sas, selfSigned, certificateAuthority
-	MessageID       string
-	CorrelationID   string
-	ContentType     string
-	ContentEncoding string
-	UserID          string
-	To              string
+	Identity   Key
+	AuthMethod string // sas, selfSigned, certificateAuthority
+	// AuthGenerationID is the identity's generationId when it
+	// authenticated (iothub-connection-auth-generation-id).
+	AuthGenerationID string
+	MessageID        string
+	CorrelationID    string
+	ContentType      string
+	ContentEncoding  string
+	UserID           string
+	To               string
 	// Properties are the application properties, in the order sent.
 	Properties []Property
 	Body       []byte

@@ -37,6 +37,15 @@ func (r *Record) SetETags() {
 }
 
 // Auth is the authentication of the record's device or module.
+// GenerationID is the identity's generationId, which tells it apart from
+// an earlier identity of the same id.
+func (r *Record) GenerationID() string {
+	if r.Module != nil {
+		return r.Module.GenerationID
+	}
+	return r.Device.GenerationID
+}
+
 func (r *Record) Auth() Authentication {
 	if r.Module != nil {
 		return r.Module.Authentication

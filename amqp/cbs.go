@@ -10,6 +10,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -31,9 +32,9 @@ type grant struct {
 	// expires is the token's expiry, which the links of devices check
 	// at each message (they authenticate the device when they attach).
 	expires time.Time
-	// method is how a device's grant was made without a token: by its
-	// TLS client certificate (selfSigned, certificateAuthority).
-	method string
+	// cert is how a device's grant was made without a token: by its TLS
+	// client certificate (selfSigned, certificateAuthority).
+	cert hub.DeviceAuth
 }
 
 // cbsNode is the address of the CBS node.
@@ -160,7 +161,7 @@ func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
+	if _, err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
 		return grant{}, err
 	}
 	g.device = k

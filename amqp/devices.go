@@ -64,9 +64,9 @@ func parseDeviceAddress(address string) (k twinhub.Key, rest string, ok bool) {
 // authenticated as MQTT authenticates a device; else the client's TLS
 // certificate, for an identity registered with X.509 (which needs no
 // CBS), whose grant lasts as long as the certificate. It returns the
-// grant's audience and the authentication method for the events.
+// grant's audience and how the identity authenticated, for its events.
 // Called with mu held.
-func (c *conn) deviceGrant(k twinhub.Key) (audience, method string, err error) {
+func (c *conn) deviceGrant(k twinhub.Key) (audience string, auth hub.DeviceAuth, err error) {
 	var last error = twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "no token of %s was put on $cbs for this connection, and no client certificate admits it", k)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -75,24 +75,24 @@ func (c *conn) deviceGrant(k twinhub.Key) (audience, method string, err error) {
 			continue
 		}
 		if g.token == "" {
-			return g.audience, g.method, nil // a certificate's, for k
+			return g.audience, g.cert, nil // a certificate's, for k
 		}
-		err := c.srv.hub.AuthenticateDevice(ctx, g.token, k)
+		auth, err := c.srv.hub.AuthenticateDevice(ctx, g.token, k)
 		if err == nil {
-			return g.audience, "sas", nil
+			return g.audience, auth, nil
 		}
 		last = err
 	}
 	if len(c.certs) > 0 {
-		method, err := c.srv.hub.AuthenticateDeviceX509(ctx, k, c.certs, c.srv.opts.DeviceCA)
+		auth, err := c.srv.hub.AuthenticateDeviceX509(ctx, k, c.certs, c.srv.opts.DeviceCA)
 		if err != nil {
-			return "", "", err
+			return "", hub.DeviceAuth{}, err
 		}
-		g := grant{audience: "x509:" + k.String(), device: k, method: method, expires: c.certs[0].NotAfter}
+		g := grant{audience: "x509:" + k.String(), device: k, cert: auth, expires: c.certs[0].NotAfter}
 		c.putGrant(g)
-		return g.audience, method, nil
+		return g.audience, auth, nil
 	}
-	return "", "", last
+	return "", hub.DeviceAuth{}, last
 }
 
 // revoke detaches the links of identity k (and of its modules, for a
@@ -150,7 +150,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	case c2d && l.receiving:
 		return &wire.Error{Condition: condNotAllowed, Description: "cloud-to-device messages are received from /" + l.address + ", not sent to it"}
 	}
-	audience, method, err := c.deviceGrant(k)
+	audience, auth, err := c.deviceGrant(k)
 	if err != nil {
 		e := twinhub.AsError(err)
 		return &wire.Error{Condition: condUnauthorized, Description: e.Message}
@@ -174,7 +174,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 		l.start = func() { c.deliverC2D(l, k.DeviceID, audience) }
 		return nil
 	}
-	l.store = func(m wire.Message, done func(wire.Described)) { c.deviceTelemetry(k, audience, method, m, done) }
+	l.store = func(m wire.Message, done func(wire.Described)) { c.deviceTelemetry(k, audience, auth, m, done) }
 	return nil
 }
 
@@ -366,13 +366,13 @@ func c2dMessage(m *twinhub.C2DMessage) wire.Message {
 // link, with the properties the device gave it; done gets the outcome
 // once the stream has it (the hub's asynchronous append, as MQTT's PUBACK
 // waits for). Called by the reader, with mu held.
-func (c *conn) deviceTelemetry(k twinhub.Key, audience, method string, m wire.Message, done func(wire.Described)) {
+func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAuth, m wire.Message, done func(wire.Described)) {
 	if !c.grantValid(audience) {
 		done(rejected(condUnauthorized, fmt.Sprintf("the token of %s on this connection has expired; put a new one on $cbs", k)))
 		return
 	}
 	e := &twinhub.Event{
-		Identity: k, AuthMethod: method,
+		Identity: k, AuthMethod: auth.Method, AuthGenerationID: auth.GenerationID,
 		MessageID: idString(m.Properties.MessageID), CorrelationID: idString(m.Properties.CorrelationID),
 		ContentType: string(m.Properties.ContentType), ContentEncoding: string(m.Properties.ContentEncoding),
 		UserID: string(m.Properties.UserID), To: m.Properties.To,

@@ -426,8 +426,11 @@ func eventMessage(e *twinhub.Event) wire.Message {
 	if e.Identity.ModuleID != "" {
 		ann = append(ann, wire.MapEntry{Key: wire.Symbol("iothub-connection-module-id"), Value: e.Identity.ModuleID})
 	}
+	ann = append(ann, wire.MapEntry{Key: wire.Symbol("iothub-connection-auth-method"), Value: twinhub.AuthMethodJSON(e.Identity, e.AuthMethod)})
+	if e.AuthGenerationID != "" {
+		ann = append(ann, wire.MapEntry{Key: wire.Symbol("iothub-connection-auth-generation-id"), Value: e.AuthGenerationID})
+	}
 	ann = append(ann,
-		wire.MapEntry{Key: wire.Symbol("iothub-connection-auth-method"), Value: twinhub.AuthMethodJSON(e.Identity, e.AuthMethod)},
 		wire.MapEntry{Key: wire.Symbol("iothub-enqueuedtime"), Value: enqueued},
 		wire.MapEntry{Key: wire.Symbol("iothub-message-source"), Value: "Telemetry"},
 	)

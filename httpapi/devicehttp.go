@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 )
 
 // The device side of IoT Hub's HTTPS API, authenticated by the device's
@@ -41,14 +42,15 @@ type deviceReply struct {
 }
 
 // deviceRoute registers a handler for identity k's own requests.
-func (a *API) deviceRoute(pattern string, h func(r *http.Request, k twinhub.Key) (deviceReply, error)) {
+func (a *API) deviceRoute(pattern string, h func(r *http.Request, k twinhub.Key, auth hub.DeviceAuth) (deviceReply, error)) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := checkAPIVersion(r); err != nil {
 			a.writeError(w, r, err)
 			return
 		}
 		k := twinKey(r)
-		if err := a.hub.AuthenticateDevice(r.Context(), r.Header.Get("Authorization"), k); err != nil {
+		auth, err := a.hub.AuthenticateDevice(r.Context(), r.Header.Get("Authorization"), k)
+		if err != nil {
 			a.writeError(w, r, err)
 			return
 		}
@@ -59,7 +61,7 @@ func (a *API) deviceRoute(pattern string, h func(r *http.Request, k twinhub.Key)
 		r.Body = http.MaxBytesReader(w, r.Body, twinhub.MaxTelemetrySize+1)
 		ctx, cancel := context.WithTimeout(r.Context(), defaultDeviceRequestTimeout)
 		defer cancel()
-		rep, err := h(r.WithContext(ctx), k)
+		rep, err := h(r.WithContext(ctx), k, auth)
 		if err != nil {
 			a.writeError(w, r, err)
 			return
@@ -77,7 +79,7 @@ const defaultDeviceRequestTimeout = 30 * time.Second
 
 var noContent = deviceReply{status: http.StatusNoContent}
 
-func (a *API) deviceEvent(r *http.Request, k twinhub.Key) (deviceReply, error) {
+func (a *API) deviceEvent(r *http.Request, k twinhub.Key, auth hub.DeviceAuth) (deviceReply, error) {
 	body, err := readBody(r)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -87,10 +89,10 @@ func (a *API) deviceEvent(r *http.Request, k twinhub.Key) (deviceReply, error) {
 		return deviceReply{}, err
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == batchContentType {
-		return a.deviceEventBatch(r, k, body)
+		return a.deviceEventBatch(r, k, auth, body)
 	}
 	e := &twinhub.Event{
-		Identity: k, AuthMethod: "sas", Body: body,
+		Identity: k, AuthMethod: auth.Method, AuthGenerationID: auth.GenerationID, Body: body,
 		MessageID:       r.Header.Get("iothub-messageid"),
 		CorrelationID:   r.Header.Get("iothub-correlationid"),
 		UserID:          r.Header.Get("iothub-userid"),
@@ -113,7 +115,7 @@ func (a *API) deviceEvent(r *http.Request, k twinhub.Key) (deviceReply, error) {
 // properties iothub-messageid, iothub-correlationid and so on.
 const batchContentType = "application/vnd.microsoft.iothub.json"
 
-func (a *API) deviceEventBatch(r *http.Request, k twinhub.Key, body []byte) (deviceReply, error) {
+func (a *API) deviceEventBatch(r *http.Request, k twinhub.Key, auth hub.DeviceAuth, body []byte) (deviceReply, error) {
 	var batch []struct {
 		Body          string            `json:"body"`
 		Base64Encoded *bool             `json:"base64Encoded"`
@@ -131,7 +133,7 @@ func (a *API) deviceEventBatch(r *http.Request, k twinhub.Key, body []byte) (dev
 				return deviceReply{}, twinhub.Errorf(http.StatusBadRequest, "ArgumentInvalid", "message %d of the batch: body is not base64", i)
 			}
 		}
-		e := &twinhub.Event{Identity: k, AuthMethod: "sas", Body: data}
+		e := &twinhub.Event{Identity: k, AuthMethod: auth.Method, AuthGenerationID: auth.GenerationID, Body: data}
 		for name, v := range m.Properties {
 			if key, ok := cutPrefixFold(name, "iothub-app-"); ok {
 				e.Properties = append(e.Properties, twinhub.Property{Key: key, Value: v})
@@ -160,7 +162,7 @@ func (a *API) deviceEventBatch(r *http.Request, k twinhub.Key, body []byte) (dev
 	return noContent, nil
 }
 
-func (a *API) deviceReceive(r *http.Request, k twinhub.Key) (deviceReply, error) {
+func (a *API) deviceReceive(r *http.Request, k twinhub.Key, _ hub.DeviceAuth) (deviceReply, error) {
 	m, err := a.hub.ReceiveC2D(r.Context(), k.DeviceID)
 	if errors.Is(err, twinhub.ErrNotFound) {
 		return noContent, nil
@@ -201,8 +203,8 @@ func lockToken(r *http.Request) (uint64, error) {
 	return seq, nil
 }
 
-func (a *API) deviceSettle(outcome string) func(*http.Request, twinhub.Key) (deviceReply, error) {
-	return func(r *http.Request, k twinhub.Key) (deviceReply, error) {
+func (a *API) deviceSettle(outcome string) func(*http.Request, twinhub.Key, hub.DeviceAuth) (deviceReply, error) {
+	return func(r *http.Request, k twinhub.Key, _ hub.DeviceAuth) (deviceReply, error) {
 		seq, err := lockToken(r)
 		if err != nil {
 			return deviceReply{}, err

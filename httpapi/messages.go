@@ -120,6 +120,7 @@ func NewEventLine(e *twinhub.Event) EventLine {
 	}
 	set("iothub-connection-module-id", e.Identity.ModuleID)
 	set("iothub-connection-auth-method", e.AuthMethod)
+	set("iothub-connection-auth-generation-id", e.AuthGenerationID)
 	set("iothub-enqueuedtime", e.Enqueued.String())
 	set("message-id", e.MessageID)
 	set("correlation-id", e.CorrelationID)

@@ -52,51 +52,61 @@ func unauthorized(err error) *twinhub.Error {
 	return twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "Unauthorized: %v", err)
 }
 
+// DeviceAuth is how a device or module authenticated: its method (sas,
+// selfSigned, certificateAuthority) and its identity's generationId then,
+// which its events carry (iothub-connection-auth-method and
+// iothub-connection-auth-generation-id).
+type DeviceAuth struct {
+	Method       string
+	GenerationID string
+}
+
 // AuthenticateDevice checks a token that a device or module presents to
 // act as k: signed with k's own key for k's resource, or with a policy
 // that grants DeviceConnect. The identity (and, for a module, its device)
-// must exist and be enabled.
-func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k twinhub.Key) error {
+// must exist and be enabled. It says how the identity authenticated.
+func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k twinhub.Key) (DeviceAuth, error) {
 	t, err := sas.ParseToken(token)
 	if err != nil {
-		return unauthorized(err)
+		return DeviceAuth{}, unauthorized(err)
 	}
 	if err := t.CheckTime(twinhub.Now().Time); err != nil {
-		return unauthorized(err)
+		return DeviceAuth{}, unauthorized(err)
 	}
 	if !t.Covers(h.ResourceURI(k)) {
-		return unauthorized(sas.ErrResource)
+		return DeviceAuth{}, unauthorized(sas.ErrResource)
 	}
 	if t.KeyName != "" {
 		p, err := sas.Authenticate(token, h.policies, h.ResourceURI(k), twinhub.Now().Time)
 		if err != nil {
-			return unauthorized(err)
+			return DeviceAuth{}, unauthorized(err)
 		}
 		if !p.Rights.Has(sas.DeviceConnect) {
-			return unauthorized(fmt.Errorf("policy %s does not grant DeviceConnect", p.Name))
+			return DeviceAuth{}, unauthorized(fmt.Errorf("policy %s does not grant DeviceConnect", p.Name))
 		}
 	}
 	e, err := h.read(ctx, k)
 	if notFound(err) {
-		return unauthorized(fmt.Errorf("%s is not registered", k))
+		return DeviceAuth{}, unauthorized(fmt.Errorf("%s is not registered", k))
 	} else if err != nil {
-		return err
+		return DeviceAuth{}, err
 	}
 	rec := e.rec
 	if err := h.checkEnabled(ctx, rec); err != nil {
-		return err
+		return DeviceAuth{}, err
 	}
+	auth := DeviceAuth{Method: "sas", GenerationID: rec.GenerationID()}
 	if t.KeyName != "" {
-		return nil
+		return auth, nil
 	}
 	a := rec.Auth()
 	if a.Type != twinhub.AuthSAS {
-		return unauthorized(fmt.Errorf("%s does not authenticate with symmetric keys", k))
+		return DeviceAuth{}, unauthorized(fmt.Errorf("%s does not authenticate with symmetric keys", k))
 	}
 	if err := t.Verify(a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey); err != nil {
-		return unauthorized(err)
+		return DeviceAuth{}, unauthorized(err)
 	}
-	return nil
+	return auth, nil
 }
 
 // notFound tells the hub's not-found errors (errNotFound) from others.

@@ -338,9 +338,12 @@ func TestAuthenticateDevice(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := h.AuthenticateDevice(ctx, tc.token, tc.as)
+			auth, err := h.AuthenticateDevice(ctx, tc.token, tc.as)
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if err == nil && (auth.Method != "sas" || auth.GenerationID == "") {
+				t.Errorf("authenticated as %+v, want sas with the identity's generationId", auth)
 			}
 			if err != nil && statusOf(err) != 401 {
 				t.Errorf("refusal %v is not a 401", err)
@@ -351,10 +354,10 @@ func TestAuthenticateDevice(t *testing.T) {
 	if _, err := h.UpdateDevice(ctx, *d1, "*"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.AuthenticateDevice(ctx, tok(testHost+"/devices/d1", "", k1.PrimaryKey, hour), twinhub.DeviceKey("d1")); statusOf(err) != 401 {
+	if _, err := h.AuthenticateDevice(ctx, tok(testHost+"/devices/d1", "", k1.PrimaryKey, hour), twinhub.DeviceKey("d1")); statusOf(err) != 401 {
 		t.Errorf("disabled device: %v, want 401", err)
 	}
-	if err := h.AuthenticateDevice(ctx, tok(testHost+"/devices/d1/modules/m1", "", m1k.PrimaryKey, hour), twinhub.ModuleKey("d1", "m1")); statusOf(err) != 401 {
+	if _, err := h.AuthenticateDevice(ctx, tok(testHost+"/devices/d1/modules/m1", "", m1k.PrimaryKey, hour), twinhub.ModuleKey("d1", "m1")); statusOf(err) != 401 {
 		t.Errorf("module of a disabled device: %v, want 401", err)
 	}
 }

@@ -27,20 +27,21 @@ import (
 // chain[0] is the leaf, the rest intermediates as the client sent them.
 // The TLS layer has already checked that the client holds the leaf's
 // private key. The identity (and a module's device) must exist and be
-// enabled. It returns the authentication type that admitted the client.
-func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k twinhub.Key, chain []*x509.Certificate, roots *x509.CertPool) (string, error) {
+// enabled. It says how the identity authenticated (the authentication type
+// that admitted the client).
+func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k twinhub.Key, chain []*x509.Certificate, roots *x509.CertPool) (DeviceAuth, error) {
 	if len(chain) == 0 {
-		return "", unauthorized(errors.New("no client certificate"))
+		return DeviceAuth{}, unauthorized(errors.New("no client certificate"))
 	}
 	e, err := h.read(ctx, k)
 	if notFound(err) {
-		return "", unauthorized(fmt.Errorf("%s is not registered", k))
+		return DeviceAuth{}, unauthorized(fmt.Errorf("%s is not registered", k))
 	} else if err != nil {
-		return "", err
+		return DeviceAuth{}, err
 	}
 	rec := e.rec
 	if err := h.checkEnabled(ctx, rec); err != nil {
-		return "", err
+		return DeviceAuth{}, err
 	}
 	leaf := chain[0]
 	now := twinhub.Now().Time
@@ -48,15 +49,15 @@ func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k twinhub.Key, chain [
 	switch a.Type {
 	case twinhub.AuthSelfSigned:
 		if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-			return "", unauthorized(fmt.Errorf("the certificate of %s is not valid at this time", k))
+			return DeviceAuth{}, unauthorized(fmt.Errorf("the certificate of %s is not valid at this time", k))
 		}
 		if !thumbprintMatches(leaf, a.X509Thumbprint) {
-			return "", unauthorized(fmt.Errorf("the certificate's thumbprint is not one registered for %s", k))
+			return DeviceAuth{}, unauthorized(fmt.Errorf("the certificate's thumbprint is not one registered for %s", k))
 		}
-		return twinhub.AuthSelfSigned, nil
+		return DeviceAuth{Method: twinhub.AuthSelfSigned, GenerationID: rec.GenerationID()}, nil
 	case twinhub.AuthCertificateAuthority:
 		if roots == nil {
-			return "", unauthorized(fmt.Errorf("%s authenticates with a CA-signed certificate, and the hub has no device CA", k))
+			return DeviceAuth{}, unauthorized(fmt.Errorf("%s authenticates with a CA-signed certificate, and the hub has no device CA", k))
 		}
 		inter := x509.NewCertPool()
 		for _, c := range chain[1:] {
@@ -69,14 +70,14 @@ func (h *Hub) AuthenticateDeviceX509(ctx context.Context, k twinhub.Key, chain [
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		})
 		if err != nil {
-			return "", unauthorized(fmt.Errorf("the certificate of %s does not verify against the device CAs: %v", k, err))
+			return DeviceAuth{}, unauthorized(fmt.Errorf("the certificate of %s does not verify against the device CAs: %v", k, err))
 		}
 		if leaf.Subject.CommonName != k.String() {
-			return "", unauthorized(fmt.Errorf("the certificate's common name %q is not %q", leaf.Subject.CommonName, k.String()))
+			return DeviceAuth{}, unauthorized(fmt.Errorf("the certificate's common name %q is not %q", leaf.Subject.CommonName, k.String()))
 		}
-		return twinhub.AuthCertificateAuthority, nil
+		return DeviceAuth{Method: twinhub.AuthCertificateAuthority, GenerationID: rec.GenerationID()}, nil
 	}
-	return "", unauthorized(fmt.Errorf("%s does not authenticate with X.509 certificates", k))
+	return DeviceAuth{}, unauthorized(fmt.Errorf("%s does not authenticate with X.509 certificates", k))
 }
 
 // thumbprintMatches compares the leaf's SHA-1 and SHA-256 digests with the

@@ -112,15 +112,15 @@ func TestAuthenticateDeviceX509(t *testing.T) {
 			got, err := h.AuthenticateDeviceX509(ctx, tc.id, tc.chain, tc.roots)
 			if tc.want == "" {
 				if err == nil {
-					t.Fatalf("accepted as %s, want a refusal", got)
+					t.Fatalf("accepted as %+v, want a refusal", got)
 				}
 				if statusOf(err) != 401 {
 					t.Fatalf("refusal %v is not a 401", err)
 				}
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			if err != nil || got.Method != tc.want || got.GenerationID == "" {
+				t.Fatalf("got %+v, %v; want %q with the identity's generationId", got, err, tc.want)
 			}
 		})
 	}

@@ -35,7 +35,8 @@ import (
 // body is the message payload; system properties are NATS headers with
 // IoT Hub's names (iothub-connection-device-id,
 // iothub-connection-module-id, iothub-connection-auth-method,
-// iothub-enqueuedtime, message-id, correlation-id, content-type,
+// iothub-connection-auth-generation-id, iothub-enqueuedtime, message-id,
+// correlation-id, content-type,
 // content-encoding, user-id, to) and every application property is a
 // header of its own name. Consumer groups are durable consumers named
 // "cg-" + EncodeID(group) (plus the encoded device and module when
@@ -63,6 +64,7 @@ const (
 	HeaderDeviceID        = "iothub-connection-device-id"
 	HeaderModuleID        = "iothub-connection-module-id"
 	HeaderAuthMethod      = "iothub-connection-auth-method"
+	HeaderAuthGeneration  = "iothub-connection-auth-generation-id"
 	HeaderEnqueuedTime    = "iothub-enqueuedtime"
 	HeaderMessageID       = "message-id"
 	HeaderCorrelationID   = "correlation-id"
@@ -73,7 +75,7 @@ const (
 )
 
 var systemHeaders = map[string]bool{
-	HeaderDeviceID: true, HeaderModuleID: true, HeaderAuthMethod: true, HeaderEnqueuedTime: true,
+	HeaderDeviceID: true, HeaderModuleID: true, HeaderAuthMethod: true, HeaderAuthGeneration: true, HeaderEnqueuedTime: true,
 	HeaderMessageID: true, HeaderCorrelationID: true, HeaderContentType: true, HeaderContentEncoding: true,
 	HeaderUserID: true, HeaderTo: true, migratedHeader: true,
 }
@@ -290,7 +292,7 @@ func (t *Telemetry) message(e *twinhub.Event) *nats.Msg {
 		h[k] = append(h[k], headerValue(p.Value))
 	}
 	// One backing array for the value slices of the system properties.
-	vals := make([]string, 0, 10)
+	vals := make([]string, 0, 11)
 	set := func(k, v string) {
 		if v != "" {
 			vals = append(vals, headerValue(v))
@@ -301,6 +303,7 @@ func (t *Telemetry) message(e *twinhub.Event) *nats.Msg {
 	set(HeaderDeviceID, e.Identity.DeviceID)
 	set(HeaderModuleID, e.Identity.ModuleID)
 	set(HeaderAuthMethod, twinhub.AuthMethodJSON(e.Identity, e.AuthMethod))
+	set(HeaderAuthGeneration, e.AuthGenerationID)
 	set(HeaderEnqueuedTime, e.Enqueued.String())
 	set(HeaderMessageID, e.MessageID)
 	set(HeaderCorrelationID, e.CorrelationID)

@@ -270,6 +270,7 @@ func decodeEvent(m jetstream.Msg) (*twinhub.Event, error) {
 	if ts, err := time.Parse(time.RFC3339Nano, get(HeaderEnqueuedTime)); err == nil {
 		e.Enqueued = twinhub.Time{Time: ts}
 	}
+	e.AuthGenerationID = get(HeaderAuthGeneration)
 	e.MessageID, e.CorrelationID = get(HeaderMessageID), get(HeaderCorrelationID)
 	e.ContentType, e.ContentEncoding = get(HeaderContentType), get(HeaderContentEncoding)
 	e.UserID, e.To = get(HeaderUserID), get(HeaderTo)

@@ -48,13 +48,15 @@ func TestTelemetrySurvivesRestart(t *testing.T) {
 	}
 	for _, id := range []string{"a", "b+c", "a"} {
 		ev := &twinhub.Event{Identity: twinhub.DeviceKey(id), MessageID: id, Body: []byte(id), Enqueued: twinhub.Now(),
+			AuthMethod: "sas", AuthGenerationID: "gen-" + id,
 			Properties: []twinhub.Property{{Key: "x:y%", Value: "1\r\n2"}, {Key: "iothub-connection-device-id", Value: "spoof"}}}
 		if err := tel.Append(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got := readN(t, tel, twinhub.EventFilter{Group: "g", FromStart: true}, 1)
-	if p := got[0].Properties; got[0].Identity.DeviceID != "a" || len(p) != 1 || p[0] != (twinhub.Property{Key: "x:y%", Value: "1  2"}) {
+	if p := got[0].Properties; got[0].Identity.DeviceID != "a" || len(p) != 1 || p[0] != (twinhub.Property{Key: "x:y%", Value: "1  2"}) ||
+		got[0].AuthMethod != "sas" || got[0].AuthGenerationID != "gen-a" {
 		t.Errorf("event %+v", got[0])
 	}
 	if got[0].Partition != TelemetryPartition("a", 3) {

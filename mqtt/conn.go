@@ -46,12 +46,12 @@ type conn struct {
 	log       *slog.Logger
 
 	// Set by CONNECT.
-	id         string
-	key        twinhub.Key
-	clientID   string
-	clean      bool
-	authMethod string
-	keepAlive  time.Duration
+	id        string
+	key       twinhub.Key
+	clientID  string
+	clean     bool
+	auth      hub.DeviceAuth
+	keepAlive time.Duration
 
 	ctx    context.Context // ends when the connection closes
 	cancel context.CancelFunc

@@ -59,7 +59,7 @@ func (c *conn) connect(pk *packets.Packet) error {
 	}
 	c.keepAlive = ka
 	c.id = c.srv.hub.NewConnectionID()
-	c.log = c.log.With("identity", k.String(), "auth", c.authMethod)
+	c.log = c.log.With("identity", k.String(), "auth", c.auth.Method)
 
 	// Taking over the identity and recording the connection happen under
 	// the identity's lock, as do giving it up and recording the
@@ -153,18 +153,19 @@ func (c *conn) checkConnect(pk *packets.Packet) (twinhub.Key, error) {
 		if _, err := sas.ParseToken(token); err != nil {
 			return k, refuse(connBadUsernamePassword, "password is not a SAS token: %v", err)
 		}
-		if err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
-			return k, authRefusal(err)
-		}
-		c.authMethod = "sas"
-		return k, nil
-	}
-	if len(c.certs) > 0 {
-		method, err := c.srv.hub.AuthenticateDeviceX509(ctx, k, c.certs, c.srv.opts.DeviceCA)
+		auth, err := c.srv.hub.AuthenticateDevice(ctx, token, k)
 		if err != nil {
 			return k, authRefusal(err)
 		}
-		c.authMethod = method
+		c.auth = auth
+		return k, nil
+	}
+	if len(c.certs) > 0 {
+		auth, err := c.srv.hub.AuthenticateDeviceX509(ctx, k, c.certs, c.srv.opts.DeviceCA)
+		if err != nil {
+			return k, authRefusal(err)
+		}
+		c.auth = auth
 		return k, nil
 	}
 	return k, refuse(connNotAuthorized, "neither a SAS token nor a client certificate")

@@ -92,14 +92,14 @@ func (c *conn) telemetry(pk *packets.Packet, t Topic) error {
 	if fn := c.srv.opts.Telemetry; fn != nil {
 		ctx, cancel := c.requestContext()
 		err := fn(ctx, Message{
-			Identity: c.key, AuthMethod: c.authMethod, Properties: t.Properties,
+			Identity: c.key, AuthMethod: c.auth.Method, Properties: t.Properties,
 			Body: pk.Payload, Received: time.Now(),
 		})
 		cancel()
 		done(err)
 		return nil
 	}
-	c.srv.hub.SendEventAsync(Event(c.key, c.authMethod, t.Properties, pk.Payload), c.srv.opts.RequestTimeout, done)
+	c.srv.hub.SendEventAsync(Event(c.key, c.auth, t.Properties, pk.Payload), c.srv.opts.RequestTimeout, done)
 	return nil
 }
 
@@ -129,8 +129,8 @@ func (c *conn) telemetryStored(w *inFlight, n uint64, err error) {
 // Event turns a telemetry PUBLISH into the hub's event: the "$." keys of
 // the property bag become system properties, the others application
 // properties.
-func Event(k twinhub.Key, authMethod string, props []Property, body []byte) *twinhub.Event {
-	e := &twinhub.Event{Identity: k, AuthMethod: authMethod, Body: body}
+func Event(k twinhub.Key, auth hub.DeviceAuth, props []Property, body []byte) *twinhub.Event {
+	e := &twinhub.Event{Identity: k, AuthMethod: auth.Method, AuthGenerationID: auth.GenerationID, Body: body}
 	for _, p := range props {
 		switch p.Key {
 		case "$.mid":

@@ -58,7 +58,7 @@ func TestTelemetryAndC2D(t *testing.T) {
 	h := startHub(t, "127.0.0.57")
 	svc := h.Service(t)
 	ctx := testContext(t)
-	_, cs := h.NewDevice(t, svc, "msg-1")
+	registered, cs := h.NewDevice(t, svc, "msg-1")
 	dev := h.DeviceClient(t, cs)
 	for i, body := range []string{`{"temp":21}`, `{"temp":22}`} {
 		if err := dev.SendEvent(ctx, []byte(body),
@@ -71,8 +71,9 @@ func TestTelemetryAndC2D(t *testing.T) {
 	evs := monitor(t, h, 1, "--consumer-group", "g1", "--from", "start", "--device", "msg-1")
 	if e := evs[0]; e.DeviceID != "msg-1" || e.Body != `{"temp":21}` || e.System["message-id"] != "m1" ||
 		e.System["correlation-id"] != "c1" || e.Properties["site"] != "north wing" ||
-		e.System["iothub-connection-auth-method"] != "sas" || e.System["iothub-enqueuedtime"] == "" {
-		t.Errorf("event %+v", e)
+		e.System["iothub-connection-auth-method"] != "sas" || e.System["iothub-enqueuedtime"] == "" ||
+		e.System["iothub-connection-auth-generation-id"] != registered.GenerationID || registered.GenerationID == "" {
+		t.Errorf("event %+v (the device's generationId %q)", e, registered.GenerationID)
 	}
 
 	// Cloud-to-device: queued while the device does not listen, delivered

@@ -78,7 +78,7 @@ describe('Event Hubs-compatible endpoint', () => {
 
   it('EventHubConsumerClient reads device telemetry with its properties, from the start and from a sequence number', async () => {
     const id = uniqueId('eh');
-    await hub.createDevice(id);
+    const { generationId } = await hub.createDevice(id);
     const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
     await device.open();
     try {
@@ -121,6 +121,8 @@ describe('Event Hubs-compatible endpoint', () => {
       assert.equal(e.systemProperties['iothub-connection-device-id'], id);
       assert.equal(e.systemProperties['iothub-message-source'], 'Telemetry');
       assert.match(e.systemProperties['iothub-connection-auth-method'], /"type":"sas"/);
+      assert.ok(generationId);
+      assert.equal(e.systemProperties['iothub-connection-auth-generation-id'], generationId);
 
       const later = await readEvents(client, p, { sequenceNumber: 1 }, id, 2);
       assert.deepEqual(later.map((x) => x.sequenceNumber), [2, 3]);
