@@ -78,6 +78,10 @@ type TwinUpdate struct {
 	Desired map[string]any
 	// Replace makes Tags and Desired replace their sections.
 	Replace bool
+	// ClearTags and ClearDesired empty a section: `"tags": null` or
+	// `"properties": {"desired": null}` in a PATCH or PUT, as IoT Hub
+	// takes them (the desired $version goes up).
+	ClearTags, ClearDesired bool
 	// Reported is a device's patch of its reported properties.
 	Reported map[string]any
 }
@@ -92,7 +96,9 @@ func ParseTwinUpdate(body []byte, replace bool) (TwinUpdate, error) {
 		return TwinUpdate{}, ErrInvalid("twin is not a JSON object: %v", err)
 	}
 	var u TwinUpdate
-	if raw, ok := doc["tags"]; ok && raw != nil {
+	if raw, ok := doc["tags"]; ok && raw == nil {
+		u.ClearTags = true
+	} else if ok {
 		tags, err := checkSection("tags", raw)
 		if err != nil {
 			return TwinUpdate{}, err
@@ -108,6 +114,7 @@ func ParseTwinUpdate(body []byte, replace bool) (TwinUpdate, error) {
 			switch name {
 			case "desired":
 				if v == nil {
+					u.ClearDesired = true
 					continue
 				}
 				d, err := checkSection("properties.desired", v)
@@ -295,21 +302,30 @@ func (t *Twin) UpdateReported(patch map[string]any, now Time) error {
 }
 
 // Apply makes a change to the twin and counts it in the twin's version:
-// tags, then desired properties (each section's $version goes up and
-// its metadata is stamped with now), then reported properties. An error
+// tags (merged, replaced or cleared), then desired properties (each
+// section's $version goes up and its metadata is stamped with now), then
+// reported properties. An error
 // (a size limit) may leave the twin partly changed: callers apply to a
 // copy, as the hub's writer does. An update that touches nothing changes
 // nothing.
 func (t *Twin) Apply(u TwinUpdate, now Time) error {
-	if u.Tags == nil && u.Desired == nil && u.Reported == nil {
+	if u.Tags == nil && u.Desired == nil && u.Reported == nil && !u.ClearTags && !u.ClearDesired {
 		return nil
 	}
-	if u.Tags != nil {
+	switch {
+	case u.ClearTags:
+		t.Tags = map[string]any{}
+	case u.Tags != nil:
 		if err := t.UpdateTags(u.Tags, u.Replace); err != nil {
 			return err
 		}
 	}
-	if u.Desired != nil {
+	switch {
+	case u.ClearDesired:
+		if err := t.UpdateDesired(map[string]any{}, true, now); err != nil {
+			return err
+		}
+	case u.Desired != nil:
 		if err := t.UpdateDesired(u.Desired, u.Replace, now); err != nil {
 			return err
 		}

@@ -148,6 +148,44 @@ func TestTwinReplace(t *testing.T) {
 	}
 }
 
+// TestTwinClearSections: a PATCH with "tags": null or "properties":
+// {"desired": null} empties the section (the other section untouched);
+// clearing desired counts as a desired change, resets its metadata, and
+// the twin's version goes up once for the update.
+func TestTwinClearSections(t *testing.T) {
+	tw := NewTwin(at(0))
+	u, _ := ParseTwinUpdate([]byte(`{"tags":{"a":1},"properties":{"desired":{"x":1,"y":{"z":2}}}}`), false)
+	tw.Apply(u, at(1))
+	clearTags, err := ParseTwinUpdate([]byte(`{"tags":null,"properties":{"desired":{"w":3}}}`), false)
+	if err != nil || !clearTags.ClearTags || clearTags.ClearDesired {
+		t.Fatalf("parse tags null: %+v %v", clearTags, err)
+	}
+	if err := tw.Apply(clearTags, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(tw.Tags) != 0 || !reflect.DeepEqual(tw.Desired.Values, mustJSON(t, `{"x":1,"y":{"z":2},"w":3}`)) || tw.Version != 3 || tw.Desired.Version != 3 {
+		t.Fatalf("after tags null: tags %v desired %v version %d desired version %d", tw.Tags, tw.Desired.Values, tw.Version, tw.Desired.Version)
+	}
+	clearDesired, err := ParseTwinUpdate([]byte(`{"properties":{"desired":null}}`), false)
+	if err != nil || !clearDesired.ClearDesired || clearDesired.ClearTags {
+		t.Fatalf("parse desired null: %+v %v", clearDesired, err)
+	}
+	tw.Tags = map[string]any{"kept": true}
+	if err := tw.Apply(clearDesired, at(3)); err != nil {
+		t.Fatal(err)
+	}
+	if len(tw.Desired.Values) != 0 || tw.Desired.Version != 4 || tw.Version != 4 || tw.Tags["kept"] != true {
+		t.Errorf("after desired null: desired %v version %d, twin version %d, tags %v", tw.Desired.Values, tw.Desired.Version, tw.Version, tw.Tags)
+	}
+	if m := tw.Desired.Metadata; m.LastUpdated != at(3) || m.LastUpdatedVersion != 4 || len(m.Children) != 0 {
+		t.Errorf("desired metadata after the clear: %+v", m)
+	}
+	// Absent sections are not cleared.
+	if none, _ := ParseTwinUpdate([]byte(`{"properties":{}}`), false); none.ClearTags || none.ClearDesired {
+		t.Errorf("absent sections parsed as cleared: %+v", none)
+	}
+}
+
 func TestParseTwinUpdateIgnoresReadOnlyParts(t *testing.T) {
 	body := `{"deviceId":"d","etag":"AAAAAAAAAAE=","version":1,"properties":{
 		"desired":{"hw":"1.11","$metadata":{"$lastUpdated":"x"},"$version":1},

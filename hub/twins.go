@@ -50,16 +50,28 @@ func (h *Hub) UpdateReported(ctx context.Context, k twinhub.Key, patch map[strin
 // (modify), and then tells the identity's connections, on every node,
 // about a desired change.
 func (h *Hub) writeTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, ifMatch string) (*cachedRecord, error) {
+	var cleared map[string]any
 	e, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
 		if !etagMatches(ifMatch, twinhub.TwinETag(rec.Twin.Version)) {
 			return twinhub.ErrPreconditionFailed("twin")
+		}
+		if u.ClearDesired {
+			// Devices learn of a cleared section as a patch that
+			// removes each of its properties.
+			cleared = make(map[string]any, len(rec.Twin.Desired.Values))
+			for name := range rec.Twin.Desired.Values {
+				cleared[name] = nil
+			}
 		}
 		return rec.Twin.Apply(u, twinhub.Now())
 	})
 	if err != nil {
 		return nil, err
 	}
-	if u.Desired != nil {
+	switch {
+	case u.ClearDesired:
+		h.publishDesired(k, e.rec.Twin.Desired.Version, cleared)
+	case u.Desired != nil:
 		patch := u.Desired
 		if u.Replace {
 			patch = e.rec.Twin.Desired.Values

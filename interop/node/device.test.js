@@ -109,6 +109,13 @@ describe('devices over MQTT', () => {
         await removed;
         assert.equal(twin.properties.desired.mode, undefined);
 
+        // "desired": null clears the section: the device's copy loses
+        // every desired property.
+        const cleared = nextEvent(twin, 'properties.desired', (d) => d.$version === 5);
+        await registry.updateTwin(id, { properties: { desired: null } }, '*');
+        await cleared;
+        assert.equal(twin.properties.desired.power_level, undefined);
+
         // A second read sees what the device reported.
         const again = await client.getTwin();
         assert.equal(again.properties.reported.firmware, '1.0');

@@ -186,6 +186,27 @@ describe('twins', () => {
     assert.deepEqual(withoutMetadata(t3.properties.desired), { keep: 'k' });
   });
 
+  // IoT Hub takes a null section as "clear it", with "*" or the twin's
+  // etag (the Node SDK's own end-to-end tests do both).
+  for (const etag of ['*', 'current']) {
+    it(`"tags": null and "properties": {"desired": null} clear their section (etag ${etag})`, async () => {
+      const id = await newDevice('clear');
+      const { responseBody: t1 } = await registry.updateTwin(id, TUTORIAL_PATCH, '*');
+      const { responseBody: t2 } = await registry.updateTwin(id, { tags: null }, etag === '*' ? '*' : t1.etag);
+      assert.deepEqual(t2.tags || {}, {});
+      assert.deepEqual(withoutMetadata(t2.properties.desired), { power_level: 1 }, 'desired untouched by tags: null');
+      assert.equal(t2.properties.desired.$version, t1.properties.desired.$version);
+      assert.equal(t2.version, t1.version + 1);
+      const { responseBody: t3 } = await registry.updateTwin(id, { properties: { desired: null } }, etag === '*' ? '*' : t2.etag);
+      assert.deepEqual(withoutMetadata(t3.properties.desired), {});
+      assert.equal(t3.properties.desired.$version, t2.properties.desired.$version + 1);
+      assert.equal(t3.properties.desired.$metadata.power_level, undefined);
+      assert.match(t3.properties.desired.$metadata.$lastUpdated, TIME);
+      assert.equal(t3.version, t2.version + 1);
+      assert.deepEqual(await twinOf(id).then((t) => withoutMetadata(t.properties.desired)), {});
+    });
+  }
+
   it('a nested patch merges and keeps the siblings', async () => {
     const id = await newDevice('merge');
     await registry.updateTwin(id, {
