@@ -1,8 +1,9 @@
 'use strict';
-// The device side through azure-iot-device with azure-iot-device-mqtt:
-// Client over Mqtt and MqttWs (getTwin, reported updates, desired-property
-// events), ModuleClient over Mqtt, and the connection state the back end
-// sees. Address 127.0.0.41.
+// The device side through azure-iot-device with azure-iot-device-mqtt and
+// azure-iot-device-amqp: Client over Mqtt, MqttWs, Amqp and AmqpWs
+// (getTwin, reported updates, desired-property events, a cleared desired
+// section), ModuleClient over Mqtt and Amqp, takeover across transports,
+// and the connection state the back end sees. Address 127.0.0.41.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -49,7 +50,7 @@ async function waitFor(cond, what, ms = 10000) {
   }
 }
 
-describe('devices over MQTT', () => {
+describe('devices over MQTT and AMQP', () => {
   let hub;
   let registry;
 
@@ -66,7 +67,7 @@ describe('devices over MQTT', () => {
     return (await registry.get(id)).responseBody;
   }
 
-  for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs]]) {
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
     it(`${name}: getTwin, reported update, desired events, connection state`, async () => {
       const id = uniqueId(name.toLowerCase());
       await registry.create({ deviceId: id });
@@ -151,30 +152,32 @@ describe('devices over MQTT', () => {
     }
   });
 
-  it('ModuleClient over Mqtt: its own twin, not the device\'s', async () => {
-    const id = uniqueId('edge');
-    await registry.create({ deviceId: id });
-    await hub.createModule(id, 'sensor');
-    const client = ModuleClient.fromConnectionString(hub.moduleConnectionString(id, 'sensor'), Mqtt);
-    try {
-      await client.open();
-      const twin = await client.getTwin();
-      twin.on('properties.desired', () => {});
-      await reportedUpdate(twin, { temperature: 21.5 });
-      const seen = nextEvent(twin, 'properties.desired', (d) => d.interval === 30);
-      await registry.updateModuleTwin(id, 'sensor', { properties: { desired: { interval: 30 } } }, '*');
-      await seen;
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp]]) {
+    it(`ModuleClient over ${name}: its own twin, not the device's`, async () => {
+      const id = uniqueId(`mod-${name.toLowerCase()}`);
+      await registry.create({ deviceId: id });
+      await hub.createModule(id, 'sensor');
+      const client = ModuleClient.fromConnectionString(hub.moduleConnectionString(id, 'sensor'), Transport);
+      try {
+        await client.open();
+        const twin = await client.getTwin();
+        twin.on('properties.desired', () => {});
+        await reportedUpdate(twin, { temperature: 21.5 });
+        const seen = nextEvent(twin, 'properties.desired', (d) => d.interval === 30);
+        await registry.updateModuleTwin(id, 'sensor', { properties: { desired: { interval: 30 } } }, '*');
+        await seen;
 
-      const { responseBody: mt } = await registry.getModuleTwin(id, 'sensor');
-      assert.equal(mt.properties.reported.temperature, 21.5);
-      assert.equal(mt.connectionState, 'Connected');
-      const { responseBody: dt } = await registry.getTwin(id);
-      assert.equal(dt.properties.reported.temperature, undefined);
-      assert.equal(dt.connectionState, 'Disconnected');
-    } finally {
-      await client.close();
-    }
-  });
+        const { responseBody: mt } = await registry.getModuleTwin(id, 'sensor');
+        assert.equal(mt.properties.reported.temperature, 21.5);
+        assert.equal(mt.connectionState, 'Connected');
+        const { responseBody: dt } = await registry.getTwin(id);
+        assert.equal(dt.properties.reported.temperature, undefined);
+        assert.equal(dt.connectionState, 'Disconnected');
+      } finally {
+        await client.close();
+      }
+    });
+  }
 
   it('a reported update the hub refuses fails with the hub\'s message', async () => {
     const id = uniqueId('refused-patch');
