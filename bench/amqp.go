@@ -321,11 +321,7 @@ func (e *env) sessionsAMQP() error {
 	if err := e.createDevices(ids, nil); err != nil {
 		return err
 	}
-	e.gcNow()
-	var before Snapshot
-	if e.t.Usage != nil {
-		before, _ = e.t.Usage()
-	}
+	before := e.usageNow()
 	groups := (len(ids) + devicesPerAMQPConnection - 1) / devicesPerAMQPConnection
 	conns := make([]*goamqp.Conn, groups)
 	defer func() {

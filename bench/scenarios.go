@@ -22,11 +22,7 @@ func (e *env) connect() error {
 	if err := e.createDevices(ids, nil); err != nil {
 		return err
 	}
-	e.gcNow()
-	var before Snapshot
-	if e.t.Usage != nil {
-		before, _ = e.t.Usage()
-	}
+	before := e.usageNow()
 	rec := newRecorder()
 	o := e.deviceOptions()
 	var devs []*device
@@ -44,6 +40,17 @@ func (e *env) connect() error {
 	closeAll(devs)
 	devs = nil
 	return e.connectRaw()
+}
+
+// usageNow is the hub's usage after a GC (of an in-process hub), the
+// zero Snapshot when it is not measured.
+func (e *env) usageNow() Snapshot {
+	e.gcNow()
+	if e.t.Usage == nil {
+		return Snapshot{}
+	}
+	s, _ := e.t.Usage()
+	return s
 }
 
 // weighIdle lets what res opened idle a while, then records the hub's
