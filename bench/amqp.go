@@ -356,7 +356,7 @@ func (e *env) sessionsAMQP() error {
 		return setupErr
 	}
 	res.note("%d devices a connection, a session each with its own $cbs token and the six links of a device that uses telemetry, C2D, methods and desired properties", devicesPerAMQPConnection)
-	e.weighIdle(res, before, min(e.cfg.Duration, 5*time.Second), "sessions", "session", "go-amqp's side of each session")
+	e.weighIdle(res, before, e.cfg.Duration, "sessions", "session", "go-amqp's side of each session")
 	return nil
 }
 
