@@ -4,14 +4,19 @@
 // front ends it holds connections and protocol state only and calls the
 // hub for everything else.
 //
-// Built so far: protocol headers, SASL (ANONYMOUS, MSSBCBS, PLAIN, or
-// none), open and close, sessions, heartbeats and idle time-outs, the
-// AMQP errors of malformed input, links with credit and multi-frame
-// messages, the $cbs node (put-token: cbs.go), cloud-to-device send on
-// /messages/devicebound (c2d.go), and the Event Hubs-compatible entity
-// over the telemetry (partition readers, $management, the redirect from
-// messages/events: eventhub.go). Attaches to any other node are refused
-// with amqp:not-found, the way the SDKs recognise a refusal (a null
+// What is where: the connection, its sessions and frames (conn.go), links
+// and credit (link.go), SASL (sasl.go) and CBS grants ($cbs put-token:
+// cbs.go); the service side: cloud-to-device send on
+// /messages/devicebound (c2d.go), the feedback and file-notification
+// receivers (servicebound.go), the Event Hubs-compatible entity over the
+// telemetry (partition readers, $management, the redirect from
+// messages/events: eventhub.go); the device side: telemetry, C2D,
+// connection state, takeover and revocation (devices.go), twins (twin.go),
+// direct methods (methods.go); and how work runs off the reader: a link's
+// worker (worker.go), settlements of asynchronously stored messages
+// (settle.go), goroutines that exist only while there is work
+// (ondemand.go), WebSocket (websocket.go). Attaches to any other node are
+// refused with amqp:not-found, the way the SDKs recognise a refusal (a null
 // source and target, then a detach with the error; ../shared/AMQP.md).
 //
 // The framing is hand-written in amqp/wire: no Go AMQP 1.0 server
