@@ -252,7 +252,7 @@ func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 		c.srv.log.Warn("amqp: watching cloud-to-device messages", "device", deviceID, "err", err)
 		unwatch = func() {}
 	}
-	r.poll = time.AfterFunc(hub.C2DPollAfter(), r.kick)
+	r.poll = time.AfterFunc(hub.C2DPollAfter(0), r.kick)
 	l.stop = func() {
 		r.run.stop()
 		cancel()
@@ -272,6 +272,7 @@ type c2dReceiver struct {
 	deviceID, audience string
 	ctx                context.Context
 	poll               *time.Timer // looks again in case a notice was lost
+	looks              int         // looks without a message since the last (deliver's own)
 	run                onDemand
 }
 
@@ -291,10 +292,12 @@ func (r *c2dReceiver) deliver() {
 				c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", r.deviceID, "err", err)
 			}
 			if !r.run.isStopped() {
-				r.poll.Reset(hub.C2DPollAfter())
+				r.poll.Reset(hub.C2DPollAfter(r.looks))
+				r.looks++
 			}
 			return
 		}
+		r.looks = 0
 		c.mu.Lock()
 		valid := c.grantValid(r.audience)
 		if !valid {

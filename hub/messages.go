@@ -118,9 +118,6 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessag
 	return nil
 }
 
-// WatchC2D calls fn whenever a message is queued for deviceID, on any
-// node, until cancel. fn must not block. Delivery is at most once, so
-// readers also look now and then (C2DPollAfter).
 // c2dPoll is about how often an idle C2D reader looks at its queue by
 // itself, in case a notice was lost: the bus delivers at most once. The
 // loss this node can see, its NATS connection gone and back, wakes every
@@ -129,6 +126,15 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessag
 // devices look about 330 times a second at this pace, where every 5 s
 // cost half a core of this 2-core machine in queue reads at 100,000.
 const c2dPoll = 5 * time.Minute
+
+// An idle reader first looks again soon, c2dQuickLooks times every
+// c2dQuickPoll after its last message, and only then every few minutes: a
+// notice lost around a delivery, the likeliest moment, then costs seconds,
+// and a device idle for long costs almost nothing.
+const (
+	c2dQuickPoll  = 5 * time.Second
+	c2dQuickLooks = 2
+)
 
 // wakeC2DOnReconnect has every C2D reader of this node look at its queue
 // after the bus reconnects: the notices sent meanwhile are lost.
@@ -151,12 +157,19 @@ func (h *Hub) wakeC2DOnReconnect(ctx context.Context, bus twinhub.ReconnectingBu
 }
 
 // C2DPollAfter is how long an idle C2D reader waits before it looks at its
-// queue by itself: c2dPoll, give or take a random quarter, so that many
-// idle devices do not look at once.
-func C2DPollAfter() time.Duration {
+// queue by itself, when it has looked that many times since its last
+// message: c2dQuickPoll at first, then c2dPoll give or take a random
+// quarter, so that many idle devices do not look at once.
+func C2DPollAfter(looks int) time.Duration {
+	if looks < c2dQuickLooks {
+		return c2dQuickPoll
+	}
 	return c2dPoll*3/4 + rand.N(c2dPoll/2)
 }
 
+// WatchC2D calls fn whenever a message is queued for deviceID, on any
+// node, until cancel. fn must not block. Delivery is at most once, so
+// readers also look now and then (C2DPollAfter).
 func (h *Hub) WatchC2D(deviceID string, fn func()) (cancel func(), err error) {
 	if h.bus == nil {
 		return func() {}, nil

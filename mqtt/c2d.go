@@ -107,7 +107,8 @@ func (c *conn) deliverC2D(ctx context.Context, d *c2dDelivery) {
 	var packetID uint16
 	// An idle delivery looks at the queue by itself now and then, in
 	// case a notice of a new message was lost.
-	poll := time.NewTicker(hub.C2DPollAfter())
+	looks := 0
+	poll := time.NewTimer(hub.C2DPollAfter(looks))
 	defer poll.Stop()
 	select {
 	case <-ctx.Done():
@@ -126,8 +127,14 @@ func (c *conn) deliverC2D(ctx context.Context, d *c2dDelivery) {
 			case <-ctx.Done():
 			case <-d.wake:
 			case <-poll.C:
+				looks++
+				poll.Reset(hub.C2DPollAfter(looks))
 			}
 			continue
+		}
+		if looks > 0 {
+			looks = 0
+			poll.Reset(hub.C2DPollAfter(looks))
 		}
 		// MQTT delivers at the lower of the two QoS: a client that
 		// subscribed at QoS 0 gets the message once, with no PUBACK to
