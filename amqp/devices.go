@@ -101,7 +101,7 @@ func (c *conn) deviceGrant(k twinhub.Key) (audience string, auth hub.DeviceAuth,
 // stays: a new link authenticates the identity again.
 func (c *conn) revoke(k twinhub.Key) {
 	revoked := func(d twinhub.Key) bool {
-		return d != twinhub.Key{} && (d == k || k.ModuleID == "" && d.DeviceID == k.DeviceID)
+		return d == k || k.ModuleID == "" && d.DeviceID == k.DeviceID
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -113,10 +113,15 @@ func (c *conn) revoke(k twinhub.Key) {
 		kept = append(kept, g)
 	}
 	c.grants = kept
-	e := &wire.Error{Condition: condUnauthorized, Description: fmt.Sprintf("%s was deleted or disabled", k)}
+	c.closeDeviceLinks(revoked, &wire.Error{Condition: condUnauthorized, Description: fmt.Sprintf("%s was deleted or disabled", k)})
+}
+
+// closeDeviceLinks detaches, with e, the device links of the identities
+// that match. Called with mu held.
+func (c *conn) closeDeviceLinks(match func(twinhub.Key) bool, e *wire.Error) {
 	for _, s := range c.sessions {
 		for _, l := range s.links {
-			if revoked(l.device) {
+			if l.device != (twinhub.Key{}) && match(l.device) {
 				if err := c.closeLink(l, e); err != nil {
 					return
 				}
@@ -225,16 +230,8 @@ func (c *conn) takeover(k twinhub.Key, connID string) {
 		return
 	}
 	c.replaced[k] = true
-	e := &wire.Error{Condition: condStolen, Description: fmt.Sprintf("%s connected again, elsewhere; this connection of it gives way", k)}
-	for _, s := range c.sessions {
-		for _, l := range s.links {
-			if l.device == k {
-				if err := c.closeLink(l, e); err != nil {
-					return
-				}
-			}
-		}
-	}
+	c.closeDeviceLinks(func(d twinhub.Key) bool { return d == k },
+		&wire.Error{Condition: condStolen, Description: fmt.Sprintf("%s connected again, elsewhere; this connection of it gives way", k)})
 }
 
 // deliverC2D sends a device's cloud-to-device messages on l, one at a

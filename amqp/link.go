@@ -54,7 +54,7 @@ type link struct {
 	// (an accepted or rejected state).
 	onMessage func(m wire.Message) wire.Described
 	// work, when set, takes the messages off the reader (worker.go).
-	work *linkWork
+	work *sendQueue[queued]
 	// store, when set, starts storing a message, with mu held and without
 	// waiting: done brings the outcome later, from any goroutine
 	// (settle.go). storing counts the messages not settled yet.
@@ -297,7 +297,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 		return nil
 	}
 	if l.work != nil {
-		l.work.push(queued{m: m, decodeErr: err, id: l.partialID, unsettled: l.partialUnset})
+		l.work.add(queued{m: m, decodeErr: err, id: l.partialID, unsettled: l.partialUnset})
 		if s.windowUsed >= sessionWindow/2 {
 			return c.flow(l) // the worker renews the link's credit
 		}

@@ -64,7 +64,7 @@ func (c *conn) attachMethods(l *link, a wire.Attach, k twinhub.Key) {
 	// serving; the calls are sent from a queue whose goroutine runs while
 	// it has calls, and takes mu.
 	l.start = func() {
-		calls := &sendQueue[*hub.MethodCall]{max: maxPendingMethodCalls, wg: &c.senders, send: func(call *hub.MethodCall) error {
+		calls := &sendQueue[*hub.MethodCall]{max: maxPendingMethodCalls, wg: &c.senders, send: func(call *hub.MethodCall, _ int) error {
 			cid := newUUID()
 			c.mu.Lock()
 			ch.calls[idString(cid)] = call

@@ -3,8 +3,9 @@ package amqp
 import "sync"
 
 // onDemand runs a piece of work on a goroutine that exists only while
-// there is work: a link's worker, a C2D receiver, the desired pushes of a
-// twin channel, the settlement of a connection's deliveries. Thousands of
+// there is work: a link's queue (sendQueue: its worker, its method calls,
+// its desired pushes), a C2D receiver, the settlement of a connection's
+// deliveries. Thousands of
 // idle devices multiplexed on connections then hold no goroutine. The
 // work drains what is there and returns; a kick while it runs has it run
 // once more before the goroutine ends, so nothing kicked is left behind.
@@ -62,12 +63,16 @@ func (d *onDemand) isStopped() bool {
 	return d.stopped
 }
 
-// sendQueue is a bounded queue of what the hub hands a link from its own
-// goroutines (method calls, desired changes), sent in order by a goroutine
-// that runs only while the queue has some (onDemand).
+// sendQueue is a queue of what a link has to carry out in order: what the
+// hub hands it from its own goroutines (method calls, desired changes), or
+// the messages a client sent on it (a link's worker, worker.go). A
+// goroutine that runs only while the queue has some (onDemand) takes them
+// one at a time.
 type sendQueue[T any] struct {
-	max  int
-	send func(T) error // on the queue's goroutine; an error stops the queue
+	max int // how many may wait; 0: no bound (the link's credit bounds them)
+	// send carries out v, with waiting more behind it, on the queue's
+	// goroutine; an error stops the queue.
+	send func(v T, waiting int) error
 	wg   *sync.WaitGroup
 
 	mu    sync.Mutex
@@ -79,7 +84,7 @@ type sendQueue[T any] struct {
 // never blocks.
 func (q *sendQueue[T]) add(v T) bool {
 	q.mu.Lock()
-	if len(q.items) >= q.max {
+	if q.max > 0 && len(q.items) >= q.max {
 		q.mu.Unlock()
 		return false
 	}
@@ -103,8 +108,9 @@ func (q *sendQueue[T]) drain() {
 		var zero T
 		q.items[0] = zero
 		q.items = q.items[1:]
+		waiting := len(q.items)
 		q.mu.Unlock()
-		if err := q.send(v); err != nil {
+		if err := q.send(v, waiting); err != nil {
 			q.stop()
 			return
 		}

@@ -194,7 +194,7 @@ func (c *conn) startDesiredPushes(ctx context.Context, id string, k twinhub.Key)
 		return
 	}
 	out := ch.out
-	pushes := &sendQueue[hub.DesiredPatch]{max: maxPendingDesiredPushes, wg: &c.senders, send: func(p hub.DesiredPatch) error {
+	pushes := &sendQueue[hub.DesiredPatch]{max: maxPendingDesiredPushes, wg: &c.senders, send: func(p hub.DesiredPatch, _ int) error {
 		data, err := p.DeviceJSON()
 		if err != nil {
 			c.srv.log.Error("encoding a desired-property change", "err", err)

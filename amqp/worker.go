@@ -1,11 +1,6 @@
 package amqp
 
-import (
-	"context"
-	"sync"
-
-	"github.com/twinhub/twinhub/amqp/wire"
-)
+import "github.com/twinhub/twinhub/amqp/wire"
 
 // A link whose messages take long to handle (a C2D send waits for
 // JetStream) hands them to a worker of its own, so that the connection's
@@ -15,74 +10,12 @@ import (
 // finishes messages rather than as they arrive, so that what waits for
 // it never exceeds the credit.
 
-// linkWork is the queue of a link's worker. The worker's goroutine runs
-// only while the queue has messages (onDemand): an idle link holds none.
-type linkWork struct {
-	c      *conn
-	l      *link
-	ctx    context.Context
-	handle handler
-	run    onDemand
-
-	mu    sync.Mutex
-	queue []queued
-}
-
-// queued is a message waiting for the worker, with its delivery.
+// queued is a message waiting for the link's worker, with its delivery.
 type queued struct {
 	m         wire.Message
 	decodeErr error
 	id        uint32
 	unsettled bool
-}
-
-// push queues a message for the worker.
-func (w *linkWork) push(q queued) {
-	w.mu.Lock()
-	w.queue = append(w.queue, q)
-	w.mu.Unlock()
-	w.run.kick(&w.c.senders, w.drain)
-}
-
-// pop takes the next message and says how many wait behind it.
-func (w *linkWork) pop() (q queued, waiting int, ok bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.queue) == 0 || w.ctx.Err() != nil {
-		return queued{}, 0, false
-	}
-	q = w.queue[0]
-	w.queue[0] = queued{}
-	w.queue = w.queue[1:]
-	if len(w.queue) == 0 {
-		w.queue = nil // let a burst's array go
-	}
-	return q, len(w.queue), true
-}
-
-// drain handles the queued messages in order until the queue is empty or
-// the link goes.
-func (w *linkWork) drain() {
-	for {
-		q, waiting, ok := w.pop()
-		if !ok {
-			return
-		}
-		var outcome wire.Described
-		var then func()
-		if q.decodeErr != nil {
-			outcome = decodeRejected(q.decodeErr)
-		} else {
-			outcome, then = w.handle(q.m)
-		}
-		if err := w.c.finished(w.l, q, outcome, waiting, then); err != nil {
-			w.run.stop()
-			w.mu.Lock()
-			w.queue = nil
-			w.mu.Unlock()
-			return
-		}
-	}
 }
 
 // decodeRejected is the outcome of a message that does not decode.
@@ -97,14 +30,18 @@ func decodeRejected(err error) wire.Described {
 type handler func(m wire.Message) (outcome wire.Described, then func())
 
 // startWorker gives l a worker that handles its messages with handle
-// (called without the connection's lock), until the link goes.
+// (called without the connection's lock), in order, on a queue whose
+// goroutine runs only while it has messages: an idle link holds none.
+// The worker stops when the link goes.
 func (c *conn) startWorker(l *link, handle handler) {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &linkWork{c: c, l: l, ctx: ctx, handle: handle}
-	l.stop = func() {
-		w.run.stop()
-		cancel()
-	}
+	w := &sendQueue[queued]{wg: &c.senders, send: func(q queued, waiting int) error {
+		if q.decodeErr != nil {
+			return c.finished(l, q, decodeRejected(q.decodeErr), waiting, nil)
+		}
+		outcome, then := handle(q.m)
+		return c.finished(l, q, outcome, waiting, then)
+	}}
+	l.stop = w.stop
 	l.work = w
 }
 
