@@ -2,9 +2,7 @@ package amqp
 
 import (
 	"bufio"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -88,7 +86,7 @@ type conn struct {
 	// channels, by channel correlation id (twin.go, methods.go).
 	twins          map[string]*twinChannel
 	methodChannels map[string]*methodChannel
-	// id names the connection to the hub's method router.
+	// id names the connection to the hub's method router (ids as MQTT's).
 	id string
 	// deviceLinks counts the links of each device or module, whose
 	// connection state they make (devices.go).
@@ -142,18 +140,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 		deviceLinks:    map[twinhub.Key]int{},
 		deviceConns:    map[twinhub.Key]string{},
 		replaced:       map[twinhub.Key]bool{},
-		id:             "amqp-" + hex.EncodeToString(idBytes()),
+		id:             s.hub.NewConnectionID(),
 		done:           make(chan struct{}),
 	}
 	c.credit.L = &c.mu
 	return c
-}
-
-// idBytes is a random connection id.
-func idBytes() []byte {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return b
 }
 
 // connError is a reason to close the connection, sent to the peer in the
