@@ -468,30 +468,14 @@ func (c *conn) send(channel uint16, code uint64, fields wire.List, payload []byt
 // sendFrame writes one frame of type typ, no larger than the peer takes,
 // and flushes it.
 func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List, payload []byte) error {
-	frame, err := c.appendFrameOf(nil, typ, channel, code, fields, payload)
+	frame, err := wire.AppendPerformativeFrame(nil, typ, channel, code, fields, payload)
 	if err != nil {
 		return err
 	}
+	if uint32(len(frame)) > c.maxOut {
+		return closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", len(frame), c.maxOut)
+	}
 	return c.write(frame)
-}
-
-// appendFrame appends an AMQP frame without payload to buf, to be written
-// with others in one write.
-func (c *conn) appendFrame(buf []byte, channel uint16, code uint64, fields wire.List) ([]byte, error) {
-	return c.appendFrameOf(buf, wire.FrameAMQP, channel, code, fields, nil)
-}
-
-// appendFrameOf appends a frame of type typ, no larger than the peer
-// takes, to buf.
-func (c *conn) appendFrameOf(buf []byte, typ byte, channel uint16, code uint64, fields wire.List, payload []byte) ([]byte, error) {
-	out, err := wire.AppendPerformativeFrame(buf, typ, channel, code, fields, payload)
-	if err != nil {
-		return buf, err
-	}
-	if n := len(out) - len(buf); uint32(n) > c.maxOut {
-		return buf, closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", n, c.maxOut)
-	}
-	return out, nil
 }
 
 // write writes and flushes b under wmu. A client that stops reading
@@ -501,11 +485,12 @@ func (c *conn) appendFrameOf(buf []byte, typ byte, channel uint16, code uint64, 
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.corked > 0 {
+		c.w.Write(b)
+		return nil // flushed by uncork (or by the buffer filling up, under cork's deadline)
+	}
 	c.setWriteDeadline()
 	c.w.Write(b)
-	if c.corked > 0 {
-		return nil // flushed by uncork (or by the buffer filling up)
-	}
 	return c.w.Flush()
 }
 
@@ -523,7 +508,9 @@ func (c *conn) setWriteDeadline() {
 // uncork.
 func (c *conn) cork() {
 	c.wmu.Lock()
-	c.corked++
+	if c.corked++; c.corked == 1 {
+		c.setWriteDeadline()
+	}
 	c.wmu.Unlock()
 }
 

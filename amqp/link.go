@@ -186,13 +186,6 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 // flow tells the client the session's window and, for a link the hub
 // receives on, its credit.
 func (c *conn) flow(l *link) error {
-	channel, fields := c.flowFields(l)
-	return c.send(channel, wire.CodeFlow, fields, nil)
-}
-
-// flowFields is the flow frame of l (its session's windows, renewed, and
-// its credit), and its channel.
-func (c *conn) flowFields(l *link) (uint16, wire.List) {
 	s := l.s
 	f := wire.Flow{NextIncomingID: &s.nextIncomingID, IncomingWindow: sessionWindow,
 		NextOutgoingID: s.nextOutgoingID, OutgoingWindow: sessionWindow}
@@ -201,7 +194,7 @@ func (c *conn) flowFields(l *link) (uint16, wire.List) {
 		f.Handle, f.DeliveryCount, f.LinkCredit = &h, &dc, &cr
 	}
 	s.windowUsed = 0
-	return s.channel, f.List()
+	return c.send(s.channel, wire.CodeFlow, f.List(), nil)
 }
 
 // onFlow takes the client's flow: new credit for a link the hub sends on

@@ -32,9 +32,11 @@ func (c *conn) settleLater(st settlement) {
 	c.settler.kick(&c.senders, c.settleQueued)
 }
 
-// settleQueued writes the queued settlements until there are none.
+// settleQueued writes the queued settlements until there are none, each
+// batch in one write (corked): the disposition of each unsettled delivery,
+// and the credit it frees once the client has used half of what it may
+// have outstanding.
 func (c *conn) settleQueued() {
-	var buf []byte
 	for {
 		c.settleMu.Lock()
 		batch := c.settles
@@ -44,16 +46,21 @@ func (c *conn) settleQueued() {
 		if len(batch) == 0 || closed {
 			return
 		}
-		buf = buf[:0]
 		var err error
 		c.mu.Lock()
+		c.cork()
 		for _, st := range batch {
-			if buf, err = c.appendSettlement(buf, st); err != nil {
+			l := st.l
+			if l.gone {
+				continue
+			}
+			l.storing--
+			if err = c.settleHandled(l, st.id, st.unsettled, st.outcome, l.storing); err != nil {
 				break
 			}
 		}
-		if err == nil && len(buf) > 0 {
-			err = c.write(buf)
+		if ferr := c.uncork(); err == nil {
+			err = ferr
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -61,31 +68,6 @@ func (c *conn) settleQueued() {
 			return
 		}
 	}
-}
-
-// appendSettlement appends the frames of st to buf: the disposition of an
-// unsettled delivery, and a flow that renews the link's credit once the
-// client has used half of what it may have outstanding. Called with mu
-// held.
-func (c *conn) appendSettlement(buf []byte, st settlement) ([]byte, error) {
-	l := st.l
-	if l.gone {
-		return buf, nil
-	}
-	l.storing--
-	var err error
-	if st.unsettled {
-		d := wire.Disposition{Role: wire.RoleReceiver, First: st.id, Settled: true, State: st.outcome}
-		if buf, err = c.appendFrame(buf, l.s.channel, wire.CodeDisposition, d.List()); err != nil {
-			return buf, err
-		}
-	}
-	if int(l.credit)+l.storing <= linkCredit/2 {
-		l.credit = uint32(linkCredit - l.storing)
-		channel, fields := c.flowFields(l)
-		return c.appendFrame(buf, channel, wire.CodeFlow, fields)
-	}
-	return buf, nil
 }
 
 // stopSettling drops what is queued and settles nothing more, when the

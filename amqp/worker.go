@@ -55,7 +55,7 @@ func (c *conn) finished(l *link, q queued, outcome wire.Described, waiting int, 
 		return errLinkGone
 	}
 	c.cork()
-	err := c.settleHandled(l, q, outcome, waiting)
+	err := c.settleHandled(l, q.id, q.unsettled, outcome, waiting)
 	if err == nil && then != nil {
 		then()
 	}
@@ -65,11 +65,13 @@ func (c *conn) finished(l *link, q queued, outcome wire.Described, waiting int, 
 	return err
 }
 
-// settleHandled writes a handled delivery's disposition and, when due,
-// the link's new credit. Called with mu held.
-func (c *conn) settleHandled(l *link, q queued, outcome wire.Described, waiting int) error {
-	if q.unsettled {
-		d := wire.Disposition{Role: wire.RoleReceiver, First: q.id, Settled: true, State: outcome}
+// settleHandled writes the disposition of a handled delivery (when it
+// is unsettled) and, when the client has used half of the credit it may
+// have with waiting messages not settled yet, the link's new credit.
+// Called with mu held.
+func (c *conn) settleHandled(l *link, id uint32, unsettled bool, outcome wire.Described, waiting int) error {
+	if unsettled {
+		d := wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true, State: outcome}
 		if err := c.send(l.s.channel, wire.CodeDisposition, d.List(), nil); err != nil {
 			return err
 		}
