@@ -1,6 +1,7 @@
 package twinhub
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -53,6 +54,20 @@ func (e *Error) Number() int {
 		return n
 	}
 	return e.Status*1000 + 1
+}
+
+// TwinAnswerJSON is IoT Hub's error body in the answer to a device's twin
+// request (MQTT's $iothub/twin/res, AMQP's twin channel): the Node SDK
+// sees an error only through a truthy errorCode, and shows message.
+// trackingID names the connection that answers.
+func (e *Error) TwinAnswerJSON(trackingID string) []byte {
+	body, _ := json.Marshal(struct {
+		ErrorCode    int    `json:"errorCode"`
+		Message      string `json:"message"`
+		TrackingID   string `json:"trackingId"`
+		TimestampUTC string `json:"timestampUtc"`
+	}{e.Number(), e.Message, trackingID, Now().String()})
+	return body
 }
 
 // Errorf builds an *Error with a formatted message.

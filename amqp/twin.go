@@ -133,7 +133,7 @@ func (c *conn) twinAnswer(id string, k twinhub.Key, audience, operation, resourc
 	valid := c.grantValid(audience)
 	c.mu.Unlock()
 	if !valid {
-		return twinError(twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "the token of %s on this connection has expired", k))
+		return c.twinError(twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "the token of %s on this connection has expired", k))
 	}
 	h := c.srv.hub
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -142,24 +142,24 @@ func (c *conn) twinAnswer(id string, k twinhub.Key, audience, operation, resourc
 	switch {
 	case operation == "GET" && (resource == "" || resource == "/"):
 		if !th.Allow(throttle.TwinReads) {
-			return twinError(twinhub.ErrThrottled(throttle.TwinReads))
+			return c.twinError(twinhub.ErrThrottled(throttle.TwinReads))
 		}
 		body, err := h.DeviceTwinJSON(ctx, k)
 		if err != nil {
-			return twinError(err)
+			return c.twinError(err)
 		}
 		return http.StatusOK, 0, body
 	case operation == "PATCH" && resource == reportedResource:
 		if !th.Allow(throttle.TwinUpdates) {
-			return twinError(twinhub.ErrThrottled(throttle.TwinUpdates))
+			return c.twinError(twinhub.ErrThrottled(throttle.TwinUpdates))
 		}
 		patch, err := twinhub.ParsePatch("reported", bodyOf(m))
 		if err != nil {
-			return twinError(err)
+			return c.twinError(err)
 		}
 		version, err := h.UpdateReported(ctx, k, patch)
 		if err != nil {
-			return twinError(err)
+			return c.twinError(err)
 		}
 		return http.StatusNoContent, version, nil
 	case operation == "PUT" && resource == desiredResource:
@@ -173,15 +173,14 @@ func (c *conn) twinAnswer(id string, k twinhub.Key, audience, operation, resourc
 		c.mu.Unlock()
 		return http.StatusOK, 0, nil
 	}
-	return twinError(twinhub.ErrInvalid("twin operation %q on resource %q is not one IoT Hub serves", operation, resource))
+	return c.twinError(twinhub.ErrInvalid("twin operation %q on resource %q is not one IoT Hub serves", operation, resource))
 }
 
 // twinError is the answer of a failed twin request: its status and IoT
 // Hub's error body.
-func twinError(err error) (int, int64, []byte) {
+func (c *conn) twinError(err error) (int, int64, []byte) {
 	e := twinhub.AsError(err)
-	body, _ := twinhub.MarshalNoHTML(map[string]any{"errorCode": e.Status*1000 + 1, "message": e.Message})
-	return e.Status, 0, body
+	return e.Status, 0, e.TwinAnswerJSON(c.id)
 }
 
 // startDesiredPushes follows the identity's desired-property changes onto

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -197,27 +196,12 @@ func (c *conn) twinPatch(t Topic, body []byte) error {
 	return c.send(publishPacket(TwinResponseTopic(http.StatusNoContent, t.RequestID, version), nil))
 }
 
-// twinErrorBody is IoT Hub's error reply on $iothub/twin/res: the Node
-// SDK sees an error only through a truthy errorCode, and shows message.
-type twinErrorBody struct {
-	ErrorCode    int    `json:"errorCode"`
-	Message      string `json:"message"`
-	TrackingID   string `json:"trackingId"`
-	TimestampUTC string `json:"timestampUtc"`
-}
-
 func (c *conn) twinError(rid string, err error) error {
 	e := twinhub.AsError(err)
 	if e.Status >= 500 {
 		c.log.Error("twin request failed", "rid", rid, "err", err)
 	}
-	body, _ := json.Marshal(twinErrorBody{
-		ErrorCode:    e.Number(),
-		Message:      e.Message,
-		TrackingID:   c.id,
-		TimestampUTC: twinhub.Now().String(),
-	})
-	return c.send(publishPacket(TwinResponseTopic(e.Status, rid, 0), body))
+	return c.send(publishPacket(TwinResponseTopic(e.Status, rid, 0), e.TwinAnswerJSON(c.id)))
 }
 
 // --- subscriptions ---
