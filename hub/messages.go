@@ -190,10 +190,7 @@ func (h *Hub) NextC2D(ctx context.Context, deviceID string, after uint64) (*twin
 			return nil, err
 		}
 		if !m.Expiry.IsZero() && time.Now().After(m.Expiry.Time) {
-			err := q.Remove(ctx, deviceID, m.Seq)
-			if err == nil {
-				h.feedback(ctx, deviceID, m, twinhub.FeedbackExpired)
-			} else if !errors.Is(err, twinhub.ErrNotFound) {
+			if err := h.removeC2D(ctx, deviceID, m, twinhub.FeedbackExpired); err != nil {
 				return nil, err
 			}
 			after = m.Seq
@@ -236,9 +233,7 @@ func (h *Hub) countDelivery(ctx context.Context, deviceID string, m *twinhub.C2D
 		m.Deliveries = n
 		return false, nil
 	}
-	if err := h.c2d.Remove(ctx, deviceID, m.Seq); err == nil {
-		h.feedback(ctx, deviceID, m, twinhub.FeedbackDeliveryCountExceeded)
-	} else if !errors.Is(err, twinhub.ErrNotFound) {
+	if err := h.removeC2D(ctx, deviceID, m, twinhub.FeedbackDeliveryCountExceeded); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -247,13 +242,14 @@ func (h *Hub) countDelivery(ctx context.Context, deviceID string, m *twinhub.C2D
 // CompleteC2D removes a delivered message from its queue, with feedback
 // if the message asked for it.
 func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
-	return h.removeDelivered(ctx, deviceID, m, twinhub.FeedbackSuccess)
+	return h.removeC2D(ctx, deviceID, m, twinhub.FeedbackSuccess)
 }
 
-// removeDelivered removes a delivered message that the device settled,
-// with feedback of status if the message asked for it. A message gone
-// already was settled before (a redelivery): nothing to do.
-func (h *Hub) removeDelivered(ctx context.Context, deviceID string, m *twinhub.C2DMessage, status string) error {
+// removeC2D removes a message from its device's queue, with feedback of
+// status if the message asked for it: settled by the device, expired or
+// dead-lettered. A message gone already was removed before (a
+// redelivery settled, another node's expiry): nothing to do.
+func (h *Hub) removeC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage, status string) error {
 	q := h.c2d
 	if q == nil {
 		return nil
@@ -271,7 +267,7 @@ func (h *Hub) removeDelivered(ctx context.Context, deviceID string, m *twinhub.C
 // RejectC2D removes a delivered message that the device rejected, with
 // Rejected feedback if the message asked for it.
 func (h *Hub) RejectC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
-	return h.removeDelivered(ctx, deviceID, m, twinhub.FeedbackRejected)
+	return h.removeC2D(ctx, deviceID, m, twinhub.FeedbackRejected)
 }
 
 // PurgeC2D deletes the pending messages of a device (DELETE
