@@ -127,14 +127,11 @@ func (q *lockQueue) undelivered() bool {
 	if err != nil {
 		return false
 	}
-	stream, err := q.js.Stream(ctx, ci.Stream)
+	stream, err := q.js.Stream(ctx, ci.Stream) // a stream info request: its answer is CachedInfo
 	if err != nil {
 		return false
 	}
-	si, err := stream.Info(ctx)
-	if err != nil {
-		return false
-	}
+	si := stream.CachedInfo()
 	return si.State.Msgs > 0 && si.State.LastSeq > ci.Delivered.Stream
 }
 
