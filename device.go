@@ -79,6 +79,13 @@ type Device struct {
 	CloudToDeviceMessageCount  int            `json:"cloudToDeviceMessageCount"`
 	Authentication             Authentication `json:"authentication"`
 	Capabilities               Capabilities   `json:"capabilities"`
+	// DeviceScope is an IoT Edge device's own scope (EdgeScope), or the
+	// scope of a leaf device's parent; nil (null) for a device with
+	// neither. A registry write that leaves it out keeps the stored one.
+	DeviceScope *string `json:"deviceScope"`
+	// ParentScopes holds the scope of the device's parent edge device, if
+	// it has one: IoT Hub allows one parent.
+	ParentScopes Scopes `json:"parentScopes"`
 }
 
 // Module is a module identity as the registry REST API shows it.

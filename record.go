@@ -3,6 +3,7 @@ package twinhub
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 )
 
 // Record is what the store keeps for one identity: the device or module
@@ -94,6 +95,20 @@ func IdentityDoc(doc map[string]any, d *Device, m *Module) {
 	doc["lastActivityTime"] = d.LastActivityTime.String()
 	doc["cloudToDeviceMessageCount"] = float64(d.CloudToDeviceMessageCount)
 	doc["capabilities"] = map[string]any{"iotEdge": d.Capabilities.IoTEdge}
+	if d.DeviceScope != nil {
+		doc["deviceScope"] = *d.DeviceScope
+	}
+	doc["parentScopes"] = d.ParentScopes.Doc()
+}
+
+// Doc is the parentScopes member of a twin document: an array, empty when
+// the device has no parent.
+func (s Scopes) Doc() []any {
+	a := make([]any, len(s))
+	for i, scope := range s {
+		a[i] = scope
+	}
+	return a
 }
 
 // Doc is the x509Thumbprint member of a twin document: null for a
@@ -184,6 +199,8 @@ func (r *Record) DeviceCopy() *Device {
 	d := *r.Device
 	d.StatusReason = clonePtr(d.StatusReason)
 	d.Authentication = d.Authentication.clone()
+	d.DeviceScope = clonePtr(d.DeviceScope)
+	d.ParentScopes = slices.Clone(d.ParentScopes)
 	return &d
 }
 

@@ -617,6 +617,8 @@ const (
 	sysPrimaryThumbprint
 	sysSecondaryThumbprint
 	sysIoTEdge
+	sysDeviceScope
+	sysParentScopes
 	sysDesiredVersion
 	sysReportedVersion
 )
@@ -630,6 +632,7 @@ var (
 		"statusUpdateTime": sysStatusUpdateTime, "connectionState": sysConnectionState,
 		"lastActivityTime": sysLastActivityTime, "cloudToDeviceMessageCount": sysC2DCount,
 		"authenticationType": sysAuthType, "modelId": sysModelID,
+		"deviceScope": sysDeviceScope, "parentScopes": sysParentScopes,
 	}
 	subSys = map[string]map[string]sysField{
 		"x509Thumbprint": {"primaryThumbprint": sysPrimaryThumbprint, "secondaryThumbprint": sysSecondaryThumbprint},
@@ -699,6 +702,14 @@ func (t *flatTwin) sys(f sysField) query.Value {
 	case sysIoTEdge:
 		if d != nil {
 			return query.Value{Kind: query.Bool, Bool: d.Capabilities.IoTEdge}
+		}
+	case sysDeviceScope:
+		if d != nil && d.DeviceScope != nil {
+			return strValue(*d.DeviceScope)
+		}
+	case sysParentScopes:
+		if d != nil {
+			return query.ValueOf(d.ParentScopes.Doc())
 		}
 	case sysDesiredVersion:
 		return numValue(float64(t.desiredVersion))

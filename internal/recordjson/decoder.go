@@ -333,6 +333,42 @@ func (d *Decoder) optStr(v **string) bool {
 	return ok
 }
 
+// strings reads an array of strings; null makes it nil, as in
+// encoding/json.
+func (d *Decoder) strings(v *[]string) bool {
+	if d.Null() {
+		*v = nil
+		return true
+	}
+	if d.Peek() != '[' {
+		return false
+	}
+	d.i++
+	a := []string{}
+	if d.Peek() == ']' {
+		d.i++
+		*v = a
+		return true
+	}
+	for {
+		s, ok := d.String()
+		if !ok {
+			return false
+		}
+		a = append(a, s)
+		switch d.Peek() {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			*v = a
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 // Time reads an instant as Time.UnmarshalJSON would: the usual form
 // (UTC, up to nine fractional digits) here, others through it.
 func (d *Decoder) Time(t *twinhub.Time) bool {

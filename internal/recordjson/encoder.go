@@ -53,6 +53,19 @@ func (e *jsonEncoder) optString(s *string) {
 	e.string(*s)
 }
 
+// strings writes a parentScopes list as twinhub.Scopes marshals it: []
+// when nil.
+func (e *jsonEncoder) strings(a []string) {
+	e.b = append(e.b, '[')
+	for i, s := range a {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		e.string(s)
+	}
+	e.b = append(e.b, ']')
+}
+
 func (e *jsonEncoder) object(m map[string]any) {
 	if m == nil {
 		e.b = append(e.b, "null"...)

@@ -84,6 +84,10 @@ var (
 		intMember("cloudToDeviceMessageCount", func(v *twinhub.Device) *int { return &v.CloudToDeviceMessageCount }),
 		structMember("authentication", authSchema, func(v *twinhub.Device) *twinhub.Authentication { return &v.Authentication }),
 		structMember("capabilities", capabilitiesSchema, func(v *twinhub.Device) *twinhub.Capabilities { return &v.Capabilities }),
+		optStringMember("deviceScope", func(v *twinhub.Device) **string { return &v.DeviceScope }),
+		member[twinhub.Device]{name: "parentScopes",
+			read:  func(d *Decoder, v *twinhub.Device) bool { return d.strings((*[]string)(&v.ParentScopes)) },
+			write: func(e *jsonEncoder, v *twinhub.Device) { e.strings(v.ParentScopes) }},
 	)
 	moduleSchema = newSchema(
 		stringMember("moduleId", func(v *twinhub.Module) *string { return &v.ModuleID }),

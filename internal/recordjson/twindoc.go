@@ -38,6 +38,10 @@ func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
 	e.string(twinhub.IdentityETag(r.IdentityVersion))
 	e.field("deviceId", false)
 	e.string(deviceID)
+	if d := r.Device; r.Module == nil && d.DeviceScope != nil {
+		e.field("deviceScope", false)
+		e.string(*d.DeviceScope)
+	}
 	e.field("etag", false)
 	e.string(twinhub.TwinETag(r.Twin.Version))
 	e.field("lastActivityTime", false)
@@ -47,6 +51,9 @@ func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
 	if m := r.Module; m != nil {
 		e.field("moduleId", false)
 		e.string(m.ModuleID)
+	} else {
+		e.field("parentScopes", false)
+		e.strings(r.Device.ParentScopes)
 	}
 	e.b = append(e.b, `,"properties":{"desired":`...)
 	e.wire(&r.Twin.Desired, true)

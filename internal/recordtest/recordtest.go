@@ -72,6 +72,18 @@ func RandomRecord(r *rand.Rand, k twinhub.Key) *twinhub.Record {
 		if r.IntN(3) == 0 {
 			rec.Device.LastActivityTime = now
 		}
+		d := rec.Device
+		if d.Capabilities.IoTEdge {
+			own := twinhub.EdgeScope(d.DeviceID, "637002575398722524")
+			d.DeviceScope = &own
+		}
+		if r.IntN(3) == 0 {
+			parent := twinhub.EdgeScope("gateway", "123456789012345678")
+			d.ParentScopes = twinhub.Scopes{parent}
+			if !d.Capabilities.IoTEdge {
+				d.DeviceScope = &parent
+			}
+		}
 	}
 	for range r.IntN(4) {
 		now = twinhub.Time{Time: now.Add(time.Duration(r.IntN(100)+1) * time.Millisecond)}
