@@ -26,6 +26,14 @@ type importIdentity struct {
 	Tags           json.RawMessage        `json:"tags"`
 	Properties     json.RawMessage        `json:"properties"`
 	Capabilities   twinhub.Capabilities   `json:"capabilities"`
+	DeviceScope    *string                `json:"deviceScope"`
+	ParentScopes   twinhub.Scopes         `json:"parentScopes"`
+}
+
+// device is the device identity an entry asks for.
+func (e importIdentity) device() twinhub.Device {
+	return twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication,
+		Capabilities: e.Capabilities, DeviceScope: e.DeviceScope, ParentScopes: e.ParentScopes}
 }
 
 type bulkError struct {
@@ -133,7 +141,7 @@ func (a *API) createIdentity(r *http.Request, e importIdentity) error {
 		_, err := a.hub.CreateModule(r.Context(), twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication})
 		return err
 	}
-	_, err := a.hub.CreateDevice(r.Context(), twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication, Capabilities: e.Capabilities})
+	_, err := a.hub.CreateDevice(r.Context(), e.device())
 	return err
 }
 
@@ -142,7 +150,7 @@ func (a *API) updateIdentity(r *http.Request, e importIdentity, ifMatch string) 
 	if e.ModuleID != "" {
 		_, err = a.hub.UpdateModule(r.Context(), twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication}, ifMatch)
 	} else {
-		_, err = a.hub.UpdateDevice(r.Context(), twinhub.Device{DeviceID: e.ID, Status: e.Status, StatusReason: e.StatusReason, Authentication: e.Authentication, Capabilities: e.Capabilities}, ifMatch)
+		_, err = a.hub.UpdateDevice(r.Context(), e.device(), ifMatch)
 	}
 	return err
 }

@@ -70,6 +70,25 @@ func makeFleet(t *testing.T, h *hub.Hub) {
 			}
 		}
 	}
+	// The fleets hold only the modules they list: the system modules the
+	// hub gave their edge devices go.
+	listed := map[twinhub.Key]bool{}
+	for _, tw := range querytest.ModuleTwins {
+		listed[twinhub.ModuleKey(tw.DeviceID, tw.ModuleID)] = true
+	}
+	for id := range devices {
+		mods, err := h.ListModules(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mods {
+			if !listed[twinhub.ModuleKey(id, m.ModuleID)] {
+				if err := h.DeleteModule(ctx, id, m.ModuleID, "*"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
 }
 
 // allTwins reads every twin of a collection through GetTwin, in key order:

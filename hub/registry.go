@@ -11,9 +11,14 @@ import (
 // The identity registry: devices and modules, listing and statistics.
 
 // CreateDevice registers a new device with a fresh twin.
+// An edge device gets its scope and the $edgeAgent and $edgeHub modules.
 func (h *Hub) CreateDevice(ctx context.Context, d twinhub.Device) (*twinhub.Device, error) {
 	rec, err := h.newDeviceRecord(d)
 	if err != nil {
+		return nil, err
+	}
+	nd := rec.Device
+	if nd.DeviceScope, nd.ParentScopes, err = h.scopes(ctx, &d, nil, nd.GenerationID); err != nil {
 		return nil, err
 	}
 	rev, err := h.store.Create(ctx, twinhub.DeviceKey(d.DeviceID), rec)
@@ -23,6 +28,11 @@ func (h *Hub) CreateDevice(ctx context.Context, d twinhub.Device) (*twinhub.Devi
 		return nil, err
 	}
 	h.cache.put(twinhub.DeviceKey(d.DeviceID), rec, rev)
+	if nd.Capabilities.IoTEdge {
+		if err := h.createEdgeModules(ctx, d.DeviceID); err != nil {
+			return nil, err
+		}
+	}
 	return rec.DeviceCopy(), nil
 }
 
@@ -68,10 +78,11 @@ func (h *Hub) GetDevice(ctx context.Context, id string) (*twinhub.Device, error)
 	return rec.DeviceCopy(), nil
 }
 
-// UpdateDevice changes a device's status, authentication and capabilities,
-// if ifMatch matches its etag.
+// UpdateDevice changes a device's status, authentication, capabilities
+// and scopes, if ifMatch matches its etag. A device that becomes an edge
+// device gets the $edgeAgent and $edgeHub modules it lacks.
 func (h *Hub) UpdateDevice(ctx context.Context, d twinhub.Device, ifMatch string) (*twinhub.Device, error) {
-	disabled := false
+	disabled, becameEdge := false, false
 	rec, err := h.modify(ctx, twinhub.DeviceKey(d.DeviceID), func(rec *twinhub.Record) error {
 		// A fresh copy each attempt: an attempt on a stale record must
 		// leave nothing (keys, status) to the next.
@@ -89,6 +100,12 @@ func (h *Hub) UpdateDevice(ctx context.Context, d twinhub.Device, ifMatch string
 		if err := twinhub.NormalizeAuth(&d.Authentication, &old.Authentication); err != nil {
 			return err
 		}
+		scope, parents, err := h.scopes(ctx, &d, old, old.GenerationID)
+		if err != nil {
+			return err
+		}
+		becameEdge = d.Capabilities.IoTEdge && !old.Capabilities.IoTEdge
+		old.DeviceScope, old.ParentScopes = scope, parents
 		if d.Status != old.Status {
 			old.StatusUpdatedTime = twinhub.Now()
 		}
@@ -104,6 +121,11 @@ func (h *Hub) UpdateDevice(ctx context.Context, d twinhub.Device, ifMatch string
 	if disabled {
 		// IoT Hub drops the connections of a device it disables.
 		h.RevokeConnections(twinhub.DeviceKey(d.DeviceID))
+	}
+	if becameEdge {
+		if err := h.createEdgeModules(ctx, d.DeviceID); err != nil {
+			return nil, err
+		}
 	}
 	return rec.rec.DeviceCopy(), nil
 }
@@ -153,8 +175,18 @@ func (h *Hub) Statistics(ctx context.Context) (twinhub.DeviceStatistics, twinhub
 	return ds, ss, nil
 }
 
-// CreateModule registers a module on an existing device.
+// CreateModule registers a module on an existing device. Ids that begin
+// with $ are IoT Edge's: only its two system modules may be created (the
+// hub creates them for edge devices; an import or a user may create them
+// again).
 func (h *Hub) CreateModule(ctx context.Context, m twinhub.Module) (*twinhub.Module, error) {
+	if twinhub.IsSystemModule(m.ModuleID) && m.ModuleID != twinhub.EdgeAgentModule && m.ModuleID != twinhub.EdgeHubModule {
+		return nil, twinhub.ErrInvalid("module id '%s': ids that begin with $ are reserved for IoT Edge's %s and %s", m.ModuleID, twinhub.EdgeAgentModule, twinhub.EdgeHubModule)
+	}
+	return h.createModule(ctx, m)
+}
+
+func (h *Hub) createModule(ctx context.Context, m twinhub.Module) (*twinhub.Module, error) {
 	if err := twinhub.ValidateID("device", m.DeviceID); err != nil {
 		return nil, err
 	}
