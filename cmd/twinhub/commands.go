@@ -70,6 +70,7 @@ func deviceCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "device", Short: "Manage device identities"}
 	var edge, disabled bool
 	var thumbprints []string
+	var parent string
 	create := &cobra.Command{
 		Use:   "create ID",
 		Short: "Register a device (symmetric keys are generated unless --x509-thumbprint is given)",
@@ -86,6 +87,22 @@ func deviceCommand(g *globals) *cobra.Command {
 					d.Authentication.X509Thumbprint.SecondaryThumbprint = &thumbprints[1]
 				}
 			}
+			if parent != "" {
+				// The parent is named by its scope: a leaf's deviceScope,
+				// a nested edge device's parentScopes.
+				var p twinhub.Device
+				if _, err := c.call("GET", "/devices/"+escape(parent), nil, nil, &p); err != nil {
+					return err
+				}
+				if !p.Capabilities.IoTEdge || p.DeviceScope == nil {
+					return fmt.Errorf("--parent %s: not an IoT Edge device; only edge devices have children", parent)
+				}
+				if edge {
+					d.ParentScopes = twinhub.Scopes{*p.DeviceScope}
+				} else {
+					d.DeviceScope = p.DeviceScope
+				}
+			}
 			var out twinhub.Device
 			if _, err := c.call("PUT", "/devices/"+escape(args[0]), nil, d, &out); err != nil {
 				return err
@@ -94,6 +111,7 @@ func deviceCommand(g *globals) *cobra.Command {
 		}),
 	}
 	create.Flags().BoolVar(&edge, "edge", false, "an IoT Edge device")
+	create.Flags().StringVar(&parent, "parent", "", "the id of the IoT Edge device to put this device below")
 	create.Flags().BoolVar(&disabled, "disabled", false, "create the device disabled")
 	create.Flags().StringSliceVar(&thumbprints, "x509-thumbprint", nil, "primary[,secondary] SHA-1 or SHA-256 thumbprint of a self-signed certificate")
 
@@ -307,7 +325,7 @@ func queryCommand(g *globals) *cobra.Command {
 
 // Columns of the --table views: a name and a path into the JSON.
 var (
-	deviceColumns = []string{"deviceId", "status", "connectionState", "authentication.type", "capabilities.iotEdge", "lastActivityTime"}
+	deviceColumns = []string{"deviceId", "status", "connectionState", "authentication.type", "capabilities.iotEdge", "deviceScope", "lastActivityTime"}
 	moduleColumns = []string{"deviceId", "moduleId", "connectionState", "authentication.type", "lastActivityTime"}
 	twinColumns   = []string{"deviceId", "moduleId", "version", "status", "connectionState", "tags", "properties.desired.$version", "properties.reported.$version"}
 )

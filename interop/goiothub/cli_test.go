@@ -3,6 +3,7 @@ package goiothub
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -125,6 +126,31 @@ func TestCLI(t *testing.T) {
 		_, stderr, err := h.RunCLI("device", "delete", "cli-2")
 		if err == nil || !strings.Contains(stderr, "DeviceNotFound") {
 			t.Errorf("deleting a deleted device: err %v stderr %q, want a failure naming DeviceNotFound", err, stderr)
+		}
+	})
+
+	// A small IoT Edge hierarchy with device create --edge and --parent:
+	// a gateway, an edge device below it and a leaf below that, each with
+	// the scopes the registry gives them; a parent that is no edge device
+	// is refused with a clear message.
+	t.Run("Edge", func(t *testing.T) {
+		gw := decodeCLI[map[string]any](t, "device create --edge", h.CLI(t, "device", "create", "gw", "--edge"))
+		gwScope, _ := gw["deviceScope"].(string)
+		if !strings.HasPrefix(gwScope, "ms-azure-iot-edge://gw-") || at(gw, "capabilities", "iotEdge") != true {
+			t.Fatalf("device create --edge printed %v", gw)
+		}
+		mid := decodeCLI[map[string]any](t, "device create --edge --parent", h.CLI(t, "device", "create", "mid", "--edge", "--parent", "gw"))
+		midScope, _ := mid["deviceScope"].(string)
+		if !strings.HasPrefix(midScope, "ms-azure-iot-edge://mid-") || fmt.Sprint(mid["parentScopes"]) != "["+gwScope+"]" {
+			t.Errorf("an edge device below gw: %v", mid)
+		}
+		leaf := decodeCLI[map[string]any](t, "device create --parent", h.CLI(t, "device", "create", "leaf", "--parent", "mid"))
+		if leaf["deviceScope"] != midScope || fmt.Sprint(leaf["parentScopes"]) != "["+midScope+"]" {
+			t.Errorf("a leaf below mid: %v", leaf)
+		}
+		_, stderr, err := h.RunCLI("device", "create", "leaf2", "--parent", "leaf")
+		if err == nil || !strings.Contains(stderr, "not an IoT Edge device") {
+			t.Errorf("a leaf below a leaf: err %v, stderr %q", err, stderr)
 		}
 	})
 }
