@@ -100,6 +100,11 @@ func New(core *hub.Hub, o Options) *API {
 	a.route("GET /twinhub/eventhub/consumergroups", []sas.Permission{sas.ServiceConnect, sas.RegistryRead}, hubWide, a.listConsumerGroups)
 	a.route("PUT /twinhub/eventhub/consumergroups/{name}", write, hubWide, a.createConsumerGroup)
 	a.route("DELETE /twinhub/eventhub/consumergroups/{name}", write, hubWide, a.deleteConsumerGroup)
+	// Jobs read and change twins and call methods across the registry.
+	a.route("GET /jobs/v2/query", read, hubWide, a.queryJobs)
+	a.route("PUT /jobs/v2/{id}", write, hubWide, a.putJob)
+	a.route("GET /jobs/v2/{id}", read, hubWide, a.getJob)
+	a.route("POST /jobs/v2/{id}/cancel", write, hubWide, a.cancelJob)
 	a.deviceRoute("POST /devices/{id}/messages/events", a.deviceEvent)
 	a.deviceRoute("POST /devices/{id}/modules/{mid}/messages/events", a.deviceEvent)
 	a.deviceRoute("GET /devices/{id}/messages/deviceBound", a.deviceReceive)

@@ -30,6 +30,10 @@ type Hub struct {
 	cache *recordCache
 	// states writes connection states in the background (connections.go).
 	states connStates
+	// jobs keeps the jobs that runJobs runs (jobs.go); jobKick wakes it
+	// for a new one.
+	jobs    twinhub.JobStore
+	jobKick chan struct{}
 
 	// node and connSeq make the ids of device connections
 	// (NewConnectionID).
@@ -96,6 +100,9 @@ type Config struct {
 	// writes and answer reads from (0: DefaultRecordCacheBytes, < 0: no
 	// cache).
 	RecordCacheBytes int
+	// Jobs keeps jobs (twin updates and direct methods over many
+	// devices); without it jobs are refused.
+	Jobs twinhub.JobStore
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -125,6 +132,8 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		c2dLocks:  map[c2dLockKey]time.Time{},
 
 		methodResend: c.MethodResendInterval,
+		jobs:         c.Jobs,
+		jobKick:      make(chan struct{}, 1),
 	}
 	if h.eventHub == "" {
 		h.eventHub = DefaultEventHubName(h.host)
@@ -173,6 +182,9 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	}
 	if c.C2D != nil && c.C2DSweepInterval > 0 {
 		go h.sweepC2DEvery(ctx, c.C2DSweepInterval)
+	}
+	if h.jobs != nil {
+		go h.runJobs(ctx)
 	}
 	return h, nil
 }

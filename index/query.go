@@ -21,7 +21,7 @@ func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*twinhub.Query
 	case query.DevicesModules:
 		tb = ix.modules
 	default:
-		return page, nil // no jobs yet
+		return page, nil // devices.jobs: the hub reads its job store
 	}
 	p := ix.plan(q, tb)
 	if q.Grouped() {

@@ -103,6 +103,9 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := hub.Config{Host: o.host, Policies: policies, Store: store, Bus: jetstream.NewBus(nc), Log: log}
+	if c.Jobs, err = jetstream.OpenJobs(ctx, nc, 1); err != nil {
+		t.Fatal(err)
+	}
 	if o.messaging {
 		if c.Telemetry, err = jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{Log: log}); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,171 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/twinhub/twinhub"
+)
+
+// JobBucket keeps jobs (key j.<job>) and their device records (key
+// d.<job>.<device>), ids written with twinhub.EncodeID. One bucket keeps a
+// job and its records together, for every node of a hub to read.
+const JobBucket = "twinhub-jobs"
+
+// Jobs is the JetStream store of jobs.
+type Jobs struct {
+	kv jetstream.KeyValue
+}
+
+var _ twinhub.JobStore = (*Jobs)(nil)
+
+// OpenJobs creates or opens the bucket.
+func OpenJobs(ctx context.Context, nc *nats.Conn, replicas int) (*Jobs, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      JobBucket,
+		Description: "twinhub jobs (scheduled twin updates and direct methods) and their device records",
+		Storage:     jetstream.FileStorage,
+		Replicas:    keepReplicas(ctx, js, "KV_"+JobBucket, replicas),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", JobBucket, err)
+	}
+	return &Jobs{kv: kv}, nil
+}
+
+func jobKey(id string) string { return "j." + twinhub.EncodeID(id) }
+
+func deviceJobKey(jobID, deviceID string) string {
+	return "d." + twinhub.EncodeID(jobID) + "." + twinhub.EncodeID(deviceID)
+}
+
+func (s *Jobs) CreateJob(ctx context.Context, j *twinhub.Job) error {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, jobKey(j.JobID), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return twinhub.ErrExists
+	}
+	return err
+}
+
+func (s *Jobs) Job(ctx context.Context, id string) (*twinhub.Job, uint64, error) {
+	e, err := s.kv.Get(ctx, jobKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, twinhub.ErrNotFound
+	} else if err != nil {
+		return nil, 0, err
+	}
+	var j twinhub.Job
+	if err := json.Unmarshal(e.Value(), &j); err != nil {
+		return nil, 0, fmt.Errorf("job %s: %w", id, err)
+	}
+	return &j, e.Revision(), nil
+}
+
+func (s *Jobs) UpdateJob(ctx context.Context, j *twinhub.Job, rev uint64) (uint64, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.kv.Update(ctx, jobKey(j.JobID), b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, twinhub.ErrConflict
+	}
+	return n, err
+}
+
+func (s *Jobs) Jobs(ctx context.Context) ([]*twinhub.Job, error) {
+	var jobs []*twinhub.Job
+	err := s.each(ctx, "j.*", func(data []byte) error {
+		var j twinhub.Job
+		if err := json.Unmarshal(data, &j); err != nil {
+			return err
+		}
+		jobs = append(jobs, &j)
+		return nil
+	})
+	sort.SliceStable(jobs, func(a, b int) bool {
+		if !jobs[a].CreatedTime.Equal(jobs[b].CreatedTime.Time) {
+			return jobs[a].CreatedTime.Before(jobs[b].CreatedTime.Time)
+		}
+		return jobs[a].JobID < jobs[b].JobID
+	})
+	return jobs, err
+}
+
+func (s *Jobs) PutDeviceJob(ctx context.Context, d *twinhub.DeviceJob) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, deviceJobKey(d.JobID, d.DeviceID), b)
+	return err
+}
+
+func (s *Jobs) DeviceJob(ctx context.Context, jobID, deviceID string) (*twinhub.DeviceJob, error) {
+	e, err := s.kv.Get(ctx, deviceJobKey(jobID, deviceID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, twinhub.ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	var d twinhub.DeviceJob
+	return &d, json.Unmarshal(e.Value(), &d)
+}
+
+func (s *Jobs) DeviceJobs(ctx context.Context, fn func(*twinhub.DeviceJob) bool) error {
+	stop := errors.New("stop")
+	err := s.each(ctx, "d.>", func(data []byte) error {
+		var d twinhub.DeviceJob
+		if err := json.Unmarshal(data, &d); err != nil {
+			return err
+		}
+		if !fn(&d) {
+			return stop
+		}
+		return nil
+	})
+	if errors.Is(err, stop) {
+		return nil
+	}
+	return err
+}
+
+// each calls fn with the current value of every key that matches filter,
+// read with one watch of the bucket's last values.
+func (s *Jobs) each(ctx context.Context, filter string, fn func([]byte) error) error {
+	w, err := s.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				return nil // the last value of every key has come
+			}
+			if strings.HasPrefix(e.Key(), "d.") || strings.HasPrefix(e.Key(), "j.") {
+				if err := fn(e.Value()); err != nil {
+					return err
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
