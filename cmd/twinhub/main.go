@@ -46,6 +46,7 @@ func rootCommand() *cobra.Command {
 		queryCommand(g),
 		caCommand(g),
 		methodCommand(g),
+		jobCommand(g),
 		c2dCommand(g),
 		monitorEventsCommand(g),
 		consumerGroupCommand(g),

@@ -153,4 +153,26 @@ func TestCLI(t *testing.T) {
 			t.Errorf("a leaf below a leaf: err %v, stderr %q", err, stderr)
 		}
 	})
+
+	// A twin job from the CLI, waited for, changes the twin it matches;
+	// job list and job show see it ended.
+	t.Run("Job", func(t *testing.T) {
+		job := decodeCLI[map[string]any](t, "job update-twin --wait", h.CLI(t, "job", "update-twin", "tag-cli-1",
+			"--condition", "deviceId = 'cli-1'", "--tags", `{"job":"done"}`, "--wait"))
+		if job["status"] != "completed" || at(job, "deviceJobStatistics", "succeededCount") != 1.0 {
+			t.Errorf("job update-twin printed %v", job)
+		}
+		twin := decodeCLI[map[string]any](t, "twin show", h.CLI(t, "twin", "show", "cli-1"))
+		if at(twin, "tags", "job") != "done" {
+			t.Errorf("the job's tags are not on the twin: %v", twin["tags"])
+		}
+		list := decodeCLI[[]map[string]any](t, "job list", h.CLI(t, "job", "list", "--status", "completed"))
+		if len(list) != 1 || list[0]["jobId"] != "tag-cli-1" {
+			t.Errorf("job list printed %v", list)
+		}
+		_, stderr, err := h.RunCLI("job", "show", "nope")
+		if err == nil || !strings.Contains(stderr, "JobNotFound") {
+			t.Errorf("job show of an unknown job: err %v, stderr %q", err, stderr)
+		}
+	})
 }
