@@ -17,7 +17,7 @@ import (
 // Scenarios lists the scenarios in the order `all` runs them, and
 // Baselines the baselines.
 var (
-	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "reported-amqp", "desired-amqp", "sessions-amqp", "eventhub", "c2d-amqp"}
+	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "reported-amqp", "desired-amqp", "sessions-amqp", "eventhub", "c2d-amqp", "jobs"}
 	Baselines = []string{"kv", "mosquitto", "tls", "https", "c2d-rest"}
 )
 
@@ -239,6 +239,8 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.c2dAMQP()
 		case "c2d-rest":
 			err = e.c2dREST()
+		case "jobs":
+			err = e.jobs()
 		}
 		if err != nil {
 			return e.report, fmt.Errorf("%s: %w", name, err)

@@ -26,8 +26,11 @@ import (
 // cluster work will need a lease so that a live node's job is not taken).
 
 const (
-	// jobWorkers is how many devices of a job are processed at once.
-	jobWorkers = 16
+	// jobWorkers is how many devices of a job are processed at once:
+	// each waits on a few JetStream round trips, so that the job's pace
+	// is set by how many are in flight (16: 3,100 devices/s, 64: see
+	// BENCHMARKS.md "Jobs").
+	jobWorkers = 64
 	// jobPoll is how often the job runner looks for new jobs besides when
 	// this node creates one, and how often a running job writes its
 	// statistics and looks for a cancellation.
@@ -262,16 +265,17 @@ func (h *Hub) runJobs(ctx context.Context) {
 // its devices and writes the outcome. A job this node does not claim (or
 // one that ended meanwhile) is left alone.
 func (h *Hub) runJob(ctx context.Context, id string) error {
-	claimed := false
+	claimed, resumed := false, false
 	j, err := h.changeJob(ctx, id, func(j *twinhub.Job) bool {
-		claimed = false
+		claimed, resumed = false, false
 		switch j.Status {
 		case twinhub.JobQueued:
 			j.Status = twinhub.JobScheduled
 			claimed = true
 			return true
 		case twinhub.JobScheduled, twinhub.JobRunning:
-			claimed = true // taken up again after a restart
+			// Taken up again after a restart: devices may have records.
+			claimed, resumed = true, j.Status == twinhub.JobRunning
 		}
 		return false
 	})
@@ -326,9 +330,9 @@ func (h *Hub) runJob(ctx context.Context, id string) error {
 				active.Add(1)
 				var d *twinhub.DeviceJob
 				if update != nil {
-					d = h.jobTwin(work, j, *update, dev)
+					d = h.jobTwin(work, j, *update, dev, resumed)
 				} else {
-					d = h.jobMethod(work, j, dev)
+					d = h.jobMethod(work, j, dev, resumed)
 				}
 				active.Add(-1)
 				if d == nil {
@@ -466,26 +470,35 @@ func (h *Hub) endDeviceJob(ctx context.Context, d *twinhub.DeviceJob, err error)
 
 // jobTwin applies a twin job's update to one device. Before it writes the
 // twin it records the twin's version in the device's record and writes
-// with that version as If-Match; a job taken up again finds that record
-// and that version still current (the write never happened: it writes
-// now) or passed (the write happened, or another came first: it does not
-// write again).
-func (h *Hub) jobTwin(ctx context.Context, j *twinhub.Job, u twinhub.TwinUpdate, dev string) *twinhub.DeviceJob {
+// with that version as If-Match; a job taken up again (resumed) finds
+// that record and that version still current (the write never happened:
+// it writes now) or passed (the write happened, or another came first: it
+// does not write again).
+func (h *Hub) jobTwin(ctx context.Context, j *twinhub.Job, u twinhub.TwinUpdate, dev string, resumed bool) *twinhub.DeviceJob {
 	k := twinhub.DeviceKey(dev)
 	d := newDeviceJob(j, dev)
-	if prev, err := h.jobs.DeviceJob(ctx, j.JobID, dev); err == nil {
-		if prev.Status != twinhub.DeviceJobRunning {
-			return prev // processed before a restart
-		}
-		d = prev
-		if rec, err := h.get(ctx, k); err == nil && rec.Twin.Version != prev.TwinVersion {
-			return h.endDeviceJob(ctx, d, nil)
+	if resumed {
+		if prev, err := h.jobs.DeviceJob(ctx, j.JobID, dev); err == nil {
+			if prev.Status != twinhub.DeviceJobRunning {
+				return prev // processed before the restart
+			}
+			d = prev
+			if rec, err := h.get(ctx, k); err == nil && rec.Twin.Version != prev.TwinVersion {
+				return h.endDeviceJob(ctx, d, nil)
+			}
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		rec, err := h.get(ctx, k)
-		if err != nil {
-			return h.endDeviceJob(ctx, d, err)
+		// The cached record names the version to write against; if it
+		// is stale, the If-Match fails and the store's is read.
+		var rec *twinhub.Record
+		if e := h.cache.get(k); e != nil && attempt == 0 {
+			rec = e.rec
+		} else {
+			var err error
+			if rec, err = h.get(ctx, k); err != nil {
+				return h.endDeviceJob(ctx, d, err)
+			}
 		}
 		if d.TwinVersion != rec.Twin.Version {
 			d.TwinVersion, d.LastUpdatedDateTimeUtc = rec.Twin.Version, twinhub.Now()
@@ -493,7 +506,7 @@ func (h *Hub) jobTwin(ctx context.Context, j *twinhub.Job, u twinhub.TwinUpdate,
 				return h.endDeviceJob(ctx, d, err)
 			}
 		}
-		_, err = h.writeTwin(ctx, k, u, twinhub.TwinETag(rec.Twin.Version))
+		_, err := h.writeTwin(ctx, k, u, twinhub.TwinETag(rec.Twin.Version))
 		var te *twinhub.Error
 		if errors.As(err, &te) && te.Status == http.StatusPreconditionFailed && attempt < 100 {
 			continue // another writer came between: read the new version
@@ -505,14 +518,16 @@ func (h *Hub) jobTwin(ctx context.Context, j *twinhub.Job, u twinhub.TwinUpdate,
 // jobMethod calls a method job's method on one device. A call found
 // started before a restart is not made again (the device may have run
 // it): that device's part fails.
-func (h *Hub) jobMethod(ctx context.Context, j *twinhub.Job, dev string) *twinhub.DeviceJob {
+func (h *Hub) jobMethod(ctx context.Context, j *twinhub.Job, dev string, resumed bool) *twinhub.DeviceJob {
 	d := newDeviceJob(j, dev)
-	if prev, err := h.jobs.DeviceJob(ctx, j.JobID, dev); err == nil {
-		if prev.Status != twinhub.DeviceJobRunning {
-			return prev
+	if resumed {
+		if prev, err := h.jobs.DeviceJob(ctx, j.JobID, dev); err == nil {
+			if prev.Status != twinhub.DeviceJobRunning {
+				return prev
+			}
+			return h.endDeviceJob(ctx, prev, twinhub.Errorf(http.StatusInternalServerError, "JobInterrupted",
+				"the hub stopped while the method was being called; it is not called twice"))
 		}
-		return h.endDeviceJob(ctx, prev, twinhub.Errorf(http.StatusInternalServerError, "JobInterrupted",
-			"the hub stopped while the method was being called; it is not called twice"))
 	}
 	if err := h.jobs.PutDeviceJob(ctx, d); err != nil {
 		return h.endDeviceJob(ctx, d, err)
