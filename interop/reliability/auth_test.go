@@ -89,6 +89,9 @@ func TestAuthMatrixREST(t *testing.T) {
 	modA := c.createModule(t, devA.ID, "m1")
 	creds := restCredentials(p, devA, modA)
 
+	// authJob is a job that touches no device, an hour from now.
+	authJob := map[string]any{"type": "scheduleUpdateTwin", "queryCondition": "deviceId = 'none'",
+		"updateTwin": map[string]any{"tags": map[string]any{"a": 1}}, "startTime": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
 	var seq atomic.Int64
 	fresh := func(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)) }
 	type req struct {
@@ -229,6 +232,22 @@ func TestAuthMatrixREST(t *testing.T) {
 			name := fresh("cgdel")
 			c.owner(t, 200, "PUT", "/twinhub/eventhub/consumergroups/"+name, nil)
 			return req{"DELETE", "/twinhub/eventhub/consumergroups/" + name, nil}
+		}},
+		// Jobs: listed and read with RegistryRead, scheduled and cancelled
+		// with RegistryWrite, hub-wide.
+		{"GET /jobs/v2/query", 200, read, func(*testing.T) req { return req{"GET", "/jobs/v2/query", nil} }},
+		{"PUT /jobs/v2/{id}", 200, hubWrite, func(*testing.T) req {
+			return req{"PUT", "/jobs/v2/" + fresh("job"), authJob}
+		}},
+		{"GET /jobs/v2/{id}", 200, read, func(t *testing.T) req {
+			id := fresh("jobget")
+			c.owner(t, 200, "PUT", "/jobs/v2/"+id, authJob)
+			return req{"GET", "/jobs/v2/" + id, nil}
+		}},
+		{"POST /jobs/v2/{id}/cancel", 200, hubWrite, func(t *testing.T) req {
+			id := fresh("jobcancel")
+			c.owner(t, 200, "PUT", "/jobs/v2/"+id, authJob)
+			return req{"POST", "/jobs/v2/" + id + "/cancel", nil}
 		}},
 		// The device side of HTTPS (issue 5), as device A or module m1.
 		{"POST /devices/{id}/messages/events", 204, deviceA, func(*testing.T) req {
