@@ -34,6 +34,13 @@ type Hub struct {
 	// for a new one.
 	jobs    twinhub.JobStore
 	jobKick chan struct{}
+	// configs keeps the configurations that reconcileConfigurations
+	// applies (configurations.go); configKick asks for a pass, whose
+	// counts are configMetrics.
+	configs       twinhub.ConfigurationStore
+	configKick    chan struct{}
+	configMu      sync.Mutex
+	configMetrics map[string]configMetrics
 
 	// node and connSeq make the ids of device connections
 	// (NewConnectionID).
@@ -103,6 +110,11 @@ type Config struct {
 	// Jobs keeps jobs (twin updates and direct methods over many
 	// devices); without it jobs are refused.
 	Jobs twinhub.JobStore
+	// Configurations keeps automatic configurations, applied every
+	// ConfigurationInterval (0: DefaultConfigurationInterval) and after
+	// each change; without it configurations are refused.
+	Configurations        twinhub.ConfigurationStore
+	ConfigurationInterval time.Duration
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -134,6 +146,8 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		methodResend: c.MethodResendInterval,
 		jobs:         c.Jobs,
 		jobKick:      make(chan struct{}, 1),
+		configs:      c.Configurations,
+		configKick:   make(chan struct{}, 1),
 	}
 	if h.eventHub == "" {
 		h.eventHub = DefaultEventHubName(h.host)
@@ -185,6 +199,13 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	}
 	if h.jobs != nil {
 		go h.runJobs(ctx)
+	}
+	if h.configs != nil {
+		every := c.ConfigurationInterval
+		if every <= 0 {
+			every = DefaultConfigurationInterval
+		}
+		go h.reconcileConfigurations(ctx, every)
 	}
 	return h, nil
 }

@@ -17,7 +17,8 @@ const c2dSweepInterval = time.Minute
 
 // openMessaging opens the telemetry streams, the cloud-to-device queues
 // and their feedback, the file-upload notifications, and the Event Hubs
-// endpoint's consumer groups, and the jobs, for the hub's configuration.
+// endpoint's consumer groups, the jobs and the automatic configurations,
+// for the hub's configuration.
 func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.Logger, conf *hub.Config) error {
 	tel, err := jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{
 		Partitions: f.telemetryPartitions, Retention: f.telemetryRetention, Replicas: f.replicas, Log: log,
@@ -45,7 +46,11 @@ func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.
 	if err != nil {
 		return err
 	}
+	configs, err := jetstream.OpenConfigurations(ctx, nc, f.replicas)
+	if err != nil {
+		return err
+	}
 	conf.Telemetry, conf.C2D, conf.Feedback, conf.FileNotifications, conf.ConsumerGroups = tel, q, fb, files, groups
-	conf.Jobs = jobs
+	conf.Jobs, conf.Configurations = jobs, configs
 	return nil
 }

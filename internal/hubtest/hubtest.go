@@ -106,6 +106,9 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 	if c.Jobs, err = jetstream.OpenJobs(ctx, nc, 1); err != nil {
 		t.Fatal(err)
 	}
+	if c.Configurations, err = jetstream.OpenConfigurations(ctx, nc, 1); err != nil {
+		t.Fatal(err)
+	}
 	if o.messaging {
 		if c.Telemetry, err = jetstream.OpenTelemetry(ctx, nc, jetstream.TelemetryOptions{Log: log}); err != nil {
 			t.Fatal(err)

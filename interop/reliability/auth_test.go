@@ -92,6 +92,8 @@ func TestAuthMatrixREST(t *testing.T) {
 	// authJob is a job that touches no device, an hour from now.
 	authJob := map[string]any{"type": "scheduleUpdateTwin", "queryCondition": "deviceId = 'none'",
 		"updateTwin": map[string]any{"tags": map[string]any{"a": 1}}, "startTime": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
+	// authConfig is a configuration that targets no device.
+	authConfig := map[string]any{"content": map[string]any{"deviceContent": map[string]any{"properties.desired.a": 1}}}
 	var seq atomic.Int64
 	fresh := func(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)) }
 	type req struct {
@@ -248,6 +250,31 @@ func TestAuthMatrixREST(t *testing.T) {
 			id := fresh("jobcancel")
 			c.owner(t, 200, "PUT", "/jobs/v2/"+id, authJob)
 			return req{"POST", "/jobs/v2/" + id + "/cancel", nil}
+		}},
+		// Configurations: listed, read and tested with RegistryRead,
+		// written (they write desired properties) with ServiceConnect or
+		// RegistryWrite, as twins are; applying content to one device
+		// (under /devices) also with a token scoped to /devices.
+		{"GET /configurations", 200, read, func(*testing.T) req { return req{"GET", "/configurations", nil} }},
+		{"GET /configurations/{$}", 200, read, func(*testing.T) req { return req{"GET", "/configurations/", nil} }},
+		{"PUT /configurations/{id}", 200, twinWrite, func(*testing.T) req {
+			return req{"PUT", "/configurations/" + fresh("cfg"), authConfig}
+		}},
+		{"GET /configurations/{id}", 200, read, func(t *testing.T) req {
+			id := fresh("cfgget")
+			c.owner(t, 200, "PUT", "/configurations/"+id, authConfig)
+			return req{"GET", "/configurations/" + id, nil}
+		}},
+		{"DELETE /configurations/{id}", 204, twinWrite, func(t *testing.T) req {
+			id := fresh("cfgdel")
+			c.owner(t, 200, "PUT", "/configurations/"+id, authConfig)
+			return req{"DELETE", "/configurations/" + id, nil}
+		}},
+		{"POST /configurations/testQueries", 200, read, func(*testing.T) req {
+			return req{"POST", "/configurations/testQueries", map[string]any{"targetCondition": "tags.a = 1"}}
+		}},
+		{"POST /devices/{id}/applyConfigurationContent", 204, "YY.Y.......Y......", func(*testing.T) req {
+			return req{"POST", "/devices/" + devB.ID + "/applyConfigurationContent", map[string]any{"deviceContent": map[string]any{"properties.desired.a": 1}}}
 		}},
 		// The device side of HTTPS (issue 5), as device A or module m1.
 		{"POST /devices/{id}/messages/events", 204, deviceA, func(*testing.T) req {

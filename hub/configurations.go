@@ -1,0 +1,517 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/query"
+)
+
+// Automatic configurations: the registry of them (with etags), and the
+// reconciler that writes their content into the desired properties of
+// the twins they target and counts their metrics.
+//
+// The reconciler keeps no state of its own: a pass finds each
+// configuration's targets with the query index, gives each twin to the
+// configuration of highest priority that targets it (the newest on a
+// tie), and writes that configuration's content into the twins whose
+// desired properties do not hold it already. A twin that holds it counts
+// as applied. It runs after every change to a configuration and every
+// ConfigurationInterval, so that twins that come into a target get the
+// content; a twin that leaves every target keeps its desired properties.
+// Every node runs passes; their writes are the same and find the content
+// in place once one has written it.
+
+// DefaultConfigurationInterval is how often the reconciler runs besides
+// after each change (IoT Hub: every five minutes).
+const DefaultConfigurationInterval = 10 * time.Second
+
+func errNoConfigurations() error {
+	return twinhub.Errorf(http.StatusNotImplemented, "NotImplemented", "this hub keeps no configurations")
+}
+
+// conditionQuery is the query that lists what a target condition (or a
+// metric's condition) matches: a WHERE condition on devices, or on
+// devices.modules after "FROM devices.modules WHERE"; * is everything and
+// an empty condition nothing (nil).
+func conditionQuery(condition string, modules bool) (*query.Query, error) {
+	c := strings.TrimSpace(condition)
+	if c == "" {
+		return nil, nil
+	}
+	from := "devices"
+	if modules {
+		from = "devices.modules"
+	}
+	lower := strings.ToLower(c)
+	for _, prefix := range []string{"from devices.modules where ", "from devices where ", "where "} {
+		if strings.HasPrefix(lower, prefix) {
+			c = strings.TrimSpace(c[len(prefix):])
+			break
+		}
+	}
+	src := "SELECT * FROM " + from
+	if c != "*" {
+		src += " WHERE " + c
+	}
+	q, err := query.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// metricQuery parses a custom metric: a whole query (SELECT deviceId
+// FROM devices WHERE ...), counted by its rows.
+func metricQuery(src string) (*query.Query, error) { return query.Parse(src) }
+
+// checkConfiguration validates a configuration that a client sends.
+func checkConfiguration(c *twinhub.Configuration) error {
+	if err := twinhub.ValidateConfigurationID(c.ID); err != nil {
+		return err
+	}
+	if c.Priority < 0 {
+		return twinhub.ErrInvalid("priority must not be negative, not %d", c.Priority)
+	}
+	kinds := 0
+	for _, n := range []int{len(c.Content.DeviceContent), len(c.Content.ModuleContent), len(c.Content.ModulesContent)} {
+		if n > 0 {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		return twinhub.Errorf(http.StatusBadRequest, "InvalidConfigurationContent", "content holds one of deviceContent, moduleContent and modulesContent")
+	}
+	for _, section := range []map[string]any{c.Content.DeviceContent, c.Content.ModuleContent} {
+		if len(section) > 0 {
+			if _, err := twinhub.DesiredPatch(section); err != nil {
+				return err
+			}
+		}
+	}
+	for module, section := range c.Content.ModulesContent {
+		if err := twinhub.ValidateID("module", module); err != nil {
+			return twinhub.Errorf(http.StatusBadRequest, "InvalidConfigurationContent", "modulesContent: %s", err.(*twinhub.Error).Message)
+		}
+		if _, err := twinhub.DesiredPatch(section); err != nil {
+			return err
+		}
+	}
+	if _, err := conditionQuery(c.TargetCondition, c.ForModules()); err != nil {
+		return twinhub.Errorf(http.StatusBadRequest, "InvalidConfigurationTargetCondition", "targetCondition: %v", err)
+	}
+	if len(c.Metrics.Queries) > twinhub.MaxConfigurationMetrics {
+		return twinhub.ErrInvalid("a configuration has at most %d custom metrics, not %d", twinhub.MaxConfigurationMetrics, len(c.Metrics.Queries))
+	}
+	for name, src := range c.Metrics.Queries {
+		if _, err := metricQuery(src); err != nil {
+			return twinhub.Errorf(http.StatusBadRequest, "InvalidConfigurationCustomMetricsQuery", "metric %q: %v", name, err)
+		}
+	}
+	return nil
+}
+
+// PutConfiguration creates a configuration, or with ifMatch updates one
+// (PUT /configurations/{id}); content cannot change after creation.
+func (h *Hub) PutConfiguration(ctx context.Context, c twinhub.Configuration, ifMatch string) (*twinhub.Configuration, error) {
+	if h.configs == nil {
+		return nil, errNoConfigurations()
+	}
+	if err := checkConfiguration(&c); err != nil {
+		return nil, err
+	}
+	if c.Metrics.Queries == nil {
+		c.Metrics.Queries = map[string]string{}
+	}
+	if c.SchemaVersion == "" {
+		c.SchemaVersion = "1.0"
+	}
+	now := twinhub.Now()
+	if ifMatch == "" {
+		all, err := h.configs.Configurations(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(all) >= twinhub.MaxConfigurations {
+			return nil, twinhub.Errorf(http.StatusRequestEntityTooLarge, "ConfigurationCountLimitExceeded", "a hub has at most %d configurations", twinhub.MaxConfigurations)
+		}
+		c.CreatedTimeUtc, c.LastUpdatedTimeUtc, c.Version = now, now, 1
+		err = h.configs.CreateConfiguration(ctx, &c)
+		if errors.Is(err, twinhub.ErrExists) {
+			return nil, twinhub.Errorf(http.StatusConflict, "ConfigurationAlreadyExists", "Configuration '%s' already exists; update it with If-Match", c.ID)
+		} else if err != nil {
+			return nil, err
+		}
+		h.reconcileSoon()
+		return h.showConfiguration(&c), nil
+	}
+	for {
+		old, rev, err := h.configs.Configuration(ctx, c.ID)
+		if errors.Is(err, twinhub.ErrNotFound) {
+			return nil, twinhub.ErrConfigurationNotFound(c.ID)
+		} else if err != nil {
+			return nil, err
+		}
+		if !etagMatches(ifMatch, twinhub.ConfigurationETag(old.Version)) {
+			return nil, twinhub.ErrPreconditionFailed("configuration")
+		}
+		if !reflect.DeepEqual(normalContent(c.Content), normalContent(old.Content)) {
+			return nil, twinhub.Errorf(http.StatusBadRequest, "CannotModifyImmutableConfigurationContent", "the content of configuration '%s' cannot change; create another configuration", c.ID)
+		}
+		next := *old
+		next.Labels, next.TargetCondition, next.Priority, next.Metrics.Queries = c.Labels, c.TargetCondition, c.Priority, c.Metrics.Queries
+		next.SchemaVersion = c.SchemaVersion
+		next.LastUpdatedTimeUtc, next.Version = now, old.Version+1
+		err = h.configs.UpdateConfiguration(ctx, &next, rev)
+		if errors.Is(err, twinhub.ErrConflict) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		h.reconcileSoon()
+		return h.showConfiguration(&next), nil
+	}
+}
+
+// normalContent compares contents as JSON sees them (a client sends back
+// what it read: numbers as float64, empty sections left out).
+func normalContent(c twinhub.ConfigurationContent) any {
+	var v any
+	b, _ := json.Marshal(c)
+	_ = json.Unmarshal(b, &v)
+	return v
+}
+
+// GetConfiguration reads one (GET /configurations/{id}).
+func (h *Hub) GetConfiguration(ctx context.Context, id string) (*twinhub.Configuration, error) {
+	if h.configs == nil {
+		return nil, errNoConfigurations()
+	}
+	c, _, err := h.configs.Configuration(ctx, id)
+	if errors.Is(err, twinhub.ErrNotFound) {
+		return nil, twinhub.ErrConfigurationNotFound(id)
+	} else if err != nil {
+		return nil, err
+	}
+	return h.showConfiguration(c), nil
+}
+
+// ListConfigurations returns up to top configurations, oldest first
+// (GET /configurations?top=).
+func (h *Hub) ListConfigurations(ctx context.Context, top int) ([]*twinhub.Configuration, error) {
+	if h.configs == nil {
+		return nil, errNoConfigurations()
+	}
+	all, err := h.configs.Configurations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if top > 0 && len(all) > top {
+		all = all[:top]
+	}
+	for i, c := range all {
+		all[i] = h.showConfiguration(c)
+	}
+	return all, nil
+}
+
+// DeleteConfiguration removes one (DELETE /configurations/{id}), if
+// ifMatch matches; the twins keep the desired properties it wrote.
+func (h *Hub) DeleteConfiguration(ctx context.Context, id, ifMatch string) error {
+	if h.configs == nil {
+		return errNoConfigurations()
+	}
+	for {
+		c, rev, err := h.configs.Configuration(ctx, id)
+		if errors.Is(err, twinhub.ErrNotFound) {
+			return twinhub.ErrConfigurationNotFound(id)
+		} else if err != nil {
+			return err
+		}
+		if !etagMatches(ifMatch, twinhub.ConfigurationETag(c.Version)) {
+			return twinhub.ErrPreconditionFailed("configuration")
+		}
+		err = h.configs.DeleteConfiguration(ctx, id, rev)
+		if errors.Is(err, twinhub.ErrConflict) {
+			continue
+		}
+		if err == nil {
+			h.reconcileSoon()
+		}
+		return err
+	}
+}
+
+// TestConfigurationQueries checks a target condition and metric queries
+// without storing anything (POST /configurations/testQueries).
+func (h *Hub) TestConfigurationQueries(targetCondition string, metrics map[string]string) (string, map[string]string) {
+	targetErr := ""
+	if _, err := conditionQuery(targetCondition, false); err != nil {
+		targetErr = err.Error()
+	}
+	metricErrs := map[string]string{}
+	for name, src := range metrics {
+		if _, err := metricQuery(src); err != nil {
+			metricErrs[name] = err.Error()
+		}
+	}
+	return targetErr, metricErrs
+}
+
+// showConfiguration fills in what the hub computes: the etag and the
+// metrics of the last reconciler pass.
+func (h *Hub) showConfiguration(c *twinhub.Configuration) *twinhub.Configuration {
+	out := *c
+	out.ETag = twinhub.ConfigurationETag(c.Version)
+	h.configMu.Lock()
+	m := h.configMetrics[c.ID]
+	h.configMu.Unlock()
+	out.SystemMetrics = twinhub.ConfigurationMetrics{Results: map[string]int64{"targetedCount": m.targeted, "appliedCount": m.applied},
+		Queries: systemQueries(c)}
+	out.Metrics.Results = map[string]int64{}
+	for name := range c.Metrics.Queries {
+		out.Metrics.Results[name] = m.custom[name]
+	}
+	return &out
+}
+
+// systemQueries are the queries IoT Hub names for the system metrics.
+func systemQueries(c *twinhub.Configuration) map[string]string {
+	targeted := ""
+	if strings.TrimSpace(c.TargetCondition) != "" {
+		targeted = "select deviceId from devices where " + c.TargetCondition
+		if c.ForModules() {
+			targeted = "select deviceId, moduleId from devices.modules where " + c.TargetCondition
+		}
+	}
+	return map[string]string{
+		"targetedCount": targeted,
+		"appliedCount":  fmt.Sprintf("select deviceId from devices where configurations.[[%s]].status = 'Applied'", c.ID),
+	}
+}
+
+// configMetrics are a configuration's counts from a reconciler pass.
+type configMetrics struct {
+	targeted, applied int64
+	custom            map[string]int64
+}
+
+// reconcileSoon asks for a reconciler pass.
+func (h *Hub) reconcileSoon() {
+	select {
+	case h.configKick <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileConfigurations runs passes until ctx ends.
+func (h *Hub) reconcileConfigurations(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := h.reconcilePass(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("applying configurations", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.configKick:
+		case <-t.C:
+		}
+	}
+}
+
+// target is a twin a configuration targets, as the query index shows it.
+type target struct {
+	k       twinhub.Key
+	desired map[string]any
+}
+
+// reconcilePass is one pass of the reconciler (see the top of the file).
+func (h *Hub) reconcilePass(ctx context.Context) error {
+	all, err := h.configs.Configurations(ctx)
+	if err != nil {
+		return err
+	}
+	// Higher priority first; the newest first on a tie.
+	slices.SortStableFunc(all, func(a, b *twinhub.Configuration) int {
+		if a.Priority != b.Priority {
+			return b.Priority - a.Priority
+		}
+		return b.CreatedTimeUtc.Compare(a.CreatedTimeUtc.Time)
+	})
+	taken := map[twinhub.Key]bool{}
+	metrics := map[string]configMetrics{}
+	for _, c := range all {
+		m := configMetrics{custom: map[string]int64{}}
+		var patch map[string]any
+		switch {
+		case len(c.Content.DeviceContent) > 0:
+			patch, err = twinhub.DesiredPatch(c.Content.DeviceContent)
+		case len(c.Content.ModuleContent) > 0:
+			patch, err = twinhub.DesiredPatch(c.Content.ModuleContent)
+		}
+		if err != nil {
+			return err
+		}
+		targets, err := h.configurationTargets(ctx, c)
+		if err != nil {
+			h.log.Warn("configuration target", "configuration", c.ID, "err", err)
+		}
+		m.targeted = int64(len(targets))
+		for _, t := range targets {
+			if taken[t.k] || patch == nil {
+				continue // a configuration of higher priority has it
+			}
+			taken[t.k] = true
+			if !holds(t.desired, patch) {
+				if _, err := h.UpdateTwin(ctx, t.k, twinhub.TwinUpdate{Desired: patch}, "*"); err != nil {
+					h.log.Warn("applying a configuration", "configuration", c.ID, "twin", t.k.String(), "err", err)
+					continue
+				}
+			}
+			m.applied++
+		}
+		for name, src := range c.Metrics.Queries {
+			if n, err := h.countRows(ctx, src); err == nil {
+				m.custom[name] = n
+			}
+		}
+		metrics[c.ID] = m
+	}
+	h.configMu.Lock()
+	h.configMetrics = metrics
+	h.configMu.Unlock()
+	return nil
+}
+
+// configurationTargets lists the twins a configuration's target
+// condition matches.
+func (h *Hub) configurationTargets(ctx context.Context, c *twinhub.Configuration) ([]target, error) {
+	q, err := conditionQuery(c.TargetCondition, c.ForModules())
+	if err != nil || q == nil {
+		return nil, err
+	}
+	var out []target
+	cont := ""
+	for {
+		page, err := h.Query(ctx, q.Source, 1000, cont)
+		if err != nil {
+			return out, err
+		}
+		for _, item := range page.Items {
+			id, _ := item["deviceId"].(string)
+			mid, _ := item["moduleId"].(string)
+			props, _ := item["properties"].(map[string]any)
+			desired, _ := props["desired"].(map[string]any)
+			out = append(out, target{k: twinhub.Key{DeviceID: id, ModuleID: mid}, desired: desired})
+		}
+		if cont = page.Continuation; cont == "" {
+			return out, nil
+		}
+	}
+}
+
+// countRows counts the rows a metric query returns.
+func (h *Hub) countRows(ctx context.Context, src string) (int64, error) {
+	var n int64
+	cont := ""
+	for {
+		page, err := h.Query(ctx, src, 1000, cont)
+		if err != nil {
+			return n, err
+		}
+		n += int64(len(page.Items))
+		if cont = page.Continuation; cont == "" {
+			return n, nil
+		}
+	}
+}
+
+// holds says whether desired properties hold every value of patch (a
+// null in the patch: the property is absent).
+func holds(desired, patch map[string]any) bool {
+	for k, v := range patch {
+		have, present := desired[k]
+		switch v := v.(type) {
+		case nil:
+			if present {
+				return false
+			}
+		case map[string]any:
+			sub, ok := have.(map[string]any)
+			if !ok || !holds(sub, v) {
+				return false
+			}
+		default:
+			if !present || !reflect.DeepEqual(normalValue(have), normalValue(v)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// normalValue makes numbers float64, as twins hold them.
+func normalValue(v any) any {
+	var out any
+	b, err := json.Marshal(v)
+	if err != nil || json.Unmarshal(b, &out) != nil {
+		return v
+	}
+	return out
+}
+
+// ApplyConfigurationContent writes a configuration's content to one IoT
+// Edge device at once (POST /devices/{id}/applyConfigurationContent):
+// modulesContent into the desired properties of its module twins,
+// deviceContent into its own. A module of the deployment that has no
+// identity yet is left out: the edge runtime creates it.
+func (h *Hub) ApplyConfigurationContent(ctx context.Context, id string, content twinhub.ConfigurationContent) error {
+	rec, err := h.get(ctx, twinhub.DeviceKey(id))
+	if err != nil {
+		return err
+	}
+	if len(content.ModulesContent) == 0 && len(content.DeviceContent) == 0 {
+		return twinhub.Errorf(http.StatusBadRequest, "InvalidConfigurationContent", "the content holds neither modulesContent nor deviceContent")
+	}
+	if len(content.ModulesContent) > 0 && !rec.Device.Capabilities.IoTEdge {
+		return twinhub.ErrInvalid("device '%s' is not an IoT Edge device: modulesContent is for edge devices", id)
+	}
+	patches := map[twinhub.Key]map[string]any{}
+	for module, section := range content.ModulesContent {
+		if err := twinhub.ValidateID("module", module); err != nil {
+			return err
+		}
+		patch, err := twinhub.DesiredPatch(section)
+		if err != nil {
+			return err
+		}
+		patches[twinhub.ModuleKey(id, module)] = patch
+	}
+	if len(content.DeviceContent) > 0 {
+		patch, err := twinhub.DesiredPatch(content.DeviceContent)
+		if err != nil {
+			return err
+		}
+		patches[twinhub.DeviceKey(id)] = patch
+	}
+	for k, patch := range patches {
+		_, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: patch}, "*")
+		var te *twinhub.Error
+		if errors.As(err, &te) && te.Code == "ModuleNotFound" {
+			continue
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
