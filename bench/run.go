@@ -17,7 +17,7 @@ import (
 // Scenarios lists the scenarios in the order `all` runs them, and
 // Baselines the baselines.
 var (
-	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "reported-amqp", "desired-amqp", "sessions-amqp", "eventhub", "c2d-amqp", "jobs"}
+	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "reported-amqp", "desired-amqp", "sessions-amqp", "eventhub", "c2d-amqp", "jobs", "configurations"}
 	Baselines = []string{"kv", "mosquitto", "tls", "https", "c2d-rest"}
 )
 
@@ -241,6 +241,8 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.c2dREST()
 		case "jobs":
 			err = e.jobs()
+		case "configurations":
+			err = e.configurations()
 		}
 		if err != nil {
 			return e.report, fmt.Errorf("%s: %w", name, err)

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -312,19 +314,29 @@ func (h *Hub) reconcileSoon() {
 	}
 }
 
-// reconcileConfigurations runs passes until ctx ends.
+// reconcileConfigurations runs passes until ctx ends: after each change
+// to a configuration, and every interval when the store has changed
+// since the last pass (a pass over an unchanged store would find what
+// the last one found: at 100,000 twins it costs 1.3 s of CPU).
 func (h *Hub) reconcileConfigurations(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		if err := h.reconcilePass(ctx); err != nil && ctx.Err() == nil {
-			h.log.Warn("applying configurations", "err", err)
+	var seen uint64
+	for kicked := true; ; {
+		rev, err := h.store.LastRevision(ctx)
+		if kicked || err != nil || rev != seen {
+			seen = rev
+			if err := h.reconcilePass(ctx); err != nil && ctx.Err() == nil {
+				h.log.Warn("applying configurations", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-h.configKick:
+			kicked = true
 		case <-t.C:
+			kicked = false
 		}
 	}
 }
@@ -362,24 +374,24 @@ func (h *Hub) reconcilePass(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		targets, err := h.configurationTargets(ctx, c)
+		targets, err := h.configurationTargets(ctx, c, patch)
 		if err != nil {
 			h.log.Warn("configuration target", "configuration", c.ID, "err", err)
 		}
 		m.targeted = int64(len(targets))
+		var writes []twinhub.Key
 		for _, t := range targets {
 			if taken[t.k] || patch == nil {
 				continue // a configuration of higher priority has it
 			}
 			taken[t.k] = true
-			if !holds(t.desired, patch) {
-				if _, err := h.UpdateTwin(ctx, t.k, twinhub.TwinUpdate{Desired: patch}, "*"); err != nil {
-					h.log.Warn("applying a configuration", "configuration", c.ID, "twin", t.k.String(), "err", err)
-					continue
-				}
+			if holds(t.desired, patch) {
+				m.applied++
+			} else {
+				writes = append(writes, t.k)
 			}
-			m.applied++
 		}
+		m.applied += h.writeDesired(ctx, c.ID, writes, patch)
 		for name, src := range c.Metrics.Queries {
 			if n, err := h.countRows(ctx, src); err == nil {
 				m.custom[name] = n
@@ -393,31 +405,104 @@ func (h *Hub) reconcilePass(ctx context.Context) error {
 	return nil
 }
 
+// configurationWorkers is how many twins a pass writes at once (as a
+// job's workers: each write waits on JetStream round trips).
+const configurationWorkers = 64
+
+// writeDesired merges patch into the desired properties of the twins ks,
+// configurationWorkers at once, and returns how many it wrote.
+func (h *Hub) writeDesired(ctx context.Context, id string, ks []twinhub.Key, patch map[string]any) int64 {
+	var written atomic.Int64
+	next := make(chan twinhub.Key)
+	var wg sync.WaitGroup
+	for range min(configurationWorkers, len(ks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: patch}, "*"); err != nil {
+					h.log.Warn("applying a configuration", "configuration", id, "twin", k.String(), "err", err)
+					continue
+				}
+				written.Add(1)
+			}
+		}()
+	}
+	for _, k := range ks {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return written.Load()
+}
+
 // configurationTargets lists the twins a configuration's target
-// condition matches.
-func (h *Hub) configurationTargets(ctx context.Context, c *twinhub.Configuration) ([]target, error) {
+// condition matches, with the desired properties that patch touches
+// (all of them when its names are not plain identifiers: a projection of
+// a few properties costs a small part of rendering whole twins).
+func (h *Hub) configurationTargets(ctx context.Context, c *twinhub.Configuration, patch map[string]any) ([]target, error) {
 	q, err := conditionQuery(c.TargetCondition, c.ForModules())
 	if err != nil || q == nil {
 		return nil, err
 	}
+	var names []string
+	for name := range patch {
+		if !plainIdentifier(name) {
+			names = nil
+			break
+		}
+		names = append(names, name)
+	}
+	src := q.Source
+	if len(names) > 0 {
+		list := "deviceId, moduleId"
+		for i, name := range names {
+			list += fmt.Sprintf(", properties.desired.%s AS p%d", name, i)
+		}
+		src = "SELECT " + list + strings.TrimPrefix(src, "SELECT *")
+		if _, err := query.Parse(src); err != nil {
+			src, names = q.Source, nil // a name the language reserves: read whole twins
+		}
+	}
 	var out []target
 	cont := ""
 	for {
-		page, err := h.Query(ctx, q.Source, 1000, cont)
+		page, err := h.Query(ctx, src, 1000, cont)
 		if err != nil {
 			return out, err
 		}
 		for _, item := range page.Items {
 			id, _ := item["deviceId"].(string)
 			mid, _ := item["moduleId"].(string)
-			props, _ := item["properties"].(map[string]any)
-			desired, _ := props["desired"].(map[string]any)
+			var desired map[string]any
+			if len(names) > 0 {
+				desired = make(map[string]any, len(names))
+				for i, name := range names {
+					if v, ok := item[fmt.Sprintf("p%d", i)]; ok {
+						desired[name] = v
+					}
+				}
+			} else {
+				props, _ := item["properties"].(map[string]any)
+				desired, _ = props["desired"].(map[string]any)
+			}
 			out = append(out, target{k: twinhub.Key{DeviceID: id, ModuleID: mid}, desired: desired})
 		}
 		if cont = page.Continuation; cont == "" {
 			return out, nil
 		}
 	}
+}
+
+// plainIdentifier says whether a property name can be written in a
+// query path as it is.
+func plainIdentifier(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // countRows counts the rows a metric query returns.

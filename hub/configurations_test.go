@@ -146,3 +146,28 @@ func TestConfigurationsApply(t *testing.T) {
 	}
 	eventually(t, "d3 in the target", func() bool { return fwOf("d3") == "2" })
 }
+
+// TestConfigurationReservedNames: content whose property names are words
+// of the query language, or not identifiers, still reaches the twins.
+func TestConfigurationReservedNames(t *testing.T) {
+	h := hubtest.New(t)
+	ctx := context.Background()
+	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"select", "from", "a-b", "x1"} {
+		id := "c" + string(rune('0'+i))
+		if _, err := h.PutConfiguration(ctx, twinhub.Configuration{ID: id, TargetCondition: "*", Priority: i,
+			Content: twinhub.ConfigurationContent{DeviceContent: map[string]any{"properties.desired." + name: "v"}}}, ""); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, name+" applied", func() bool {
+			desired := twinDoc(t, h, "d")["properties"].(map[string]any)["desired"].(map[string]any)
+			c, _ := h.GetConfiguration(ctx, id)
+			return desired[name] == "v" && c.SystemMetrics.Results["appliedCount"] == 1
+		})
+		if err := h.DeleteConfiguration(ctx, id, "*"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

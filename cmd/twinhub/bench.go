@@ -41,7 +41,7 @@ func benchCommand(g *globals) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO...",
-		Short: "Load-test a hub over MQTT, AMQP and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, telemetry-amqp, sessions-amqp, eventhub, c2d-amqp, jobs, kv, mosquitto, tls, https, c2d-rest, all)",
+		Short: "Load-test a hub over MQTT, AMQP and REST, with baselines (connect, reported, desired, twin-read, telemetry, query, methods, telemetry-amqp, sessions-amqp, eventhub, c2d-amqp, jobs, configurations, kv, mosquitto, tls, https, c2d-rest, all)",
 		Long: `bench simulates devices (MQTT over TLS with SAS tokens) and back ends (HTTPS
 REST, AMQP) against a hub, and prints throughput, latency percentiles, errors
 and the hub's CPU and memory; --json writes the same as JSON.
@@ -53,7 +53,8 @@ session each, then idle: the hub's memory per session), eventhub (devices
 send telemetry over MQTT while a reader a partition takes it from the Event
 Hubs-compatible endpoint), c2d-amqp (C2D sends on the service SDKs' AMQP
 link), jobs (a twin-update job over --twins devices, and twin reads while
-it runs).
+it runs), configurations (the time until a configuration targeting --twins
+devices is applied to all).
 Baselines: kv (raw JetStream KV put and get+compare-and-set), mosquitto (the
 telemetry load against Mosquitto over TLS, when installed), tls (a bare Go
 TLS server's handshake rate, TLS 1.2 and 1.3), https (a bare HTTPS server),
