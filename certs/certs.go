@@ -41,9 +41,32 @@ func EnsureServer(dir string, hosts []string) (tls.Certificate, error) {
 	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(cert.Leaf, hosts) {
 		return cert, nil
 	}
+	if err := issue(ca, caKey, hosts, certPath, keyPath); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.LoadX509KeyPair(certPath, keyPath)
+}
+
+// Issue writes a server certificate for hosts, signed by the CA in dir
+// (made when missing), and its key: for a service beside the hub whose
+// clients trust the hub's CA already (a storage emulator, a load
+// balancer).
+func Issue(dir string, hosts []string, certPath, keyPath string) error {
+	if len(hosts) == 0 {
+		return errors.New("a certificate needs at least one host name or address")
+	}
+	ca, caKey, err := ensureCA(dir)
+	if err != nil {
+		return err
+	}
+	return issue(ca, caKey, hosts, certPath, keyPath)
+}
+
+// issue makes a server certificate for hosts, valid for two years.
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, certPath, keyPath string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, err
+		return err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -62,15 +85,12 @@ func EnsureServer(dir string, hosts []string) (tls.Certificate, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return tls.Certificate{}, err
+		return err
 	}
 	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
-		return tls.Certificate{}, err
+		return err
 	}
-	if err := writeKey(keyPath, key); err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.LoadX509KeyPair(certPath, keyPath)
+	return writeKey(keyPath, key)
 }
 
 func covers(leaf *x509.Certificate, hosts []string) bool {

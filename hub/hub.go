@@ -41,6 +41,8 @@ type Hub struct {
 	configKick    chan struct{}
 	configMu      sync.Mutex
 	configMetrics map[string]configMetrics
+	// blobs is where devices upload files (fileupload.go).
+	blobs twinhub.BlobStorage
 
 	// node and connSeq make the ids of device connections
 	// (NewConnectionID).
@@ -115,6 +117,9 @@ type Config struct {
 	// each change; without it configurations are refused.
 	Configurations        twinhub.ConfigurationStore
 	ConfigurationInterval time.Duration
+	// Blobs is the storage account devices upload files to; without it
+	// file upload is refused.
+	Blobs twinhub.BlobStorage
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -148,6 +153,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		jobKick:      make(chan struct{}, 1),
 		configs:      c.Configurations,
 		configKick:   make(chan struct{}, 1),
+		blobs:        c.Blobs,
 	}
 	if h.eventHub == "" {
 		h.eventHub = DefaultEventHubName(h.host)

@@ -75,9 +75,15 @@ const (
 	tokenMAC     = 16
 )
 
-func (h *Hub) tokenKey() []byte {
+func (h *Hub) tokenKey() []byte { return h.derivedKey("query continuation") }
+
+// derivedKey is a key for what the hub signs for a purpose (query
+// continuations, file upload correlation ids): derived from the hub's
+// host and policies, which every node of a hub shares, so that what one
+// node signs another checks.
+func (h *Hub) derivedKey(purpose string) []byte {
 	s := sha256.New()
-	s.Write([]byte("twinhub query continuation\x00" + h.host))
+	s.Write([]byte("twinhub " + purpose + "\x00" + h.host))
 	for _, p := range h.policies {
 		s.Write([]byte("\x00" + p.Name + "\x00" + p.PrimaryKey))
 	}

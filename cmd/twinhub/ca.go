@@ -31,5 +31,21 @@ func caCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	})
+	var certOut, keyOut string
+	issue := &cobra.Command{
+		Use:   "issue HOST... --cert FILE --key FILE",
+		Short: "Write a server certificate for HOSTs signed by the hub's CA (for a service beside the hub, such as Azurite for file upload)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, hosts []string) error {
+			dir, err := datadir.Open(g.data)
+			if err != nil {
+				return err
+			}
+			return certs.Issue(dir.Path, hosts, certOut, keyOut)
+		},
+	}
+	issue.Flags().StringVar(&certOut, "cert", "cert.pem", "where to write the certificate (PEM)")
+	issue.Flags().StringVar(&keyOut, "key", "key.pem", "where to write its private key (PEM)")
+	cmd.AddCommand(issue)
 	return cmd
 }

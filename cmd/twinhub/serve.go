@@ -47,6 +47,9 @@ type serveFlags struct {
 
 	telemetryPartitions int
 	telemetryRetention  time.Duration
+
+	fileUploadStorage   string
+	fileUploadContainer string
 }
 
 func serveCommand(g *globals) *cobra.Command {
@@ -82,6 +85,8 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "loopback address on which to serve Go's profiles at /debug/pprof/ (plain HTTP; default off)")
 	fl.IntVar(&f.telemetryPartitions, "telemetry-partitions", jetstream.DefaultTelemetryPartitions, "partitions of the telemetry stream when it is created")
 	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
+	fl.StringVar(&f.fileUploadStorage, "file-upload-storage", "", "Azure Storage connection string of the account devices upload files to (env TWINHUB_FILE_UPLOAD_STORAGE, which keeps the key out of the process list); file upload is off without it")
+	fl.StringVar(&f.fileUploadContainer, "file-upload-container", "fileupload", "the blob container of file uploads (made when missing)")
 	throttleFlags(fl, &f.limits)
 }
 
@@ -143,6 +148,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		C2DSweepInterval: c2dSweepInterval,
 	}
 	if err := openMessaging(ctx, nc, f, log, &conf); err != nil {
+		return err
+	}
+	if conf.Blobs, err = openFileUpload(f, dir.File(certs.CAFile)); err != nil {
 		return err
 	}
 	core, err := hub.New(hubCtx, conf)

@@ -276,6 +276,17 @@ func TestAuthMatrixREST(t *testing.T) {
 		{"POST /devices/{id}/applyConfigurationContent", 204, "YY.Y.......Y......", func(*testing.T) req {
 			return req{"POST", "/devices/" + devB.ID + "/applyConfigurationContent", map[string]any{"deviceContent": map[string]any{"properties.desired.a": 1}}}
 		}},
+		// File upload, as device A: authorized, it is a 400 on this hub,
+		// which has no storage account.
+		{"POST /devices/{id}/files", 400, deviceA, func(*testing.T) req {
+			return req{"POST", "/devices/" + devA.ID + "/files", map[string]any{"blobName": "a.txt"}}
+		}},
+		{"POST /devices/{id}/files/notifications", 400, deviceA, func(*testing.T) req {
+			return req{"POST", "/devices/" + devA.ID + "/files/notifications", map[string]any{"correlationId": "x", "isSuccess": true}}
+		}},
+		{"POST /devices/{id}/files/notifications/{correlationId}", 400, deviceA, func(*testing.T) req {
+			return req{"POST", "/devices/" + devA.ID + "/files/notifications/x", map[string]any{"isSuccess": true}}
+		}},
 		// The device side of HTTPS (issue 5), as device A or module m1.
 		{"POST /devices/{id}/messages/events", 204, deviceA, func(*testing.T) req {
 			return req{"POST", "/devices/" + devA.ID + "/messages/events", "telemetry"}

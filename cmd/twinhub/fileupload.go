@@ -1,0 +1,43 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/blobstore"
+)
+
+// openFileUpload opens the storage account of file uploads, when one is
+// given (flag or TWINHUB_FILE_UPLOAD_STORAGE). The hub trusts the
+// system's CAs and its own (caFile) for it, so that a local emulator
+// such as Azurite can serve TLS with a certificate from `twinhub ca
+// issue`.
+func openFileUpload(f *serveFlags, caFile string) (twinhub.BlobStorage, error) {
+	conn := f.fileUploadStorage
+	if conn == "" {
+		conn = os.Getenv("TWINHUB_FILE_UPLOAD_STORAGE")
+	}
+	if conn == "" {
+		return nil, nil
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if pem, err := os.ReadFile(caFile); err == nil {
+		roots.AppendCertsFromPEM(pem)
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	s, err := blobstore.Open(conn, f.fileUploadContainer, &policy.ClientOptions{Transport: &http.Client{Transport: transport}})
+	if err != nil {
+		return nil, fmt.Errorf("--file-upload-storage: %w", err)
+	}
+	return s, nil
+}

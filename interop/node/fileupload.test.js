@@ -1,0 +1,150 @@
+'use strict';
+// File upload against Azurite, the Azure Storage emulator, started here
+// over TLS with a certificate from the hub's CA (`twinhub ca issue`):
+// azure-iot-device's uploadToBlob (SAS URI from the hub, the upload to
+// the storage account, the notification to the hub), the bytes read back
+// with @azure/storage-blob, the file notification received with
+// azure-iothub's getFileNotificationReceiver (AMQP), and the refusals.
+// Address 127.0.0.72 (the hub on 443, Azurite on 10000).
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const tls = require('node:tls');
+const { Readable } = require('node:stream');
+const { randomBytes } = require('node:crypto');
+const { Registry, Client: ServiceClient } = require('azure-iothub');
+const { Client } = require('azure-iot-device');
+const { NoRetry } = require('azure-iot-common');
+const { Mqtt } = require('azure-iot-device-mqtt');
+const { BlobServiceClient } = require('@azure/storage-blob');
+
+const { startHub, testCA, twinhubBin } = require('./lib/hub');
+const { uniqueId, printOutputOnFailure, sleep } = require('./lib/util');
+
+const ADDRESS = '127.0.0.72';
+const BLOB_PORT = 10000;
+// Azurite's well-known development account.
+const ACCOUNT = 'devstoreaccount1';
+const ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+const STORAGE = `DefaultEndpointsProtocol=https;AccountName=${ACCOUNT};AccountKey=${ACCOUNT_KEY};BlobEndpoint=https://${ADDRESS}:${BLOB_PORT}/${ACCOUNT};`;
+const CONTAINER = 'uploads';
+
+function tlsUp(host, port) {
+  return new Promise((resolve) => {
+    const sock = tls.connect({ host, port, ca: testCA().caPem, servername: '', timeout: 2000 });
+    const done = (ok) => { sock.destroy(); resolve(ok); };
+    sock.once('secureConnect', () => done(sock.authorized));
+    sock.once('error', () => done(false));
+    sock.once('timeout', () => done(false));
+  });
+}
+
+describe('file upload', () => {
+  let hub;
+  let azurite;
+  let work;
+  let registry;
+
+  before(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'twinhub-azurite-'));
+    const cert = path.join(work, 'cert.pem');
+    const key = path.join(work, 'key.pem');
+    execFileSync(twinhubBin(), ['--data', testCA().dir, 'ca', 'issue', ADDRESS, '--cert', cert, '--key', key]);
+    const logFile = path.join(work, 'azurite.log');
+    const log = fs.openSync(logFile, 'a');
+    azurite = spawn(process.execPath, [path.join(__dirname, 'node_modules', 'azurite', 'dist', 'src', 'blob', 'main.js'),
+      '--blobHost', ADDRESS, '--blobPort', String(BLOB_PORT), '--location', path.join(work, 'data'),
+      '--cert', cert, '--key', key, '--skipApiVersionCheck', '--loose'], { stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    for (let i = 0; !(await tlsUp(ADDRESS, BLOB_PORT)); i++) {
+      if (i > 300 || azurite.exitCode !== null) throw new Error(`Azurite did not start:\n${fs.readFileSync(logFile, 'utf8')}`);
+      await sleep(100);
+    }
+    hub = await startHub({ address: ADDRESS, mqtt: true, args: ['--file-upload-storage', STORAGE, '--file-upload-container', CONTAINER] });
+    registry = Registry.fromConnectionString(hub.connectionString);
+  });
+  after(async () => {
+    if (hub) await hub.stop();
+    if (azurite) azurite.kill('SIGKILL');
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+  printOutputOnFailure(() => hub);
+
+  async function newDevice() {
+    const id = uniqueId('up');
+    const { responseBody: d } = await registry.create({ deviceId: id });
+    const device = Client.fromConnectionString(`HostName=${hub.address};DeviceId=${id};SharedAccessKey=${d.authentication.symmetricKey.primaryKey}`, Mqtt);
+    // Opened, as applications do: close() then also stops the SDK's
+    // token renewal timer, which would keep the test's process alive.
+    await device.open();
+    return { id, device };
+  }
+
+  it('uploadToBlob puts the bytes in the container, and a back end gets the file notification', async () => {
+    const service = ServiceClient.fromConnectionString(hub.connectionString);
+    await service.open();
+    const { result: receiver } = await service.getFileNotificationReceiver();
+    const notifications = [];
+    let wake = () => {};
+    receiver.on('message', (msg) => {
+      notifications.push(msg);
+      wake();
+    });
+    const next = async () => {
+      while (notifications.length === 0) await new Promise((resolve) => { wake = resolve; });
+      return notifications.shift();
+    };
+    const { id, device } = await newDevice();
+    try {
+      // A failed upload first: it makes no notification, so the first
+      // one the back end gets is the upload that worked.
+      const failed = await device.getBlobSharedAccessSignature('failed.bin');
+      await device.notifyBlobUploadStatus(failed.correlationId, false, 500, 'the device lost power');
+
+      const data = randomBytes(300 * 1024);
+      await device.uploadToBlob('reports/day 1.bin', Readable.from([data]), data.length);
+
+      const blobs = BlobServiceClient.fromConnectionString(STORAGE).getContainerClient(CONTAINER);
+      const stored = await blobs.getBlobClient(`${id}/reports/day 1.bin`).downloadToBuffer();
+      assert.ok(stored.equals(data), 'the container holds the bytes uploaded');
+
+      const msg = await next();
+      const n = JSON.parse(msg.data.toString());
+      assert.equal(n.deviceId, id);
+      assert.equal(n.blobName, `${id}/reports/day 1.bin`);
+      assert.equal(n.blobSizeInBytes, data.length);
+      assert.match(n.blobUri, new RegExp(`^https://${ADDRESS.replace(/\./g, '\\.')}:${BLOB_PORT}/${ACCOUNT}/${CONTAINER}/`));
+      assert.ok(Date.parse(n.lastUpdatedTime) > 0 && Date.parse(n.enqueuedTimeUtc) > 0, `times ${n.lastUpdatedTime} ${n.enqueuedTimeUtc}`);
+      await receiver.complete(msg);
+    } finally {
+      await device.close();
+      await service.close();
+    }
+  });
+
+  it('the SAS URI names the device\'s own blob, and correlation ids are checked', async () => {
+    const a = await newDevice();
+    const b = await newDevice();
+    // Calls that must fail fail at once, without the SDK's retries.
+    a.device.setRetryPolicy(new NoRetry());
+    b.device.setRetryPolicy(new NoRetry());
+    try {
+      const params = await a.device.getBlobSharedAccessSignature('x.txt');
+      assert.equal(params.blobName, `${a.id}/x.txt`);
+      assert.equal(params.containerName, CONTAINER);
+      assert.equal(params.hostName, `${ADDRESS}:${BLOB_PORT}/${ACCOUNT}`);
+      assert.match(params.sasToken, /^\?.*sig=/);
+      await assert.rejects(b.device.notifyBlobUploadStatus(params.correlationId, true, 200, 'ok'), 'another device\'s correlation id');
+      await assert.rejects(a.device.notifyBlobUploadStatus(params.correlationId + 'x', true, 200, 'ok'), 'a correlation id the hub did not make');
+      await assert.rejects(a.device.notifyBlobUploadStatus(params.correlationId, true, 200, 'ok'), 'a success for a blob that is not there');
+      await assert.rejects(a.device.getBlobSharedAccessSignature('../escape'), 'a blob name with ..');
+    } finally {
+      await a.device.close();
+      await b.device.close();
+    }
+  });
+});
