@@ -25,6 +25,7 @@ var layers = map[string][]string{
 	"index":               {".", "internal/recordjson", "query"},
 	"hub":                 {".", "index", "internal/recordjson", "query", "sas"},
 	"jetstream":           {".", "internal/recordjson"},
+	"blobstore":           {"."},
 	"httpapi":             {".", "hub", "sas", "throttle"},
 	"mqtt":                {".", "hub", "sas", "throttle", "internal/accept", "internal/wsstream"},
 	"query":               {},
