@@ -42,7 +42,8 @@ type Hub struct {
 	configMu      sync.Mutex
 	configMetrics map[string]configMetrics
 	// blobs is where devices upload files (fileupload.go).
-	blobs twinhub.BlobStorage
+	blobs          twinhub.BlobStorage
+	faultInjection bool
 
 	// node and connSeq make the ids of device connections
 	// (NewConnectionID).
@@ -120,6 +121,10 @@ type Config struct {
 	// Blobs is the storage account devices upload files to; without it
 	// file upload is refused.
 	Blobs twinhub.BlobStorage
+	// FaultInjection lets devices drop their own connections with IoT
+	// Hub's fault injection messages (faults.go), for SDK resilience
+	// tests; off in production.
+	FaultInjection bool
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -154,6 +159,8 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		configs:      c.Configurations,
 		configKick:   make(chan struct{}, 1),
 		blobs:        c.Blobs,
+
+		faultInjection: c.FaultInjection,
 	}
 	if h.eventHub == "" {
 		h.eventHub = DefaultEventHubName(h.host)

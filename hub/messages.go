@@ -19,6 +19,7 @@ func (h *Hub) SendEventAsync(e *twinhub.Event, timeout time.Duration, done func(
 		done(twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize))
 		return
 	}
+	h.injectFault(e)
 	t := h.telemetry
 	if a, ok := t.(twinhub.AsyncTelemetryStore); ok {
 		e.Enqueued = twinhub.Now()
@@ -38,6 +39,7 @@ func (h *Hub) SendEvent(ctx context.Context, e *twinhub.Event) error {
 	if len(e.Body) > twinhub.MaxTelemetrySize {
 		return twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize)
 	}
+	h.injectFault(e)
 	t := h.telemetry
 	if t == nil {
 		h.noted.Do(func() {

@@ -672,3 +672,31 @@ func TestDisableAndDelete(t *testing.T) {
 	}
 	r2.expectClosed(5 * time.Second)
 }
+
+// TestFaultInjection: with fault injection on, a device's KillTcp message
+// drops its connection after the delay it asks for, and it connects
+// again; without it, the same message is telemetry and nothing more.
+func TestFaultInjection(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		e := newEnv(t, mqtt.Options{}, hubtest.WithMessaging(), hubtest.WithConfig(func(c *hub.Config) { c.FaultInjection = on }))
+		tok := e.device("faulty")
+		r := e.dialRaw()
+		if rc := r.connect("faulty", username("faulty"), tok, 30); rc != 0 {
+			t.Fatalf("CONNACK %d", rc)
+		}
+		topic := "devices/faulty/messages/events/AzIoTHub_FaultOperationType=KillTcp&AzIoTHub_FaultOperationCloseReason=boom&AzIoTHub_FaultOperationDelayInSecs=1"
+		r.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: topic, PacketID: 7, Payload: []byte("FaultInjection")})
+		r.expect(packets.Puback)
+		if !on {
+			// Still connected: a ping is answered.
+			r.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+			r.expect(packets.Pingresp)
+			continue
+		}
+		r.expectClosed(10 * time.Second)
+		again := e.dialRaw()
+		if rc := again.connect("faulty", username("faulty"), tok, 30); rc != 0 {
+			t.Fatalf("reconnect after the fault: CONNACK %d", rc)
+		}
+	}
+}

@@ -50,6 +50,7 @@ type serveFlags struct {
 
 	fileUploadStorage   string
 	fileUploadContainer string
+	faultInjection      bool
 }
 
 func serveCommand(g *globals) *cobra.Command {
@@ -87,6 +88,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
 	fl.StringVar(&f.fileUploadStorage, "file-upload-storage", "", "Azure Storage connection string of the account devices upload files to (env TWINHUB_FILE_UPLOAD_STORAGE, which keeps the key out of the process list); file upload is off without it")
 	fl.StringVar(&f.fileUploadContainer, "file-upload-container", "fileupload", "the blob container of file uploads (made when missing)")
+	fl.BoolVar(&f.faultInjection, "fault-injection", false, "act on IoT Hub's fault injection messages (AzIoTHub_FaultOperationType): a device can drop its own connections, for SDK resilience tests; never in production")
 	throttleFlags(fl, &f.limits)
 }
 
@@ -145,7 +147,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	conf := hub.Config{
 		Host: hubConf.HostName, Policies: hubConf.Policies,
 		Store: store, Bus: jetstream.NewBus(nc), Log: log,
-		C2DSweepInterval: c2dSweepInterval,
+		C2DSweepInterval: c2dSweepInterval, FaultInjection: f.faultInjection,
 	}
 	if err := openMessaging(ctx, nc, f, log, &conf); err != nil {
 		return err
