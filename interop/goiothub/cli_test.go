@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // decodeCLI parses the CLI's JSON output, failing the test if it is not.
@@ -173,6 +174,38 @@ func TestCLI(t *testing.T) {
 		_, stderr, err := h.RunCLI("job", "show", "nope")
 		if err == nil || !strings.Contains(stderr, "JobNotFound") {
 			t.Errorf("job show of an unknown job: err %v, stderr %q", err, stderr)
+		}
+	})
+
+	// A configuration from the CLI reaches the twin it targets; show
+	// counts it; delete removes the configuration.
+	t.Run("Configuration", func(t *testing.T) {
+		cfg := decodeCLI[map[string]any](t, "configuration create", h.CLI(t, "configuration", "create", "cli-fw",
+			"--target", "deviceId = 'cli-1'", "--priority", "5", "--content", `{"properties.desired.fw":{"version":"2.0"}}`,
+			"--metric", "v2=SELECT deviceId FROM devices WHERE properties.desired.fw.version = '2.0'"))
+		if cfg["id"] != "cli-fw" || cfg["priority"] != 5.0 {
+			t.Errorf("configuration create printed %v", cfg)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			shown := decodeCLI[map[string]any](t, "configuration show", h.CLI(t, "configuration", "show", "cli-fw"))
+			if at(shown, "systemMetrics", "results", "appliedCount") == 1.0 && at(shown, "metrics", "results", "v2") == 1.0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the configuration was not applied: %v", shown)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		twin := decodeCLI[map[string]any](t, "twin show", h.CLI(t, "twin", "show", "cli-1"))
+		if at(twin, "properties", "desired", "fw", "version") != "2.0" {
+			t.Errorf("the configuration's content is not on the twin: %v", at(twin, "properties", "desired"))
+		}
+		if out := h.CLI(t, "configuration", "delete", "cli-fw"); strings.TrimSpace(out) != "" {
+			t.Errorf("configuration delete printed %q", out)
+		}
+		if list := decodeCLI[[]map[string]any](t, "configuration list", h.CLI(t, "configuration", "list")); len(list) != 0 {
+			t.Errorf("configuration list after delete: %v", list)
 		}
 	})
 }
