@@ -42,6 +42,21 @@ func ScopeDeviceID(scope string) (id string, ok bool) {
 	return rest[:i], true
 }
 
+// IsEdgeScopeOf says whether scope is an edge scope of device id: the
+// prefix, the id, a dash and digits.
+func IsEdgeScopeOf(scope, id string) bool {
+	rest, ok := strings.CutPrefix(scope, edgeScopePrefix+id+"-")
+	if !ok || rest == "" {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if rest[i] < '0' || rest[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // Scopes is a device's parentScopes: shown as [] rather than null when it
 // holds none, as IoT Hub shows it.
 type Scopes []string

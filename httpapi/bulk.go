@@ -83,21 +83,19 @@ func (a *API) importOne(r *http.Request, e importIdentity) error {
 	// REST reference "update"): IoT Hub takes them in any case.
 	switch strings.ToLower(e.ImportMode) {
 	case "create", "":
-		if err := a.createIdentity(r, e); err != nil {
-			return err
-		}
-		return a.importTwin(r, k, e, "", false)
+		// A new identity is stored with its twin in one write.
+		return a.createIdentity(r, e)
 	case "createorupdate", "createorupdateifmatchetag":
 		// Create the identity, or update it when it exists.
 		err := a.createIdentity(r, e)
 		var te *twinhub.Error
-		if errors.As(err, &te) && te.Status == http.StatusConflict {
-			if strings.HasSuffix(strings.ToLower(e.ImportMode), "ifmatchetag") {
-				ifMatch = e.ETag
-			}
-			err = a.updateIdentity(r, e, ifMatch)
+		if !errors.As(err, &te) || te.Status != http.StatusConflict {
+			return err
 		}
-		if err != nil {
+		if strings.HasSuffix(strings.ToLower(e.ImportMode), "ifmatchetag") {
+			ifMatch = e.ETag
+		}
+		if err := a.updateIdentity(r, e, ifMatch); err != nil {
 			return err
 		}
 		return a.importTwin(r, k, e, "", false)
@@ -136,12 +134,17 @@ func (a *API) importOne(r *http.Request, e importIdentity) error {
 	return twinhub.ErrInvalid("importMode %q is not supported", e.ImportMode)
 }
 
+// createIdentity creates an entry's identity with its twin.
 func (a *API) createIdentity(r *http.Request, e importIdentity) error {
-	if e.ModuleID != "" {
-		_, err := a.hub.CreateModule(r.Context(), twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication})
+	u, err := e.twin()
+	if err != nil {
 		return err
 	}
-	_, err := a.hub.CreateDevice(r.Context(), e.device())
+	if e.ModuleID != "" {
+		_, err := a.hub.CreateModuleWithTwin(r.Context(), twinhub.Module{DeviceID: e.ID, ModuleID: e.ModuleID, Authentication: e.Authentication}, u)
+		return err
+	}
+	_, err = a.hub.CreateDeviceWithTwin(r.Context(), e.device(), u)
 	return err
 }
 
@@ -159,8 +162,20 @@ func (a *API) updateIdentity(r *http.Request, e importIdentity, ifMatch string) 
 // merged into the twin, or with replace (the updateTwin modes) replacing
 // the parts the entry names.
 func (a *API) importTwin(r *http.Request, k twinhub.Key, e importIdentity, ifMatch string, replace bool) error {
+	u, err := e.twin()
+	if err != nil || u == nil {
+		return err
+	}
+	u.Replace = replace
+	_, err = a.hub.UpdateTwin(r.Context(), k, *u, ifMatch)
+	return err
+}
+
+// twin is the change an entry makes to its twin (tags and desired
+// properties, checked as a twin PATCH), nil when it names none.
+func (e importIdentity) twin() (*twinhub.TwinUpdate, error) {
 	if len(e.Tags) == 0 && len(e.Properties) == 0 {
-		return nil
+		return nil, nil
 	}
 	doc := map[string]json.RawMessage{}
 	if len(e.Tags) > 0 {
@@ -172,9 +187,7 @@ func (a *API) importTwin(r *http.Request, k twinhub.Key, e importIdentity, ifMat
 	body, _ := json.Marshal(doc)
 	u, err := twinhub.ParseTwinUpdate(body, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	u.Replace = replace
-	_, err = a.hub.UpdateTwin(r.Context(), k, u, ifMatch)
-	return err
+	return &u, nil
 }

@@ -19,8 +19,9 @@ const maxScopeDepth = 16
 // scopes works out a device's deviceScope and parentScopes for a registry
 // write: req is what the write asks, old the stored device (nil when the
 // write creates it) and generationID the device's. An edge device keeps
-// the scope it was given (IoT Hub's is immutable) and names its parent in
-// parentScopes; a leaf device names its parent in deviceScope, which the
+// the scope it was given (IoT Hub's is immutable; made from its id and
+// generation id, or, when it is created with an edge scope of its own id,
+// that one) and names its parent in parentScopes; a leaf device names its parent in deviceScope, which the
 // hub copies into parentScopes. A write that names neither keeps the
 // stored parent; an empty deviceScope or parentScopes removes it. A new
 // parent must be an edge device, and not the device itself or one below it.
@@ -40,8 +41,14 @@ func (h *Hub) scopes(ctx context.Context, req, old *twinhub.Device, generationID
 	}
 	if req.Capabilities.IoTEdge {
 		own := twinhub.EdgeScope(req.DeviceID, generationID)
-		if old != nil && old.Capabilities.IoTEdge && old.DeviceScope != nil {
+		switch {
+		case old != nil && old.Capabilities.IoTEdge && old.DeviceScope != nil:
 			own = *old.DeviceScope
+		case old == nil && req.DeviceScope != nil && twinhub.IsEdgeScopeOf(*req.DeviceScope, req.DeviceID):
+			// A device created with a scope of its own, as an import of
+			// an export (from twinhub or IoT Hub) creates it: its
+			// children name that scope.
+			own = *req.DeviceScope
 		}
 		return &own, parents, nil
 	}
@@ -136,7 +143,7 @@ func (h *Hub) checkParent(ctx context.Context, id, scope string, edge bool) erro
 // Edge runtime sets its own keys on them. Ones that exist stay as they are.
 func (h *Hub) createEdgeModules(ctx context.Context, id string) error {
 	for _, mid := range []string{twinhub.EdgeAgentModule, twinhub.EdgeHubModule} {
-		_, err := h.createModule(ctx, twinhub.Module{DeviceID: id, ModuleID: mid, Authentication: twinhub.Authentication{Type: twinhub.AuthNone}})
+		_, err := h.createModule(ctx, twinhub.Module{DeviceID: id, ModuleID: mid, Authentication: twinhub.Authentication{Type: twinhub.AuthNone}}, nil)
 		var te *twinhub.Error
 		if err != nil && !(errors.As(err, &te) && te.Status == http.StatusConflict) {
 			return err

@@ -162,6 +162,16 @@ func TestEdgeScopes(t *testing.T) {
 		t.Errorf("deleting a parent: %v", err)
 	}
 
+	// An edge device created with an edge scope of its own id (an import
+	// of an export) keeps it; one of another id is not taken.
+	kept := "ms-azure-iot-edge://imported-637002575398722524"
+	if d, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "imported", Capabilities: edge, DeviceScope: &kept}); err != nil || scopeOf(t, d) != kept {
+		t.Errorf("an imported edge device: %v, %v", d, err)
+	}
+	if d, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "other", Capabilities: edge, DeviceScope: &kept}); err != nil || scopeOf(t, d) == kept {
+		t.Errorf("an edge device created with another's scope: %v, %v", d, err)
+	}
+
 	// Only IoT Edge's two system modules have ids that begin with $.
 	if _, err := h.CreateModule(ctx, twinhub.Module{DeviceID: "plain", ModuleID: "$custom"}); statusOf(err) != http.StatusBadRequest {
 		t.Errorf("a $ module: %v, want a 400", err)

@@ -13,9 +13,22 @@ import (
 // CreateDevice registers a new device with a fresh twin.
 // An edge device gets its scope and the $edgeAgent and $edgeHub modules.
 func (h *Hub) CreateDevice(ctx context.Context, d twinhub.Device) (*twinhub.Device, error) {
+	return h.CreateDeviceWithTwin(ctx, d, nil)
+}
+
+// CreateDeviceWithTwin is CreateDevice with a first change to the new
+// twin (an import's tags and desired properties), stored in the same
+// write; u may be nil.
+func (h *Hub) CreateDeviceWithTwin(ctx context.Context, d twinhub.Device, u *twinhub.TwinUpdate) (*twinhub.Device, error) {
 	rec, err := h.newDeviceRecord(d)
 	if err != nil {
 		return nil, err
+	}
+	if u != nil {
+		if err := rec.Twin.Apply(*u, twinhub.Now()); err != nil {
+			return nil, err
+		}
+		rec.SetETags()
 	}
 	nd := rec.Device
 	if nd.DeviceScope, nd.ParentScopes, err = h.scopes(ctx, &d, nil, nd.GenerationID); err != nil {
@@ -180,13 +193,19 @@ func (h *Hub) Statistics(ctx context.Context) (twinhub.DeviceStatistics, twinhub
 // hub creates them for edge devices; an import or a user may create them
 // again).
 func (h *Hub) CreateModule(ctx context.Context, m twinhub.Module) (*twinhub.Module, error) {
+	return h.CreateModuleWithTwin(ctx, m, nil)
+}
+
+// CreateModuleWithTwin is CreateModule with a first change to the new
+// twin, stored in the same write; u may be nil.
+func (h *Hub) CreateModuleWithTwin(ctx context.Context, m twinhub.Module, u *twinhub.TwinUpdate) (*twinhub.Module, error) {
 	if twinhub.IsSystemModule(m.ModuleID) && m.ModuleID != twinhub.EdgeAgentModule && m.ModuleID != twinhub.EdgeHubModule {
 		return nil, twinhub.ErrInvalid("module id '%s': ids that begin with $ are reserved for IoT Edge's %s and %s", m.ModuleID, twinhub.EdgeAgentModule, twinhub.EdgeHubModule)
 	}
-	return h.createModule(ctx, m)
+	return h.createModule(ctx, m, u)
 }
 
-func (h *Hub) createModule(ctx context.Context, m twinhub.Module) (*twinhub.Module, error) {
+func (h *Hub) createModule(ctx context.Context, m twinhub.Module, u *twinhub.TwinUpdate) (*twinhub.Module, error) {
 	if err := twinhub.ValidateID("device", m.DeviceID); err != nil {
 		return nil, err
 	}
@@ -211,6 +230,11 @@ func (h *Hub) createModule(ctx context.Context, m twinhub.Module) (*twinhub.Modu
 		},
 		IdentityVersion: 1,
 		Twin:            twinhub.NewTwin(now),
+	}
+	if u != nil {
+		if err := rec.Twin.Apply(*u, now); err != nil {
+			return nil, err
+		}
 	}
 	rec.SetETags()
 	rev, err := h.store.Create(ctx, twinhub.ModuleKey(m.DeviceID, m.ModuleID), rec)

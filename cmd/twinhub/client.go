@@ -67,6 +67,9 @@ func newClient(g *globals) (*client, error) {
 	dialAddr := net.JoinHostPort(host, port)
 	transport := &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: hub.HostName, MinVersion: tls.VersionTLS12},
+		// Export and import keep up to 64 requests in flight: their
+		// connections stay open rather than each request's TLS handshake.
+		MaxIdleConnsPerHost: 64,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, dialAddr)
@@ -129,7 +132,7 @@ func (c *client) call(method, path string, header map[string]string, in, out any
 		if msg == "" {
 			msg = strings.TrimSpace(string(data))
 		}
-		return nil, fmt.Errorf("%s (HTTP %d)", msg, resp.StatusCode)
+		return nil, &replyError{status: resp.StatusCode, body: data, msg: fmt.Sprintf("%s (HTTP %d)", msg, resp.StatusCode)}
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -138,6 +141,17 @@ func (c *client) call(method, path string, header map[string]string, in, out any
 	}
 	return resp.Header, nil
 }
+
+// replyError is an error reply of the hub, with its body for a caller
+// that reads more than the message (bulk registry replies list each
+// failed entry).
+type replyError struct {
+	status int
+	body   []byte
+	msg    string
+}
+
+func (e *replyError) Error() string { return e.msg }
 
 // escape makes an id safe in a URL path; ids may hold # ? % and more.
 func escape(id string) string { return url.PathEscape(id) }

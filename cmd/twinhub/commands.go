@@ -153,7 +153,7 @@ func deviceCommand(g *globals) *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.AddCommand(create, list, show, del, connStr)
+	cmd.AddCommand(create, list, show, del, connStr, exportCommand(g), importCommand(g))
 	return cmd
 }
 

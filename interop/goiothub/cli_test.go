@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +208,62 @@ func TestCLI(t *testing.T) {
 		}
 		if list := decodeCLI[[]map[string]any](t, "configuration list", h.CLI(t, "configuration", "list")); len(list) != 0 {
 			t.Errorf("configuration list after delete: %v", list)
+		}
+	})
+
+	// device export writes the fleet (the edge hierarchy above, a module,
+	// tags and desired properties); deleted and imported again, every
+	// identity is back with its keys, scopes and twin.
+	t.Run("ExportImport", func(t *testing.T) {
+		h.CLI(t, "module", "create", "mid", "probe")
+		file := filepath.Join(t.TempDir(), "devices.txt")
+		h.CLI(t, "device", "export", file)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		ids := []string{"cli-1", "gw", "mid", "leaf"}
+		before := map[string]map[string]any{}
+		for _, id := range ids {
+			before[id] = decodeCLI[map[string]any](t, "device show", h.CLI(t, "device", "show", id))
+		}
+		// 4 devices, the module probe and the system modules of the two
+		// edge devices.
+		if len(lines) != 4+1+4 {
+			t.Fatalf("export wrote %d lines:\n%s", len(lines), data)
+		}
+		if !strings.Contains(lines[0], `"id":"gw"`) || !strings.Contains(lines[1], `"id":"mid"`) {
+			t.Errorf("edge devices are not first, above their children: %s / %s", lines[0], lines[1])
+		}
+		twinBefore := decodeCLI[map[string]any](t, "twin show", h.CLI(t, "twin", "show", "cli-1"))
+		for _, id := range []string{"leaf", "cli-1", "mid", "gw"} {
+			h.CLI(t, "device", "delete", id)
+		}
+		h.CLI(t, "device", "import", file)
+		for _, id := range ids {
+			after := decodeCLI[map[string]any](t, "device show", h.CLI(t, "device", "show", id))
+			for _, path := range [][]string{{"authentication", "symmetricKey", "primaryKey"}, {"deviceScope"}, {"capabilities", "iotEdge"}} {
+				if fmt.Sprint(at(after, path...)) != fmt.Sprint(at(before[id], path...)) {
+					t.Errorf("%s %v: %v after import, %v before", id, path, at(after, path...), at(before[id], path...))
+				}
+			}
+			if fmt.Sprint(after["parentScopes"]) != fmt.Sprint(before[id]["parentScopes"]) {
+				t.Errorf("%s parentScopes: %v after import, %v before", id, after["parentScopes"], before[id]["parentScopes"])
+			}
+		}
+		twinAfter := decodeCLI[map[string]any](t, "twin show", h.CLI(t, "twin", "show", "cli-1"))
+		if fmt.Sprint(twinAfter["tags"]) != fmt.Sprint(twinBefore["tags"]) || at(twinAfter, "properties", "desired", "fw", "version") != "2.0" {
+			t.Errorf("cli-1's twin after import: tags %v desired %v", twinAfter["tags"], at(twinAfter, "properties", "desired"))
+		}
+		if m := decodeCLI[map[string]any](t, "module show", h.CLI(t, "module", "show", "mid", "probe")); m["moduleId"] != "probe" {
+			t.Errorf("module after import: %v", m)
+		}
+		bad := filepath.Join(t.TempDir(), "bad.txt")
+		os.WriteFile(bad, []byte(`{"id":"ok-1"}`+"\n"+`{"id":"x","deviceScope":"ms-azure-iot-edge://nobody-1"}`+"\n"), 0o644)
+		_, stderr, err := h.RunCLI("device", "import", bad)
+		if err == nil || !strings.Contains(stderr, "x: ") || !strings.Contains(stderr, "1 identities failed") {
+			t.Errorf("an import with a bad line: err %v, stderr %q", err, stderr)
 		}
 	})
 }
