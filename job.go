@@ -147,9 +147,10 @@ type JobStore interface {
 	// DeviceJob reads a device's record of a job: ErrNotFound when the
 	// job has not reached the device.
 	DeviceJob(ctx context.Context, jobID, deviceID string) (*DeviceJob, error)
-	// DeviceJobs calls fn with every device record of every job, in no
-	// particular order, until fn returns false.
-	DeviceJobs(ctx context.Context, fn func(*DeviceJob) bool) error
+	// DeviceJobs calls fn with every device record of job jobID (of
+	// every job when jobID is ""), in no particular order, until fn
+	// returns false.
+	DeviceJobs(ctx context.Context, jobID string, fn func(*DeviceJob) bool) error
 }
 
 // ValidateJob checks a new job as IoT Hub does and fills in the defaults;

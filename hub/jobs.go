@@ -178,12 +178,19 @@ func (h *Hub) QueryJobs(ctx context.Context, jobType, status string) ([]*twinhub
 }
 
 // queryDeviceJobs answers SELECT * FROM devices.jobs [WHERE ...]: the
-// device records of every job, by job id then device id.
+// device records of every job, by job id then device id. A condition
+// devices.jobs.jobId = '...' reads that job's records only.
 func (h *Hub) queryDeviceJobs(ctx context.Context, q *query.Query, pageSize int, tok int) ([]map[string]any, int, error) {
 	var docs []map[string]any
 	if h.jobs != nil {
+		jobID := ""
+		for _, c := range query.Conjuncts(q.Where) {
+			if p, v, ok := query.PathEquals(c); ok && v.Kind == query.String && len(p.Segments) == 1 && p.Segments[0].Name == "jobId" {
+				jobID = v.Str
+			}
+		}
 		var records []*twinhub.DeviceJob
-		err := h.jobs.DeviceJobs(ctx, func(d *twinhub.DeviceJob) bool {
+		err := h.jobs.DeviceJobs(ctx, jobID, func(d *twinhub.DeviceJob) bool {
 			records = append(records, d)
 			return true
 		})

@@ -127,9 +127,13 @@ func (s *Jobs) DeviceJob(ctx context.Context, jobID, deviceID string) (*twinhub.
 	return &d, json.Unmarshal(e.Value(), &d)
 }
 
-func (s *Jobs) DeviceJobs(ctx context.Context, fn func(*twinhub.DeviceJob) bool) error {
+func (s *Jobs) DeviceJobs(ctx context.Context, jobID string, fn func(*twinhub.DeviceJob) bool) error {
 	stop := errors.New("stop")
-	err := s.each(ctx, "d.>", func(data []byte) error {
+	filter := "d.>"
+	if jobID != "" {
+		filter = "d." + twinhub.EncodeID(jobID) + ".*"
+	}
+	err := s.each(ctx, filter, func(data []byte) error {
 		var d twinhub.DeviceJob
 		if err := json.Unmarshal(data, &d); err != nil {
 			return err
