@@ -74,7 +74,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored)")
 	fl.StringVar(&f.httpsAddr, "https-addr", ":443", "address of the HTTPS listener (REST API; MQTT over WebSocket)")
 	fl.StringVar(&f.mqttAddr, "mqtt-addr", ":8883", "address of the MQTT over TLS listener (devices)")
-	fl.StringVar(&f.amqpAddr, "amqp-addr", ":5671", "address of the AMQP over TLS listener (back ends: CBS and cloud-to-device send so far)")
+	fl.StringVar(&f.amqpAddr, "amqp-addr", ":5671", "address of the AMQP over TLS listener (devices and modules, back ends, the Event Hubs-compatible endpoint)")
 	fl.StringVar(&f.deviceCA, "device-ca", "", "PEM file of the CA certificates that sign the certificates of devices registered with certificateAuthority authentication")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate (PEM); default: one made by the hub's own CA")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -219,7 +219,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	fmt.Printf("twinhub is serving %s\n", hubConf.HostName)
 	fmt.Printf("  HTTPS (REST):        %s\n", httpsLn.Addr())
 	fmt.Printf("  MQTT (devices):      %s\n", mqttLn.Addr())
-	fmt.Printf("  AMQP (back ends):    %s\n", amqpLn.Addr())
+	fmt.Printf("  AMQP:                %s (devices, back ends)\n", amqpLn.Addr())
 	wsHost := hubConf.HostName
 	if _, port, _ := net.SplitHostPort(httpsLn.Addr().String()); port != "443" {
 		wsHost = net.JoinHostPort(wsHost, port)
