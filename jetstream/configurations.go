@@ -32,18 +32,9 @@ type storedConfiguration struct {
 
 // OpenConfigurations creates or opens the bucket.
 func OpenConfigurations(ctx context.Context, nc *nats.Conn, replicas int) (*Configurations, error) {
-	js, err := jetstream.New(nc)
+	kv, err := openBucket(ctx, nc, ConfigurationBucket, "twinhub automatic device and module configurations", replicas)
 	if err != nil {
 		return nil, err
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      ConfigurationBucket,
-		Description: "twinhub automatic device and module configurations",
-		Storage:     jetstream.FileStorage,
-		Replicas:    keepReplicas(ctx, js, "KV_"+ConfigurationBucket, replicas),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", ConfigurationBucket, err)
 	}
 	return &Configurations{kv: kv}, nil
 }
@@ -118,26 +109,18 @@ func (s *Configurations) DeleteConfiguration(ctx context.Context, id string, rev
 }
 
 func (s *Configurations) Configurations(ctx context.Context) ([]*twinhub.Configuration, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var all []*twinhub.Configuration
+	err := lastValues(ctx, s.kv, ">", func(key string, value []byte) error {
+		c, err := decodeConfiguration(value)
+		if err != nil {
+			return fmt.Errorf("configuration %s: %w", key, err)
+		}
+		all = append(all, c)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer w.Stop()
-	var all []*twinhub.Configuration
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				sort.SliceStable(all, func(a, b int) bool { return all[a].CreatedTimeUtc.Before(all[b].CreatedTimeUtc.Time) })
-				return all, nil
-			}
-			c, err := decodeConfiguration(e.Value())
-			if err != nil {
-				return nil, fmt.Errorf("configuration %s: %w", e.Key(), err)
-			}
-			all = append(all, c)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	sort.SliceStable(all, func(a, b int) bool { return all[a].CreatedTimeUtc.Before(all[b].CreatedTimeUtc.Time) })
+	return all, nil
 }

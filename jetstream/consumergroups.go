@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 
@@ -28,18 +27,9 @@ var _ twinhub.ConsumerGroupStore = (*ConsumerGroups)(nil)
 
 // OpenConsumerGroups creates or opens the bucket.
 func OpenConsumerGroups(ctx context.Context, nc *nats.Conn, replicas int) (*ConsumerGroups, error) {
-	js, err := jetstream.New(nc)
+	kv, err := openBucket(ctx, nc, ConsumerGroupBucket, "twinhub consumer groups of the Event Hubs-compatible endpoint", replicas)
 	if err != nil {
 		return nil, err
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      ConsumerGroupBucket,
-		Description: "twinhub consumer groups of the Event Hubs-compatible endpoint",
-		Storage:     jetstream.FileStorage,
-		Replicas:    keepReplicas(ctx, js, "KV_"+ConsumerGroupBucket, replicas),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", ConsumerGroupBucket, err)
 	}
 	return &ConsumerGroups{kv: kv}, nil
 }
@@ -71,24 +61,17 @@ func (s *ConsumerGroups) ConsumerGroup(ctx context.Context, name string) (twinhu
 }
 
 func (s *ConsumerGroups) ConsumerGroups(ctx context.Context) ([]twinhub.ConsumerGroup, error) {
-	lister, err := s.kv.ListKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var groups []twinhub.ConsumerGroup
-	for k := range lister.Keys() {
-		e, err := s.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := lastValues(ctx, s.kv, ">", func(_ string, value []byte) error {
 		var g twinhub.ConsumerGroup
-		if err := json.Unmarshal(e.Value(), &g); err != nil {
-			return nil, err
+		if err := json.Unmarshal(value, &g); err != nil {
+			return err
 		}
 		groups = append(groups, g)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(groups, func(i, j int) bool { return strings.ToLower(groups[i].Name) < strings.ToLower(groups[j].Name) })
 	return groups, nil

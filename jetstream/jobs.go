@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,18 +27,9 @@ var _ twinhub.JobStore = (*Jobs)(nil)
 
 // OpenJobs creates or opens the bucket.
 func OpenJobs(ctx context.Context, nc *nats.Conn, replicas int) (*Jobs, error) {
-	js, err := jetstream.New(nc)
+	kv, err := openBucket(ctx, nc, JobBucket, "twinhub jobs (scheduled twin updates and direct methods) and their device records", replicas)
 	if err != nil {
 		return nil, err
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      JobBucket,
-		Description: "twinhub jobs (scheduled twin updates and direct methods) and their device records",
-		Storage:     jetstream.FileStorage,
-		Replicas:    keepReplicas(ctx, js, "KV_"+JobBucket, replicas),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", JobBucket, err)
 	}
 	return &Jobs{kv: kv}, nil
 }
@@ -90,7 +80,7 @@ func (s *Jobs) UpdateJob(ctx context.Context, j *twinhub.Job, rev uint64) (uint6
 
 func (s *Jobs) Jobs(ctx context.Context) ([]*twinhub.Job, error) {
 	var jobs []*twinhub.Job
-	err := s.each(ctx, "j.*", func(data []byte) error {
+	err := lastValues(ctx, s.kv, "j.*", func(_ string, data []byte) error {
 		var j twinhub.Job
 		if err := json.Unmarshal(data, &j); err != nil {
 			return err
@@ -133,7 +123,7 @@ func (s *Jobs) DeviceJobs(ctx context.Context, jobID string, fn func(*twinhub.De
 	if jobID != "" {
 		filter = "d." + twinhub.EncodeID(jobID) + ".*"
 	}
-	err := s.each(ctx, filter, func(data []byte) error {
+	err := lastValues(ctx, s.kv, filter, func(_ string, data []byte) error {
 		var d twinhub.DeviceJob
 		if err := json.Unmarshal(data, &d); err != nil {
 			return err
@@ -147,29 +137,4 @@ func (s *Jobs) DeviceJobs(ctx context.Context, jobID string, fn func(*twinhub.De
 		return nil
 	}
 	return err
-}
-
-// each calls fn with the current value of every key that matches filter,
-// read with one watch of the bucket's last values.
-func (s *Jobs) each(ctx context.Context, filter string, fn func([]byte) error) error {
-	w, err := s.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				return nil // the last value of every key has come
-			}
-			if strings.HasPrefix(e.Key(), "d.") || strings.HasPrefix(e.Key(), "j.") {
-				if err := fn(e.Value()); err != nil {
-					return err
-				}
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }

@@ -97,3 +97,47 @@ func keepReplicas(ctx context.Context, js jetstream.JetStream, stream string, wa
 	}
 	return want
 }
+
+// openBucket creates or opens a plain file-backed KV bucket, keeping the
+// replicas it has (keepReplicas): the buckets of consumer groups, jobs and
+// configurations.
+func openBucket(ctx context.Context, nc *nats.Conn, name, description string, replicas int) (jetstream.KeyValue, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      name,
+		Description: description,
+		Storage:     jetstream.FileStorage,
+		Replicas:    keepReplicas(ctx, js, "KV_"+name, replicas),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+// lastValues calls fn with the current value of every key of kv that
+// matches filter, read with one watch of the bucket's last values, until
+// fn returns an error (which it returns).
+func lastValues(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, value []byte) error) error {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				return nil // the last value of every key has come
+			}
+			if err := fn(e.Key(), e.Value()); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
