@@ -465,33 +465,24 @@ func (h *Hub) configurationTargets(ctx context.Context, c *twinhub.Configuration
 		}
 	}
 	var out []target
-	cont := ""
-	for {
-		page, err := h.Query(ctx, src, 1000, cont)
-		if err != nil {
-			return out, err
-		}
-		for _, item := range page.Items {
-			id, _ := item["deviceId"].(string)
-			mid, _ := item["moduleId"].(string)
-			var desired map[string]any
-			if len(names) > 0 {
-				desired = make(map[string]any, len(names))
-				for i, name := range names {
-					if v, ok := item[fmt.Sprintf("p%d", i)]; ok {
-						desired[name] = v
-					}
+	err = h.queryEach(ctx, src, func(item map[string]any) {
+		id, _ := item["deviceId"].(string)
+		mid, _ := item["moduleId"].(string)
+		var desired map[string]any
+		if len(names) > 0 {
+			desired = make(map[string]any, len(names))
+			for i, name := range names {
+				if v, ok := item[fmt.Sprintf("p%d", i)]; ok {
+					desired[name] = v
 				}
-			} else {
-				props, _ := item["properties"].(map[string]any)
-				desired, _ = props["desired"].(map[string]any)
 			}
-			out = append(out, target{k: twinhub.Key{DeviceID: id, ModuleID: mid}, desired: desired})
+		} else {
+			props, _ := item["properties"].(map[string]any)
+			desired, _ = props["desired"].(map[string]any)
 		}
-		if cont = page.Continuation; cont == "" {
-			return out, nil
-		}
-	}
+		out = append(out, target{k: twinhub.Key{DeviceID: id, ModuleID: mid}, desired: desired})
+	})
+	return out, err
 }
 
 // plainIdentifier says whether a property name can be written in a
@@ -508,21 +499,14 @@ func plainIdentifier(s string) bool {
 // countRows counts the rows a metric query returns.
 func (h *Hub) countRows(ctx context.Context, src string) (int64, error) {
 	var n int64
-	cont := ""
-	for {
-		page, err := h.Query(ctx, src, 1000, cont)
-		if err != nil {
-			return n, err
-		}
-		n += int64(len(page.Items))
-		if cont = page.Continuation; cont == "" {
-			return n, nil
-		}
-	}
+	err := h.queryEach(ctx, src, func(map[string]any) { n++ })
+	return n, err
 }
 
 // holds says whether desired properties hold every value of patch (a
-// null in the patch: the property is absent).
+// null in the patch: the property is absent). Both sides hold JSON as
+// twins do (numbers float64: the patch comes from ParsePatch, the
+// desired properties from the index), so values compare as they are.
 func holds(desired, patch map[string]any) bool {
 	for k, v := range patch {
 		have, present := desired[k]
@@ -537,22 +521,12 @@ func holds(desired, patch map[string]any) bool {
 				return false
 			}
 		default:
-			if !present || !reflect.DeepEqual(normalValue(have), normalValue(v)) {
+			if !present || !reflect.DeepEqual(have, v) {
 				return false
 			}
 		}
 	}
 	return true
-}
-
-// normalValue makes numbers float64, as twins hold them.
-func normalValue(v any) any {
-	var out any
-	b, err := json.Marshal(v)
-	if err != nil || json.Unmarshal(b, &out) != nil {
-		return v
-	}
-	return out
 }
 
 // ApplyConfigurationContent writes a configuration's content to one IoT

@@ -112,7 +112,8 @@ func TestConfigurationsApply(t *testing.T) {
 		return fw["version"]
 	}
 	content := func(v string) twinhub.ConfigurationContent {
-		return twinhub.ConfigurationContent{DeviceContent: map[string]any{"properties.desired.fw": map[string]any{"version": v}}}
+		// A number among the strings: the passes compare it as twins hold it.
+		return twinhub.ConfigurationContent{DeviceContent: map[string]any{"properties.desired.fw": map[string]any{"version": v, "retries": 3}}}
 	}
 	if _, err := h.PutConfiguration(ctx, twinhub.Configuration{ID: "base", TargetCondition: "tags.env = 'test'", Priority: 10, Content: content("2"),
 		Metrics: twinhub.ConfigurationMetrics{Queries: map[string]string{"v2": "SELECT deviceId FROM devices WHERE properties.desired.fw.version = '2'"}}}, ""); err != nil {

@@ -57,10 +57,6 @@ func jobQuery(condition string) (*query.Query, error) {
 	}
 	q, err := query.Parse(src)
 	if err != nil {
-		var qe *query.Error
-		if errors.As(err, &qe) {
-			return nil, twinhub.ErrInvalid("queryCondition: %s", qe.Error())
-		}
 		return nil, twinhub.ErrInvalid("queryCondition: %v", err)
 	}
 	return q, nil
@@ -432,21 +428,12 @@ func (h *Hub) jobDevices(ctx context.Context, j *twinhub.Job) ([]string, error) 
 		return nil, err
 	}
 	var ids []string
-	cont := ""
-	for {
-		page, err := h.Query(ctx, q.Source, 1000, cont)
-		if err != nil {
-			return nil, err
+	err = h.queryEach(ctx, q.Source, func(item map[string]any) {
+		if id, ok := item["deviceId"].(string); ok {
+			ids = append(ids, id)
 		}
-		for _, item := range page.Items {
-			if id, ok := item["deviceId"].(string); ok {
-				ids = append(ids, id)
-			}
-		}
-		if cont = page.Continuation; cont == "" {
-			return ids, nil
-		}
-	}
+	})
+	return ids, err
 }
 
 // newDeviceJob is a device's record of j as it starts.

@@ -64,6 +64,25 @@ func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation 
 	return page, nil
 }
 
+// queryEach runs a query to its last page, in pages of 1,000, calling fn
+// with each item: for the hub's own queries (a job's devices, a
+// configuration's targets and metrics).
+func (h *Hub) queryEach(ctx context.Context, src string, fn func(item map[string]any)) error {
+	cont := ""
+	for {
+		page, err := h.Query(ctx, src, 1000, cont)
+		if err != nil {
+			return err
+		}
+		for _, item := range page.Items {
+			fn(item)
+		}
+		if cont = page.Continuation; cont == "" {
+			return nil
+		}
+	}
+}
+
 // A token is base64url of: version, kind ('k' keyset or 'g' groups), the
 // first 8 bytes of SHA-256 of the query text, count as a uvarint, the key,
 // and 16 bytes of HMAC-SHA256 over all that with a key derived from the
