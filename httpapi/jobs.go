@@ -40,17 +40,13 @@ func (a *API) cancelJob(r *http.Request) (int, any, error) {
 // token is the offset of the next page.
 func (a *API) queryJobs(r *http.Request) (int, any, error) {
 	q := r.URL.Query()
-	size := defaultPageSize
 	s := r.Header.Get("x-ms-max-item-count")
 	if s == "" {
 		s = q.Get("pageSize")
 	}
-	if s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return 0, nil, twinhub.ErrInvalid("x-ms-max-item-count must be a positive whole number")
-		}
-		size = min(n, maxPageSize)
+	size, err := pageSize(s)
+	if err != nil {
+		return 0, nil, err
 	}
 	offset := 0
 	tok := r.Header.Get("x-ms-continuation")
@@ -71,7 +67,7 @@ func (a *API) queryJobs(r *http.Request) (int, any, error) {
 	}
 	offset = min(offset, len(jobs))
 	end := min(offset+size, len(jobs))
-	page := &twinhub.QueryPage{ItemType: "JobResponse", Items: make([]map[string]any, 0, end-offset)}
+	page := &twinhub.QueryPage{ItemType: "JobResponse"} // the jobs are the payload (jobsReply)
 	if end < len(jobs) {
 		page.Continuation = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end)))
 	}

@@ -23,19 +23,28 @@ func (a *API) query(r *http.Request) (int, any, error) {
 	if err := readJSON(r, &req); err != nil {
 		return 0, nil, err
 	}
-	size := defaultPageSize
-	if s := r.Header.Get("x-ms-max-item-count"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return 0, nil, twinhub.ErrInvalid("x-ms-max-item-count must be a positive whole number")
-		}
-		size = min(n, maxPageSize)
+	size, err := pageSize(r.Header.Get("x-ms-max-item-count"))
+	if err != nil {
+		return 0, nil, err
 	}
 	page, err := a.hub.Query(r.Context(), req.Query, size, r.Header.Get("x-ms-continuation"))
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, queryReply{page}, nil
+}
+
+// pageSize reads x-ms-max-item-count (defaultPageSize when empty; at
+// most maxPageSize).
+func pageSize(s string) (int, error) {
+	if s == "" {
+		return defaultPageSize, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, twinhub.ErrInvalid("x-ms-max-item-count must be a positive whole number")
+	}
+	return min(n, maxPageSize), nil
 }
 
 // queryReply is a page with the headers that describe it.
