@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,6 +141,29 @@ func (c *client) call(method, path string, header map[string]string, in, out any
 		}
 	}
 	return resp.Header, nil
+}
+
+// pages reads a paged answer to its last page (twin queries, the jobs
+// list): pageSize items a request asked for with x-ms-max-item-count,
+// the next page with the x-ms-continuation the last one gave.
+func pages[T any](c *client, method, path string, body any, pageSize int) ([]T, error) {
+	all := []T{}
+	continuation := ""
+	for {
+		h := map[string]string{"x-ms-max-item-count": strconv.Itoa(pageSize)}
+		if continuation != "" {
+			h["x-ms-continuation"] = continuation
+		}
+		var page []T
+		header, err := c.call(method, path, h, body, &page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if continuation = header.Get("x-ms-continuation"); continuation == "" {
+			return all, nil
+		}
+	}
 }
 
 // replyError is an error reply of the hub, with its body for a caller

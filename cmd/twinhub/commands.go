@@ -299,22 +299,9 @@ func queryCommand(g *globals) *cobra.Command {
 		Short: "Run a query in the IoT Hub query language and print every result",
 		Args:  cobra.ExactArgs(1),
 		RunE: withClient(g, func(c *client, args []string) error {
-			all := []map[string]any{}
-			continuation := ""
-			for {
-				h := map[string]string{"x-ms-max-item-count": fmt.Sprint(pageSize)}
-				if continuation != "" {
-					h["x-ms-continuation"] = continuation
-				}
-				var page []map[string]any
-				header, err := c.call("POST", "/devices/query", h, map[string]string{"query": args[0]}, &page)
-				if err != nil {
-					return err
-				}
-				all = append(all, page...)
-				if continuation = header.Get("x-ms-continuation"); continuation == "" {
-					break
-				}
+			all, err := pages[map[string]any](c, "POST", "/devices/query", map[string]string{"query": args[0]}, pageSize)
+			if err != nil {
+				return err
 			}
 			return g.print(all, nil)
 		}),

@@ -102,7 +102,6 @@ func exportIdentities(c *client, w io.Writer, excludeKeys bool) (int, error) {
 	bar := progressbar.NewOptions(len(devices)+len(modules), progressbar.OptionSetWriter(os.Stderr),
 		progressbar.OptionSetDescription("export"), progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
 	lines := make([]*exportedIdentity, len(devices)+len(modules))
-	depth := make([]int, len(devices))
 	err = forEach(len(lines), exportWorkers, func(i int) error {
 		defer bar.Add(1)
 		if i < len(devices) {
@@ -135,23 +134,11 @@ func exportIdentities(c *client, w io.Writer, excludeKeys bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// An edge device's depth: how many edge devices are above it.
-	byScope := map[string]*exportedIdentity{}
-	for _, e := range lines[:len(devices)] {
-		if e.Capabilities != nil && e.Capabilities.IoTEdge && e.DeviceScope != nil {
-			byScope[*e.DeviceScope] = e
-		}
-	}
+	places := make([]scoped, len(devices))
 	for i, e := range lines[:len(devices)] {
-		for p := e; len(p.ParentScopes) > 0 && depth[i] < 16; depth[i]++ {
-			if p = byScope[p.ParentScopes[0]]; p == nil {
-				break
-			}
-		}
-		if e.Capabilities == nil || !e.Capabilities.IoTEdge {
-			depth[i] = 1 << 10 // leaves after every edge device
-		}
+		places[i] = scoped{edge: e.Capabilities != nil && e.Capabilities.IoTEdge, scope: e.DeviceScope, parents: e.ParentScopes}
 	}
+	depth := edgeDepths(places)
 	order := make([]int, len(devices))
 	for i := range order {
 		order[i] = i
@@ -169,6 +156,44 @@ func exportIdentities(c *client, w io.Writer, excludeKeys bool) (int, error) {
 		}
 	}
 	return len(lines), nil
+}
+
+// scoped is where a device sits in an IoT Edge hierarchy.
+type scoped struct {
+	edge    bool
+	scope   *string  // an edge device's own scope
+	parents []string // its parent's scope, if any
+}
+
+// leafDepth is the depth edgeDepths gives a device that is not an edge
+// device: it goes after every edge device.
+const leafDepth = 1 << 10
+
+// edgeDepths gives each device how many edge devices are above it (up to
+// 16; leafDepth for one that is not an edge device), so that export and
+// import put every parent before its children.
+func edgeDepths(devs []scoped) []int {
+	byScope := map[string]int{}
+	for i, d := range devs {
+		if d.edge && d.scope != nil {
+			byScope[*d.scope] = i
+		}
+	}
+	depth := make([]int, len(devs))
+	for i, d := range devs {
+		if !d.edge {
+			depth[i] = leafDepth
+			continue
+		}
+		for p := d; len(p.parents) > 0 && depth[i] < 16; depth[i]++ {
+			j, ok := byScope[p.parents[0]]
+			if !ok {
+				break
+			}
+			p = devs[j]
+		}
+	}
+	return depth
 }
 
 // exportLine is the twin part of a line: tags and desired properties.
@@ -189,19 +214,7 @@ func exportLine(twin map[string]any, etag string, auth twinhub.Authentication, e
 
 // queryAll runs a query to its last page.
 func queryAll(c *client, q string) ([]map[string]any, error) {
-	var all []map[string]any
-	cont := ""
-	for {
-		var page []map[string]any
-		h, err := c.call("POST", "/devices/query", map[string]string{"x-ms-max-item-count": "1000", "x-ms-continuation": cont}, map[string]string{"query": q}, &page)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page...)
-		if cont = h.Get("x-ms-continuation"); cont == "" {
-			return all, nil
-		}
-	}
+	return pages[map[string]any](c, "POST", "/devices/query", map[string]string{"query": q}, 1000)
 }
 
 // forEach calls fn(0..n-1), workers at once; the first error stops it.
@@ -301,31 +314,17 @@ func importIdentities(c *client, r io.Reader) (int, int, error) {
 		return 0, 0, err
 	}
 	// Edge devices by depth below the top, then leaves, then modules.
-	edgeDepth := func(h head) int {
-		d := 0
-		for p := h; len(p.ParentScopes) > 0 && d < 16; d++ {
-			found := false
-			for _, o := range heads {
-				if o.DeviceScope != nil && *o.DeviceScope == p.ParentScopes[0] && o.Capabilities != nil && o.Capabilities.IoTEdge {
-					p, found = o, true
-					break
-				}
-			}
-			if !found {
-				break
-			}
-		}
-		return d
+	places := make([]scoped, len(heads))
+	for i, h := range heads {
+		places[i] = scoped{edge: h.ModuleID == "" && h.Capabilities != nil && h.Capabilities.IoTEdge, scope: h.DeviceScope, parents: h.ParentScopes}
 	}
-	const leaves, mods = 100, 101
+	depth := edgeDepths(places)
+	const modules = leafDepth + 1
 	groups := map[int][]json.RawMessage{}
 	for i, h := range heads {
-		p := leaves
-		switch {
-		case h.ModuleID != "":
-			p = mods
-		case h.Capabilities != nil && h.Capabilities.IoTEdge:
-			p = edgeDepth(h)
+		p := depth[i]
+		if h.ModuleID != "" {
+			p = modules
 		}
 		groups[p] = append(groups[p], raw[i])
 	}

@@ -123,19 +123,11 @@ func jobCommand(g *globals) *cobra.Command {
 			if status != "" {
 				q.Set("jobStatus", status)
 			}
-			var all []twinhub.Job
-			cont := ""
-			for {
-				var page []twinhub.Job
-				h, err := c.call("GET", "/jobs/v2/query?"+q.Encode(), map[string]string{"x-ms-max-item-count": "1000", "x-ms-continuation": cont}, nil, &page)
-				if err != nil {
-					return err
-				}
-				all = append(all, page...)
-				if cont = h.Get("x-ms-continuation"); cont == "" {
-					return g.print(all, jobColumns)
-				}
+			all, err := pages[twinhub.Job](c, "GET", "/jobs/v2/query?"+q.Encode(), nil, 1000)
+			if err != nil {
+				return err
 			}
+			return g.print(all, jobColumns)
 		}),
 	}
 	list.Flags().StringVar(&jobType, "type", "", "scheduleUpdateTwin or scheduleDeviceMethod")
