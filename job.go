@@ -142,6 +142,10 @@ type JobStore interface {
 	UpdateJob(ctx context.Context, j *Job, rev uint64) (uint64, error)
 	// Jobs returns every job, oldest first.
 	Jobs(ctx context.Context) ([]*Job, error)
+	// WatchJobs calls fn with every job as it is at the start (initial)
+	// and then with each job created or changed, until ctx ends or the
+	// watch fails (its error).
+	WatchJobs(ctx context.Context, fn func(j *Job, initial bool)) error
 	// PutDeviceJob stores a device's record of a job.
 	PutDeviceJob(ctx context.Context, d *DeviceJob) error
 	// DeviceJob reads a device's record of a job: ErrNotFound when the

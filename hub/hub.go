@@ -30,10 +30,8 @@ type Hub struct {
 	cache *recordCache
 	// states writes connection states in the background (connections.go).
 	states connStates
-	// jobs keeps the jobs that runJobs runs (jobs.go); jobKick wakes it
-	// for a new one.
-	jobs    twinhub.JobStore
-	jobKick chan struct{}
+	// jobs keeps the jobs that runJobs runs (jobs.go).
+	jobs twinhub.JobStore
 	// configs keeps the configurations that reconcileConfigurations
 	// applies (configurations.go); configKick asks for a pass, whose
 	// counts are configMetrics.
@@ -155,7 +153,6 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 
 		methodResend: c.MethodResendInterval,
 		jobs:         c.Jobs,
-		jobKick:      make(chan struct{}, 1),
 		configs:      c.Configurations,
 		configKick:   make(chan struct{}, 1),
 		blobs:        c.Blobs,

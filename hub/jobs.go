@@ -31,9 +31,8 @@ const (
 	// is set by how many are in flight (16: 3,100 devices/s, 64: see
 	// BENCHMARKS.md "Jobs").
 	jobWorkers = 64
-	// jobPoll is how often the job runner looks for new jobs besides when
-	// this node creates one, and how often a running job writes its
-	// statistics and looks for a cancellation.
+	// jobPoll is how often a running job writes its statistics and
+	// looks for a cancellation.
 	jobPoll = time.Second
 )
 
@@ -93,10 +92,6 @@ func (h *Hub) CreateJob(ctx context.Context, j twinhub.Job) (*twinhub.Job, error
 		return nil, twinhub.Errorf(http.StatusConflict, "JobAlreadyExists", "A job with ID '%s' already exists", j.JobID)
 	} else if err != nil {
 		return nil, err
-	}
-	select {
-	case h.jobKick <- struct{}{}:
-	default:
 	}
 	return &j, nil
 }
@@ -222,44 +217,40 @@ func (h *Hub) queryDeviceJobs(ctx context.Context, q *query.Query, pageSize int,
 // --- the runner ---
 
 // runJobs takes up this hub's jobs until ctx ends: at start the ones that
-// were scheduled or running, then each new one.
+// were scheduled or running, then each new one, as a watch of the job
+// store tells of them (on any node).
 func (h *Hub) runJobs(ctx context.Context) {
 	var mu sync.Mutex
 	running := map[string]bool{}
-	resume := true
-	t := time.NewTicker(jobPoll)
-	defer t.Stop()
-	for {
-		jobs, err := h.jobs.Jobs(ctx)
-		if err != nil && ctx.Err() == nil {
-			h.log.Warn("listing jobs", "err", err)
+	start := func(j *twinhub.Job, initial bool) {
+		if j.Done() || (j.Status != twinhub.JobQueued && !initial) {
+			return
 		}
-		for _, j := range jobs {
-			if j.Done() || (j.Status != twinhub.JobQueued && !resume) {
-				continue
+		mu.Lock()
+		busy := running[j.JobID]
+		running[j.JobID] = true
+		mu.Unlock()
+		if busy {
+			return
+		}
+		go func(id string) {
+			if err := h.runJob(ctx, id); err != nil && ctx.Err() == nil {
+				h.log.Warn("job ended with an error", "job", id, "err", err)
 			}
 			mu.Lock()
-			busy := running[j.JobID]
-			running[j.JobID] = true
+			delete(running, id)
 			mu.Unlock()
-			if busy {
-				continue
+		}(j.JobID)
+	}
+	for ctx.Err() == nil {
+		// A watch that fails is started again; it tells of every job
+		// again, and those running here are left as they are.
+		if err := h.jobs.WatchJobs(ctx, start); err != nil && ctx.Err() == nil {
+			h.log.Warn("watching jobs", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(jobPoll):
 			}
-			go func(id string) {
-				if err := h.runJob(ctx, id); err != nil && ctx.Err() == nil {
-					h.log.Warn("job ended with an error", "job", id, "err", err)
-				}
-				mu.Lock()
-				delete(running, id)
-				mu.Unlock()
-			}(j.JobID)
-		}
-		resume = err != nil // resume again only when the first listing failed
-		select {
-		case <-ctx.Done():
-			return
-		case <-h.jobKick:
-		case <-t.C:
 		}
 	}
 }

@@ -97,6 +97,34 @@ func (s *Jobs) Jobs(ctx context.Context) ([]*twinhub.Job, error) {
 	return jobs, err
 }
 
+func (s *Jobs) WatchJobs(ctx context.Context, fn func(j *twinhub.Job, initial bool)) error {
+	w, err := s.kv.Watch(ctx, "j.*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	initial := true
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("the watch of jobs ended")
+			}
+			if e == nil {
+				initial = false // every job as it was has come
+				continue
+			}
+			var j twinhub.Job
+			if err := json.Unmarshal(e.Value(), &j); err != nil {
+				return fmt.Errorf("job %s: %w", e.Key(), err)
+			}
+			fn(&j, initial)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 func (s *Jobs) PutDeviceJob(ctx context.Context, d *twinhub.DeviceJob) error {
 	b, err := json.Marshal(d)
 	if err != nil {
