@@ -65,30 +65,19 @@ func requestedParent(req, old *twinhub.Device) (string, error) {
 	if old != nil {
 		kept = old.Parent()
 	}
-	if req.Capabilities.IoTEdge {
-		// An edge device's own deviceScope cannot be set: a value sent is
-		// ignored, as the CLI sends back the one it read.
-		switch len(req.ParentScopes) {
-		case 0:
-			if req.ParentScopes == nil {
-				return kept, nil
-			}
-			return "", nil
-		case 1:
+	if req.Capabilities.IoTEdge || req.DeviceScope == nil {
+		// The parent is in parentScopes: an edge device's, whose own
+		// deviceScope cannot be set (a value sent is ignored, as the CLI
+		// sends back the one it read), or a leaf's that sends only that.
+		switch n := len(req.ParentScopes); {
+		case n > 1:
+			return "", twinhub.ErrInvalid("parentScopes holds %d scopes; a device has one parent at most", n)
+		case n == 1:
 			return req.ParentScopes[0], nil
+		case req.ParentScopes != nil && req.Capabilities.IoTEdge:
+			return "", nil // [] takes an edge device to the top
 		}
-		return "", twinhub.ErrInvalid("parentScopes holds %d scopes; a device has one parent at most", len(req.ParentScopes))
-	}
-	if req.DeviceScope == nil {
-		// A leaf's deviceScope is its parent; parentScopes alone serves
-		// for a client that sends only that.
-		switch len(req.ParentScopes) {
-		case 0:
-			return kept, nil
-		case 1:
-			return req.ParentScopes[0], nil
-		}
-		return "", twinhub.ErrInvalid("parentScopes holds %d scopes; a device has one parent at most", len(req.ParentScopes))
+		return kept, nil
 	}
 	if old != nil && old.Capabilities.IoTEdge && old.DeviceScope != nil && *req.DeviceScope == *old.DeviceScope {
 		// An edge device turned into a leaf, with its own old scope sent
