@@ -101,7 +101,7 @@ func checkConfiguration(c *twinhub.Configuration) error {
 	}
 	for module, section := range c.Content.ModulesContent {
 		if err := twinhub.ValidateID("module", module); err != nil {
-			return twinhub.Errorf(http.StatusBadRequest, "InvalidConfigurationContent", "modulesContent: %s", err.(*twinhub.Error).Message)
+			return twinhub.Errorf(http.StatusBadRequest, "InvalidConfigurationContent", "modulesContent: %s", twinhub.AsError(err).Message)
 		}
 		if _, err := twinhub.DesiredPatch(section); err != nil {
 			return err
