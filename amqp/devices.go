@@ -21,6 +21,8 @@ import (
 // then attach links to their own addresses:
 //
 //	/devices/<id>[/modules/<m>]/messages/events   telemetry (device sends)
+//	/devices/<id>/modules/<m>/messages/events     a module's inputs (module
+//	                                              receives; nothing comes)
 //	/devices/<id>/messages/devicebound            C2D (device receives)
 //	/devices/<id>[/modules/<m>]/twin              twin requests and answers,
 //	                                              desired changes (twin.go)
@@ -150,7 +152,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	switch {
 	case !telemetry && !c2d && !twin && !methods:
 		return &wire.Error{Condition: condNotFound, Description: fmt.Sprintf("twinhub serves no device node %q over AMQP yet", rest)}
-	case telemetry && !l.receiving:
+	case telemetry && !l.receiving && k.ModuleID == "":
 		return &wire.Error{Condition: condNotAllowed, Description: "telemetry is sent to /" + l.address + ", not received from it"}
 	case c2d && l.receiving:
 		return &wire.Error{Condition: condNotAllowed, Description: "cloud-to-device messages are received from /" + l.address + ", not sent to it"}
@@ -177,6 +179,17 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	if c2d {
 		l.awaitOutcome = true
 		l.start = func() { c.deliverC2D(l, k.DeviceID, audience) }
+		return nil
+	}
+	if !l.receiving {
+		// A module's inputs: azure-iot-device-amqp's ModuleClient
+		// listens for input messages (x-opt-input-name) on a receiver
+		// from its events address. On IoT Hub only an IoT Edge hub feeds
+		// inputs, by its deployment's routes; the cloud service sends
+		// none to a module connected to it, and neither does twinhub.
+		// The link is taken, as MQTT takes the subscription to
+		// devices/<id>/modules/<m>/inputs/#, and counts as the module's
+		// connection; nothing is sent on it.
 		return nil
 	}
 	l.store = func(m wire.Message, done func(wire.Described)) { c.deviceTelemetry(k, audience, auth, m, done) }

@@ -16,10 +16,10 @@ import (
 
 // TestDeviceTelemetry: a device (or module) that put its own token, or a
 // DeviceConnect policy's, sends telemetry on its own events address, with
-// its properties, and receives its C2D messages; another device's
-// address, a policy without DeviceConnect, a disabled device are refused
-// with amqp:unauthorized-access; an expired token gets each message
-// rejected.
+// its properties, and receives its C2D messages (a module its inputs);
+// another device's address, a policy without DeviceConnect, a disabled
+// device are refused with amqp:unauthorized-access; an expired token gets
+// each message rejected.
 func TestDeviceTelemetry(t *testing.T) {
 	e := newEndpointWith(t, amqp.Options{}, hubtest.WithMessaging())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -166,6 +166,16 @@ func TestDeviceTelemetry(t *testing.T) {
 	if ev := read(twinhub.EventFilter{Group: "t2", FromStart: true, DeviceID: "d1", ModuleID: "m1"}); string(ev.Body) != "from m1" || ev.Identity != twinhub.ModuleKey("d1", "m1") {
 		t.Errorf("module event %+v", ev)
 	}
+	// A module's inputs: its receiver from its events address is taken
+	// (nothing feeds it: only an IoT Edge hub routes to inputs); a
+	// device's is not (its telemetry is only sent there).
+	if in, err := ms.NewReceiver(ctx, "/devices/d1/modules/m1/messages/events", nil); err != nil {
+		t.Errorf("d1/m1's input receiver: %v", err)
+	} else {
+		in.Close(ctx)
+	}
+	_, err = s.NewReceiver(ctx, "/devices/d1/messages/events", nil)
+	wantCondition(t, "a device's receiver from its events address", err, "amqp:not-allowed")
 
 	// Policies: device (DeviceConnect) may act as d2, service may not.
 	dp, sp := e.hub.Policy("device"), e.hub.Policy("service")

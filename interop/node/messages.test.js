@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const { Client, ModuleClient, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
-const { Client: ServiceClient } = require('azure-iothub');
+const { Client: ServiceClient, Registry } = require('azure-iothub');
 
 const { startHub } = require('./lib/hub');
 const { uniqueId, printOutputOnFailure } = require('./lib/util');
@@ -139,6 +139,32 @@ describe('telemetry and cloud-to-device messages', () => {
         assert.equal(e.systemProperties['iothub-connection-device-id'], id);
         assert.deepEqual(e.properties, { alert: 'high temp' });
         assert.equal(e2.body, 'second');
+      }
+    });
+  }
+
+  // A module that listens for input messages connects over each transport
+  // as it does to IoT Hub: the SDK's receiver for its inputs (an AMQP link
+  // from its events address, an MQTT subscription to its inputs) is taken.
+  // Nothing comes on it: only an IoT Edge hub's routes feed inputs.
+  for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
+    it(`a module's input messages over ${name} are enabled`, async () => {
+      const id = uniqueId(`in-${name.toLowerCase()}`);
+      await hub.createDevice(id);
+      await hub.createModule(id, 'filter');
+      const module = ModuleClient.fromConnectionString(hub.moduleConnectionString(id, 'filter'), Transport);
+      await module.open();
+      try {
+        // ModuleClient.on('inputMessage') enables them without a
+        // callback (a failure is only an 'error' event); the transport's
+        // own call says whether the receiver was taken.
+        await new Promise((resolve, reject) => module._transport.enableInputMessages((err) => (err ? reject(err) : resolve())));
+        const t = (await Registry.fromConnectionString(hub.connectionString).getModule(id, 'filter')).responseBody;
+        assert.equal(t.connectionState, 'Connected');
+        await module.sendOutputEvent('out1', new Message('to the next module'));
+        await new Promise((resolve, reject) => module._transport.disableInputMessages((err) => (err ? reject(err) : resolve())));
+      } finally {
+        await module.close();
       }
     });
   }
