@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,28 +23,6 @@ import (
 // `device import FILE` reads it back through bulk POST /devices, 100
 // identities a request. A file exported from Azure IoT Hub imports into
 // twinhub and the other way round.
-
-// exportedIdentity is one line of devices.txt.
-type exportedIdentity struct {
-	ID             string                  `json:"id"`
-	ModuleID       string                  `json:"moduleId,omitempty"`
-	ETag           string                  `json:"eTag,omitempty"`
-	ImportMode     string                  `json:"importMode,omitempty"`
-	Status         string                  `json:"status,omitempty"`
-	StatusReason   *string                 `json:"statusReason,omitempty"`
-	Authentication *twinhub.Authentication `json:"authentication,omitempty"`
-	TwinETag       string                  `json:"twinETag,omitempty"`
-	Tags           map[string]any          `json:"tags,omitempty"`
-	Properties     *exportedProperties     `json:"properties,omitempty"`
-	Capabilities   *twinhub.Capabilities   `json:"capabilities,omitempty"`
-	DeviceScope    *string                 `json:"deviceScope,omitempty"`
-	ParentScopes   []string                `json:"parentScopes,omitempty"`
-}
-
-type exportedProperties struct {
-	Desired  map[string]any `json:"desired"`
-	Reported map[string]any `json:"reported,omitempty"`
-}
 
 // importBatch is how many identities a bulk request carries (IoT Hub's
 // limit) and importWorkers how many requests are in flight.
@@ -101,7 +78,7 @@ func exportIdentities(c *client, w io.Writer, excludeKeys bool) (int, error) {
 	}
 	bar := progressbar.NewOptions(len(devices)+len(modules), progressbar.OptionSetWriter(os.Stderr),
 		progressbar.OptionSetDescription("export"), progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
-	lines := make([]*exportedIdentity, len(devices)+len(modules))
+	lines := make([]twinhub.ExportImportDevice, len(devices)+len(modules))
 	err = forEach(len(lines), exportWorkers, func(i int) error {
 		defer bar.Add(1)
 		if i < len(devices) {
@@ -111,11 +88,11 @@ func exportIdentities(c *client, w io.Writer, excludeKeys bool) (int, error) {
 			if _, err := c.call("GET", "/devices/"+escape(id), nil, nil, &d); err != nil {
 				return fmt.Errorf("device %s: %w", id, err)
 			}
-			e := exportLine(twin, d.ETag, d.Authentication, excludeKeys)
+			e, err := exportLine(twin, d.ETag, d.Authentication, excludeKeys)
 			e.Status, e.StatusReason = d.Status, d.StatusReason
 			e.Capabilities, e.DeviceScope, e.ParentScopes = &d.Capabilities, d.DeviceScope, d.ParentScopes
 			lines[i] = e
-			return nil
+			return err
 		}
 		twin := modules[i-len(devices)]
 		id, _ := twin["deviceId"].(string)
@@ -124,26 +101,20 @@ func exportIdentities(c *client, w io.Writer, excludeKeys bool) (int, error) {
 		if _, err := c.call("GET", "/devices/"+escape(id)+"/modules/"+escape(mid), nil, nil, &m); err != nil {
 			return fmt.Errorf("module %s/%s: %w", id, mid, err)
 		}
-		e := exportLine(twin, m.ETag, m.Authentication, excludeKeys)
+		e, err := exportLine(twin, m.ETag, m.Authentication, excludeKeys)
 		e.ModuleID = mid
 		lines[i] = e
-		return nil
+		return err
 	})
 	bar.Finish()
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return 0, err
 	}
-	places := make([]scoped, len(devices))
-	for i, e := range lines[:len(devices)] {
-		places[i] = scoped{edge: e.Capabilities != nil && e.Capabilities.IoTEdge, scope: e.DeviceScope, parents: e.ParentScopes}
+	var order []int
+	for _, phase := range twinhub.ImportOrder(lines[:len(devices)]) {
+		order = append(order, phase...)
 	}
-	depth := edgeDepths(places)
-	order := make([]int, len(devices))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return depth[a] - depth[b] })
 	enc := json.NewEncoder(w)
 	for _, i := range order {
 		if err := enc.Encode(lines[i]); err != nil {
@@ -158,58 +129,32 @@ func exportIdentities(c *client, w io.Writer, excludeKeys bool) (int, error) {
 	return len(lines), nil
 }
 
-// scoped is where a device sits in an IoT Edge hierarchy.
-type scoped struct {
-	edge    bool
-	scope   *string  // an edge device's own scope
-	parents []string // its parent's scope, if any
-}
-
-// leafDepth is the depth edgeDepths gives a device that is not an edge
-// device: it goes after every edge device.
-const leafDepth = 1 << 10
-
-// edgeDepths gives each device how many edge devices are above it (up to
-// 16; leafDepth for one that is not an edge device), so that export and
-// import put every parent before its children.
-func edgeDepths(devs []scoped) []int {
-	byScope := map[string]int{}
-	for i, d := range devs {
-		if d.edge && d.scope != nil {
-			byScope[*d.scope] = i
-		}
-	}
-	depth := make([]int, len(devs))
-	for i, d := range devs {
-		if !d.edge {
-			depth[i] = leafDepth
-			continue
-		}
-		for p := d; len(p.parents) > 0 && depth[i] < 16; depth[i]++ {
-			j, ok := byScope[p.parents[0]]
-			if !ok {
-				break
-			}
-			p = devs[j]
-		}
-	}
-	return depth
-}
-
-// exportLine is the twin part of a line: tags and desired properties.
-func exportLine(twin map[string]any, etag string, auth twinhub.Authentication, excludeKeys bool) *exportedIdentity {
-	e := &exportedIdentity{ETag: etag, Authentication: &auth}
+// exportLine is the twin part of a line: tags, desired and reported
+// properties with their $version (without metadata, as an export job
+// writes them).
+func exportLine(twin map[string]any, etag string, auth twinhub.Authentication, excludeKeys bool) (twinhub.ExportImportDevice, error) {
+	e := twinhub.ExportImportDevice{ETag: etag, Authentication: &auth}
 	e.ID, _ = twin["deviceId"].(string)
 	e.TwinETag, _ = twin["etag"].(string)
-	e.Tags, _ = twin["tags"].(map[string]any)
-	props, _ := twin["properties"].(map[string]any)
-	desired, _ := props["desired"].(map[string]any)
-	reported, _ := props["reported"].(map[string]any)
-	e.Properties = &exportedProperties{Desired: desired, Reported: reported}
 	if excludeKeys {
-		e.Authentication.SymmetricKey = twinhub.SymmetricKey{}
+		e.Authentication = nil
 	}
-	return e
+	tags, _ := twin["tags"].(map[string]any)
+	if tags == nil {
+		tags = map[string]any{}
+	}
+	props, _ := twin["properties"].(map[string]any)
+	for _, section := range []string{"desired", "reported"} {
+		if p, ok := props[section].(map[string]any); ok {
+			delete(p, "$metadata")
+		}
+	}
+	var err error
+	if e.Tags, err = twinhub.MarshalNoHTML(tags); err != nil {
+		return e, err
+	}
+	e.Properties, err = twinhub.MarshalNoHTML(props)
+	return e, err
 }
 
 // queryAll runs a query to its last page.
@@ -279,17 +224,7 @@ func importCommand(g *globals) *cobra.Command {
 // exist before it). It returns how many lines it read and how many
 // failed; failures are printed to stderr.
 func importIdentities(c *client, r io.Reader) (int, int, error) {
-	var phases [][]json.RawMessage
-	type head struct {
-		ID           string                `json:"id"`
-		ModuleID     string                `json:"moduleId"`
-		ImportMode   string                `json:"importMode"`
-		Capabilities *twinhub.Capabilities `json:"capabilities"`
-		DeviceScope  *string               `json:"deviceScope"`
-		ParentScopes []string              `json:"parentScopes"`
-	}
-	var heads []head
-	var raw []json.RawMessage
+	var entries []twinhub.ExportImportDevice
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for line := 1; sc.Scan(); line++ {
@@ -297,46 +232,28 @@ func importIdentities(c *client, r io.Reader) (int, int, error) {
 		if text == "" {
 			continue
 		}
-		var h head
-		if err := json.Unmarshal([]byte(text), &h); err != nil || h.ID == "" {
+		var e twinhub.ExportImportDevice
+		if err := json.Unmarshal([]byte(text), &e); err != nil || e.ID == "" {
 			return 0, 0, fmt.Errorf("line %d is not an identity of devices.txt (a JSON object with an id): %v", line, err)
 		}
-		var m map[string]json.RawMessage
-		_ = json.Unmarshal([]byte(text), &m)
-		if h.ImportMode == "" {
-			m["importMode"] = json.RawMessage(`"createOrUpdate"`)
+		if e.ImportMode == "" {
+			e.ImportMode = "createOrUpdate"
 		}
-		delete(m, "eTag") // an exported etag is no precondition here
-		b, _ := json.Marshal(m)
-		heads, raw = append(heads, h), append(raw, b)
+		e.ETag = "" // an exported etag is no precondition here
+		entries = append(entries, e)
 	}
 	if err := sc.Err(); err != nil {
 		return 0, 0, err
 	}
-	// Edge devices by depth below the top, then leaves, then modules.
-	places := make([]scoped, len(heads))
-	for i, h := range heads {
-		places[i] = scoped{edge: h.ModuleID == "" && h.Capabilities != nil && h.Capabilities.IoTEdge, scope: h.DeviceScope, parents: h.ParentScopes}
-	}
-	depth := edgeDepths(places)
-	const modules = leafDepth + 1
-	groups := map[int][]json.RawMessage{}
-	for i, h := range heads {
-		p := depth[i]
-		if h.ModuleID != "" {
-			p = modules
+	var phases [][]twinhub.ExportImportDevice
+	for _, phase := range twinhub.ImportOrder(entries) {
+		p := make([]twinhub.ExportImportDevice, len(phase))
+		for i, j := range phase {
+			p[i] = entries[j]
 		}
-		groups[p] = append(groups[p], raw[i])
+		phases = append(phases, p)
 	}
-	keys := make([]int, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		phases = append(phases, groups[k])
-	}
-	bar := progressbar.NewOptions(len(raw), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("import"),
+	bar := progressbar.NewOptions(len(entries), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("import"),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionThrottle(200*time.Millisecond))
 	var mu sync.Mutex
 	failed := 0
@@ -377,5 +294,5 @@ func importIdentities(c *client, r io.Reader) (int, int, error) {
 	}
 	bar.Finish()
 	fmt.Fprintln(os.Stderr)
-	return len(raw), failed, nil
+	return len(entries), failed, nil
 }
