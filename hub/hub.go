@@ -40,7 +40,13 @@ type Hub struct {
 	configMu      sync.Mutex
 	configMetrics map[string]configMetrics
 	// blobs is where devices upload files (fileupload.go).
-	blobs          twinhub.BlobStorage
+	blobs twinhub.BlobStorage
+	// ieJobs keeps import and export jobs, which read and write the
+	// containers that opens (importexport.go); life is the hub's
+	// context, which the jobs run in.
+	ieJobs         twinhub.ImportExportJobStore
+	containers     twinhub.BlobContainers
+	life           context.Context
 	faultInjection bool
 
 	// node and connSeq make the ids of device connections
@@ -119,6 +125,11 @@ type Config struct {
 	// Blobs is the storage account devices upload files to; without it
 	// file upload is refused.
 	Blobs twinhub.BlobStorage
+	// ImportExportJobs keeps import and export jobs, and Containers
+	// opens the blob containers they name; without both, they are
+	// refused.
+	ImportExportJobs twinhub.ImportExportJobStore
+	Containers       twinhub.BlobContainers
 	// FaultInjection lets devices drop their own connections with IoT
 	// Hub's fault injection messages (faults.go), for SDK resilience
 	// tests; off in production.
@@ -156,6 +167,9 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		configs:      c.Configurations,
 		configKick:   make(chan struct{}, 1),
 		blobs:        c.Blobs,
+		ieJobs:       c.ImportExportJobs,
+		containers:   c.Containers,
+		life:         ctx,
 
 		faultInjection: c.FaultInjection,
 	}

@@ -103,9 +103,11 @@ func start(t testing.TB, nc *nats.Conn, policies []sas.Policy, o options) *Hub {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := hub.Config{Host: o.host, Policies: policies, Store: store, Bus: jetstream.NewBus(nc), Log: log}
-	if c.Jobs, err = jetstream.OpenJobs(ctx, nc, 1); err != nil {
+	jobs, err := jetstream.OpenJobs(ctx, nc, 1)
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.Jobs, c.ImportExportJobs = jobs, jobs
 	if c.Configurations, err = jetstream.OpenConfigurations(ctx, nc, 1); err != nil {
 		t.Fatal(err)
 	}
