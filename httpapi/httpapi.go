@@ -105,6 +105,13 @@ func New(core *hub.Hub, o Options) *API {
 	a.route("PUT /jobs/v2/{id}", write, hubWide, a.putJob)
 	a.route("GET /jobs/v2/{id}", read, hubWide, a.getJob)
 	a.route("POST /jobs/v2/{id}/cancel", write, hubWide, a.cancelJob)
+	// Import and export jobs read or write the whole registry, keys
+	// included.
+	a.route("POST /jobs/create", write, hubWide, a.createImportExportJob)
+	a.route("GET /jobs", read, hubWide, a.listImportExportJobs)
+	a.route("GET /jobs/{$}", read, hubWide, a.listImportExportJobs)
+	a.route("GET /jobs/{id}", read, hubWide, a.getImportExportJob)
+	a.route("DELETE /jobs/{id}", write, hubWide, a.cancelImportExportJob)
 	// Configurations write desired properties across the registry.
 	a.route("GET /configurations", read, hubWide, a.listConfigurations)
 	a.route("GET /configurations/{$}", read, hubWide, a.listConfigurations)

@@ -81,3 +81,33 @@ type jobsReply struct {
 }
 
 func (j jobsReply) payload() any { return j.jobs }
+
+// Import and export jobs: POST /jobs/create, GET /jobs, GET and DELETE
+// (cancel) /jobs/{id}.
+
+func (a *API) createImportExportJob(r *http.Request) (int, any, error) {
+	var j twinhub.ImportExportJob
+	if err := readJSON(r, &j); err != nil {
+		return 0, nil, err
+	}
+	out, err := a.hub.CreateImportExportJob(r.Context(), j)
+	return http.StatusOK, out, err
+}
+
+func (a *API) listImportExportJobs(r *http.Request) (int, any, error) {
+	jobs, err := a.hub.ImportExportJobs(r.Context())
+	if jobs == nil {
+		jobs = []*twinhub.ImportExportJob{}
+	}
+	return http.StatusOK, jobs, err
+}
+
+func (a *API) getImportExportJob(r *http.Request) (int, any, error) {
+	j, err := a.hub.GetImportExportJob(r.Context(), r.PathValue("id"))
+	return http.StatusOK, j, err
+}
+
+func (a *API) cancelImportExportJob(r *http.Request) (int, any, error) {
+	j, err := a.hub.CancelImportExportJob(r.Context(), r.PathValue("id"))
+	return http.StatusOK, j, err
+}

@@ -13,19 +13,12 @@ import (
 	"github.com/twinhub/twinhub/blobstore"
 )
 
-// openFileUpload opens the storage account of file uploads, when one is
-// given (flag or TWINHUB_FILE_UPLOAD_STORAGE). The hub trusts the
-// system's CAs and its own (caFile) for it, so that a local emulator
-// such as Azurite can serve TLS with a certificate from `twinhub ca
-// issue`.
-func openFileUpload(f *serveFlags, caFile string) (twinhub.BlobStorage, error) {
-	conn := f.fileUploadStorage
-	if conn == "" {
-		conn = os.Getenv("TWINHUB_FILE_UPLOAD_STORAGE")
-	}
-	if conn == "" {
-		return nil, nil
-	}
+// storageOptions are the HTTP options of the hub's calls to Azure
+// Storage (file upload's account, import and export jobs' containers):
+// the system's CAs and the hub's own (caFile) are trusted, so that a
+// local emulator such as Azurite can serve TLS with a certificate from
+// `twinhub ca issue`.
+func storageOptions(caFile string) *policy.ClientOptions {
 	roots, err := x509.SystemCertPool()
 	if err != nil {
 		roots = x509.NewCertPool()
@@ -35,7 +28,20 @@ func openFileUpload(f *serveFlags, caFile string) (twinhub.BlobStorage, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	s, err := blobstore.Open(conn, f.fileUploadContainer, &policy.ClientOptions{Transport: &http.Client{Transport: transport}})
+	return &policy.ClientOptions{Transport: &http.Client{Transport: transport}}
+}
+
+// openFileUpload opens the storage account of file uploads, when one is
+// given (flag or TWINHUB_FILE_UPLOAD_STORAGE).
+func openFileUpload(f *serveFlags, opts *policy.ClientOptions) (twinhub.BlobStorage, error) {
+	conn := f.fileUploadStorage
+	if conn == "" {
+		conn = os.Getenv("TWINHUB_FILE_UPLOAD_STORAGE")
+	}
+	if conn == "" {
+		return nil, nil
+	}
+	s, err := blobstore.Open(conn, f.fileUploadContainer, opts)
 	if err != nil {
 		return nil, fmt.Errorf("--file-upload-storage: %w", err)
 	}

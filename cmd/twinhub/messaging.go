@@ -51,6 +51,6 @@ func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.
 		return err
 	}
 	conf.Telemetry, conf.C2D, conf.Feedback, conf.FileNotifications, conf.ConsumerGroups = tel, q, fb, files, groups
-	conf.Jobs, conf.Configurations = jobs, configs
+	conf.Jobs, conf.ImportExportJobs, conf.Configurations = jobs, jobs, configs
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/twinhub/twinhub/amqp"
+	"github.com/twinhub/twinhub/blobstore"
 	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/datadir"
 	"github.com/twinhub/twinhub/httpapi"
@@ -152,9 +153,11 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err := openMessaging(ctx, nc, f, log, &conf); err != nil {
 		return err
 	}
-	if conf.Blobs, err = openFileUpload(f, dir.File(certs.CAFile)); err != nil {
+	storage := storageOptions(dir.File(certs.CAFile))
+	if conf.Blobs, err = openFileUpload(f, storage); err != nil {
 		return err
 	}
+	conf.Containers = blobstore.NewContainers(storage)
 	core, err := hub.New(hubCtx, conf)
 	if err != nil {
 		return err
