@@ -9,68 +9,33 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const tls = require('node:tls');
 const { Readable } = require('node:stream');
 const { randomBytes } = require('node:crypto');
 const { Registry, Client: ServiceClient } = require('azure-iothub');
 const { Client } = require('azure-iot-device');
 const { NoRetry } = require('azure-iot-common');
 const { Mqtt } = require('azure-iot-device-mqtt');
-const { BlobServiceClient } = require('@azure/storage-blob');
 
-const { startHub, testCA, twinhubBin } = require('./lib/hub');
-const { uniqueId, printOutputOnFailure, sleep } = require('./lib/util');
+const { startHub } = require('./lib/hub');
+const { startAzurite, BLOB_PORT, ACCOUNT } = require('./lib/azurite');
+const { uniqueId, printOutputOnFailure } = require('./lib/util');
 
 const ADDRESS = '127.0.0.72';
-const BLOB_PORT = 10000;
-// Azurite's well-known development account.
-const ACCOUNT = 'devstoreaccount1';
-const ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
-const STORAGE = `DefaultEndpointsProtocol=https;AccountName=${ACCOUNT};AccountKey=${ACCOUNT_KEY};BlobEndpoint=https://${ADDRESS}:${BLOB_PORT}/${ACCOUNT};`;
 const CONTAINER = 'uploads';
-
-function tlsUp(host, port) {
-  return new Promise((resolve) => {
-    const sock = tls.connect({ host, port, ca: testCA().caPem, servername: '', timeout: 2000 });
-    const done = (ok) => { sock.destroy(); resolve(ok); };
-    sock.once('secureConnect', () => done(sock.authorized));
-    sock.once('error', () => done(false));
-    sock.once('timeout', () => done(false));
-  });
-}
 
 describe('file upload', () => {
   let hub;
   let azurite;
-  let work;
   let registry;
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'twinhub-azurite-'));
-    const cert = path.join(work, 'cert.pem');
-    const key = path.join(work, 'key.pem');
-    execFileSync(twinhubBin(), ['--data', testCA().dir, 'ca', 'issue', ADDRESS, '--cert', cert, '--key', key]);
-    const logFile = path.join(work, 'azurite.log');
-    const log = fs.openSync(logFile, 'a');
-    azurite = spawn(process.execPath, [path.join(__dirname, 'node_modules', 'azurite', 'dist', 'src', 'blob', 'main.js'),
-      '--blobHost', ADDRESS, '--blobPort', String(BLOB_PORT), '--location', path.join(work, 'data'),
-      '--cert', cert, '--key', key, '--skipApiVersionCheck', '--loose'], { stdio: ['ignore', log, log] });
-    fs.closeSync(log);
-    for (let i = 0; !(await tlsUp(ADDRESS, BLOB_PORT)); i++) {
-      if (i > 300 || azurite.exitCode !== null) throw new Error(`Azurite did not start:\n${fs.readFileSync(logFile, 'utf8')}`);
-      await sleep(100);
-    }
-    hub = await startHub({ address: ADDRESS, mqtt: true, args: ['--file-upload-storage', STORAGE, '--file-upload-container', CONTAINER] });
+    azurite = await startAzurite(ADDRESS);
+    hub = await startHub({ address: ADDRESS, mqtt: true, args: ['--file-upload-storage', azurite.connectionString, '--file-upload-container', CONTAINER] });
     registry = Registry.fromConnectionString(hub.connectionString);
   });
   after(async () => {
     if (hub) await hub.stop();
-    if (azurite) azurite.kill('SIGKILL');
-    if (work) fs.rmSync(work, { recursive: true, force: true });
+    if (azurite) azurite.stop();
   });
   printOutputOnFailure(() => hub);
 
@@ -108,7 +73,7 @@ describe('file upload', () => {
       const data = randomBytes(300 * 1024);
       await device.uploadToBlob('reports/day 1.bin', Readable.from([data]), data.length);
 
-      const blobs = BlobServiceClient.fromConnectionString(STORAGE).getContainerClient(CONTAINER);
+      const blobs = azurite.blobService.getContainerClient(CONTAINER);
       const stored = await blobs.getBlobClient(`${id}/reports/day 1.bin`).downloadToBuffer();
       assert.ok(stored.equals(data), 'the container holds the bytes uploaded');
 
