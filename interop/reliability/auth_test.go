@@ -235,6 +235,17 @@ func TestAuthMatrixREST(t *testing.T) {
 			c.owner(t, 200, "PUT", "/twinhub/eventhub/consumergroups/"+name, nil)
 			return req{"DELETE", "/twinhub/eventhub/consumergroups/" + name, nil}
 		}},
+		// Import and export jobs: created and cancelled with
+		// RegistryWrite, read with RegistryRead, hub-wide; a job of a
+		// type there is not is 400 once authorized (a real one would
+		// keep the hub's one job slot), an unknown job 404.
+		{"POST /jobs/create", 400, hubWrite, func(*testing.T) req {
+			return req{"POST", "/jobs/create", map[string]any{"type": "backup", "outputBlobContainerUri": "https://storage.invalid/c?sig=x"}}
+		}},
+		{"GET /jobs", 200, read, func(*testing.T) req { return req{"GET", "/jobs", nil} }},
+		{"GET /jobs/{$}", 200, read, func(*testing.T) req { return req{"GET", "/jobs/", nil} }},
+		{"GET /jobs/{id}", 404, read, func(*testing.T) req { return req{"GET", "/jobs/" + fresh("iej"), nil} }},
+		{"DELETE /jobs/{id}", 404, hubWrite, func(*testing.T) req { return req{"DELETE", "/jobs/" + fresh("iej"), nil} }},
 		// Jobs: listed and read with RegistryRead, scheduled and cancelled
 		// with RegistryWrite, hub-wide.
 		{"GET /jobs/v2/query", 200, read, func(*testing.T) req { return req{"GET", "/jobs/v2/query", nil} }},
