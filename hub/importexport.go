@@ -538,8 +538,8 @@ func (h *Hub) importJob(ctx context.Context, j *twinhub.ImportExportJob, in, out
 }
 
 // importConfigurations puts every configuration of the blob (one JSON a
-// line), replacing one of the same id; a blob that is not there imports
-// none.
+// line): created, or updated where one of its id exists (whose content
+// cannot change, as over REST); a blob that is not there imports none.
 func (h *Hub) importConfigurations(ctx context.Context, in twinhub.BlobContainer, name string) error {
 	r, err := in.Read(ctx, name)
 	if errors.Is(err, twinhub.ErrNotFound) {
@@ -564,7 +564,11 @@ func (h *Hub) importConfigurations(ctx context.Context, in twinhub.BlobContainer
 		return err
 	}
 	for _, c := range configs {
-		if _, err := h.PutConfiguration(ctx, c, "*"); err != nil {
+		_, err := h.PutConfiguration(ctx, c, "")
+		if te := twinhub.AsError(err); err != nil && te.Status == http.StatusConflict {
+			_, err = h.PutConfiguration(ctx, c, "*")
+		}
+		if err != nil {
 			return fmt.Errorf("configuration %s: %v", c.ID, twinhub.AsError(err).Message)
 		}
 	}
