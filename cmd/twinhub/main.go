@@ -47,6 +47,7 @@ func rootCommand() *cobra.Command {
 		caCommand(g),
 		methodCommand(g),
 		jobCommand(g),
+		registryJobCommand(g),
 		configurationCommand(g),
 		c2dCommand(g),
 		monitorEventsCommand(g),

@@ -146,6 +146,31 @@ describe('import and export jobs', () => {
     assert.ok(errors.some((x) => !x.deviceId && /line 5/.test(x.errorStatus)), 'the line that is not JSON is logged by its number');
   });
 
+  it("the CLI's registry-job export and import, with configurations", async () => {
+    const id = uniqueId('cli');
+    await registry.create({ deviceId: id });
+    const configId = uniqueId('cfg').toLowerCase();
+    await hub.cliAsync('configuration', 'create', configId, '--target', `deviceId='${id}'`, '--content', '{"properties.desired.cliRate":7}');
+    const out = await container();
+    const job = JSON.parse(await hub.cliAsync('registry-job', 'export', out.url, '--include-configurations', '--wait'));
+    assert.equal(job.status, 'completed', job.failureReason);
+    assert.ok(jsonLines(await readBlob(out.name, 'devices.txt')).some((l) => l.id === id));
+    const configs = jsonLines(await readBlob(out.name, 'configurations.txt'));
+    assert.ok(configs.some((c) => c.id === configId && c.content.deviceContent['properties.desired.cliRate'] === 7), JSON.stringify(configs));
+
+    // Imported back after both are deleted.
+    await registry.delete(id);
+    await hub.cliAsync('configuration', 'delete', configId);
+    const logs = await container();
+    const imported = JSON.parse(await hub.cliAsync('registry-job', 'import', out.url, logs.url, '--include-configurations', '--wait'));
+    assert.equal(imported.status, 'completed', imported.failureReason);
+    assert.equal((await registry.get(id)).responseBody.deviceId, id);
+    assert.match(await hub.cliAsync('configuration', 'show', configId), /cliRate/);
+    const listed = JSON.parse(await hub.cliAsync('registry-job', 'list'));
+    assert.ok(listed.some((j) => j.jobId === imported.jobId && j.type === 'import'));
+    assert.equal(JSON.parse(await hub.cliAsync('registry-job', 'show', job.jobId)).type, 'export');
+  });
+
   it('a container the SAS does not let the hub write fails the job, with the reason', async () => {
     const readOnly = await container('rl');
     const job = await finished((await registry.exportDevicesToBlob(readOnly.url, true)).jobId);
