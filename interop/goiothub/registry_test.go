@@ -671,6 +671,46 @@ func TestBulkRegistry(t *testing.T) {
 			wantStatus(t, "GetDevice("+id+") after bulk delete", err, http.StatusNotFound)
 		}
 	})
+
+	// Import and export jobs through iotservice's CreateJob, GetJob,
+	// ListJobs and CancelJob (interop/node runs them against a storage
+	// account, Azurite): here the container cannot be reached, so the
+	// export is created, then fails with the reason.
+	t.Run("ImportExportJobs", func(t *testing.T) {
+		const unreachable = "https://127.0.0.1:9/none?sv=2021-08-06&sr=c&sp=rwdl&sig=x"
+		_, err := svc.CreateJob(ctx, &iotservice.Job{Type: iotservice.JobImport, OutputBlobContainerURI: unreachable})
+		wantStatus(t, "an import without an input container", err, http.StatusBadRequest)
+		created, err := svc.CreateJob(ctx, &iotservice.Job{Type: iotservice.JobExport, OutputBlobContainerURI: unreachable, ExcludeKeysInExport: true})
+		if err != nil {
+			t.Fatalf("CreateJob: %v", err)
+		}
+		id, _ := created["jobId"].(string)
+		if id == "" || created["status"] != "enqueued" || created["type"] != "export" || created["excludeKeysInExport"] != true {
+			t.Fatalf("CreateJob answered %v", created)
+		}
+		var job map[string]interface{}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if job, err = svc.GetJob(ctx, id); err != nil {
+				t.Fatalf("GetJob: %v", err)
+			}
+			if job["status"] == "failed" || job["status"] == "completed" || time.Now().After(deadline) {
+				break
+			}
+		}
+		reason, _ := job["failureReason"].(string)
+		if job["status"] != "failed" || !strings.Contains(reason, "storage account") || strings.Contains(reason, "sig=x") {
+			t.Errorf("the export to an unreachable container ended %v", job)
+		}
+		all, err := svc.ListJobs(ctx)
+		if err != nil || len(all) == 0 || all[len(all)-1]["jobId"] != id {
+			t.Errorf("ListJobs = %v, %v", all, err)
+		}
+		if got, err := svc.CancelJob(ctx, id); err != nil || got["status"] != "failed" {
+			t.Errorf("CancelJob of an ended job = %v, %v (answered as it is)", got, err)
+		}
+		_, err = svc.GetJob(ctx, "no-such-job")
+		wantStatus(t, "GetJob of an unknown job", err, http.StatusNotFound)
+	})
 }
 
 // TestStatistics checks the counts of GET /statistics/devices and
