@@ -144,7 +144,8 @@ func leaseFromNow() twinhub.Time {
 // it creates.
 func newJobID() string {
 	x := randomHex(16)
-	return x[:8] + "-" + x[8:12] + "-4" + x[13:16] + "-" + x[16:20] + "-" + x[20:]
+	variant := "89ab"[x[16]%4 : x[16]%4+1] // RFC 4122's variant
+	return x[:8] + "-" + x[8:12] + "-4" + x[13:16] + "-" + variant + x[17:20] + "-" + x[20:]
 }
 
 func errNoImportExport() *twinhub.Error {
