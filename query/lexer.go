@@ -58,6 +58,9 @@ type token struct {
 	text string // source text (identifiers, numbers, operators)
 	str  string // decoded value of a string literal
 	num  float64
+	// quoted marks a name written in double brackets ([[name]]): never a
+	// keyword, never one of the twin's own field names.
+	quoted bool
 }
 
 func (t token) describe() string {
@@ -128,6 +131,19 @@ func lex(src string) ([]token, *Error) {
 				i++
 			}
 			toks = append(toks, token{kind: tIdent, pos: start, text: src[start:i]})
+		case c == '[' && strings.HasPrefix(src[i:], "[[") && len(toks) > 0 && toks[len(toks)-1].kind == tOp && toks[len(toks)-1].text == ".":
+			// IoT Hub's escape for a member name that is not an
+			// identifier, after a dot: configurations.[[my-config]].status.
+			// (Elsewhere "[[" opens an array of arrays.)
+			end := strings.Index(src[i+2:], "]]")
+			if end < 0 {
+				return nil, newError(src, i, "[[ without ]]: a name in double brackets, such as [[my-config]]")
+			}
+			if end == 0 {
+				return nil, newError(src, i, "an empty name in double brackets")
+			}
+			toks = append(toks, token{kind: tIdent, pos: start, text: src[i+2 : i+2+end], quoted: true})
+			i += 2 + end + 2
 		case isDigit(c) || c == '.' && i+1 < len(src) && isDigit(src[i+1]):
 			t, err := lexNumber(src, i)
 			if err != nil {

@@ -638,7 +638,7 @@ func (p *parser) path(first token) (Expr, *Error) {
 				return nil, p.unexpected(n, "a property name after \".\"")
 			}
 			pa.Segments = append(pa.Segments, Segment{Name: n.text})
-			info.ident = append(info.ident, true)
+			info.ident = append(info.ident, !n.quoted)
 		case t.is("["):
 			p.next()
 			n := p.next()
@@ -669,7 +669,7 @@ var twinFields = canon("deviceId", "moduleId", "etag", "deviceEtag", "status",
 	"statusReason", "statusUpdateTime", "connectionState", "connectionStateUpdatedTime",
 	"lastActivityTime", "cloudToDeviceMessageCount", "authenticationType",
 	"x509Thumbprint", "modelId", "version", "tags", "properties", "capabilities",
-	"deviceScope", "parentScopes", "generationId")
+	"deviceScope", "parentScopes", "generationId", "configurations")
 
 var twinSubFields = map[string]map[string]string{
 	"properties":     canon("desired", "reported"),

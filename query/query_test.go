@@ -291,3 +291,38 @@ func TestParseCondition(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestDoubleBrackets: after a dot, [[name]] names a member whatever its
+// characters (IoT Hub's escape, as in configurations.[[my-config]].status),
+// and is never a keyword or a twin field whose case is canonicalised;
+// elsewhere [[ opens an array of arrays.
+func TestDoubleBrackets(t *testing.T) {
+	doc := map[string]any{
+		"configurations": map[string]any{"my-config": map[string]any{"status": "Applied"}},
+		"tags":           map[string]any{"a b": 1.0, "AND": 2.0, "DeviceId": 3.0},
+	}
+	for _, c := range []struct {
+		src  string
+		want bool
+	}{
+		{"configurations.[[my-config]].status = 'Applied'", true},
+		{"configurations.[[my-config]].status = 'Targeted'", false},
+		{"configurations.[[other]].status = 'Applied'", false},
+		{"tags.[[a b]] = 1 AND tags.[[AND]] = 2 AND tags.[[DeviceId]] = 3", true},
+		{"ARRAY_CONTAINS([[1, 2], 1], 1)", true},
+	} {
+		q, err := ParseCondition(c.src)
+		if err != nil {
+			t.Errorf("ParseCondition(%q): %v", c.src, err)
+			continue
+		}
+		if got := q.Match(doc); got != c.want {
+			t.Errorf("%q matches %v, want %v", c.src, got, c.want)
+		}
+	}
+	for _, src := range []string{"tags.[[a", "tags.[[]] = 1"} {
+		if _, err := ParseCondition(src); err == nil {
+			t.Errorf("ParseCondition(%q) parsed", src)
+		}
+	}
+}

@@ -432,6 +432,8 @@ var ParseErrors = []ParseError{
 	{`   `, 1, 4, "expected SELECT"},
 	{`SELECT`, 1, 7, "expected an expression"},
 	{`SELECT * devices`, 1, 10, "expected FROM"},
+	{`SELECT * FROM devices WHERE tags.[[a = 1`, 1, 34, "[[ without ]]"},
+	{`SELECT * FROM devices WHERE tags.[[]] = 1`, 1, 34, "empty name in double brackets"},
 	{`SELECT * FROM`, 1, 14, "expected a collection"},
 	{`SELECT * FROM devices WHERE`, 1, 28, "expected an expression"},
 	{`SELECT * FROM things`, 1, 15, `unknown collection "things"`},
