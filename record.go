@@ -3,6 +3,7 @@ package twinhub
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"slices"
 )
 
@@ -71,6 +72,9 @@ func (r *Record) TwinDoc() map[string]any {
 			"desired":  r.Twin.Desired.Wire(true),
 			"reported": r.Twin.Reported.Wire(true),
 		},
+	}
+	if len(r.Twin.Configurations) > 0 {
+		doc["configurations"] = r.Twin.ConfigurationsDoc()
 	}
 	IdentityDoc(doc, r.Device, r.Module)
 	return doc
@@ -157,6 +161,7 @@ func clonePtr(s *string) *string {
 
 func (t Twin) clone() Twin {
 	t.Tags = cloneMap(t.Tags)
+	t.Configurations = maps.Clone(t.Configurations)
 	t.Desired = t.Desired.clone()
 	t.Reported = t.Reported.clone()
 	return t

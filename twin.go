@@ -34,7 +34,19 @@ type Twin struct {
 	Desired  Properties     `json:"desired"`
 	Reported Properties     `json:"reported"`
 	ModelID  string         `json:"modelId,omitempty"`
+	// Configurations are the automatic configurations whose target
+	// condition the twin meets, by id: ConfigurationApplied for the one
+	// whose content it has (the highest priority), ConfigurationTargeted
+	// for the others. The configuration reconciler keeps them; twins and
+	// queries show them as configurations.{id}.status.
+	Configurations map[string]string `json:"configurations,omitempty"`
 }
+
+// The statuses of a configuration in a twin, as IoT Hub spells them.
+const (
+	ConfigurationApplied  = "Applied"
+	ConfigurationTargeted = "Targeted"
+)
 
 // Properties is the desired or the reported half of a twin with its
 // version counter and metadata tree.
@@ -84,6 +96,10 @@ type TwinUpdate struct {
 	ClearTags, ClearDesired bool
 	// Reported is a device's patch of its reported properties.
 	Reported map[string]any
+	// Configurations sets the statuses of configurations in the twin
+	// (Twin.Configurations), by id; "" removes one. Only the
+	// configuration reconciler writes them.
+	Configurations map[string]string
 }
 
 // ParseTwinUpdate decodes the body of PATCH or PUT /twins/{id}. It checks
@@ -309,8 +325,15 @@ func (t *Twin) UpdateReported(patch map[string]any, now Time) error {
 // copy, as the hub's writer does. An update that touches nothing changes
 // nothing.
 func (t *Twin) Apply(u TwinUpdate, now Time) error {
-	if u.Tags == nil && u.Desired == nil && u.Reported == nil && !u.ClearTags && !u.ClearDesired {
+	configs := t.configurationsWith(u.Configurations)
+	if u.Tags == nil && u.Desired == nil && u.Reported == nil && !u.ClearTags && !u.ClearDesired && configs == nil {
 		return nil
+	}
+	if configs != nil {
+		if len(*configs) == 0 {
+			*configs = nil
+		}
+		t.Configurations = *configs
 	}
 	switch {
 	case u.ClearTags:
@@ -337,6 +360,32 @@ func (t *Twin) Apply(u TwinUpdate, now Time) error {
 	}
 	t.Version++
 	return nil
+}
+
+// configurationsWith is the twin's configurations with the statuses of
+// set ("" removes one), or nil when they would not change.
+func (t *Twin) configurationsWith(set map[string]string) *map[string]string {
+	changed := false
+	for id, status := range set {
+		if t.Configurations[id] != status {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	out := make(map[string]string, len(t.Configurations)+len(set))
+	for id, status := range t.Configurations {
+		out[id] = status
+	}
+	for id, status := range set {
+		if status == "" {
+			delete(out, id)
+		} else {
+			out[id] = status
+		}
+	}
+	return &out
 }
 
 func (p *Properties) update(name string, patch map[string]any, replace bool, now Time, stampVersion bool, limit int) error {
@@ -528,4 +577,14 @@ func TwinETag(version int64) string {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(version))
 	return base64.StdEncoding.EncodeToString(b[:])
+}
+
+// ConfigurationsDoc is the configurations member of the twin document:
+// {"<id>": {"status": "Applied"}, ...}.
+func (t *Twin) ConfigurationsDoc() map[string]any {
+	doc := make(map[string]any, len(t.Configurations))
+	for id, status := range t.Configurations {
+		doc[id] = map[string]any{"status": status}
+	}
+	return doc
 }

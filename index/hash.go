@@ -23,9 +23,16 @@ type attr struct {
 	sys sysField
 	id  pathID
 	sec section
+	cfg string // the configuration of sysConfigStatus
 }
 
 func (a attr) of(d *pathDict, t *flatTwin) query.Value {
+	if a.sys == sysConfigStatus {
+		if status, ok := t.configs[a.cfg]; ok {
+			return strValue(status)
+		}
+		return query.Value{}
+	}
 	if a.sys != sysNone {
 		return t.sys(a.sys)
 	}

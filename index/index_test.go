@@ -106,12 +106,17 @@ func TestTwinDocSystemProperties(t *testing.T) {
 		p := &query.Path{Segments: []query.Segment{{Name: first}}}
 		if sub != "" {
 			p.Segments = append(p.Segments, query.Segment{Name: sub})
-		} else if _, isObj := subSys[first]; isObj || first == "tags" || first == "properties" {
+		} else if _, isObj := subSys[first]; isObj || first == "tags" || first == "properties" || first == "configurations" {
 			continue
 		}
 		if r := ix.resolve(p); r.kind != resAttr {
 			t.Errorf("%s is read from the rendered document; teach twin.go's sys about it", p)
 		}
+	}
+	// A configuration's status, below an id of the user's.
+	p := &query.Path{Segments: []query.Segment{{Name: "configurations"}, {Name: "my-config"}, {Name: "status"}}}
+	if r := ix.resolve(p); r.kind != resAttr || r.attr.sys != sysConfigStatus || r.attr.cfg != "my-config" {
+		t.Errorf("%s resolves to %+v", p, r)
 	}
 }
 
@@ -252,6 +257,9 @@ var fleetQueries = []string{
 	`SELECT * FROM devices WHERE properties.desired.$version > 2 AND version >= 2`,
 	`SELECT * FROM devices WHERE etag = 'AAAAAAAAAAE=' OR deviceEtag = 'Mw=='`,
 	`SELECT * FROM devices WHERE modelId = 'dtmi:x;1'`,
+	`SELECT * FROM devices WHERE configurations.[[fw-2.0]].status = 'Applied'`,
+	`SELECT * FROM devices WHERE IS_DEFINED(configurations) AND configurations.[[a"b]].status != 'Applied'`,
+	`SELECT deviceId, configurations FROM devices WHERE NOT IS_DEFINED(configurations.[[fw-2.0]].status)`,
 	`SELECT TOP 7 * FROM devices WHERE tags.b != 'x'`,
 	`SELECT TOP 0 * FROM devices`,
 	`SELECT TOP 1000 deviceId FROM devices WHERE properties.reported.a > 0`,

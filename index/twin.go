@@ -191,6 +191,8 @@ type flatTwin struct {
 	desiredVersion  int64
 	reportedVersion int64
 	modelID         string
+	// configs are the twin's configuration statuses by id (nil: none).
+	configs map[string]string
 
 	// fields holds the tags, then the desired, then the reported
 	// properties, each tree in pre-order.
@@ -392,6 +394,9 @@ func (t *flatTwin) doc(d *pathDict) map[string]any {
 	doc["authenticationType"] = auth.Type
 	doc["x509Thumbprint"] = auth.X509Thumbprint.Doc()
 	doc["modelId"] = t.modelID
+	if len(t.configs) > 0 {
+		doc["configurations"] = (&twinhub.Twin{Configurations: t.configs}).ConfigurationsDoc()
+	}
 	var tags map[string]any
 	if !t.nilTags {
 		tags = t.object(d, 0, int(t.desiredAt), 0)
@@ -481,6 +486,7 @@ func (b *twinBuilder) flatten(r *twinhub.Record) *flatTwin {
 	t.version = r.Twin.Version
 	t.desiredVersion, t.reportedVersion = r.Twin.Desired.Version, r.Twin.Reported.Version
 	t.modelID = r.Twin.ModelID
+	t.configs = maps.Clone(r.Twin.Configurations)
 	t.nilTags = r.Twin.Tags == nil
 	t.desiredAt, t.desiredStamp = desiredAt, desiredStamp
 	t.reportedAt, t.reportedStamp = reportedAt, reportedStamp
@@ -621,6 +627,8 @@ const (
 	sysParentScopes
 	sysDesiredVersion
 	sysReportedVersion
+	// sysConfigStatus is configurations.{id}.status, the id in attr.cfg.
+	sysConfigStatus
 )
 
 // topSys and subSys name the system properties as Record.TwinDoc writes
@@ -730,7 +738,7 @@ func (t *flatTwin) auth() *twinhub.Authentication {
 // module, and of their object-valued system properties: a path that names
 // none of them (nor tags or properties) is undefined in every twin.
 var docKeys = sync.OnceValue(func() map[string]bool {
-	keys := map[string]bool{}
+	keys := map[string]bool{"configurations": true} // shown when a configuration targets the twin
 	for _, r := range []*twinhub.Record{{Device: &twinhub.Device{}}, {Module: &twinhub.Module{}}} {
 		doc := r.TwinDoc()
 		for k, v := range doc {

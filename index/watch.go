@@ -262,8 +262,10 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 				}
 				t.reportedStamp = noStamp
 				return d.Null() || b.propertiesJSON(&d, reportedPath, &t.reportedVersion, &t.reportedStamp)
+			case 4:
+				return d.Str(&t.modelID)
 			}
-			return d.Str(&t.modelID)
+			return d.StringMap(&t.configs)
 		})
 	})
 	if !ok || !d.End() {

@@ -493,3 +493,25 @@ func (d *Decoder) jsonMap(v *map[string]any) bool {
 	*v = m
 	return ok
 }
+
+// StringMap reads an object of strings into a new map at *v, or null as
+// nil.
+func (d *Decoder) StringMap(v *map[string]string) bool {
+	if d.Null() {
+		*v = nil
+		return true
+	}
+	m := map[string]string{}
+	*v = m
+	return d.Object(func(key []byte) bool {
+		if _, repeated := m[string(key)]; repeated {
+			return false
+		}
+		var s string
+		if !d.Str(&s) {
+			return false
+		}
+		m[string(key)] = s
+		return true
+	})
+}

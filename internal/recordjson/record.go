@@ -127,6 +127,8 @@ var (
 		structMember("reported", propertiesSchema, func(t *twinhub.Twin) *twinhub.Properties { return &t.Reported }),
 		omitEmpty(stringMember("modelId", func(t *twinhub.Twin) *string { return &t.ModelID }),
 			func(t *twinhub.Twin) bool { return t.ModelID == "" }),
+		omitEmpty(stringMapMember("configurations", func(t *twinhub.Twin) *map[string]string { return &t.Configurations }),
+			func(t *twinhub.Twin) bool { return len(t.Configurations) == 0 }),
 	)
 	propertiesSchema = newSchema(
 		objectMember("values", func(p *twinhub.Properties) *map[string]any { return &p.Values }),

@@ -32,6 +32,20 @@ func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
 	}
 	e.b = append(e.b, `,"cloudToDeviceMessageCount":`...)
 	e.float(float64(c2d))
+	if len(r.Twin.Configurations) > 0 {
+		e.field("configurations", false)
+		e.b = append(e.b, '{')
+		for i, id := range sortedKeys(r.Twin.Configurations) {
+			if i > 0 {
+				e.b = append(e.b, ',')
+			}
+			e.string(id)
+			e.b = append(e.b, `:{"status":`...)
+			e.string(r.Twin.Configurations[id])
+			e.b = append(e.b, '}')
+		}
+		e.b = append(e.b, '}')
+	}
 	e.field("connectionState", false)
 	e.string(state)
 	e.field("deviceEtag", false)

@@ -115,6 +115,8 @@ func RandomRecord(r *rand.Rand, k twinhub.Key) *twinhub.Record {
 		rec.Twin.Tags["int"] = 7
 	case 4:
 		rec.Twin.ModelID = "dtmi:x;1"
+	case 5:
+		rec.Twin.Configurations = map[string]string{"fw-2.0": twinhub.ConfigurationApplied, "a\"b": twinhub.ConfigurationTargeted}
 	}
 	return rec
 }
