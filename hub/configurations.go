@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -21,16 +20,20 @@ import (
 // reconciler that writes their content into the desired properties of
 // the twins they target and counts their metrics.
 //
-// The reconciler keeps no state of its own: a pass finds each
+// The reconciler keeps its state in the twins: a pass finds each
 // configuration's targets with the query index, gives each twin to the
 // configuration of highest priority that targets it (the newest on a
 // tie), and writes that configuration's content into the twins whose
 // desired properties do not hold it already. A twin that holds it counts
-// as applied. It runs after every change to a configuration and every
-// ConfigurationInterval, so that twins that come into a target get the
-// content; a twin that leaves every target keeps its desired properties.
-// Every node runs passes; their writes are the same and find the content
-// in place once one has written it.
+// as applied. Each twin also shows the configurations that target it
+// (configurations.{id}.status: Applied for the one whose content it has,
+// Targeted for the others), which metric queries read; the pass writes
+// them too, and removes the status of a configuration a twin left or
+// that was deleted. It runs after every change to a configuration and
+// every ConfigurationInterval, so that twins that come into a target get
+// the content; a twin that leaves every target keeps its desired
+// properties. Every node runs passes; their writes are the same and find
+// the content in place once one has written it.
 
 // DefaultConfigurationInterval is how often the reconciler runs besides
 // after each change (IoT Hub: every five minutes).
@@ -341,10 +344,13 @@ func (h *Hub) reconcileConfigurations(ctx context.Context, every time.Duration) 
 	}
 }
 
-// target is a twin a configuration targets, as the query index shows it.
+// target is a twin a configuration targets, as the query index shows it:
+// the desired properties the content touches and the configuration's
+// status in the twin ("" for none).
 type target struct {
 	k       twinhub.Key
 	desired map[string]any
+	status  string
 }
 
 // reconcilePass is one pass of the reconciler (see the top of the file).
@@ -361,9 +367,23 @@ func (h *Hub) reconcilePass(ctx context.Context) error {
 		return b.CreatedTimeUtc.Compare(a.CreatedTimeUtc.Time)
 	})
 	taken := map[twinhub.Key]bool{}
-	metrics := map[string]configMetrics{}
+	metrics := map[string]*configMetrics{}
+	ids := map[string]bool{}
+	// The pass's writes, one a twin: the content of the configuration
+	// that has it (applies) and the statuses that change.
+	writes := map[twinhub.Key]*twinWrite{}
+	write := func(k twinhub.Key) *twinWrite {
+		w := writes[k]
+		if w == nil {
+			w = &twinWrite{k: k}
+			writes[k] = w
+		}
+		return w
+	}
 	for _, c := range all {
-		m := configMetrics{custom: map[string]int64{}}
+		ids[c.ID] = true
+		m := &configMetrics{custom: map[string]int64{}}
+		metrics[c.ID] = m
 		var patch map[string]any
 		switch {
 		case len(c.Content.DeviceContent) > 0:
@@ -379,73 +399,170 @@ func (h *Hub) reconcilePass(ctx context.Context) error {
 			h.log.Warn("configuration target", "configuration", c.ID, "err", err)
 		}
 		m.targeted = int64(len(targets))
-		var writes []twinhub.Key
+		targeted := make(map[twinhub.Key]bool, len(targets))
 		for _, t := range targets {
-			if taken[t.k] || patch == nil {
-				continue // a configuration of higher priority has it
+			targeted[t.k] = true
+			status := twinhub.ConfigurationTargeted
+			if !taken[t.k] && patch != nil {
+				taken[t.k] = true // a configuration of lower priority gets it no more
+				status = twinhub.ConfigurationApplied
+				if holds(t.desired, patch) {
+					m.applied++
+				} else {
+					w := write(t.k)
+					w.u.Desired, w.applies = patch, c.ID
+				}
 			}
-			taken[t.k] = true
-			if holds(t.desired, patch) {
-				m.applied++
-			} else {
-				writes = append(writes, t.k)
+			if t.status != status {
+				write(t.k).status(c.ID, status)
 			}
 		}
-		m.applied += h.writeDesired(ctx, c.ID, writes, patch)
+		// Twins that left the target lose the status.
+		err = h.configurationHolders(ctx, c.ID, c.ForModules(), func(k twinhub.Key) {
+			if !targeted[k] {
+				write(k).status(c.ID, "")
+			}
+		})
+		if err != nil {
+			h.log.Warn("configuration statuses", "configuration", c.ID, "err", err)
+		}
+	}
+	h.forgetConfigurations(ctx, ids, func(id string, k twinhub.Key) { write(k).status(id, "") })
+	for id, n := range h.writeConfigured(ctx, writes) {
+		metrics[id].applied += n
+	}
+	// Metrics are counted after the writes, on what they wrote.
+	shown := make(map[string]configMetrics, len(metrics))
+	for _, c := range all {
+		m := metrics[c.ID]
 		for name, src := range c.Metrics.Queries {
 			if n, err := h.countRows(ctx, src); err == nil {
 				m.custom[name] = n
 			}
 		}
-		metrics[c.ID] = m
+		shown[c.ID] = *m
 	}
 	h.configMu.Lock()
-	h.configMetrics = metrics
+	h.configMetrics = shown
 	h.configMu.Unlock()
 	return nil
+}
+
+// twinWrite is the change a pass makes to a twin: applies names the
+// configuration whose content u.Desired is.
+type twinWrite struct {
+	k       twinhub.Key
+	u       twinhub.TwinUpdate
+	applies string
+}
+
+// status sets configuration id's status in the write ("" removes it).
+func (w *twinWrite) status(id, status string) {
+	if w.u.Configurations == nil {
+		w.u.Configurations = map[string]string{}
+	}
+	w.u.Configurations[id] = status
+}
+
+// configurationHolders calls fn with each twin (a device's, or with
+// modules a module's) that shows configuration id's status.
+func (h *Hub) configurationHolders(ctx context.Context, id string, modules bool, fn func(twinhub.Key)) error {
+	from := "devices"
+	if modules {
+		from = "devices.modules"
+	}
+	return h.queryEach(ctx, fmt.Sprintf("SELECT deviceId, moduleId FROM %s WHERE IS_DEFINED(configurations.[[%s]].status)", from, id), func(item map[string]any) {
+		dev, _ := item["deviceId"].(string)
+		mod, _ := item["moduleId"].(string)
+		fn(twinhub.Key{DeviceID: dev, ModuleID: mod})
+	})
+}
+
+// forgetConfigurations calls remove for the statuses of configurations
+// that no longer exist: those the last pass knew and ids does not have,
+// and on a node's first pass any the twins show (a configuration deleted
+// while the node was down, or by another node).
+func (h *Hub) forgetConfigurations(ctx context.Context, ids map[string]bool, remove func(id string, k twinhub.Key)) {
+	if h.configKnown == nil {
+		found := map[string]bool{}
+		for _, from := range []string{"devices", "devices.modules"} {
+			err := h.queryEach(ctx, "SELECT configurations FROM "+from+" WHERE IS_DEFINED(configurations)", func(item map[string]any) {
+				cs, _ := item["configurations"].(map[string]any)
+				for id := range cs {
+					found[id] = true
+				}
+			})
+			if err != nil {
+				h.log.Warn("configuration statuses", "err", err)
+				return // tried again next pass
+			}
+		}
+		h.configKnown = found
+	}
+	for id := range h.configKnown {
+		if ids[id] {
+			continue
+		}
+		for _, modules := range []bool{false, true} {
+			if err := h.configurationHolders(ctx, id, modules, func(k twinhub.Key) { remove(id, k) }); err != nil {
+				h.log.Warn("configuration statuses", "configuration", id, "err", err)
+				return // tried again next pass
+			}
+		}
+	}
+	h.configKnown = ids
 }
 
 // configurationWorkers is how many twins a pass writes at once (as a
 // job's workers: each write waits on JetStream round trips).
 const configurationWorkers = 64
 
-// writeDesired merges patch into the desired properties of the twins ks,
-// configurationWorkers at once, and returns how many it wrote.
-func (h *Hub) writeDesired(ctx context.Context, id string, ks []twinhub.Key, patch map[string]any) int64 {
-	var written atomic.Int64
-	next := make(chan twinhub.Key)
+// writeConfigured makes a pass's writes, configurationWorkers at once,
+// and returns by configuration how many twins got its content.
+func (h *Hub) writeConfigured(ctx context.Context, writes map[twinhub.Key]*twinWrite) map[string]int64 {
+	var mu sync.Mutex
+	applied := map[string]int64{}
+	next := make(chan *twinWrite)
 	var wg sync.WaitGroup
-	for range min(configurationWorkers, len(ks)) {
+	for range min(configurationWorkers, len(writes)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := range next {
-				if _, err := h.UpdateTwin(ctx, k, twinhub.TwinUpdate{Desired: patch}, "*"); err != nil {
-					h.log.Warn("applying a configuration", "configuration", id, "twin", k.String(), "err", err)
+			for w := range next {
+				_, err := h.UpdateTwin(ctx, w.k, w.u, "*")
+				if err != nil {
+					if twinhub.AsError(err).Status != http.StatusNotFound { // not deleted meanwhile
+						h.log.Warn("applying configurations", "twin", w.k.String(), "err", err)
+					}
 					continue
 				}
-				written.Add(1)
+				if w.applies != "" {
+					mu.Lock()
+					applied[w.applies]++
+					mu.Unlock()
+				}
 			}
 		}()
 	}
-	for _, k := range ks {
-		next <- k
+	for _, w := range writes {
+		next <- w
 	}
 	close(next)
 	wg.Wait()
-	return written.Load()
+	return applied
 }
 
 // configurationTargets lists the twins a configuration's target
 // condition matches, with the desired properties that patch touches
 // (all of them when its names are not plain identifiers: a projection of
-// a few properties costs a small part of rendering whole twins).
+// a few properties costs a small part of rendering whole twins) and the
+// configuration's status in each.
 func (h *Hub) configurationTargets(ctx context.Context, c *twinhub.Configuration, patch map[string]any) ([]target, error) {
 	q, err := conditionQuery(c.TargetCondition, c.ForModules())
 	if err != nil || q == nil {
 		return nil, err
 	}
-	var names []string
+	names := []string{}
 	for name := range patch {
 		if !plainIdentifier(name) {
 			names = nil
@@ -454,8 +571,8 @@ func (h *Hub) configurationTargets(ctx context.Context, c *twinhub.Configuration
 		names = append(names, name)
 	}
 	src := q.Source
-	if len(names) > 0 {
-		list := "deviceId, moduleId"
+	if names != nil {
+		list := fmt.Sprintf("deviceId, moduleId, configurations.[[%s]].status AS status", c.ID)
 		for i, name := range names {
 			list += fmt.Sprintf(", properties.desired.%s AS p%d", name, i)
 		}
@@ -468,19 +585,23 @@ func (h *Hub) configurationTargets(ctx context.Context, c *twinhub.Configuration
 	err = h.queryEach(ctx, src, func(item map[string]any) {
 		id, _ := item["deviceId"].(string)
 		mid, _ := item["moduleId"].(string)
-		var desired map[string]any
-		if len(names) > 0 {
-			desired = make(map[string]any, len(names))
+		t := target{k: twinhub.Key{DeviceID: id, ModuleID: mid}}
+		if names != nil {
+			t.status, _ = item["status"].(string)
+			t.desired = make(map[string]any, len(names))
 			for i, name := range names {
 				if v, ok := item[fmt.Sprintf("p%d", i)]; ok {
-					desired[name] = v
+					t.desired[name] = v
 				}
 			}
 		} else {
 			props, _ := item["properties"].(map[string]any)
-			desired, _ = props["desired"].(map[string]any)
+			t.desired, _ = props["desired"].(map[string]any)
+			configs, _ := item["configurations"].(map[string]any)
+			status, _ := configs[c.ID].(map[string]any)
+			t.status, _ = status["status"].(string)
 		}
-		out = append(out, target{k: twinhub.Key{DeviceID: id, ModuleID: mid}, desired: desired})
+		out = append(out, t)
 	})
 	return out, err
 }

@@ -3,6 +3,8 @@ package hub_test
 import (
 	"context"
 	"net/http"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -141,11 +143,60 @@ func TestConfigurationsApply(t *testing.T) {
 		t.Errorf("d1 written %v times by the passes, want once", v-version.(float64))
 	}
 
-	// A twin that comes into the target gets the content.
+	// Each twin shows the configurations that target it, as queries do.
+	statuses := func(id string) map[string]any {
+		cs, _ := twinDoc(t, h, id)["configurations"].(map[string]any)
+		out := map[string]any{}
+		for cid, v := range cs {
+			out[cid] = v.(map[string]any)["status"]
+		}
+		return out
+	}
+	if got := statuses("d1"); !reflect.DeepEqual(got, map[string]any{"canary": "Applied", "base": "Targeted"}) {
+		t.Errorf("d1's configurations %v", got)
+	}
+	if got := statuses("d2"); !reflect.DeepEqual(got, map[string]any{"base": "Applied"}) {
+		t.Errorf("d2's configurations %v", got)
+	}
+	if got := statuses("d3"); len(got) != 0 {
+		t.Errorf("d3's configurations %v", got)
+	}
+	applied := func(id string) []string {
+		page, err := h.Query(ctx, "SELECT deviceId FROM devices WHERE configurations.[["+id+"]].status = 'Applied'", 100, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, item := range page.Items {
+			ids = append(ids, item["deviceId"].(string))
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := applied("base"); !reflect.DeepEqual(got, []string{"d2"}) {
+		t.Errorf("base applied to %v", got)
+	}
+
+	// A twin that comes into the target gets the content; one that
+	// leaves loses the status; a configuration deleted leaves no status,
+	// and the one below it applies again.
 	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d3"), twinhub.TwinUpdate{Tags: map[string]any{"env": "test"}}, "*"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "d3 in the target", func() bool { return fwOf("d3") == "2" })
+	eventually(t, "d3 in the target", func() bool { return fwOf("d3") == "2" && statuses("d3")["base"] == "Applied" })
+	if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey("d2"), twinhub.TwinUpdate{Tags: map[string]any{"env": "prod"}}, "*"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "d2 out of the target", func() bool { return len(statuses("d2")) == 0 })
+	if err := h.DeleteConfiguration(ctx, "canary", "*"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "canary forgotten", func() bool {
+		return reflect.DeepEqual(statuses("d1"), map[string]any{"base": "Applied"}) && fwOf("d1") == "2"
+	})
+	if got := applied("base"); !reflect.DeepEqual(got, []string{"d1", "d3"}) {
+		t.Errorf("base applied to %v", got)
+	}
 }
 
 // TestConfigurationReservedNames: content whose property names are words

@@ -39,6 +39,10 @@ type Hub struct {
 	configKick    chan struct{}
 	configMu      sync.Mutex
 	configMetrics map[string]configMetrics
+	// configKnown are the configurations the reconciler's last pass
+	// found (nil before its first), for removing the statuses of those
+	// deleted since; the reconciler's goroutine alone uses it.
+	configKnown map[string]bool
 	// blobs is where devices upload files (fileupload.go).
 	blobs twinhub.BlobStorage
 	// ieJobs keeps import and export jobs, which read and write the

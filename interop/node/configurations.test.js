@@ -106,6 +106,9 @@ describe('configurations', () => {
         priority: 10,
         metrics: { queries: { fiveMinutes: "SELECT deviceId FROM devices WHERE properties.desired.telemetryConfig.sendFrequency = '5m'" } },
       };
+      // The portal's example of a metric: the twins the configuration
+      // applied to, by the status each twin shows.
+      cfg.metrics.queries.applied = `SELECT deviceId FROM devices WHERE configurations.[[${cfg.id}]].status = 'Applied'`;
       await registry.addConfiguration(cfg);
       const delta = await seen;
       assert.deepEqual(delta.telemetryConfig, { sendFrequency: '5m' });
@@ -120,9 +123,27 @@ describe('configurations', () => {
         await sleep(100);
       }
       assert.deepEqual(metrics.results, { targetedCount: 2, appliedCount: 2 });
-      const { responseBody: got } = await registry.getConfiguration(cfg.id);
+      let got;
+      for (let i = 0; i < 100; i++) {
+        ({ responseBody: got } = await registry.getConfiguration(cfg.id));
+        if (got.metrics.results.applied === 2) break;
+        await sleep(100);
+      }
       assert.equal(got.metrics.results.fiveMinutes, 2);
+      assert.equal(got.metrics.results.applied, 2);
+      const { responseBody: t } = await registry.getTwin(ids[1]);
+      assert.deepEqual(t.configurations, { [cfg.id]: { status: 'Applied' } });
+      const q = registry.createQuery(`SELECT * FROM devices WHERE configurations.[[${cfg.id}]].status = 'Applied'`);
+      const { result: page } = await q.nextAsTwin();
+      assert.deepEqual(page.map((x) => x.deviceId).sort(), [...ids].sort());
       await registry.removeConfiguration(cfg.id);
+      // Deleted, it is no longer shown in the twins.
+      for (let i = 0; i < 100; i++) {
+        const { responseBody: after } = await registry.getTwin(ids[1]);
+        if (!after.configurations) break;
+        assert.ok(i < 99, 'the deleted configuration is still in the twin');
+        await sleep(100);
+      }
     } finally {
       await device.close();
     }
