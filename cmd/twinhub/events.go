@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -67,5 +69,49 @@ the same --consumer-group and it resumes after the last event it printed.
 	fl.StringVar(&group, "consumer-group", "$Default", "consumer group: its position is kept in the hub")
 	fl.IntVar(&limit, "max", 0, "exit after this many events (0: run until interrupted)")
 	fl.StringVar(&from, "from", "now", "where a new consumer group starts: start (oldest kept) or now")
+	return cmd
+}
+
+// fileNotificationPoll is how often monitor-file-notifications asks the
+// hub again when it had none (IoT Hub's REST receive does not wait).
+const fileNotificationPoll = 500 * time.Millisecond
+
+func monitorFileNotificationsCommand(g *globals) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "monitor-file-notifications",
+		Short: "Print file-upload notifications as devices complete uploads, and complete them",
+		Long: `Print file-upload notifications as devices complete their uploads, one
+JSON object a line (deviceId, blobUri, blobName, lastUpdatedTime,
+blobSizeInBytes, enqueuedTimeUtc), completing each once printed, as a
+back end's file-notification receiver does. Back ends share the
+notifications: one that this command completed is not given to another.`,
+		Args: cobra.NoArgs,
+		RunE: withClient(g, func(c *client, _ []string) error {
+			out := bufio.NewWriter(os.Stdout)
+			for n := 0; limit == 0 || n < limit; {
+				var note map[string]any
+				h, err := c.call("GET", "/messages/serviceBound/filenotifications", nil, nil, &note)
+				if err != nil {
+					return err
+				}
+				lock := strings.Trim(h.Get("ETag"), `"`)
+				if lock == "" {
+					time.Sleep(fileNotificationPoll)
+					continue
+				}
+				enc := json.NewEncoder(out)
+				enc.SetEscapeHTML(false)
+				enc.Encode(note)
+				out.Flush()
+				if _, err := c.call("DELETE", "/messages/serviceBound/filenotifications/"+escape(lock), nil, nil, nil); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().IntVar(&limit, "max", 0, "exit after this many notifications (0: run until interrupted)")
 	return cmd
 }

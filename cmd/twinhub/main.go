@@ -51,6 +51,7 @@ func rootCommand() *cobra.Command {
 		configurationCommand(g),
 		c2dCommand(g),
 		monitorEventsCommand(g),
+		monitorFileNotificationsCommand(g),
 		consumerGroupCommand(g),
 		benchCommand(g),
 	)

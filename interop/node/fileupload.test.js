@@ -91,6 +91,22 @@ describe('file upload', () => {
     }
   });
 
+  it('twinhub monitor-file-notifications prints the notification of an upload', async () => {
+    const { id, device } = await newDevice();
+    try {
+      const data = randomBytes(1000);
+      await device.uploadToBlob('cli.bin', Readable.from([data]), data.length);
+    } finally {
+      await device.close();
+    }
+    const lines = (await hub.cliAsync('monitor-file-notifications', '--max', '1')).trim().split('\n');
+    assert.equal(lines.length, 1);
+    const n = JSON.parse(lines[0]);
+    assert.equal(n.deviceId, id);
+    assert.equal(n.blobName, `${id}/cli.bin`);
+    assert.equal(n.blobSizeInBytes, 1000);
+  });
+
   it('the SAS URI names the device\'s own blob, and correlation ids are checked', async () => {
     const a = await newDevice();
     const b = await newDevice();
