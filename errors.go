@@ -23,27 +23,28 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // uses. They appear where IoT Hub writes numbers: bulk registry results
 // and the errorCode of MQTT twin replies.
 var errorNumbers = map[string]int{
-	"InvalidProtocolVersion":           400001,
-	"ArgumentInvalid":                  400004,
-	"ArgumentNull":                     400005,
-	"IotHubFormatError":                400006,
-	"IotHubUnauthorizedAccess":         401002,
-	"IotHubUnauthorized":               401003,
-	"IotHubQuotaExceeded":              403002,
-	"DeviceModelMaxPropertiesExceeded": 403100,
-	"DeviceMaximumQueueDepthExceeded":  403004,
-	"NotFound":                         404000,
-	"DeviceNotFound":                   404001,
-	"ModuleNotFound":                   404010,
-	"DeviceNotOnline":                  404103,
-	"DeviceAlreadyExists":              409001,
-	"ModuleAlreadyExistsOnDevice":      409301,
-	"PreconditionFailed":               412001,
-	"MessageTooLarge":                  413001,
-	"ThrottlingException":              429001,
-	"ServerError":                      500001,
-	"ServiceUnavailable":               503001,
-	"GatewayTimeout":                   504101,
+	"InvalidProtocolVersion":                     400001,
+	"ArgumentInvalid":                            400004,
+	"ArgumentNull":                               400005,
+	"IotHubFormatError":                          400006,
+	"IotHubUnauthorizedAccess":                   401002,
+	"IotHubUnauthorized":                         401003,
+	"IotHubQuotaExceeded":                        403002,
+	"DeviceModelMaxPropertiesExceeded":           403100,
+	"DeviceMaximumQueueDepthExceeded":            403004,
+	"DeviceMaximumActiveFileUploadLimitExceeded": 403006,
+	"NotFound":                                   404000,
+	"DeviceNotFound":                             404001,
+	"ModuleNotFound":                             404010,
+	"DeviceNotOnline":                            404103,
+	"DeviceAlreadyExists":                        409001,
+	"ModuleAlreadyExistsOnDevice":                409301,
+	"PreconditionFailed":                         412001,
+	"MessageTooLarge":                            413001,
+	"ThrottlingException":                        429001,
+	"ServerError":                                500001,
+	"ServiceUnavailable":                         503001,
+	"GatewayTimeout":                             504101,
 }
 
 // Number is the numeric IoT Hub error code, such as 404001 for
@@ -113,6 +114,7 @@ var sentinels = []struct {
 	{ErrExists, http.StatusConflict, "DeviceAlreadyExists"},
 	{ErrConflict, http.StatusPreconditionFailed, "PreconditionFailed"},
 	{ErrQueueFull, http.StatusForbidden, "DeviceMaximumQueueDepthExceeded"},
+	{ErrTooManyUploads, http.StatusForbidden, "DeviceMaximumActiveFileUploadLimitExceeded"},
 }
 
 func errDeviceNotFound(id string) *Error {

@@ -2,6 +2,7 @@ package twinhub
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -12,6 +13,26 @@ import (
 // FileUploadSASTTL is how long a device's SAS token for an upload lasts
 // (IoT Hub's default, one hour).
 const FileUploadSASTTL = time.Hour
+
+// MaxActiveFileUploads is IoT Hub's limit on a device's uploads under
+// way at once: each from its SAS URI until its notification, or until the
+// SAS token expires.
+const MaxActiveFileUploads = 10
+
+// ErrTooManyUploads is what ActiveUploads.Begin returns for an upload over
+// MaxActiveFileUploads (IoT Hub's 403006).
+var ErrTooManyUploads = errors.New("Number of active file upload requests cannot exceed 10")
+
+// ActiveUploads counts each device's uploads under way, for every node of
+// a hub.
+type ActiveUploads interface {
+	// Begin counts upload id of device until expiry, unless max are under
+	// way already (ErrTooManyUploads).
+	Begin(ctx context.Context, device, id string, expiry time.Time, max int) error
+	// End stops counting the upload (a notification came); one that is
+	// not counted is left alone.
+	End(ctx context.Context, device, id string) error
+}
 
 // FileUploadRequest is the body of POST /devices/{id}/files.
 type FileUploadRequest struct {

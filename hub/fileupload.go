@@ -18,8 +18,9 @@ import (
 //
 // The correlation id a device gets names the blob and when the upload's
 // SAS token expires, signed with a key of the hub's (derivedKey): a
-// notification is checked against it with nothing kept in between, on any
-// node.
+// notification is checked against it on any node. What is kept in between
+// is the count of a device's uploads under way (ActiveUploads), for IoT
+// Hub's limit of 10.
 
 // maxBlobName is Azure Storage's limit on a blob name.
 const maxBlobName = 1024
@@ -54,8 +55,14 @@ func (h *Hub) RequestFileUpload(ctx context.Context, id string, req twinhub.File
 	if err != nil {
 		return nil, twinhub.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "the file upload storage account: %v", err)
 	}
+	correlation := h.uploadCorrelation(blob, expiry)
+	if h.uploads != nil {
+		if err := h.uploads.Begin(ctx, id, correlation, expiry, twinhub.MaxActiveFileUploads); err != nil {
+			return nil, twinhub.AsError(err)
+		}
+	}
 	return &twinhub.FileUploadSAS{
-		CorrelationID: h.uploadCorrelation(blob, expiry),
+		CorrelationID: correlation,
 		HostName:      h.blobs.HostName(),
 		ContainerName: h.blobs.Container(),
 		BlobName:      blob,
@@ -73,6 +80,12 @@ func (h *Hub) CompleteFileUpload(ctx context.Context, id string, res twinhub.Fil
 	blob, ok := h.readUploadCorrelation(res.CorrelationID)
 	if !ok || !strings.HasPrefix(blob, id+"/") {
 		return twinhub.ErrInvalid("correlationId %q is not one this hub gave device '%s', or it has expired", res.CorrelationID, id)
+	}
+	if h.uploads != nil {
+		// The upload is no longer under way, whatever its outcome.
+		if err := h.uploads.End(ctx, id, res.CorrelationID); err != nil {
+			return err
+		}
 	}
 	if !res.IsSuccess {
 		return nil

@@ -43,8 +43,10 @@ type Hub struct {
 	// found (nil before its first), for removing the statuses of those
 	// deleted since; the reconciler's goroutine alone uses it.
 	configKnown map[string]bool
-	// blobs is where devices upload files (fileupload.go).
-	blobs twinhub.BlobStorage
+	// blobs is where devices upload files, and uploads counts those
+	// under way (fileupload.go).
+	blobs   twinhub.BlobStorage
+	uploads twinhub.ActiveUploads
 	// ieJobs keeps import and export jobs, which read and write the
 	// containers that opens (importexport.go); life is the hub's
 	// context, which the jobs run in.
@@ -127,8 +129,10 @@ type Config struct {
 	Configurations        twinhub.ConfigurationStore
 	ConfigurationInterval time.Duration
 	// Blobs is the storage account devices upload files to; without it
-	// file upload is refused.
-	Blobs twinhub.BlobStorage
+	// file upload is refused. Uploads counts each device's uploads under
+	// way for IoT Hub's limit; without it there is none.
+	Blobs   twinhub.BlobStorage
+	Uploads twinhub.ActiveUploads
 	// ImportExportJobs keeps import and export jobs, and Containers
 	// opens the blob containers they name; without both, they are
 	// refused.
@@ -171,6 +175,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		configs:      c.Configurations,
 		configKick:   make(chan struct{}, 1),
 		blobs:        c.Blobs,
+		uploads:      c.Uploads,
 		ieJobs:       c.ImportExportJobs,
 		containers:   c.Containers,
 		life:         ctx,

@@ -50,7 +50,11 @@ func openMessaging(ctx context.Context, nc *nats.Conn, f *serveFlags, log *slog.
 	if err != nil {
 		return err
 	}
+	uploads, err := jetstream.OpenUploads(ctx, nc, f.replicas)
+	if err != nil {
+		return err
+	}
 	conf.Telemetry, conf.C2D, conf.Feedback, conf.FileNotifications, conf.ConsumerGroups = tel, q, fb, files, groups
-	conf.Jobs, conf.ImportExportJobs, conf.Configurations = jobs, jobs, configs
+	conf.Jobs, conf.ImportExportJobs, conf.Configurations, conf.Uploads = jobs, jobs, configs, uploads
 	return nil
 }

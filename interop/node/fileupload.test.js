@@ -128,4 +128,19 @@ describe('file upload', () => {
       await b.device.close();
     }
   });
+
+  it('a device has at most 10 uploads under way; one notified frees its place', async () => {
+    const { device } = await newDevice();
+    device.setRetryPolicy(new NoRetry());
+    try {
+      const open = [];
+      for (let i = 0; i < 10; i++) open.push(await device.getBlobSharedAccessSignature(`f${i}.bin`));
+      await assert.rejects(device.getBlobSharedAccessSignature('f10.bin'), (e) => e.response && e.response.statusCode === 403 && /403006|DeviceMaximumActiveFileUploadLimitExceeded/.test(e.responseBody || e.message));
+      // A failed upload ends as surely as one that worked.
+      await device.notifyBlobUploadStatus(open[0].correlationId, false, 500, 'gave up');
+      await device.getBlobSharedAccessSignature('f10.bin');
+    } finally {
+      await device.close();
+    }
+  });
 });
