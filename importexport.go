@@ -309,4 +309,6 @@ type ImportExportJobStore interface {
 	UpdateImportExportJob(ctx context.Context, j *ImportExportJob, rev uint64) (uint64, error)
 	// ImportExportJobs returns every job, oldest first.
 	ImportExportJobs(ctx context.Context) ([]*ImportExportJob, error)
+	// DeleteImportExportJob removes a job that is done.
+	DeleteImportExportJob(ctx context.Context, id string) error
 }

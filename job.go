@@ -155,7 +155,13 @@ type JobStore interface {
 	// every job when jobID is ""), in no particular order, until fn
 	// returns false.
 	DeviceJobs(ctx context.Context, jobID string, fn func(*DeviceJob) bool) error
+	// DeleteJob removes a job and its device records.
+	DeleteJob(ctx context.Context, id string) error
 }
+
+// JobRetention is how long a job that has ended is kept, with its device
+// records (IoT Hub keeps them 30 days); import and export jobs too.
+const JobRetention = 30 * 24 * time.Hour
 
 // ValidateJob checks a new job as IoT Hub does and fills in the defaults;
 // now is the time it is created. For a twin job it returns the update to

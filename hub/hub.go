@@ -121,8 +121,11 @@ type Config struct {
 	// cache).
 	RecordCacheBytes int
 	// Jobs keeps jobs (twin updates and direct methods over many
-	// devices); without it jobs are refused.
-	Jobs twinhub.JobStore
+	// devices); without it jobs are refused. Jobs that ended are kept
+	// JobRetention (0: twinhub.JobRetention, 30 days), with their device
+	// records, as are import and export jobs.
+	Jobs         twinhub.JobStore
+	JobRetention time.Duration
 	// Configurations keeps automatic configurations, applied every
 	// ConfigurationInterval (0: DefaultConfigurationInterval) and after
 	// each change; without it configurations are refused.
@@ -232,6 +235,13 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	}
 	if h.jobs != nil {
 		go h.runJobs(ctx)
+	}
+	if h.jobs != nil || h.ieJobs != nil {
+		retention := c.JobRetention
+		if retention <= 0 {
+			retention = twinhub.JobRetention
+		}
+		go h.sweepJobs(ctx, retention, min(jobSweep, retention))
 	}
 	if h.configs != nil {
 		every := c.ConfigurationInterval

@@ -337,3 +337,25 @@ func TestImportExportJobRefusals(t *testing.T) {
 		t.Errorf("a job after one whose node stopped: %v", err)
 	}
 }
+
+// TestImportExportJobRetention: an import or export job that ended is
+// kept JobRetention, then deleted.
+func TestImportExportJobRetention(t *testing.T) {
+	ctx := context.Background()
+	blobs := newMemContainers()
+	h := hubtest.New(t, hubtest.WithConfig(func(c *hub.Config) { c.Containers, c.JobRetention = blobs, 300*time.Millisecond }))
+	j, err := h.CreateImportExportJob(ctx, twinhub.ImportExportJob{Type: "export", OutputBlobContainerURI: "https://account.example/out?sig=x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitImportExport(t, h, j.JobID)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := h.GetImportExportJob(ctx, j.JobID)
+		if twinhub.AsError(err).Status == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ended job is still there: %v", err)
+		}
+	}
+}

@@ -523,3 +523,50 @@ func (h *Hub) jobMethod(ctx context.Context, j *twinhub.Job, dev string, resumed
 	}
 	return h.endDeviceJob(ctx, d, err)
 }
+
+// jobSweep is how often ended jobs past JobRetention are deleted.
+const jobSweep = time.Hour
+
+// sweepJobs deletes, every jobSweep and once at the start, the jobs (and
+// import and export jobs) that ended more than retention ago, with their
+// device records. Every node sweeps; deleting twice is harmless.
+func (h *Hub) sweepJobs(ctx context.Context, retention, every time.Duration) {
+	for {
+		h.deleteEndedJobs(ctx, time.Now().Add(-retention))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// deleteEndedJobs deletes the jobs that ended before cutoff.
+func (h *Hub) deleteEndedJobs(ctx context.Context, cutoff time.Time) {
+	if h.jobs != nil {
+		jobs, err := h.jobs.Jobs(ctx)
+		if err != nil && ctx.Err() == nil {
+			h.log.Warn("listing jobs to sweep", "err", err)
+		}
+		for _, j := range jobs {
+			if j.Done() && j.EndTime != nil && j.EndTime.Before(cutoff) {
+				if err := h.jobs.DeleteJob(ctx, j.JobID); err != nil && ctx.Err() == nil {
+					h.log.Warn("deleting an old job", "job", j.JobID, "err", err)
+				}
+			}
+		}
+	}
+	if h.ieJobs != nil {
+		jobs, err := h.ieJobs.ImportExportJobs(ctx)
+		if err != nil && ctx.Err() == nil {
+			h.log.Warn("listing import/export jobs to sweep", "err", err)
+		}
+		for _, j := range jobs {
+			if j.Done() && j.EndTimeUTC != nil && j.EndTimeUTC.Before(cutoff) {
+				if err := h.ieJobs.DeleteImportExportJob(ctx, j.JobID); err != nil && ctx.Err() == nil {
+					h.log.Warn("deleting an old import/export job", "job", j.JobID, "err", err)
+				}
+			}
+		}
+	}
+}

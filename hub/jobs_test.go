@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/jetstream"
 )
@@ -216,5 +217,38 @@ func TestTwinJobResumes(t *testing.T) {
 		if doc["version"] != float64(version) {
 			t.Errorf("%s: twin version %v, want %d (tags %v)", id, doc["version"], version, doc["tags"])
 		}
+	}
+}
+
+// TestJobRetention: a job that ended is kept JobRetention, then deleted
+// with its device records; one that has not ended is kept.
+func TestJobRetention(t *testing.T) {
+	h := hubtest.New(t, hubtest.WithConfig(func(c *hub.Config) { c.JobRetention = 300 * time.Millisecond }))
+	ctx := context.Background()
+	if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.CreateJob(ctx, twinhub.Job{JobID: "old", Type: twinhub.JobUpdateTwin, QueryCondition: "*",
+		UpdateTwin: json.RawMessage(`{"etag":"*","tags":{"x":1}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, h, "old")
+	if rows := deviceJobs(t, h, "WHERE devices.jobs.jobId = 'old'"); len(rows) != 1 {
+		t.Fatalf("device jobs %v", rows)
+	}
+	later := twinhub.Time{Time: time.Now().Add(time.Hour)}
+	if _, err := h.CreateJob(ctx, twinhub.Job{JobID: "pending", Type: twinhub.JobUpdateTwin, QueryCondition: "*", StartTime: later,
+		UpdateTwin: json.RawMessage(`{"etag":"*","tags":{"x":2}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the ended job deleted", func() bool {
+		_, err := h.GetJob(ctx, "old")
+		return statusOf(err) == http.StatusNotFound
+	})
+	if rows := deviceJobs(t, h, "WHERE devices.jobs.jobId = 'old'"); len(rows) != 0 {
+		t.Errorf("device jobs of a deleted job %v", rows)
+	}
+	if j, err := h.GetJob(ctx, "pending"); err != nil || j.Done() {
+		t.Errorf("the job that has not ended: %+v %v", j, err)
 	}
 }

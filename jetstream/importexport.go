@@ -143,3 +143,7 @@ func (s *Jobs) ImportExportJobs(ctx context.Context) ([]*twinhub.ImportExportJob
 	}
 	return jobs, err
 }
+
+func (s *Jobs) DeleteImportExportJob(ctx context.Context, id string) error {
+	return s.kv.Purge(ctx, importExportKey(id))
+}

@@ -166,3 +166,28 @@ func (s *Jobs) DeviceJobs(ctx context.Context, jobID string, fn func(*twinhub.De
 	}
 	return err
 }
+
+func (s *Jobs) DeleteJob(ctx context.Context, id string) error {
+	keys, err := s.kv.ListKeysFiltered(ctx, "d."+twinhub.EncodeID(id)+".*")
+	if err != nil {
+		return err
+	}
+	var records []string
+	for k := range keys.Keys() { // closed once every key has come
+		records = append(records, k)
+	}
+	var first error
+	for _, k := range records {
+		if err := s.kv.Purge(ctx, k); err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first // the job stays, to be deleted again
+	}
+	if err := s.kv.Purge(ctx, jobKey(id)); err != nil {
+		return err
+	}
+	// Purging leaves a marker a key; those older than 30 minutes go.
+	return s.kv.PurgeDeletes(ctx)
+}
