@@ -15,7 +15,7 @@ func (e *env) configurations() error {
 	if err := e.createDevices(ids, func(i int) map[string]any { return map[string]any{"cfgbench": e.prefix} }); err != nil {
 		return err
 	}
-	e.waitIndexed(len(ids))
+	e.waitIndexed(len(ids), "cfg")
 	id := fmt.Sprintf("%s-cfg", e.prefix)
 	body, _ := json.Marshal(map[string]any{
 		"id": id, "priority": 10, "targetCondition": fmt.Sprintf("tags.cfgbench = '%s'", e.prefix),

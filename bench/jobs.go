@@ -17,7 +17,7 @@ func (e *env) jobs() error {
 	if err := e.createDevices(ids, func(i int) map[string]any { return map[string]any{"jobbench": e.prefix} }); err != nil {
 		return err
 	}
-	e.waitIndexed(len(ids))
+	e.waitIndexed(len(ids), "job")
 
 	reads := func(name string, until func() bool) *Result {
 		rec := newRecorder()

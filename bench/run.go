@@ -19,6 +19,8 @@ import (
 var (
 	Scenarios = []string{"connect", "reported", "desired", "twin-read", "telemetry", "query", "methods", "telemetry-amqp", "reported-amqp", "desired-amqp", "sessions-amqp", "eventhub", "c2d-amqp", "jobs", "configurations"}
 	Baselines = []string{"kv", "mosquitto", "tls", "https", "c2d-rest"}
+	// Heavy scenarios run only when named: not part of "all".
+	Heavy = []string{"million"}
 )
 
 // baselinesOf says which baselines give a scenario's numbers their ratio.
@@ -146,7 +148,7 @@ type env struct {
 // Check refuses names that are neither scenarios, baselines nor "all".
 func Check(names []string) error {
 	for _, n := range names {
-		if n != "all" && !slices.Contains(Scenarios, n) && !slices.Contains(Baselines, n) {
+		if n != "all" && !slices.Contains(Scenarios, n) && !slices.Contains(Baselines, n) && !slices.Contains(Heavy, n) {
 			return fmt.Errorf("no scenario %q: choose from %s, %s or all", n, strings.Join(Scenarios, ", "), strings.Join(Baselines, ", "))
 		}
 	}
@@ -168,7 +170,7 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 				run = append(run, baselinesOf[sc]...)
 			}
 			run = append(run, Baselines...)
-		case slices.Contains(Scenarios, n) || slices.Contains(Baselines, n):
+		case slices.Contains(Scenarios, n) || slices.Contains(Baselines, n) || slices.Contains(Heavy, n):
 			run = append(run, n)
 			if !cfg.NoBaselines {
 				run = append(run, baselinesOf[n]...)
@@ -243,6 +245,8 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 			err = e.jobs()
 		case "configurations":
 			err = e.configurations()
+		case "million":
+			err = e.million()
 		}
 		if err != nil {
 			return e.report, fmt.Errorf("%s: %w", name, err)
@@ -298,9 +302,14 @@ func (e *env) ids(scenario string, n int) []string {
 
 // createDevices registers devices with the run's key.
 func (e *env) createDevices(ids []string, tags func(int) map[string]any) error {
+	return e.loadDevices(ids, 8, tags)
+}
+
+// loadDevices is createDevices with conc bulk requests in flight.
+func (e *env) loadDevices(ids []string, conc int, tags func(int) map[string]any) error {
 	start := time.Now()
 	last := time.Now()
-	err := e.svc.createDevices(e.ctx, ids, e.key, 8, tags, func(n int) {
+	err := e.svc.createDevices(e.ctx, ids, e.key, conc, tags, func(n int) {
 		if time.Since(last) > time.Second {
 			last = time.Now()
 			e.progressf("  creating devices: %d/%d", n, len(ids))

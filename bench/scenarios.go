@@ -369,7 +369,7 @@ func (e *env) query() error {
 	lres.note("bulk POST /devices, 100 identities with tags a request, 8 at once (each is a create then a tag write)")
 	e.add(lres)
 	// Let the index catch up with the load before measuring.
-	e.waitIndexed(len(ids))
+	e.waitIndexed(len(ids), "query")
 
 	// Updates in the background, at a steady pace.
 	upd := newRecorder()
@@ -449,9 +449,9 @@ func (e *env) query() error {
 
 // waitIndexed waits (up to 30 s) until a query counts n twins of the
 // scenario, so that queries measure a loaded index.
-func (e *env) waitIndexed(n int) {
+func (e *env) waitIndexed(n int, scenario string) {
 	deadline := time.Now().Add(30 * time.Second)
-	q := fmt.Sprintf("SELECT COUNT() AS n FROM devices WHERE STARTSWITH(deviceId, '%s-query-')", e.prefix)
+	q := fmt.Sprintf("SELECT COUNT() AS n FROM devices WHERE STARTSWITH(deviceId, '%s-%s-')", e.prefix, scenario)
 	body, _ := json.Marshal(map[string]string{"query": q})
 	for time.Now().Before(deadline) {
 		data, _, err := e.svc.do(e.ctx, "POST", "/devices/query", nil, body)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/twinhub/twinhub/sas"
 )
@@ -50,6 +51,10 @@ type Target struct {
 	Local bool
 	// InProcess is true when that hub runs in this process.
 	InProcess bool
+	// Restart, when set, stops the hub and starts it again on the same
+	// data and addresses, returning when the new process started (it
+	// may not answer yet). Usage follows the new process.
+	Restart func() (started time.Time, err error)
 }
 
 // ExternalTarget describes a hub given by an owner connection string and

@@ -167,23 +167,30 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 	hubCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	var proc *os.Process
-	if child {
+	// startChild runs `twinhub serve` on the data folder with addresses
+	// (first on ports the system chooses, then on those it chose).
+	startChild := func(https, mqtt, amqp string) error {
 		exe, err := os.Executable()
 		if err != nil {
-			cancel()
-			return nil, nil, err
+			return err
 		}
 		cmd := exec.CommandContext(hubCtx, exe, "serve", "--data", tmp, "--hostname", "localhost",
-			"--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0", "--log-level", "error")
+			"--https-addr", https, "--mqtt-addr", mqtt, "--amqp-addr", amqp, "--log-level", "error")
 		cmd.Stderr = os.Stderr
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		cmd.WaitDelay = 15 * time.Second
 		if err := cmd.Start(); err != nil {
-			cancel()
-			return nil, nil, err
+			return err
 		}
 		proc = cmd.Process
 		go func() { done <- cmd.Wait() }()
+		return nil
+	}
+	if child {
+		if err := startChild("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"); err != nil {
+			cancel()
+			return nil, nil, err
+		}
 	} else {
 		sg := *g
 		sg.data = tmp
@@ -247,6 +254,20 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 	if proc != nil {
 		t.Usage = bench.PIDUsage(proc.Pid)
 		t.UsageNote = fmt.Sprintf("the hub's own process (%d), from /proc", proc.Pid)
+		// Restart stops the hub (SIGINT, as an operator would) and starts
+		// it again on the same folder and addresses.
+		t.Restart = func() (time.Time, error) {
+			proc.Signal(os.Interrupt)
+			if err := <-done; err != nil {
+				return time.Time{}, fmt.Errorf("the hub's exit: %w", err)
+			}
+			started := time.Now()
+			if err := startChild(srv.HTTPSAddr, srv.MQTTAddr, srv.AMQPAddr); err != nil {
+				return time.Time{}, err
+			}
+			t.Usage = bench.PIDUsage(proc.Pid)
+			return started, nil
+		}
 	} else {
 		t.InProcess = true
 		t.Usage = bench.SelfUsage

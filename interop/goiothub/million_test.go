@@ -1,0 +1,55 @@
+package goiothub
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/twinhub/twinhub/internal/servetest"
+)
+
+// TestBenchMillionSmoke runs `twinhub bench million` at 20,000 twins with
+// a hub process of its own, as a smoke test of the scenario and its
+// restart: every phase must count operations without errors. The figures
+// at 1,000,000 twins are in BENCHMARKS.md; no timing is checked here.
+func TestBenchMillionSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 20,000 twins into a hub of its own")
+	}
+	report := filepath.Join(t.TempDir(), "million.json")
+	cmd := exec.Command(servetest.Binary(t), "--data", t.TempDir(), "bench", "million", "--twins", "20000",
+		"--duration", "2s", "--hub-process", "--json", report)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("twinhub bench million: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Results []struct {
+			Name   string  `json:"name"`
+			Ops    int64   `json:"ops"`
+			Errors int64   `json:"errors"`
+			Rate   float64 `json:"rate_per_s"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Results {
+		seen[r.Name] = true
+		if r.Errors != 0 || (r.Name != "million/memory" && r.Ops == 0) {
+			t.Errorf("%s: %d operations, %d errors", r.Name, r.Ops, r.Errors)
+		}
+	}
+	for _, name := range []string{"million/load", "million/updates-rest", "million/by-id", "million/selective", "million/reported-mqtt", "million/memory", "million/restart"} {
+		if !seen[name] {
+			t.Errorf("no result %s:\n%s", name, out)
+		}
+	}
+}
