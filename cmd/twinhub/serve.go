@@ -44,6 +44,7 @@ type serveFlags struct {
 	replicas   int
 	logLevel   string
 	pprofAddr  string
+	memLimit   string
 	limits     throttle.Limits
 
 	telemetryPartitions int
@@ -85,6 +86,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&f.replicas, "replicas", 1, "copies of each stream and bucket kept by an external NATS cluster (--nats); 1 when embedded")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "loopback address on which to serve Go's profiles at /debug/pprof/ (plain HTTP; default off)")
+	fl.StringVar(&f.memLimit, "memory-limit", "auto", "memory the hub keeps to (Go's soft limit: it collects garbage harder as it nears it), e.g. 2GiB; auto: half the machine's (or cgroup's) memory unless GOMEMLIMIT is set; off: none")
 	fl.IntVar(&f.telemetryPartitions, "telemetry-partitions", jetstream.DefaultTelemetryPartitions, "partitions of the telemetry stream when it is created")
 	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
 	fl.StringVar(&f.fileUploadStorage, "file-upload-storage", "", "Azure Storage connection string of the account devices upload files to (env TWINHUB_FILE_UPLOAD_STORAGE, which keeps the key out of the process list); file upload is off without it")
@@ -109,6 +111,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	dir, err := datadir.Open(g.data)
 	if err != nil {
 		return err
+	}
+	memLimit, err := applyMemoryLimit(f.memLimit, log)
+	if err != nil {
+		return err
+	}
+	if memLimit > 0 {
+		log.Info("memory limit", "bytes", memLimit, "MiB", memLimit>>20)
 	}
 	if f.pprofAddr != "" {
 		stopPprof, err := servePprof(f.pprofAddr, log)
