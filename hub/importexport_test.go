@@ -89,17 +89,15 @@ func ieHub(t *testing.T, blobs *memContainers) *hubtest.Hub {
 // waitImportExport polls a job until it has ended.
 func waitImportExport(t *testing.T, h *hubtest.Hub, id string) *twinhub.ImportExportJob {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		j, err := h.GetImportExportJob(context.Background(), id)
-		if err != nil {
+	var j *twinhub.ImportExportJob
+	eventually(t, "import/export job "+id+" ended", func() bool {
+		var err error
+		if j, err = h.GetImportExportJob(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
-		if j.Done() {
-			return j
-		}
-	}
-	t.Fatalf("import/export job %s has not ended", id)
-	return nil
+		return j.Done()
+	})
+	return j
 }
 
 // lines reads a blob of JSON lines.
@@ -349,13 +347,8 @@ func TestImportExportJobRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitImportExport(t, h, j.JobID)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually(t, "the ended job deleted", func() bool {
 		_, err := h.GetImportExportJob(ctx, j.JobID)
-		if twinhub.AsError(err).Status == http.StatusNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the ended job is still there: %v", err)
-		}
-	}
+		return twinhub.AsError(err).Status == http.StatusNotFound
+	})
 }

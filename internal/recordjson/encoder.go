@@ -66,7 +66,11 @@ func (e *jsonEncoder) strings(a []string) {
 	e.b = append(e.b, ']')
 }
 
-func (e *jsonEncoder) object(m map[string]any) {
+func (e *jsonEncoder) object(m map[string]any) { writeObject(e, m, e.value) }
+
+// writeObject writes m as encoding/json does (keys sorted; null when
+// nil), each value by value.
+func writeObject[V any](e *jsonEncoder, m map[string]V, value func(V)) {
 	if m == nil {
 		e.b = append(e.b, "null"...)
 		return
@@ -78,7 +82,7 @@ func (e *jsonEncoder) object(m map[string]any) {
 		}
 		e.string(k)
 		e.b = append(e.b, ':')
-		e.value(m[k])
+		value(m[k])
 	}
 	e.b = append(e.b, '}')
 }

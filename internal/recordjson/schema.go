@@ -113,22 +113,6 @@ func structMember[T, F any](name string, s *schema[F], field func(v *T) *F) memb
 // stringMapMember is a JSON object of strings: null when nil.
 func stringMapMember[T any](name string, field func(v *T) *map[string]string) member[T] {
 	return member[T]{name: name,
-		read: func(d *Decoder, v *T) bool { return d.StringMap(field(v)) },
-		write: func(e *jsonEncoder, v *T) {
-			m := *field(v)
-			if m == nil {
-				e.b = append(e.b, "null"...)
-				return
-			}
-			e.b = append(e.b, '{')
-			for i, k := range sortedKeys(m) {
-				if i > 0 {
-					e.b = append(e.b, ',')
-				}
-				e.string(k)
-				e.b = append(e.b, ':')
-				e.string(m[k])
-			}
-			e.b = append(e.b, '}')
-		}}
+		read:  func(d *Decoder, v *T) bool { return d.StringMap(field(v)) },
+		write: func(e *jsonEncoder, v *T) { writeObject(e, *field(v), e.string) }}
 }

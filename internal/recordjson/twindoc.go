@@ -34,17 +34,11 @@ func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
 	e.float(float64(c2d))
 	if len(r.Twin.Configurations) > 0 {
 		e.field("configurations", false)
-		e.b = append(e.b, '{')
-		for i, id := range sortedKeys(r.Twin.Configurations) {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.string(id)
-			e.b = append(e.b, `:{"status":`...)
-			e.string(r.Twin.Configurations[id])
+		writeObject(&e, r.Twin.Configurations, func(status string) {
+			e.b = append(e.b, `{"status":`...)
+			e.string(status)
 			e.b = append(e.b, '}')
-		}
-		e.b = append(e.b, '}')
+		})
 	}
 	e.field("connectionState", false)
 	e.string(state)
