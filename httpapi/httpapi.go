@@ -19,6 +19,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/sas"
 	"github.com/twinhub/twinhub/throttle"
 )
@@ -34,6 +35,8 @@ type API struct {
 	mux *http.ServeMux
 	// limits throttles authorized requests (throttle.go); nil: none.
 	limits *throttle.Throttle
+	// metrics counts and times the requests; nil: none.
+	metrics *metrics.Metrics
 }
 
 // Options configure the REST API.
@@ -45,6 +48,9 @@ type Options struct {
 	// after authorization, so that requests without valid credentials
 	// cannot use up the rates of the ones with. nil limits nothing.
 	Throttle *throttle.Throttle
+	// Metrics counts the requests by route and status, and times them;
+	// nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // New returns the REST API of hub as an http.Handler.
@@ -52,7 +58,7 @@ func New(core *hub.Hub, o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	a := &API{hub: core, log: o.Log, limits: o.Throttle, mux: http.NewServeMux()}
+	a := &API{hub: core, log: o.Log, limits: o.Throttle, metrics: o.Metrics, mux: http.NewServeMux()}
 	read := []sas.Permission{sas.RegistryRead}
 	write := []sas.Permission{sas.RegistryWrite}
 	twinRead := []sas.Permission{sas.ServiceConnect, sas.RegistryRead}
@@ -191,7 +197,14 @@ func resourceOf(template string, r *http.Request) string {
 // and whose resource covers the route's (a template for resourceOf).
 func (a *API) route(pattern string, rights []sas.Permission, resource string, h handler) {
 	class := routeClass(pattern)
-	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	a.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+		w := rw
+		if a.metrics != nil {
+			sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
+			start := time.Now()
+			defer func() { a.metrics.ObserveHTTP(pattern, sw.code, time.Since(start)) }()
+			w = sw
+		}
 		if err := checkAPIVersion(r); err != nil {
 			a.writeError(w, r, err)
 			return
@@ -212,6 +225,17 @@ func (a *API) route(pattern string, rights []sas.Permission, resource string, h 
 		}
 		writeJSON(w, status, body)
 	})
+}
+
+// statusWriter keeps the status code a handler answered, for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 var apiVersionPattern = regexp.MustCompile(`^20[1-9][0-9]-[01][0-9]-[0-3][0-9](-preview)?$`)

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/index"
@@ -152,6 +153,18 @@ func (h *Hub) readToken(q *query.Query, s string) (index.Cursor, error) {
 
 // catchUp brings the index up to the store's last revision, so that what
 // the caller reads next includes every write acknowledged before.
+// Ready says whether the hub can serve: its store answers and the query
+// index has caught up with it (within ctx's deadline), for /readyz.
+func (h *Hub) Ready(ctx context.Context) error {
+	if _, err := h.store.LastRevision(ctx); err != nil {
+		return fmt.Errorf("the store does not answer: %w", err)
+	}
+	if err := h.catchUp(ctx); err != nil {
+		return fmt.Errorf("the query index has not caught up with the store: %w", err)
+	}
+	return nil
+}
+
 func (h *Hub) catchUp(ctx context.Context) error {
 	rev, err := h.store.LastRevision(ctx)
 	if err != nil {

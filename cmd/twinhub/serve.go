@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,21 +32,22 @@ import (
 )
 
 type serveFlags struct {
-	hostname   string
-	httpsAddr  string
-	mqttAddr   string
-	amqpAddr   string
-	deviceCA   string
-	tlsCert    string
-	tlsKey     string
-	natsURL    string
-	syncAlways bool
-	syncEvery  time.Duration
-	replicas   int
-	logLevel   string
-	pprofAddr  string
-	memLimit   string
-	limits     throttle.Limits
+	hostname    string
+	httpsAddr   string
+	mqttAddr    string
+	amqpAddr    string
+	deviceCA    string
+	tlsCert     string
+	tlsKey      string
+	natsURL     string
+	syncAlways  bool
+	syncEvery   time.Duration
+	replicas    int
+	logLevel    string
+	pprofAddr   string
+	metricsAddr string
+	memLimit    string
+	limits      throttle.Limits
 
 	telemetryPartitions int
 	telemetryRetention  time.Duration
@@ -86,6 +88,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&f.replicas, "replicas", 1, "copies of each stream and bucket kept by an external NATS cluster (--nats); 1 when embedded")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "loopback address on which to serve Go's profiles at /debug/pprof/ (plain HTTP; default off)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "address of Prometheus metrics (/metrics) and health (/healthz, /readyz), plain HTTP; a bare port is on loopback (default off)")
 	fl.StringVar(&f.memLimit, "memory-limit", "auto", "memory the hub keeps to (Go's soft limit: it collects garbage harder as it nears it), e.g. 2GiB; auto: half the machine's (or cgroup's) memory unless GOMEMLIMIT is set; off: none")
 	fl.IntVar(&f.telemetryPartitions, "telemetry-partitions", jetstream.DefaultTelemetryPartitions, "partitions of the telemetry stream when it is created")
 	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
@@ -179,7 +182,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	api := httpapi.New(core, httpapi.Options{Log: log, Throttle: limits})
+	m := newMetrics(f, core)
+	api := httpapi.New(core, httpapi.Options{Log: log, Throttle: limits, Metrics: m})
 	httpsLn, err := listen(f.httpsAddr, "--https-addr")
 	if err != nil {
 		return err
@@ -221,6 +225,18 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		}
 	}()
 
+	var serving atomic.Bool
+	if m != nil {
+		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log)
+		if err != nil {
+			httpsLn.Close()
+			mqttLn.Close()
+			amqpLn.Close()
+			return err
+		}
+		defer stopMetrics()
+	}
+	serving.Store(true)
 	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), AMQPAddr: amqpLn.Addr().String(), PID: os.Getpid()}); err != nil {
 		return err
 	}
@@ -251,6 +267,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	log.Info("shutting down")
+	serving.Store(false)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/metrics"
+)
+
+// newMetrics makes the hub's metrics when --metrics-addr asks for them
+// (nil otherwise: the front ends then record nothing).
+func newMetrics(f *serveFlags, core *hub.Hub) *metrics.Metrics {
+	if f.metricsAddr == "" {
+		return nil
+	}
+	return metrics.New(func(ctx context.Context) (metrics.Registry, error) {
+		ds, ss, err := core.Statistics(ctx)
+		if err != nil {
+			return metrics.Registry{}, err
+		}
+		return metrics.Registry{Devices: int64(ds.TotalDeviceCount), EnabledDevices: int64(ds.EnabledDeviceCount),
+			DisabledDevices: int64(ds.DisabledDeviceCount), ConnectedDevices: int64(ss.ConnectedDeviceCount)}, nil
+	})
+}
+
+// metricsAddr is --metrics-addr as a listening address: a bare port
+// (":9090" or "9090") is on loopback, since metrics are served without
+// TLS or authentication; a host:port is taken as given.
+func metricsAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return net.JoinHostPort("127.0.0.1", addr)
+	}
+	if host == "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz on --metrics-addr
+// (plain HTTP). Ready means the hub answers (Hub.Ready) and its listeners
+// are open: serving, set once they are and cleared at shutdown.
+func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomic.Bool, log *slog.Logger) (stop func(), err error) {
+	ln, err := listen(metricsAddr(addr), "--metrics-addr")
+	if err != nil {
+		return nil, err
+	}
+	checks := []metrics.Check{
+		{Name: "store", Run: core.Ready},
+		{Name: "listeners", Run: func(context.Context) error {
+			if !serving.Load() {
+				return errors.New("the hub's listeners are not open (starting or shutting down)")
+			}
+			return nil
+		}},
+	}
+	srv := &http.Server{Handler: m.Handler(checks), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics listener", "err", err)
+		}
+	}()
+	log.Info("metrics", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}

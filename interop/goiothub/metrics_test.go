@@ -1,0 +1,138 @@
+package goiothub
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amenzhinsky/iothub/iotservice"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// TestMetricsAndHealth: with --metrics-addr a hub serves /healthz, /readyz
+// and Prometheus metrics that count the REST requests a real client made
+// (by route pattern and status, never by device id) and the registry; a
+// bare port listens on loopback only.
+func TestMetricsAndHealth(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, "127.0.0.75", "--metrics-addr", "127.0.0.75:9464")
+	base := "http://127.0.0.75:9464"
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	code, body := get("/readyz")
+	var ready struct{ Ready bool }
+	if json.Unmarshal([]byte(body), &ready); code != 200 || !ready.Ready {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+
+	svc := h.Service(t)
+	ctx := testContext(t)
+	for i := range 3 {
+		if _, err := svc.CreateDevice(ctx, &iotservice.Device{DeviceID: fmt.Sprint("m", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.GetDevice(ctx, "m0"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := svc.GetDevice(ctx, "nope")
+	wantStatus(t, "GetDevice of an unknown device", err, http.StatusNotFound)
+
+	code, body = get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("the exposition does not parse: %v", err)
+	}
+	value := func(name string, labels map[string]string) (float64, bool) {
+		f := families[name]
+		if f == nil {
+			return 0, false
+		}
+	next:
+		for _, m := range f.Metric {
+			for k, v := range labels {
+				if !hasLabel(m, k, v) {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount()), true
+			}
+		}
+		return 0, false
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"twinhub_http_requests_total", map[string]string{"route": "PUT /devices/{id}", "code": "200"}, 3},
+		{"twinhub_http_requests_total", map[string]string{"route": "GET /devices/{id}", "code": "200"}, 1},
+		{"twinhub_http_requests_total", map[string]string{"route": "GET /devices/{id}", "code": "404"}, 1},
+		{"twinhub_http_request_duration_seconds", map[string]string{"route": "PUT /devices/{id}"}, 3},
+		{"twinhub_devices", map[string]string{"status": "enabled"}, 3},
+		{"twinhub_devices_connected", nil, 0},
+		{"twinhub_registry_scrape_error", nil, 0},
+	} {
+		if got, ok := value(c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	if _, ok := families["go_goroutines"]; !ok {
+		t.Error("no Go runtime metrics")
+	}
+	if strings.Contains(body, "m0") {
+		t.Error("a device id appears in the metrics")
+	}
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.Label {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMetricsBarePortIsLoopback: --metrics-addr with a bare port listens
+// on 127.0.0.1 only.
+func TestMetricsBarePortIsLoopback(t *testing.T) {
+	t.Parallel()
+	startHub(t, "127.0.0.76", "--metrics-addr", ":9465")
+	if _, err := http.Get("http://127.0.0.1:9465/healthz"); err != nil {
+		t.Fatalf("loopback: %v", err)
+	}
+	d := net.Dialer{Timeout: time.Second}
+	if c, err := d.Dial("tcp", "127.0.0.76:9465"); err == nil {
+		c.Close()
+		t.Error("the metrics of a bare port answer on the hub's own address")
+	}
+}

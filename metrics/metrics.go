@@ -1,0 +1,130 @@
+// Package metrics is what operators watch a hub by: Prometheus metrics
+// (github.com/prometheus/client_golang) at /metrics, and /healthz and
+// /readyz for load balancers and orchestrators, on a listener of their
+// own (`serve --metrics-addr`). Names follow the Prometheus conventions
+// (units in the names, _total on counters) and labels are bounded sets:
+// route patterns and status codes, never a device id.
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the hub's collectors. A nil *Metrics records nothing,
+// so that front ends started without metrics need no checks.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+}
+
+// Registry is the registry's counts, read at each scrape.
+type Registry struct {
+	Devices, EnabledDevices, DisabledDevices, ConnectedDevices int64
+}
+
+// New makes the collectors: Go's runtime and the process, the REST API's
+// requests, and the registry's counts from registry (called at each
+// scrape; nil leaves them out).
+func New(registry func(ctx context.Context) (Registry, error)) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "twinhub_http_requests_total",
+		Help: "REST API requests answered, by route pattern and HTTP status code.",
+	}, []string{"route", "code"})
+	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "twinhub_http_request_duration_seconds",
+		Help:    "Time to answer a REST API request, by route pattern.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route"})
+	m.reg.MustRegister(m.httpRequests, m.httpDuration)
+	if registry != nil {
+		m.reg.MustRegister(&registryCollector{read: registry})
+	}
+	return m
+}
+
+// ObserveHTTP records a REST request answered with code after d.
+func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// registryCollector reports the registry's counts as gauges.
+type registryCollector struct {
+	read func(ctx context.Context) (Registry, error)
+}
+
+var (
+	devicesDesc   = prometheus.NewDesc("twinhub_devices", "Device identities, by status (enabled, disabled).", []string{"status"}, nil)
+	connectedDesc = prometheus.NewDesc("twinhub_devices_connected", "Devices whose connection state is Connected, on every node.", nil, nil)
+	scrapeErrDesc = prometheus.NewDesc("twinhub_registry_scrape_error", "1 when the registry's counts could not be read for this scrape.", nil, nil)
+)
+
+func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- devicesDesc
+	ch <- connectedDesc
+	ch <- scrapeErrDesc
+}
+
+func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := c.read(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(scrapeErrDesc, prometheus.GaugeValue, 1)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeErrDesc, prometheus.GaugeValue, 0)
+	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(r.EnabledDevices), "enabled")
+	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(r.DisabledDevices), "disabled")
+	ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, float64(r.ConnectedDevices))
+}
+
+// Check is one condition of readiness: nil when it holds.
+type Check struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// Handler serves /metrics, /healthz (the process answers) and /readyz
+// (every check holds: 200, else 503 with what failed, as JSON).
+func (m *Metrics) Handler(checks []Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		failed := map[string]string{}
+		for _, c := range checks {
+			if err := c.Run(ctx); err != nil {
+				failed[c.Name] = err.Error()
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]any{"ready": false, "failed": failed})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"ready": true})
+	})
+	return mux
+}
