@@ -23,7 +23,7 @@ var layers = map[string][]string{
 	".":                   {},
 	"internal/recordjson": {"."},
 	"index":               {".", "internal/recordjson", "query"},
-	"hub":                 {".", "index", "internal/recordjson", "query", "sas"},
+	"hub":                 {".", "index", "internal/recordjson", "query", "sas", "metrics"},
 	"jetstream":           {".", "internal/recordjson"},
 	"blobstore":           {"."},
 	"httpapi":             {".", "hub", "sas", "throttle", "metrics"},

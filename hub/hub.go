@@ -13,6 +13,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/index"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -47,6 +48,8 @@ type Hub struct {
 	// under way (fileupload.go).
 	blobs   twinhub.BlobStorage
 	uploads twinhub.ActiveUploads
+	// metrics counts operations (nil: none); see resultOf.
+	metrics *metrics.Metrics
 	// ieJobs keeps import and export jobs, which read and write the
 	// containers that opens (importexport.go); life is the hub's
 	// context, which the jobs run in.
@@ -141,6 +144,9 @@ type Config struct {
 	// refused.
 	ImportExportJobs twinhub.ImportExportJobStore
 	Containers       twinhub.BlobContainers
+	// Metrics counts the hub's operations (twin reads and writes,
+	// queries, telemetry, C2D, methods); nil counts nothing.
+	Metrics *metrics.Metrics
 	// FaultInjection lets devices drop their own connections with IoT
 	// Hub's fault injection messages (faults.go), for SDK resilience
 	// tests; off in production.
@@ -184,6 +190,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		life:         ctx,
 
 		faultInjection: c.FaultInjection,
+		metrics:        c.Metrics,
 	}
 	if h.eventHub == "" {
 		h.eventHub = DefaultEventHubName(h.host)
@@ -255,3 +262,12 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 
 // Host is the hub's host name.
 func (h *Hub) Host() string { return h.host }
+
+// resultOf is an operation's result as metrics label it: "ok", or the IoT
+// Hub error code of its failure (a bounded set).
+func resultOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return twinhub.AsError(err).Code
+}

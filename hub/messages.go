@@ -15,6 +15,10 @@ import (
 // its result (see AsyncTelemetryStore). With a store that cannot append
 // asynchronously, the event is stored before SendEventAsync returns.
 func (h *Hub) SendEventAsync(e *twinhub.Event, timeout time.Duration, done func(error)) {
+	if h.metrics != nil {
+		next := done
+		done = func(err error) { h.metrics.Telemetry(resultOf(err)); next(err) }
+	}
 	if len(e.Body) > twinhub.MaxTelemetrySize {
 		done(twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize))
 		return
@@ -27,7 +31,7 @@ func (h *Hub) SendEventAsync(e *twinhub.Event, timeout time.Duration, done func(
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := h.SendEvent(ctx, e)
+	err := h.sendEvent(ctx, e)
 	cancel()
 	done(err)
 }
@@ -36,6 +40,12 @@ func (h *Hub) SendEventAsync(e *twinhub.Event, timeout time.Duration, done func(
 // hub's telemetry store must be set (Config.Telemetry); without one the event
 // is dropped, once with a warning.
 func (h *Hub) SendEvent(ctx context.Context, e *twinhub.Event) error {
+	err := h.sendEvent(ctx, e)
+	h.metrics.Telemetry(resultOf(err))
+	return err
+}
+
+func (h *Hub) sendEvent(ctx context.Context, e *twinhub.Event) error {
 	if len(e.Body) > twinhub.MaxTelemetrySize {
 		return twinhub.ErrTooLarge("message is %d bytes; the limit is %d", len(e.Body), twinhub.MaxTelemetrySize)
 	}
@@ -114,6 +124,7 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessag
 	if err != nil {
 		return err
 	}
+	h.metrics.C2D("sent")
 	if h.bus != nil {
 		h.bus.Publish(c2dReadySubject+twinhub.EncodeID(deviceID), nil)
 	}
@@ -244,7 +255,11 @@ func (h *Hub) countDelivery(ctx context.Context, deviceID string, m *twinhub.C2D
 // CompleteC2D removes a delivered message from its queue, with feedback
 // if the message asked for it.
 func (h *Hub) CompleteC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
-	return h.removeC2D(ctx, deviceID, m, twinhub.FeedbackSuccess)
+	err := h.removeC2D(ctx, deviceID, m, twinhub.FeedbackSuccess)
+	if err == nil {
+		h.metrics.C2D("completed")
+	}
+	return err
 }
 
 // removeC2D removes a message from its device's queue, with feedback of
@@ -269,7 +284,11 @@ func (h *Hub) removeC2D(ctx context.Context, deviceID string, m *twinhub.C2DMess
 // RejectC2D removes a delivered message that the device rejected, with
 // Rejected feedback if the message asked for it.
 func (h *Hub) RejectC2D(ctx context.Context, deviceID string, m *twinhub.C2DMessage) error {
-	return h.removeC2D(ctx, deviceID, m, twinhub.FeedbackRejected)
+	err := h.removeC2D(ctx, deviceID, m, twinhub.FeedbackRejected)
+	if err == nil {
+		h.metrics.C2D("rejected")
+	}
+	return err
 }
 
 // PurgeC2D deletes the pending messages of a device (DELETE

@@ -288,7 +288,11 @@ func checkMethodRequest(req *twinhub.MethodRequest) (response, connect time.Dura
 // answer: 404 DeviceNotOnline if no connection of k serves methods within
 // the connect timeout, 504 GatewayTimeout if the device does not answer
 // within the response timeout (counted from when the call reached it).
-func (h *Hub) InvokeMethod(ctx context.Context, k twinhub.Key, req twinhub.MethodRequest) (*twinhub.MethodResult, error) {
+func (h *Hub) InvokeMethod(ctx context.Context, k twinhub.Key, req twinhub.MethodRequest) (res *twinhub.MethodResult, err error) {
+	if h.metrics != nil {
+		start := time.Now()
+		defer func() { h.metrics.Method(time.Since(start), resultOf(err)) }()
+	}
 	respTimeout, connTimeout, err := checkMethodRequest(&req)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/index"
@@ -27,6 +28,17 @@ import (
 // matching. Grouped queries (aggregates, GROUP BY) are computed again for
 // every page, and their tokens carry the offset of the next group.
 func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation string) (*twinhub.QueryPage, error) {
+	if h.metrics == nil {
+		return h.query(ctx, src, pageSize, continuation)
+	}
+	start := time.Now()
+	page, err := h.query(ctx, src, pageSize, continuation)
+	h.metrics.Query(time.Since(start), resultOf(err))
+	return page, err
+}
+
+// query is Query, uncounted: for the hub's own queries too (queryEach).
+func (h *Hub) query(ctx context.Context, src string, pageSize int, continuation string) (*twinhub.QueryPage, error) {
 	q, err := query.Parse(src)
 	if err != nil {
 		var qe *query.Error
@@ -71,7 +83,7 @@ func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation 
 func (h *Hub) queryEach(ctx context.Context, src string, fn func(item map[string]any)) error {
 	cont := ""
 	for {
-		page, err := h.Query(ctx, src, 1000, cont)
+		page, err := h.query(ctx, src, 1000, cont)
 		if err != nil {
 			return err
 		}

@@ -15,7 +15,8 @@ import (
 // TwinJSON is the twin of a device or module as GET /twins/{id} shows
 // it (Record.TwinDoc encoded as json.Marshal encodes it), rendered once
 // per revision of the twin. The slice is shared: do not change it.
-func (h *Hub) TwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error) {
+func (h *Hub) TwinJSON(ctx context.Context, k twinhub.Key) (twin []byte, err error) {
+	defer func() { h.metrics.TwinRead("service", resultOf(err)) }()
 	e, err := h.getEntry(ctx, k)
 	if err != nil {
 		return nil, err
@@ -28,6 +29,7 @@ func (h *Hub) TwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error) {
 // twin as TwinJSON does.
 func (h *Hub) UpdateTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, ifMatch string) ([]byte, error) {
 	e, err := h.writeTwin(ctx, k, u, ifMatch)
+	h.metrics.TwinUpdate("service", resultOf(err))
 	if err != nil {
 		return nil, err
 	}
@@ -38,6 +40,7 @@ func (h *Hub) UpdateTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdat
 // the new reported $version.
 func (h *Hub) UpdateReported(ctx context.Context, k twinhub.Key, patch map[string]any) (int64, error) {
 	e, err := h.writeTwin(ctx, k, twinhub.TwinUpdate{Reported: patch}, "")
+	h.metrics.TwinUpdate("device", resultOf(err))
 	if err != nil {
 		return 0, err
 	}
@@ -87,6 +90,7 @@ func (h *Hub) writeTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate
 // twin. The slice is shared: do not change it.
 func (h *Hub) DeviceTwinJSON(ctx context.Context, k twinhub.Key) ([]byte, error) {
 	e, err := h.read(ctx, k)
+	h.metrics.TwinRead("device", resultOf(err))
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,22 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+
+	// The hub's operations, whatever front end asked for them; result is
+	// "ok" or an IoT Hub error code (a bounded set).
+	twinReads      *prometheus.CounterVec
+	twinUpdates    *prometheus.CounterVec
+	queries        *prometheus.CounterVec
+	queryDuration  prometheus.Histogram
+	telemetry      *prometheus.CounterVec
+	c2d            *prometheus.CounterVec
+	methods        *prometheus.CounterVec
+	methodDuration prometheus.Histogram
 }
+
+// latencyBuckets are the histogram buckets of the hub's operations, in
+// seconds: half a millisecond to 10 s.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // Registry is the registry's counts, read at each scrape.
 type Registry struct {
@@ -45,9 +60,23 @@ func New(registry func(ctx context.Context) (Registry, error)) *Metrics {
 	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "twinhub_http_request_duration_seconds",
 		Help:    "Time to answer a REST API request, by route pattern.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		Buckets: latencyBuckets,
 	}, []string{"route"})
-	m.reg.MustRegister(m.httpRequests, m.httpDuration)
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	m.twinReads = counter("twinhub_twin_reads_total", "Twin reads, by who read (service: REST and jobs; device: MQTT and AMQP twin GET) and result.", "by", "result")
+	m.twinUpdates = counter("twinhub_twin_updates_total", "Twin writes, by who wrote (service: tags and desired properties; device: reported properties) and result.", "by", "result")
+	m.queries = counter("twinhub_queries_total", "Queries in the IoT Hub query language (a page each), by result.", "result")
+	m.queryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twinhub_query_duration_seconds",
+		Help: "Time to answer a page of a query.", Buckets: latencyBuckets})
+	m.telemetry = counter("twinhub_telemetry_messages_total", "Device-to-cloud messages, by result (ok: stored).", "result")
+	m.c2d = counter("twinhub_c2d_messages_total", "Cloud-to-device messages, by event: sent (queued), completed, rejected.", "event")
+	m.methods = counter("twinhub_method_calls_total", "Direct method calls, by result (ok: the device answered).", "result")
+	m.methodDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twinhub_method_duration_seconds",
+		Help: "Time from a direct method call to the device's answer (or its failure).", Buckets: latencyBuckets})
+	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.twinReads, m.twinUpdates, m.queries, m.queryDuration,
+		m.telemetry, m.c2d, m.methods, m.methodDuration)
 	if registry != nil {
 		m.reg.MustRegister(&registryCollector{read: registry})
 	}
@@ -61,6 +90,51 @@ func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
 	}
 	m.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	m.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// TwinRead records a twin read by "service" or "device".
+func (m *Metrics) TwinRead(by, result string) {
+	if m != nil {
+		m.twinReads.WithLabelValues(by, result).Inc()
+	}
+}
+
+// TwinUpdate records a twin write by "service" or "device".
+func (m *Metrics) TwinUpdate(by, result string) {
+	if m != nil {
+		m.twinUpdates.WithLabelValues(by, result).Inc()
+	}
+}
+
+// Query records a page of a query answered after d.
+func (m *Metrics) Query(d time.Duration, result string) {
+	if m != nil {
+		m.queries.WithLabelValues(result).Inc()
+		m.queryDuration.Observe(d.Seconds())
+	}
+}
+
+// Telemetry records a device-to-cloud message.
+func (m *Metrics) Telemetry(result string) {
+	if m != nil {
+		m.telemetry.WithLabelValues(result).Inc()
+	}
+}
+
+// C2D records a cloud-to-device message event: sent, completed or
+// rejected.
+func (m *Metrics) C2D(event string) {
+	if m != nil {
+		m.c2d.WithLabelValues(event).Inc()
+	}
+}
+
+// Method records a direct method call that ended after d.
+func (m *Metrics) Method(d time.Duration, result string) {
+	if m != nil {
+		m.methods.WithLabelValues(result).Inc()
+		m.methodDuration.Observe(d.Seconds())
+	}
 }
 
 // registryCollector reports the registry's counts as gauges.

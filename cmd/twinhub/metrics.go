@@ -14,13 +14,18 @@ import (
 )
 
 // newMetrics makes the hub's metrics when --metrics-addr asks for them
-// (nil otherwise: the front ends then record nothing).
-func newMetrics(f *serveFlags, core *hub.Hub) *metrics.Metrics {
+// (nil otherwise: the hub and the front ends then record nothing). core
+// gives the hub once it runs, for the registry's counts.
+func newMetrics(f *serveFlags, core func() *hub.Hub) *metrics.Metrics {
 	if f.metricsAddr == "" {
 		return nil
 	}
 	return metrics.New(func(ctx context.Context) (metrics.Registry, error) {
-		ds, ss, err := core.Statistics(ctx)
+		h := core()
+		if h == nil {
+			return metrics.Registry{}, errors.New("the hub is starting")
+		}
+		ds, ss, err := h.Statistics(ctx)
 		if err != nil {
 			return metrics.Registry{}, err
 		}

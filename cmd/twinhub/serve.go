@@ -170,7 +170,10 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	conf.Containers = blobstore.NewContainers(storage)
-	core, err := hub.New(hubCtx, conf)
+	var core *hub.Hub
+	m := newMetrics(f, func() *hub.Hub { return core })
+	conf.Metrics = m
+	core, err = hub.New(hubCtx, conf)
 	if err != nil {
 		return err
 	}
@@ -182,7 +185,6 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	m := newMetrics(f, core)
 	api := httpapi.New(core, httpapi.Options{Log: log, Throttle: limits, Metrics: m})
 	httpsLn, err := listen(f.httpsAddr, "--https-addr")
 	if err != nil {

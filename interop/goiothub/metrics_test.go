@@ -55,6 +55,17 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	_, err := svc.GetDevice(ctx, "nope")
 	wantStatus(t, "GetDevice of an unknown device", err, http.StatusNotFound)
+	if _, err := svc.GetDeviceTwin(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.GetDeviceTwin(ctx, "nope")
+	wantStatus(t, "GetDeviceTwin of an unknown device", err, http.StatusNotFound)
+	if _, err := svc.UpdateDeviceTwin(ctx, &iotservice.Twin{DeviceID: "m1", Tags: map[string]interface{}{"a": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.QueryDevices(ctx, "SELECT * FROM devices", func(map[string]any) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 
 	code, body = get("/metrics")
 	if code != 200 {
@@ -98,6 +109,11 @@ func TestMetricsAndHealth(t *testing.T) {
 		{"twinhub_http_requests_total", map[string]string{"route": "GET /devices/{id}", "code": "404"}, 1},
 		{"twinhub_http_request_duration_seconds", map[string]string{"route": "PUT /devices/{id}"}, 3},
 		{"twinhub_devices", map[string]string{"status": "enabled"}, 3},
+		{"twinhub_twin_reads_total", map[string]string{"by": "service", "result": "ok"}, 1},
+		{"twinhub_twin_reads_total", map[string]string{"by": "service", "result": "DeviceNotFound"}, 1},
+		{"twinhub_twin_updates_total", map[string]string{"by": "service", "result": "ok"}, 1},
+		{"twinhub_queries_total", map[string]string{"result": "ok"}, 1},
+		{"twinhub_query_duration_seconds", nil, 1},
 		{"twinhub_devices_connected", nil, 0},
 		{"twinhub_registry_scrape_error", nil, 0},
 	} {
