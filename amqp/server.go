@@ -143,6 +143,18 @@ func (s *Server) revoke(k twinhub.Key) {
 	}
 }
 
+// DeviceConnections is how many devices and modules have links on this
+// server's connections (a device multiplexed with others counts once).
+func (s *Server) DeviceConnections() int {
+	n := 0
+	for _, c := range s.liveConns() {
+		c.mu.Lock()
+		n += len(c.deviceLinks)
+		c.mu.Unlock()
+	}
+	return n
+}
+
 // Serve accepts connections on ln and speaks AMQP over TLS on them with
 // tlsConf until ln fails or the server closes.
 func (s *Server) Serve(ln net.Listener, tlsConf *tls.Config) error {

@@ -92,6 +92,41 @@ func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
 	m.httpDuration.WithLabelValues(route).Observe(d.Seconds())
 }
 
+// DeviceConnections reports, at each scrape, the devices and modules
+// connected to this node over transport (mqtt, amqp: WebSocket included),
+// as count says.
+func (m *Metrics) DeviceConnections(transport string, count func() int) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "twinhub_device_connections",
+		Help:        "Devices and modules connected to this node, by transport (WebSocket included).",
+		ConstLabels: prometheus.Labels{"transport": transport},
+	}, func() float64 { return float64(count()) }))
+}
+
+// Throttled reports, at each scrape, the operations refused for going over
+// a throttle's rate, by class, as refused says.
+func (m *Metrics) Throttled(refused func() map[string]int64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(&throttleCollector{refused: refused})
+}
+
+var throttledDesc = prometheus.NewDesc("twinhub_throttled_total", "Operations refused for going over a throttle's rate (serve --throttle-*), by class.", []string{"class"}, nil)
+
+type throttleCollector struct{ refused func() map[string]int64 }
+
+func (c *throttleCollector) Describe(ch chan<- *prometheus.Desc) { ch <- throttledDesc }
+
+func (c *throttleCollector) Collect(ch chan<- prometheus.Metric) {
+	for class, n := range c.refused() {
+		ch <- prometheus.MustNewConstMetric(throttledDesc, prometheus.CounterValue, float64(n), class)
+	}
+}
+
 // TwinRead records a twin read by "service" or "device".
 func (m *Metrics) TwinRead(by, result string) {
 	if m != nil {

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -111,6 +112,8 @@ func burst(l Limit) int {
 // ends call it unconditionally.
 type Throttle struct {
 	buckets [numClasses]*rate.Limiter // nil: no limit
+	// refused counts the operations refused, by class, for metrics.
+	refused [numClasses]atomic.Int64
 }
 
 // New returns a Throttle for l, or nil if l limits nothing.
@@ -135,7 +138,11 @@ func (t *Throttle) Allow(c Class) bool {
 	if t == nil || c < 0 || c >= numClasses || t.buckets[c] == nil {
 		return true
 	}
-	return t.buckets[c].Allow()
+	if !t.buckets[c].Allow() {
+		t.refused[c].Add(1)
+		return false
+	}
+	return true
 }
 
 // Reserve takes one token of class c now, or the next one to come, and
@@ -150,13 +157,29 @@ func (t *Throttle) Reserve(c Class, limit time.Duration) (delay time.Duration, o
 	}
 	r := t.buckets[c].Reserve()
 	if !r.OK() {
+		t.refused[c].Add(1)
 		return 0, false
 	}
 	if delay = r.Delay(); delay > limit {
 		r.Cancel()
+		t.refused[c].Add(1)
 		return 0, false
 	}
 	return delay, true
+}
+
+// Refused is how many operations of each class were refused so far (by
+// Allow and Reserve), keyed by the class's name.
+func (t *Throttle) Refused() map[string]int64 {
+	out := make(map[string]int64, numClasses)
+	for c := range numClasses {
+		var n int64
+		if t != nil {
+			n = t.refused[c].Load()
+		}
+		out[c.String()] = n
+	}
+	return out
 }
 
 // Wait takes one token of class c, waiting for it if need be: for

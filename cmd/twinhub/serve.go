@@ -228,6 +228,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}()
 
 	var serving atomic.Bool
+	m.DeviceConnections("mqtt", devices.Connections)
+	m.DeviceConnections("amqp", backEnds.DeviceConnections)
+	m.Throttled(limits.Refused)
 	if m != nil {
 		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log)
 		if err != nil {
