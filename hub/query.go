@@ -177,6 +177,15 @@ func (h *Hub) Ready(ctx context.Context) error {
 	return nil
 }
 
+// IndexLag is how many store revisions the query index has yet to see.
+func (h *Hub) IndexLag(ctx context.Context) (uint64, error) {
+	rev, err := h.store.LastRevision(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return rev - min(rev, h.index.Revision()), nil
+}
+
 func (h *Hub) catchUp(ctx context.Context) error {
 	rev, err := h.store.LastRevision(ctx)
 	if err != nil {

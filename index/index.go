@@ -281,6 +281,13 @@ func (ix *Index) advance(rev uint64) {
 	ix.mu.Unlock()
 }
 
+// Revision is the store revision the index has seen.
+func (ix *Index) Revision() uint64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.rev
+}
+
 // WaitFor blocks until the index has seen revision rev, then makes sure
 // that identities created before it are in the key order.
 func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {

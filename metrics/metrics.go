@@ -45,6 +45,15 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 // Registry is the registry's counts, read at each scrape.
 type Registry struct {
 	Devices, EnabledDevices, DisabledDevices, ConnectedDevices int64
+	// IndexLag is how many store revisions the query index has yet to
+	// apply.
+	IndexLag uint64
+}
+
+// Stream is what a JetStream stream holds, read at each scrape.
+type Stream struct {
+	Name            string
+	Bytes, Messages uint64
 }
 
 // New makes the collectors: Go's runtime and the process, the REST API's
@@ -104,6 +113,40 @@ func (m *Metrics) DeviceConnections(transport string, count func() int) {
 		Help:        "Devices and modules connected to this node, by transport (WebSocket included).",
 		ConstLabels: prometheus.Labels{"transport": transport},
 	}, func() float64 { return float64(count()) }))
+}
+
+// Streams reports, at each scrape, the bytes and messages of the
+// JetStream streams (the registry's bucket, telemetry partitions,
+// queues), as streams reads them.
+func (m *Metrics) Streams(streams func(ctx context.Context) ([]Stream, error)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(&streamCollector{read: streams})
+}
+
+var (
+	streamBytesDesc = prometheus.NewDesc("twinhub_jetstream_stream_bytes", "Bytes a JetStream stream of the hub holds.", []string{"stream"}, nil)
+	streamMsgsDesc  = prometheus.NewDesc("twinhub_jetstream_stream_messages", "Messages a JetStream stream of the hub holds.", []string{"stream"}, nil)
+)
+
+type streamCollector struct {
+	read func(ctx context.Context) ([]Stream, error)
+}
+
+func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- streamBytesDesc
+	ch <- streamMsgsDesc
+}
+
+func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	streams, _ := c.read(ctx) // what could be read
+	for _, s := range streams {
+		ch <- prometheus.MustNewConstMetric(streamBytesDesc, prometheus.GaugeValue, float64(s.Bytes), s.Name)
+		ch <- prometheus.MustNewConstMetric(streamMsgsDesc, prometheus.GaugeValue, float64(s.Messages), s.Name)
+	}
 }
 
 // Throttled reports, at each scrape, the operations refused for going over
@@ -181,12 +224,14 @@ var (
 	devicesDesc   = prometheus.NewDesc("twinhub_devices", "Device identities, by status (enabled, disabled).", []string{"status"}, nil)
 	connectedDesc = prometheus.NewDesc("twinhub_devices_connected", "Devices whose connection state is Connected, on every node.", nil, nil)
 	scrapeErrDesc = prometheus.NewDesc("twinhub_registry_scrape_error", "1 when the registry's counts could not be read for this scrape.", nil, nil)
+	indexLagDesc  = prometheus.NewDesc("twinhub_index_lag_revisions", "Store revisions the query index has yet to apply (0: caught up).", nil, nil)
 )
 
 func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- devicesDesc
 	ch <- connectedDesc
 	ch <- scrapeErrDesc
+	ch <- indexLagDesc
 }
 
 func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -201,6 +246,7 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(r.EnabledDevices), "enabled")
 	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(r.DisabledDevices), "disabled")
 	ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, float64(r.ConnectedDevices))
+	ch <- prometheus.MustNewConstMetric(indexLagDesc, prometheus.GaugeValue, float64(r.IndexLag))
 }
 
 // Check is one condition of readiness: nil when it holds.

@@ -6,8 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/metrics"
@@ -29,8 +33,12 @@ func newMetrics(f *serveFlags, core func() *hub.Hub) *metrics.Metrics {
 		if err != nil {
 			return metrics.Registry{}, err
 		}
+		lag, err := h.IndexLag(ctx)
+		if err != nil {
+			return metrics.Registry{}, err
+		}
 		return metrics.Registry{Devices: int64(ds.TotalDeviceCount), EnabledDevices: int64(ds.EnabledDeviceCount),
-			DisabledDevices: int64(ds.DisabledDeviceCount), ConnectedDevices: int64(ss.ConnectedDeviceCount)}, nil
+			DisabledDevices: int64(ds.DisabledDeviceCount), ConnectedDevices: int64(ss.ConnectedDeviceCount), IndexLag: lag}, nil
 	})
 }
 
@@ -77,4 +85,26 @@ func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomi
 		defer cancel()
 		srv.Shutdown(ctx)
 	}, nil
+}
+
+// streamStats reads the hub's JetStream streams for the metrics: those
+// whose names begin with twinhub's prefixes (KV_twinhub-... buckets and
+// twinhub-... streams), so that other users of an external NATS stay out.
+func streamStats(nc *nats.Conn) func(ctx context.Context) ([]metrics.Stream, error) {
+	return func(ctx context.Context) ([]metrics.Stream, error) {
+		js, err := natsjs.New(nc)
+		if err != nil {
+			return nil, err
+		}
+		var out []metrics.Stream
+		list := js.ListStreams(ctx)
+		for info := range list.Info() {
+			name := info.Config.Name
+			if !strings.HasPrefix(name, "twinhub") && !strings.HasPrefix(name, "KV_twinhub") {
+				continue
+			}
+			out = append(out, metrics.Stream{Name: name, Bytes: info.State.Bytes, Messages: info.State.Msgs})
+		}
+		return out, list.Err()
+	}
 }

@@ -231,6 +231,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	m.DeviceConnections("mqtt", devices.Connections)
 	m.DeviceConnections("amqp", backEnds.DeviceConnections)
 	m.Throttled(limits.Refused)
+	m.Streams(streamStats(nc))
 	if m != nil {
 		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log)
 		if err != nil {

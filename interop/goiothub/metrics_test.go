@@ -150,6 +150,8 @@ func checkMetrics(families map[string]*dto.MetricFamily) []string {
 		{"twinhub_telemetry_messages_total", map[string]string{"result": "ok"}, 1},
 		{"twinhub_throttled_total", map[string]string{"class": "twin reads"}, 0},
 		{"twinhub_registry_scrape_error", nil, 0},
+		{"twinhub_index_lag_revisions", nil, 0},
+		{"twinhub_jetstream_stream_messages", map[string]string{"stream": "KV_twinhub-registry"}, 3},
 	} {
 		if got, ok := value(c.name, c.labels); !ok || got != c.want {
 			wrong = append(wrong, fmt.Sprintf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want))
