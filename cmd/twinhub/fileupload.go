@@ -32,12 +32,10 @@ func storageOptions(caFile string) *policy.ClientOptions {
 }
 
 // openFileUpload opens the storage account of file uploads, when one is
-// given (flag or TWINHUB_FILE_UPLOAD_STORAGE).
+// given (--file-upload-storage, TWINHUB_FILE_UPLOAD_STORAGE or the config
+// file).
 func openFileUpload(f *serveFlags, opts *policy.ClientOptions) (twinhub.BlobStorage, error) {
 	conn := f.fileUploadStorage
-	if conn == "" {
-		conn = os.Getenv("TWINHUB_FILE_UPLOAD_STORAGE")
-	}
 	if conn == "" {
 		return nil, nil
 	}

@@ -59,17 +59,29 @@ type serveFlags struct {
 
 func serveCommand(g *globals) *cobra.Command {
 	f := &serveFlags{}
+	var config string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the hub until SIGINT or SIGTERM",
 		Args:  cobra.NoArgs,
+		Long: `Run the hub until SIGINT or SIGTERM.
+
+Every setting is a flag, an environment variable (TWINHUB_ and the flag's
+name in capitals with _ for -, e.g. TWINHUB_HTTPS_ADDR), or a key of the
+YAML file that --config names (the flag's name: "https-addr: :443"), in
+that order of precedence. twinhub.sample.yaml in the repository lists
+them all.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd.Flags(), config); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return serve(ctx, g, f)
 		},
 	}
 	f.register(cmd.Flags())
+	cmd.Flags().StringVar(&config, "config", "", "YAML file of settings, keys the flags' names (flags and TWINHUB_* variables take precedence)")
 	return cmd
 }
 
@@ -92,7 +104,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.memLimit, "memory-limit", "auto", "memory the hub keeps to (Go's soft limit: it collects garbage harder as it nears it), e.g. 2GiB; auto: half the machine's (or cgroup's) memory unless GOMEMLIMIT is set; off: none")
 	fl.IntVar(&f.telemetryPartitions, "telemetry-partitions", jetstream.DefaultTelemetryPartitions, "partitions of the telemetry stream when it is created")
 	fl.DurationVar(&f.telemetryRetention, "telemetry-retention", jetstream.DefaultTelemetryRetention, "how long device-to-cloud messages are kept")
-	fl.StringVar(&f.fileUploadStorage, "file-upload-storage", "", "Azure Storage connection string of the account devices upload files to (env TWINHUB_FILE_UPLOAD_STORAGE, which keeps the key out of the process list); file upload is off without it")
+	fl.StringVar(&f.fileUploadStorage, "file-upload-storage", "", "Azure Storage connection string of the account devices upload files to (better in TWINHUB_FILE_UPLOAD_STORAGE or the --config file, out of the process list); file upload is off without it")
 	fl.StringVar(&f.fileUploadContainer, "file-upload-container", "fileupload", "the blob container of file uploads (made when missing)")
 	fl.BoolVar(&f.faultInjection, "fault-injection", false, "act on IoT Hub's fault injection messages (AzIoTHub_FaultOperationType): a device can drop its own connections, for SDK resilience tests; never in production")
 	throttleFlags(fl, &f.limits)
