@@ -145,5 +145,5 @@ func (s *Jobs) ImportExportJobs(ctx context.Context) ([]*twinhub.ImportExportJob
 }
 
 func (s *Jobs) DeleteImportExportJob(ctx context.Context, id string) error {
-	return s.kv.Purge(ctx, importExportKey(id))
+	return s.purge(ctx, importExportKey(id))
 }

@@ -21,6 +21,9 @@ const JobBucket = "twinhub-jobs"
 // Jobs is the JetStream store of jobs.
 type Jobs struct {
 	kv jetstream.KeyValue
+	// stream is the bucket's stream, whose purge by subject deletes a
+	// job's records at once and leaves no delete markers.
+	stream jetstream.Stream
 }
 
 var _ twinhub.JobStore = (*Jobs)(nil)
@@ -31,7 +34,21 @@ func OpenJobs(ctx context.Context, nc *nats.Conn, replicas int) (*Jobs, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Jobs{kv: kv}, nil
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, "KV_"+JobBucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening the stream of bucket %s: %w", JobBucket, err)
+	}
+	return &Jobs{kv: kv, stream: stream}, nil
+}
+
+// purge deletes every value of the keys that filter matches (a key or a
+// pattern with *), their history and markers included.
+func (s *Jobs) purge(ctx context.Context, filter string) error {
+	return s.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+JobBucket+"."+filter))
 }
 
 func jobKey(id string) string { return "j." + twinhub.EncodeID(id) }
@@ -168,26 +185,8 @@ func (s *Jobs) DeviceJobs(ctx context.Context, jobID string, fn func(*twinhub.De
 }
 
 func (s *Jobs) DeleteJob(ctx context.Context, id string) error {
-	keys, err := s.kv.ListKeysFiltered(ctx, "d."+twinhub.EncodeID(id)+".*")
-	if err != nil {
-		return err
+	if err := s.purge(ctx, "d."+twinhub.EncodeID(id)+".*"); err != nil {
+		return err // the job stays, to be deleted again
 	}
-	var records []string
-	for k := range keys.Keys() { // closed once every key has come
-		records = append(records, k)
-	}
-	var first error
-	for _, k := range records {
-		if err := s.kv.Purge(ctx, k); err != nil && first == nil {
-			first = err
-		}
-	}
-	if first != nil {
-		return first // the job stays, to be deleted again
-	}
-	if err := s.kv.Purge(ctx, jobKey(id)); err != nil {
-		return err
-	}
-	// Purging leaves a marker a key; those older than 30 minutes go.
-	return s.kv.PurgeDeletes(ctx)
+	return s.purge(ctx, jobKey(id))
 }
