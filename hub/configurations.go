@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -375,7 +376,7 @@ func (h *Hub) reconcilePass(ctx context.Context) error {
 	write := func(k twinhub.Key) *twinWrite {
 		w := writes[k]
 		if w == nil {
-			w = &twinWrite{k: k}
+			w = &twinWrite{}
 			writes[k] = w
 		}
 		return w
@@ -451,7 +452,6 @@ func (h *Hub) reconcilePass(ctx context.Context) error {
 // twinWrite is the change a pass makes to a twin: applies names the
 // configuration whose content u.Desired is.
 type twinWrite struct {
-	k       twinhub.Key
 	u       twinhub.TwinUpdate
 	applies string
 }
@@ -522,33 +522,21 @@ const configurationWorkers = 64
 func (h *Hub) writeConfigured(ctx context.Context, writes map[twinhub.Key]*twinWrite) map[string]int64 {
 	var mu sync.Mutex
 	applied := map[string]int64{}
-	next := make(chan *twinWrite)
-	var wg sync.WaitGroup
-	for range min(configurationWorkers, len(writes)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for w := range next {
-				_, err := h.UpdateTwin(ctx, w.k, w.u, "*")
-				if err != nil {
-					if twinhub.AsError(err).Status != http.StatusNotFound { // not deleted meanwhile
-						h.log.Warn("applying configurations", "twin", w.k.String(), "err", err)
-					}
-					continue
-				}
-				if w.applies != "" {
-					mu.Lock()
-					applied[w.applies]++
-					mu.Unlock()
-				}
+	h.forEachKey(ctx, slices.Collect(maps.Keys(writes)), configurationWorkers, func(_ int, k twinhub.Key) error {
+		w := writes[k]
+		if _, err := h.UpdateTwin(ctx, k, w.u, "*"); err != nil {
+			if twinhub.AsError(err).Status != http.StatusNotFound { // not deleted meanwhile
+				h.log.Warn("applying configurations", "twin", k.String(), "err", err)
 			}
-		}()
-	}
-	for _, w := range writes {
-		next <- w
-	}
-	close(next)
-	wg.Wait()
+			return nil
+		}
+		if w.applies != "" {
+			mu.Lock()
+			applied[w.applies]++
+			mu.Unlock()
+		}
+		return nil
+	})
 	return applied
 }
 

@@ -619,34 +619,3 @@ func (h *Hub) writeBlob(ctx context.Context, c twinhub.BlobContainer, name strin
 	}
 	return err
 }
-
-// forEachKey calls fn(i, keys[i]) for every key, workers at once; the
-// first error stops it and is returned.
-func (h *Hub) forEachKey(ctx context.Context, keys []twinhub.Key, workers int, fn func(i int, k twinhub.Key) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(workers, max(len(keys), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(i, keys[i]); err != nil {
-					cancel(err)
-				}
-			}
-		}()
-	}
-feed:
-	for i := range keys {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	return context.Cause(ctx)
-}
