@@ -55,13 +55,17 @@ func (e *jsonEncoder) optString(s *string) {
 
 // strings writes a parentScopes list as twinhub.Scopes marshals it: []
 // when nil.
-func (e *jsonEncoder) strings(a []string) {
+func (e *jsonEncoder) strings(a []string) { writeArray(e, a, e.string) }
+
+// writeArray writes the elements of a between brackets, each by value
+// (null for a nil slice is the caller's choice: strings writes []).
+func writeArray[V any](e *jsonEncoder, a []V, value func(V)) {
 	e.b = append(e.b, '[')
-	for i, s := range a {
+	for i, v := range a {
 		if i > 0 {
 			e.b = append(e.b, ',')
 		}
-		e.string(s)
+		value(v)
 	}
 	e.b = append(e.b, ']')
 }
@@ -108,14 +112,7 @@ func (e *jsonEncoder) value(v any) {
 			e.b = append(e.b, "null"...)
 			return
 		}
-		e.b = append(e.b, '[')
-		for i, c := range x {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.value(c)
-		}
-		e.b = append(e.b, ']')
+		writeArray(e, x, e.value)
 	default:
 		e.ok = false
 	}
