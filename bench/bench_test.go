@@ -55,23 +55,33 @@ func tinyConfig() Config {
 	}
 }
 
-// TestAll runs every scenario and baseline at tiny scale and checks that
-// the counts add up and the JSON report is complete. No timing is checked.
-func TestAll(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a hub and runs load for several seconds")
-	}
+// runTiny runs the scenarios named on a test hub with cfg and returns the
+// report, its results by name, and the progress it printed.
+func runTiny(t *testing.T, cfg Config, names ...string) (*Report, map[string]*Result, *strings.Builder) {
+	t.Helper()
 	target := startHub(t)
-	var progress strings.Builder
-	cfg := tinyConfig()
-	cfg.Progress = &progress
-	rep, err := Run(context.Background(), target, cfg, []string{"all"}, "test")
+	progress := &strings.Builder{}
+	cfg.Progress = progress
+	rep, err := Run(context.Background(), target, cfg, names, "test")
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
 	}
 	byName := map[string]*Result{}
 	for _, r := range rep.Results {
 		byName[r.Name] = r
+	}
+	return rep, byName, progress
+}
+
+// TestAll runs every scenario and baseline at tiny scale and checks that
+// the counts add up and the JSON report is complete. No timing is checked.
+func TestAll(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and runs load for several seconds")
+	}
+	cfg := tinyConfig()
+	rep, byName, _ := runTiny(t, cfg, "all")
+	for _, r := range rep.Results {
 		if r.Errors != 0 && !strings.HasPrefix(r.Name, "desired") {
 			t.Errorf("%s: %d errors: %v", r.Name, r.Errors, r.ErrorMsg)
 		}
@@ -191,18 +201,8 @@ func TestMillion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a hub and runs load for several seconds")
 	}
-	target := startHub(t)
-	var progress strings.Builder
 	cfg := tinyConfig()
-	cfg.Progress = &progress
-	rep, err := Run(context.Background(), target, cfg, []string{"million"}, "test")
-	if err != nil {
-		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
-	}
-	byName := map[string]*Result{}
-	for _, r := range rep.Results {
-		byName[r.Name] = r
-	}
+	_, byName, progress := runTiny(t, cfg, "million")
 	for _, name := range []string{"million/load", "million/updates-rest", "million/by-id", "million/selective", "million/reported-mqtt"} {
 		r := byName[name]
 		if r == nil {
