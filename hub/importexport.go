@@ -423,14 +423,16 @@ func (h *Hub) exportJob(ctx context.Context, j *twinhub.ImportExportJob, out twi
 		for start := 0; start < len(keys); start += chunk {
 			part := keys[start:min(len(keys), start+chunk)]
 			if err := h.forEachKey(ctx, part, exportWorkers, func(i int, k twinhub.Key) error {
-				e, err := h.read(ctx, k)
-				if err != nil && twinhub.AsError(err).Status == http.StatusNotFound {
+				// From the store, not through the record cache: an export
+				// reads every record once and would push out the hot ones.
+				rec, _, err := h.store.Get(ctx, k)
+				if errors.Is(err, twinhub.ErrNotFound) {
 					recs[i] = nil // deleted meanwhile
 					return nil
 				} else if err != nil {
 					return err
 				}
-				recs[i] = e.rec
+				recs[i] = rec
 				return nil
 			}); err != nil {
 				return err
