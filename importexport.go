@@ -244,7 +244,7 @@ func ValidateImportExportJob(j *ImportExportJob) error {
 		return ErrInvalid("jobs of type %q are not supported by /jobs/create: export or import", j.Type)
 	}
 	if j.OutputBlobContainerURI == "" {
-		return ErrInvalid("a%s job needs outputBlobContainerUri", map[bool]string{true: "n export", false: "n import"}[j.Type == ImportExportExport])
+		return ErrInvalid("%s jobs need outputBlobContainerUri", j.Type)
 	}
 	if j.OutputBlobName == "" && j.Type == ImportExportExport {
 		j.OutputBlobName = DevicesBlobName
