@@ -33,6 +33,7 @@ var layers = map[string][]string{
 	"sas":                 {},
 	"throttle":            {},
 	"certs":               {},
+	"console":             {},
 	"datadir":             {"sas"},
 	"amqp/wire":           {},
 	"amqp":                {".", "hub", "sas", "throttle", "amqp/wire", "internal/accept", "internal/wsstream"},

@@ -23,6 +23,7 @@ import (
 	"github.com/twinhub/twinhub/amqp"
 	"github.com/twinhub/twinhub/blobstore"
 	"github.com/twinhub/twinhub/certs"
+	"github.com/twinhub/twinhub/console"
 	"github.com/twinhub/twinhub/datadir"
 	"github.com/twinhub/twinhub/httpapi"
 	"github.com/twinhub/twinhub/hub"
@@ -216,8 +217,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	backEnds := amqp.New(core, amqp.Options{Log: log, DeviceCA: deviceCA, Throttle: limits})
 	srv := &http.Server{
 		// MQTT and AMQP over WebSocket share the HTTPS listener, as on
-		// IoT Hub.
-		Handler:           backEnds.Handler(devices.Handler(api)),
+		// IoT Hub, and so does the web console at /console.
+		Handler:           backEnds.Handler(devices.Handler(console.Wrap(api))),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -273,6 +274,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	fmt.Printf("  MQTT over WebSocket: wss://%s%s\n", wsHost, mqtt.WebSocketPath)
 	fmt.Printf("  AMQP over WebSocket: wss://%s%s (and %s, subprotocol %s)\n", wsHost, amqp.ServiceBusWebSocketPath, amqp.IoTHubWebSocketPath, amqp.WebSocketSubprotocol)
 	fmt.Printf("  Event Hubs endpoint: sb://%s/ entity %s (twinhub connection-string --eventhub)\n", hubConf.HostName, core.EventHubName())
+	fmt.Printf("  Web console:         https://%s%s/\n", wsHost, console.Path)
 	fmt.Printf("  CA certificate:      %s\n", dir.File(certs.CAFile))
 	fmt.Printf("  owner connection:    %s\n", owner)
 	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String(), "mqtt", mqttLn.Addr().String(), "amqp", amqpLn.Addr().String())
