@@ -28,7 +28,7 @@ var layers = map[string][]string{
 	"blobstore":           {"."},
 	"httpapi":             {".", "hub", "sas", "throttle", "metrics"},
 	"metrics":             {},
-	"mqtt":                {".", "hub", "sas", "throttle", "internal/accept", "internal/wsstream"},
+	"mqtt":                {".", "hub", "sas", "throttle", "metrics", "internal/accept", "internal/wsstream"},
 	"query":               {},
 	"sas":                 {},
 	"throttle":            {},
@@ -36,7 +36,7 @@ var layers = map[string][]string{
 	"console":             {},
 	"datadir":             {"sas"},
 	"amqp/wire":           {},
-	"amqp":                {".", "hub", "sas", "throttle", "amqp/wire", "internal/accept", "internal/wsstream"},
+	"amqp":                {".", "hub", "sas", "throttle", "metrics", "amqp/wire", "internal/accept", "internal/wsstream"},
 }
 
 // TestLayers: no package of the core imports one it may not, so that

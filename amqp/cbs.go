@@ -11,6 +11,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -145,6 +146,9 @@ func (c *conn) checkToken(m wire.Message) (int, string) {
 func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
 	t, err := sas.ParseToken(token)
 	if err != nil {
+		if k != (twinhub.Key{}) {
+			c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectCredentials)
+		}
 		return grant{}, err
 	}
 	g := grant{audience: audience, token: token, expires: t.Expiry}
@@ -162,6 +166,9 @@ func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.srv.hub.AuthenticateDevice(ctx, token, k); err != nil {
+		// A device's refused token is a refused connection, as over MQTT;
+		// an accepted one counts when the device's first link opens.
+		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectRefusal(twinhub.AsError(err).Status))
 		return grant{}, err
 	}
 	g.device = k

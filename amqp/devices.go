@@ -12,6 +12,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/throttle"
 )
 
@@ -160,11 +161,13 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	audience, auth, err := c.deviceGrant(k)
 	if err != nil {
 		e := twinhub.AsError(err)
+		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectRefusal(e.Status))
 		return &wire.Error{Condition: condUnauthorized, Description: e.Message}
 	}
 	// A device's first link on the connection is its connection, which
 	// the rate of new connections counts, as MQTT counts a CONNECT.
 	if c.deviceLinks[k] == 0 && !c.srv.opts.Throttle.Allow(throttle.Connects) {
+		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectThrottled)
 		return &wire.Error{Condition: condThrottled, Description: twinhub.ErrThrottled(throttle.Connects).Message}
 	}
 	c.deviceLinkOpened(l, k)
@@ -209,6 +212,7 @@ func (c *conn) deviceLinkOpened(l *link, k twinhub.Key) {
 		delete(c.replaced, k)
 		c.srv.hub.NoteConnectionState(k, true)
 		c.srv.hub.AnnounceConnection(k, id)
+		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectOK)
 	}
 }
 
@@ -223,6 +227,7 @@ func (c *conn) deviceLinkClosed(l *link) {
 	if c.deviceLinks[k]--; c.deviceLinks[k] <= 0 {
 		delete(c.deviceLinks, k)
 		delete(c.deviceConns, k)
+		c.srv.opts.Metrics.DeviceDisconnect(metricsTransport)
 		if c.replaced[k] {
 			delete(c.replaced, k)
 			return

@@ -2,6 +2,7 @@ package amqp_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp"
 	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/internal/metricstest"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -206,9 +209,11 @@ func TestDeviceTelemetry(t *testing.T) {
 }
 
 // TestDeviceConnectionState: a device is connected while it has a link
-// over AMQP, and disconnected when its last link goes.
+// over AMQP, and disconnected when its last link goes; the metrics count
+// the connection, its end and a refused token.
 func TestDeviceConnectionState(t *testing.T) {
-	e := newEndpointWith(t, amqp.Options{}, hubtest.WithMessaging())
+	m := metrics.New(nil)
+	e := newEndpointWith(t, amqp.Options{Metrics: m}, hubtest.WithMessaging())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := e.hub.CreateDevice(ctx, twinhub.Device{DeviceID: "cs"})
@@ -228,6 +233,10 @@ func TestDeviceConnectionState(t *testing.T) {
 	}
 	s := e.session(t, nil)
 	audience := e.hub.Host() + "/devices/cs"
+	wrong, _ := sas.NewToken(audience, "", base64.StdEncoding.EncodeToString(make([]byte, 32)), time.Now().Add(time.Hour))
+	if code, _ := putToken(t, s, "servicebus.windows.net:sastoken", audience, wrong, "cs"); code != 401 {
+		t.Fatalf("put-token with a wrong key: %d", code)
+	}
 	tok, _ := sas.NewToken(audience, "", d.Authentication.SymmetricKey.PrimaryKey, time.Now().Add(time.Hour))
 	if code, desc := putToken(t, s, "servicebus.windows.net:sastoken", audience, tok, "cs"); code != 200 {
 		t.Fatalf("put-token: %d %s", code, desc)
@@ -253,5 +262,19 @@ func TestDeviceConnectionState(t *testing.T) {
 	rcv.Close(ctx)
 	if got := state(); got != twinhub.StateDisconnected {
 		t.Errorf("with no device link: %s", got)
+	}
+	f := metricstest.Scrape(t, m.Handler(nil))
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"twinhub_device_connects_total", map[string]string{"transport": "amqp", "result": "ok"}, 1},
+		{"twinhub_device_connects_total", map[string]string{"transport": "amqp", "result": "unauthorized"}, 1},
+		{"twinhub_device_disconnects_total", map[string]string{"transport": "amqp"}, 1},
+	} {
+		if got, ok := f.Value(c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/accept"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/throttle"
 )
 
@@ -59,7 +60,15 @@ type Options struct {
 	// theirs are answered 429, a device's first link over the rate of new
 	// connections is refused with com.microsoft:device-container-throttled.
 	Throttle *throttle.Throttle
+	// Metrics counts devices' connection attempts by result (a device's
+	// token put on $cbs or by SASL, its first link) and their ends (its
+	// last link); nil records nothing.
+	Metrics *metrics.Metrics
 }
+
+// metricsTransport is the transport the metrics count AMQP device
+// connections under, over TLS and WebSocket alike.
+const metricsTransport = "amqp"
 
 // Server is the AMQP endpoint of one hub.
 type Server struct {

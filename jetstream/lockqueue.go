@@ -47,6 +47,10 @@ type lockQueueConfig struct {
 	max, replicas                int
 }
 
+// lockQueueConsumer is the durable consumer the back ends of every node
+// receive a lock queue's records through.
+const lockQueueConsumer = "service"
+
 // openLockQueue creates or updates the stream and its consumer.
 func openLockQueue(ctx context.Context, nc *nats.Conn, c lockQueueConfig) (*lockQueue, error) {
 	js, err := jetstream.New(nc)
@@ -65,7 +69,7 @@ func openLockQueue(ctx context.Context, nc *nats.Conn, c lockQueueConfig) (*lock
 		return nil, fmt.Errorf("opening stream %s: %w", c.stream, err)
 	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:   "service",
+		Durable:   lockQueueConsumer,
 		AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait:   c.lock,
 	})

@@ -36,6 +36,44 @@ type Metrics struct {
 	c2d            *prometheus.CounterVec
 	methods        *prometheus.CounterVec
 	methodDuration prometheus.Histogram
+
+	// Device connections of this node, by transport.
+	connects    *prometheus.CounterVec
+	disconnects *prometheus.CounterVec
+}
+
+// The results of a device's connection attempt (twinhub_device_connects_total):
+// ConnectOK, or why it was refused.
+const (
+	ConnectOK = "ok"
+	// ConnectProtocol: not the protocol IoT Hub speaks (an MQTT version
+	// other than 3.1.1, a malformed CONNECT).
+	ConnectProtocol = "protocol"
+	// ConnectIdentifier: a client id that names no valid identity.
+	ConnectIdentifier = "identifier"
+	// ConnectCredentials: no credentials, or not in the form IoT Hub
+	// expects (user name, token syntax).
+	ConnectCredentials = "credentials"
+	// ConnectUnauthorized: credentials the hub checked and refused (a
+	// wrong or expired token, an unknown or disabled identity, a
+	// certificate that does not match).
+	ConnectUnauthorized = "unauthorized"
+	// ConnectThrottled: over the rate of new connections.
+	ConnectThrottled = "throttled"
+	// ConnectUnavailable: the hub could not decide (its store did not
+	// answer).
+	ConnectUnavailable = "unavailable"
+)
+
+// ConnectRefusal is the result of a connection attempt the hub's
+// authentication refused with err's HTTP status: unauthorized for the
+// statuses of refused credentials, unavailable for the others.
+func ConnectRefusal(status int) string {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return ConnectUnauthorized
+	}
+	return ConnectUnavailable
 }
 
 // latencyBuckets are the histogram buckets of the hub's operations, in
@@ -84,8 +122,12 @@ func New(registry func(ctx context.Context) (Registry, error)) *Metrics {
 	m.methods = counter("twinhub_method_calls_total", "Direct method calls, by result (ok: the device answered).", "result")
 	m.methodDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twinhub_method_duration_seconds",
 		Help: "Time from a direct method call to the device's answer (or its failure).", Buckets: latencyBuckets})
+	m.connects = counter("twinhub_device_connects_total", "Device and module connection attempts on this node, by transport "+
+		"(mqtt, amqp: WebSocket included) and result: ok, or why refused (protocol, identifier, credentials, unauthorized, throttled, unavailable).",
+		"transport", "result")
+	m.disconnects = counter("twinhub_device_disconnects_total", "Device and module connections of this node that ended, by transport.", "transport")
 	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.twinReads, m.twinUpdates, m.queries, m.queryDuration,
-		m.telemetry, m.c2d, m.methods, m.methodDuration)
+		m.telemetry, m.c2d, m.methods, m.methodDuration, m.connects, m.disconnects)
 	if registry != nil {
 		m.reg.MustRegister(&registryCollector{read: registry})
 	}
@@ -212,6 +254,57 @@ func (m *Metrics) Method(d time.Duration, result string) {
 	if m != nil {
 		m.methods.WithLabelValues(result).Inc()
 		m.methodDuration.Observe(d.Seconds())
+	}
+}
+
+// DeviceConnect records a device's or module's connection attempt over
+// transport, with its result (ConnectOK or a refusal's).
+func (m *Metrics) DeviceConnect(transport, result string) {
+	if m != nil {
+		m.connects.WithLabelValues(transport, result).Inc()
+	}
+}
+
+// DeviceDisconnect records the end of a device's or module's connection.
+func (m *Metrics) DeviceDisconnect(transport string) {
+	if m != nil {
+		m.disconnects.WithLabelValues(transport).Inc()
+	}
+}
+
+// Queue is how many messages wait in one of the hub's queues, read at
+// each scrape.
+type Queue struct {
+	// Name: c2d (cloud-to-device messages not yet settled or expired, on
+	// every device), feedback, file_notifications (records no back end has
+	// completed).
+	Name     string
+	Messages uint64
+}
+
+// Queues reports, at each scrape, the messages waiting in the hub's
+// queues, as queues reads them.
+func (m *Metrics) Queues(queues func(ctx context.Context) ([]Queue, error)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(&queueCollector{read: queues})
+}
+
+var queuedDesc = prometheus.NewDesc("twinhub_queued_messages", "Messages waiting in a queue of the hub: c2d (cloud-to-device, all devices), feedback, file_notifications.", []string{"queue"}, nil)
+
+type queueCollector struct {
+	read func(ctx context.Context) ([]Queue, error)
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queuedDesc }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	queues, _ := c.read(ctx) // what could be read
+	for _, q := range queues {
+		ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(q.Messages), q.Name)
 	}
 }
 

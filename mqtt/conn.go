@@ -301,6 +301,9 @@ func (c *conn) finish() {
 		level = slog.LevelInfo
 	}
 	c.log.Log(context.Background(), level, "mqtt device disconnected", "reason", errString(c.closeErr))
+	if c.registered {
+		c.srv.opts.Metrics.DeviceDisconnect(metricsTransport)
+	}
 	unlock := c.srv.lockIdentity(c.key)
 	defer unlock()
 	if !c.srv.unregister(c) || replaced {

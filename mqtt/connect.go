@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/sas"
 	"github.com/twinhub/twinhub/throttle"
 )
@@ -25,16 +26,33 @@ const (
 	connNotAuthorized       byte = 5
 )
 
+// metricsTransport is the transport the metrics count MQTT connections
+// under, over TLS and WebSocket alike.
+const metricsTransport = "mqtt"
+
 // refusal is a CONNECT that gets a CONNACK with a non-zero return code.
 type refusal struct {
 	code   byte
 	reason string
+	// result is what the metrics count it as (metrics.Connect*).
+	result string
 }
 
 func (r *refusal) Error() string { return fmt.Sprintf("CONNACK %d: %s", r.code, r.reason) }
 
 func refuse(code byte, format string, args ...any) *refusal {
-	return &refusal{code: code, reason: fmt.Sprintf(format, args...)}
+	result := metrics.ConnectUnauthorized
+	switch code {
+	case connBadProtocolVersion:
+		result = metrics.ConnectProtocol
+	case connIdentifierRejected:
+		result = metrics.ConnectIdentifier
+	case connServerUnavailable:
+		result = metrics.ConnectUnavailable
+	case connBadUsernamePassword:
+		result = metrics.ConnectCredentials
+	}
+	return &refusal{code: code, reason: fmt.Sprintf(format, args...), result: result}
 }
 
 // connect checks a CONNECT and, if it is accepted, makes c its identity's
@@ -45,9 +63,11 @@ func (c *conn) connect(pk *packets.Packet) error {
 	if err != nil {
 		var r *refusal
 		if errors.As(err, &r) {
+			c.srv.opts.Metrics.DeviceConnect(metricsTransport, r.result)
 			c.writeNow(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.code}))
 			return fmt.Errorf("%w: %v", errConnectRefused, r)
 		}
+		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectProtocol)
 		return err
 	}
 	c.key = k
@@ -77,6 +97,7 @@ func (c *conn) connect(pk *packets.Packet) error {
 	c.registered = true
 	c.srv.hub.NoteConnectionState(k, true)
 	unlock()
+	c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectOK)
 	c.srv.hub.AnnounceConnection(k, c.id)
 
 	// Session: CleanSession=1 starts afresh and forgets any stored session;
@@ -134,7 +155,9 @@ func (c *conn) checkConnect(pk *packets.Packet) (twinhub.Key, error) {
 	}
 	if !c.srv.opts.Throttle.Allow(throttle.Connects) {
 		// Before authentication, so that a flood costs the hub no store reads.
-		return k, refuse(connServerUnavailable, "the hub's rate of new connections is exceeded; retry later")
+		r := refuse(connServerUnavailable, "the hub's rate of new connections is exceeded; retry later")
+		r.result = metrics.ConnectThrottled
+		return k, r
 	}
 	k, err := parseClientID(pk.Connect.ClientIdentifier)
 	if err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/accept"
 	"github.com/twinhub/twinhub/internal/wsstream"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/throttle"
 )
 
@@ -97,6 +98,10 @@ type Options struct {
 	// unavailable), twin requests (answered 429 on the twin response
 	// topic) and telemetry (its PUBACK delayed); nil limits nothing.
 	Throttle *throttle.Throttle
+
+	// Metrics counts connection attempts by result and disconnections;
+	// nil records nothing.
+	Metrics *metrics.Metrics
 
 	// Telemetry, when set, receives device-to-cloud messages instead of
 	// the hub (Hub.SendEvent). The PUBACK waits for it, and an error

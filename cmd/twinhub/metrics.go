@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/metrics"
 )
 
@@ -106,5 +107,17 @@ func streamStats(nc *nats.Conn) func(ctx context.Context) ([]metrics.Stream, err
 			out = append(out, metrics.Stream{Name: name, Bytes: info.State.Bytes, Messages: info.State.Msgs})
 		}
 		return out, list.Err()
+	}
+}
+
+// queueStats reads the lengths of the hub's queues for the metrics.
+func queueStats(nc *nats.Conn) func(ctx context.Context) ([]metrics.Queue, error) {
+	return func(ctx context.Context) ([]metrics.Queue, error) {
+		lengths, err := jetstream.QueueLengths(ctx, nc)
+		out := make([]metrics.Queue, 0, len(lengths))
+		for name, n := range lengths {
+			out = append(out, metrics.Queue{Name: name, Messages: n})
+		}
+		return out, err
 	}
 }

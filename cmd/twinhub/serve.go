@@ -194,7 +194,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 
 	limits := throttle.New(f.limits)
 	log.Info("throttles", "limits", f.limits.String())
-	devices, err := mqtt.New(core, mqtt.Options{DeviceCA: deviceCA, Log: log, Throttle: limits})
+	devices, err := mqtt.New(core, mqtt.Options{DeviceCA: deviceCA, Log: log, Throttle: limits, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -214,7 +214,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		mqttLn.Close()
 		return err
 	}
-	backEnds := amqp.New(core, amqp.Options{Log: log, DeviceCA: deviceCA, Throttle: limits})
+	backEnds := amqp.New(core, amqp.Options{Log: log, DeviceCA: deviceCA, Throttle: limits, Metrics: m})
 	srv := &http.Server{
 		// MQTT and AMQP over WebSocket share the HTTPS listener, as on
 		// IoT Hub, and so does the web console at /console.
@@ -245,6 +245,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	m.DeviceConnections("amqp", backEnds.DeviceConnections)
 	m.Throttled(limits.Refused)
 	m.Streams(streamStats(nc))
+	m.Queues(queueStats(nc))
 	if m != nil {
 		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log)
 		if err != nil {

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amenzhinsky/iothub/iotdevice"
 	"github.com/amenzhinsky/iothub/iotservice"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/twinhub/twinhub/internal/metricstest"
 )
 
 // TestMetricsAndHealth: with --metrics-addr a hub serves /healthz, /readyz
@@ -56,10 +56,34 @@ func TestMetricsAndHealth(t *testing.T) {
 	if err := dev.SendEvent(ctx, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
+	// m0 with a wrong key is refused; m1 connects and leaves; a C2D
+	// message for m1 waits in its queue.
+	wrongKey := strings.Replace(cs, "DeviceId=m2", "DeviceId=m0", 1)
+	if refused, err := iotdevice.NewFromConnectionString(h.MQTTTransport(), wrongKey); err != nil {
+		t.Fatal(err)
+	} else if err := refused.Connect(ctx); err == nil {
+		t.Error("m0 connected with m2's key")
+		refused.Close()
+	}
+	m1, err := svc.GetDevice(ctx, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1cs, err := svc.DeviceConnectionString(m1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaving := h.DeviceClient(t, m1cs)
+	if err := leaving.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.SendEvent(ctx, "m1", []byte("wait for me")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := svc.GetDevice(ctx, "m0"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := svc.GetDevice(ctx, "nope")
+	_, err = svc.GetDevice(ctx, "nope")
 	wantStatus(t, "GetDevice of an unknown device", err, http.StatusNotFound)
 	if _, err := svc.GetDeviceTwin(ctx, "m1"); err != nil {
 		t.Fatal(err)
@@ -75,18 +99,14 @@ func TestMetricsAndHealth(t *testing.T) {
 
 	// Scraped until the figures are in: a device's Connected state is
 	// stored just after its CONNACK, and the scrape may come first.
-	var families map[string]*dto.MetricFamily
+	var families metricstest.Families
 	var wrong []string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		code, body = get("/metrics")
 		if code != 200 {
 			t.Fatalf("/metrics: %d", code)
 		}
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		var err error
-		if families, err = parser.TextToMetricFamilies(strings.NewReader(body)); err != nil {
-			t.Fatalf("the exposition does not parse: %v", err)
-		}
+		families = metricstest.Parse(t, body)
 		if wrong = checkMetrics(families); len(wrong) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -104,30 +124,7 @@ func TestMetricsAndHealth(t *testing.T) {
 
 // checkMetrics says which of the figures TestMetricsAndHealth expects
 // families lack.
-func checkMetrics(families map[string]*dto.MetricFamily) []string {
-	value := func(name string, labels map[string]string) (float64, bool) {
-		f := families[name]
-		if f == nil {
-			return 0, false
-		}
-	next:
-		for _, m := range f.Metric {
-			for k, v := range labels {
-				if !hasLabel(m, k, v) {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue(), true
-			case m.Gauge != nil:
-				return m.Gauge.GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount()), true
-			}
-		}
-		return 0, false
-	}
+func checkMetrics(families metricstest.Families) []string {
 	var wrong []string
 	for _, c := range []struct {
 		name   string
@@ -135,7 +132,7 @@ func checkMetrics(families map[string]*dto.MetricFamily) []string {
 		want   float64
 	}{
 		{"twinhub_http_requests_total", map[string]string{"route": "PUT /devices/{id}", "code": "200"}, 3},
-		{"twinhub_http_requests_total", map[string]string{"route": "GET /devices/{id}", "code": "200"}, 1},
+		{"twinhub_http_requests_total", map[string]string{"route": "GET /devices/{id}", "code": "200"}, 2},
 		{"twinhub_http_requests_total", map[string]string{"route": "GET /devices/{id}", "code": "404"}, 1},
 		{"twinhub_http_request_duration_seconds", map[string]string{"route": "PUT /devices/{id}"}, 3},
 		{"twinhub_devices", map[string]string{"status": "enabled"}, 3},
@@ -147,26 +144,23 @@ func checkMetrics(families map[string]*dto.MetricFamily) []string {
 		{"twinhub_devices_connected", nil, 1},
 		{"twinhub_device_connections", map[string]string{"transport": "mqtt"}, 1},
 		{"twinhub_device_connections", map[string]string{"transport": "amqp"}, 0},
+		{"twinhub_device_connects_total", map[string]string{"transport": "mqtt", "result": "ok"}, 2},
+		{"twinhub_device_connects_total", map[string]string{"transport": "mqtt", "result": "unauthorized"}, 1},
+		{"twinhub_device_disconnects_total", map[string]string{"transport": "mqtt"}, 1},
+		{"twinhub_queued_messages", map[string]string{"queue": "c2d"}, 1},
+		{"twinhub_queued_messages", map[string]string{"queue": "feedback"}, 0},
+		{"twinhub_queued_messages", map[string]string{"queue": "file_notifications"}, 0},
 		{"twinhub_telemetry_messages_total", map[string]string{"result": "ok"}, 1},
 		{"twinhub_throttled_total", map[string]string{"class": "twin reads"}, 0},
 		{"twinhub_registry_scrape_error", nil, 0},
 		{"twinhub_index_lag_revisions", nil, 0},
 		{"twinhub_jetstream_stream_messages", map[string]string{"stream": "KV_twinhub-registry"}, 3},
 	} {
-		if got, ok := value(c.name, c.labels); !ok || got != c.want {
+		if got, ok := families.Value(c.name, c.labels); !ok || got != c.want {
 			wrong = append(wrong, fmt.Sprintf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want))
 		}
 	}
 	return wrong
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.Label {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
 
 // TestMetricsBarePortIsLoopback: --metrics-addr with a bare port listens
