@@ -204,6 +204,9 @@ type C2DQueue interface {
 	// CountDelivery counts one more delivery of message seq and returns
 	// how many there have been, this one included.
 	CountDelivery(ctx context.Context, deviceID string, seq uint64) (int, error)
+	// Pending counts the messages queued for each device that has any:
+	// for deviceID, or for every device when deviceID is "".
+	Pending(ctx context.Context, deviceID string) (map[string]int, error)
 }
 
 // --- feedback ---

@@ -132,3 +132,56 @@ func TestC2DWatchAfterReconnect(t *testing.T) {
 		t.Fatal("the watcher was not woken after the bus reconnected")
 	}
 }
+
+// TestC2DMessageCount: a device's cloudToDeviceMessageCount is the
+// messages queued for it, on any node, in GetDevice and ListDevices alike.
+func TestC2DMessageCount(t *testing.T) {
+	a, b := twoNodes(t)
+	ctx := context.Background()
+	for _, id := range []string{"busy", "idle"} {
+		if _, err := a.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if err := a.SendC2D(ctx, "busy", &twinhub.C2DMessage{Body: []byte("x")}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(id string) int {
+		t.Helper()
+		d, err := b.GetDevice(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.CloudToDeviceMessageCount
+	}
+	if got := count("busy"); got != 3 {
+		t.Errorf("GetDevice(busy): %d queued, want 3", got)
+	}
+	if got := count("idle"); got != 0 {
+		t.Errorf("GetDevice(idle): %d queued, want 0", got)
+	}
+	list, err := b.ListDevices(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range list {
+		if want := map[string]int{"busy": 3}[d.DeviceID]; d.CloudToDeviceMessageCount != want {
+			t.Errorf("ListDevices: %s has %d queued, want %d", d.DeviceID, d.CloudToDeviceMessageCount, want)
+		}
+	}
+	if _, err := b.PurgeC2D(ctx, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if got := count("busy"); got != 0 {
+		t.Errorf("after the purge: %d queued", got)
+	}
+	// The index's own devices are not changed by the counting.
+	list, _ = a.ListDevices(ctx, 0)
+	for _, d := range list {
+		if d.CloudToDeviceMessageCount != 0 {
+			t.Errorf("ListDevices after the purge: %s has %d", d.DeviceID, d.CloudToDeviceMessageCount)
+		}
+	}
+}

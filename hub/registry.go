@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/twinhub/twinhub"
@@ -88,7 +89,29 @@ func (h *Hub) GetDevice(ctx context.Context, id string) (*twinhub.Device, error)
 	if err != nil {
 		return nil, err
 	}
-	return rec.DeviceCopy(), nil
+	d := rec.DeviceCopy()
+	if err := h.countC2D(ctx, id, []*twinhub.Device{d}); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// countC2D sets the cloudToDeviceMessageCount of devices: the messages
+// queued for each, read from the queue (for deviceID, or for all when it
+// is ""), since the count changes with every send and settlement, which do
+// not write the device's record.
+func (h *Hub) countC2D(ctx context.Context, deviceID string, devices []*twinhub.Device) error {
+	if h.c2d == nil || len(devices) == 0 {
+		return nil
+	}
+	pending, err := h.c2d.Pending(ctx, deviceID)
+	if err != nil {
+		return fmt.Errorf("counting cloud-to-device messages: %w", err)
+	}
+	for _, d := range devices {
+		d.CloudToDeviceMessageCount = pending[d.DeviceID]
+	}
+	return nil
 }
 
 // UpdateDevice changes a device's status, authentication, capabilities
@@ -176,7 +199,16 @@ func (h *Hub) ListDevices(ctx context.Context, max int) ([]*twinhub.Device, erro
 	if err := h.catchUp(ctx); err != nil {
 		return nil, err
 	}
-	return h.index.ListDevices(max), nil
+	// The index's devices are shared: the count goes on copies.
+	devices := h.index.ListDevices(max)
+	for i, d := range devices {
+		c := *d
+		devices[i] = &c
+	}
+	if err := h.countC2D(ctx, "", devices); err != nil {
+		return nil, err
+	}
+	return devices, nil
 }
 
 // Statistics counts devices by status and connection state.

@@ -185,6 +185,29 @@ func (q *C2D) Purge(ctx context.Context, deviceID string) (int, error) {
 	return n, q.stream.Purge(ctx, jetstream.WithPurgeSubject(subj))
 }
 
+// Pending counts the messages queued for deviceID, or for every device
+// when it is "", from the stream's count of messages a subject (one
+// request to the server).
+func (q *C2D) Pending(ctx context.Context, deviceID string) (map[string]int, error) {
+	filter := C2DSubjectPrefix + ">"
+	if deviceID != "" {
+		filter = c2dSubject(deviceID)
+	}
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(info.State.Subjects))
+	for subj, n := range info.State.Subjects {
+		dev, err := twinhub.DecodeID(strings.TrimPrefix(subj, C2DSubjectPrefix))
+		if err != nil || n == 0 {
+			continue // not a queue's subject
+		}
+		out[dev] = int(n)
+	}
+	return out, nil
+}
+
 // Sweep deletes the messages that expired before now, across all devices,
 // and calls fn with each one it deleted (for feedback). It reads the
 // stream once, up to its last message when the sweep began.
