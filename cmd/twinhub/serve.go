@@ -146,7 +146,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	tlsConf, err := serverTLS(dir, hubConf.HostName, f)
+	tlsConf, err := serverTLS(dir, hubConf.HostName, f, log)
 	if err != nil {
 		return err
 	}
@@ -338,30 +338,35 @@ func loadDeviceCA(path string) (*x509.CertPool, error) {
 }
 
 // serverTLS loads the certificate given by flags, or the hub's own, and
-// allows TLS 1.2 and 1.3 only.
-func serverTLS(dir datadir.Dir, hostname string, f *serveFlags) (*tls.Config, error) {
-	var cert tls.Certificate
-	var err error
-	switch {
-	case f.tlsCert != "" && f.tlsKey != "":
-		cert, err = tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
-	case f.tlsCert != "" || f.tlsKey != "":
-		return nil, errors.New("--tls-cert and --tls-key go together")
-	default:
-		cert, err = certs.EnsureServer(dir.Path, certs.Hosts(hostname))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate: %w", err)
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"h2", "http/1.1"},
+// allows TLS 1.2 and 1.3 only. A certificate given by flags is read again
+// when its files change (certs.Reloader), so that a renewal needs no
+// restart.
+func serverTLS(dir datadir.Dir, hostname string, f *serveFlags, log *slog.Logger) (*tls.Config, error) {
+	conf := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
 		// X.509 devices present a certificate over MQTT-over-WebSocket on
 		// this listener too; it is checked at CONNECT, not here, since
 		// self-signed device certificates chain to nothing.
 		ClientAuth: tls.RequestClientCert,
-	}, nil
+	}
+	switch {
+	case f.tlsCert != "" && f.tlsKey != "":
+		r, err := certs.NewReloader(f.tlsCert, f.tlsKey, log)
+		if err != nil {
+			return nil, fmt.Errorf("TLS certificate: %w", err)
+		}
+		conf.GetCertificate = r.GetCertificate
+	case f.tlsCert != "" || f.tlsKey != "":
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	default:
+		cert, err := certs.EnsureServer(dir.Path, certs.Hosts(hostname))
+		if err != nil {
+			return nil, fmt.Errorf("TLS certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
 }
 
 func connectNATS(dir datadir.Dir, f *serveFlags) (*nats.Conn, func(), error) {
