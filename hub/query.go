@@ -163,8 +163,6 @@ func (h *Hub) readToken(q *query.Query, s string) (index.Cursor, error) {
 	return index.Cursor{Count: int(count), After: string(body[10+n:])}, nil
 }
 
-// catchUp brings the index up to the store's last revision, so that what
-// the caller reads next includes every write acknowledged before.
 // Ready says whether the hub can serve: its store answers and the query
 // index has caught up with it (within ctx's deadline), for /readyz.
 func (h *Hub) Ready(ctx context.Context) error {
@@ -186,6 +184,8 @@ func (h *Hub) IndexLag(ctx context.Context) (uint64, error) {
 	return rev - min(rev, h.index.Revision()), nil
 }
 
+// catchUp brings the index up to the store's last revision, so that what
+// the caller reads next includes every write acknowledged before.
 func (h *Hub) catchUp(ctx context.Context) error {
 	rev, err := h.store.LastRevision(ctx)
 	if err != nil {
