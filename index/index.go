@@ -322,7 +322,6 @@ func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {
 func (tb *table) merge() {
 	pend := tb.pending
 	tb.pending = nil
-	tb.npending.Store(0)
 	sortNodesParallel(pend)
 	old := tb.view.Load().chunks
 	live := len(tb.byKey)
@@ -389,6 +388,9 @@ func (tb *table) merge() {
 		tb.dead = 0
 	}
 	tb.view.Store(&tableView{chunks: out})
+	// Only now: a reader that sees no pending nodes reads the view without
+	// taking wmu, so the view must hold them first (WaitFor).
+	tb.npending.Store(0)
 }
 
 // seek returns the position of the first node whose key is greater than
