@@ -24,9 +24,12 @@ type Hub struct {
 	host     string
 	policies []sas.Policy
 	store    twinhub.Store
-	bus      twinhub.Bus
-	log      *slog.Logger
-	index    *index.Index
+	// marked is store when the hub is its sole writer (Config.SoleWriter),
+	// else nil.
+	marked *markedStore
+	bus    twinhub.Bus
+	log    *slog.Logger
+	index  *index.Index
 	// cache holds recently read and written records (cache.go).
 	cache *recordCache
 	// states writes connection states in the background (connections.go).
@@ -151,6 +154,11 @@ type Config struct {
 	// Hub's fault injection messages (faults.go), for SDK resilience
 	// tests; off in production.
 	FaultInjection bool
+	// SoleWriter says that no other hub writes Store (one node on its
+	// embedded NATS server): a query then waits for the index to reach
+	// this hub's own last write instead of asking the store for its last
+	// revision (markedStore). Nodes that share a store leave it false.
+	SoleWriter bool
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -191,6 +199,10 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 
 		faultInjection: c.FaultInjection,
 		metrics:        c.Metrics,
+	}
+	if c.SoleWriter {
+		h.marked = &markedStore{Store: c.Store}
+		h.store = h.marked
 	}
 	if h.eventHub == "" {
 		h.eventHub = DefaultEventHubName(h.host)

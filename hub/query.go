@@ -185,9 +185,14 @@ func (h *Hub) IndexLag(ctx context.Context) (uint64, error) {
 }
 
 // catchUp brings the index up to the store's last revision, so that what
-// the caller reads next includes every write acknowledged before.
+// the caller reads next includes every write acknowledged before (for the
+// sole writer of its store, the last of its own writes).
 func (h *Hub) catchUp(ctx context.Context) error {
-	rev, err := h.store.LastRevision(ctx)
+	last := h.store.LastRevision
+	if h.marked != nil {
+		last = h.marked.lastWritten
+	}
+	rev, err := last(ctx)
 	if err != nil {
 		return err
 	}

@@ -174,6 +174,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		Host: hubConf.HostName, Policies: hubConf.Policies,
 		Store: store, Bus: jetstream.NewBus(nc), Log: log,
 		C2DSweepInterval: c2dSweepInterval, FaultInjection: f.faultInjection,
+		// The embedded NATS server listens on no port: this hub is the
+		// only writer of its store.
+		SoleWriter: f.natsURL == "",
 	}
 	if err := openMessaging(ctx, nc, f, log, &conf); err != nil {
 		return err
