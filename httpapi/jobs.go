@@ -71,7 +71,7 @@ func (a *API) queryJobs(r *http.Request) (int, any, error) {
 	if end < len(jobs) {
 		page.Continuation = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end)))
 	}
-	return http.StatusOK, jobsReply{queryReply{page}, jobs[offset:end]}, nil
+	return http.StatusOK, jobsReply{queryReply{page: page}, jobs[offset:end]}, nil
 }
 
 // jobsReply is a page of jobs with the headers of a query page.

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/hub"
 )
 
 // Paging as IoT Hub does it: x-ms-max-item-count asks for a page size, and
@@ -31,7 +33,11 @@ func (a *API) query(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, queryReply{page}, nil
+	items, err := hub.ItemsJSON(page.Items)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, queryReply{page: page, items: items}, nil
 }
 
 // pageSize reads x-ms-max-item-count (defaultPageSize when empty; at
@@ -47,8 +53,12 @@ func pageSize(s string) (int, error) {
 	return min(n, maxPageSize), nil
 }
 
-// queryReply is a page with the headers that describe it.
-type queryReply struct{ page *twinhub.QueryPage }
+// queryReply is a page with the headers that describe it, and its items
+// already encoded.
+type queryReply struct {
+	page  *twinhub.QueryPage
+	items json.RawMessage
+}
 
 func (q queryReply) setHeaders(h http.Header) {
 	h.Set("x-ms-item-type", q.page.ItemType)
@@ -57,4 +67,4 @@ func (q queryReply) setHeaders(h http.Header) {
 	}
 }
 
-func (q queryReply) payload() any { return q.page.Items }
+func (q queryReply) payload() any { return q.items }

@@ -209,6 +209,21 @@ func Encode(r *twinhub.Record) ([]byte, error) {
 	return json.Marshal(r)
 }
 
+// AppendValue appends v as json.Marshal encodes it, for the values JSON
+// decodes to (maps of strings to values, slices of values, strings,
+// float64, bool, nil; ints too), without reflection: query pages of whole
+// twins, rendered by the index as such maps. ok is false, and b as it
+// was, for any other value or a number JSON cannot hold: the caller then
+// leaves the work to json.Marshal.
+func AppendValue(b []byte, v any) (out []byte, ok bool) {
+	e := jsonEncoder{b: b, ok: true}
+	e.value(v)
+	if !e.ok {
+		return b, false
+	}
+	return e.b, true
+}
+
 func (e *jsonEncoder) metadata(m *twinhub.Metadata) {
 	if m == nil {
 		e.b = append(e.b, "null"...)

@@ -361,3 +361,31 @@ func BenchmarkEncodeRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestAppendValue: AppendValue writes what json.Marshal does for the
+// values JSON decodes to, odd strings and numbers included, and refuses
+// (leaving b as it was) what it does not take.
+func TestAppendValue(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	odd := "q\"b\\s/<>&\x00\x01\x1f\x7f\b\f\n\r\t é😀\u2028\u2029\xff\xc3"
+	values := []any{nil, true, "", odd, 0.0, -0.0, 1e-7, 1e21, 1.0 / 3, 7, int64(-8), []any(nil), []any{}, map[string]any(nil), map[string]any{},
+		map[string]any{odd: []any{odd, map[string]any{"<a>": 1.5}}, "z": nil}}
+	for range 2000 {
+		values = append(values, recordtest.RandomValue(r, 4), recordtest.RandomObject(r, 4))
+	}
+	for _, v := range values {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := AppendValue([]byte("x"), v)
+		if !ok || string(got) != "x"+string(want) {
+			t.Fatalf("AppendValue(%#v) = %q %v, want %q", v, got, ok, want)
+		}
+	}
+	for _, v := range []any{math.NaN(), float32(1.5), json.Number("5"), map[string]string{"a": "b"}, []any{1.0, uint(3)}} {
+		if got, ok := AppendValue([]byte("x"), v); ok || string(got) != "x" {
+			t.Errorf("AppendValue(%#v) = %q %v, want a refusal", v, got, ok)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package hub
+
+// AppendItems is appendItems, for the external tests.
+var AppendItems = appendItems
