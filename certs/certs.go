@@ -27,6 +27,10 @@ const (
 	CAKeyFile     = "ca-key.pem"
 	ServerFile    = "server.pem"
 	ServerKeyFile = "server-key.pem"
+	// The certificate of this node's routes to the other nodes of a
+	// cluster (ClusterTLS).
+	RouteFile    = "route.pem"
+	RouteKeyFile = "route-key.pem"
 )
 
 // EnsureServer returns the server certificate in dir, making the CA and
@@ -64,6 +68,12 @@ func Issue(dir string, hosts []string, certPath, keyPath string) error {
 
 // issue makes a server certificate for hosts, valid for two years.
 func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, certPath, keyPath string) error {
+	return issueFor(ca, caKey, hosts, certPath, keyPath, x509.ExtKeyUsageServerAuth)
+}
+
+// issueFor is issue for the uses given (a route's certificate serves both
+// ends of a mutually authenticated connection).
+func issueFor(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, certPath, keyPath string, uses ...x509.ExtKeyUsage) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -74,7 +84,7 @@ func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, certPa
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().AddDate(2, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  uses,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -185,4 +195,35 @@ func Hosts(hostname string) []string {
 		}
 	}
 	return hosts
+}
+
+// ClusterTLS is the TLS of a cluster node's routes, from the CA in dir
+// that every node of the cluster shares: a certificate for host (made when
+// missing or not covering it), used as server and as client, and that CA
+// as the only one trusted on either side, so that only nodes holding a
+// certificate of this hub's CA can route to this one. TLS 1.2 and 1.3.
+func ClusterTLS(dir, host string) (*tls.Config, error) {
+	ca, caKey, err := ensureCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	certPath, keyPath := filepath.Join(dir, RouteFile), filepath.Join(dir, RouteKeyFile)
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil || !covers(cert.Leaf, []string{host}) {
+		if err := issueFor(ca, caKey, []string{host}, certPath, keyPath, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth); err != nil {
+			return nil, err
+		}
+		if cert, err = tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+			return nil, err
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}, nil
 }

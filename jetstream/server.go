@@ -7,7 +7,14 @@ package jetstream
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,6 +33,29 @@ type EmbeddedOptions struct {
 	SyncAlways bool
 	// SyncInterval is how often JetStream flushes to disk (default 2 min).
 	SyncInterval time.Duration
+
+	// Cluster, when set, is the address (host:port) this node listens on
+	// for the other nodes' routes: the embedded servers of several twinhub
+	// nodes then form one NATS cluster, which replicates JetStream's
+	// streams (Raft, in nats-server) as an external cluster does. Routes
+	// are the other nodes' cluster addresses (nats://host:port); a node
+	// may list itself. NodeName names this node in the cluster (unique;
+	// default: Cluster), ClusterName the cluster (default "twinhub").
+	Cluster     string
+	Routes      []string
+	NodeName    string
+	ClusterName string
+	// ClusterSecret is the password every node of the cluster presents
+	// on its routes (the same on each node; required with Cluster), and
+	// ClusterTLS the TLS of the routes (required with Cluster): a
+	// certificate for this node's cluster host and the CA that signs every
+	// node's, which it requires of the other side.
+	ClusterSecret string
+	ClusterTLS    *tls.Config
+	// ClusterWait bounds how long the start waits for the cluster's
+	// JetStream to answer: until enough nodes are up to elect its leader
+	// (default 2 minutes).
+	ClusterWait time.Duration
 }
 
 // Embedded is a NATS server with JetStream running in this process, and a
@@ -48,6 +78,11 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		SyncInterval:       o.SyncInterval,
 		JetStreamMaxMemory: 256 << 20,
 	}
+	if o.Cluster != "" {
+		if err := clusterOptions(opts, o); err != nil {
+			return nil, err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
@@ -57,12 +92,102 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded NATS did not start within 30s (data in %s)", o.Dir)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("twinhub"), nats.MaxReconnects(-1))
+	connOpts := []nats.Option{nats.InProcessServer(ns), nats.Name("twinhub"), nats.MaxReconnects(-1)}
+	if opts.Authorization != "" {
+		connOpts = append(connOpts, nats.Token(opts.Authorization))
+	}
+	nc, err := nats.Connect("", connOpts...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("connecting to embedded NATS: %w", err)
 	}
+	if o.Cluster != "" {
+		wait := o.ClusterWait
+		if wait <= 0 {
+			wait = 2 * time.Minute
+		}
+		if err := waitForJetStream(nc, wait); err != nil {
+			nc.Close()
+			ns.Shutdown()
+			return nil, err
+		}
+	}
 	return &Embedded{Server: ns, Conn: nc}, nil
+}
+
+// clusterOptions makes opts those of one node of a cluster of embedded
+// servers.
+func clusterOptions(opts *server.Options, o EmbeddedOptions) error {
+	host, portText, err := net.SplitHostPort(o.Cluster)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: not host:port: %v", o.Cluster, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port <= 0 || port > 65535 {
+		return fmt.Errorf("--cluster %q: the port must be 1-65535", o.Cluster)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if o.ClusterSecret == "" || o.ClusterTLS == nil {
+		return fmt.Errorf("a cluster's routes need a secret and TLS")
+	}
+	// nats-server starts routing only once its client listener is up, so
+	// a node of a cluster listens for clients too: on a random port of
+	// loopback, behind a random token that only this process knows.
+	token := make([]byte, 24)
+	rand.Read(token)
+	opts.DontListen = false
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.Authorization = hex.EncodeToString(token)
+	opts.ServerName = o.NodeName
+	if opts.ServerName == "" {
+		opts.ServerName = o.Cluster
+	}
+	opts.Cluster = server.ClusterOpts{
+		Name: o.ClusterName, Host: host, Port: port,
+		Username: clusterUser, Password: o.ClusterSecret,
+		TLSConfig: o.ClusterTLS, TLSTimeout: 5,
+		// The other nodes need not learn this node's loopback client port.
+		NoAdvertise: true,
+	}
+	if opts.Cluster.Name == "" {
+		opts.Cluster.Name = "twinhub"
+	}
+	for _, r := range o.Routes {
+		u, err := url.Parse(strings.TrimSpace(r))
+		if err != nil || u.Scheme != "nats" || u.Host == "" {
+			return fmt.Errorf("--routes: %q is not nats://host:port", r)
+		}
+		u.User = url.UserPassword(clusterUser, o.ClusterSecret)
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
+// clusterUser is the user name of the routes between twinhub nodes.
+const clusterUser = "twinhub"
+
+// waitForJetStream returns once the cluster's JetStream answers (its
+// meta leader elected), or fails after timeout saying so.
+func waitForJetStream(nc *nats.Conn, timeout time.Duration) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster's JetStream did not answer within %s (are enough nodes up for a quorum, and do --routes reach them?): %w", timeout, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // Close closes the connection and stops the server, flushing JetStream's

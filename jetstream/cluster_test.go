@@ -1,0 +1,200 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/certs"
+)
+
+// clusterTLS is a node's route TLS from the CA in caDir, its certificate
+// in a folder of its own.
+func clusterTLS(t *testing.T, caDir string) *tls.Config {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{certs.CAFile, certs.CAKeyFile} {
+		b, err := os.ReadFile(filepath.Join(caDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), b, 0o600)
+	}
+	c, err := certs.ClusterTLS(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// freePort is a TCP port of 127.0.0.1 that nothing listened on a moment
+// ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestEmbeddedCluster: three embedded servers given each other's cluster
+// addresses form one cluster; a registry of three replicas written
+// through one node is read through another, and goes on taking writes
+// with one of the three nodes gone (a quorum of two).
+func TestEmbeddedCluster(t *testing.T) {
+	var addrs, routes []string
+	for range 3 {
+		a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addrs, routes = append(addrs, a), append(routes, "nats://"+a)
+	}
+	caDir := t.TempDir() // the CA the nodes share, as they share a hub's
+	if err := certs.EnsureCA(caDir); err != nil {
+		t.Fatal(err)
+	}
+	var tlsConfs []*tls.Config
+	for range 3 {
+		tlsConfs = append(tlsConfs, clusterTLS(t, caDir))
+	}
+	nodes := make([]*Embedded, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	// Together: each waits at start for a JetStream leader, which needs
+	// two of the three.
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Cluster: addrs[i], Routes: routes, NodeName: fmt.Sprint("node", i),
+				ClusterSecret: "s3cret", ClusterTLS: tlsConfs[i]})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		t.Cleanup(nodes[i].Close)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := OpenStore(ctx, nodes[0].Conn, StoreOptions{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenStore(ctx, nodes[2].Conn, StoreOptions{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := a.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("the registry's stream: %d replicas configured, cluster %+v", info.Config.Replicas, info.Cluster)
+	}
+	k := twinhub.DeviceKey("d1")
+	rev, err := a.Create(ctx, k, deviceRecord("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gotRev, err := c.Get(ctx, k)
+	if err != nil || got.Device.DeviceID != "d1" || gotRev != rev {
+		t.Fatalf("read through another node: %+v rev %d (want %d) %v", got, gotRev, rev, err)
+	}
+
+	// One node goes: the other two still make a quorum.
+	nodes[1].Close()
+	r2 := deviceRecord("d1")
+	r2.Twin.Tags = map[string]any{"after": "a node left"}
+	var newRev uint64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if newRev, err = a.Update(ctx, k, r2, rev); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("a write with one node of three gone: %v", err)
+	}
+	got, gotRev, err = c.Get(ctx, k)
+	if err != nil || gotRev != newRev || got.Twin.Tags["after"] != "a node left" {
+		t.Fatalf("after a node left: %+v rev %d (want %d) %v", got, gotRev, newRev, err)
+	}
+}
+
+// TestEmbeddedClusterRefusesStrangers: a node whose route certificate
+// comes from another CA, or that knows another secret, is not let into a
+// cluster of two good nodes that it routes to, and does not start.
+// (nats-server bootstraps a new cluster only once every route it was
+// given is up, so the good nodes list each other only.)
+func TestEmbeddedClusterRefusesStrangers(t *testing.T) {
+	for _, c := range []struct{ name, otherSecret string }{{"another CA", ""}, {"another secret", "not the secret"}} {
+		t.Run(c.name, func(t *testing.T) {
+			var addrs, routes []string
+			for range 3 {
+				a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+				addrs, routes = append(addrs, a), append(routes, "nats://"+a)
+			}
+			goodCA, strangerCA := t.TempDir(), t.TempDir()
+			for _, d := range []string{goodCA, strangerCA} {
+				if err := certs.EnsureCA(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			confs := []*tls.Config{clusterTLS(t, goodCA), clusterTLS(t, goodCA), clusterTLS(t, strangerCA)}
+			secrets := []string{"s3cret", "s3cret", "s3cret"}
+			if c.otherSecret != "" {
+				confs[2], secrets[2] = clusterTLS(t, goodCA), c.otherSecret
+			}
+			nodes := make([]*Embedded, 3)
+			errs := make([]error, 3)
+			var wg sync.WaitGroup
+			for i := range nodes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r, wait := routes[:2], 30*time.Second // the good nodes know each other
+					if i == 2 {
+						r, wait = routes, 5*time.Second // the stranger knows them all
+					}
+					nodes[i], errs[i] = StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Cluster: addrs[i], Routes: r, NodeName: fmt.Sprint("node", i),
+						ClusterSecret: secrets[i], ClusterTLS: confs[i], ClusterWait: wait})
+				}()
+			}
+			wg.Wait()
+			for i, n := range nodes {
+				if n != nil {
+					t.Cleanup(nodes[i].Close)
+				}
+			}
+			if errs[0] != nil || errs[1] != nil {
+				t.Fatalf("the good nodes: %v, %v", errs[0], errs[1])
+			}
+			if errs[2] == nil {
+				t.Error("the stranger started")
+			}
+			for i := range 2 {
+				rz, err := nodes[i].Server.Routez(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range rz.Routes {
+					if r.RemoteName != fmt.Sprint("node", 1-i) {
+						t.Errorf("good node %d has a route to %q", i, r.RemoteName)
+					}
+				}
+				if len(rz.Routes) == 0 {
+					t.Errorf("good node %d has no route to the other", i)
+				}
+			}
+		})
+	}
+}
