@@ -49,7 +49,7 @@ func OpenC2D(ctx context.Context, nc *nats.Conn, replicas int) (*C2D, error) {
 	if err != nil {
 		return nil, err
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	conf := jetstream.StreamConfig{
 		Name:                 C2DStream,
 		Description:          "twinhub cloud-to-device queues, one subject a device",
 		Subjects:             []string{C2DSubjectPrefix + ">"},
@@ -61,17 +61,19 @@ func OpenC2D(ctx context.Context, nc *nats.Conn, replicas int) (*C2D, error) {
 		MaxAge:               twinhub.MaxC2DTTL + time.Hour,
 		MaxMsgSize:           2*twinhub.MaxC2DSize + 16<<10, // base64 body plus properties
 		Replicas:             keepReplicas(ctx, js, C2DStream, replicas),
-	})
+	}
+	stream, err := openRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateOrUpdateStream(ctx, conf) })
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", C2DStream, err)
 	}
-	deliveries, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvConf := jetstream.KeyValueConfig{
 		Bucket:      C2DDeliveryBucket,
 		Description: "twinhub delivery counts of cloud-to-device messages, by sequence in " + C2DStream,
 		Storage:     jetstream.FileStorage,
 		TTL:         twinhub.MaxC2DTTL + time.Hour,
 		Replicas:    keepReplicas(ctx, js, "KV_"+C2DDeliveryBucket, replicas),
-	})
+	}
+	deliveries, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, kvConf) })
 	if err != nil {
 		return nil, fmt.Errorf("opening bucket %s: %w", C2DDeliveryBucket, err)
 	}

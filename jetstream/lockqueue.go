@@ -57,21 +57,25 @@ func openLockQueue(ctx context.Context, nc *nats.Conn, c lockQueueConfig) (*lock
 	if err != nil {
 		return nil, err
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	conf := jetstream.StreamConfig{
 		Name:        c.stream,
 		Description: c.description,
 		Subjects:    []string{c.subject},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      c.maxAge,
 		Replicas:    keepReplicas(ctx, js, c.stream, c.replicas),
-	})
+	}
+	stream, err := openRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateOrUpdateStream(ctx, conf) })
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", c.stream, err)
 	}
-	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	consConf := jetstream.ConsumerConfig{
 		Durable:   lockQueueConsumer,
 		AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait:   c.lock,
+	}
+	cons, err := openRetry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return stream.CreateOrUpdateConsumer(ctx, consConf)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the consumer of %s: %w", c.stream, err)

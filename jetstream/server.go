@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -106,7 +107,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		if wait <= 0 {
 			wait = 2 * time.Minute
 		}
-		if err := waitForJetStream(nc, wait); err != nil {
+		if err := waitForJetStream(ns, nc, wait); err != nil {
 			nc.Close()
 			ns.Shutdown()
 			return nil, err
@@ -168,20 +169,25 @@ func clusterOptions(opts *server.Options, o EmbeddedOptions) error {
 // clusterUser is the user name of the routes between twinhub nodes.
 const clusterUser = "twinhub"
 
-// waitForJetStream returns once the cluster's JetStream answers (its
-// meta leader elected), or fails after timeout saying so.
-func waitForJetStream(nc *nats.Conn, timeout time.Duration) error {
+// waitForJetStream returns once this node is current with the cluster's
+// JetStream metadata (a meta leader elected and heard from) and its API
+// answers, or fails after timeout saying so. (The API alone may answer
+// before there is a leader to create a stream.)
+func waitForJetStream(ns *server.Server, nc *nats.Conn, timeout time.Duration) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			return nil
+		err := errors.New("no JetStream meta leader yet")
+		if ns.JetStreamIsCurrent() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err = js.AccountInfo(ctx)
+			cancel()
+			if err == nil {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the cluster's JetStream did not answer within %s (are enough nodes up for a quorum, and do --routes reach them?): %w", timeout, err)
@@ -231,12 +237,13 @@ func openBucket(ctx context.Context, nc *nats.Conn, name, description string, re
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	conf := jetstream.KeyValueConfig{
 		Bucket:      name,
 		Description: description,
 		Storage:     jetstream.FileStorage,
 		Replicas:    keepReplicas(ctx, js, "KV_"+name, replicas),
-	})
+	}
+	kv, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, conf) })
 	if err != nil {
 		return nil, fmt.Errorf("opening bucket %s: %w", name, err)
 	}
@@ -265,4 +272,34 @@ func lastValues(ctx context.Context, kv jetstream.KeyValue, filter string, fn fu
 			return ctx.Err()
 		}
 	}
+}
+
+// openWait bounds how long opening a stream, bucket or consumer is tried
+// again (openRetry).
+const openWait = time.Minute
+
+// openRetry runs open until it succeeds, fails for a reason other than a
+// timeout or JetStream being unavailable for now, or openWait passes. In a
+// new cluster the nodes create the same streams at once, and the requests
+// of all but the first may time out while its stream is being placed and
+// replicated; on one node it succeeds at once.
+func openRetry[T any](ctx context.Context, open func(ctx context.Context) (T, error)) (T, error) {
+	deadline := time.Now().Add(openWait)
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v, err := open(attempt)
+		cancel()
+		if err == nil || !unavailable(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return v, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// unavailable tells the errors of a JetStream that is busy or has no
+// leader yet from the others.
+func unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || (errors.As(err, &apiErr) && apiErr.Code == 503)
 }

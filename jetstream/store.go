@@ -46,13 +46,14 @@ func OpenStore(ctx context.Context, nc *nats.Conn, o StoreOptions) (*Store, erro
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	conf := jetstream.KeyValueConfig{
 		Bucket:      RegistryBucket,
 		Description: "twinhub device and module identities with their twins",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    keepReplicas(ctx, js, "KV_"+RegistryBucket, o.Replicas),
-	})
+	}
+	kv, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, conf) })
 	if err != nil {
 		return nil, fmt.Errorf("opening KV bucket %s: %w", RegistryBucket, err)
 	}

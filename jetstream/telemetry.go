@@ -170,7 +170,7 @@ func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Tel
 		if p == 0 {
 			c.Metadata = map[string]string{partitionsMetadata: strconv.Itoa(partitions)}
 		}
-		s, err := js.CreateOrUpdateStream(ctx, c)
+		s, err := openRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateOrUpdateStream(ctx, c) })
 		if err != nil {
 			return nil, fmt.Errorf("opening stream %s: %w", c.Name, err)
 		}
