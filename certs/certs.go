@@ -7,9 +7,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -226,4 +228,17 @@ func ClusterTLS(dir, host string) (*tls.Config, error) {
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 	}, nil
+}
+
+// ClusterSecret is the password of the routes between the nodes of a
+// cluster, derived from the CA key in dir, which they share as they share
+// the hub: nodes of another hub cannot know it, and nothing more needs
+// copying or configuring.
+func ClusterSecret(dir string) (string, error) {
+	key, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(append([]byte("twinhub cluster routes\n"), key...))
+	return hex.EncodeToString(sum[:]), nil
 }

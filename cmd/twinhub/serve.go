@@ -41,6 +41,9 @@ type serveFlags struct {
 	tlsCert     string
 	tlsKey      string
 	natsURL     string
+	cluster     string
+	routes      []string
+	nodeName    string
 	syncAlways  bool
 	syncEvery   time.Duration
 	replicas    int
@@ -96,6 +99,9 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate (PEM); default: one made by the hub's own CA")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server with JetStream; default: embedded")
+	fl.StringVar(&f.cluster, "cluster", "", "host:port this node listens on for the other nodes of an embedded cluster, and at which they reach it (routes over TLS with the hub's CA; every node needs the same hub.json, ca.pem and ca-key.pem); default: no cluster")
+	fl.StringSliceVar(&f.routes, "routes", nil, "the cluster addresses of the nodes of the embedded cluster, nats://host:port,... (with --cluster; this node's may be among them)")
+	fl.StringVar(&f.nodeName, "node-name", "", "this node's name in the embedded cluster (default: its --cluster address)")
 	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write before acknowledging it (embedded NATS)")
 	fl.DurationVar(&f.syncEvery, "sync-interval", 0, "how often embedded JetStream flushes its files to disk (default NATS's 2m; writes since the last flush can be lost on power loss, not on a crash of the process)")
 	fl.IntVar(&f.replicas, "replicas", 1, "copies of each stream and bucket kept by an external NATS cluster (--nats); 1 when embedded")
@@ -160,8 +166,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer closeNATS()
-	if f.replicas < 1 || (f.natsURL == "" && f.replicas != 1) {
-		return errors.New("--replicas must be 1 with the embedded NATS, and at least 1 with --nats")
+	if f.replicas < 1 || (f.natsURL == "" && f.cluster == "" && f.replicas != 1) {
+		return errors.New("--replicas must be 1 with the embedded NATS of one node, and at least 1 with --nats or --cluster")
 	}
 	store, err := jetstream.OpenStore(ctx, nc, jetstream.StoreOptions{Log: log, Replicas: f.replicas})
 	if err != nil {
@@ -174,9 +180,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		Host: hubConf.HostName, Policies: hubConf.Policies,
 		Store: store, Bus: jetstream.NewBus(nc), Log: log,
 		C2DSweepInterval: c2dSweepInterval, FaultInjection: f.faultInjection,
-		// The embedded NATS server listens on no port: this hub is the
-		// only writer of its store.
-		SoleWriter: f.natsURL == "",
+		// The embedded NATS server of a single node listens on no port:
+		// this hub is the only writer of its store.
+		SoleWriter: f.natsURL == "" && f.cluster == "",
 	}
 	if err := openMessaging(ctx, nc, f, log, &conf); err != nil {
 		return err
@@ -380,11 +386,48 @@ func connectNATS(dir datadir.Dir, f *serveFlags) (*nats.Conn, func(), error) {
 		}
 		return nc, func() { nc.Drain() }, nil
 	}
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways, SyncInterval: f.syncEvery})
+	o := jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways, SyncInterval: f.syncEvery}
+	if err := clusterOptions(dir, f, &o); err != nil {
+		return nil, nil, err
+	}
+	e, err := jetstream.StartEmbedded(o)
 	if err != nil {
 		return nil, nil, err
 	}
 	return e.Conn, e.Close, nil
+}
+
+// clusterOptions makes o those of a node of an embedded cluster when
+// --cluster is given: its routes' TLS from the hub's CA, and their secret
+// from the CA's key.
+func clusterOptions(dir datadir.Dir, f *serveFlags, o *jetstream.EmbeddedOptions) error {
+	if f.cluster == "" {
+		if len(f.routes) > 0 || f.nodeName != "" {
+			return errors.New("--routes and --node-name need --cluster")
+		}
+		return nil
+	}
+	if f.natsURL != "" {
+		return errors.New("--cluster forms a cluster of embedded NATS servers; with --nats the cluster is the external one")
+	}
+	host, _, err := net.SplitHostPort(f.cluster)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: not host:port: %v", f.cluster, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("--cluster %q: give the address the other nodes reach this node at (its route certificate names it), e.g. 10.0.0.1:6222", f.cluster)
+	}
+	tlsConf, err := certs.ClusterTLS(dir.Path, host)
+	if err != nil {
+		return fmt.Errorf("the cluster's TLS: %w", err)
+	}
+	secret, err := certs.ClusterSecret(dir.Path)
+	if err != nil {
+		return fmt.Errorf("the cluster's secret: %w", err)
+	}
+	o.Cluster, o.Routes, o.NodeName = f.cluster, f.routes, f.nodeName
+	o.ClusterSecret, o.ClusterTLS = secret, tlsConf
+	return nil
 }
 
 func newLogger(level string) (*slog.Logger, error) {

@@ -1,0 +1,234 @@
+// Package cluster runs several `twinhub serve` processes as one hub, each
+// with its embedded NATS server routed to the others' (serve --cluster
+// --routes --replicas 3), and checks that what one node writes the others
+// serve, and that the hub goes on when a node is killed and catches the
+// node up when it comes back. The nodes are driven through the twinhub
+// CLI, which names the node it talks to by its data folder; the official
+// SDKs behind a load balancer are the next link (issue 18).
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub/internal/servetest"
+)
+
+func TestMain(m *testing.M) { servetest.Main(m) }
+
+// node is one twinhub process of the cluster.
+type node struct {
+	addr, dir string
+	cmd       *exec.Cmd
+	done      chan error
+	out       *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var addrs = []string{"127.0.0.81", "127.0.0.82", "127.0.0.83"}
+
+func routes() string {
+	var r []string
+	for _, a := range addrs {
+		r = append(r, "nats://"+a+":6222")
+	}
+	return strings.Join(r, ",")
+}
+
+// start runs the node's `twinhub serve` in the background.
+func (n *node) start(t *testing.T, bin string) {
+	t.Helper()
+	args := []string{"serve", "--data", n.dir,
+		"--https-addr", n.addr + ":443", "--mqtt-addr", n.addr + ":8883", "--amqp-addr", n.addr + ":5671",
+		"--cluster", n.addr + ":6222", "--routes", routes(), "--replicas", "3", "--node-name", n.addr}
+	if n.addr == addrs[0] {
+		args = append(args, "--hostname", addrs[0])
+	}
+	n.cmd = exec.Command(bin, args...)
+	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	fmt.Fprintf(n.out, "### start: twinhub %s\n", strings.Join(args, " "))
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.done = make(chan error, 1)
+	go func(cmd *exec.Cmd, done chan error) { done <- cmd.Wait() }(n.cmd, n.done)
+}
+
+// ready waits until the node serves: serve.json names its process and its
+// HTTPS listener completes a handshake with the hub's CA.
+func (n *node) ready(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		err := n.probe()
+		if err == nil {
+			return
+		}
+		select {
+		case e := <-n.done:
+			t.Fatalf("node %s exited: %v\n%s", n.addr, e, n.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s not ready: %v\n%s", n.addr, err, n.out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (n *node) probe() error {
+	var s struct{ PID int }
+	b, err := os.ReadFile(filepath.Join(n.dir, "serve.json"))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &s); err != nil || s.PID != n.cmd.Process.Pid {
+		return fmt.Errorf("serve.json names pid %d", s.PID)
+	}
+	pem, err := os.ReadFile(filepath.Join(n.dir, "ca.pem"))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", n.addr+":443", &tls.Config{RootCAs: pool, ServerName: addrs[0]})
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// cli runs the twinhub CLI against this node.
+func (n *node) cli(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"--data", n.dir}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("twinhub %s on node %s: %v\n%s", strings.Join(args, " "), n.addr, err, out)
+	}
+	return string(out)
+}
+
+// count runs a COUNT query on the node.
+func (n *node) count(t *testing.T, bin, sql string) int {
+	t.Helper()
+	var rows []struct{ N int }
+	out := n.cli(t, bin, "query", sql)
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("query %q on node %s: %v\n%s", sql, n.addr, err, out)
+	}
+	return rows[0].N
+}
+
+func (n *node) stop(t *testing.T) {
+	t.Helper()
+	if n.cmd == nil || n.cmd.ProcessState != nil {
+		return
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Errorf("node %s after SIGTERM: %v\n%s", n.addr, err, n.out)
+		}
+	case <-time.After(60 * time.Second):
+		n.cmd.Process.Kill()
+		t.Errorf("node %s did not exit within 60 s of SIGTERM", n.addr)
+	}
+	n.cmd = nil
+}
+
+// TestEmbeddedCluster: three nodes, each with the first's hub.json and CA
+// (as docs say to copy them), form a cluster of three replicas; a device
+// made on one node is updated on a second and found by a query on the
+// third; with one node killed (SIGKILL) the others take writes; the
+// killed node, started again, serves them.
+func TestEmbeddedCluster(t *testing.T) {
+	bin := servetest.Binary(t)
+	nodes := make([]*node, len(addrs))
+	for i, a := range addrs {
+		nodes[i] = &node{addr: a, dir: t.TempDir(), out: &syncBuffer{}}
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	})
+	// The first node makes the hub's identity and CA before it waits for
+	// the others; they get copies.
+	nodes[0].start(t, bin)
+	for _, f := range []string{"hub.json", "ca.pem", "ca-key.pem"} {
+		var b []byte
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			var err error
+			if b, err = os.ReadFile(filepath.Join(nodes[0].dir, f)); err == nil && len(b) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node 1 made no %s: %v\n%s", f, err, nodes[0].out)
+			}
+		}
+		for _, n := range nodes[1:] {
+			if err := os.WriteFile(filepath.Join(n.dir, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, n := range nodes[1:] {
+		n.start(t, bin)
+	}
+	for _, n := range nodes {
+		n.ready(t)
+	}
+
+	nodes[0].cli(t, bin, "device", "create", "c1")
+	nodes[1].cli(t, bin, "twin", "update", "c1", "--tags", `{"plant":"Redmond43"}`)
+	if n := nodes[2].count(t, bin, "SELECT COUNT() AS n FROM devices WHERE tags.plant = 'Redmond43'"); n != 1 {
+		t.Errorf("node 3 finds %d twins tagged on node 2, want 1", n)
+	}
+
+	// A node dies: two of three still make a quorum.
+	nodes[2].cmd.Process.Kill()
+	<-nodes[2].done
+	nodes[2].cmd = nil
+	nodes[0].cli(t, bin, "device", "create", "c2")
+	if n := nodes[1].count(t, bin, "SELECT COUNT() AS n FROM devices"); n != 2 {
+		t.Errorf("with a node killed, node 2 counts %d devices, want 2", n)
+	}
+	// It comes back and catches up.
+	nodes[2].start(t, bin)
+	nodes[2].ready(t)
+	if n := nodes[2].count(t, bin, "SELECT COUNT() AS n FROM devices"); n != 2 {
+		t.Errorf("the restarted node counts %d devices, want 2", n)
+	}
+}
