@@ -46,6 +46,32 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// startNodes starts a node of each of opts at once (each waits at start
+// for a JetStream leader, which needs a quorum of them), named node0,
+// node1, ... with folders of their own; those that start are closed when
+// the test ends.
+func startNodes(t *testing.T, opts []EmbeddedOptions) ([]*Embedded, []error) {
+	t.Helper()
+	nodes := make([]*Embedded, len(opts))
+	errs := make([]error, len(opts))
+	var wg sync.WaitGroup
+	for i, o := range opts {
+		o.Dir, o.NodeName = t.TempDir(), fmt.Sprint("node", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = StartEmbedded(o)
+		}()
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		if n != nil {
+			t.Cleanup(n.Close)
+		}
+	}
+	return nodes, errs
+}
+
 // TestEmbeddedCluster: three embedded servers given each other's cluster
 // addresses form one cluster; a registry of three replicas written
 // through one node is read through another, and goes on taking writes
@@ -64,25 +90,15 @@ func TestEmbeddedCluster(t *testing.T) {
 	for range 3 {
 		tlsConfs = append(tlsConfs, clusterTLS(t, caDir))
 	}
-	nodes := make([]*Embedded, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	// Together: each waits at start for a JetStream leader, which needs
-	// two of the three.
-	for i := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes[i], errs[i] = StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Cluster: addrs[i], Routes: routes, NodeName: fmt.Sprint("node", i),
-				ClusterSecret: "s3cret", ClusterTLS: tlsConfs[i]})
-		}()
+	var opts []EmbeddedOptions
+	for i := range 3 {
+		opts = append(opts, EmbeddedOptions{Cluster: addrs[i], Routes: routes, ClusterSecret: "s3cret", ClusterTLS: tlsConfs[i]})
 	}
-	wg.Wait()
+	nodes, errs := startNodes(t, opts)
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
-		t.Cleanup(nodes[i].Close)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -154,27 +170,15 @@ func TestEmbeddedClusterRefusesStrangers(t *testing.T) {
 			if c.otherSecret != "" {
 				confs[2], secrets[2] = clusterTLS(t, goodCA), c.otherSecret
 			}
-			nodes := make([]*Embedded, 3)
-			errs := make([]error, 3)
-			var wg sync.WaitGroup
-			for i := range nodes {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					r, wait := routes[:2], 30*time.Second // the good nodes know each other
-					if i == 2 {
-						r, wait = routes, 5*time.Second // the stranger knows them all
-					}
-					nodes[i], errs[i] = StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Cluster: addrs[i], Routes: r, NodeName: fmt.Sprint("node", i),
-						ClusterSecret: secrets[i], ClusterTLS: confs[i], ClusterWait: wait})
-				}()
-			}
-			wg.Wait()
-			for i, n := range nodes {
-				if n != nil {
-					t.Cleanup(nodes[i].Close)
+			var opts []EmbeddedOptions
+			for i := range 3 {
+				r, wait := routes[:2], 30*time.Second // the good nodes know each other
+				if i == 2 {
+					r, wait = routes, 5*time.Second // the stranger knows them all
 				}
+				opts = append(opts, EmbeddedOptions{Cluster: addrs[i], Routes: r, ClusterSecret: secrets[i], ClusterTLS: confs[i], ClusterWait: wait})
 			}
+			nodes, errs := startNodes(t, opts)
 			if errs[0] != nil || errs[1] != nil {
 				t.Fatalf("the good nodes: %v, %v", errs[0], errs[1])
 			}

@@ -97,7 +97,7 @@ type Hub struct {
 
 	args []string
 	bin  string
-	out  *output
+	out  *Output
 
 	mu   sync.Mutex
 	proc *process // nil once the harness has stopped or killed the hub
@@ -119,7 +119,7 @@ type process struct {
 // tail of the hub's output.
 func Start(t testing.TB, addr string, args ...string) *Hub {
 	t.Helper()
-	h := &Hub{Addr: addr, DataDir: t.TempDir(), args: args, bin: Binary(t), out: &output{}}
+	h := &Hub{Addr: addr, DataDir: t.TempDir(), args: args, bin: Binary(t), out: &Output{}}
 	h.CAFile = filepath.Join(h.DataDir, "ca.pem")
 	t.Cleanup(func() {
 		if _, err := h.stop(false); err != nil {
@@ -318,26 +318,27 @@ func (h *Hub) CLI(t testing.TB, args ...string) string {
 	return stdout
 }
 
-// output collects the hub's output from two pipes.
-type output struct {
+// Output collects a process's output from two pipes (stdout and stderr
+// may write at once); the zero value is ready.
+type Output struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *output) Write(p []byte) (int, error) {
+func (b *Output) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *output) String() string {
+func (b *Output) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
 // tail is the last n bytes of the output.
-func (b *output) tail(n int) string {
+func (b *Output) tail(n int) string {
 	s := b.String()
 	if len(s) > n {
 		return "...\n" + s[len(s)-n:]

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,24 +32,7 @@ type node struct {
 	addr, dir string
 	cmd       *exec.Cmd
 	done      chan error
-	out       *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out       *servetest.Output
 }
 
 var addrs = []string{"127.0.0.81", "127.0.0.82", "127.0.0.83"}
@@ -177,7 +159,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	bin := servetest.Binary(t)
 	nodes := make([]*node, len(addrs))
 	for i, a := range addrs {
-		nodes[i] = &node{addr: a, dir: t.TempDir(), out: &syncBuffer{}}
+		nodes[i] = &node{addr: a, dir: t.TempDir(), out: &servetest.Output{}}
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {
