@@ -117,6 +117,16 @@ var sentinels = []struct {
 	{ErrTooManyUploads, http.StatusForbidden, "DeviceMaximumActiveFileUploadLimitExceeded"},
 }
 
+// StoreUnavailable is the error of a store that cannot take or answer a
+// request now: it timed out, or a cluster has no quorum of its nodes to
+// replicate a write. Clients get 503 ServiceUnavailable, which the SDKs
+// retry; nothing was acknowledged. The cause stays in the error for the
+// log, not in what the client sees (AsError finds the *Error).
+func StoreUnavailable(cause error) error {
+	return fmt.Errorf("%w (%v)", &Error{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable",
+		Message: "the hub's store cannot take the request now (a cluster without a quorum of its nodes?); try again"}, cause)
+}
+
 func errDeviceNotFound(id string) *Error {
 	return Errorf(http.StatusNotFound, "DeviceNotFound", "Device %s not registered", id)
 }

@@ -196,6 +196,17 @@ func waitForJetStream(ns *server.Server, nc *nats.Conn, timeout time.Duration) e
 	}
 }
 
+// Quorum says whether this node can replicate writes: nil unless it is a
+// node of a cluster (EmbeddedOptions.Cluster) that has lost contact with a
+// JetStream meta leader, which happens when fewer than a quorum of the
+// cluster's nodes are up or reachable.
+func (e *Embedded) Quorum() error {
+	if e.Server.JetStreamIsClustered() && !e.Server.JetStreamIsCurrent() {
+		return errors.New("this node has no contact with a JetStream leader: the cluster has no quorum of its nodes up and routed")
+	}
+	return nil
+}
+
 // Close closes the connection and stops the server, flushing JetStream's
 // files so that a restart finds every acknowledged write. (Drain would be
 // asynchronous and race the server's shutdown.)
@@ -301,5 +312,6 @@ func openRetry[T any](ctx context.Context, open func(ctx context.Context) (T, er
 func unavailable(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || (errors.As(err, &apiErr) && apiErr.Code == 503)
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503)
 }

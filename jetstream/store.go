@@ -76,7 +76,7 @@ func (s *Store) GetUnlessRevision(ctx context.Context, k twinhub.Key, known uint
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, 0, twinhub.ErrNotFound
 	} else if err != nil {
-		return nil, 0, err
+		return nil, 0, storeError(err)
 	}
 	if known != 0 && e.Revision() == known {
 		return nil, known, nil
@@ -97,7 +97,7 @@ func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (u
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, twinhub.ErrExists
 	}
-	return rev, err
+	return rev, storeError(err)
 }
 
 func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
@@ -109,7 +109,7 @@ func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, re
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return 0, twinhub.ErrConflict
 	}
-	return newRev, err
+	return newRev, storeError(err)
 }
 
 func (s *Store) Delete(ctx context.Context, k twinhub.Key, rev uint64) error {
@@ -121,7 +121,7 @@ func (s *Store) Delete(ctx context.Context, k twinhub.Key, rev uint64) error {
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return twinhub.ErrConflict
 	}
-	return err
+	return storeError(err)
 }
 
 func (s *Store) Watch(ctx context.Context, fn func(twinhub.Key, *twinhub.Record, uint64), ready func()) error {
@@ -184,9 +184,19 @@ func (s *Store) WatchRaw(ctx context.Context, fn func(k twinhub.Key, data []byte
 func (s *Store) LastRevision(ctx context.Context) (uint64, error) {
 	info, err := s.stream.Info(ctx)
 	if err != nil {
-		return 0, err
+		return 0, storeError(err)
 	}
 	return info.State.LastSeq, nil
+}
+
+// storeError makes the errors of a JetStream that is busy or has no
+// quorum the hub's 503 (twinhub.StoreUnavailable); others pass as they
+// are.
+func storeError(err error) error {
+	if err != nil && unavailable(err) {
+		return twinhub.StoreUnavailable(err)
+	}
+	return err
 }
 
 // decode reads a stored record with the hub's own decoder, which agrees

@@ -58,9 +58,10 @@ func metricsAddr(addr string) string {
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz on --metrics-addr
-// (plain HTTP). Ready means the hub answers (Hub.Ready) and its listeners
-// are open: serving, set once they are and cleared at shutdown.
-func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomic.Bool, log *slog.Logger) (stop func(), err error) {
+// (plain HTTP). Ready means the hub answers (Hub.Ready), its listeners
+// are open (serving, set once they are and cleared at shutdown), and the
+// extra checks pass (an embedded cluster's quorum).
+func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomic.Bool, log *slog.Logger, extra ...metrics.Check) (stop func(), err error) {
 	ln, err := listen(metricsAddr(addr), "--metrics-addr")
 	if err != nil {
 		return nil, err
@@ -74,6 +75,7 @@ func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomi
 			return nil
 		}},
 	}
+	checks = append(checks, extra...)
 	srv := &http.Server{Handler: m.Handler(checks), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

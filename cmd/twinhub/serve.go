@@ -28,6 +28,7 @@ import (
 	"github.com/twinhub/twinhub/httpapi"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/jetstream"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/mqtt"
 	"github.com/twinhub/twinhub/throttle"
 )
@@ -161,11 +162,16 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 
-	nc, closeNATS, err := connectNATS(dir, f)
+	nc, closeNATS, quorum, err := connectNATS(dir, f)
 	if err != nil {
 		return err
 	}
 	defer closeNATS()
+	var extraChecks []metrics.Check
+	if quorum != nil {
+		go watchQuorum(ctx, quorum, log)
+		extraChecks = append(extraChecks, metrics.Check{Name: "quorum", Run: func(context.Context) error { return quorum() }})
+	}
 	if f.replicas < 1 || (f.natsURL == "" && f.cluster == "" && f.replicas != 1) {
 		return errors.New("--replicas must be 1 with the embedded NATS of one node, and at least 1 with --nats or --cluster")
 	}
@@ -256,7 +262,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	m.Streams(streamStats(nc))
 	m.Queues(queueStats(nc))
 	if m != nil {
-		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log)
+		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log, extraChecks...)
 		if err != nil {
 			httpsLn.Close()
 			mqttLn.Close()
@@ -378,23 +384,51 @@ func serverTLS(dir datadir.Dir, hostname string, f *serveFlags, log *slog.Logger
 	return conf, nil
 }
 
-func connectNATS(dir datadir.Dir, f *serveFlags) (*nats.Conn, func(), error) {
+// connectNATS connects to the external NATS or starts the embedded one;
+// quorum is the embedded cluster's Quorum (nil without a cluster).
+func connectNATS(dir datadir.Dir, f *serveFlags) (nc *nats.Conn, closeNATS func(), quorum func() error, err error) {
 	if f.natsURL != "" {
 		nc, err := jetstream.Connect(f.natsURL)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return nc, func() { nc.Drain() }, nil
+		return nc, func() { nc.Drain() }, nil, nil
 	}
 	o := jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways, SyncInterval: f.syncEvery}
 	if err := clusterOptions(dir, f, &o); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	e, err := jetstream.StartEmbedded(o)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return e.Conn, e.Close, nil
+	if o.Cluster != "" {
+		quorum = e.Quorum
+	}
+	return e.Conn, e.Close, quorum, nil
+}
+
+// watchQuorum logs when this node of an embedded cluster loses contact
+// with a quorum, and when it has it again, until ctx ends.
+func watchQuorum(ctx context.Context, quorum func() error, log *slog.Logger) {
+	var lost bool
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := quorum()
+		switch {
+		case err != nil && !lost:
+			log.Error("the cluster has no quorum: writes are refused with 503 until it does", "err", err)
+		case err == nil && lost:
+			log.Info("the cluster has a quorum again")
+		}
+		lost = err != nil
+	}
 }
 
 // clusterOptions makes o those of a node of an embedded cluster when

@@ -13,7 +13,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +52,8 @@ func (n *node) start(t *testing.T, bin string) {
 	t.Helper()
 	args := []string{"serve", "--data", n.dir,
 		"--https-addr", n.addr + ":443", "--mqtt-addr", n.addr + ":8883", "--amqp-addr", n.addr + ":5671",
-		"--cluster", n.addr + ":6222", "--routes", routes(), "--replicas", "3", "--node-name", n.addr}
+		"--cluster", n.addr + ":6222", "--routes", routes(), "--replicas", "3", "--node-name", n.addr,
+		"--metrics-addr", n.addr + ":9464"}
 	if n.addr == addrs[0] {
 		args = append(args, "--hostname", addrs[0])
 	}
@@ -112,13 +115,48 @@ func (n *node) probe() error {
 // cli runs the twinhub CLI against this node.
 func (n *node) cli(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append([]string{"--data", n.dir}, args...)...).CombinedOutput()
+	out, err := n.run(bin, args...)
 	if err != nil {
 		t.Fatalf("twinhub %s on node %s: %v\n%s", strings.Join(args, " "), n.addr, err, out)
 	}
-	return string(out)
+	return out
+}
+
+// run runs the twinhub CLI against this node and returns what it printed.
+func (n *node) run(bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"--data", n.dir}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// retry runs the CLI until it succeeds, failing the test after wait or
+// on an error other than 503 ServiceUnavailable.
+func (n *node) retry(t *testing.T, bin string, wait time.Duration, args ...string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		out, err := n.run(bin, args...)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(out, "HTTP 503") || time.Now().After(deadline) {
+			t.Fatalf("twinhub %s on node %s: %v\n%s", strings.Join(args, " "), n.addr, err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// readyz is the status of the node's /readyz and its body.
+func (n *node) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + n.addr + ":9464/readyz")
+	if err != nil {
+		t.Fatalf("/readyz of node %s: %v", n.addr, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // count runs a COUNT query on the node.
@@ -165,6 +203,11 @@ func TestEmbeddedCluster(t *testing.T) {
 		for _, n := range nodes {
 			n.stop(t)
 		}
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("--- output of node %s ---\n%s", n.addr, n.out)
+			}
+		}
 	})
 	// The first node makes the hub's identity and CA before it waits for
 	// the others; they get copies.
@@ -199,11 +242,12 @@ func TestEmbeddedCluster(t *testing.T) {
 		t.Errorf("node 3 finds %d twins tagged on node 2, want 1", n)
 	}
 
-	// A node dies: two of three still make a quorum.
+	// A node dies: two of three still make a quorum, once the streams it
+	// led have elected new leaders (seconds; a write meanwhile is a 503).
 	nodes[2].cmd.Process.Kill()
 	<-nodes[2].done
 	nodes[2].cmd = nil
-	nodes[0].cli(t, bin, "device", "create", "c2")
+	nodes[0].retry(t, bin, 15*time.Second, "device", "create", "c2")
 	if n := nodes[1].count(t, bin, "SELECT COUNT() AS n FROM devices"); n != 2 {
 		t.Errorf("with a node killed, node 2 counts %d devices, want 2", n)
 	}
@@ -212,5 +256,40 @@ func TestEmbeddedCluster(t *testing.T) {
 	nodes[2].ready(t)
 	if n := nodes[2].count(t, bin, "SELECT COUNT() AS n FROM devices"); n != 2 {
 		t.Errorf("the restarted node counts %d devices, want 2", n)
+	}
+
+	// Two of three die: the last node cannot replicate a write, so it
+	// acknowledges none (503 ServiceUnavailable) and is not ready.
+	for _, n := range nodes[1:] {
+		n.cmd.Process.Kill()
+		<-n.done
+		n.cmd = nil
+	}
+	out, err := nodes[0].run(bin, "device", "create", "c3")
+	if err == nil || !strings.Contains(out, "503") {
+		t.Errorf("a write without a quorum: %v\n%s", err, out)
+	}
+	// The node notices once its leaders' heartbeats stop (seconds).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		code, body := nodes[0].readyz(t)
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "quorum") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz without a quorum: %d %s", code, body)
+		}
+	}
+	// One comes back: two of three again, and writes are taken. (The
+	// refused write may yet be applied when the quorum is back, as a
+	// timed-out request may; 503 promised only that it was not
+	// acknowledged. So the check is on another device.)
+	nodes[1].start(t, bin)
+	nodes[1].ready(t)
+	nodes[0].retry(t, bin, 30*time.Second, "device", "create", "c4")
+	if n := nodes[1].count(t, bin, "SELECT COUNT() AS n FROM devices WHERE deviceId = 'c4'"); n != 1 {
+		t.Errorf("with the quorum back, node 2 counts %d devices c4, want 1", n)
+	}
+	if code, body := nodes[0].readyz(t); code != http.StatusOK {
+		t.Errorf("/readyz with the quorum back: %d %s", code, body)
 	}
 }
