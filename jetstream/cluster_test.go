@@ -17,7 +17,7 @@ import (
 
 // clusterTLS is a node's route TLS from the CA in caDir, its certificate
 // in a folder of its own.
-func clusterTLS(t *testing.T, caDir string) *tls.Config {
+func clusterTLS(t *testing.T, caDir, host string) *tls.Config {
 	t.Helper()
 	dir := t.TempDir()
 	for _, f := range []string{certs.CAFile, certs.CAKeyFile} {
@@ -27,23 +27,30 @@ func clusterTLS(t *testing.T, caDir string) *tls.Config {
 		}
 		os.WriteFile(filepath.Join(dir, f), b, 0o600)
 	}
-	c, err := certs.ClusterTLS(dir, "127.0.0.1")
+	c, err := certs.ClusterTLS(dir, host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-// freePort is a TCP port of 127.0.0.1 that nothing listened on a moment
-// ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// hostOf is the host of a host:port.
+func hostOf(addr string) string {
+	h, _, _ := net.SplitHostPort(addr)
+	return h
+}
+
+// clusterAddrs are the cluster addresses of the test nodes: a loopback
+// address each (127.0.0.84-86, kept for these tests) on NATS's route
+// port, outside the ephemeral range, whose ports the kernel also gives the
+// many outgoing connections of a test run (a port picked free a moment
+// ago can be taken by one of them before a node binds it).
+func clusterAddrs() (addrs, routes []string) {
+	for i := range 3 {
+		a := fmt.Sprintf("127.0.0.%d:6222", 84+i)
+		addrs, routes = append(addrs, a), append(routes, "nats://"+a)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return addrs, routes
 }
 
 // startNodes starts a node of each of opts at once (each waits at start
@@ -77,18 +84,14 @@ func startNodes(t *testing.T, opts []EmbeddedOptions) ([]*Embedded, []error) {
 // through one node is read through another, and goes on taking writes
 // with one of the three nodes gone (a quorum of two).
 func TestEmbeddedCluster(t *testing.T) {
-	var addrs, routes []string
-	for range 3 {
-		a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		addrs, routes = append(addrs, a), append(routes, "nats://"+a)
-	}
+	addrs, routes := clusterAddrs()
 	caDir := t.TempDir() // the CA the nodes share, as they share a hub's
 	if err := certs.EnsureCA(caDir); err != nil {
 		t.Fatal(err)
 	}
 	var tlsConfs []*tls.Config
-	for range 3 {
-		tlsConfs = append(tlsConfs, clusterTLS(t, caDir))
+	for _, a := range addrs {
+		tlsConfs = append(tlsConfs, clusterTLS(t, caDir, hostOf(a)))
 	}
 	var opts []EmbeddedOptions
 	for i := range 3 {
@@ -154,21 +157,17 @@ func TestEmbeddedCluster(t *testing.T) {
 func TestEmbeddedClusterRefusesStrangers(t *testing.T) {
 	for _, c := range []struct{ name, otherSecret string }{{"another CA", ""}, {"another secret", "not the secret"}} {
 		t.Run(c.name, func(t *testing.T) {
-			var addrs, routes []string
-			for range 3 {
-				a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-				addrs, routes = append(addrs, a), append(routes, "nats://"+a)
-			}
+			addrs, routes := clusterAddrs()
 			goodCA, strangerCA := t.TempDir(), t.TempDir()
 			for _, d := range []string{goodCA, strangerCA} {
 				if err := certs.EnsureCA(d); err != nil {
 					t.Fatal(err)
 				}
 			}
-			confs := []*tls.Config{clusterTLS(t, goodCA), clusterTLS(t, goodCA), clusterTLS(t, strangerCA)}
+			confs := []*tls.Config{clusterTLS(t, goodCA, hostOf(addrs[0])), clusterTLS(t, goodCA, hostOf(addrs[1])), clusterTLS(t, strangerCA, hostOf(addrs[2]))}
 			secrets := []string{"s3cret", "s3cret", "s3cret"}
 			if c.otherSecret != "" {
-				confs[2], secrets[2] = clusterTLS(t, goodCA), c.otherSecret
+				confs[2], secrets[2] = clusterTLS(t, goodCA, hostOf(addrs[2])), c.otherSecret
 			}
 			var opts []EmbeddedOptions
 			for i := range 3 {
