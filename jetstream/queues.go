@@ -39,11 +39,7 @@ func QueueLengths(ctx context.Context, nc *nats.Conn) (map[string]uint64, error)
 			keep(fmt.Errorf("reading the consumer of %s: %w", stream, err))
 			continue
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			keep(fmt.Errorf("reading the consumer of %s: %w", stream, err))
-			continue
-		}
+		info := c.CachedInfo() // read by the lookup itself
 		out[name] = info.NumPending + uint64(info.NumAckPending)
 	}
 	return out, firstErr
