@@ -13,29 +13,16 @@
 // here fails on a time.
 
 const { execFileSync } = require('node:child_process');
-const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const tls = require('node:tls');
-const puppeteer = require('puppeteer-core');
 const { Registry } = require('azure-iothub');
 
 const { twinhubBin } = require('./lib/bin');
+const { launchBrowser } = require('./lib/browser');
 
 function flag(name, def) {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : def;
-}
-
-function spkiHash(host, ca) {
-  return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host, port: 443, ca }, () => {
-      const cert = sock.getPeerX509Certificate();
-      sock.end();
-      resolve(crypto.createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64'));
-    });
-    sock.once('error', reject);
-  });
 }
 
 function quantile(xs, q) {
@@ -77,12 +64,7 @@ async function main() {
   const registry = Registry.fromConnectionString(cs);
   const total = await load(registry, devices);
 
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${await spkiHash(host, ca)}`],
-  });
+  const browser = await launchBrowser(host, ca);
   try {
     const page = await browser.newPage();
     await page.goto(`https://${host}/console/`);

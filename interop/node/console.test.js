@@ -16,35 +16,18 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const https = require('node:https');
-const tls = require('node:tls');
 const crypto = require('node:crypto');
-const puppeteer = require('puppeteer-core');
 const { Registry } = require('azure-iothub');
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 
 const { startHub, testCA } = require('./lib/hub');
+const { CHROMIUM, launchBrowser } = require('./lib/browser');
 const { printOutputOnFailure, sleep } = require('./lib/util');
 
 const ADDRESS = '127.0.0.77';
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const ARTIFACTS = path.join(process.env.TWINHUB_ARTIFACTS || path.join(__dirname, 'artifacts'), 'console');
 const WAIT_MS = 15000;
-
-// spkiHash is the base64 SHA-256 of the public key of the certificate
-// address:443 presents, after checking that the test CA issued it:
-// chromium trusts exactly that key (--ignore-certificate-errors-spki-list),
-// as it would trust the hub's CA if it were installed in its store.
-function spkiHash(address) {
-  return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host: address, port: 443, ca: testCA().caPem }, () => {
-      const cert = sock.getPeerX509Certificate();
-      sock.end();
-      resolve(crypto.createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64'));
-    });
-    sock.once('error', reject);
-  });
-}
 
 function get(url, method = 'GET') {
   return new Promise((resolve, reject) => {
@@ -76,12 +59,7 @@ describe('web console in chromium', { skip: noBrowser }, () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     hub = await startHub({ address: ADDRESS, mqtt: true });
     registry = Registry.fromConnectionString(hub.connectionString);
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${await spkiHash(ADDRESS)}`],
-    });
+    browser = await launchBrowser(ADDRESS, testCA().caPem);
     page = await browser.newPage();
     await page.setViewport({ width: 1200, height: 1000 });
     page.on('pageerror', (err) => pageErrors.push(err.message));
