@@ -147,6 +147,17 @@ func TestEmbeddedCluster(t *testing.T) {
 	if err != nil || gotRev != newRev || got.Twin.Tags["after"] != "a node left" {
 		t.Fatalf("after a node left: %+v rev %d (want %d) %v", got, gotRev, newRev, err)
 	}
+	if err := nodes[0].Quorum(); err != nil {
+		t.Errorf("two of three nodes up: %v", err)
+	}
+	// A second goes: the last one, leader or follower, says it has no
+	// quorum once it stops hearing from the others.
+	nodes[2].Close()
+	for deadline := time.Now().Add(30 * time.Second); nodes[0].Quorum() == nil; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("one node of three up, and it still reports a quorum")
+		}
+	}
 }
 
 // TestEmbeddedClusterRefusesStrangers: a node whose route certificate

@@ -200,12 +200,49 @@ func waitForJetStream(ns *server.Server, nc *nats.Conn, timeout time.Duration) e
 // node of a cluster (EmbeddedOptions.Cluster) that has lost contact with a
 // JetStream meta leader, which happens when fewer than a quorum of the
 // cluster's nodes are up or reachable.
+//
+// A follower learns it when the leader's heartbeats stop (no leader
+// named); the leader itself stays current, so it counts the peers it has
+// heard from lately.
 func (e *Embedded) Quorum() error {
-	if e.Server.JetStreamIsClustered() && !e.Server.JetStreamIsCurrent() {
-		return errors.New("this node has no contact with a JetStream leader: the cluster has no quorum of its nodes up and routed")
+	ns := e.Server
+	if !ns.JetStreamIsClustered() {
+		return nil
+	}
+	noLeader := errors.New("this node has no contact with a JetStream leader: the cluster has no quorum of its nodes up and routed")
+	if !ns.JetStreamIsCurrent() {
+		return noLeader
+	}
+	jsz, err := ns.Jsz(&server.JSzOptions{})
+	if err != nil || jsz.Meta == nil {
+		return fmt.Errorf("reading the cluster's JetStream state: %v", err)
+	}
+	if jsz.Meta.Leader == "" {
+		return noLeader // a follower may still say it is current
+	}
+	if !ns.JetStreamIsLeader() {
+		return nil
+	}
+	heard := 1 // this node
+	for _, p := range jsz.Meta.Replicas {
+		if !p.Offline && p.Active < quorumSilence {
+			heard++
+		}
+	}
+	need := jsz.Meta.QuorumNeeded
+	if need <= 0 {
+		need = jsz.Meta.Size/2 + 1
+	}
+	if heard < need {
+		return fmt.Errorf("this node leads the cluster's JetStream but has heard from %d of its %d nodes lately, fewer than a quorum of %d", heard, jsz.Meta.Size, need)
 	}
 	return nil
 }
+
+// quorumSilence is how long a peer may go unheard before the leader stops
+// counting it towards a quorum (the meta group's heartbeats come every
+// second).
+const quorumSilence = 5 * time.Second
 
 // Close closes the connection and stops the server, flushing JetStream's
 // files so that a restart finds every acknowledged write. (Drain would be
