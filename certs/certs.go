@@ -4,6 +4,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -123,6 +124,66 @@ func EnsureCA(dir string) error {
 	return err
 }
 
+// CA is the hub's CA as its two PEM files hold it, to share with the
+// other nodes of a cluster.
+type CA struct {
+	Cert []byte `json:"cert"`
+	Key  []byte `json:"key"`
+}
+
+// LoadCA reads the CA in dir; os.ErrNotExist when dir has none.
+func LoadCA(dir string) (CA, error) {
+	cert, err := os.ReadFile(filepath.Join(dir, CAFile))
+	if err != nil {
+		return CA{}, err
+	}
+	key, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		return CA{}, err
+	}
+	return CA{Cert: cert, Key: key}, nil
+}
+
+// NewCA makes a CA in dir, which must have none, and returns it.
+func NewCA(dir string) (CA, error) {
+	if _, err := os.Stat(filepath.Join(dir, CAFile)); err == nil {
+		return CA{}, fmt.Errorf("%s has a CA already", dir)
+	}
+	if _, _, err := ensureCA(dir); err != nil {
+		return CA{}, err
+	}
+	return LoadCA(dir)
+}
+
+// Same tells whether c and o hold the same certificate and key, however
+// their PEM is laid out.
+func (c CA) Same(o CA) bool {
+	a, errA := tls.X509KeyPair(c.Cert, c.Key)
+	b, errB := tls.X509KeyPair(o.Cert, o.Key)
+	if errA != nil || errB != nil {
+		return false
+	}
+	ka, errA := x509.MarshalPKCS8PrivateKey(a.PrivateKey)
+	kb, errB := x509.MarshalPKCS8PrivateKey(b.PrivateKey)
+	return errA == nil && errB == nil && bytes.Equal(a.Leaf.Raw, b.Leaf.Raw) && bytes.Equal(ka, kb)
+}
+
+// Write stores c in dir as the hub's CA, after checking that its
+// certificate is a CA and its key belongs to it.
+func (c CA) Write(dir string) error {
+	pair, err := tls.X509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return fmt.Errorf("the shared CA: %w", err)
+	}
+	if !pair.Leaf.IsCA {
+		return errors.New("the shared CA's certificate is not a CA")
+	}
+	if err := writeFile(filepath.Join(dir, CAKeyFile), c.Key, 0o600); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, CAFile), c.Cert, 0o644)
+}
+
 // ensureCA loads the hub's CA from dir, or makes one.
 func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)
@@ -179,7 +240,12 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 }
 
 func writePEM(path, kind string, der []byte, mode os.FileMode) error {
-	data := pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der})
+	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), mode)
+}
+
+// writeFile replaces path with data whole (through a rename), so that a
+// crash leaves the old file or the new one.
+func writeFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, mode); err != nil {
 		return err

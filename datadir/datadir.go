@@ -1,11 +1,10 @@
-// Package datadir is the hub's data folder: its identity (host name and
-// shared access policies) in hub.json, the running server's addresses in
+// Package datadir is the hub's data folder: a copy of its identity (host
+// name and shared access policies) in hub.json for the CLI, the running server's addresses in
 // serve.json for the CLI to find, TLS material, and JetStream's files.
 package datadir
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,27 +57,19 @@ func (d Dir) LoadHub() (Hub, error) {
 	return h, nil
 }
 
-// InitHub loads hub.json, or on first start creates it with hostname and
-// fresh policies. A hostname given later replaces the stored one.
-func (d Dir) InitHub(hostname string) (Hub, error) {
-	h, err := d.LoadHub()
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		h.Policies, err = sas.DefaultPolicies()
-		if err != nil {
-			return h, err
-		}
-		if hostname == "" {
-			hostname = "localhost"
-		}
-	case err != nil:
-		return h, err
+// NewHub is the identity of a new hub: hostname (localhost if empty) and
+// fresh keys for the default shared access policies.
+func NewHub(hostname string) (Hub, error) {
+	if hostname == "" {
+		hostname = "localhost"
 	}
-	if hostname != "" {
-		h.HostName = hostname
-	}
-	return h, d.write("hub.json", h, 0o600)
+	policies, err := sas.DefaultPolicies()
+	return Hub{HostName: hostname, Policies: policies}, err
 }
+
+// SaveHub writes hub.json: the copy of the hub's identity that the CLI
+// reads (the hub keeps the one it serves in its store).
+func (d Dir) SaveHub(h Hub) error { return d.write("hub.json", h, 0o600) }
 
 // Policy returns the named policy.
 func (h Hub) Policy(name string) (sas.Policy, error) {

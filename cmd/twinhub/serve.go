@@ -100,7 +100,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate (PEM); default: one made by the hub's own CA")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server with JetStream; default: embedded")
-	fl.StringVar(&f.cluster, "cluster", "", "host:port this node listens on for the other nodes of an embedded cluster, and at which they reach it (routes over TLS with the hub's CA; every node needs the same hub.json, ca.pem and ca-key.pem); default: no cluster")
+	fl.StringVar(&f.cluster, "cluster", "", "host:port this node listens on for the other nodes of an embedded cluster, and at which they reach it (routes over TLS with the hub's CA: every node needs the same ca.pem and ca-key.pem; the rest it takes from the others); default: no cluster")
 	fl.StringSliceVar(&f.routes, "routes", nil, "the cluster addresses of the nodes of the embedded cluster, nats://host:port,... (with --cluster; this node's may be among them)")
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's name in the embedded cluster (default: its --cluster address)")
 	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write before acknowledging it (embedded NATS)")
@@ -149,17 +149,12 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		}
 		defer stopPprof()
 	}
-	hubConf, err := dir.InitHub(f.hostname)
-	if err != nil {
-		return err
-	}
-	tlsConf, err := serverTLS(dir, hubConf.HostName, f, log)
-	if err != nil {
-		return err
-	}
 	deviceCA, err := loadDeviceCA(f.deviceCA)
 	if err != nil {
 		return err
+	}
+	if f.replicas < 1 || (f.natsURL == "" && f.cluster == "" && f.replicas != 1) {
+		return errors.New("--replicas must be 1 with the embedded NATS of one node, and at least 1 with --nats or --cluster")
 	}
 
 	nc, closeNATS, quorum, err := connectNATS(dir, f)
@@ -167,13 +162,18 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer closeNATS()
+	hubConf, err := sharedIdentity(ctx, dir, nc, f, log)
+	if err != nil {
+		return err
+	}
+	tlsConf, err := serverTLS(dir, hubConf.HostName, f, log)
+	if err != nil {
+		return err
+	}
 	var extraChecks []metrics.Check
 	if quorum != nil {
 		go watchQuorum(ctx, quorum, log)
 		extraChecks = append(extraChecks, metrics.Check{Name: "quorum", Run: func(context.Context) error { return quorum() }})
-	}
-	if f.replicas < 1 || (f.natsURL == "" && f.cluster == "" && f.replicas != 1) {
-		return errors.New("--replicas must be 1 with the embedded NATS of one node, and at least 1 with --nats or --cluster")
 	}
 	store, err := jetstream.OpenStore(ctx, nc, jetstream.StoreOptions{Log: log, Replicas: f.replicas})
 	if err != nil {

@@ -188,10 +188,10 @@ func (n *node) stop(t *testing.T) {
 	n.cmd = nil
 }
 
-// TestEmbeddedCluster: three nodes, each with the first's hub.json and CA
-// (as docs say to copy them), form a cluster of three replicas; a device
-// made on one node is updated on a second and found by a query on the
-// third; with one node killed (SIGKILL) the others take writes; the
+// TestEmbeddedCluster: three nodes, each with the first's CA (as docs say
+// to copy it), form a cluster of three replicas; the second and third take
+// the hub's identity (host name, policies) from the store; a device made
+// on one node is updated on a second and found by a query on the third; with one node killed (SIGKILL) the others take writes; the
 // killed node, started again, serves them.
 func TestEmbeddedCluster(t *testing.T) {
 	bin := servetest.Binary(t)
@@ -209,10 +209,11 @@ func TestEmbeddedCluster(t *testing.T) {
 			}
 		}
 	})
-	// The first node makes the hub's identity and CA before it waits for
-	// the others; they get copies.
+	// The first node makes the hub's CA before it waits for the others;
+	// they get copies, since their routes must trust each other before
+	// they can share anything.
 	nodes[0].start(t, bin)
-	for _, f := range []string{"hub.json", "ca.pem", "ca-key.pem"} {
+	for _, f := range []string{"ca.pem", "ca-key.pem"} {
 		var b []byte
 		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 			var err error
@@ -234,6 +235,17 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 	for _, n := range nodes {
 		n.ready(t)
+	}
+	// Every node serves the first one's identity, and wrote it into its
+	// hub.json for the CLI.
+	want, err := os.ReadFile(filepath.Join(nodes[0].dir, "hub.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes[1:] {
+		if got, err := os.ReadFile(filepath.Join(n.dir, "hub.json")); err != nil || string(got) != string(want) {
+			t.Errorf("node %s's hub.json: %v\n%s\nwant node 1's\n%s", n.addr, err, got, want)
+		}
 	}
 
 	nodes[0].cli(t, bin, "device", "create", "c1")

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/twinhub/twinhub/certs"
+	"github.com/twinhub/twinhub/datadir"
+	"github.com/twinhub/twinhub/jetstream"
+)
+
+// The keys of the settings bucket.
+const (
+	caSetting  = "ca"
+	hubSetting = "hub"
+)
+
+// sharedIdentity makes this node serve the hub its store belongs to. The
+// hub's identity (host name, shared access policies) and its CA live in
+// the store's settings bucket, where the first node to start puts them:
+// those of its data folder when the hub ran there before (hub.json, the
+// CA files), new ones otherwise. Every node then writes them into its data
+// folder, hub.json for the CLI and the CA for its server certificate, so
+// a node that joins a cluster needs no files copied (except the CA for an
+// embedded cluster's routes, which must trust each other before they can
+// share anything). A data folder with another CA is another hub's: the
+// node refuses to start rather than serve under a name it does not own.
+func sharedIdentity(ctx context.Context, dir datadir.Dir, nc *nats.Conn, f *serveFlags, log *slog.Logger) (datadir.Hub, error) {
+	settings, err := jetstream.OpenSettings(ctx, nc, f.replicas)
+	if err != nil {
+		return datadir.Hub{}, err
+	}
+	if err := shareCA(ctx, dir, settings, log); err != nil {
+		return datadir.Hub{}, err
+	}
+	return shareHub(ctx, dir, settings, f.hostname, log)
+}
+
+func shareCA(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings, log *slog.Logger) error {
+	local, err := certs.LoadCA(dir.Path)
+	had := err == nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	stored, _, found, err := settings.Get(ctx, caSetting)
+	if err != nil {
+		return fmt.Errorf("reading the hub's CA from the store: %w", err)
+	}
+	if !found {
+		if !had {
+			if local, err = certs.NewCA(dir.Path); err != nil {
+				return err
+			}
+		}
+		proposed, err := json.Marshal(local)
+		if err != nil {
+			return err
+		}
+		var created bool
+		if stored, created, err = settings.Agree(ctx, caSetting, proposed); err != nil {
+			return fmt.Errorf("storing the hub's CA: %w", err)
+		}
+		if created {
+			log.Info("the hub's CA is kept in the store for every node", "ca", dir.File(certs.CAFile))
+		}
+	}
+	var shared certs.CA
+	if err := json.Unmarshal(stored, &shared); err != nil {
+		return fmt.Errorf("the hub's CA in the store is unreadable: %w", err)
+	}
+	switch {
+	case shared.Same(local):
+		return nil
+	case had:
+		return fmt.Errorf("the CA in %s is not that of the hub whose store this node joined: the data folder is another hub's. "+
+			"Start this node with an empty data folder (or with the hub's own %s and %s)", dir.Path, certs.CAFile, certs.CAKeyFile)
+	}
+	log.Info("took the hub's CA from the store", "ca", dir.File(certs.CAFile))
+	return shared.Write(dir.Path)
+}
+
+func shareHub(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings, hostname string, log *slog.Logger) (datadir.Hub, error) {
+	local, err := dir.LoadHub()
+	had := err == nil
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if local, err = datadir.NewHub(hostname); err != nil {
+			return local, err
+		}
+	case err != nil:
+		return local, err
+	case hostname != "":
+		local.HostName = hostname
+	}
+	proposed, err := json.Marshal(local)
+	if err != nil {
+		return local, err
+	}
+	stored, created, err := settings.Agree(ctx, hubSetting, proposed)
+	if err != nil {
+		return local, fmt.Errorf("storing the hub's identity: %w", err)
+	}
+	var h datadir.Hub
+	if err := json.Unmarshal(stored, &h); err != nil || h.HostName == "" || len(h.Policies) == 0 {
+		return h, fmt.Errorf("the hub's identity in the store is unreadable (%v)", err)
+	}
+	switch {
+	case created && had:
+		log.Info("the hub's identity (host name, policies) is kept in the store for every node, from hub.json", "host", h.HostName)
+	case created:
+		log.Info("made the hub's identity (host name, policies), kept in the store for every node", "host", h.HostName)
+	case had && !slices.Equal(local.Policies, h.Policies):
+		log.Warn("this node's hub.json has other shared access policies than the hub's store; serving the store's and rewriting hub.json")
+	}
+	if !created && hostname != "" && hostname != h.HostName {
+		// As on one node, --hostname renames the hub.
+		data, rev, _, err := settings.Get(ctx, hubSetting)
+		if err != nil {
+			return h, err
+		}
+		if err := json.Unmarshal(data, &h); err != nil {
+			return h, fmt.Errorf("the hub's identity in the store is unreadable (%v)", err)
+		}
+		log.Info("the hub's host name changes", "from", h.HostName, "to", hostname)
+		h.HostName = hostname
+		data, err = json.Marshal(h)
+		if err != nil {
+			return h, err
+		}
+		if err := settings.Replace(ctx, hubSetting, data, rev); err != nil {
+			return h, err
+		}
+	}
+	return h, dir.SaveHub(h)
+}

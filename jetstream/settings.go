@@ -1,0 +1,76 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// SettingsBucket holds what every node of a hub must agree on and which a
+// node's data folder cannot be trusted to hold alone: the hub's identity
+// (host name, shared access policies) and its CA. With them in JetStream,
+// a node that joins a cluster serves the same hub as the others without
+// copying files by hand, and a node of another hub is told so.
+const SettingsBucket = "twinhub-settings"
+
+// Settings is the settings bucket: one document per key, opaque here.
+type Settings struct{ kv jetstream.KeyValue }
+
+// OpenSettings creates or opens the bucket.
+func OpenSettings(ctx context.Context, nc *nats.Conn, replicas int) (*Settings, error) {
+	kv, err := openBucket(ctx, nc, SettingsBucket, "twinhub identity (host name, shared access policies) and CA, shared by every node", replicas)
+	if err != nil {
+		return nil, err
+	}
+	return &Settings{kv: kv}, nil
+}
+
+// Get returns the document under key and its revision; found is false
+// when there is none.
+func (s *Settings) Get(ctx context.Context, key string) (data []byte, rev uint64, found bool, err error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, storeError(err)
+	}
+	return e.Value(), e.Revision(), true, nil
+}
+
+// Agree returns the document under key, storing proposed first when there
+// is none. Of nodes that start at once with different proposals, the
+// first stored wins and all of them get it; created tells whether it was
+// this one's.
+func (s *Settings) Agree(ctx context.Context, key string, proposed []byte) (stored []byte, created bool, err error) {
+	for range 3 {
+		data, _, found, err := s.Get(ctx, key)
+		if err != nil {
+			return nil, false, err
+		}
+		if found {
+			return data, false, nil
+		}
+		_, err = s.kv.Create(ctx, key, proposed)
+		if err == nil {
+			return proposed, true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, false, storeError(err)
+		}
+		// Another node stored one between the Get and the Create: read it.
+	}
+	return nil, false, fmt.Errorf("setting %s: no value could be agreed on", key)
+}
+
+// Replace stores data under key if the document is still at revision rev.
+func (s *Settings) Replace(ctx context.Context, key string, data []byte, rev uint64) error {
+	_, err := s.kv.Update(ctx, key, data, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("setting %s changed meanwhile on another node; start again", key)
+	}
+	return storeError(err)
+}
