@@ -17,6 +17,9 @@ import (
 const SettingsBucket = "twinhub-settings"
 
 // Settings is the settings bucket: one document per key, opaque here.
+// Nodes read and write it as they start, when a new cluster's bucket may
+// not have a leader yet, so each call is tried again while JetStream is
+// unavailable (openRetry).
 type Settings struct{ kv jetstream.KeyValue }
 
 // OpenSettings creates or opens the bucket.
@@ -31,7 +34,7 @@ func OpenSettings(ctx context.Context, nc *nats.Conn, replicas int) (*Settings, 
 // Get returns the document under key and its revision; found is false
 // when there is none.
 func (s *Settings) Get(ctx context.Context, key string) (data []byte, rev uint64, found bool, err error) {
-	e, err := s.kv.Get(ctx, key)
+	e, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, key) })
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, 0, false, nil
 	}
@@ -54,7 +57,7 @@ func (s *Settings) Agree(ctx context.Context, key string, proposed []byte) (stor
 		if found {
 			return data, false, nil
 		}
-		_, err = s.kv.Create(ctx, key, proposed)
+		_, err = openRetry(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Create(ctx, key, proposed) })
 		if err == nil {
 			return proposed, true, nil
 		}
@@ -68,7 +71,7 @@ func (s *Settings) Agree(ctx context.Context, key string, proposed []byte) (stor
 
 // Replace stores data under key if the document is still at revision rev.
 func (s *Settings) Replace(ctx context.Context, key string, data []byte, rev uint64) error {
-	_, err := s.kv.Update(ctx, key, data, rev)
+	_, err := openRetry(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Update(ctx, key, data, rev) })
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return fmt.Errorf("setting %s changed meanwhile on another node; start again", key)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -40,8 +41,14 @@ func sharedIdentity(ctx context.Context, dir datadir.Dir, nc *nats.Conn, f *serv
 	if err := shareCA(ctx, dir, settings, log); err != nil {
 		return datadir.Hub{}, err
 	}
-	return shareHub(ctx, dir, settings, f.hostname, log)
+	clustered := f.cluster != "" || f.natsURL != ""
+	return shareHub(ctx, dir, settings, f.hostname, clustered, log)
 }
+
+// identityWait is how long a node of a cluster that has no identity of
+// its own (no hub.json, no --hostname) waits for another node to store
+// one before it makes one, named localhost.
+const identityWait = time.Minute
 
 func shareCA(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings, log *slog.Logger) error {
 	local, err := certs.LoadCA(dir.Path)
@@ -86,9 +93,16 @@ func shareCA(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings,
 	return shared.Write(dir.Path)
 }
 
-func shareHub(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings, hostname string, log *slog.Logger) (datadir.Hub, error) {
+func shareHub(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings, hostname string, clustered bool, log *slog.Logger) (datadir.Hub, error) {
 	local, err := dir.LoadHub()
 	had := err == nil
+	if errors.Is(err, os.ErrNotExist) && hostname == "" && clustered {
+		// The nodes of a new cluster start at once, and the first to
+		// store an identity wins: this one's would be named localhost.
+		if err := awaitSetting(ctx, settings, hubSetting, log); err != nil {
+			return local, err
+		}
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if local, err = datadir.NewHub(hostname); err != nil {
@@ -139,4 +153,26 @@ func shareHub(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings
 		}
 	}
 	return h, dir.SaveHub(h)
+}
+
+// awaitSetting waits up to identityWait for key to be stored by another
+// node.
+func awaitSetting(ctx context.Context, settings *jetstream.Settings, key string, log *slog.Logger) error {
+	deadline := time.Now().Add(identityWait)
+	for said := false; time.Now().Before(deadline); said = true {
+		_, _, found, err := settings.Get(ctx, key)
+		if err != nil || found {
+			return err
+		}
+		if !said {
+			log.Info("waiting for another node to store the hub's identity (the node started with --hostname)", "up to", identityWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	log.Warn("no node stored the hub's identity: making one, named localhost (start a node with --hostname to rename it)")
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/datadir"
@@ -135,5 +136,46 @@ func TestSharedIdentityFromOldDataFolder(t *testing.T) {
 	}
 	if !loadCA(t, d).Same(ca) {
 		t.Error("the CA changed")
+	}
+}
+
+// TestSharedIdentityWaitsForTheNamedNode: in a new cluster, a node with no
+// identity of its own waits for the node started with --hostname, rather
+// than racing it with an identity named localhost.
+func TestSharedIdentityWaitsForTheNamedNode(t *testing.T) {
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	named, unnamed := openDir(t), openDir(t)
+	if err := certs.EnsureCA(named.Path); err != nil {
+		t.Fatal(err)
+	}
+	ca := loadCA(t, named)
+	if err := ca.Write(unnamed.Path); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan datadir.Hub, 1)
+	go func() {
+		h, err := sharedIdentity(ctx, unnamed, e.Conn, &serveFlags{replicas: 1, cluster: "127.0.0.1:6222"}, log)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- h
+	}()
+	select {
+	case h := <-got:
+		t.Fatalf("the unnamed node did not wait: %+v", h)
+	case <-time.After(500 * time.Millisecond):
+	}
+	want, err := sharedIdentity(ctx, named, e.Conn, &serveFlags{replicas: 1, cluster: "127.0.0.2:6222", hostname: "hub.example"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := <-got; h.HostName != "hub.example" || !slices.Equal(h.Policies, want.Policies) {
+		t.Errorf("the unnamed node serves %+v, the named one %+v", h, want)
 	}
 }
