@@ -51,3 +51,17 @@ type RevisionGetter interface {
 	// (non-zero) it returns a nil record with that revision.
 	GetUnlessRevision(ctx context.Context, k Key, known uint64) (*Record, uint64, error)
 }
+
+// SessionStore keeps the part of a device's MQTT session (CleanSession=0)
+// that must outlive its connection, its subscriptions, by identity, in a
+// form the MQTT front end chooses. In JetStream, a device that reconnects
+// after a restart, or through another node of a cluster, resumes its
+// session there: the Node SDK relies on that and does not subscribe again.
+// Sessions not saved for the store's expiry are forgotten.
+type SessionStore interface {
+	// LoadSession returns the saved session of k; found is false if
+	// there is none.
+	LoadSession(ctx context.Context, k Key) (data []byte, found bool, err error)
+	SaveSession(ctx context.Context, k Key, data []byte) error
+	DeleteSession(ctx context.Context, k Key) error
+}

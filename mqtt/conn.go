@@ -62,6 +62,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	subs    subscriptions
+	refresh *time.Timer // saves the session again while connected (CleanSession=0)
 	desired *hub.DesiredFeed
 	methods methodState
 	c2d     *c2dDelivery
@@ -284,17 +285,26 @@ func (c *conn) close(err error) {
 // state, unless a newer connection of the identity took over.
 func (c *conn) finish() {
 	c.mu.Lock()
-	feed, subs := c.desired, c.subs
-	c.desired = nil
+	feed, subs, refresh := c.desired, c.subs, c.refresh
+	c.desired, c.refresh = nil, nil
 	c.mu.Unlock()
 	if feed != nil {
 		feed.Stop()
+	}
+	if refresh != nil {
+		refresh.Stop()
 	}
 	c.stopMethods()
 	c.stopC2D()
 	replaced := c.replaced.Load()
 	if !c.clean && !replaced {
-		c.srv.sessions.put(c.clientID, subs)
+		// Saved when it changed; saved again so that it lives for the
+		// session expiry from now.
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.RequestTimeout)
+		if err := c.saveSession(ctx, subs); err != nil {
+			c.log.Warn("saving the session as the device leaves", "err", err)
+		}
+		cancel()
 	}
 	level := slog.LevelDebug
 	if !errors.Is(c.closeErr, errClientGone) && !errors.Is(c.closeErr, errReplaced) && !errors.Is(c.closeErr, errServerClosing) {

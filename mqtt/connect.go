@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -55,24 +56,81 @@ func refuse(code byte, format string, args ...any) *refusal {
 	return &refusal{code: code, reason: fmt.Sprintf(format, args...), result: result}
 }
 
+// refuseConnect answers a CONNECT that err refuses: a refusal gets its
+// CONNACK, anything else (a protocol error) a closed connection.
+func (c *conn) refuseConnect(err error) error {
+	var r *refusal
+	if errors.As(err, &r) {
+		c.srv.opts.Metrics.DeviceConnect(metricsTransport, r.result)
+		c.writeNow(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.code}))
+		return fmt.Errorf("%w: %v", errConnectRefused, r)
+	}
+	c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectProtocol)
+	return err
+}
+
+// loadSession is the session a CONNECT starts with. CleanSession=1 starts
+// afresh and forgets any saved session; CleanSession=0 resumes the saved
+// one, wherever it was saved (another node, before a restart), with
+// session present set. An unreadable saved session is started afresh.
+func (c *conn) loadSession() (subs subscriptions, present bool, err error) {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	data, found, err := c.srv.sessions.LoadSession(ctx, c.key)
+	switch {
+	case err != nil:
+		return subs, false, err
+	case !found:
+		return subs, false, nil
+	case c.clean:
+		return subs, false, c.srv.sessions.DeleteSession(ctx, c.key)
+	}
+	if subs, err = decodeSession(data); err != nil {
+		c.log.Warn("starting afresh: the saved session is unreadable", "identity", c.key.String(), "err", err)
+		return subscriptions{}, false, nil
+	}
+	return subs, true, nil
+}
+
+// saveSession saves the subscriptions of a connection with
+// CleanSession=0.
+func (c *conn) saveSession(ctx context.Context, subs subscriptions) error {
+	return c.srv.sessions.SaveSession(ctx, c.key, subs.encode())
+}
+
+// refreshSession saves the session of a device connected for half the
+// session expiry, and again every half of it, so that a store whose
+// entries expire that long after their last save keeps it (for when this
+// node dies without saving it as the device leaves).
+func (c *conn) refreshSession() {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	if err := c.saveSession(ctx, c.snapshot()); err != nil && c.ctx.Err() == nil {
+		c.log.Warn("saving the session of a connected device", "err", err)
+	}
+	c.mu.Lock()
+	if c.refresh != nil {
+		c.refresh.Reset(c.srv.opts.SessionExpiry / 2)
+	}
+	c.mu.Unlock()
+}
+
 // connect checks a CONNECT and, if it is accepted, makes c its identity's
 // connection, restores its session and queues the CONNACK. A refused
 // client gets its CONNACK and nothing else: no state changes.
 func (c *conn) connect(pk *packets.Packet) error {
 	k, err := c.checkConnect(pk)
 	if err != nil {
-		var r *refusal
-		if errors.As(err, &r) {
-			c.srv.opts.Metrics.DeviceConnect(metricsTransport, r.result)
-			c.writeNow(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.code}))
-			return fmt.Errorf("%w: %v", errConnectRefused, r)
-		}
-		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectProtocol)
-		return err
+		return c.refuseConnect(err)
 	}
 	c.key = k
 	c.clientID = pk.Connect.ClientIdentifier
 	c.clean = pk.Connect.Clean
+	subs, present, err := c.loadSession()
+	if err != nil {
+		c.log.Warn("mqtt device refused: its session could not be read", "identity", k.String(), "err", err)
+		return c.refuseConnect(refuse(connServerUnavailable, "the session could not be read"))
+	}
 	ka := time.Duration(pk.Connect.Keepalive) * time.Second
 	if ka <= 0 || ka > MaxKeepAlive*time.Second {
 		ka = MaxKeepAlive * time.Second
@@ -100,20 +158,12 @@ func (c *conn) connect(pk *packets.Packet) error {
 	c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectOK)
 	c.srv.hub.AnnounceConnection(k, c.id)
 
-	// Session: CleanSession=1 starts afresh and forgets any stored session;
-	// CleanSession=0 resumes the stored one, or that of the connection it
-	// replaces here.
-	var subs subscriptions
-	present := false
-	if c.clean {
-		c.srv.sessions.drop(c.clientID)
-	} else {
-		subs, present = c.srv.sessions.take(c.clientID)
-		if old != nil && old.clientID == c.clientID {
-			for f, q := range old.snapshot() {
-				if q != 0 {
-					subs[f], present = q, true
-				}
+	// A session resumed here also has the subscriptions of the connection
+	// it replaces on this node, which may not be saved yet.
+	if !c.clean && old != nil && old.clientID == c.clientID {
+		for f, q := range old.snapshot() {
+			if q != 0 {
+				subs[f], present = q, true
 			}
 		}
 	}
@@ -126,6 +176,9 @@ func (c *conn) connect(pk *packets.Packet) error {
 	}
 	c.mu.Lock()
 	c.subs = subs
+	if !c.clean {
+		c.refresh = time.AfterFunc(c.srv.opts.SessionExpiry/2, c.refreshSession)
+	}
 	c.mu.Unlock()
 	if subs.has(FilterDesired) {
 		c.startDesired()

@@ -211,9 +211,8 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 		return fmt.Errorf("%w: %s", errProtocol, code.Reason)
 	}
 	granted := make([]byte, len(pk.Filters))
-	startDesired := false
 	var started subscriptions
-	c.mu.Lock()
+	next := c.snapshot()
 	for i, sub := range pk.Filters {
 		f, err := ParseFilter(sub.Filter, c.key)
 		if err != nil {
@@ -224,12 +223,28 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 		// IoT Hub grants at most QoS 1 (a QoS 2 request gets 1).
 		qos := min(sub.Qos, 1)
 		granted[i] = qos
-		if f == FilterDesired && c.desired == nil {
-			startDesired = true
-		}
 		started[f] = qos + 1
-		c.subs[f] = qos + 1
+		next[f] = qos + 1
 	}
+	// A session that outlives the connection is saved before the SUBACK
+	// grants it: a device told it holds a subscription holds it on
+	// whichever node it comes back to. If it cannot be saved, nothing of
+	// this SUBSCRIBE is granted (the SDKs subscribe again).
+	if !c.clean && next != c.snapshot() {
+		ctx, cancel := c.requestContext()
+		err := c.saveSession(ctx, next)
+		cancel()
+		if err != nil {
+			c.log.Warn("subscription refused: the session could not be saved", "err", err)
+			for i := range granted {
+				granted[i] = packets.ErrUnspecifiedError.Code
+			}
+			return c.send(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, PacketID: pk.PacketID, ReasonCodes: granted}))
+		}
+	}
+	c.mu.Lock()
+	startDesired := started.has(FilterDesired) && c.desired == nil
+	c.subs = next
 	c.mu.Unlock()
 	// The desired feed starts before the SUBACK: every change made once
 	// the device has its SUBACK is above the version the feed starts
@@ -266,6 +281,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 	var feed *hub.DesiredFeed
 	var stopMethods, stopC2D bool
 	c.mu.Lock()
+	before := c.subs
 	for _, sub := range pk.Filters {
 		f, err := ParseFilter(sub.Filter, c.key)
 		if err != nil {
@@ -278,6 +294,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 		stopMethods = stopMethods || f == FilterMethods
 		stopC2D = stopC2D || f == FilterC2D
 	}
+	subs := c.subs
 	c.mu.Unlock()
 	if feed != nil {
 		feed.Stop()
@@ -287,6 +304,15 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 	}
 	if stopC2D {
 		c.stopC2D()
+	}
+	if !c.clean && subs != before {
+		ctx, cancel := c.requestContext()
+		if err := c.saveSession(ctx, subs); err != nil {
+			// MQTT 3.1.1 has no failed UNSUBACK; the connection is
+			// unsubscribed, a resumed session may not be.
+			c.log.Warn("an unsubscription could not be saved in the session", "err", err)
+		}
+		cancel()
 	}
 	return c.send(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback}, PacketID: pk.PacketID}))
 }

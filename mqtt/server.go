@@ -88,8 +88,16 @@ type Options struct {
 	ConnectTimeout time.Duration
 	WriteTimeout   time.Duration
 	MaxQueueBytes  int
-	SessionExpiry  time.Duration
 	RequestTimeout time.Duration
+	// Sessions keeps the sessions of devices that connect with
+	// CleanSession=0 (their subscriptions), saved when they change, so
+	// that a device resumes its session after a restart or on another
+	// node (the store's); without it sessions live in this process's
+	// memory. SessionExpiry is how long an unsaved session lives there,
+	// and how often a connected device's session is saved again, at half
+	// of it, to keep it from a store's expiry of the same length.
+	Sessions      twinhub.SessionStore
+	SessionExpiry time.Duration
 	// DesiredGapWait is how long a desired-property change waits for an
 	// earlier version that has not arrived yet (default 1 s).
 	DesiredGapWait time.Duration
@@ -152,7 +160,7 @@ type Server struct {
 	closed    bool
 	wg        sync.WaitGroup
 
-	sessions *sessionStore
+	sessions twinhub.SessionStore
 	unwatch  func()
 
 	stripes [256]sync.Mutex
@@ -173,7 +181,12 @@ func New(core *hub.Hub, o Options) (*Server, error) {
 		live:      map[twinhub.Key]*conn{},
 		all:       map[*conn]struct{}{},
 		listeners: map[net.Listener]struct{}{},
-		sessions:  newSessionStore(o.SessionExpiry),
+		sessions:  o.Sessions,
+	}
+	if s.sessions == nil {
+		mem := newMemorySessions(o.SessionExpiry)
+		go mem.sweep(ctx)
+		s.sessions = mem
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: o.ConnectTimeout,
@@ -195,7 +208,6 @@ func New(core *hub.Hub, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.unwatch = func() { unwatch(); unrevoke() }
-	go s.sessions.sweep(ctx)
 	return s, nil
 }
 

@@ -2,8 +2,12 @@ package mqtt
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/twinhub/twinhub"
 )
 
 // subscriptions records which of the IoT Hub filters a session holds, and
@@ -14,63 +18,99 @@ func (s subscriptions) has(f Filter) bool { return s[f] != 0 }
 
 func (s subscriptions) empty() bool { return s == subscriptions{} }
 
-// sessionStore keeps the subscriptions of sessions with CleanSession=0
-// while their client is away, keyed by client id (one identity). The Node
-// SDK relies on it: every 45 minutes it reconnects with a new token and
-// does not subscribe again. Sessions live in this node's memory only; a
-// device that reconnects to another node, or after a restart, starts with
-// no subscriptions and gets session present = 0 in its CONNACK.
-type sessionStore struct {
+// filterNames name the filters in a saved session; a name never changes
+// once saved sessions use it.
+var filterNames = [numFilters]string{
+	FilterTwinResponses: "twinResponses",
+	FilterDesired:       "desired",
+	FilterMethods:       "methods",
+	FilterC2D:           "c2d",
+	FilterModuleInputs:  "inputs",
+}
+
+// savedSession is a session as the SessionStore keeps it: each filter
+// subscribed to, with the QoS granted.
+type savedSession struct {
+	Subscriptions map[string]byte `json:"subscriptions"`
+}
+
+func (s subscriptions) encode() []byte {
+	saved := savedSession{Subscriptions: map[string]byte{}}
+	for f, q := range s {
+		if q != 0 {
+			saved.Subscriptions[filterNames[f]] = q - 1
+		}
+	}
+	data, _ := json.Marshal(saved) // a map of strings to bytes always encodes
+	return data
+}
+
+// decodeSession reads a saved session. A filter it does not know (saved
+// by a newer version) is left out rather than refused.
+func decodeSession(data []byte) (subscriptions, error) {
+	var saved savedSession
+	var s subscriptions
+	if err := json.Unmarshal(data, &saved); err != nil {
+		return s, fmt.Errorf("a saved MQTT session: %w", err)
+	}
+	for name, qos := range saved.Subscriptions {
+		if qos > 1 {
+			return subscriptions{}, fmt.Errorf("a saved MQTT session: QoS %d for %q", qos, name)
+		}
+		for f, n := range filterNames {
+			if n != "" && n == name {
+				s[f] = qos + 1
+			}
+		}
+	}
+	return s, nil
+}
+
+// memorySessions is the SessionStore of a server given none: sessions in
+// this process's memory, lost when it ends.
+type memorySessions struct {
 	mu     sync.Mutex
-	m      map[string]storedSession
+	m      map[twinhub.Key]memorySession
 	expiry time.Duration
 }
 
-type storedSession struct {
-	subs    subscriptions
+type memorySession struct {
+	data    []byte
 	expires time.Time
 }
 
-func newSessionStore(expiry time.Duration) *sessionStore {
-	return &sessionStore{m: map[string]storedSession{}, expiry: expiry}
+var _ twinhub.SessionStore = (*memorySessions)(nil)
+
+func newMemorySessions(expiry time.Duration) *memorySessions {
+	return &memorySessions{m: map[twinhub.Key]memorySession{}, expiry: expiry}
 }
 
-// take removes and returns the stored session of clientID.
-func (s *sessionStore) take(clientID string) (subscriptions, bool) {
+func (s *memorySessions) LoadSession(_ context.Context, k twinhub.Key) ([]byte, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.m[clientID]
-	if !ok {
-		return subscriptions{}, false
+	st, ok := s.m[k]
+	if !ok || time.Now().After(st.expires) {
+		return nil, false, nil
 	}
-	delete(s.m, clientID)
-	if time.Now().After(st.expires) {
-		return subscriptions{}, false
-	}
-	return st.subs, true
+	return st.data, true, nil
 }
 
-// put stores a session whose connection ended.
-func (s *sessionStore) put(clientID string, subs subscriptions) {
+func (s *memorySessions) SaveSession(_ context.Context, k twinhub.Key, data []byte) error {
 	s.mu.Lock()
-	s.m[clientID] = storedSession{subs: subs, expires: time.Now().Add(s.expiry)}
+	s.m[k] = memorySession{data: data, expires: time.Now().Add(s.expiry)}
 	s.mu.Unlock()
+	return nil
 }
 
-func (s *sessionStore) drop(clientID string) {
+func (s *memorySessions) DeleteSession(_ context.Context, k twinhub.Key) error {
 	s.mu.Lock()
-	delete(s.m, clientID)
+	delete(s.m, k)
 	s.mu.Unlock()
-}
-
-func (s *sessionStore) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
+	return nil
 }
 
 // sweep forgets expired sessions now and then, until ctx ends.
-func (s *sessionStore) sweep(ctx context.Context) {
+func (s *memorySessions) sweep(ctx context.Context) {
 	t := time.NewTicker(min(s.expiry, 10*time.Minute))
 	defer t.Stop()
 	for {
@@ -79,9 +119,9 @@ func (s *sessionStore) sweep(ctx context.Context) {
 			return
 		case now := <-t.C:
 			s.mu.Lock()
-			for id, st := range s.m {
+			for k, st := range s.m {
 				if now.After(st.expires) {
-					delete(s.m, id)
+					delete(s.m, k)
 				}
 			}
 			s.mu.Unlock()

@@ -92,7 +92,7 @@ them all.`,
 
 // register declares serve's flags on fl, with their defaults in f.
 func (f *serveFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored)")
+	fl.StringVar(&f.hostname, "hostname", "", "the hub's host name, as in connection strings (default localhost on first start, then as stored; in a new cluster, give it to one node: the others wait for its identity)")
 	fl.StringVar(&f.httpsAddr, "https-addr", ":443", "address of the HTTPS listener (REST API; MQTT over WebSocket)")
 	fl.StringVar(&f.mqttAddr, "mqtt-addr", ":8883", "address of the MQTT over TLS listener (devices)")
 	fl.StringVar(&f.amqpAddr, "amqp-addr", ":5671", "address of the AMQP over TLS listener (devices and modules, back ends, the Event Hubs-compatible endpoint)")
@@ -209,7 +209,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 
 	limits := throttle.New(f.limits)
 	log.Info("throttles", "limits", f.limits.String())
-	devices, err := mqtt.New(core, mqtt.Options{DeviceCA: deviceCA, Log: log, Throttle: limits, Metrics: m})
+	// MQTT sessions live in the store, so that a device resumes its
+	// session after a restart or through another node.
+	sessions, err := jetstream.OpenSessions(ctx, nc, f.replicas, mqtt.DefaultSessionExpiry)
+	if err != nil {
+		return err
+	}
+	devices, err := mqtt.New(core, mqtt.Options{DeviceCA: deviceCA, Log: log, Throttle: limits, Metrics: m, Sessions: sessions})
 	if err != nil {
 		return err
 	}

@@ -4,17 +4,19 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { Registry } = require('azure-iothub');
+const { Registry, Client: ServiceClient } = require('azure-iothub');
+const { Client } = require('azure-iot-device');
+const { Mqtt } = require('azure-iot-device-mqtt');
 
 const { startHub } = require('./lib/hub');
-const { rejectsWith, uniqueId, printOutputOnFailure, queryAll } = require('./lib/util');
+const { rejectsWith, uniqueId, printOutputOnFailure, queryAll, sleep } = require('./lib/util');
 
 describe('restart', () => {
   let hub;
   let registry;
 
   before(async () => {
-    hub = await startHub({ address: '127.0.0.36' });
+    hub = await startHub({ address: '127.0.0.36', mqtt: true });
     registry = Registry.fromConnectionString(hub.connectionString);
   });
   after(async () => {
@@ -85,6 +87,33 @@ describe('restart', () => {
       const { responseBody: t } = await registry.getTwin(id);
       assert.equal(t.tags.i, i);
       assert.equal(t.version, 2);
+    }
+  });
+
+  it('a device connected across a restart resumes its MQTT session: methods and desired patches reach it without subscribing again', async () => {
+    // The Node SDK connects with CleanSession=0 and, after its transport
+    // reconnects, relies on the hub's session for its subscriptions.
+    const id = uniqueId('session');
+    await registry.create({ deviceId: id });
+    const device = Client.fromConnectionString(hub.deviceConnectionString(id), Mqtt);
+    device.on('error', () => {});
+    const desired = [];
+    device.onDeviceMethod('ping', (req, res) => res.send(200, req.payload).catch(() => {}));
+    await device.open();
+    try {
+      const twin = await device.getTwin();
+      twin.on('properties.desired', (p) => desired.push(p));
+      const reconnected = new Promise((resolve) => device.once('connect', resolve));
+      await hub.restart();
+      await reconnected;
+      const service = ServiceClient.fromConnectionString(hub.connectionString);
+      const { result } = await service.invokeDeviceMethod(id, { methodName: 'ping', payload: 'after', responseTimeoutInSeconds: 15 });
+      assert.equal(result.payload, 'after');
+      await registry.updateTwin(id, { properties: { desired: { after: true } } }, '*');
+      for (let i = 0; i < 100 && !desired.some((p) => p.after === true); i++) await sleep(100);
+      assert.ok(desired.some((p) => p.after === true), `desired patches received: ${JSON.stringify(desired)}`);
+    } finally {
+      await device.close();
     }
   });
 
