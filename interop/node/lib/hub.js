@@ -93,11 +93,27 @@ function setpriv() {
   return setprivPath;
 }
 
+// spawnTied starts bin with args (spawn's options) so that it dies with
+// this process (setpriv's parent-death signal, and the exit handlers
+// above), which then removes dir.
+function spawnTied(bin, args, options, dir) {
+  const sp = setpriv();
+  const child = sp ? spawn(sp, ['--pdeathsig', 'SIGKILL', '--', bin, ...args], options) : spawn(bin, args, options);
+  live.set(child, dir);
+  const forget = () => live.delete(child);
+  child.on('exit', forget);
+  child.on('error', forget);
+  return child;
+}
+
 // --- the hub ---
 
 class Hub {
   constructor(address, dataDir, opts) {
     this.address = address;
+    // The name in connection strings and the server certificate: the
+    // address, unless the hub is one node of several behind another.
+    this.hostname = opts.hostname || address;
     this.dataDir = dataDir;
     this.connectionString = null;
     this._opts = opts;
@@ -115,7 +131,7 @@ class Hub {
 
   async _start() {
     const bin = twinhubBin();
-    const args = ['serve', '--data', this.dataDir, '--hostname', this.address,
+    const args = ['serve', '--data', this.dataDir, '--hostname', this.hostname,
       '--https-addr', `${this.address}:443`, '--mqtt-addr', `${this.address}:8883`, '--amqp-addr', `${this.address}:5671`,
       ...(this._opts.args || [])];
     const log = fs.openSync(this._logFile, 'a');
@@ -123,35 +139,32 @@ class Hub {
     const runOutput = () => {
       try { return fs.readFileSync(this._logFile).subarray(runStart).toString('utf8'); } catch { return ''; }
     };
-    const sp = setpriv();
-    const child = sp
-      ? spawn(sp, ['--pdeathsig', 'SIGKILL', '--', bin, ...args], { stdio: ['ignore', log, log] })
-      : spawn(bin, args, { stdio: ['ignore', log, log] });
+    const child = spawnTied(bin, args, { stdio: ['ignore', log, log] }, this.dataDir);
     fs.closeSync(log);
     this._child = child;
-    live.set(child, this.dataDir);
     this._exit = new Promise((resolve) => {
-      child.on('exit', (code, signal) => { live.delete(child); resolve({ code, signal }); });
-      child.on('error', (err) => { live.delete(child); resolve({ code: null, signal: null, err }); });
+      child.on('exit', (code, signal) => resolve({ code, signal }));
+      child.on('error', (err) => resolve({ code: null, signal: null, err }));
     });
     let exited = null;
     this._exit.then((e) => { exited = e; });
-    const deadline = Date.now() + START_TIMEOUT_MS;
+    const startTimeout = this._opts.startTimeout || START_TIMEOUT_MS;
+    const deadline = Date.now() + startTimeout;
     const failed = (why) => new Error(`twinhub on ${this.address} ${why}\n--- twinhub output ---\n${this.output()}`);
 
     // The banner, printed once the listeners are open, ends with the owner
     // connection string.
     const portReady = async (port) => {
-      while (!(await tlsReady(this.address, port))) {
+      while (!(await tlsReady(this.address, port, this.hostname))) {
         if (exited) throw failed(`exited during start (code ${exited.code}, signal ${exited.signal})${exited.err ? ': ' + exited.err.message : ''}`);
-        if (Date.now() > deadline) throw failed(`did not accept TLS connections on port ${port} within ${START_TIMEOUT_MS / 1000} s`);
+        if (Date.now() > deadline) throw failed(`did not accept TLS connections on port ${port} within ${startTimeout / 1000} s`);
         await sleep(50);
       }
     };
     await portReady(443);
     while (!/owner connection:/.test(runOutput())) {
       if (exited) throw failed(`exited during start (code ${exited.code}, signal ${exited.signal})`);
-      if (Date.now() > deadline) throw failed(`printed no owner connection string within ${START_TIMEOUT_MS / 1000} s`);
+      if (Date.now() > deadline) throw failed(`printed no owner connection string within ${startTimeout / 1000} s`);
       await sleep(20);
     }
     const mqtt = this._opts.mqtt === undefined ? 'auto' : this._opts.mqtt;
@@ -254,6 +267,23 @@ class Hub {
     }
   }
 
+  // kill ends the hub with SIGKILL (no shutdown at all) and keeps its data
+  // folder, for start() to bring it back.
+  async kill() {
+    await this._kill();
+  }
+
+  // start starts a hub that kill() or a failed restart ended.
+  async start() {
+    if (this._child) throw new Error(`twinhub on ${this.address} is running`);
+    try {
+      await this._start();
+    } catch (err) {
+      await this._kill();
+      throw err;
+    }
+  }
+
   // _kill ends a process that failed to start.
   async _kill() {
     if (!this._child) return;
@@ -265,7 +295,8 @@ class Hub {
 
 // startHub starts `twinhub serve` on address with a fresh data folder that
 // shares the test CA. opts: { address (required), mqtt: true | false |
-// 'auto', args: extra `serve` flags }.
+// 'auto', args: extra `serve` flags, hostname: the hub's name when not
+// its address (a node behind a load balancer), startTimeout: ms }.
 async function startHub(opts = {}) {
   if (!opts.address) throw new Error('startHub: give { address }, a loopback address of its own, e.g. 127.0.0.31');
   const { dir: caDir } = testCA();
@@ -285,10 +316,13 @@ async function startHub(opts = {}) {
 }
 
 // tlsReady tells whether host:port completes a TLS handshake with a
-// certificate that the test CA issued for host.
-function tlsReady(host, port) {
+// certificate that the test CA issued for name (default host).
+function tlsReady(host, port, name = host) {
   return new Promise((resolve) => {
-    const sock = tls.connect({ host, port, ca: testCA().caPem, servername: net.isIP(host) ? undefined : host, timeout: 2000 });
+    const sock = tls.connect({
+      host, port, ca: testCA().caPem, servername: net.isIP(name) ? undefined : name, timeout: 2000,
+      checkServerIdentity: (_, cert) => tls.checkServerIdentity(name, cert),
+    });
     const done = (ok) => { sock.destroy(); resolve(ok); };
     sock.once('secureConnect', () => done(sock.authorized));
     sock.once('error', () => done(false));
@@ -300,4 +334,4 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-module.exports = { startHub, testCA, twinhubBin, Hub };
+module.exports = { startHub, testCA, twinhubBin, Hub, spawnTied, tlsReady };
