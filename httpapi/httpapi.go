@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -37,6 +38,8 @@ type API struct {
 	limits *throttle.Throttle
 	// metrics counts and times the requests; nil: none.
 	metrics *metrics.Metrics
+	// clusterStatus answers GET /twinhub/cluster; nil: 404.
+	clusterStatus func(context.Context) (any, error)
 }
 
 // Options configure the REST API.
@@ -51,6 +54,10 @@ type Options struct {
 	// Metrics counts the requests by route and status, and times them;
 	// nil records nothing.
 	Metrics *metrics.Metrics
+	// ClusterStatus is what GET /twinhub/cluster answers (`twinhub
+	// cluster status`): the nodes of the hub and its streams' replicas,
+	// which only the process that runs the hub knows how to gather.
+	ClusterStatus func(context.Context) (any, error)
 }
 
 // New returns the REST API of hub as an http.Handler.
@@ -58,7 +65,7 @@ func New(core *hub.Hub, o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	a := &API{hub: core, log: o.Log, limits: o.Throttle, metrics: o.Metrics, mux: http.NewServeMux()}
+	a := &API{hub: core, log: o.Log, limits: o.Throttle, metrics: o.Metrics, clusterStatus: o.ClusterStatus, mux: http.NewServeMux()}
 	read := []sas.Permission{sas.RegistryRead}
 	write := []sas.Permission{sas.RegistryWrite}
 	twinRead := []sas.Permission{sas.ServiceConnect, sas.RegistryRead}
@@ -78,6 +85,7 @@ func New(core *hub.Hub, o Options) *API {
 	a.route("DELETE /devices/{id}/modules/{mid}", write, "/devices/{id}/modules/{mid}", a.deleteModule)
 	a.route("GET /statistics/devices", read, hubWide, a.deviceStatistics)
 	a.route("GET /statistics/service", []sas.Permission{sas.ServiceConnect}, hubWide, a.serviceStatistics)
+	a.route("GET /twinhub/cluster", read, hubWide, a.getClusterStatus)
 	a.route("GET /twins/{id}", twinRead, "/twins/{id}", a.getTwin)
 	a.route("PATCH /twins/{id}", twinWrite, "/twins/{id}", a.patchTwin)
 	a.route("PUT /twins/{id}", twinWrite, "/twins/{id}", a.putTwin)

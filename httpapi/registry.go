@@ -87,6 +87,16 @@ func (a *API) deviceStatistics(r *http.Request) (int, any, error) {
 	return http.StatusOK, ds, err
 }
 
+// getClusterStatus is GET /twinhub/cluster: twinhub's own, for `twinhub
+// cluster status`.
+func (a *API) getClusterStatus(r *http.Request) (int, any, error) {
+	if a.clusterStatus == nil {
+		return 0, nil, twinhub.Errorf(http.StatusNotFound, "NotFound", "this hub reports no cluster status")
+	}
+	status, err := a.clusterStatus(r.Context())
+	return http.StatusOK, status, err
+}
+
 func (a *API) serviceStatistics(r *http.Request) (int, any, error) {
 	_, ss, err := a.hub.Statistics(r.Context())
 	return http.StatusOK, ss, err

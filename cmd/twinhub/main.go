@@ -39,6 +39,7 @@ func rootCommand() *cobra.Command {
 	root.PersistentFlags().BoolVar(&g.table, "table", false, "print a table instead of JSON")
 	root.AddCommand(
 		serveCommand(g),
+		clusterCommand(g),
 		connectionStringCommand(g),
 		deviceCommand(g),
 		moduleCommand(g),

@@ -6,12 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/jetstream"
@@ -95,20 +93,12 @@ func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomi
 // twinhub-... streams), so that other users of an external NATS stay out.
 func streamStats(nc *nats.Conn) func(ctx context.Context) ([]metrics.Stream, error) {
 	return func(ctx context.Context) ([]metrics.Stream, error) {
-		js, err := natsjs.New(nc)
-		if err != nil {
-			return nil, err
+		streams, err := jetstream.Streams(ctx, nc)
+		out := make([]metrics.Stream, 0, len(streams))
+		for _, s := range streams {
+			out = append(out, metrics.Stream{Name: s.Name, Bytes: s.Bytes, Messages: s.Messages})
 		}
-		var out []metrics.Stream
-		list := js.ListStreams(ctx)
-		for info := range list.Info() {
-			name := info.Config.Name
-			if !strings.HasPrefix(name, "twinhub") && !strings.HasPrefix(name, "KV_twinhub") {
-				continue
-			}
-			out = append(out, metrics.Stream{Name: name, Bytes: info.State.Bytes, Messages: info.State.Msgs})
-		}
-		return out, list.Err()
+		return out, err
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -157,7 +158,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return errors.New("--replicas must be 1 with the embedded NATS of one node, and at least 1 with --nats or --cluster")
 	}
 
-	nc, closeNATS, quorum, err := connectNATS(dir, f)
+	nc, embedded, closeNATS, quorum, err := connectNATS(dir, f)
 	if err != nil {
 		return err
 	}
@@ -219,7 +220,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	api := httpapi.New(core, httpapi.Options{Log: log, Throttle: limits, Metrics: m})
+	nodeName := cmp.Or(f.nodeName, f.cluster, f.httpsAddr)
+	api := httpapi.New(core, httpapi.Options{Log: log, Throttle: limits, Metrics: m, ClusterStatus: gatherClusterStatus(nc, embedded, nodeName)})
 	httpsLn, err := listen(f.httpsAddr, "--https-addr")
 	if err != nil {
 		return err
@@ -277,6 +279,20 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		}
 		defer stopMetrics()
 	}
+	stopStatus, err := jetstream.AnswerStatus(nc, func() jetstream.NodeStatus {
+		return jetstream.NodeStatus{
+			Name: nodeName, Started: started,
+			Addresses:   map[string]string{"https": httpsLn.Addr().String(), "mqtt": mqttLn.Addr().String(), "amqp": amqpLn.Addr().String()},
+			Connections: map[string]int{"mqtt": devices.Connections(), "amqp": backEnds.DeviceConnections()},
+		}
+	})
+	if err != nil {
+		httpsLn.Close()
+		mqttLn.Close()
+		amqpLn.Close()
+		return err
+	}
+	defer stopStatus()
 	serving.Store(true)
 	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), AMQPAddr: amqpLn.Addr().String(), PID: os.Getpid()}); err != nil {
 		return err
@@ -390,28 +406,29 @@ func serverTLS(dir datadir.Dir, hostname string, f *serveFlags, log *slog.Logger
 	return conf, nil
 }
 
-// connectNATS connects to the external NATS or starts the embedded one;
-// quorum is the embedded cluster's Quorum (nil without a cluster).
-func connectNATS(dir datadir.Dir, f *serveFlags) (nc *nats.Conn, closeNATS func(), quorum func() error, err error) {
+// connectNATS connects to the external NATS or starts the embedded one
+// (embedded is nil with --nats); quorum is the embedded cluster's Quorum
+// (nil without a cluster).
+func connectNATS(dir datadir.Dir, f *serveFlags) (nc *nats.Conn, embedded *jetstream.Embedded, closeNATS func(), quorum func() error, err error) {
 	if f.natsURL != "" {
 		nc, err := jetstream.Connect(f.natsURL)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
-		return nc, func() { nc.Drain() }, nil, nil
+		return nc, nil, func() { nc.Drain() }, nil, nil
 	}
 	o := jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways, SyncInterval: f.syncEvery}
 	if err := clusterOptions(dir, f, &o); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	e, err := jetstream.StartEmbedded(o)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if o.Cluster != "" {
 		quorum = e.Quorum
 	}
-	return e.Conn, e.Close, quorum, nil
+	return e.Conn, e, e.Close, quorum, nil
 }
 
 // watchQuorum logs when this node of an embedded cluster loses contact

@@ -8,6 +8,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -32,9 +33,12 @@ func TestMain(m *testing.M) { servetest.Main(m) }
 // node is one twinhub process of the cluster.
 type node struct {
 	addr, dir string
-	cmd       *exec.Cmd
-	done      chan error
-	out       *servetest.Output
+	// hostname is the hub's name, given to every node; "" gives the
+	// first node's address to the first node only.
+	hostname string
+	cmd      *exec.Cmd
+	done     chan error
+	out      *servetest.Output
 }
 
 var addrs = []string{"127.0.0.81", "127.0.0.82", "127.0.0.83"}
@@ -54,7 +58,10 @@ func (n *node) start(t *testing.T, bin string) {
 		"--https-addr", n.addr + ":443", "--mqtt-addr", n.addr + ":8883", "--amqp-addr", n.addr + ":5671",
 		"--cluster", n.addr + ":6222", "--routes", routes(), "--replicas", "3", "--node-name", n.addr,
 		"--metrics-addr", n.addr + ":9464"}
-	if n.addr == addrs[0] {
+	switch {
+	case n.hostname != "":
+		args = append(args, "--hostname", n.hostname)
+	case n.addr == addrs[0]:
 		args = append(args, "--hostname", addrs[0])
 	}
 	n.cmd = exec.Command(bin, args...)
@@ -105,7 +112,7 @@ func (n *node) probe() error {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", n.addr+":443", &tls.Config{RootCAs: pool, ServerName: addrs[0]})
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", n.addr+":443", &tls.Config{RootCAs: pool, ServerName: cmp.Or(n.hostname, addrs[0])})
 	if err != nil {
 		return err
 	}
@@ -170,6 +177,36 @@ func (n *node) count(t *testing.T, bin, sql string) int {
 	return rows[0].N
 }
 
+// status runs `twinhub cluster status --json` on the node.
+func (n *node) status(t *testing.T, bin string) clusterStatus {
+	t.Helper()
+	out := n.cli(t, bin, "cluster", "status", "--json")
+	var s clusterStatus
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("cluster status on node %s: %v\n%s", n.addr, err, out)
+	}
+	return s
+}
+
+// clusterStatus is what `twinhub cluster status --json` prints.
+type clusterStatus struct {
+	Nodes []struct{ Name string }
+	Meta  *struct {
+		Leader string
+		Size   int
+		Peers  []struct {
+			Name             string
+			Current, Offline bool
+		}
+	}
+	Streams []struct {
+		Name     string
+		Replicas int
+		Leader   string
+		Peers    []struct{ Name string }
+	}
+}
+
 func (n *node) stop(t *testing.T) {
 	t.Helper()
 	if n.cmd == nil || n.cmd.ProcessState != nil {
@@ -188,16 +225,13 @@ func (n *node) stop(t *testing.T) {
 	n.cmd = nil
 }
 
-// TestEmbeddedCluster: three nodes, each with the first's CA (as docs say
-// to copy it), form a cluster of three replicas; the second and third take
-// the hub's identity (host name, policies) from the store; a device made
-// on one node is updated on a second and found by a query on the third; with one node killed (SIGKILL) the others take writes; the
-// killed node, started again, serves them.
-func TestEmbeddedCluster(t *testing.T) {
-	bin := servetest.Binary(t)
+// startNodes starts the three nodes of a cluster named hostname (""
+// names it after the first node) and waits until each serves.
+func startNodes(t *testing.T, bin, hostname string) []*node {
+	t.Helper()
 	nodes := make([]*node, len(addrs))
 	for i, a := range addrs {
-		nodes[i] = &node{addr: a, dir: t.TempDir(), out: &servetest.Output{}}
+		nodes[i] = &node{addr: a, dir: t.TempDir(), hostname: hostname, out: &servetest.Output{}}
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {
@@ -236,6 +270,17 @@ func TestEmbeddedCluster(t *testing.T) {
 	for _, n := range nodes {
 		n.ready(t)
 	}
+	return nodes
+}
+
+// TestEmbeddedCluster: three nodes, each with the first's CA (as docs say
+// to copy it), form a cluster of three replicas; the second and third take
+// the hub's identity (host name, policies) from the store; a device made
+// on one node is updated on a second and found by a query on the third; with one node killed (SIGKILL) the others take writes; the
+// killed node, started again, serves them.
+func TestEmbeddedCluster(t *testing.T) {
+	bin := servetest.Binary(t)
+	nodes := startNodes(t, bin, "")
 	// Every node serves the first one's identity, and wrote it into its
 	// hub.json for the CLI.
 	want, err := os.ReadFile(filepath.Join(nodes[0].dir, "hub.json"))
@@ -246,6 +291,21 @@ func TestEmbeddedCluster(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(n.dir, "hub.json")); err != nil || string(got) != string(want) {
 			t.Errorf("node %s's hub.json: %v\n%s\nwant node 1's\n%s", n.addr, err, got, want)
 		}
+	}
+
+	// `twinhub cluster status` on any node: the three nodes, a meta
+	// leader, every stream at three replicas.
+	st := nodes[1].status(t, bin)
+	if len(st.Nodes) != 3 || st.Meta == nil || st.Meta.Leader == "" || st.Meta.Size != 3 {
+		t.Errorf("cluster status on node 2: %+v", st)
+	}
+	for _, s := range st.Streams {
+		if s.Replicas != 3 || s.Leader == "" || len(s.Peers) != 2 {
+			t.Errorf("stream %s: %d replicas, leader %q, peers %+v", s.Name, s.Replicas, s.Leader, s.Peers)
+		}
+	}
+	if len(st.Streams) == 0 {
+		t.Error("cluster status lists no streams")
 	}
 
 	nodes[0].cli(t, bin, "device", "create", "c1")
@@ -262,6 +322,17 @@ func TestEmbeddedCluster(t *testing.T) {
 	nodes[0].retry(t, bin, 15*time.Second, "device", "create", "c2")
 	if n := nodes[1].count(t, bin, "SELECT COUNT() AS n FROM devices"); n != 2 {
 		t.Errorf("with a node killed, node 2 counts %d devices, want 2", n)
+	}
+	// The status tells of the dead node: two answer, and it is not
+	// current in the meta group.
+	st = nodes[0].status(t, bin)
+	if len(st.Nodes) != 2 {
+		t.Errorf("cluster status with a node killed: %d nodes answer, want 2", len(st.Nodes))
+	}
+	for _, p := range st.Meta.Peers {
+		if p.Name == addrs[2] && p.Current && !p.Offline {
+			t.Errorf("the killed node is current in the meta group: %+v", p)
+		}
 	}
 	// It comes back and catches up.
 	nodes[2].start(t, bin)
