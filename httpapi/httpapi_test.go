@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -277,4 +279,28 @@ func tokenResource(t *testing.T, token string) string {
 		t.Fatal(err)
 	}
 	return tok.Resource
+}
+
+// TestClusterStatus: GET /twinhub/cluster answers what ClusterStatus
+// gives to a registryRead token, refuses one without rights, and is 404
+// on a hub that gives no status; its errors have the IoT Hub shape.
+func TestClusterStatus(t *testing.T) {
+	checkError(t, newTestAPI(t).do("GET", "/twinhub/cluster"+v, newTestAPI(t).owner, ""), 401, "IotHubUnauthorizedAccess")
+	ta := newTestAPI(t)
+	checkError(t, ta.do("GET", "/twinhub/cluster"+v, ta.owner, ""), 404, "NotFound")
+
+	calls := 0
+	withStatus := newTestAPI(t, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ClusterStatus: func(context.Context) (any, error) {
+		calls++
+		if calls == 2 {
+			return nil, twinhub.StoreUnavailable(errors.New("no quorum"))
+		}
+		return map[string]any{"nodes": []string{"n1", "n2"}}, nil
+	}})
+	rec := withStatus.do("GET", "/twinhub/cluster"+v, withStatus.read, "")
+	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"nodes":["n1","n2"]}` {
+		t.Errorf("status %d, body %s", rec.Code, rec.Body)
+	}
+	checkError(t, withStatus.do("GET", "/twinhub/cluster"+v, withStatus.read, ""), 503, "ServiceUnavailable")
+	checkError(t, withStatus.do("GET", "/twinhub/cluster"+v, "", ""), 401, "IotHubUnauthorizedAccess")
 }
