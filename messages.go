@@ -48,6 +48,13 @@ type Event struct {
 	// Properties are the application properties, in the order sent.
 	Properties []Property
 	Body       []byte
+	// Retransmit identifies this transmission by the device so that the
+	// same one sent again, after its acknowledgement was lost with a node,
+	// has the same value: MQTT's packet id ("" over other transports and
+	// QoS 0). An event with a MessageID and a Retransmit that repeats an
+	// event of its identity's within a short window, body included, is
+	// stored once (jetstream.TelemetryDuplicateWindow).
+	Retransmit string
 	// Enqueued is set by the hub when it accepts the event.
 	Enqueued Time
 	// Sequence and Partition are set when an event is read back.

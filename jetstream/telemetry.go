@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -59,6 +60,14 @@ const (
 // TelemetryStreamName is the stream of partition p.
 func TelemetryStreamName(p int) string { return TelemetryStreamPrefix + strconv.Itoa(p) }
 
+// TelemetryDuplicateWindow is how long the telemetry stream remembers
+// the events that carry a message id (and a Retransmit key: MQTT QoS 1):
+// the same event sent again within it, as a device does whose
+// acknowledgement was lost with a node, is stored once (duplicateID).
+// Events without a message id are not compared. (The server keeps each
+// for the window: about 100 bytes an event.)
+const TelemetryDuplicateWindow = 30 * time.Second
+
 // Header names of the system properties of an event.
 const (
 	HeaderDeviceID        = "iothub-connection-device-id"
@@ -78,6 +87,8 @@ var systemHeaders = map[string]bool{
 	HeaderDeviceID: true, HeaderModuleID: true, HeaderAuthMethod: true, HeaderAuthGeneration: true, HeaderEnqueuedTime: true,
 	HeaderMessageID: true, HeaderCorrelationID: true, HeaderContentType: true, HeaderContentEncoding: true,
 	HeaderUserID: true, HeaderTo: true, migratedHeader: true,
+	// JetStream's duplicate detection; never a device's property.
+	nats.MsgIdHdr: true, strings.ToLower(nats.MsgIdHdr): true,
 }
 
 // TelemetryOptions configure the stream when it is first created.
@@ -165,6 +176,7 @@ func OpenTelemetry(ctx context.Context, nc *nats.Conn, o TelemetryOptions) (*Tel
 			Discard:     jetstream.DiscardOld,
 			MaxAge:      o.Retention,
 			MaxMsgSize:  twinhub.MaxTelemetrySize + 64<<10, // room for headers
+			Duplicates:  min(TelemetryDuplicateWindow, o.Retention),
 			Replicas:    keepReplicas(ctx, js, TelemetryStreamName(p), o.Replicas),
 		}
 		if p == 0 {
@@ -292,7 +304,7 @@ func (t *Telemetry) message(e *twinhub.Event) *nats.Msg {
 		h[k] = append(h[k], headerValue(p.Value))
 	}
 	// One backing array for the value slices of the system properties.
-	vals := make([]string, 0, 11)
+	vals := make([]string, 0, 12)
 	set := func(k, v string) {
 		if v != "" {
 			vals = append(vals, headerValue(v))
@@ -311,7 +323,23 @@ func (t *Telemetry) message(e *twinhub.Event) *nats.Msg {
 	set(HeaderContentEncoding, e.ContentEncoding)
 	set(HeaderUserID, e.UserID)
 	set(HeaderTo, e.To)
+	if e.MessageID != "" && e.Retransmit != "" {
+		// A device whose acknowledgement was lost (its node died) sends the
+		// message again, maybe through another node: the stream keeps one.
+		set(nats.MsgIdHdr, duplicateID(e))
+	}
 	return &nats.Msg{Subject: t.Subject(e.Identity), Header: h, Data: e.Body}
+}
+
+// duplicateID is what JetStream compares to tell a resent event from a
+// new one: the identity, its message id, the transmission (MQTT packet
+// id) and a hash of the body. All must match for an event to be dropped,
+// so a device that reuses message ids loses nothing unless it also sends
+// the same body under the same packet id within the window.
+func duplicateID(e *twinhub.Event) string {
+	h := fnv.New64a()
+	h.Write(e.Body)
+	return twinhub.EncodeKey(e.Identity) + ":" + e.Retransmit + ":" + strconv.FormatUint(h.Sum64(), 36) + ":" + e.MessageID
 }
 
 func (t *Telemetry) Append(ctx context.Context, e *twinhub.Event) error {

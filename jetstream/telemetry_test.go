@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -277,4 +278,54 @@ func FuzzTelemetryHeaders(f *testing.F) {
 		}
 		pubAckError(&nats.Msg{Data: answer})
 	})
+}
+
+// TestTelemetryResentOnce: an event sent again with the same message id,
+// transmission (MQTT packet id) and body is stored once, as a device
+// resends one whose acknowledgement was lost with its node; anything
+// else that differs, or no message id, is stored again. The duplicate
+// detection header is not an application property when read.
+func TestTelemetryResentOnce(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	ctx := context.Background()
+	tel, err := OpenTelemetry(ctx, e.Conn, TelemetryOptions{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(mid, retransmit, body string) {
+		t.Helper()
+		ev := &twinhub.Event{Identity: twinhub.DeviceKey("d"), MessageID: mid, Retransmit: retransmit, Body: []byte(body), Enqueued: twinhub.Now()}
+		if err := tel.Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("m1", "7", "a")
+	send("m1", "7", "a") // resent: dropped
+	send("m1", "8", "a") // another transmission
+	send("m1", "7", "b") // another body
+	send("m2", "7", "a") // another message id
+	send("", "7", "a")   // no message id: never compared
+	send("", "7", "a")
+	got := readN(t, tel, twinhub.EventFilter{Group: "g", FromStart: true}, 6)
+	var seen []string
+	for _, ev := range got {
+		seen = append(seen, ev.MessageID+"/"+string(ev.Body))
+		if len(ev.Properties) != 0 {
+			t.Errorf("event %s has properties %+v", ev.MessageID, ev.Properties)
+		}
+	}
+	if want := []string{"m1/a", "m1/a", "m1/b", "m2/a", "/a", "/a"}; !slices.Equal(seen, want) {
+		t.Errorf("stored %v, want %v", seen, want)
+	}
+	info, err := tel.streams[0].Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 6 {
+		t.Errorf("the stream holds %d events, want 6", info.State.Msgs)
+	}
 }

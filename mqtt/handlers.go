@@ -3,6 +3,7 @@ package mqtt
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,7 +99,11 @@ func (c *conn) telemetry(pk *packets.Packet, t Topic) error {
 		done(err)
 		return nil
 	}
-	c.srv.hub.SendEventAsync(Event(c.key, c.auth, t.Properties, pk.Payload), c.srv.opts.RequestTimeout, done)
+	e := Event(c.key, c.auth, t.Properties, pk.Payload)
+	if pk.FixedHeader.Qos == 1 {
+		e.Retransmit = strconv.Itoa(int(pk.PacketID)) // the same when the device sends it again
+	}
+	c.srv.hub.SendEventAsync(e, c.srv.opts.RequestTimeout, done)
 	return nil
 }
 
