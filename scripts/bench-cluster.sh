@@ -81,16 +81,19 @@ done
 for i in 1 2 3; do ready "$out/n$i"; done
 cfg="$out/haproxy.cfg"
 {
-	printf 'global\n  maxconn 20000\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n'
+	printf 'global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n'
 	for port in 443 8883 5671; do
 		printf 'frontend f%s\n  bind 127.0.0.90:%s\n  default_backend b%s\nbackend b%s\n  balance roundrobin\n' "$port" "$port" "$port" "$port"
 		for i in 1 2 3; do printf '  server n%s 127.0.0.9%s:%s check\n' "$i" "$i" "$port"; done
 	done
 } >"$cfg"
-ulimit -n 65536 2>/dev/null || true
+
 "$haproxy" -db -f "$cfg" >"$out/haproxy.log" 2>&1 &
 pids+=($!)
-sleep 1
+for _ in $(seq 50); do
+	(exec 3<>/dev/tcp/127.0.0.90/443) 2>/dev/null && break
+	sleep 0.1
+done
 bench three "$("$bin" --data "$out/n1" connection-string)" "$out/n1/ca.pem" ""
 "$bin" --data "$out/n1" cluster status
 echo "reports in $out"
