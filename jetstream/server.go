@@ -331,16 +331,23 @@ const openWait = time.Minute
 // new cluster the nodes create the same streams at once, and the requests
 // of all but the first may time out while its stream is being placed and
 // replicated; on one node it succeeds at once.
+//
+// The first attempts are short: when two nodes create the same stream at
+// once, the request of one can go unanswered, and waiting long for it made
+// a new cluster of two nodes take minutes to start (10 s a stream). Each
+// attempt waits twice as long as the last, up to 10 s.
 func openRetry[T any](ctx context.Context, open func(ctx context.Context) (T, error)) (T, error) {
 	deadline := time.Now().Add(openWait)
+	wait := 3 * time.Second
 	for {
-		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		attempt, cancel := context.WithTimeout(ctx, wait)
 		v, err := open(attempt)
 		cancel()
 		if err == nil || !unavailable(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return v, err
 		}
-		time.Sleep(500 * time.Millisecond)
+		wait = min(2*wait, 10*time.Second)
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"hash/fnv"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
-	"slices"
 	"testing"
 	"time"
 

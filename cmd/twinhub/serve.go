@@ -103,7 +103,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server with JetStream; default: embedded")
 	fl.StringVar(&f.cluster, "cluster", "", "host:port this node listens on for the other nodes of an embedded cluster, and at which they reach it (routes over TLS with the hub's CA: every node needs the same ca.pem and ca-key.pem; the rest it takes from the others); default: no cluster")
 	fl.StringSliceVar(&f.routes, "routes", nil, "the cluster addresses of the nodes of the embedded cluster, nats://host:port,... (with --cluster; this node's may be among them)")
-	fl.StringVar(&f.nodeName, "node-name", "", "this node's name in the embedded cluster (default: its --cluster address)")
+	fl.StringVar(&f.nodeName, "node-name", "", "this node's name in the embedded cluster and in `twinhub cluster status` (default: its --cluster address, else its --https-addr)")
 	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write before acknowledging it (embedded NATS)")
 	fl.DurationVar(&f.syncEvery, "sync-interval", 0, "how often embedded JetStream flushes its files to disk (default NATS's 2m; writes since the last flush can be lost on power loss, not on a crash of the process)")
 	fl.IntVar(&f.replicas, "replicas", 1, "copies of each stream and bucket kept by an external NATS cluster (--nats); 1 when embedded")
@@ -459,8 +459,8 @@ func watchQuorum(ctx context.Context, quorum func() error, log *slog.Logger) {
 // from the CA's key.
 func clusterOptions(dir datadir.Dir, f *serveFlags, o *jetstream.EmbeddedOptions) error {
 	if f.cluster == "" {
-		if len(f.routes) > 0 || f.nodeName != "" {
-			return errors.New("--routes and --node-name need --cluster")
+		if len(f.routes) > 0 {
+			return errors.New("--routes needs --cluster")
 		}
 		return nil
 	}

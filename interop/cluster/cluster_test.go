@@ -36,9 +36,12 @@ type node struct {
 	// hostname is the hub's name, given to every node; "" gives the
 	// first node's address to the first node only.
 	hostname string
-	cmd      *exec.Cmd
-	done     chan error
-	out      *servetest.Output
+	// natsURL, when set, makes the node use that external NATS cluster
+	// (serve --nats) instead of an embedded one routed to the others.
+	natsURL string
+	cmd     *exec.Cmd
+	done    chan error
+	out     *servetest.Output
 }
 
 var addrs = []string{"127.0.0.81", "127.0.0.82", "127.0.0.83"}
@@ -56,8 +59,12 @@ func (n *node) start(t *testing.T, bin string) {
 	t.Helper()
 	args := []string{"serve", "--data", n.dir,
 		"--https-addr", n.addr + ":443", "--mqtt-addr", n.addr + ":8883", "--amqp-addr", n.addr + ":5671",
-		"--cluster", n.addr + ":6222", "--routes", routes(), "--replicas", "3", "--node-name", n.addr,
-		"--metrics-addr", n.addr + ":9464"}
+		"--replicas", "3", "--node-name", n.addr, "--metrics-addr", n.addr + ":9464"}
+	if n.natsURL != "" {
+		args = append(args, "--nats", n.natsURL)
+	} else {
+		args = append(args, "--cluster", n.addr+":6222", "--routes", routes())
+	}
 	switch {
 	case n.hostname != "":
 		args = append(args, "--hostname", n.hostname)

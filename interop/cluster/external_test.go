@@ -1,0 +1,150 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub/internal/servetest"
+)
+
+// natsAddrs are the loopback addresses of the external NATS cluster of
+// TestExternalNATSCluster (client port 4222, cluster port 6222).
+var natsAddrs = []string{"127.0.0.87", "127.0.0.88", "127.0.0.89"}
+
+// natsServerBinary builds nats-server from the module this one already
+// requires (the version the embedded server is; Debian's package is too
+// old for JetStream clustering as twinhub uses it).
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startNATSCluster runs three nats-server processes with JetStream,
+// routed into one cluster, until the test ends, and returns the client
+// URL that names all three.
+func startNATSCluster(t *testing.T) string {
+	t.Helper()
+	bin := natsServerBinary(t)
+	var routes, urls []string
+	for _, a := range natsAddrs {
+		routes = append(routes, "nats://"+a+":6222")
+		urls = append(urls, "nats://"+a+":4222")
+	}
+	for i, a := range natsAddrs {
+		out := &servetest.Output{}
+		cmd := exec.Command(bin, "--addr", a, "--port", "4222", "--server_name", fmt.Sprintf("nats-%d", i+1),
+			"--jetstream", "--store_dir", t.TempDir(),
+			"--cluster_name", "twinhub-test", "--cluster", "nats://"+a+":6222", "--routes", strings.Join(routes, ","))
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+			if t.Failed() {
+				t.Logf("--- nats-server %s ---\n%s", a, out)
+			}
+		})
+	}
+	for _, a := range natsAddrs {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			c, err := net.DialTimeout("tcp", a+":4222", time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nats-server on %s does not listen: %v", a, err)
+			}
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
+// TestExternalNATSCluster: two twinhub nodes on an external NATS cluster
+// of three nats-server processes (serve --nats URL --replicas 3), each
+// started with an empty data folder: the first to start makes the hub's
+// CA and identity in the store, the other takes them (the same
+// connection strings, a server certificate from the same CA); what one
+// node writes, the other serves; a data folder of another hub is refused.
+func TestExternalNATSCluster(t *testing.T) {
+	began := time.Now()
+	url := startNATSCluster(t)
+	bin := servetest.Binary(t)
+	t.Logf("NATS cluster up after %s", time.Since(began).Round(time.Millisecond))
+	nodes := []*node{
+		{addr: addrs[0], dir: t.TempDir(), hostname: addrs[0], natsURL: url, out: &servetest.Output{}},
+		{addr: addrs[1], dir: t.TempDir(), natsURL: url, out: &servetest.Output{}},
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop(t)
+		}
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("--- output of node %s ---\n%s", n.addr, n.out)
+			}
+		}
+	})
+	for _, n := range nodes {
+		n.start(t, bin)
+	}
+	for _, n := range nodes {
+		n.ready(t)
+	}
+	t.Logf("both nodes serve after %s", time.Since(began).Round(time.Millisecond))
+	for _, f := range []string{"ca.pem", "hub.json"} {
+		a, errA := os.ReadFile(filepath.Join(nodes[0].dir, f))
+		b, errB := os.ReadFile(filepath.Join(nodes[1].dir, f))
+		if errA != nil || errB != nil || string(a) != string(b) {
+			t.Errorf("the nodes' %s differ (%v, %v)", f, errA, errB)
+		}
+	}
+
+	nodes[0].cli(t, bin, "device", "create", "x1")
+	nodes[1].cli(t, bin, "twin", "update", "x1", "--tags", `{"plant":"Redmond43"}`)
+	if n := nodes[0].count(t, bin, "SELECT COUNT() AS n FROM devices WHERE tags.plant = 'Redmond43'"); n != 1 {
+		t.Errorf("node 1 finds %d twins tagged on node 2, want 1", n)
+	}
+	st := nodes[1].status(t, bin)
+	if len(st.Nodes) != 2 {
+		t.Errorf("cluster status on node 2: %d nodes answer, want 2", len(st.Nodes))
+	}
+	for _, s := range st.Streams {
+		if s.Replicas != 3 || len(s.Peers) != 2 {
+			t.Errorf("stream %s: %d replicas, peers %+v", s.Name, s.Replicas, s.Peers)
+		}
+	}
+
+	// A data folder with another hub's CA does not join.
+	stranger := &node{addr: addrs[2], dir: t.TempDir(), natsURL: url, out: &servetest.Output{}}
+	if out, err := exec.Command(bin, "--data", stranger.dir, "ca", "init").CombinedOutput(); err != nil {
+		t.Fatalf("ca init: %v\n%s", err, out)
+	}
+	stranger.start(t, bin)
+	t.Logf("a stranger starts after %s", time.Since(began).Round(time.Millisecond))
+	select {
+	case err := <-stranger.done:
+		if err == nil || !strings.Contains(stranger.out.String(), "another hub's") {
+			t.Errorf("a node with another hub's CA: exit %v\n%s", err, stranger.out)
+		}
+	case <-time.After(2 * time.Minute):
+		stranger.cmd.Process.Kill()
+		t.Errorf("a node with another hub's CA kept running\n%s", stranger.out)
+	}
+	stranger.cmd = nil
+}
