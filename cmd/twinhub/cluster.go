@@ -20,10 +20,15 @@ import (
 // answered the node asked, its view of the JetStream meta group (an
 // embedded cluster's), and the hub's streams with their replicas.
 type clusterStatus struct {
-	AskedNode string                   `json:"askedNode"`
-	Nodes     []jetstream.NodeStatus   `json:"nodes"`
-	Meta      *jetstream.MetaStatus    `json:"meta,omitempty"`
-	Streams   []jetstream.StreamStatus `json:"streams"`
+	AskedNode string                 `json:"askedNode"`
+	Nodes     []jetstream.NodeStatus `json:"nodes"`
+	Meta      *jetstream.MetaStatus  `json:"meta,omitempty"`
+	// MetaError and StreamsError say why the meta group or the streams
+	// could not be read (a cluster without a quorum, JetStream busy): the
+	// status shows what it can rather than nothing.
+	MetaError    string                   `json:"metaError,omitempty"`
+	Streams      []jetstream.StreamStatus `json:"streams"`
+	StreamsError string                   `json:"streamsError,omitempty"`
 }
 
 // statusWait is how long a node waits for the others to say how they are.
@@ -40,11 +45,11 @@ func gatherClusterStatus(nc *nats.Conn, embedded *jetstream.Embedded, self strin
 		}
 		if embedded != nil {
 			if s.Meta, err = embedded.Meta(); err != nil {
-				return nil, err
+				s.MetaError = err.Error()
 			}
 		}
 		if s.Streams, err = jetstream.Streams(ctx, nc); err != nil {
-			return nil, err
+			s.StreamsError = err.Error()
 		}
 		return s, nil
 	}
@@ -92,6 +97,9 @@ func printClusterStatus(w io.Writer, s clusterStatus, now time.Time) {
 			n.Addresses["https"], n.Addresses["mqtt"], n.Addresses["amqp"], n.Connections["mqtt"], n.Connections["amqp"])
 	}
 	tw.Flush()
+	if s.MetaError != "" {
+		fmt.Fprintf(w, "\nJetStream meta group: unreadable: %s\n", s.MetaError)
+	}
 	if m := s.Meta; m != nil {
 		leader := m.Leader
 		if leader == "" {
@@ -104,6 +112,10 @@ func printClusterStatus(w io.Writer, s clusterStatus, now time.Time) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s ago\n", p.Name, peerState(p), time.Duration(p.ActiveMs)*time.Millisecond)
 		}
 		tw.Flush()
+	}
+	if s.StreamsError != "" {
+		fmt.Fprintf(w, "\nStreams: unreadable: %s\n", s.StreamsError)
+		return
 	}
 	fmt.Fprintf(w, "\nStreams: %d\n", len(s.Streams))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -37,4 +37,10 @@ func TestPrintClusterStatus(t *testing.T) {
 			t.Errorf("the status table lacks %q:\n%s", want, out)
 		}
 	}
+
+	b.Reset()
+	printClusterStatus(&b, clusterStatus{AskedNode: "n1", StreamsError: "no quorum"}, now)
+	if !strings.Contains(b.String(), "Streams: unreadable: no quorum") {
+		t.Errorf("a status without streams:\n%s", b.String())
+	}
 }

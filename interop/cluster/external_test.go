@@ -120,15 +120,18 @@ func TestExternalNATSCluster(t *testing.T) {
 	if n := nodes[0].count(t, bin, "SELECT COUNT() AS n FROM devices WHERE tags.plant = 'Redmond43'"); n != 1 {
 		t.Errorf("node 1 finds %d twins tagged on node 2, want 1", n)
 	}
-	st := nodes[1].status(t, bin)
-	if len(st.Nodes) != 2 {
-		t.Errorf("cluster status on node 2: %d nodes answer, want 2", len(st.Nodes))
-	}
-	for _, s := range st.Streams {
-		if s.Replicas != 3 || len(s.Peers) != 2 {
-			t.Errorf("stream %s: %d replicas, peers %+v", s.Name, s.Replicas, s.Peers)
+	waitUntil(t, 30*time.Second, "cluster status on node 2: two nodes, every stream at three replicas", func() bool {
+		st := nodes[1].status(t, bin)
+		if len(st.Nodes) != 2 || len(st.Streams) == 0 {
+			return false
 		}
-	}
+		for _, s := range st.Streams {
+			if s.Replicas != 3 || len(s.Peers) != 2 {
+				return false
+			}
+		}
+		return true
+	})
 
 	// A data folder with another hub's CA does not join.
 	stranger := &node{addr: addrs[2], dir: t.TempDir(), natsURL: url, out: &servetest.Output{}}

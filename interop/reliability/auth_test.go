@@ -161,6 +161,7 @@ func TestAuthMatrixREST(t *testing.T) {
 		}},
 		{"GET /statistics/devices", 200, read, func(*testing.T) req { return req{"GET", "/statistics/devices", nil} }},
 		{"GET /statistics/service", 200, svcOnly, func(*testing.T) req { return req{"GET", "/statistics/service", nil} }},
+		{"GET /twinhub/cluster", 200, read, func(*testing.T) req { return req{"GET", "/twinhub/cluster", nil} }},
 		{"GET /twins/{id}", 200, twinRead, func(*testing.T) req { return req{"GET", "/twins/" + devB.ID, nil} }},
 		{"GET /twins/{id} (device A)", 200, twinReadA, func(*testing.T) req { return req{"GET", "/twins/" + devA.ID, nil} }},
 		{"PATCH /twins/{id}", 200, twinWrite, func(*testing.T) req {
