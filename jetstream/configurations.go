@@ -32,7 +32,7 @@ type storedConfiguration struct {
 
 // OpenConfigurations creates or opens the bucket.
 func OpenConfigurations(ctx context.Context, nc *nats.Conn, replicas int) (*Configurations, error) {
-	kv, err := openBucket(ctx, nc, ConfigurationBucket, "twinhub automatic device and module configurations", replicas)
+	kv, err := openBucket(ctx, nc, jetstream.KeyValueConfig{Bucket: ConfigurationBucket, Description: "twinhub automatic device and module configurations"}, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (s *Configurations) CreateConfiguration(ctx context.Context, c *twinhub.Con
 
 func (s *Configurations) Configuration(ctx context.Context, id string) (*twinhub.Configuration, uint64, error) {
 	e, err := s.kv.Get(ctx, twinhub.EncodeID(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if keyMissing(err) {
 		return nil, 0, twinhub.ErrNotFound
 	} else if err != nil {
 		return nil, 0, err

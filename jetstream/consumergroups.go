@@ -27,7 +27,7 @@ var _ twinhub.ConsumerGroupStore = (*ConsumerGroups)(nil)
 
 // OpenConsumerGroups creates or opens the bucket.
 func OpenConsumerGroups(ctx context.Context, nc *nats.Conn, replicas int) (*ConsumerGroups, error) {
-	kv, err := openBucket(ctx, nc, ConsumerGroupBucket, "twinhub consumer groups of the Event Hubs-compatible endpoint", replicas)
+	kv, err := openBucket(ctx, nc, jetstream.KeyValueConfig{Bucket: ConsumerGroupBucket, Description: "twinhub consumer groups of the Event Hubs-compatible endpoint"}, replicas)
 	if err != nil {
 		return nil, err
 	}

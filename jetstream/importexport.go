@@ -76,7 +76,7 @@ func (s *Jobs) CreateImportExportJob(ctx context.Context, j *twinhub.ImportExpor
 
 func (s *Jobs) importExportJob(ctx context.Context, id string) (*storedImportExportJob, uint64, error) {
 	e, err := s.kv.Get(ctx, importExportKey(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if keyMissing(err) {
 		return nil, 0, twinhub.ErrNotFound
 	} else if err != nil {
 		return nil, 0, err

@@ -30,7 +30,7 @@ var _ twinhub.JobStore = (*Jobs)(nil)
 
 // OpenJobs creates or opens the bucket.
 func OpenJobs(ctx context.Context, nc *nats.Conn, replicas int) (*Jobs, error) {
-	kv, err := openBucket(ctx, nc, JobBucket, "twinhub jobs (scheduled twin updates and direct methods) and their device records", replicas)
+	kv, err := openBucket(ctx, nc, jetstream.KeyValueConfig{Bucket: JobBucket, Description: "twinhub jobs (scheduled twin updates and direct methods) and their device records"}, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func (s *Jobs) CreateJob(ctx context.Context, j *twinhub.Job) error {
 
 func (s *Jobs) Job(ctx context.Context, id string) (*twinhub.Job, uint64, error) {
 	e, err := s.kv.Get(ctx, jobKey(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if keyMissing(err) {
 		return nil, 0, twinhub.ErrNotFound
 	} else if err != nil {
 		return nil, 0, err
@@ -153,7 +153,7 @@ func (s *Jobs) PutDeviceJob(ctx context.Context, d *twinhub.DeviceJob) error {
 
 func (s *Jobs) DeviceJob(ctx context.Context, jobID, deviceID string) (*twinhub.DeviceJob, error) {
 	e, err := s.kv.Get(ctx, deviceJobKey(jobID, deviceID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if keyMissing(err) {
 		return nil, twinhub.ErrNotFound
 	} else if err != nil {
 		return nil, err

@@ -277,25 +277,28 @@ func keepReplicas(ctx context.Context, js jetstream.JetStream, stream string, wa
 	return want
 }
 
-// openBucket creates or opens a plain file-backed KV bucket, keeping the
-// replicas it has (keepReplicas): the buckets of consumer groups, jobs and
-// configurations.
-func openBucket(ctx context.Context, nc *nats.Conn, name, description string, replicas int) (jetstream.KeyValue, error) {
+// openBucket creates or opens the file-backed KV bucket conf describes
+// (its name, description and any history or TTL), keeping the replicas it
+// has (keepReplicas), and tries again while JetStream is busy (openRetry):
+// every bucket of the hub.
+func openBucket(ctx context.Context, nc *nats.Conn, conf jetstream.KeyValueConfig, replicas int) (jetstream.KeyValue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	conf := jetstream.KeyValueConfig{
-		Bucket:      name,
-		Description: description,
-		Storage:     jetstream.FileStorage,
-		Replicas:    keepReplicas(ctx, js, "KV_"+name, replicas),
-	}
+	conf.Storage = jetstream.FileStorage
+	conf.Replicas = keepReplicas(ctx, js, "KV_"+conf.Bucket, replicas)
 	kv, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, conf) })
 	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", name, err)
+		return nil, fmt.Errorf("opening bucket %s: %w", conf.Bucket, err)
 	}
 	return kv, nil
+}
+
+// keyMissing tells whether a KV read found no value: never written, or
+// deleted.
+func keyMissing(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
 }
 
 // lastValues calls fn with the current value of every key of kv that

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,19 +22,12 @@ var _ twinhub.SessionStore = (*Sessions)(nil)
 // OpenSessions creates or opens the bucket, with the expiry given (an
 // existing bucket takes it as its new MaxAge).
 func OpenSessions(ctx context.Context, nc *nats.Conn, replicas int, expiry time.Duration) (*Sessions, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	conf := jetstream.KeyValueConfig{
+	kv, err := openBucket(ctx, nc, jetstream.KeyValueConfig{
 		Bucket:      SessionBucket,
 		Description: "twinhub MQTT sessions (CleanSession=0) by identity: their subscriptions",
 		History:     1,
 		TTL:         expiry,
-		Storage:     jetstream.FileStorage,
-		Replicas:    keepReplicas(ctx, js, "KV_"+SessionBucket, replicas),
-	}
-	kv, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, conf) })
+	}, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +36,7 @@ func OpenSessions(ctx context.Context, nc *nats.Conn, replicas int, expiry time.
 
 func (s *Sessions) LoadSession(ctx context.Context, k twinhub.Key) ([]byte, bool, error) {
 	e, err := s.kv.Get(ctx, twinhub.EncodeKey(k))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if keyMissing(err) {
 		return nil, false, nil
 	}
 	if err != nil {

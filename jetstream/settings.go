@@ -24,7 +24,7 @@ type Settings struct{ kv jetstream.KeyValue }
 
 // OpenSettings creates or opens the bucket.
 func OpenSettings(ctx context.Context, nc *nats.Conn, replicas int) (*Settings, error) {
-	kv, err := openBucket(ctx, nc, SettingsBucket, "twinhub identity (host name, shared access policies) and CA, shared by every node", replicas)
+	kv, err := openBucket(ctx, nc, jetstream.KeyValueConfig{Bucket: SettingsBucket, Description: "twinhub identity (host name, shared access policies) and CA, shared by every node"}, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func OpenSettings(ctx context.Context, nc *nats.Conn, replicas int) (*Settings, 
 // when there is none.
 func (s *Settings) Get(ctx context.Context, key string) (data []byte, rev uint64, found bool, err error) {
 	e, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, key) })
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if keyMissing(err) {
 		return nil, 0, false, nil
 	}
 	if err != nil {

@@ -46,16 +46,13 @@ func OpenStore(ctx context.Context, nc *nats.Conn, o StoreOptions) (*Store, erro
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	conf := jetstream.KeyValueConfig{
+	kv, err := openBucket(ctx, nc, jetstream.KeyValueConfig{
 		Bucket:      RegistryBucket,
 		Description: "twinhub device and module identities with their twins",
 		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    keepReplicas(ctx, js, "KV_"+RegistryBucket, o.Replicas),
-	}
-	kv, err := openRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, conf) })
+	}, o.Replicas)
 	if err != nil {
-		return nil, fmt.Errorf("opening KV bucket %s: %w", RegistryBucket, err)
+		return nil, err
 	}
 	stream, err := js.Stream(ctx, "KV_"+RegistryBucket)
 	if err != nil {
@@ -73,7 +70,7 @@ func (s *Store) Get(ctx context.Context, k twinhub.Key) (*twinhub.Record, uint64
 // GetUnlessRevision reads k and decodes it unless its revision is known.
 func (s *Store) GetUnlessRevision(ctx context.Context, k twinhub.Key, known uint64) (*twinhub.Record, uint64, error) {
 	e, err := s.kv.Get(ctx, twinhub.EncodeKey(k))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if keyMissing(err) {
 		return nil, 0, twinhub.ErrNotFound
 	} else if err != nil {
 		return nil, 0, storeError(err)

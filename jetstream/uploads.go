@@ -29,7 +29,7 @@ var _ twinhub.ActiveUploads = (*Uploads)(nil)
 
 // OpenUploads creates or opens the bucket.
 func OpenUploads(ctx context.Context, nc *nats.Conn, replicas int) (*Uploads, error) {
-	kv, err := openBucket(ctx, nc, UploadBucket, "twinhub file uploads under way, by device", replicas)
+	kv, err := openBucket(ctx, nc, jetstream.KeyValueConfig{Bucket: UploadBucket, Description: "twinhub file uploads under way, by device"}, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (u *Uploads) change(ctx context.Context, device string, fn func([]activeUpl
 		var rev uint64
 		e, err := u.kv.Get(ctx, key)
 		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+		case keyMissing(err):
 		case err != nil:
 			return err
 		default:
