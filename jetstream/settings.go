@@ -44,29 +44,29 @@ func (s *Settings) Get(ctx context.Context, key string) (data []byte, rev uint64
 	return e.Value(), e.Revision(), true, nil
 }
 
-// Agree returns the document under key, storing proposed first when there
-// is none. Of nodes that start at once with different proposals, the
-// first stored wins and all of them get it; created tells whether it was
-// this one's.
-func (s *Settings) Agree(ctx context.Context, key string, proposed []byte) (stored []byte, created bool, err error) {
+// Agree returns the document under key and its revision, storing proposed
+// first when there is none. Of nodes that start at once with different
+// proposals, the first stored wins and all of them get it; created tells
+// whether it was this one's.
+func (s *Settings) Agree(ctx context.Context, key string, proposed []byte) (stored []byte, rev uint64, created bool, err error) {
 	for range 3 {
-		data, _, found, err := s.Get(ctx, key)
+		data, rev, found, err := s.Get(ctx, key)
 		if err != nil {
-			return nil, false, err
+			return nil, 0, false, err
 		}
 		if found {
-			return data, false, nil
+			return data, rev, false, nil
 		}
-		_, err = openRetry(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Create(ctx, key, proposed) })
+		rev, err = openRetry(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Create(ctx, key, proposed) })
 		if err == nil {
-			return proposed, true, nil
+			return proposed, rev, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, false, storeError(err)
+			return nil, 0, false, storeError(err)
 		}
 		// Another node stored one between the Get and the Create: read it.
 	}
-	return nil, false, fmt.Errorf("setting %s: no value could be agreed on", key)
+	return nil, 0, false, fmt.Errorf("setting %s: no value could be agreed on", key)
 }
 
 // Replace stores data under key if the document is still at revision rev.

@@ -32,7 +32,7 @@ func TestSettingsAgree(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			data, c, err := s.Agree(ctx, "hub", []byte(fmt.Sprintf(`{"node":%d}`, i)))
+			data, _, c, err := s.Agree(ctx, "hub", []byte(fmt.Sprintf(`{"node":%d}`, i)))
 			if err != nil {
 				t.Error(err)
 			}

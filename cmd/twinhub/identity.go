@@ -71,7 +71,7 @@ func shareCA(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings,
 			return err
 		}
 		var created bool
-		if stored, created, err = settings.Agree(ctx, caSetting, proposed); err != nil {
+		if stored, _, created, err = settings.Agree(ctx, caSetting, proposed); err != nil {
 			return fmt.Errorf("storing the hub's CA: %w", err)
 		}
 		if created {
@@ -117,7 +117,7 @@ func shareHub(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings
 	if err != nil {
 		return local, err
 	}
-	stored, created, err := settings.Agree(ctx, hubSetting, proposed)
+	stored, rev, created, err := settings.Agree(ctx, hubSetting, proposed)
 	if err != nil {
 		return local, fmt.Errorf("storing the hub's identity: %w", err)
 	}
@@ -135,16 +135,9 @@ func shareHub(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings
 	}
 	if !created && hostname != "" && hostname != h.HostName {
 		// As on one node, --hostname renames the hub.
-		data, rev, _, err := settings.Get(ctx, hubSetting)
-		if err != nil {
-			return h, err
-		}
-		if err := json.Unmarshal(data, &h); err != nil {
-			return h, fmt.Errorf("the hub's identity in the store is unreadable (%v)", err)
-		}
 		log.Info("the hub's host name changes", "from", h.HostName, "to", hostname)
 		h.HostName = hostname
-		data, err = json.Marshal(h)
+		data, err := json.Marshal(h)
 		if err != nil {
 			return h, err
 		}
