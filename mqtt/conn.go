@@ -300,11 +300,9 @@ func (c *conn) finish() {
 	if !c.clean && !replaced {
 		// Saved when it changed; saved again so that it lives for the
 		// session expiry from now.
-		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.RequestTimeout)
-		if err := c.saveSession(ctx, subs); err != nil {
+		if err := c.saveSession(subs); err != nil {
 			c.log.Warn("saving the session as the device leaves", "err", err)
 		}
-		cancel()
 	}
 	level := slog.LevelDebug
 	if !errors.Is(c.closeErr, errClientGone) && !errors.Is(c.closeErr, errReplaced) && !errors.Is(c.closeErr, errServerClosing) {

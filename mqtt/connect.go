@@ -93,8 +93,11 @@ func (c *conn) loadSession() (subs subscriptions, present bool, err error) {
 }
 
 // saveSession saves the subscriptions of a connection with
-// CleanSession=0.
-func (c *conn) saveSession(ctx context.Context, subs subscriptions) error {
+// CleanSession=0. It is bounded by the request timeout, not by the
+// connection, so that it also runs as the connection ends.
+func (c *conn) saveSession(subs subscriptions) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.RequestTimeout)
+	defer cancel()
 	return c.srv.sessions.SaveSession(ctx, c.key, subs.encode())
 }
 
@@ -103,9 +106,7 @@ func (c *conn) saveSession(ctx context.Context, subs subscriptions) error {
 // entries expire that long after their last save keeps it (for when this
 // node dies without saving it as the device leaves).
 func (c *conn) refreshSession() {
-	ctx, cancel := c.requestContext()
-	defer cancel()
-	if err := c.saveSession(ctx, c.snapshot()); err != nil && c.ctx.Err() == nil {
+	if err := c.saveSession(c.snapshot()); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("saving the session of a connected device", "err", err)
 	}
 	c.mu.Lock()

@@ -217,7 +217,8 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 	}
 	granted := make([]byte, len(pk.Filters))
 	var started subscriptions
-	next := c.snapshot()
+	before := c.snapshot()
+	next := before
 	for i, sub := range pk.Filters {
 		f, err := ParseFilter(sub.Filter, c.key)
 		if err != nil {
@@ -235,11 +236,8 @@ func (c *conn) handleSubscribe(pk *packets.Packet) error {
 	// grants it: a device told it holds a subscription holds it on
 	// whichever node it comes back to. If it cannot be saved, nothing of
 	// this SUBSCRIBE is granted (the SDKs subscribe again).
-	if !c.clean && next != c.snapshot() {
-		ctx, cancel := c.requestContext()
-		err := c.saveSession(ctx, next)
-		cancel()
-		if err != nil {
+	if !c.clean && next != before {
+		if err := c.saveSession(next); err != nil {
 			c.log.Warn("subscription refused: the session could not be saved", "err", err)
 			for i := range granted {
 				granted[i] = packets.ErrUnspecifiedError.Code
@@ -311,13 +309,11 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) error {
 		c.stopC2D()
 	}
 	if !c.clean && subs != before {
-		ctx, cancel := c.requestContext()
-		if err := c.saveSession(ctx, subs); err != nil {
+		if err := c.saveSession(subs); err != nil {
 			// MQTT 3.1.1 has no failed UNSUBACK; the connection is
 			// unsubscribed, a resumed session may not be.
 			c.log.Warn("an unsubscription could not be saved in the session", "err", err)
 		}
-		cancel()
 	}
 	return c.send(encode(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback}, PacketID: pk.PacketID}))
 }
