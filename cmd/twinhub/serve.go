@@ -237,6 +237,12 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		mqttLn.Close()
 		return err
 	}
+	// closeListeners undoes the listens when the start fails after them.
+	closeListeners := func() {
+		httpsLn.Close()
+		mqttLn.Close()
+		amqpLn.Close()
+	}
 	backEnds := amqp.New(core, amqp.Options{Log: log, DeviceCA: deviceCA, Throttle: limits, Metrics: m})
 	srv := &http.Server{
 		// MQTT and AMQP over WebSocket share the HTTPS listener, as on
@@ -272,9 +278,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if m != nil {
 		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log, extraChecks...)
 		if err != nil {
-			httpsLn.Close()
-			mqttLn.Close()
-			amqpLn.Close()
+			closeListeners()
 			return err
 		}
 		defer stopMetrics()
@@ -287,9 +291,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		}
 	})
 	if err != nil {
-		httpsLn.Close()
-		mqttLn.Close()
-		amqpLn.Close()
+		closeListeners()
 		return err
 	}
 	defer stopStatus()
