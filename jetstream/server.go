@@ -239,6 +239,25 @@ func (e *Embedded) Quorum() error {
 	return nil
 }
 
+// ExternalQuorum says whether the NATS servers nc is connected to (--nats)
+// can replicate writes: their JetStream's meta leader answers. A cluster
+// that lost a quorum of its servers has no meta leader (a leader that
+// stops hearing from a quorum steps down), and then the servers answer
+// "cluster not available" or nothing. A single server always has one.
+func ExternalQuorum(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		if unavailable(err) {
+			return fmt.Errorf("the NATS servers' JetStream has no meta leader (fewer than a quorum of the cluster's servers up and routed?): %w", err)
+		}
+		return fmt.Errorf("reading the NATS servers' JetStream state: %w", err)
+	}
+	return nil
+}
+
 // quorumSilence is how long a peer may go unheard before the leader stops
 // counting it towards a quorum (the meta group's heartbeats come every
 // second).

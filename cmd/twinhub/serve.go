@@ -174,7 +174,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	var extraChecks []metrics.Check
 	if quorum != nil {
 		go watchQuorum(ctx, quorum, log)
-		extraChecks = append(extraChecks, metrics.Check{Name: "quorum", Run: func(context.Context) error { return quorum() }})
+		extraChecks = append(extraChecks, metrics.Check{Name: "quorum", Run: quorum})
 	}
 	store, err := jetstream.OpenStore(ctx, nc, jetstream.StoreOptions{Log: log, Replicas: f.replicas})
 	if err != nil {
@@ -409,15 +409,17 @@ func serverTLS(dir datadir.Dir, hostname string, f *serveFlags, log *slog.Logger
 }
 
 // connectNATS connects to the external NATS or starts the embedded one
-// (embedded is nil with --nats); quorum is the embedded cluster's Quorum
-// (nil without a cluster).
-func connectNATS(dir datadir.Dir, f *serveFlags) (nc *nats.Conn, embedded *jetstream.Embedded, closeNATS func(), quorum func() error, err error) {
+// (embedded is nil with --nats); quorum says whether the NATS cluster can
+// replicate writes: the external servers' (jetstream.ExternalQuorum) or
+// the embedded cluster's (Embedded.Quorum), nil for one embedded server.
+func connectNATS(dir datadir.Dir, f *serveFlags) (nc *nats.Conn, embedded *jetstream.Embedded, closeNATS func(), quorum func(context.Context) error, err error) {
 	if f.natsURL != "" {
 		nc, err := jetstream.Connect(f.natsURL)
 		if err != nil {
 			return nil, nil, nil, nil, err
 		}
-		return nc, nil, func() { nc.Drain() }, nil, nil
+		quorum = func(ctx context.Context) error { return jetstream.ExternalQuorum(ctx, nc) }
+		return nc, nil, func() { nc.Drain() }, quorum, nil
 	}
 	o := jetstream.EmbeddedOptions{Dir: dir.File("jetstream"), SyncAlways: f.syncAlways, SyncInterval: f.syncEvery}
 	if err := clusterOptions(dir, f, &o); err != nil {
@@ -428,14 +430,14 @@ func connectNATS(dir datadir.Dir, f *serveFlags) (nc *nats.Conn, embedded *jetst
 		return nil, nil, nil, nil, err
 	}
 	if o.Cluster != "" {
-		quorum = e.Quorum
+		quorum = func(context.Context) error { return e.Quorum() }
 	}
 	return e.Conn, e, e.Close, quorum, nil
 }
 
-// watchQuorum logs when this node of an embedded cluster loses contact
-// with a quorum, and when it has it again, until ctx ends.
-func watchQuorum(ctx context.Context, quorum func() error, log *slog.Logger) {
+// watchQuorum logs when this node's NATS cluster loses a quorum, and when
+// it has it again, until ctx ends.
+func watchQuorum(ctx context.Context, quorum func(context.Context) error, log *slog.Logger) {
 	var lost bool
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
@@ -445,7 +447,12 @@ func watchQuorum(ctx context.Context, quorum func() error, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		err := quorum()
+		asked, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := quorum(asked)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
 		switch {
 		case err != nil && !lost:
 			log.Error("the cluster has no quorum: writes are refused with 503 until it does", "err", err)

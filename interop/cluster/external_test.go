@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,10 +32,53 @@ func natsServerBinary(t *testing.T) string {
 	return bin
 }
 
+// natsServer is one nats-server process of the external cluster; it can
+// be stopped and started again on the same store.
+type natsServer struct {
+	bin, addr, name, store string
+	routes                 []string
+	cmd                    *exec.Cmd
+	out                    *servetest.Output
+}
+
+// start runs the server and waits until it takes connections.
+func (s *natsServer) start(t *testing.T) {
+	t.Helper()
+	s.out = &servetest.Output{}
+	s.cmd = exec.Command(s.bin, "--addr", s.addr, "--port", "4222", "--server_name", s.name,
+		"--jetstream", "--store_dir", s.store,
+		"--cluster_name", "twinhub-test", "--cluster", "nats://"+s.addr+":6222", "--routes", strings.Join(s.routes, ","))
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", s.addr+":4222", time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server on %s does not listen: %v\n%s", s.addr, err, s.out)
+		}
+	}
+}
+
+// stop ends the server (SIGTERM, as an operator would) and waits for it.
+func (s *natsServer) stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
 // startNATSCluster runs three nats-server processes with JetStream,
-// routed into one cluster, until the test ends, and returns the client
-// URL that names all three.
-func startNATSCluster(t *testing.T) string {
+// routed into one cluster, until the test ends, and returns them and the
+// client URL that names all three.
+func startNATSCluster(t *testing.T) ([]*natsServer, string) {
 	t.Helper()
 	bin := natsServerBinary(t)
 	var routes, urls []string
@@ -42,37 +86,23 @@ func startNATSCluster(t *testing.T) string {
 		routes = append(routes, "nats://"+a+":6222")
 		urls = append(urls, "nats://"+a+":4222")
 	}
+	var servers []*natsServer
 	for i, a := range natsAddrs {
-		out := &servetest.Output{}
-		cmd := exec.Command(bin, "--addr", a, "--port", "4222", "--server_name", fmt.Sprintf("nats-%d", i+1),
-			"--jetstream", "--store_dir", t.TempDir(),
-			"--cluster_name", "twinhub-test", "--cluster", "nats://"+a+":6222", "--routes", strings.Join(routes, ","))
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		s := &natsServer{bin: bin, addr: a, name: fmt.Sprintf("nats-%d", i+1), store: t.TempDir(), routes: routes}
+		servers = append(servers, s)
 		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
+			s.stop()
 			if t.Failed() {
-				t.Logf("--- nats-server %s ---\n%s", a, out)
+				t.Logf("--- nats-server %s ---\n%s", a, s.out)
 			}
 		})
 	}
-	for _, a := range natsAddrs {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			c, err := net.DialTimeout("tcp", a+":4222", time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("nats-server on %s does not listen: %v", a, err)
-			}
-		}
+	// Started apart from their cleanups so that a failed start still
+	// stops the ones before it.
+	for _, s := range servers {
+		s.start(t)
 	}
-	return strings.Join(urls, ",")
+	return servers, strings.Join(urls, ",")
 }
 
 // TestExternalNATSCluster: two twinhub nodes on an external NATS cluster
@@ -80,10 +110,12 @@ func startNATSCluster(t *testing.T) string {
 // started with an empty data folder: the first to start makes the hub's
 // CA and identity in the store, the other takes them (the same
 // connection strings, a server certificate from the same CA); what one
-// node writes, the other serves; a data folder of another hub is refused.
+// node writes, the other serves; a data folder of another hub is refused;
+// when two of the three NATS servers stop, a node acknowledges no write
+// and is not ready, and it serves again once one is back.
 func TestExternalNATSCluster(t *testing.T) {
 	began := time.Now()
-	url := startNATSCluster(t)
+	servers, url := startNATSCluster(t)
 	bin := servetest.Binary(t)
 	t.Logf("NATS cluster up after %s", time.Since(began).Round(time.Millisecond))
 	nodes := []*node{
@@ -150,4 +182,31 @@ func TestExternalNATSCluster(t *testing.T) {
 		t.Errorf("a node with another hub's CA kept running\n%s", stranger.out)
 	}
 	stranger.cmd = nil
+
+	// Two of the three NATS servers stop: the cluster has no quorum, so
+	// no node acknowledges a write (503) and /readyz says why.
+	for _, s := range servers[1:] {
+		s.stop()
+	}
+	waitUntil(t, time.Minute, "node 1 not ready for want of a quorum", func() bool {
+		code, body := nodes[0].readyz(t)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, `"quorum":`)
+	})
+	out, err := nodes[0].run(bin, "device", "create", "x2")
+	if err == nil || !strings.Contains(out, "503") {
+		t.Errorf("a write without a quorum: %v\n%s", err, out)
+	}
+	// One comes back: two of three again, writes are taken and the node
+	// is ready. (As in TestEmbeddedCluster, the check is on a device
+	// other than the refused one, which may yet be applied.)
+	servers[1].start(t)
+	nodes[0].retry(t, bin, time.Minute, "device", "create", "x3")
+	if n := nodes[1].count(t, bin, "SELECT COUNT() AS n FROM devices WHERE deviceId = 'x3'"); n != 1 {
+		t.Errorf("with the quorum back, node 2 counts %d devices x3, want 1", n)
+	}
+	waitUntil(t, time.Minute, "node 1 ready with the quorum back", func() bool {
+		code, _ := nodes[0].readyz(t)
+		return code == http.StatusOK
+	})
+	t.Logf("done after %s", time.Since(began).Round(time.Millisecond))
 }
