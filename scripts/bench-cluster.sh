@@ -80,13 +80,7 @@ for i in 1 2 3; do
 done
 for i in 1 2 3; do ready "$out/n$i"; done
 cfg="$out/haproxy.cfg"
-{
-	printf 'global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n'
-	for port in 443 8883 5671; do
-		printf 'frontend f%s\n  bind 127.0.0.90:%s\n  default_backend b%s\nbackend b%s\n  balance roundrobin\n' "$port" "$port" "$port" "$port"
-		for i in 1 2 3; do printf '  server n%s 127.0.0.9%s:%s check\n' "$i" "$i" "$port"; done
-	done
-} >"$cfg"
+"$bin" cluster haproxy --front 127.0.0.90 127.0.0.91 127.0.0.92 127.0.0.93 >"$cfg"
 
 "$haproxy" -db -f "$cfg" >"$out/haproxy.log" 2>&1 &
 pids+=($!)

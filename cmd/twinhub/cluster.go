@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -83,8 +86,92 @@ they lack (lag). A node that does not answer is down or cut off.`,
 		}),
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
-	cmd.AddCommand(status)
+	cmd.AddCommand(status, haproxyCommand())
 	return cmd
+}
+
+// haproxyOptions are what `cluster haproxy` puts in the configuration.
+type haproxyOptions struct {
+	front      string   // the address the load balancer binds: the hub's HostName resolves to it
+	nodes      []string // the nodes' addresses
+	maxconn    int
+	readyzPort int // the nodes' --metrics-addr port for an HTTP /readyz check; 0 checks the hub port itself
+}
+
+func haproxyCommand() *cobra.Command {
+	o := haproxyOptions{}
+	cmd := &cobra.Command{
+		Use:   "haproxy --front ADDRESS NODE_ADDRESS...",
+		Short: "Print an HAProxy configuration that puts one address in front of the nodes",
+		Long: `Print an HAProxy configuration (TCP mode, TLS ends at the nodes) that
+forwards the hub's ports 443, 8883 and 5671 on --front to the same ports
+of each node, round robin over the nodes that pass a health check every
+500 ms (down after two failures, up after two successes), and sends a
+connection a node refuses to another. The hub's HostName must resolve to
+--front. The check is a TCP connect to the port, or with --readyz-port
+the node's /readyz on its --metrics-addr port, which also takes out a node
+whose store does not answer or whose cluster has no quorum (during a
+leader election that can be every node for a few seconds).
+
+	twinhub cluster haproxy --front 10.0.0.10 10.0.0.1 10.0.0.2 10.0.0.3 > /etc/haproxy/haproxy.cfg`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			o.nodes = args
+			cfg, err := haproxyConfig(o)
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.WriteString(cfg)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&o.front, "front", "", "address HAProxy listens on, which the hub's HostName resolves to (required)")
+	cmd.Flags().IntVar(&o.maxconn, "maxconn", 4000, "connections HAProxy takes at once (each uses two file descriptors; raise it with the process's limit for large fleets)")
+	cmd.Flags().IntVar(&o.readyzPort, "readyz-port", 0, "check each node's /readyz on this port (its --metrics-addr) instead of a TCP connect")
+	cmd.MarkFlagRequired("front")
+	return cmd
+}
+
+// hubPorts are the ports the SDKs dial on the HostName: HTTPS and
+// WebSockets, MQTT, AMQP.
+var hubPorts = []int{443, 8883, 5671}
+
+// haproxyConfig is the configuration `cluster haproxy` prints: the one
+// way the tests, the cluster benchmark and users put the nodes behind one
+// address.
+func haproxyConfig(o haproxyOptions) (string, error) {
+	for _, a := range append([]string{o.front}, o.nodes...) {
+		if net.ParseIP(a) == nil && !validHostName(a) {
+			return "", fmt.Errorf("%q is neither an IP address nor a host name", a)
+		}
+	}
+	if o.maxconn <= 0 {
+		return "", errors.New("--maxconn must be positive")
+	}
+	if o.readyzPort < 0 || o.readyzPort > 65535 {
+		return "", fmt.Errorf("--readyz-port %d is not a port", o.readyzPort)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# twinhub cluster haproxy: %s in front of %s\n", o.front, strings.Join(o.nodes, ", "))
+	fmt.Fprintf(&b, "global\n  maxconn %d\n", o.maxconn)
+	// Device connections live for hours: the timeouts only bound a silent
+	// peer (MQTT keep-alives and AMQP idle timeouts are shorter).
+	b.WriteString("defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n  retries 2\n  option redispatch\n")
+	check := "check inter 500ms fall 2 rise 2"
+	if o.readyzPort != 0 {
+		check += fmt.Sprintf(" port %d", o.readyzPort)
+	}
+	for _, port := range hubPorts {
+		fmt.Fprintf(&b, "frontend f%d\n  bind %s:%d\n  default_backend b%d\n", port, o.front, port, port)
+		fmt.Fprintf(&b, "backend b%d\n  balance roundrobin\n", port)
+		if o.readyzPort != 0 {
+			b.WriteString("  option httpchk GET /readyz\n")
+		}
+		for i, n := range o.nodes {
+			fmt.Fprintf(&b, "  server n%d %s %s\n", i+1, net.JoinHostPort(n, strconv.Itoa(port)), check)
+		}
+	}
+	return b.String(), nil
 }
 
 // printClusterStatus writes s as tables.
@@ -143,4 +230,18 @@ func peerState(p jetstream.PeerStatus) string {
 	default:
 		return fmt.Sprintf("behind by %d", p.Lag)
 	}
+}
+
+// validHostName says whether s is a DNS name (letters, digits, hyphens
+// and dots): what may stand for an address in the configuration.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }

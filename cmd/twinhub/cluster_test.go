@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -42,5 +45,47 @@ func TestPrintClusterStatus(t *testing.T) {
 	printClusterStatus(&b, clusterStatus{AskedNode: "n1", StreamsError: "no quorum"}, now)
 	if !strings.Contains(b.String(), "Streams: unreadable: no quorum") {
 		t.Errorf("a status without streams:\n%s", b.String())
+	}
+}
+
+// TestHAProxyConfig: every hub port of the front goes to the same port of
+// each node; Debian's haproxy accepts the configuration when installed;
+// what is not an address is refused.
+func TestHAProxyConfig(t *testing.T) {
+	cfg, err := haproxyConfig(haproxyOptions{front: "10.0.0.10", nodes: []string{"10.0.0.1", "node-2.example.com", "::1"}, maxconn: 100, readyzPort: 9464})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"maxconn 100\n",
+		"bind 10.0.0.10:443\n",
+		"bind 10.0.0.10:8883\n",
+		"bind 10.0.0.10:5671\n",
+		"server n1 10.0.0.1:8883 check inter 500ms fall 2 rise 2 port 9464\n",
+		"server n2 node-2.example.com:5671 check",
+		"server n3 [::1]:443 check",
+		"option httpchk GET /readyz\n",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("the configuration lacks %q:\n%s", want, cfg)
+		}
+	}
+	if bin, err := exec.LookPath("haproxy"); err == nil {
+		path := filepath.Join(t.TempDir(), "haproxy.cfg")
+		plain, _ := haproxyConfig(haproxyOptions{front: "127.0.0.1", nodes: []string{"127.0.0.2", "127.0.0.3"}, maxconn: 100})
+		os.WriteFile(path, []byte(plain), 0o600)
+		if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c refuses the configuration: %v\n%s\n%s", err, out, plain)
+		}
+	}
+	for _, bad := range []haproxyOptions{
+		{front: "10.0.0.10", nodes: []string{"10.0.0.1\n  server evil 1.2.3.4"}, maxconn: 1},
+		{front: "", nodes: []string{"10.0.0.1"}, maxconn: 1},
+		{front: "10.0.0.10", nodes: []string{"10.0.0.1"}, maxconn: 0},
+		{front: "10.0.0.10", nodes: []string{"10.0.0.1"}, maxconn: 1, readyzPort: 70000},
+	} {
+		if _, err := haproxyConfig(bad); err == nil {
+			t.Errorf("haproxyConfig(%+v) is accepted", bad)
+		}
 	}
 }

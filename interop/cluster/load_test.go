@@ -33,30 +33,28 @@ import (
 // TestKillUnderLoad.
 const front = "127.0.0.80"
 
-// startHAProxy runs Debian's haproxy on front, forwarding 443, 8883 and
-// 5671 to the nodes in TCP mode, round robin over those that pass a
-// health check every 500 ms, until the test ends.
-func startHAProxy(t *testing.T) {
+// startHAProxy runs Debian's haproxy on front with the configuration of
+// `twinhub cluster haproxy` (bin): 443, 8883 and 5671 forwarded to the
+// nodes in TCP mode, round robin over those that pass a health check every
+// 500 ms, until the test ends.
+func startHAProxy(t *testing.T, bin string) {
 	t.Helper()
-	bin, err := exec.LookPath("haproxy")
+	proxy, err := exec.LookPath("haproxy")
 	if err != nil {
-		if bin, err = exec.LookPath("/usr/sbin/haproxy"); err != nil {
+		if proxy, err = exec.LookPath("/usr/sbin/haproxy"); err != nil {
 			t.Fatal("haproxy is not installed (apt-get install haproxy; .ci/run does)")
 		}
 	}
-	cfg := "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n  retries 2\n  option redispatch\n"
-	for _, port := range []string{"443", "8883", "5671"} {
-		cfg += fmt.Sprintf("frontend f%s\n  bind %s:%s\n  default_backend b%s\nbackend b%s\n  balance roundrobin\n", port, front, port, port, port)
-		for i, a := range addrs {
-			cfg += fmt.Sprintf("  server n%d %s:%s check inter 500ms fall 2 rise 2\n", i+1, a, port)
-		}
+	cfg, err := exec.Command(bin, append([]string{"cluster", "haproxy", "--front", front}, addrs...)...).Output()
+	if err != nil {
+		t.Fatalf("twinhub cluster haproxy: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := &servetest.Output{}
-	cmd := exec.Command(bin, "-db", "-f", path)
+	cmd := exec.Command(proxy, "-db", "-f", path)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -147,7 +145,7 @@ func TestKillUnderLoad(t *testing.T) {
 	}
 	bin := servetest.Binary(t)
 	nodes := startNodes(t, bin, front)
-	startHAProxy(t)
+	startHAProxy(t, bin)
 	caPEM, err := os.ReadFile(filepath.Join(nodes[0].dir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)

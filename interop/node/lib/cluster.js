@@ -14,8 +14,8 @@
 // Each node is a Hub of lib/hub.js on its own address, with the front's
 // address as its host name (its server certificate names the front, which
 // is what the SDKs check). HAProxy spreads new TCP connections round robin
-// over the nodes that pass its health check (a TCP connect every 500 ms),
-// and sends a connection whose node refuses it to another one. Each node
+// over the nodes that pass its health check (a TCP connect every 500 ms,
+// as `twinhub cluster haproxy` configures it), and sends a connection whose node refuses it to another one. Each node
 // also serves metrics on its address, port 9464, so tests can tell which
 // node holds a device.
 
@@ -24,6 +24,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+const { twinhubBin } = require('./bin');
 const { startHub, spawnTied, tlsReady } = require('./hub');
 
 const PORTS = [443, 8883, 5671];
@@ -39,28 +40,6 @@ function haproxyBin() {
   return haproxyPath;
 }
 
-// haproxyConfig forwards each hub port of front to the same port of the
-// nodes, in TCP mode (TLS ends at the nodes).
-function haproxyConfig(front, nodes) {
-  const lines = [
-    'global',
-    '  maxconn 4000',
-    'defaults',
-    '  mode tcp',
-    '  timeout connect 2s',
-    '  timeout client 1h',
-    '  timeout server 1h',
-    '  retries 2',
-    '  option redispatch',
-  ];
-  for (const port of PORTS) {
-    lines.push(`frontend f${port}`, `  bind ${front}:${port}`, `  default_backend b${port}`);
-    lines.push(`backend b${port}`, '  balance roundrobin');
-    nodes.forEach((n, i) => lines.push(`  server n${i + 1} ${n}:${port} check inter 500ms fall 2 rise 2`));
-  }
-  return lines.join('\n') + '\n';
-}
-
 class Cluster {
   constructor(front, nodes) {
     this.front = front;
@@ -74,7 +53,8 @@ class Cluster {
 
   async _startProxy() {
     const cfg = path.join(this._dir, 'haproxy.cfg');
-    fs.writeFileSync(cfg, haproxyConfig(this.front, this.nodes.map((n) => n.address)));
+    // The configuration users get from `twinhub cluster haproxy`.
+    fs.writeFileSync(cfg, execFileSync(twinhubBin(), ['cluster', 'haproxy', '--front', this.front, ...this.nodes.map((n) => n.address)]));
     execFileSync(haproxyBin(), ['-c', '-q', '-f', cfg]);
     const log = fs.openSync(path.join(this._dir, 'haproxy.log'), 'a');
     this._proxy = spawnTied(haproxyBin(), ['-db', '-f', cfg], { stdio: ['ignore', log, log] }, this._dir);
