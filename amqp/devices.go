@@ -299,16 +299,21 @@ func (r *c2dReceiver) kick() { r.run.kick(&r.c.senders, r.deliver) }
 func (r *c2dReceiver) deliver() {
 	c, l, h := r.c, r.l, r.c.srv.hub
 	for r.ctx.Err() == nil {
-		rctx, rcancel := context.WithTimeout(r.ctx, 30*time.Second)
+		rctx, rcancel := context.WithTimeout(r.ctx, hub.C2DReadTimeout)
 		m, err := h.NextC2DDelivery(rctx, r.deviceID, 0)
 		rcancel()
 		if err != nil {
-			if !errors.Is(err, twinhub.ErrNotFound) && r.ctx.Err() == nil {
+			empty := errors.Is(err, twinhub.ErrNotFound)
+			if !empty && r.ctx.Err() == nil {
 				c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", r.deviceID, "err", err)
 			}
-			if !r.run.isStopped() {
+			switch {
+			case r.run.isStopped():
+			case empty:
 				r.poll.Reset(hub.C2DPollAfter(r.looks))
 				r.looks++
+			default:
+				r.poll.Reset(hub.C2DRetryAfter)
 			}
 			return
 		}

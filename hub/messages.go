@@ -169,6 +169,18 @@ func (h *Hub) wakeC2DOnReconnect(ctx context.Context, bus twinhub.ReconnectingBu
 	}
 }
 
+// C2DReadTimeout bounds one look at a device's queue by a delivery (MQTT,
+// AMQP), and C2DRetryAfter is how soon a reader looks again after a look
+// that failed for another reason than an empty queue. When a cluster's
+// node dies, the reads of the streams it led go unanswered until their
+// other replicas elect a leader (seconds): a look that waits long, or
+// waits for the next poll, would leave the devices without their messages
+// for that long after the store is back.
+const (
+	C2DReadTimeout = 5 * time.Second
+	C2DRetryAfter  = time.Second
+)
+
 // C2DPollAfter is how long an idle C2D reader waits before it looks at its
 // queue by itself, when it has looked that many times since its last
 // message: c2dQuickPoll at first, then c2dPoll give or take a random

@@ -116,18 +116,24 @@ func (c *conn) deliverC2D(ctx context.Context, d *c2dDelivery) {
 	case <-time.After(c2dSettle):
 	}
 	for ctx.Err() == nil {
-		rctx, cancel := context.WithTimeout(ctx, c.srv.opts.RequestTimeout)
+		rctx, cancel := context.WithTimeout(ctx, min(c.srv.opts.RequestTimeout, hub.C2DReadTimeout))
 		m, err := c.srv.hub.NextC2DDelivery(rctx, dev, 0)
 		cancel()
 		if err != nil {
-			if !errors.Is(err, twinhub.ErrNotFound) && ctx.Err() == nil {
+			// A failed look is tried again soon and is not counted as
+			// one that found the queue empty.
+			failed := !errors.Is(err, twinhub.ErrNotFound)
+			if failed && ctx.Err() == nil {
 				c.log.Warn("reading cloud-to-device messages", "err", err)
+				poll.Reset(hub.C2DRetryAfter)
 			}
 			select {
 			case <-ctx.Done():
 			case <-d.wake:
 			case <-poll.C:
-				looks++
+				if !failed {
+					looks++
+				}
 				poll.Reset(hub.C2DPollAfter(looks))
 			}
 			continue

@@ -5,14 +5,15 @@
 // reaches each of them with direct methods, desired patches and C2D; the
 // queries of every node see every write; a device connected twice, on two
 // nodes, gets IoT Hub's takeover; a node killed with SIGKILL loses its
-// devices to the others, which get what was sent while they were away;
-// the node, started again, catches up.
+// devices to the others (MQTT and AMQP devices alike), which get what was
+// sent while they were away; the node, started again, catches up.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Registry, Client: ServiceClient } = require('azure-iothub');
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
+const { Amqp } = require('azure-iot-device-amqp');
 const { NoRetry } = require('azure-iot-common');
 const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs');
 
@@ -231,5 +232,50 @@ describe('cluster of three nodes behind HAProxy', () => {
     await node.start();
     const rows = queryNode(node, `SELECT properties.desired.interval AS interval FROM devices WHERE deviceId = '${victim.id}'`);
     assert.deepEqual(rows, [{ interval: 99 }], 'the restarted node has the write made while it was down');
+  });
+
+  it('a node killed under an AMQP device: the device attaches again through another node and gets what was sent meanwhile', async () => {
+    const id = uniqueId('amqp');
+    const { responseBody: reg } = await registry.create({ deviceId: id });
+    const client = Client.fromConnectionString(`HostName=${FRONT};DeviceId=${id};SharedAccessKey=${reg.authentication.symmetricKey.primaryKey}`, Amqp);
+    const messages = [];
+    client.on('error', () => {});
+    client.on('message', (m) => {
+      messages.push(m.getData().toString());
+      client.complete(m).catch(() => {});
+    });
+    client.onDeviceMethod('ping', (req, res) => res.send(200, { pong: req.payload }).catch(() => {}));
+    const before = await cluster.deviceConnections('amqp');
+    try {
+      await client.open();
+      const at = await waitFor(`the node of ${id}`, async () => {
+        const now = await cluster.deviceConnections('amqp');
+        const i = now.findIndex((c, k) => c === (before[k] || 0) + 1);
+        return i >= 0 ? i + 1 : 0;
+      });
+      await retrying('C2D before the kill', () => service.send(id, new Message('before')));
+      await waitFor('the C2D message before the kill', () => messages.includes('before'));
+
+      const node = cluster.nodes[at - 1];
+      const killedAt = Date.now();
+      await node.kill();
+      await retrying('C2D while a node is down', () => service.send(id, new Message('while-away')));
+      // The SDK attaches its links again on its own (its retry policy):
+      // the message queued meanwhile arrives, and methods reach it. (The
+      // streams the dead node led take 4-9 s to elect new leaders, as
+      // JetStream's Raft does; until then the send is refused with 503
+      // and the queue cannot be read.)
+      await waitFor('the C2D message sent while away', () => messages.includes('while-away'));
+      console.log(`# AMQP device had the C2D message sent while away ${Date.now() - killedAt} ms after its node was killed`);
+      const { result } = await retrying('method after the re-attach', () => service.invokeDeviceMethod(id, { methodName: 'ping', payload: 'again', responseTimeoutInSeconds: 5 }));
+      assert.deepEqual(result.payload, { pong: 'again' });
+      await client.sendEvent(new Message('after'));
+      const counts = await cluster.deviceConnections('amqp');
+      assert.equal(counts[at - 1], null, 'the killed node answers no metrics');
+      assert.equal(counts.reduce((a, n) => a + (n || 0), 0), 1, `AMQP connections on the survivors: ${counts}`);
+      await node.start();
+    } finally {
+      await client.close().catch(() => {});
+    }
   });
 });
