@@ -77,8 +77,20 @@ type loadClients struct {
 
 func (l *loadClients) device(t *testing.T, cs string, onConnect func()) *iotdevice.Client {
 	t.Helper()
+	c, err := connectDevice(l.tls, cs, onConnect)
+	if err != nil {
+		t.Fatalf("device connect: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// connectDevice connects a device of the SDK over MQTT (tlsConf trusts
+// the hub's CA); onConnect is called on every connection, the first and
+// each of paho's reconnects.
+func connectDevice(tlsConf *tls.Config, cs string, onConnect func()) (*iotdevice.Client, error) {
 	tr := iotmqtt.New(iotmqtt.WithClientOptionsConfig(func(o *paho.ClientOptions) {
-		o.TLSConfig.RootCAs = l.tls.RootCAs
+		o.TLSConfig.RootCAs = tlsConf.RootCAs
 		resubscribe := o.OnConnect
 		o.SetOnConnectHandler(func(c paho.Client) {
 			resubscribe(c)
@@ -87,15 +99,14 @@ func (l *loadClients) device(t *testing.T, cs string, onConnect func()) *iotdevi
 	}))
 	c, err := iotdevice.NewFromConnectionString(tr, cs)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.Connect(ctx); err != nil {
-		t.Fatalf("device connect: %v", err)
+		return nil, err
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return c, nil
 }
 
 // ledger records what the hub acknowledged and what came back.
@@ -356,21 +367,30 @@ func TestKillUnderLoad(t *testing.T) {
 func connectedDevices(nodes []*node) int {
 	total := 0
 	for _, n := range nodes {
-		if n.cmd == nil {
-			continue
-		}
-		resp, err := http.Get("http://" + n.addr + ":9464/metrics")
-		if err != nil {
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if m := regexp.MustCompile(`(?m)^twinhub_device_connections\{transport="mqtt"\} (\d+)`).FindSubmatch(b); m != nil {
-			v, _ := strconv.Atoi(string(m[1]))
-			total += v
-		}
+		c, _ := n.connections()
+		total += c
 	}
 	return total
+}
+
+// connections is how many devices are connected to n over MQTT, from its
+// metrics; ok is false when n is down or does not answer.
+func (n *node) connections() (count int, ok bool) {
+	if n.cmd == nil {
+		return 0, false
+	}
+	resp, err := http.Get("http://" + n.addr + ":9464/metrics")
+	if err != nil {
+		return 0, false
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`(?m)^twinhub_device_connections\{transport="mqtt"\} (\d+)`).FindSubmatch(b)
+	if m == nil {
+		return 0, false
+	}
+	v, _ := strconv.Atoi(string(m[1]))
+	return v, true
 }
 
 // readTelemetry reads the telemetry stream from the start through one
