@@ -232,6 +232,14 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 			h.log.Error("store watch ended", "err", err)
 		}
 	}()
+	if h.marked != nil {
+		// The mark starts at the revision the index has loaded up to, so
+		// that reads can use the index before the hub's first write
+		// (read); without it they ask the store until then.
+		if _, err := h.marked.lastWritten(ctx); err != nil {
+			h.log.Warn("reading the store's last revision", "err", err)
+		}
+	}
 	if c.Bus != nil {
 		cancel, err := c.Bus.Subscribe(desiredSubject+">", h.deliverDesired)
 		if err != nil {

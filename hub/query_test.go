@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -493,6 +494,73 @@ func TestSoleWriterReadsItsWrites(t *testing.T) {
 	}
 }
 
+// TestSoleWriterTwinReadsAreCurrent: a hub that is its store's only
+// writer answers twin and device reads from its cache when its index
+// knows the cached revision is current; every read still sees every
+// write acknowledged before it: a creation, a twin update, a deletion
+// (404), the same id created again (a new twin), from many goroutines at
+// once, each read at once after its write.
+func TestSoleWriterTwinReadsAreCurrent(t *testing.T) {
+	h := hubtest.New(t, hubtest.WithConfig(func(c *hub.Config) { c.SoleWriter = true })).Hub
+	ctx := context.Background()
+	twin := func(id string) (map[string]any, error) {
+		data, err := h.TwinJSON(ctx, twinhub.DeviceKey(id))
+		if err != nil {
+			return nil, err
+		}
+		var doc map[string]any
+		return doc, json.Unmarshal(data, &doc)
+	}
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			errs <- func() error {
+				for i := range 25 {
+					id := fmt.Sprintf("r%d-%d", w, i%5) // ids come back: created again after a deletion
+					if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+						return err
+					}
+					doc, err := twin(id)
+					if err != nil {
+						return fmt.Errorf("%s: created, read: %v", id, err)
+					}
+					if tags, _ := doc["tags"].(map[string]any); tags["i"] != nil {
+						return fmt.Errorf("%s: created again, reads the old twin's tags %v", id, tags)
+					}
+					for v := range 3 {
+						if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"i": float64(i*10 + v)}}, ""); err != nil {
+							return err
+						}
+						doc, err := twin(id)
+						if err != nil {
+							return err
+						}
+						if got := doc["tags"].(map[string]any)["i"]; got != float64(i*10+v) {
+							return fmt.Errorf("%s: tagged %d, reads %v", id, i*10+v, got)
+						}
+					}
+					if err := h.DeleteDevice(ctx, id, ""); err != nil {
+						return err
+					}
+					var te *twinhub.Error
+					if _, err := twin(id); !errors.As(err, &te) || te.Status != 404 {
+						return fmt.Errorf("%s: deleted, read: %v", id, err)
+					}
+					if _, err := h.GetDevice(ctx, id); !errors.As(err, &te) || te.Status != 404 {
+						return fmt.Errorf("%s: deleted, device read: %v", id, err)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // BenchmarkItemsJSON: encoding a page of 100 whole twins for the REST API,
 // with ItemsJSON and with json.Marshal.
 func BenchmarkItemsJSON(b *testing.B) {
@@ -523,4 +591,36 @@ func BenchmarkItemsJSON(b *testing.B) {
 			json.Marshal(page.Items)
 		}
 	})
+}
+
+// BenchmarkTwinJSON: a REST twin read on an embedded JetStream, 1,000
+// twins read at random from parallel goroutines, for a hub that asks the
+// store for each twin's revision and for one that is its store's only
+// writer and asks its index.
+func BenchmarkTwinJSON(b *testing.B) {
+	for _, sole := range []bool{false, true} {
+		b.Run(fmt.Sprintf("soleWriter=%v", sole), func(b *testing.B) {
+			h := hubtest.New(b, hubtest.WithConfig(func(c *hub.Config) { c.SoleWriter = sole })).Hub
+			ctx := context.Background()
+			const twins = 1000
+			for i := range twins {
+				id := fmt.Sprintf("d%04d", i)
+				if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := h.UpdateTwin(ctx, twinhub.DeviceKey(id), twinhub.TwinUpdate{Tags: map[string]any{"i": float64(i)}}, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+				for pb.Next() {
+					if _, err := h.TwinJSON(ctx, twinhub.DeviceKey(fmt.Sprintf("d%04d", r.IntN(twins)))); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }

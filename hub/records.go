@@ -98,8 +98,28 @@ func (h *Hub) getEntry(ctx context.Context, k twinhub.Key) (*cachedRecord, error
 // read returns the current record of k: the store says which revision is
 // current, and the cached record serves if it is that one. The record is
 // shared with the cache: the caller must not change it.
+//
+// A hub that is its store's only writer asks its query index instead,
+// when the index has already seen the hub's last acknowledged write (so
+// every write acknowledged before this read): the index then knows k's
+// current revision, or that k is gone, without a JetStream round trip,
+// which cost about a fifth of the hub's CPU in REST twin reads. When the
+// index is behind (writes in flight) or has unmerged new identities, the
+// store is asked as before.
 func (h *Hub) read(ctx context.Context, k twinhub.Key) (*cachedRecord, error) {
 	e := h.cache.get(k)
+	if h.marked != nil {
+		if mark := h.marked.written(); mark != 0 {
+			rev, found, known := h.index.RevisionOf(k, mark)
+			switch {
+			case known && !found:
+				h.cache.drop(k, 0)
+				return nil, twinhub.ErrIdentityNotFound(k)
+			case known && e != nil && e.rev == rev:
+				return e, nil
+			}
+		}
+	}
 	var known uint64
 	if e != nil {
 		known = e.rev

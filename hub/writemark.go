@@ -30,6 +30,10 @@ func (s *markedStore) raise(rev uint64) {
 	}
 }
 
+// written is the mark: 0 before the hub's first write (then only the
+// server knows what the last revision is).
+func (s *markedStore) written() uint64 { return s.mark.Load() }
+
 // lastWritten is the mark, or the server's last revision before any write
 // (the records the hub started with, which the index loads before New
 // returns).

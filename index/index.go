@@ -288,6 +288,24 @@ func (ix *Index) Revision() uint64 {
 	return ix.rev
 }
 
+// RevisionOf says at which store revision the index holds k's twin, when
+// the index has seen revision seen: found is false when k has no twin
+// then. known is false when the index has not seen revision seen yet (the
+// caller asks the store rather than wait). Identities created since the
+// last merge are merged first, as for a query (WaitFor).
+func (ix *Index) RevisionOf(k twinhub.Key, seen uint64) (rev uint64, found, known bool) {
+	if ix.Revision() < seen {
+		return 0, false, false
+	}
+	tb := ix.table(k)
+	ix.mergePending(tb)
+	_, t := tb.view.Load().get(nodeKey(k))
+	if t == nil {
+		return 0, false, true
+	}
+	return t.rev, true, true
+}
+
 // WaitFor blocks until the index has seen revision rev, then makes sure
 // that identities created before it are in the key order.
 func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {
@@ -304,16 +322,21 @@ func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {
 			return ctx.Err()
 		}
 	}
-	for _, tb := range []*table{ix.devices, ix.modules} {
-		if tb.npending.Load() > 0 {
-			ix.wmu.Lock()
-			if len(tb.pending) > 0 {
-				tb.merge()
-			}
-			ix.wmu.Unlock()
-		}
-	}
+	ix.mergePending(ix.devices)
+	ix.mergePending(ix.modules)
 	return nil
+}
+
+// mergePending puts the identities created since tb's last merge into its
+// key order, where readers look them up.
+func (ix *Index) mergePending(tb *table) {
+	if tb.npending.Load() > 0 {
+		ix.wmu.Lock()
+		if len(tb.pending) > 0 {
+			tb.merge()
+		}
+		ix.wmu.Unlock()
+	}
 }
 
 // merge puts the pending nodes into the key order and drops deleted ones,
