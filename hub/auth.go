@@ -36,7 +36,7 @@ func (h *Hub) AuthorizeService(token string, anyOf ...sas.Permission) error {
 // resource it cannot name with confidence must be "", so that only
 // hub-wide tokens pass.
 func (h *Hub) AuthorizeServiceOn(token, resource string, anyOf ...sas.Permission) error {
-	p, err := sas.Authenticate(token, h.policies, h.host+resource, twinhub.Now().Time)
+	p, err := h.verified.Authenticate(token, h.policies, h.host+resource, twinhub.Now().Time)
 	if err != nil {
 		return unauthorized(err)
 	}
@@ -77,7 +77,7 @@ func (h *Hub) AuthenticateDevice(ctx context.Context, token string, k twinhub.Ke
 		return DeviceAuth{}, unauthorized(sas.ErrResource)
 	}
 	if t.KeyName != "" {
-		p, err := sas.Authenticate(token, h.policies, h.ResourceURI(k), twinhub.Now().Time)
+		p, err := h.verified.Authenticate(token, h.policies, h.ResourceURI(k), twinhub.Now().Time)
 		if err != nil {
 			return DeviceAuth{}, unauthorized(err)
 		}

@@ -23,6 +23,8 @@ import (
 type Hub struct {
 	host     string
 	policies []sas.Policy
+	// verified remembers the service tokens verified with policies.
+	verified sas.Verified
 	store    twinhub.Store
 	// marked is store when the hub is its sole writer (Config.SoleWriter),
 	// else nil.

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -155,6 +157,29 @@ func DefaultPolicies() ([]Policy, error) {
 // Errors wrap ErrMalformed, ErrUnknownPolicy, ErrExpired, ErrBadKey (a
 // policy with a broken key), ErrSignature or ErrResource.
 func Authenticate(token string, policies []Policy, resource string, now time.Time) (Policy, error) {
+	var none *Verified
+	return none.Authenticate(token, policies, resource, now)
+}
+
+// Verified remembers the service tokens whose signatures it has verified,
+// so that a back end presenting the same token on every request (the
+// service SDKs make one and use it until it nears its expiry) costs one
+// HMAC, not one a request: verifying was 8% of the hub's CPU in REST twin
+// reads. A token is known again only by its exact text, and only while
+// its policy still has the keys that verified it; its expiry and resource
+// are checked on every request as before. At most verifiedMax tokens are
+// kept (then it starts afresh). The zero value is ready; nil remembers
+// nothing.
+type Verified struct {
+	tokens sync.Map // token text -> *policyKeys: the keys that verified it
+	count  atomic.Int64
+}
+
+const verifiedMax = 4096
+
+// Authenticate is the package's Authenticate, with the signature
+// verification remembered.
+func (v *Verified) Authenticate(token string, policies []Policy, resource string, now time.Time) (Policy, error) {
 	t, err := ParseToken(token)
 	if err != nil {
 		return Policy{}, err
@@ -176,7 +201,7 @@ func Authenticate(token string, policies []Policy, resource string, now time.Tim
 	if err := t.CheckTime(now); err != nil {
 		return Policy{}, err
 	}
-	if err := t.Verify(p.PrimaryKey, p.SecondaryKey); err != nil {
+	if err := v.verify(token, t, p); err != nil {
 		return Policy{}, fmt.Errorf("policy %q: %w", p.Name, err)
 	}
 	if !t.Covers(resource) {
@@ -184,3 +209,28 @@ func Authenticate(token string, policies []Policy, resource string, now time.Tim
 	}
 	return p, nil
 }
+
+// verify checks t's signature with p's keys, unless token was verified
+// with the keys p has now.
+func (v *Verified) verify(token string, t Token, p Policy) error {
+	keys := policyKeys{p.PrimaryKey, p.SecondaryKey}
+	if v != nil {
+		if known, ok := v.tokens.Load(token); ok && *known.(*policyKeys) == keys {
+			return nil
+		}
+	}
+	if err := t.Verify(p.PrimaryKey, p.SecondaryKey); err != nil {
+		return err
+	}
+	if v != nil {
+		if v.count.Add(1) > verifiedMax {
+			v.tokens.Clear()
+			v.count.Store(1)
+		}
+		v.tokens.Store(token, &keys)
+	}
+	return nil
+}
+
+// policyKeys are the keys a policy had when it verified a token.
+type policyKeys struct{ primary, secondary string }

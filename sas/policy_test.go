@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -249,20 +251,85 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
+// TestVerifiedAuthenticate: a remembered token still passes only while it
+// has not expired, for resources it covers, and while its policy has the
+// keys that verified it; other tokens are verified as ever, and a full
+// memory starts afresh without refusing anyone.
+func TestVerifiedAuthenticate(t *testing.T) {
+	ps, err := DefaultPolicies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const host = "myhub.example"
+	now := time.Unix(1700000000, 0)
+	token, err := NewToken(host+"/devices", "iothubowner", ps[0].PrimaryKey, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v Verified
+	for range 3 {
+		if p, err := v.Authenticate(token, ps, host+"/devices/d1", now); err != nil || p.Name != "iothubowner" {
+			t.Fatalf("a good token: %v %v", p.Name, err)
+		}
+	}
+	if _, err := v.Authenticate(token, ps, host+"/configurations", now); !errors.Is(err, ErrResource) {
+		t.Errorf("a remembered token for a resource it does not cover: %v", err)
+	}
+	if _, err := v.Authenticate(token, ps, host+"/devices/d1", now.Add(2*time.Hour)); !errors.Is(err, ErrExpired) {
+		t.Errorf("a remembered token after its expiry: %v", err)
+	}
+	rotated := slices.Clone(ps)
+	if rotated[0].PrimaryKey, err = GenerateKey(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Authenticate(token, rotated, host+"/devices/d1", now); !errors.Is(err, ErrSignature) {
+		t.Errorf("a remembered token after its key was replaced: %v", err)
+	}
+	forged := token[:strings.Index(token, "sig=")+4] + "AAAA" + token[strings.Index(token, "sig=")+8:]
+	if _, err := v.Authenticate(forged, ps, host+"/devices/d1", now); err == nil {
+		t.Error("a token with another signature passes")
+	}
+	for i := range verifiedMax + 10 {
+		tok, err := NewToken(host, "service", ps[1].PrimaryKey, now.Add(time.Duration(i+1)*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Authenticate(tok, ps, host, now); err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+	}
+	if n := v.count.Load(); n > verifiedMax {
+		t.Errorf("%d tokens remembered, at most %d wanted", n, verifiedMax)
+	}
+	if _, err := v.Authenticate(token, ps, host+"/devices/d1", now); err != nil {
+		t.Errorf("the first token after the memory filled: %v", err)
+	}
+}
+
+// BenchmarkAuthenticate: a service token checked on every request, with
+// the signature verified each time and remembered (Verified).
 func BenchmarkAuthenticate(b *testing.B) {
 	ps, err := DefaultPolicies()
 	if err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := NewToken("myhub.example", "service", ps[1].SecondaryKey, now.Add(time.Hour))
+	token, err := NewToken("myhub.example", "iothubowner", ps[0].PrimaryKey, now.Add(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Authenticate(tok, ps, "myhub.example", now); err != nil {
-			b.Fatal(err)
-		}
+	var v Verified
+	for _, c := range []struct {
+		name string
+		v    *Verified
+	}{{"verify", nil}, {"remembered", &v}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.v.Authenticate(token, ps, "myhub.example/twins/d1", now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
