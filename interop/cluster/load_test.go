@@ -69,6 +69,40 @@ func startHAProxy(t *testing.T, bin string) {
 	})
 }
 
+// startBehindHAProxy starts three nodes named front and HAProxy on front
+// until the test ends, and returns the binary, the nodes, a TLS
+// configuration that trusts the hub's CA for front, and the owner's
+// connection string.
+func startBehindHAProxy(t *testing.T) (bin string, nodes []*node, tlsConf *tls.Config, owner string) {
+	t.Helper()
+	bin = servetest.Binary(t)
+	nodes = startNodes(t, bin, front)
+	startHAProxy(t, bin)
+	caPEM, err := os.ReadFile(filepath.Join(nodes[0].dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	tlsConf = &tls.Config{RootCAs: pool, ServerName: front}
+	return bin, nodes, tlsConf, strings.TrimSpace(nodes[0].cli(t, bin, "connection-string"))
+}
+
+// envCount is the number in the environment variable name, or def when it
+// is unset; outside lo..hi the test fails.
+func envCount(t *testing.T, name string, def, lo, hi int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		t.Fatalf("%s=%q: want %d to %d", name, s, lo, hi)
+	}
+	return n
+}
+
 // loadClients are the SDK clients of the test, all through the front.
 type loadClients struct {
 	tls *tls.Config
@@ -147,27 +181,11 @@ func (l *ledger) note(f func()) {
 // every device is connected again, and the restarted nodes serve every
 // device.
 func TestKillUnderLoad(t *testing.T) {
-	rounds := 1
-	if s := os.Getenv("TWINHUB_KILL_ROUNDS"); s != "" {
-		var err error
-		if rounds, err = strconv.Atoi(s); err != nil || rounds < 1 {
-			t.Fatalf("TWINHUB_KILL_ROUNDS=%q", s)
-		}
-	}
-	bin := servetest.Binary(t)
-	nodes := startNodes(t, bin, front)
-	startHAProxy(t, bin)
-	caPEM, err := os.ReadFile(filepath.Join(nodes[0].dir, "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	tlsConf := &tls.Config{RootCAs: pool, ServerName: front}
-	owner := nodes[0].cli(t, bin, "connection-string")
+	rounds := envCount(t, "TWINHUB_KILL_ROUNDS", 1, 1, 1000)
+	bin, nodes, tlsConf, owner := startBehindHAProxy(t)
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 16}}
 	newService := func() *iotservice.Client {
-		c, err := iotservice.NewFromConnectionString(strings.TrimSpace(owner), iotservice.WithHTTPClient(httpClient), iotservice.WithTLSConfig(tlsConf))
+		c, err := iotservice.NewFromConnectionString(owner, iotservice.WithHTTPClient(httpClient), iotservice.WithTLSConfig(tlsConf))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,24 +3,16 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/amenzhinsky/iothub/iotdevice"
 	"github.com/amenzhinsky/iothub/iotservice"
-
-	"github.com/twinhub/twinhub/internal/servetest"
 )
 
 // TestReconnectStorm: many devices (TWINHUB_STORM_DEVICES, default 300)
@@ -34,24 +26,8 @@ import (
 // Locally, e.g. TWINHUB_STORM_DEVICES=3000 go test ./interop/cluster
 // -run TestReconnectStorm -v (HAProxy's maxconn is 4000).
 func TestReconnectStorm(t *testing.T) {
-	numDevices := 300
-	if s := os.Getenv("TWINHUB_STORM_DEVICES"); s != "" {
-		var err error
-		if numDevices, err = strconv.Atoi(s); err != nil || numDevices < 3 || numDevices > 3500 {
-			t.Fatalf("TWINHUB_STORM_DEVICES=%q: 3 to 3,500 devices", s)
-		}
-	}
-	bin := servetest.Binary(t)
-	nodes := startNodes(t, bin, front)
-	startHAProxy(t, bin)
-	caPEM, err := os.ReadFile(filepath.Join(nodes[0].dir, "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	tlsConf := &tls.Config{RootCAs: pool, ServerName: front}
-	owner := strings.TrimSpace(nodes[0].cli(t, bin, "connection-string"))
+	numDevices := envCount(t, "TWINHUB_STORM_DEVICES", 300, 3, 3500)
+	_, nodes, tlsConf, owner := startBehindHAProxy(t)
 	svc, err := iotservice.NewFromConnectionString(owner,
 		iotservice.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}), iotservice.WithTLSConfig(tlsConf))
 	if err != nil {
@@ -173,7 +149,9 @@ func TestReconnectStorm(t *testing.T) {
 		t.Errorf("%d devices reconnected, but the killed node held %d", len(took), held)
 	}
 	slices.Sort(took)
-	pct := func(p float64) time.Duration { return took[min(len(took)-1, int(p*float64(len(took))))].Round(time.Millisecond) }
+	pct := func(p float64) time.Duration {
+		return took[min(len(took)-1, int(p*float64(len(took))))].Round(time.Millisecond)
+	}
 	t.Logf("killed node %s holding %d of %d devices: %d reconnected through the others; from the kill to the CONNACK p10 %s, median %s, p99 %s, max %s; the survivors' metrics showed them all %s after the kill (their metrics are slow while the dead node's streams elect leaders)",
 		victim.addr, held, numDevices, len(took), pct(0.1), pct(0.5), pct(0.99), took[len(took)-1].Round(time.Millisecond), back.Sub(killed).Round(time.Millisecond))
 
