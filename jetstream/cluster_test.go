@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -121,7 +122,20 @@ func TestEmbeddedCluster(t *testing.T) {
 		t.Fatalf("the registry's stream: %d replicas configured, cluster %+v", info.Config.Replicas, info.Cluster)
 	}
 	k := twinhub.DeviceKey("d1")
-	rev, err := a.Create(ctx, k, deviceRecord("d1"))
+	// Right after the streams are placed, a write may go unanswered while
+	// the new stream gets ready (503 ServiceUnavailable, as a client of
+	// the hub would see it, and try again); one that timed out may still
+	// have been stored.
+	var rev uint64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		rev, err = a.Create(ctx, k, deviceRecord("d1"))
+		if errors.Is(err, twinhub.ErrExists) {
+			_, rev, err = a.Get(ctx, k)
+		}
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
