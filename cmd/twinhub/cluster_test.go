@@ -70,12 +70,18 @@ func TestHAProxyConfig(t *testing.T) {
 			t.Errorf("the configuration lacks %q:\n%s", want, cfg)
 		}
 	}
-	if bin, err := exec.LookPath("haproxy"); err == nil {
-		path := filepath.Join(t.TempDir(), "haproxy.cfg")
-		plain, _ := haproxyConfig(haproxyOptions{front: "127.0.0.1", nodes: []string{"127.0.0.2", "127.0.0.3"}, maxconn: 100})
-		os.WriteFile(path, []byte(plain), 0o600)
-		if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
-			t.Errorf("haproxy -c refuses the configuration: %v\n%s\n%s", err, out, plain)
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		bin, err = exec.LookPath("/usr/sbin/haproxy")
+	}
+	if err == nil {
+		for _, readyz := range []int{0, 9464} {
+			path := filepath.Join(t.TempDir(), "haproxy.cfg")
+			conf, _ := haproxyConfig(haproxyOptions{front: "127.0.0.1", nodes: []string{"127.0.0.2", "127.0.0.3"}, maxconn: 100, readyzPort: readyz})
+			os.WriteFile(path, []byte(conf), 0o600)
+			if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+				t.Errorf("haproxy -c refuses the configuration: %v\n%s\n%s", err, out, conf)
+			}
 		}
 	}
 	for _, bad := range []haproxyOptions{
