@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/datadir"
 	"github.com/twinhub/twinhub/jetstream"
@@ -22,6 +24,21 @@ func openDir(t *testing.T) datadir.Dir {
 	}
 	return d
 }
+
+// startNATS starts an embedded NATS server with JetStream in dir until
+// the test ends and returns its connection.
+func startNATS(t *testing.T, dir string) *nats.Conn {
+	t.Helper()
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e.Conn
+}
+
+// discard is a logger that writes nothing.
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func loadCA(t *testing.T, d datadir.Dir) certs.CA {
 	t.Helper()
@@ -37,15 +54,10 @@ func loadCA(t *testing.T, d datadir.Dir) certs.CA {
 // with another hub's CA is refused; --hostname renames the hub for every
 // node; hub.json is rewritten from the store.
 func TestSharedIdentity(t *testing.T) {
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	nc := startNATS(t, t.TempDir())
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := func(d datadir.Dir, hostname string) (datadir.Hub, error) {
-		return sharedIdentity(ctx, d, e.Conn, &serveFlags{hostname: hostname, replicas: 1}, log)
+		return sharedIdentity(ctx, d, nc, &serveFlags{hostname: hostname, replicas: 1}, discard)
 	}
 
 	first := openDir(t)
@@ -121,13 +133,7 @@ func TestSharedIdentityFromOldDataFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca := loadCA(t, d)
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: d.File("jetstream")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := sharedIdentity(context.Background(), d, e.Conn, &serveFlags{replicas: 1}, log)
+	h, err := sharedIdentity(context.Background(), d, startNATS(t, d.File("jetstream")), &serveFlags{replicas: 1}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,13 +149,8 @@ func TestSharedIdentityFromOldDataFolder(t *testing.T) {
 // identity of its own waits for the node started with --hostname, rather
 // than racing it with an identity named localhost.
 func TestSharedIdentityWaitsForTheNamedNode(t *testing.T) {
-	e, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	nc := startNATS(t, t.TempDir())
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	named, unnamed := openDir(t), openDir(t)
 	if err := certs.EnsureCA(named.Path); err != nil {
 		t.Fatal(err)
@@ -160,7 +161,7 @@ func TestSharedIdentityWaitsForTheNamedNode(t *testing.T) {
 	}
 	got := make(chan datadir.Hub, 1)
 	go func() {
-		h, err := sharedIdentity(ctx, unnamed, e.Conn, &serveFlags{replicas: 1, cluster: "127.0.0.1:6222"}, log)
+		h, err := sharedIdentity(ctx, unnamed, nc, &serveFlags{replicas: 1, cluster: "127.0.0.1:6222"}, discard)
 		if err != nil {
 			t.Error(err)
 		}
@@ -171,7 +172,7 @@ func TestSharedIdentityWaitsForTheNamedNode(t *testing.T) {
 		t.Fatalf("the unnamed node did not wait: %+v", h)
 	case <-time.After(500 * time.Millisecond):
 	}
-	want, err := sharedIdentity(ctx, named, e.Conn, &serveFlags{replicas: 1, cluster: "127.0.0.2:6222", hostname: "hub.example"}, log)
+	want, err := sharedIdentity(ctx, named, nc, &serveFlags{replicas: 1, cluster: "127.0.0.2:6222", hostname: "hub.example"}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
