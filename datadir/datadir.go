@@ -1,6 +1,7 @@
 // Package datadir is the hub's data folder: a copy of its identity (host
-// name and shared access policies) in hub.json for the CLI, the running server's addresses in
-// serve.json for the CLI to find, TLS material, and JetStream's files.
+// name and shared access policies) in hub.json for the CLI, the running
+// server's addresses in serve.json for the CLI to find, TLS material, and
+// JetStream's files.
 package datadir
 
 import (

@@ -391,6 +391,9 @@ func connectedDevices(nodes []*node) int {
 	return total
 }
 
+// mqttConnections finds a node's MQTT device connections in its metrics.
+var mqttConnections = regexp.MustCompile(`(?m)^twinhub_device_connections\{transport="mqtt"\} (\d+)`)
+
 // connections is how many devices are connected to n over MQTT, from its
 // metrics; ok is false when n is down or does not answer.
 func (n *node) connections() (count int, ok bool) {
@@ -403,7 +406,7 @@ func (n *node) connections() (count int, ok bool) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	m := regexp.MustCompile(`(?m)^twinhub_device_connections\{transport="mqtt"\} (\d+)`).FindSubmatch(b)
+	m := mqttConnections.FindSubmatch(b)
 	if m == nil {
 		return 0, false
 	}
