@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/twinhub/twinhub"
-	"github.com/twinhub/twinhub/hub"
 )
 
 // Paging as IoT Hub does it: x-ms-max-item-count asks for a page size, and
@@ -29,11 +28,7 @@ func (a *API) query(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := a.hub.Query(r.Context(), req.Query, size, r.Header.Get("x-ms-continuation"))
-	if err != nil {
-		return 0, nil, err
-	}
-	items, err := hub.ItemsJSON(page.Items)
+	page, items, err := a.hub.QueryJSON(r.Context(), req.Query, size, r.Header.Get("x-ms-continuation"))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/index"
-	"github.com/twinhub/twinhub/internal/recordjson"
 	"github.com/twinhub/twinhub/query"
 )
 
@@ -30,83 +29,83 @@ import (
 // matching. Grouped queries (aggregates, GROUP BY) are computed again for
 // every page, and their tokens carry the offset of the next group.
 func (h *Hub) Query(ctx context.Context, src string, pageSize int, continuation string) (*twinhub.QueryPage, error) {
-	if h.metrics == nil {
-		return h.query(ctx, src, pageSize, continuation)
-	}
 	start := time.Now()
-	page, err := h.query(ctx, src, pageSize, continuation)
-	h.metrics.Query(time.Since(start), resultOf(err))
+	page, _, err := h.query(ctx, src, pageSize, continuation, false)
+	h.countQuery(start, err)
 	return page, err
 }
 
-// ItemsJSON encodes a page's items for the REST API: the bytes
-// json.Marshal makes of them, two to three times faster (no reflection)
-// for the items the index renders, which hold only what JSON decodes to.
-// Other items go to json.Marshal.
-func ItemsJSON(items []map[string]any) ([]byte, error) {
-	if b, ok := appendItems(make([]byte, 0, 1024*len(items)+2), items); ok {
-		return b, nil
-	}
-	return json.Marshal(items)
+// QueryJSON is Query for the REST API, which only writes the page out: its
+// items come as a JSON array, the bytes json.Marshal makes of Query's
+// Items (which it leaves nil), and whole twins are written straight from
+// the index (index.QueryJSON) instead of built as maps and encoded.
+func (h *Hub) QueryJSON(ctx context.Context, src string, pageSize int, continuation string) (*twinhub.QueryPage, []byte, error) {
+	start := time.Now()
+	page, items, err := h.query(ctx, src, pageSize, continuation, true)
+	h.countQuery(start, err)
+	return page, items, err
 }
 
-// appendItems appends items as a JSON array, or says it met a value
-// recordjson.AppendValue does not take.
-func appendItems(b []byte, items []map[string]any) ([]byte, bool) {
-	if items == nil {
-		return append(b, "null"...), true
+func (h *Hub) countQuery(start time.Time, err error) {
+	if h.metrics != nil {
+		h.metrics.Query(time.Since(start), resultOf(err))
 	}
-	b = append(b, '[')
-	for i, item := range items {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		var ok bool
-		if b, ok = recordjson.AppendValue(b, item); !ok {
-			return nil, false
-		}
-	}
-	return append(b, ']'), true
 }
 
-// query is Query, uncounted: for the hub's own queries too (queryEach).
-func (h *Hub) query(ctx context.Context, src string, pageSize int, continuation string) (*twinhub.QueryPage, error) {
+// query is Query (or, asJSON, QueryJSON), uncounted: for the hub's own
+// queries too (queryEach).
+func (h *Hub) query(ctx context.Context, src string, pageSize int, continuation string, asJSON bool) (*twinhub.QueryPage, []byte, error) {
 	q, err := query.Parse(src)
 	if err != nil {
 		var qe *query.Error
 		if errors.As(err, &qe) {
-			return nil, twinhub.ErrInvalid("query: %s", qe.Error())
+			return nil, nil, twinhub.ErrInvalid("query: %s", qe.Error())
 		}
-		return nil, twinhub.ErrInvalid("query: %v", err)
+		return nil, nil, twinhub.ErrInvalid("query: %v", err)
 	}
 	if pageSize < 1 {
 		pageSize = 100
 	}
 	tok, err := h.readToken(q, continuation)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if q.Collection == query.DevicesJobs {
 		// Device job records are few next to twins and live in the job
 		// store, not the index: a page is an offset into them.
 		rows, next, err := h.queryDeviceJobs(ctx, q, pageSize, tok.Count)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		page := &twinhub.QueryPage{ItemType: q.ItemType(), Items: rows}
 		if next > 0 {
 			page.Continuation = h.writeToken(q, index.Cursor{Count: next})
 		}
-		return page, nil
+		if !asJSON {
+			return page, nil, nil
+		}
+		items, err := json.Marshal(rows)
+		page.Items = nil
+		return page, items, err
 	}
 	if err := h.catchUp(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	page, next := h.index.Query(q, pageSize, tok)
+	var page *twinhub.QueryPage
+	var items []byte
+	var next *index.Cursor
+	if asJSON {
+		page, items, next, err = h.index.QueryJSON(q, pageSize, tok)
+		if err != nil {
+			return nil, nil, err
+		}
+	} else {
+		page, next = h.index.Query(q, pageSize, tok)
+	}
 	if next != nil {
 		page.Continuation = h.writeToken(q, *next)
 	}
-	return page, nil
+	return page, items, nil
 }
 
 // queryEach runs a query to its last page, in pages of 1,000, calling fn
@@ -115,7 +114,7 @@ func (h *Hub) query(ctx context.Context, src string, pageSize int, continuation 
 func (h *Hub) queryEach(ctx context.Context, src string, fn func(item map[string]any)) error {
 	cont := ""
 	for {
-		page, err := h.query(ctx, src, 1000, cont)
+		page, _, err := h.query(ctx, src, 1000, cont, false)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
+	"github.com/twinhub/twinhub/internal/recordjson"
 	"github.com/twinhub/twinhub/internal/recordtest"
 	"github.com/twinhub/twinhub/jetstream"
 	"github.com/twinhub/twinhub/query"
@@ -200,20 +201,32 @@ func TestQueryConformance(t *testing.T) {
 			}
 		}
 	}
-	// The REST API's encoding of the pages: json.Marshal's bytes, on the
-	// fast path for every page the index renders.
+	// The REST API's pages (QueryJSON): json.Marshal's bytes of Query's
+	// items, page by page, the continuation tokens alike.
 	for _, c := range querytest.Cases {
-		page, err := h.Query(context.Background(), c.Query, 1000, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := json.Marshal(page.Items)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, ok := hub.AppendItems(nil, page.Items)
-		if !ok || string(got) != string(want) {
-			t.Errorf("%s: items encoded as %.300q (fast path %v), json.Marshal makes %.300q", c.Query, got, ok, want)
+		for _, size := range []int{1000, 3} {
+			cont := ""
+			for {
+				page, err := h.Query(context.Background(), c.Query, size, cont)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := json.Marshal(page.Items)
+				if err != nil {
+					t.Fatal(err)
+				}
+				jpage, got, err := h.QueryJSON(context.Background(), c.Query, size, cont)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != string(want) || jpage.Continuation != page.Continuation || jpage.ItemType != page.ItemType || jpage.Items != nil {
+					t.Errorf("%s: QueryJSON gives %.300q (next %q), json.Marshal of Query's items %.300q (next %q)", c.Query, got, jpage.Continuation, want, page.Continuation)
+					break
+				}
+				if cont = page.Continuation; cont == "" {
+					break
+				}
+			}
 		}
 	}
 	for _, c := range querytest.ParseErrors {
@@ -561,8 +574,9 @@ func TestSoleWriterTwinReadsAreCurrent(t *testing.T) {
 	}
 }
 
-// BenchmarkItemsJSON: encoding a page of 100 whole twins for the REST API,
-// with ItemsJSON and with json.Marshal.
+// BenchmarkItemsJSON: a page of 100 whole twins for the REST API, written
+// by QueryJSON straight from the index, and as before QueryJSON, by
+// Query's maps encoded item by item.
 func BenchmarkItemsJSON(b *testing.B) {
 	h, _ := newTestHub(b)
 	ctx := context.Background()
@@ -577,18 +591,29 @@ func BenchmarkItemsJSON(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	page, err := h.Query(ctx, "SELECT * FROM devices", 100, "")
-	if err != nil || len(page.Items) != 100 {
-		b.Fatal(len(page.Items), err)
-	}
-	b.Run("ItemsJSON", func(b *testing.B) {
+	const src = "SELECT * FROM devices"
+	b.Run("QueryJSON", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
-			hub.ItemsJSON(page.Items)
+			if _, _, err := h.QueryJSON(ctx, src, 100, ""); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
-	b.Run("json.Marshal", func(b *testing.B) {
+	b.Run("Query+AppendJSON", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
-			json.Marshal(page.Items)
+			page, err := h.Query(ctx, src, 100, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := []byte{'['}
+			for _, item := range page.Items {
+				if len(out) > 1 {
+					out = append(out, ',')
+				}
+				out, _ = recordjson.AppendJSON(out, item)
+			}
 		}
 	})
 }

@@ -61,6 +61,7 @@ func TestFlatTwin(t *testing.T) {
 		{{Name: "DeviceId"}},
 		{{Index: 0, IsIndex: true}},
 	}
+	rendered := 0 // twins appendDoc leaves to doc
 	for i := range 3000 {
 		k := twinhub.DeviceKey(fmt.Sprintf("d%d", i))
 		if i%3 == 0 {
@@ -72,6 +73,15 @@ func TestFlatTwin(t *testing.T) {
 		ft := ix.build.flatten(rec)
 		if got := ft.doc(ix.dict); !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %d renders\n%s\nwant\n%s", i, jsonString(t, got), jsonString(t, want))
+		}
+		wantJSON, err := json.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := (&twinWriter{d: ix.dict}).appendDoc([]byte("x"), ft); !ok {
+			rendered++
+		} else if string(got) != "x"+string(wantJSON) {
+			t.Fatalf("record %d writes\n%s\nwant\n%s", i, got[1:], wantJSON)
 		}
 		var paths [][]query.Segment
 		allPaths(nil, want, &paths)
@@ -85,6 +95,9 @@ func TestFlatTwin(t *testing.T) {
 				t.Fatalf("record %d, %s: got %s %v, want %s %v", i, p, got.Kind, jsonValue(got), exp.Kind, jsonValue(exp))
 			}
 		}
+	}
+	if rendered > 30 {
+		t.Errorf("appendDoc left %d of 3000 twins to doc", rendered)
 	}
 }
 
@@ -610,6 +623,50 @@ func TestSortNodesParallel(t *testing.T) {
 				t.Fatalf("%d nodes: one is not of the input, or twice", n)
 			}
 			delete(before, x)
+		}
+	}
+}
+
+// TestFlatTwinJSONOddNames: names that sort before the members a twin
+// document adds ("$version", "$metadata", "$lastUpdated") are written in
+// their place, and names that are such members leave the twin to doc,
+// whose maps they overwrite.
+func TestFlatTwinJSONOddNames(t *testing.T) {
+	ix := NewIndex()
+	now := twinhub.Time{Time: time.Date(2026, 12, 6, 1, 2, 3, 4, time.UTC)}
+	leaf := func(v int64) *twinhub.Metadata { return &twinhub.Metadata{LastUpdated: now, LastUpdatedVersion: v} }
+	for _, c := range []struct {
+		name    string
+		desired map[string]any
+		meta    map[string]*twinhub.Metadata
+		ok      bool
+	}{
+		{"before $", map[string]any{"!a": 1.0, "#b": map[string]any{"!c": "<x>", "d": nil}, "z": []any{1.0, "s"}},
+			map[string]*twinhub.Metadata{"!a": leaf(2), "#b": {LastUpdated: now, Children: map[string]*twinhub.Metadata{"!c": leaf(0)}}, "z": leaf(1), "gone": leaf(4)}, true},
+		{"a value named $version", map[string]any{"$version": 1.0}, nil, false},
+		{"a value named $metadata", map[string]any{"$metadata": "x"}, nil, false},
+		{"metadata named $lastUpdated", map[string]any{"a": map[string]any{"$lastUpdated": 1.0}},
+			map[string]*twinhub.Metadata{"a": {LastUpdated: now, Children: map[string]*twinhub.Metadata{"$lastUpdated": leaf(1)}}}, false},
+	} {
+		rec := &twinhub.Record{Device: &twinhub.Device{DeviceID: "d", Status: "enabled"}, IdentityVersion: 1}
+		rec.Twin.Version = 3
+		rec.Twin.Tags = map[string]any{"!t": true, "t": false}
+		rec.Twin.Desired = twinhub.Properties{Values: c.desired, Version: 2, Metadata: &twinhub.Metadata{LastUpdated: now, LastUpdatedVersion: 2, Children: c.meta}}
+		ft := ix.build.flatten(rec)
+		got, ok := (&twinWriter{d: ix.dict}).appendDoc(nil, ft)
+		if ok != c.ok {
+			t.Errorf("%s: appendDoc ok = %v, want %v", c.name, ok, c.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		want, err := json.Marshal(rec.TwinDoc())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s: appendDoc writes\n%s\nwant\n%s", c.name, got, want)
 		}
 	}
 }

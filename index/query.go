@@ -7,13 +7,35 @@ import (
 	"sync/atomic"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/recordjson"
 	"github.com/twinhub/twinhub/query"
 )
 
 // Query runs q and returns the page after cursor tok, and the cursor of
 // the next page if there is one.
 func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*twinhub.QueryPage, *Cursor) {
-	page := &twinhub.QueryPage{ItemType: q.ItemType(), Items: []map[string]any{}}
+	out := &pageItems{maps: []map[string]any{}}
+	page, next := ix.query(q, pageSize, tok, out)
+	page.Items = out.maps
+	return page, next
+}
+
+// QueryJSON is Query for a page that is only written out (REST): its items
+// come as a JSON array, the bytes json.Marshal makes of Query's, and whole
+// twins are written straight from the index's compact form, without the
+// maps Query builds (appendDoc).
+func (ix *Index) QueryJSON(q *query.Query, pageSize int, tok Cursor) (*twinhub.QueryPage, []byte, *Cursor, error) {
+	out := &pageItems{json: true, b: append(make([]byte, 0, 1024*min(pageSize, 1000)), '[')}
+	page, next := ix.query(q, pageSize, tok, out)
+	if out.err != nil {
+		return nil, nil, nil, out.err
+	}
+	return page, append(out.b, ']'), next, nil
+}
+
+func (ix *Index) query(q *query.Query, pageSize int, tok Cursor, out *pageItems) (*twinhub.QueryPage, *Cursor) {
+	page := &twinhub.QueryPage{ItemType: q.ItemType()}
+	out.w.d = ix.dict
 	var tb *table
 	switch q.Collection {
 	case query.Devices:
@@ -25,9 +47,56 @@ func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*twinhub.Query
 	}
 	p := ix.plan(q, tb)
 	if q.Grouped() {
-		return p.groupPage(page, pageSize, tok)
+		return page, p.groupPage(out, pageSize, tok)
 	}
-	return p.keysetPage(page, pageSize, tok)
+	return page, p.keysetPage(out, pageSize, tok)
+}
+
+// pageItems collects a page's items: as maps, or written as JSON.
+type pageItems struct {
+	w    twinWriter
+	json bool
+	maps []map[string]any
+	b    []byte // the JSON array so far, without its closing bracket
+	err  error
+}
+
+// twin adds a whole twin.
+func (o *pageItems) twin(t *flatTwin) {
+	if !o.json {
+		o.maps = append(o.maps, t.doc(o.w.d))
+		return
+	}
+	o.comma()
+	if b, ok := o.w.appendDoc(o.b, t); ok {
+		o.b = b
+		return
+	}
+	o.appendJSON(t.doc(o.w.d))
+}
+
+// row adds a projection or a group's row.
+func (o *pageItems) row(item map[string]any) {
+	if !o.json {
+		o.maps = append(o.maps, item)
+		return
+	}
+	o.comma()
+	o.appendJSON(item)
+}
+
+// comma separates an item from the one before.
+func (o *pageItems) comma() {
+	if len(o.b) > 1 {
+		o.b = append(o.b, ',')
+	}
+}
+
+func (o *pageItems) appendJSON(item map[string]any) {
+	var err error
+	if o.b, err = recordjson.AppendJSON(o.b, item); err != nil && o.err == nil {
+		o.err = err
+	}
 }
 
 // --- planning ---
@@ -350,7 +419,7 @@ func (p *plan) keyNodes(devs, mods []query.Value) []*node {
 
 // --- pages of twins and projections ---
 
-func (p *plan) keysetPage(page *twinhub.QueryPage, pageSize int, tok Cursor) (*twinhub.QueryPage, *Cursor) {
+func (p *plan) keysetPage(out *pageItems, pageSize int, tok Cursor) *Cursor {
 	need, more := pageSize, true
 	if p.q.Top >= 0 {
 		if left := p.q.Top - tok.Count; left <= pageSize {
@@ -358,7 +427,7 @@ func (p *plan) keysetPage(page *twinhub.QueryPage, pageSize int, tok Cursor) (*t
 		}
 	}
 	if need <= 0 {
-		return page, nil
+		return nil
 	}
 	limit := need
 	if more {
@@ -375,15 +444,14 @@ func (p *plan) keysetPage(page *twinhub.QueryPage, pageSize int, tok Cursor) (*t
 		hits = hits[:need]
 		next = &Cursor{After: hits[need-1].n.key, Count: tok.Count + need}
 	}
-	page.Items = make([]map[string]any, len(hits))
-	for i, h := range hits {
+	for _, h := range hits {
 		if p.q.Star {
-			page.Items[i] = h.t.doc(p.ix.dict)
+			out.twin(h.t)
 		} else {
-			page.Items[i] = p.q.Project(&evalDoc{p: p, n: h.n, t: h.t})
+			out.row(p.q.Project(&evalDoc{p: p, n: h.n, t: h.t}))
 		}
 	}
-	return page, next
+	return next
 }
 
 // matchNodes returns the first limit candidates after the key after that
@@ -552,7 +620,7 @@ func (d *evalDoc) load(twins []atomic.Pointer[flatTwin], ts []*flatTwin) {
 
 // --- pages of groups ---
 
-func (p *plan) groupPage(page *twinhub.QueryPage, pageSize int, tok Cursor) (*twinhub.QueryPage, *Cursor) {
+func (p *plan) groupPage(out *pageItems, pageSize int, tok Cursor) *Cursor {
 	g := p.groups()
 	var items []map[string]any
 	var firsts []query.Doc
@@ -571,14 +639,15 @@ func (p *plan) groupPage(page *twinhub.QueryPage, pageSize int, tok Cursor) (*tw
 		next = &Cursor{Count: end}
 	}
 	if !p.q.Star {
-		page.Items = items[from:end]
-		return page, next
+		for _, item := range items[from:end] {
+			out.row(item)
+		}
+		return next
 	}
 	for _, d := range firsts[from:end] {
-		e := d.(*evalDoc)
-		page.Items = append(page.Items, e.t.doc(p.ix.dict))
+		out.twin(d.(*evalDoc).t)
 	}
-	return page, next
+	return next
 }
 
 // parallelMin is the table size from which grouping is split among the

@@ -224,6 +224,19 @@ func AppendValue(b []byte, v any) (out []byte, ok bool) {
 	return e.b, true
 }
 
+// AppendJSON appends v as json.Marshal encodes it: by AppendValue when it
+// can, else by json.Marshal.
+func AppendJSON(b []byte, v any) ([]byte, error) {
+	if out, ok := AppendValue(b, v); ok {
+		return out, nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return b, err
+	}
+	return append(b, data...), nil
+}
+
 func (e *jsonEncoder) metadata(m *twinhub.Metadata) {
 	if m == nil {
 		e.b = append(e.b, "null"...)

@@ -12,29 +12,89 @@ import (
 // for what it leaves to json.Marshal (values it does not know, property
 // names that TwinDoc would overwrite).
 func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
+	return AppendTwinDocParts(b, &TwinDocParts{
+		Device: r.Device, Module: r.Module, IdentityVersion: r.IdentityVersion,
+		Version: r.Twin.Version, ModelID: r.Twin.ModelID, Configurations: r.Twin.Configurations,
+		Sections: recordSections{r},
+	})
+}
+
+// TwinDocParts is what a twin document is made of: the identity (exactly
+// one of Device and Module) and the twin's counters, and the writer of its
+// property trees. The record's twin (AppendTwinDoc) and the query index's
+// compact copy of it write theirs each from their own form.
+type TwinDocParts struct {
+	Device          *twinhub.Device
+	Module          *twinhub.Module
+	IdentityVersion int64
+	Version         int64
+	ModelID         string
+	Configurations  map[string]string
+	Sections        TwinSections
+}
+
+// TwinSections writes the property trees of a twin document as
+// json.Marshal writes them: Tags the tags object (null for none), Desired
+// and Reported the properties with their $version and $metadata.
+type TwinSections interface {
+	Tags(e Encoder)
+	Desired(e Encoder)
+	Reported(e Encoder)
+}
+
+// Encoder appends JSON as encoding/json writes it, for the TwinSections of
+// other packages.
+type Encoder struct{ e *jsonEncoder }
+
+// Raw appends s as it is: punctuation, and keys known to need no escaping.
+func (x Encoder) Raw(s string) { x.e.b = append(x.e.b, s...) }
+
+// String appends s as a JSON string, HTML-escaped.
+func (x Encoder) String(s string) { x.e.string(s) }
+
+// Float appends a number; NaN and infinities fail the document.
+func (x Encoder) Float(f float64) { x.e.float(f) }
+
+// Time appends t as its MarshalJSON does.
+func (x Encoder) Time(t twinhub.Time) { x.e.time(t) }
+
+// Value appends a value of the kinds JSON decodes to; another kind fails
+// the document.
+func (x Encoder) Value(v any) { x.e.value(v) }
+
+// Fail marks the document as one json.Marshal must write.
+func (x Encoder) Fail() { x.e.ok = false }
+
+// AppendTwinDocParts appends the twin document made of p, as json.Marshal
+// writes the map Record.TwinDoc makes: members in the order of their
+// names. It returns false when p's sections fail.
+func AppendTwinDocParts(b []byte, p *TwinDocParts) ([]byte, bool) {
 	e := jsonEncoder{b: b, ok: true}
-	auth := r.Auth()
+	x := Encoder{&e}
+	var auth *twinhub.Authentication
+	var c2d int
+	var state, deviceID string
+	var lastActivity twinhub.Time
+	if m := p.Module; m != nil {
+		auth = &m.Authentication
+		c2d, state, deviceID, lastActivity = m.CloudToDeviceMessageCount, m.ConnectionState, m.DeviceID, m.LastActivityTime
+	} else {
+		d := p.Device
+		auth = &d.Authentication
+		c2d, state, deviceID, lastActivity = d.CloudToDeviceMessageCount, d.ConnectionState, d.DeviceID, d.LastActivityTime
+	}
 	e.b = append(e.b, `{"authenticationType":`...)
 	e.string(auth.Type)
-	if d := r.Device; d != nil && r.Module == nil {
+	if d := p.Device; d != nil && p.Module == nil {
 		e.b = append(e.b, `,"capabilities":{"iotEdge":`...)
 		e.b = strconv.AppendBool(e.b, d.Capabilities.IoTEdge)
 		e.b = append(e.b, '}')
 	}
-	var c2d int
-	var state, deviceID string
-	var lastActivity twinhub.Time
-	if m := r.Module; m != nil {
-		c2d, state, deviceID, lastActivity = m.CloudToDeviceMessageCount, m.ConnectionState, m.DeviceID, m.LastActivityTime
-	} else {
-		d := r.Device
-		c2d, state, deviceID, lastActivity = d.CloudToDeviceMessageCount, d.ConnectionState, d.DeviceID, d.LastActivityTime
-	}
 	e.b = append(e.b, `,"cloudToDeviceMessageCount":`...)
 	e.float(float64(c2d))
-	if len(r.Twin.Configurations) > 0 {
+	if len(p.Configurations) > 0 {
 		e.field("configurations", false)
-		writeObject(&e, r.Twin.Configurations, func(status string) {
+		writeObject(&e, p.Configurations, func(status string) {
 			e.b = append(e.b, `{"status":`...)
 			e.string(status)
 			e.b = append(e.b, '}')
@@ -43,41 +103,41 @@ func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
 	e.field("connectionState", false)
 	e.string(state)
 	e.field("deviceEtag", false)
-	e.string(twinhub.IdentityETag(r.IdentityVersion))
+	e.string(twinhub.IdentityETag(p.IdentityVersion))
 	e.field("deviceId", false)
 	e.string(deviceID)
-	if d := r.Device; r.Module == nil && d.DeviceScope != nil {
+	if d := p.Device; p.Module == nil && d.DeviceScope != nil {
 		e.field("deviceScope", false)
 		e.string(*d.DeviceScope)
 	}
 	e.field("etag", false)
-	e.string(twinhub.TwinETag(r.Twin.Version))
+	e.string(twinhub.TwinETag(p.Version))
 	e.field("lastActivityTime", false)
 	e.time(lastActivity)
 	e.field("modelId", false)
-	e.string(r.Twin.ModelID)
-	if m := r.Module; m != nil {
+	e.string(p.ModelID)
+	if m := p.Module; m != nil {
 		e.field("moduleId", false)
 		e.string(m.ModuleID)
 	} else {
 		e.field("parentScopes", false)
-		e.strings(r.Device.ParentScopes)
+		e.strings(p.Device.ParentScopes)
 	}
 	e.b = append(e.b, `,"properties":{"desired":`...)
-	e.wire(&r.Twin.Desired, true)
+	p.Sections.Desired(x)
 	e.b = append(e.b, `,"reported":`...)
-	e.wire(&r.Twin.Reported, true)
+	p.Sections.Reported(x)
 	e.b = append(e.b, '}')
-	if r.Module == nil {
+	if p.Module == nil {
 		e.field("status", false)
-		e.string(r.Device.Status)
+		e.string(p.Device.Status)
 		e.field("statusUpdateTime", false)
-		e.time(r.Device.StatusUpdatedTime)
+		e.time(p.Device.StatusUpdatedTime)
 	}
 	e.field("tags", false)
-	e.object(r.Twin.Tags)
+	p.Sections.Tags(x)
 	e.field("version", false)
-	e.float(float64(r.Twin.Version))
+	e.float(float64(p.Version))
 	e.b = append(e.b, `,"x509Thumbprint":{"primaryThumbprint":`...)
 	e.optional(auth.X509Thumbprint.PrimaryThumbprint)
 	e.field("secondaryThumbprint", false)
@@ -85,6 +145,13 @@ func AppendTwinDoc(b []byte, r *twinhub.Record) ([]byte, bool) {
 	e.b = append(e.b, '}', '}')
 	return e.b, e.ok
 }
+
+// recordSections writes the property trees of a record's twin.
+type recordSections struct{ r *twinhub.Record }
+
+func (s recordSections) Tags(x Encoder)     { x.e.object(s.r.Twin.Tags) }
+func (s recordSections) Desired(x Encoder)  { x.e.wire(&s.r.Twin.Desired, true) }
+func (s recordSections) Reported(x Encoder) { x.e.wire(&s.r.Twin.Reported, true) }
 
 // AppendDeviceTwin appends r.DeviceTwinDoc() as MarshalNoHTML encodes
 // it: no HTML escaping.

@@ -1,4 +1,0 @@
-package hub
-
-// AppendItems is appendItems, for the external tests.
-var AppendItems = appendItems
