@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -344,4 +345,20 @@ func (b *Output) tail(n int) string {
 		return "...\n" + s[len(s)-n:]
 	}
 	return s
+}
+
+// EnvCount is the number in the environment variable name, or def when it
+// is unset: how long tests that run short in CI run locally. A value
+// outside lo..hi fails the test.
+func EnvCount(t testing.TB, name string, def, lo, hi int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		t.Fatalf("%s=%q: want %d to %d", name, s, lo, hi)
+	}
+	return n
 }

@@ -88,21 +88,6 @@ func startBehindHAProxy(t *testing.T) (bin string, nodes []*node, tlsConf *tls.C
 	return bin, nodes, tlsConf, strings.TrimSpace(nodes[0].cli(t, bin, "connection-string"))
 }
 
-// envCount is the number in the environment variable name, or def when it
-// is unset; outside lo..hi the test fails.
-func envCount(t *testing.T, name string, def, lo, hi int) int {
-	t.Helper()
-	s := os.Getenv(name)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
-		t.Fatalf("%s=%q: want %d to %d", name, s, lo, hi)
-	}
-	return n
-}
-
 // loadClients are the SDK clients of the test, all through the front.
 type loadClients struct {
 	tls *tls.Config
@@ -181,7 +166,7 @@ func (l *ledger) note(f func()) {
 // every device is connected again, and the restarted nodes serve every
 // device.
 func TestKillUnderLoad(t *testing.T) {
-	rounds := envCount(t, "TWINHUB_KILL_ROUNDS", 1, 1, 1000)
+	rounds := servetest.EnvCount(t, "TWINHUB_KILL_ROUNDS", 1, 1, 1000)
 	bin, nodes, tlsConf, owner := startBehindHAProxy(t)
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 16}}
 	newService := func() *iotservice.Client {

@@ -12,6 +12,7 @@ import (
 	"github.com/amenzhinsky/iothub/iotdevice"
 	"github.com/amenzhinsky/iothub/iotservice"
 
+	"github.com/twinhub/twinhub/internal/servetest"
 	"github.com/twinhub/twinhub/sas"
 )
 
@@ -26,7 +27,7 @@ import (
 // Locally, e.g. TWINHUB_STORM_DEVICES=3000 go test ./interop/cluster
 // -run TestReconnectStorm -v (HAProxy's maxconn is 4000).
 func TestReconnectStorm(t *testing.T) {
-	numDevices := envCount(t, "TWINHUB_STORM_DEVICES", 300, 3, 3500)
+	numDevices := servetest.EnvCount(t, "TWINHUB_STORM_DEVICES", 300, 3, 3500)
 	_, nodes, tlsConf, owner := startBehindHAProxy(t)
 	svc, err := iotservice.NewFromConnectionString(owner,
 		iotservice.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}), iotservice.WithTLSConfig(tlsConf))

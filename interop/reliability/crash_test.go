@@ -147,10 +147,7 @@ type serviceLoad struct {
 func (w *serviceLoad) name() string { return "desired and tag updates (REST, iotservice)" }
 
 func (w *serviceLoad) run(ctx context.Context, t *testing.T, p *proc) {
-	hc := &http.Client{Transport: p.rest().hc.Transport, Timeout: 10 * time.Second}
-	svc, err := iotservice.NewFromConnectionString(
-		fmt.Sprintf("HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s", p.HostName, p.Policies["iothubowner"].PrimaryKey),
-		iotservice.WithHTTPClient(hc))
+	svc, err := newService(p, 10*time.Second)
 	if err != nil {
 		t.Error(err)
 		return
