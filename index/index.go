@@ -45,6 +45,8 @@ type Index struct {
 
 	mu  sync.Mutex
 	rev uint64
+	// seen is rev, for readers that do not wait (Revision).
+	seen atomic.Uint64
 	// advanced is closed and replaced whenever rev moves, waking waiters.
 	advanced chan struct{}
 
@@ -76,9 +78,13 @@ func nodeKey(k twinhub.Key) string {
 
 // table is one collection: device twins or module twins.
 type table struct {
-	byKey   map[string]*node // live nodes; writer only
-	pending []*node          // created since the last merge, in no order; writer only
-	dead    int              // deleted nodes still in view; writer only
+	// byKey holds the live nodes, pending ones included. The writer
+	// changes it holding keysMu; readers look keys up (lookup) holding it
+	// for reading.
+	byKey   map[string]*node
+	keysMu  sync.RWMutex
+	pending []*node // created since the last merge, in no order; writer only
+	dead    int     // deleted nodes still in view; writer only
 	// npending is len(pending), for readers, who merge before they read.
 	npending atomic.Int64
 	live     atomic.Int64
@@ -221,7 +227,9 @@ func (ix *Index) set(tb *table, key string, t *flatTwin) {
 	case t == nil && n == nil:
 		return
 	case t == nil:
+		tb.keysMu.Lock()
 		delete(tb.byKey, key)
+		tb.keysMu.Unlock()
 		n.twin.Store(nil)
 		if n.chunk != nil {
 			n.chunk.twins[n.at].Store(nil)
@@ -234,7 +242,9 @@ func (ix *Index) set(tb *table, key string, t *flatTwin) {
 		}
 		n = &node{key: key}
 		n.twin.Store(t)
+		tb.keysMu.Lock()
 		tb.byKey[key] = n
+		tb.keysMu.Unlock()
 		tb.pending = append(tb.pending, n)
 		tb.npending.Store(int64(len(tb.pending)))
 		tb.live.Add(1)
@@ -275,6 +285,7 @@ func (ix *Index) advance(rev uint64) {
 	ix.mu.Lock()
 	if rev > ix.rev {
 		ix.rev = rev
+		ix.seen.Store(rev)
 		close(ix.advanced)
 		ix.advanced = make(chan struct{})
 	}
@@ -282,34 +293,57 @@ func (ix *Index) advance(rev uint64) {
 }
 
 // Revision is the store revision the index has seen.
-func (ix *Index) Revision() uint64 {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	return ix.rev
-}
+func (ix *Index) Revision() uint64 { return ix.seen.Load() }
 
 // RevisionOf says at which store revision the index holds k's twin, when
 // the index has seen revision seen: found is false when k has no twin
 // then. known is false when the index has not seen revision seen yet (the
-// caller asks the store rather than wait). Identities created since the
-// last merge are merged first, as for a query (WaitFor).
+// caller asks the store rather than wait).
 func (ix *Index) RevisionOf(k twinhub.Key, seen uint64) (rev uint64, found, known bool) {
-	if ix.Revision() < seen {
-		return 0, false, false
-	}
-	tb := ix.table(k)
-	ix.mergePending(tb)
-	_, t := tb.view.Load().get(nodeKey(k))
+	t, known := ix.twinAt(k, seen)
 	if t == nil {
-		return 0, false, true
+		return 0, false, known
 	}
 	return t.rev, true, true
+}
+
+// twinAt returns k's twin (nil if none) once the index has seen revision
+// seen; known is false when it has not, yet.
+func (ix *Index) twinAt(k twinhub.Key, seen uint64) (t *flatTwin, known bool) {
+	if ix.Revision() < seen {
+		return nil, false
+	}
+	if n := ix.table(k).lookup(nodeKey(k)); n != nil {
+		t = n.twin.Load()
+	}
+	return t, true
+}
+
+// lookup returns the live node of key (nil if none), created since the
+// last merge or not: a map lookup, where a search of the key order
+// (tableView.get) costs a cache miss at each of its steps.
+func (tb *table) lookup(key string) *node {
+	tb.keysMu.RLock()
+	n := tb.byKey[key]
+	tb.keysMu.RUnlock()
+	return n
 }
 
 // WaitFor blocks until the index has seen revision rev, then makes sure
 // that identities created before it are in the key order.
 func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {
-	for {
+	if err := ix.WaitRevision(ctx, rev); err != nil {
+		return err
+	}
+	ix.mergePending(ix.devices)
+	ix.mergePending(ix.modules)
+	return nil
+}
+
+// WaitRevision blocks until the index has seen revision rev (for lookups
+// by key, which need no merge: RevisionOf, Record).
+func (ix *Index) WaitRevision(ctx context.Context, rev uint64) error {
+	for ix.Revision() < rev {
 		ix.mu.Lock()
 		done, ch := ix.rev >= rev, ix.advanced
 		ix.mu.Unlock()
@@ -322,8 +356,6 @@ func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {
 			return ctx.Err()
 		}
 	}
-	ix.mergePending(ix.devices)
-	ix.mergePending(ix.modules)
 	return nil
 }
 

@@ -202,8 +202,11 @@ type flatTwin struct {
 
 	desiredStamp, reportedStamp uint16 // the $metadata of the sections
 	nilTags                     bool   // the record's tags are a nil map (shown as null)
-	stamps                      []stamp
-	data                        string // the bytes of string values
+	// exact is set when record rebuilds the record the twin was made
+	// from, as the store's decoder reads it (watch.go says when).
+	exact  bool
+	stamps []stamp
+	data   string // the bytes of string values
 	// refs holds the values of fRef fields. Few twins have any: a
 	// pointer leaves room in the header for rev.
 	refs *[]any
@@ -437,6 +440,9 @@ type twinBuilder struct {
 	// The JSON of the last leaf's metadata flattenJSON read, and its stamp.
 	lastLeaf      []byte
 	lastLeafStamp uint16
+	// lossy is set when the twin being flattened holds what its flatTwin
+	// does not keep (see flatTwin.exact).
+	lossy bool
 }
 
 type member struct {
@@ -593,6 +599,7 @@ func (b *twinBuilder) stampIndex(s stamp) uint16 {
 		}
 	}
 	if len(b.stamps) >= noStamp {
+		b.lossy = true
 		return noStamp - 1
 	}
 	b.stamps = append(b.stamps, s)

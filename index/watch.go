@@ -191,6 +191,7 @@ func (e indexError) Error() string { return string(e) }
 func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	b.fields, b.data, b.stamps, b.refs = b.fields[:0], b.data[:0], b.stamps[:0], b.refs[:0]
 	b.lastLeaf = b.lastLeaf[:0] // its stamp is an index in this twin's stamps
+	b.lossy = false
 	clear(b.seen)
 	var (
 		dev             *twinhub.Device
@@ -280,6 +281,10 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	if !seen[2] {
 		t.reportedAt = uint32(len(b.fields))
 	}
+	// The flat form keeps no nil values, metadata or sections: a record
+	// with one is not exact (the decoder would read a nil where record
+	// makes an empty one).
+	exact := seen[1] && seen[2] && t.desiredStamp != noStamp && t.reportedStamp != noStamp
 	// Sections without metadata show an empty one, as Metadata.wire does.
 	if !seen[1] || t.desiredStamp == noStamp {
 		t.desiredStamp = b.stamp(nil)
@@ -287,6 +292,7 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	if !seen[2] || t.reportedStamp == noStamp {
 		t.reportedStamp = b.stamp(nil)
 	}
+	t.exact = exact && !b.lossy
 	r := twinhub.Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
 	r.SetETags()
 	shareStrings(&r)
@@ -310,7 +316,8 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 func (b *twinBuilder) propertiesJSON(d *recordjson.Decoder, root pathID, version *int64, own *uint16) bool {
 	lo := len(b.fields)
 	step := -1
-	return d.Fields(recordjson.PropertiesFields, func(k int) bool {
+	values := false
+	ok := d.Fields(recordjson.PropertiesFields, func(k int) bool {
 		if k <= step {
 			return false
 		}
@@ -320,6 +327,7 @@ func (b *twinBuilder) propertiesJSON(d *recordjson.Decoder, root pathID, version
 			if d.Null() {
 				return true
 			}
+			values = true
 			return b.treeJSON(d, root)
 		case 1:
 			return d.Null() || d.Int64(version)
@@ -332,6 +340,10 @@ func (b *twinBuilder) propertiesJSON(d *recordjson.Decoder, root pathID, version
 		*own = b.stampValue(st)
 		return ok
 	})
+	if !values {
+		b.lossy = true // a nil map, which the flat form does not tell from an empty one
+	}
+	return ok
 }
 
 // treeJSON reads an object of tags or properties into fields, under
@@ -448,6 +460,7 @@ func (b *twinBuilder) metadataJSON(d *recordjson.Decoder, st *stamp, lo, hi int)
 				return false // metadata of a property that has no value
 			}
 			if d.Null() {
+				b.lossy = true
 				return true // a nil node: no metadata
 			}
 			f := &b.fields[pos]

@@ -39,6 +39,7 @@ func sameFlat(d *pathDict, a, b *flatTwin) error {
 	ca, cb := *a, *b
 	ca.fields, cb.fields, ca.stamps, cb.stamps, ca.data, cb.data, ca.refs, cb.refs = nil, nil, nil, nil, "", "", nil, nil
 	ca.desiredStamp, cb.desiredStamp, ca.reportedStamp, cb.reportedStamp = 0, 0, 0, 0
+	ca.exact, cb.exact = false, false // said by flattenJSON only (record_test.go)
 	if !reflect.DeepEqual(ca, cb) {
 		return fmt.Errorf("\n%+v\nwant\n%+v", ca, cb)
 	}
