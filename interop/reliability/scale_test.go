@@ -101,9 +101,13 @@ func TestCrashSafetyAtScale(t *testing.T) {
 				twins[i] = true
 			}
 		}
+		loaded := "?"
+		if m := indexLoaded.FindAllStringSubmatch(p.Output(), -1); len(m) > 0 {
+			loaded = m[len(m)-1][1]
+		}
 		lost, back := checkTwins(t, c, ids, twins, acked, &versions)
-		t.Logf("round %d: killed after %s; %d updates acknowledged in the round, %d in all, over %d twins; restarted: listening in %s, first twin read in %s; lost %d, versions gone back %d",
-			round, after.Round(time.Millisecond), updates.Load(), total, len(twins), listening.Round(time.Millisecond), firstRead.Round(time.Millisecond), lost, back)
+		t.Logf("round %d: killed after %s; %d updates acknowledged in the round, %d in all, over %d twins; restarted: index loaded in %s, listening in %s, first twin read in %s; lost %d, versions gone back %d",
+			round, after.Round(time.Millisecond), updates.Load(), total, len(twins), loaded, listening.Round(time.Millisecond), firstRead.Round(time.Millisecond), lost, back)
 		if updates.Load() == 0 {
 			t.Errorf("round %d: no update was acknowledged: the load did not run", round)
 		}
