@@ -18,7 +18,7 @@ const { NoRetry } = require('azure-iot-common');
 const { EventHubConsumerClient, earliestEventPosition } = require('@azure/event-hubs');
 
 const { startCluster } = require('./lib/cluster');
-const { uniqueId, printOutputOnFailure, sleep } = require('./lib/util');
+const { uniqueId, printOutputOnFailure, sleep, reportedUpdate } = require('./lib/util');
 
 const FRONT = '127.0.0.10';
 const NODES = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
@@ -101,7 +101,7 @@ describe('cluster of three nodes behind HAProxy', () => {
       await client.open();
       d.twin = await client.getTwin();
       d.twin.on('properties.desired', (p) => d.desired.push(p));
-      await new Promise((resolve, reject) => d.twin.properties.reported.update({ connectivity: 'cellular' }, (err) => (err ? reject(err) : resolve())));
+      await reportedUpdate(d.twin, { connectivity: 'cellular' });
       // As IoT Hub's guidance has device apps do, the device reads its twin
       // again whenever it has reconnected: a desired patch made while it
       // was away is not sent to it (subscriptions to patches are QoS 0).

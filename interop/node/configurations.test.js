@@ -15,7 +15,7 @@ const { Client } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 
 const { startHub } = require('./lib/hub');
-const { rejectsWith, uniqueId, printOutputOnFailure, sleep } = require('./lib/util');
+const { rejectsWith, uniqueId, printOutputOnFailure, sleep, reportedUpdate } = require('./lib/util');
 
 describe('configurations', () => {
   let hub;
@@ -99,6 +99,10 @@ describe('configurations', () => {
       const seen = new Promise((resolve) => twin.on('properties.desired', (delta) => {
         if (delta.telemetryConfig) resolve(delta);
       }));
+      // The listener's SUBSCRIBE reaches the hub before this round trip's
+      // PUBLISH: without it the configuration could be applied first, and
+      // the desired change never seen.
+      await reportedUpdate(twin, { listening: true });
       const cfg = {
         id: uniqueId('rollout').toLowerCase(),
         content: { deviceContent: { 'properties.desired.telemetryConfig': { sendFrequency: '5m' } } },

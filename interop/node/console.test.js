@@ -23,7 +23,7 @@ const { Mqtt } = require('azure-iot-device-mqtt');
 
 const { startHub, testCA } = require('./lib/hub');
 const { CHROMIUM, launchBrowser } = require('./lib/browser');
-const { printOutputOnFailure, sleep } = require('./lib/util');
+const { printOutputOnFailure, sleep, reportedUpdate } = require('./lib/util');
 
 const ADDRESS = '127.0.0.77';
 const ARTIFACTS = path.join(process.env.TWINHUB_ARTIFACTS || path.join(__dirname, 'artifacts'), 'console');
@@ -208,7 +208,7 @@ describe('web console in chromium', { skip: noBrowser }, () => {
     await waitText('#twin-message', 'Reloaded.');
     assert.deepEqual(JSON.parse(await page.$eval('#twin-editor', (e) => e.value)).tags, { plant: 'Redmond43', owner: 'elsewhere' });
     // The device's reported properties show as they are.
-    await new Promise((resolve, reject) => twin.properties.reported.update({ connectivity: 'cellular' }, (e) => (e ? reject(e) : resolve())));
+    await reportedUpdate(twin, { connectivity: 'cellular' });
     await page.click('#twin-reload');
     await waitText('#twin-reported', '"connectivity": "cellular"');
   });

@@ -19,13 +19,7 @@ const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { startHub } = require('./lib/hub');
-const { uniqueId, printOutputOnFailure } = require('./lib/util');
-
-function reportedUpdate(twin, patch) {
-  return new Promise((resolve, reject) => {
-    twin.properties.reported.update(patch, (err) => (err ? reject(err) : resolve()));
-  });
-}
+const { uniqueId, printOutputOnFailure, reportedUpdate } = require('./lib/util');
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinhub-x509-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));

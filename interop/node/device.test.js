@@ -13,15 +13,7 @@ const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { startHub } = require('./lib/hub');
-const { uniqueId, printOutputOnFailure, TIME, sleep } = require('./lib/util');
-
-// reportedUpdate wraps twin.properties.reported.update, which takes a
-// callback and returns nothing, in a promise.
-function reportedUpdate(twin, patch) {
-  return new Promise((resolve, reject) => {
-    twin.properties.reported.update(patch, (err) => (err ? reject(err) : resolve()));
-  });
-}
+const { uniqueId, printOutputOnFailure, TIME, sleep, reportedUpdate } = require('./lib/util');
 
 // nextEvent resolves with the first event of that name whose argument
 // satisfies match, or rejects after ms.

@@ -10,7 +10,7 @@ const { Mqtt } = require('azure-iot-device-mqtt');
 
 const { startHub } = require('./lib/hub');
 const {
-  rejectsWith, uniqueId, printOutputOnFailure, withoutMetadata, queryAll, TIME,
+  rejectsWith, uniqueId, printOutputOnFailure, withoutMetadata, queryAll, TIME, reportedUpdate,
 } = require('./lib/util');
 
 describe('query', () => {
@@ -90,10 +90,7 @@ describe('query', () => {
       try {
         await client.open();
         const twin = await client.getTwin();
-        // reported.update takes a callback and returns nothing.
-        await new Promise((resolve, reject) => {
-          twin.properties.reported.update({ connectivity: 'cellular' }, (err) => (err ? reject(err) : resolve()));
-        });
+        await reportedUpdate(twin, { connectivity: 'cellular' });
       } finally {
         await client.close();
       }

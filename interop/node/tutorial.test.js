@@ -14,16 +14,10 @@ const { Mqtt } = require('azure-iot-device-mqtt');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { startHub } = require('./lib/hub');
-const { printOutputOnFailure, queryAll } = require('./lib/util');
+const { printOutputOnFailure, queryAll, reportedUpdate } = require('./lib/util');
 
 const PLANT_QUERY = "SELECT * FROM devices WHERE tags.location.plant = 'Redmond43'";
 const CELLULAR_QUERY = "SELECT * FROM devices WHERE tags.location.plant = 'Redmond43' AND properties.reported.connectivity = 'cellular'";
-
-function reportedUpdate(twin, patch) {
-  return new Promise((resolve, reject) => {
-    twin.properties.reported.update(patch, (err) => (err ? reject(err) : resolve()));
-  });
-}
 
 for (const [name, Transport] of [['Mqtt', Mqtt], ['Amqp', Amqp], ['AmqpWs', AmqpWs]]) describe(`tutorial: get started with device twins (device over ${name})`, () => {
   let hub;

@@ -107,7 +107,18 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+// reportedUpdate wraps twin.properties.reported.update, which takes a
+// callback and returns nothing, in a promise. Its round trip also tells a
+// test that the hub has the SUBSCRIBE a 'properties.desired' listener
+// sent before it on the same connection: the SDK subscribes when the
+// listener is added, without a way to wait for it.
+function reportedUpdate(twin, patch) {
+  return new Promise((resolve, reject) => {
+    twin.properties.reported.update(patch, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
 module.exports = {
   rejectsWith, statusOf, uniqueId, printOutputOnFailure, TIME, ticks,
-  isBase64Key, randomKey, withoutMetadata, queryAll, sleep,
+  isBase64Key, randomKey, withoutMetadata, queryAll, sleep, reportedUpdate,
 };
