@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,14 +49,28 @@ func (s *Settings) Get(ctx context.Context, key string) (data []byte, rev uint64
 // first when there is none. Of nodes that start at once with different
 // proposals, the first stored wins and all of them get it; created tells
 // whether it was this one's.
+//
+// The bucket's reads may be answered by any of its replicas (direct
+// gets), and one that has not applied the winner's write yet says there
+// is none: after losing the Create, a node reads again until it sees the
+// winner's document (for up to about 5 s).
 func (s *Settings) Agree(ctx context.Context, key string, proposed []byte) (stored []byte, rev uint64, created bool, err error) {
-	for range 3 {
+	lost := false
+	for range 50 {
 		data, rev, found, err := s.Get(ctx, key)
 		if err != nil {
 			return nil, 0, false, err
 		}
 		if found {
 			return data, rev, false, nil
+		}
+		if lost {
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, 0, false, ctx.Err()
+			}
+			continue
 		}
 		rev, err = openRetry(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Create(ctx, key, proposed) })
 		if err == nil {
@@ -64,7 +79,7 @@ func (s *Settings) Agree(ctx context.Context, key string, proposed []byte) (stor
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, 0, false, storeError(err)
 		}
-		// Another node stored one between the Get and the Create: read it.
+		lost = true // another node stored one between the Get and the Create
 	}
 	return nil, 0, false, fmt.Errorf("setting %s: no value could be agreed on", key)
 }
