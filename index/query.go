@@ -25,7 +25,9 @@ func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*twinhub.Query
 // twins are written straight from the index's compact form, without the
 // maps Query builds (appendDoc).
 func (ix *Index) QueryJSON(q *query.Query, pageSize int, tok Cursor) (*twinhub.QueryPage, []byte, *Cursor, error) {
-	out := &pageItems{json: true, b: append(make([]byte, 0, 1024*min(pageSize, 1000)), '[')}
+	// About a kilobyte a twin, up to 32 of them: a page of one twin (a
+	// query by id) does not take a page of a hundred's buffer.
+	out := &pageItems{json: true, b: append(make([]byte, 0, 1024*min(pageSize, 32)), '[')}
 	page, next := ix.query(q, pageSize, tok, out)
 	if out.err != nil {
 		return nil, nil, nil, out.err
