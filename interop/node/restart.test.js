@@ -9,7 +9,7 @@ const { Client } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 
 const { startHub } = require('./lib/hub');
-const { rejectsWith, uniqueId, printOutputOnFailure, queryAll, sleep } = require('./lib/util');
+const { rejectsWith, uniqueId, printOutputOnFailure, queryAll, sleep, reportedUpdate } = require('./lib/util');
 
 describe('restart', () => {
   let hub;
@@ -103,6 +103,10 @@ describe('restart', () => {
     try {
       const twin = await device.getTwin();
       twin.on('properties.desired', (p) => desired.push(p));
+      // The listener's SUBSCRIBE reaches the hub (which saves the session
+      // before its SUBACK) before this round trip's PUBLISH; restarting
+      // before that would test a session that never had the subscription.
+      await reportedUpdate(twin, { before: 'restart' });
       const reconnected = new Promise((resolve) => device.once('connect', resolve));
       await hub.restart();
       await reconnected;
