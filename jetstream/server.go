@@ -311,37 +311,7 @@ func openBucket(ctx context.Context, nc *nats.Conn, conf jetstream.KeyValueConfi
 	if err != nil {
 		return nil, fmt.Errorf("opening bucket %s: %w", conf.Bucket, err)
 	}
-	if err := shortenDuplicateWindow(ctx, js, "KV_"+conf.Bucket); err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", conf.Bucket, err)
-	}
 	return kv, nil
-}
-
-// minDuplicateWindow is the shortest duplicate window JetStream takes.
-const minDuplicateWindow = 100 * time.Millisecond
-
-// shortenDuplicateWindow gives a bucket's stream the shortest duplicate
-// window. nats.go gives every bucket two minutes (and sets it again each
-// time the bucket is opened), for message ids that no KV write carries;
-// but a stream that starts rebuilds the ids of that window by reading
-// every message written in it: after a crash under load, hundreds of
-// thousands of twins, about a tenth of a start's CPU at a million.
-// Tried again while JetStream is unavailable, as the opening is.
-func shortenDuplicateWindow(ctx context.Context, js jetstream.JetStream, name string) error {
-	_, err := openRetry(ctx, func(ctx context.Context) (struct{}, error) {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			return struct{}{}, err
-		}
-		conf := s.CachedInfo().Config
-		if conf.Duplicates == minDuplicateWindow {
-			return struct{}{}, nil
-		}
-		conf.Duplicates = minDuplicateWindow
-		_, err = js.UpdateStream(ctx, conf)
-		return struct{}{}, err
-	})
-	return err
 }
 
 // keyMissing tells whether a KV read found no value: never written, or

@@ -133,29 +133,3 @@ func BenchmarkStoreGetUpdate(b *testing.B) {
 		}
 	}
 }
-
-// TestRegistryDuplicateWindow: the registry's stream keeps the shortest
-// duplicate window, also when the bucket is opened again (nats.go sets
-// two minutes each time), so that a start does not read back the
-// messages of the last two minutes for ids no write carries.
-func TestRegistryDuplicateWindow(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ctx := context.Background()
-	for range 2 {
-		s, err := OpenStore(ctx, e.Conn, StoreOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.stream.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := info.Config.Duplicates; got != minDuplicateWindow {
-			t.Errorf("the registry's duplicate window is %s, want %s", got, minDuplicateWindow)
-		}
-	}
-}
