@@ -43,10 +43,10 @@ type Index struct {
 	// new identities are put in key order once, at the end.
 	replaying bool
 
+	// rev is the store revision the index has seen: read at any time
+	// (Revision), changed holding mu, with advanced.
 	mu  sync.Mutex
-	rev uint64
-	// seen is rev, for readers that do not wait (Revision).
-	seen atomic.Uint64
+	rev atomic.Uint64
 	// advanced is closed and replaced whenever rev moves, waking waiters.
 	advanced chan struct{}
 
@@ -283,9 +283,8 @@ func (ix *Index) count(t *flatTwin, delta int64) {
 
 func (ix *Index) advance(rev uint64) {
 	ix.mu.Lock()
-	if rev > ix.rev {
-		ix.rev = rev
-		ix.seen.Store(rev)
+	if rev > ix.rev.Load() {
+		ix.rev.Store(rev)
 		close(ix.advanced)
 		ix.advanced = make(chan struct{})
 	}
@@ -293,7 +292,7 @@ func (ix *Index) advance(rev uint64) {
 }
 
 // Revision is the store revision the index has seen.
-func (ix *Index) Revision() uint64 { return ix.seen.Load() }
+func (ix *Index) Revision() uint64 { return ix.rev.Load() }
 
 // RevisionOf says at which store revision the index holds k's twin, when
 // the index has seen revision seen: found is false when k has no twin
@@ -345,7 +344,7 @@ func (ix *Index) WaitFor(ctx context.Context, rev uint64) error {
 func (ix *Index) WaitRevision(ctx context.Context, rev uint64) error {
 	for ix.Revision() < rev {
 		ix.mu.Lock()
-		done, ch := ix.rev >= rev, ix.advanced
+		done, ch := ix.rev.Load() >= rev, ix.advanced
 		ix.mu.Unlock()
 		if done {
 			break
