@@ -50,98 +50,98 @@ const (
 	memberLastUpdatedVersion
 )
 
-func (s *twinWriter) Tags(e recordjson.Encoder) {
-	if s.t.nilTags {
+func (w *twinWriter) Tags(e recordjson.Encoder) {
+	if w.t.nilTags {
 		e.Raw("null")
 		return
 	}
-	s.object(e, 0, int(s.t.desiredAt))
+	w.object(e, 0, int(w.t.desiredAt))
 }
 
-func (s *twinWriter) Desired(e recordjson.Encoder) {
-	s.section(e, secDesired, s.t.desiredVersion, s.t.desiredStamp)
+func (w *twinWriter) Desired(e recordjson.Encoder) {
+	w.section(e, secDesired, w.t.desiredVersion, w.t.desiredStamp)
 }
 
-func (s *twinWriter) Reported(e recordjson.Encoder) {
-	s.section(e, secReported, s.t.reportedVersion, s.t.reportedStamp)
+func (w *twinWriter) Reported(e recordjson.Encoder) {
+	w.section(e, secReported, w.t.reportedVersion, w.t.reportedStamp)
 }
 
-func (s *twinWriter) section(e recordjson.Encoder, sec section, version int64, own uint16) {
-	lo, hi := s.t.bounds(sec)
-	start := len(s.keys)
-	s.keys = append(s.keys, jsonMember{"$version", memberVersion}, jsonMember{"$metadata", memberMetadata})
-	if !s.members(start, lo, hi, false) {
+func (w *twinWriter) section(e recordjson.Encoder, sec section, version int64, own uint16) {
+	lo, hi := w.t.bounds(sec)
+	start := len(w.keys)
+	w.keys = append(w.keys, jsonMember{"$version", memberVersion}, jsonMember{"$metadata", memberMetadata})
+	if !w.members(start, lo, hi, false) {
 		e.Fail()
 		return
 	}
-	for i, m := range s.sorted(start) {
-		s.comma(e, i)
+	for i, m := range w.sorted(start) {
+		w.comma(e, i)
 		switch m.i {
 		case memberVersion:
 			e.Raw(`"$version":`)
 			e.Float(float64(version))
 		case memberMetadata:
 			e.Raw(`"$metadata":`)
-			s.metadata(e, own, lo, hi)
+			w.metadata(e, own, lo, hi)
 		default:
-			s.value(e, m)
+			w.value(e, m)
 		}
 	}
-	s.end(e, start)
+	w.end(e, start)
 }
 
 // object writes the members of fields[lo:hi], one level of a tree.
-func (s *twinWriter) object(e recordjson.Encoder, lo, hi int) {
-	start := len(s.keys)
-	s.members(start, lo, hi, false)
-	for i, m := range s.sorted(start) {
-		s.comma(e, i)
-		s.value(e, m)
+func (w *twinWriter) object(e recordjson.Encoder, lo, hi int) {
+	start := len(w.keys)
+	w.members(start, lo, hi, false)
+	for i, m := range w.sorted(start) {
+		w.comma(e, i)
+		w.value(e, m)
 	}
-	s.end(e, start)
+	w.end(e, start)
 }
 
 // metadata writes the $metadata of a section or of an object in it, as
 // Metadata.wire makes it: its own stamp, and a member for each property
 // that has metadata (an object's own $metadata, a leaf's stamp).
-func (s *twinWriter) metadata(e recordjson.Encoder, own uint16, lo, hi int) {
-	start := len(s.keys)
-	s.keys = append(s.keys, jsonMember{"$lastUpdated", memberLastUpdated})
-	if s.t.stamps[own].ver > 0 {
-		s.keys = append(s.keys, jsonMember{"$lastUpdatedVersion", memberLastUpdatedVersion})
+func (w *twinWriter) metadata(e recordjson.Encoder, own uint16, lo, hi int) {
+	start := len(w.keys)
+	w.keys = append(w.keys, jsonMember{"$lastUpdated", memberLastUpdated})
+	if w.t.stamps[own].ver > 0 {
+		w.keys = append(w.keys, jsonMember{"$lastUpdatedVersion", memberLastUpdatedVersion})
 	}
-	if !s.members(start, lo, hi, true) {
+	if !w.members(start, lo, hi, true) {
 		e.Fail()
 		return
 	}
-	for i, m := range s.sorted(start) {
-		s.comma(e, i)
+	for i, m := range w.sorted(start) {
+		w.comma(e, i)
 		switch m.i {
 		case memberLastUpdated, memberLastUpdatedVersion:
-			s.stamp(e, own, m.i == memberLastUpdatedVersion)
+			w.stamp(e, own, m.i == memberLastUpdatedVersion)
 			continue
 		}
 		e.String(m.name)
 		e.Raw(":")
-		f := &s.t.fields[m.i]
+		f := &w.t.fields[m.i]
 		if f.kind == fObject {
-			s.metadata(e, f.stamp, m.i+1, f.after(m.i))
+			w.metadata(e, f.stamp, m.i+1, f.after(m.i))
 			continue
 		}
 		e.Raw("{")
-		s.stamp(e, f.stamp, false)
-		if s.t.stamps[f.stamp].ver > 0 {
+		w.stamp(e, f.stamp, false)
+		if w.t.stamps[f.stamp].ver > 0 {
 			e.Raw(",")
-			s.stamp(e, f.stamp, true)
+			w.stamp(e, f.stamp, true)
 		}
 		e.Raw("}")
 	}
-	s.end(e, start)
+	w.end(e, start)
 }
 
 // stamp writes the $lastUpdated (or $lastUpdatedVersion) member of stamp i.
-func (s *twinWriter) stamp(e recordjson.Encoder, i uint16, version bool) {
-	st := s.t.stamps[i]
+func (w *twinWriter) stamp(e recordjson.Encoder, i uint16, version bool) {
+	st := w.t.stamps[i]
 	if version {
 		e.Raw(`"$lastUpdatedVersion":`)
 		e.Float(float64(st.ver))
@@ -155,28 +155,28 @@ func (s *twinWriter) stamp(e recordjson.Encoder, i uint16, version bool) {
 // the document adds, pushed from start: with values, or with metadata when
 // meta is set. It returns false when a name is one the document adds,
 // which the maps of doc would overwrite.
-func (s *twinWriter) members(start, lo, hi int, meta bool) bool {
-	special := len(s.keys)
-	for i := lo; i < hi; i = s.t.fields[i].after(i) {
-		f := &s.t.fields[i]
+func (w *twinWriter) members(start, lo, hi int, meta bool) bool {
+	special := len(w.keys)
+	for i := lo; i < hi; i = w.t.fields[i].after(i) {
+		f := &w.t.fields[i]
 		if (meta && f.stamp == noStamp) || (!meta && f.kind == fMeta) {
 			continue
 		}
-		name := s.d.name(f.path)
-		for _, k := range s.keys[start:special] {
+		name := w.d.name(f.path)
+		for _, k := range w.keys[start:special] {
 			if k.name == name {
 				return false
 			}
 		}
-		s.keys = append(s.keys, jsonMember{name, i})
+		w.keys = append(w.keys, jsonMember{name, i})
 	}
 	return true
 }
 
 // sorted returns the members pushed since start in the order of their
 // names, as encoding/json writes a map, and opens the object.
-func (s *twinWriter) sorted(start int) []jsonMember {
-	ms := s.keys[start:]
+func (w *twinWriter) sorted(start int) []jsonMember {
+	ms := w.keys[start:]
 	if !slices.IsSortedFunc(ms, compareMembers) {
 		slices.SortFunc(ms, compareMembers)
 	}
@@ -187,7 +187,7 @@ func compareMembers(a, b jsonMember) int { return strings.Compare(a.name, b.name
 
 // comma opens the object before its first member and separates the
 // others.
-func (s *twinWriter) comma(e recordjson.Encoder, i int) {
+func (w *twinWriter) comma(e recordjson.Encoder, i int) {
 	if i == 0 {
 		e.Raw("{")
 	} else {
@@ -197,20 +197,20 @@ func (s *twinWriter) comma(e recordjson.Encoder, i int) {
 
 // end closes the object whose members were pushed from start (an empty
 // one was never opened) and pops them.
-func (s *twinWriter) end(e recordjson.Encoder, start int) {
-	if len(s.keys) == start {
+func (w *twinWriter) end(e recordjson.Encoder, start int) {
+	if len(w.keys) == start {
 		e.Raw("{}")
 	} else {
 		e.Raw("}")
 	}
-	s.keys = s.keys[:start]
+	w.keys = w.keys[:start]
 }
 
 // value writes member m, a field of the twin, with its name.
-func (s *twinWriter) value(e recordjson.Encoder, m jsonMember) {
+func (w *twinWriter) value(e recordjson.Encoder, m jsonMember) {
 	e.String(m.name)
 	e.Raw(":")
-	f := &s.t.fields[m.i]
+	f := &w.t.fields[m.i]
 	switch f.kind {
 	case fNull:
 		e.Raw("null")
@@ -223,10 +223,10 @@ func (s *twinWriter) value(e recordjson.Encoder, m jsonMember) {
 	case fNumber:
 		e.Float(math.Float64frombits(f.v))
 	case fString:
-		e.String(s.t.str(f.v))
+		e.String(w.t.str(f.v))
 	case fObject:
-		s.object(e, m.i+1, f.after(m.i))
+		w.object(e, m.i+1, f.after(m.i))
 	case fRef:
-		e.Value((*s.t.refs)[f.v])
+		e.Value((*w.t.refs)[f.v])
 	}
 }
