@@ -273,6 +273,8 @@ var fleetQueries = []string{
 	`SELECT * FROM devices WHERE configurations.[[fw-2.0]].status = 'Applied'`,
 	`SELECT * FROM devices WHERE IS_DEFINED(configurations) AND configurations.[[a"b]].status != 'Applied'`,
 	`SELECT deviceId, configurations FROM devices WHERE NOT IS_DEFINED(configurations.[[fw-2.0]].status)`,
+	`SELECT configurations FROM devices.modules WHERE IS_DEFINED(configurations)`,
+	`SELECT deviceId, configurations.[[fw-2.0]] AS c FROM devices WHERE IS_OBJECT(configurations.[[fw-2.0]])`,
 	`SELECT TOP 7 * FROM devices WHERE tags.b != 'x'`,
 	`SELECT TOP 0 * FROM devices`,
 	`SELECT TOP 1000 deviceId FROM devices WHERE properties.reported.a > 0`,

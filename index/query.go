@@ -201,6 +201,9 @@ func (ix *Index) resolve(path *query.Path) resolver {
 	if name == "configurations" && len(segs) == 3 && !segs[1].IsIndex && !segs[2].IsIndex && segs[2].Name == "status" {
 		return resolver{path: path, kind: resAttr, attr: attr{sys: sysConfigStatus, cfg: segs[1].Name}, from: 3}
 	}
+	if name == "configurations" {
+		return resolver{path: path, kind: resAttr, attr: attr{sys: sysConfigurations}, from: 1}
+	}
 	if f, ok := topSys[name]; ok {
 		return resolver{path: path, kind: resAttr, attr: attr{sys: f}, from: 1}
 	}

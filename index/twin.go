@@ -636,6 +636,11 @@ const (
 	sysReportedVersion
 	// sysConfigStatus is configurations.{id}.status, the id in attr.cfg.
 	sysConfigStatus
+	// sysConfigurations is the configurations object, undefined when no
+	// configuration targets the twin (a node's first configuration pass
+	// asks every twin for it: rendering each twin's whole document for it
+	// cost 6 s of CPU at a start at a million twins).
+	sysConfigurations
 )
 
 // topSys and subSys name the system properties as Record.TwinDoc writes
@@ -730,6 +735,10 @@ func (t *flatTwin) sys(f sysField) query.Value {
 		return numValue(float64(t.desiredVersion))
 	case sysReportedVersion:
 		return numValue(float64(t.reportedVersion))
+	case sysConfigurations:
+		if len(t.configs) > 0 {
+			return query.ValueOf((&twinhub.Twin{Configurations: t.configs}).ConfigurationsDoc())
+		}
 	}
 	return query.Value{}
 }
