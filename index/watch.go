@@ -3,6 +3,7 @@ package index
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"runtime"
@@ -25,22 +26,28 @@ import (
 // no value, JSON it does not take) goes the long way, through recordjson.Decode
 // and flatten, which give the same flatTwin.
 
-// rawWatcher is implemented by stores that can watch their records as
+// RawWatcher is implemented by stores that can watch their records as
 // stored: data is the record's JSON, nil for a deletion. Otherwise as
-// Store.Watch.
-type rawWatcher interface {
-	WatchRaw(ctx context.Context, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error
+// Store.Watch, but from revision from on (0: every record the store
+// holds), which is what lets a node start from a snapshot (snapshot.go).
+type RawWatcher interface {
+	WatchRaw(ctx context.Context, from uint64, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error
 }
 
-// Watch feeds the index from the store until ctx ends.
-func (ix *Index) Watch(ctx context.Context, s twinhub.Store, log *slog.Logger, ready func()) error {
-	if rw, ok := s.(rawWatcher); ok {
+// Watch feeds the index from the store until ctx ends. An index loaded
+// from a snapshot watches from the revision after the snapshot's (from);
+// that takes a store that is a RawWatcher.
+func (ix *Index) Watch(ctx context.Context, s twinhub.Store, log *slog.Logger, from uint64, ready func()) error {
+	if rw, ok := s.(RawWatcher); ok {
 		r := ix.startReplay(log)
 		defer r.finish()
-		return rw.WatchRaw(ctx, r.feed, func() {
+		return rw.WatchRaw(ctx, from, r.feed, func() {
 			r.finish()
 			ready()
 		})
+	}
+	if from > 1 {
+		return errors.New("the store cannot watch from a revision: the index must be read from the start")
 	}
 	return s.Watch(ctx, func(k twinhub.Key, r *twinhub.Record, rev uint64) {
 		if err := ix.apply(k, r, rev); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -122,7 +123,7 @@ func (s *Store) Delete(ctx context.Context, k twinhub.Key, rev uint64) error {
 }
 
 func (s *Store) Watch(ctx context.Context, fn func(twinhub.Key, *twinhub.Record, uint64), ready func()) error {
-	return s.WatchRaw(ctx, func(k twinhub.Key, data []byte, rev uint64) {
+	return s.WatchRaw(ctx, 0, func(k twinhub.Key, data []byte, rev uint64) {
 		if data == nil {
 			fn(k, nil, rev)
 			return
@@ -138,9 +139,16 @@ func (s *Store) Watch(ctx context.Context, fn func(twinhub.Key, *twinhub.Record,
 
 // WatchRaw is Watch with each record as stored, its JSON, undecoded (nil
 // for a deletion): the hub's index reads it without building a Record,
-// which makes a node start several times faster.
-func (s *Store) WatchRaw(ctx context.Context, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error {
-	w, err := s.kv.WatchAll(ctx)
+// which makes a node start several times faster. With from > 0 it
+// begins at that revision: the changes since an index snapshot, each
+// record changed since as it is now (deletions as markers), the bucket
+// keeping one revision a key.
+func (s *Store) WatchRaw(ctx context.Context, from uint64, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error {
+	var opts []jetstream.WatchOpt
+	if from > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(from))
+	}
+	w, err := s.kv.WatchAll(ctx, opts...)
 	if err != nil {
 		return err
 	}
@@ -176,6 +184,18 @@ func (s *Store) WatchRaw(ctx context.Context, fn func(k twinhub.Key, data []byte
 			fn(k, data, e.Revision())
 		}
 	}
+}
+
+// Epoch names this life of the registry bucket: its stream's creation
+// time. Revisions are the stream's sequence numbers, which start again if
+// the bucket is ever made anew, so an index snapshot is only good for the
+// epoch it was written in. last is the newest revision, as LastRevision.
+func (s *Store) Epoch(ctx context.Context) (epoch string, last uint64, err error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return "", 0, storeError(err)
+	}
+	return info.Config.Name + " " + info.Created.UTC().Format(time.RFC3339Nano), info.State.LastSeq, nil
 }
 
 func (s *Store) LastRevision(ctx context.Context) (uint64, error) {
