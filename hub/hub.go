@@ -32,6 +32,8 @@ type Hub struct {
 	bus    twinhub.Bus
 	log    *slog.Logger
 	index  *index.Index
+	// snapshot is where the index is saved (indexsnapshot.go); nil: nowhere.
+	snapshot *indexSnapshot
 	// cache holds recently read and written records (cache.go).
 	cache *recordCache
 	// states writes connection states in the background (connections.go).
@@ -161,6 +163,13 @@ type Config struct {
 	// this hub's own last write instead of asking the store for its last
 	// revision (markedStore). Nodes that share a store leave it false.
 	SoleWriter bool
+	// IndexSnapshot is the file in which the hub keeps a snapshot of its
+	// query index, to start from it instead of reading every record of
+	// the store ("": none; the store must be able to watch from a
+	// revision). SaveIndex writes it, and so does the hub every
+	// IndexSnapshotInterval while the index changes (0: never by itself).
+	IndexSnapshot         string
+	IndexSnapshotInterval time.Duration
 }
 
 // New starts a hub: it begins watching the store into the query index and
@@ -179,7 +188,6 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		store:    c.Store,
 		bus:      c.Bus,
 		log:      c.Log,
-		index:    index.NewIndex(),
 
 		telemetry: c.Telemetry,
 		eventHub:  c.EventHubName,
@@ -217,10 +225,12 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	}
 	h.cache = newRecordCache(c.RecordCacheBytes)
 	h.states.init()
+	var from uint64
+	h.index, from = h.openIndex(ctx, c.Store, c.IndexSnapshot)
 	ready := make(chan struct{})
 	watchErr := make(chan error, 1)
 	go func() {
-		watchErr <- h.index.Watch(ctx, c.Store, c.Log, func() { close(ready) })
+		watchErr <- h.index.Watch(ctx, c.Store, c.Log, from, func() { close(ready) })
 	}()
 	select {
 	case <-ready:
@@ -258,6 +268,9 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 		if rb, ok := c.Bus.(twinhub.ReconnectingBus); ok {
 			go h.wakeC2DOnReconnect(ctx, rb)
 		}
+	}
+	if h.snapshot != nil && c.IndexSnapshotInterval > 0 {
+		go h.saveIndexEvery(ctx, c.IndexSnapshotInterval)
 	}
 	if c.C2D != nil && c.C2DSweepInterval > 0 {
 		go h.sweepC2DEvery(ctx, c.C2DSweepInterval)

@@ -35,25 +35,28 @@ import (
 )
 
 type serveFlags struct {
-	hostname    string
-	httpsAddr   string
-	mqttAddr    string
-	amqpAddr    string
-	deviceCA    string
-	tlsCert     string
-	tlsKey      string
-	natsURL     string
-	cluster     string
-	routes      []string
-	nodeName    string
-	syncAlways  bool
-	syncEvery   time.Duration
-	replicas    int
-	logLevel    string
-	pprofAddr   string
-	metricsAddr string
-	memLimit    string
-	limits      throttle.Limits
+	hostname   string
+	httpsAddr  string
+	mqttAddr   string
+	amqpAddr   string
+	deviceCA   string
+	tlsCert    string
+	tlsKey     string
+	natsURL    string
+	cluster    string
+	routes     []string
+	nodeName   string
+	syncAlways bool
+	syncEvery  time.Duration
+	// indexSnapshotEvery is how often the query index is saved while it
+	// changes (hub.Config.IndexSnapshotInterval).
+	indexSnapshotEvery time.Duration
+	replicas           int
+	logLevel           string
+	pprofAddr          string
+	metricsAddr        string
+	memLimit           string
+	limits             throttle.Limits
 
 	telemetryPartitions int
 	telemetryRetention  time.Duration
@@ -106,6 +109,7 @@ func (f *serveFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's name in the embedded cluster and in `twinhub cluster status` (default: its --cluster address, else its --https-addr)")
 	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write before acknowledging it (embedded NATS)")
 	fl.DurationVar(&f.syncEvery, "sync-interval", 0, "how often embedded JetStream flushes its files to disk (default NATS's 2m; writes since the last flush can be lost on power loss, not on a crash of the process)")
+	fl.DurationVar(&f.indexSnapshotEvery, "index-snapshot-interval", 5*time.Minute, "how often the hub saves its query index to index.snapshot in the data folder while twins change, to start from it (it saves it when it stops, too); 0: only when it stops")
 	fl.IntVar(&f.replicas, "replicas", 1, "copies of each stream and bucket kept by an external NATS cluster (--nats); 1 when embedded")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "loopback address on which to serve Go's profiles at /debug/pprof/ (plain HTTP; default off)")
@@ -189,7 +193,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		C2DSweepInterval: c2dSweepInterval, FaultInjection: f.faultInjection,
 		// The embedded NATS server of a single node listens on no port:
 		// this hub is the only writer of its store.
-		SoleWriter: f.natsURL == "" && f.cluster == "",
+		SoleWriter:    f.natsURL == "" && f.cluster == "",
+		IndexSnapshot: dir.File(indexSnapshotFile), IndexSnapshotInterval: f.indexSnapshotEvery,
 	}
 	if err := openMessaging(ctx, nc, f, log, &conf); err != nil {
 		return err
@@ -340,9 +345,18 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err := core.FlushConnectionStates(shutdownCtx); err != nil {
 		log.Warn("connection states not all stored before shutdown", "err", err)
 	}
+	// The index as it is now, for the next start to begin from; the
+	// store still runs, so the snapshot's revision is the store's.
+	if err := core.SaveIndex(); err != nil {
+		log.Warn("the query index was not saved; the next start reads the whole store", "err", err)
+	}
 	stopHub()
 	return nil
 }
+
+// indexSnapshotFile is the file in the data folder that holds the query
+// index's snapshot (hub.Config.IndexSnapshot).
+const indexSnapshotFile = "index.snapshot"
 
 // listen opens a TCP listener, explaining the usual reason it fails.
 func listen(addr, flag string) (net.Listener, error) {
