@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,12 +23,16 @@ import (
 // Random twins of a big registry are the writes that touch cold storage
 // (each replaces a record in a message block that is not in memory).
 //
+// The hub saves its index snapshot every second while twins change, so
+// each restart starts from a snapshot taken during the load and reads
+// the store's changes after it (the reads below come from that index).
+//
 // TWINHUB_CRASH_TWINS sets the registry's size (5,000 by default; issue
 // 16's run used 1,000,000) and TWINHUB_CRASH_ROUNDS the kills (2).
 func TestCrashSafetyAtScale(t *testing.T) {
 	n := servetest.EnvCount(t, "TWINHUB_CRASH_TWINS", 5000, 100, 2_000_000)
 	rounds := servetest.EnvCount(t, "TWINHUB_CRASH_ROUNDS", 2, 1, 100)
-	p := newProc(t, "127.0.0.60")
+	p := newProc(t, "127.0.0.60", "--index-snapshot-interval", "1s")
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("scale-%07d", i)
@@ -105,14 +110,24 @@ func TestCrashSafetyAtScale(t *testing.T) {
 		if m := indexLoaded.FindAllStringSubmatch(p.Output(), -1); len(m) > 0 {
 			loaded = m[len(m)-1][1]
 		}
+		since := "?"
+		if m := snapshotLoaded.FindAllStringSubmatch(p.Output(), -1); len(m) < round {
+			t.Errorf("round %d: the restart did not start from an index snapshot (%d loaded in all)", round, len(m))
+		} else {
+			since = m[len(m)-1][1]
+		}
 		lost, back := checkTwins(t, c, ids, twins, acked, &versions)
-		t.Logf("round %d: killed after %s; %d updates acknowledged in the round, %d in all, over %d twins; restarted: index loaded in %s, listening in %s, first twin read in %s; lost %d, versions gone back %d",
-			round, after.Round(time.Millisecond), updates.Load(), total, len(twins), loaded, listening.Round(time.Millisecond), firstRead.Round(time.Millisecond), lost, back)
+		t.Logf("round %d: killed after %s; %d updates acknowledged in the round, %d in all, over %d twins; restarted: index loaded in %s (a snapshot and %s changes after it), listening in %s, first twin read in %s; lost %d, versions gone back %d",
+			round, after.Round(time.Millisecond), updates.Load(), total, len(twins), loaded, since, listening.Round(time.Millisecond), firstRead.Round(time.Millisecond), lost, back)
 		if updates.Load() == 0 {
 			t.Errorf("round %d: no update was acknowledged: the load did not run", round)
 		}
 	}
 }
+
+// snapshotLoaded finds the hub's log of an index snapshot loaded, with the
+// store's changes after it.
+var snapshotLoaded = regexp.MustCompile(`msg="index snapshot loaded".*"changes since"=(\d+)`)
 
 // raise sets v to x if x is larger.
 func raise(v *atomic.Int64, x int64) {
