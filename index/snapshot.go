@@ -39,7 +39,7 @@ import (
 // Layout, integers as varints:
 //
 //	"twinhub index snapshot 1\n"
-//	epoch, revision
+//	epoch, revision, how many devices, how many modules
 //	path dictionary: count, then (parent, name) from id 5 on
 //	blocks: byte length (0 ends), then twin count and twins (snapshotWriter.twin)
 //	CRC-32C (Castagnoli) of all the bytes before it, 4 bytes big-endian
@@ -78,11 +78,21 @@ func (ix *Index) WriteSnapshot(w io.Writer, epoch string) (rev uint64, twins int
 	// (apply advances after unlocking) has a higher revision, so the
 	// watch that resumes after rev applies it again, to the same effect.
 	rev = ix.Revision()
-	all := make([]entry, 0, len(ix.devices.byKey)+len(ix.modules.byKey))
+	// Twins go in key order, which a load then need not sort: the key
+	// order, with the identities created since its last merge merged.
+	var all []entry
+	var counts [2]int
 	for i, tb := range []*table{ix.devices, ix.modules} {
-		for key, n := range tb.byKey {
-			if t := n.twin.Load(); t != nil {
-				all = append(all, entry{i == 1, key, t})
+		if len(tb.pending) > 0 {
+			tb.merge()
+		}
+		all = slices.Grow(all, len(tb.byKey))
+		for _, c := range tb.view.Load().chunks {
+			for _, n := range c.nodes {
+				if t := n.twin.Load(); t != nil {
+					all = append(all, entry{i == 1, n.key, t})
+					counts[i]++
+				}
 			}
 		}
 	}
@@ -95,6 +105,8 @@ func (ix *Index) WriteSnapshot(w io.Writer, epoch string) (rev uint64, twins int
 	sw.b = append(sw.b, snapshotMagic...)
 	sw.str(epoch)
 	sw.uvarint(rev)
+	sw.uvarint(uint64(counts[0]))
+	sw.uvarint(uint64(counts[1]))
 	sw.uvarint(uint64(len(paths)))
 	for _, p := range paths[firstNamedPath:] {
 		sw.uvarint(uint64(p.parent))
@@ -170,6 +182,11 @@ func (ix *Index) LoadSnapshot(r io.Reader, epoch string) (uint64, error) {
 		return 0, ErrSnapshotEpoch
 	}
 	rev := sr.uvarint()
+	// The maps of keys are made at their size once, not grown a million
+	// times (bounded: the counts are not checked until the end).
+	for _, tb := range []*table{ix.devices, ix.modules} {
+		tb.byKey = make(map[string]*node, min(sr.uvarint(), 1<<24))
+	}
 	if err := ix.loadPaths(&sr); err != nil {
 		return 0, err
 	}
@@ -223,6 +240,7 @@ func (ix *Index) loadPaths(sr *snapshotReader) error {
 
 // loadedBlock is a block's twins, decoded.
 type loadedBlock struct {
+	seq     int // the block's place in the file
 	twins   []*flatTwin
 	modules []bool
 	keys    []string
@@ -230,11 +248,16 @@ type loadedBlock struct {
 }
 
 // loadTwins reads the blocks, decodes them on every processor and puts
-// their twins in the index, in key order once at the end.
+// their twins in the index in the file's order (key order, which the merge
+// at the end then finds sorted).
 func (ix *Index) loadTwins(sr *snapshotReader) error {
 	ix.setReplaying(true)
 	defer ix.setReplaying(false)
-	blocks := make(chan []byte, 4)
+	type block struct {
+		seq  int
+		data []byte
+	}
+	blocks := make(chan block, 4)
 	decoded := make(chan loadedBlock, 4)
 	// Decoded twins keep nothing of their block's bytes (strings and
 	// values are copies), so the blocks' buffers go round again.
@@ -244,9 +267,11 @@ func (ix *Index) loadTwins(sr *snapshotReader) error {
 	for range runtime.GOMAXPROCS(0) {
 		workers.Go(func() {
 			for b := range blocks {
-				decoded <- decodeBlock(b, paths)
+				lb := decodeBlock(b.data, paths)
+				lb.seq = b.seq
+				decoded <- lb
 				select {
-				case free <- b:
+				case free <- b.data:
 				default:
 				}
 			}
@@ -255,7 +280,7 @@ func (ix *Index) loadTwins(sr *snapshotReader) error {
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(blocks)
-		for {
+		for seq := 0; ; seq++ {
 			size := sr.uvarint()
 			if sr.err != nil || size == 0 {
 				readErr <- sr.err
@@ -275,7 +300,7 @@ func (ix *Index) loadTwins(sr *snapshotReader) error {
 				readErr <- sr.err
 				return
 			}
-			blocks <- b
+			blocks <- block{seq, b}
 		}
 	}()
 	go func() {
@@ -283,22 +308,30 @@ func (ix *Index) loadTwins(sr *snapshotReader) error {
 		close(decoded)
 	}()
 	var err error
+	waiting := map[int]loadedBlock{}
+	next := 0
 	for lb := range decoded {
 		if err == nil {
 			err = lb.err
 		}
 		if err != nil {
+			clear(waiting)
 			continue // drain: the workers stop when the reader does
 		}
-		ix.wmu.Lock()
-		for i, t := range lb.twins {
-			tb := ix.devices
-			if lb.modules[i] {
-				tb = ix.modules
+		waiting[lb.seq] = lb
+		for lb, ok := waiting[next]; ok; lb, ok = waiting[next] {
+			delete(waiting, next)
+			next++
+			ix.wmu.Lock()
+			for i, t := range lb.twins {
+				tb := ix.devices
+				if lb.modules[i] {
+					tb = ix.modules
+				}
+				ix.set(tb, lb.keys[i], t)
 			}
-			ix.set(tb, lb.keys[i], t)
+			ix.wmu.Unlock()
 		}
-		ix.wmu.Unlock()
 	}
 	if rerr := <-readErr; err == nil {
 		err = rerr
