@@ -66,7 +66,11 @@ func (h *Hub) openIndex(ctx context.Context, store twinhub.Store, path string) (
 	defer f.Close()
 	started := time.Now()
 	ix := index.NewIndex()
-	rev, err := ix.LoadSnapshot(f, epoch)
+	var rev uint64
+	info, err := f.Stat()
+	if err == nil {
+		rev, err = ix.LoadSnapshot(f, info.Size(), epoch)
+	}
 	if err == nil && rev > last {
 		err = fmt.Errorf("it holds revision %d, and the store's last is %d (was the store restored from an older copy?)", rev, last)
 	}

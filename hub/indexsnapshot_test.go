@@ -8,35 +8,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/servetest"
 	"github.com/twinhub/twinhub/jetstream"
 )
 
-// syncBuffer is a log's output, read by the test while the hub writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // snapshotNode starts a hub on nc's store that keeps its index snapshot
 // at path ("" : none), and returns it with its log and a stop.
-func snapshotNode(t *testing.T, nc *jetstream.Embedded, path string) (*hub.Hub, *syncBuffer, func()) {
+func snapshotNode(t *testing.T, nc *jetstream.Embedded, path string) (*hub.Hub, *servetest.Output, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -44,7 +26,7 @@ func snapshotNode(t *testing.T, nc *jetstream.Embedded, path string) (*hub.Hub, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &servetest.Output{}
 	h, err := hub.New(ctx, hub.Config{Host: testHost, Store: store, SoleWriter: true, IndexSnapshot: path,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {

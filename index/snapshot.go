@@ -50,6 +50,10 @@ const snapshotMagic = "twinhub index snapshot 1\n"
 // in parallel.
 const snapshotBlock = 1024
 
+// minSnapshotTwin is less than the bytes any twin takes in a snapshot (its
+// identity, key, counters and one stamp).
+const minSnapshotTwin = 32
+
 // maxSnapshotBlock bounds a block's length, so that a damaged length does
 // not make the reader allocate without bound.
 const maxSnapshotBlock = 256 << 20
@@ -162,12 +166,13 @@ func (d *pathDict) snapshot() []pathEntry {
 }
 
 // LoadSnapshot fills an empty index from a snapshot that WriteSnapshot
-// wrote of a store whose life is epoch, and returns the store revision it
-// holds: the watch goes on from the revision after it. A store's epoch
+// wrote of a store whose life is epoch, size bytes long (the file's size,
+// which bounds what its counts may ask the reader to allocate before the
+// checksum at its end is read), and returns the store revision it holds: the watch goes on from the revision after it. A store's epoch
 // changes when its records are made anew (a bucket deleted and made
 // again), since revisions then start again. On an error the index is
 // left part-filled: the caller starts from a new one.
-func (ix *Index) LoadSnapshot(r io.Reader, epoch string) (uint64, error) {
+func (ix *Index) LoadSnapshot(r io.Reader, size int64, epoch string) (uint64, error) {
 	ix.wmu.Lock()
 	empty := len(ix.devices.byKey) == 0 && len(ix.modules.byKey) == 0 && ix.Revision() == 0
 	ix.wmu.Unlock()
@@ -183,9 +188,9 @@ func (ix *Index) LoadSnapshot(r io.Reader, epoch string) (uint64, error) {
 	}
 	rev := sr.uvarint()
 	// The maps of keys are made at their size once, not grown a million
-	// times (bounded: the counts are not checked until the end).
+	// times; a twin takes more than minSnapshotTwin bytes.
 	for _, tb := range []*table{ix.devices, ix.modules} {
-		tb.byKey = make(map[string]*node, min(sr.uvarint(), 1<<24))
+		tb.byKey = make(map[string]*node, min(sr.uvarint(), uint64(max(size, 0))/minSnapshotTwin))
 	}
 	if err := ix.loadPaths(&sr); err != nil {
 		return 0, err

@@ -67,7 +67,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	ix, recs := snapshotFleet(t, r, 4000)
 	data := writeSnapshot(t, ix, "e1")
 	loaded := NewIndex()
-	rev, err := loaded.LoadSnapshot(bytes.NewReader(data), "e1")
+	rev, err := loaded.LoadSnapshot(bytes.NewReader(data), int64(len(data)), "e1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestSnapshotRefused(t *testing.T) {
 	ix, _ := snapshotFleet(t, r, 300)
 	data := writeSnapshot(t, ix, "e1")
 	load := func(b []byte, epoch string) error {
-		_, err := NewIndex().LoadSnapshot(bytes.NewReader(b), epoch)
+		_, err := NewIndex().LoadSnapshot(bytes.NewReader(b), int64(len(b)), epoch)
 		return err
 	}
 	if err := load(data, "e2"); !errors.Is(err, ErrSnapshotEpoch) {
@@ -150,7 +150,7 @@ func TestSnapshotRefused(t *testing.T) {
 	if err := load(append(bytes.Clone(data), 0), "e1"); err == nil {
 		t.Error("a snapshot with a byte after its checksum was taken")
 	}
-	if _, err := ix.LoadSnapshot(bytes.NewReader(data), "e1"); err == nil {
+	if _, err := ix.LoadSnapshot(bytes.NewReader(data), int64(len(data)), "e1"); err == nil {
 		t.Error("a snapshot was loaded into an index that has twins")
 	}
 	if err := load(data, "e1"); err != nil {
@@ -253,7 +253,8 @@ func FuzzLoadSnapshot(f *testing.F) {
 	queries := fleetQueries[:12]
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ix := NewIndex()
-		if _, err := ix.LoadSnapshot(bytes.NewReader(withChecksum(data)), "e"); err != nil {
+		data = withChecksum(data)
+		if _, err := ix.LoadSnapshot(bytes.NewReader(data), int64(len(data)), "e"); err != nil {
 			return
 		}
 		for _, src := range queries {
@@ -300,7 +301,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	})
 	b.Run("load", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := NewIndex().LoadSnapshot(bytes.NewReader(data), "e"); err != nil {
+			if _, err := NewIndex().LoadSnapshot(bytes.NewReader(data), int64(len(data)), "e"); err != nil {
 				b.Fatal(err)
 			}
 		}
