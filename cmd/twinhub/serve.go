@@ -345,8 +345,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err := core.FlushConnectionStates(shutdownCtx); err != nil {
 		log.Warn("connection states not all stored before shutdown", "err", err)
 	}
-	// The index as it is now, for the next start to begin from; the
-	// store still runs, so the snapshot's revision is the store's.
+	// The index as it is now, for the next start to begin from (after
+	// the connection states above, so that it holds them).
 	if err := core.SaveIndex(); err != nil {
 		log.Warn("the query index was not saved; the next start reads the whole store", "err", err)
 	}
