@@ -154,9 +154,7 @@ const firstNamedPath = reportedPath + 1
 
 // snapshot returns the dictionary's entries in id order.
 func (d *pathDict) snapshot() []pathEntry {
-	d.mu.RLock()
-	n := d.n
-	d.mu.RUnlock()
+	n := d.size()
 	cs := *d.chunks.Load()
 	out := make([]pathEntry, n)
 	for id := range out {
@@ -168,10 +166,11 @@ func (d *pathDict) snapshot() []pathEntry {
 // LoadSnapshot fills an empty index from a snapshot that WriteSnapshot
 // wrote of a store whose life is epoch, size bytes long (the file's size,
 // which bounds what its counts may ask the reader to allocate before the
-// checksum at its end is read), and returns the store revision it holds: the watch goes on from the revision after it. A store's epoch
-// changes when its records are made anew (a bucket deleted and made
-// again), since revisions then start again. On an error the index is
-// left part-filled: the caller starts from a new one.
+// checksum at its end is read), and returns the store revision it holds:
+// the watch goes on from the revision after it. A store's epoch changes
+// when its records are made anew (a bucket deleted and made again),
+// since revisions then start again. On an error the index is left
+// part-filled: the caller starts from a new one.
 func (ix *Index) LoadSnapshot(r io.Reader, size int64, epoch string) (uint64, error) {
 	ix.wmu.Lock()
 	empty := len(ix.devices.byKey) == 0 && len(ix.modules.byKey) == 0 && ix.Revision() == 0
@@ -245,7 +244,7 @@ func (ix *Index) loadPaths(sr *snapshotReader) error {
 
 // loadedBlock is a block's twins, decoded.
 type loadedBlock struct {
-	seq     int // the block's place in the file
+	seq     uint64 // the block's place in the file
 	twins   []*flatTwin
 	modules []bool
 	keys    []string
@@ -259,7 +258,7 @@ func (ix *Index) loadTwins(sr *snapshotReader) error {
 	ix.setReplaying(true)
 	defer ix.setReplaying(false)
 	type block struct {
-		seq  int
+		seq  uint64
 		data []byte
 	}
 	blocks := make(chan block, 4)
@@ -285,7 +284,7 @@ func (ix *Index) loadTwins(sr *snapshotReader) error {
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(blocks)
-		for seq := 0; ; seq++ {
+		for seq := uint64(0); ; seq++ {
 			size := sr.uvarint()
 			if sr.err != nil || size == 0 {
 				readErr <- sr.err
@@ -313,31 +312,23 @@ func (ix *Index) loadTwins(sr *snapshotReader) error {
 		close(decoded)
 	}()
 	var err error
-	waiting := map[int]loadedBlock{}
-	next := 0
-	for lb := range decoded {
+	applyInOrder(decoded, func(lb loadedBlock) uint64 { return lb.seq }, func(lb loadedBlock) {
 		if err == nil {
 			err = lb.err
 		}
 		if err != nil {
-			clear(waiting)
-			continue // drain: the workers stop when the reader does
+			return // drain: the workers stop when the reader does
 		}
-		waiting[lb.seq] = lb
-		for lb, ok := waiting[next]; ok; lb, ok = waiting[next] {
-			delete(waiting, next)
-			next++
-			ix.wmu.Lock()
-			for i, t := range lb.twins {
-				tb := ix.devices
-				if lb.modules[i] {
-					tb = ix.modules
-				}
-				ix.set(tb, lb.keys[i], t)
+		ix.wmu.Lock()
+		for i, t := range lb.twins {
+			tb := ix.devices
+			if lb.modules[i] {
+				tb = ix.modules
 			}
-			ix.wmu.Unlock()
+			ix.set(tb, lb.keys[i], t)
 		}
-	}
+		ix.wmu.Unlock()
+	})
 	if rerr := <-readErr; err == nil {
 		err = rerr
 	}
@@ -566,13 +557,11 @@ func (r *snapshotReader) readInto(buf []byte, n int) []byte {
 
 var errSnapshotDamaged = errors.New("the snapshot is damaged")
 
-func (r *snapshotReader) fail() { r.err = cmpErr(r.err, errSnapshotDamaged) }
-
-func cmpErr(err, alt error) error {
-	if err != nil {
-		return err
+// fail records damage, unless an earlier failure is there.
+func (r *snapshotReader) fail() {
+	if r.err == nil {
+		r.err = errSnapshotDamaged
 	}
-	return alt
 }
 
 func (r *snapshotReader) byte() byte {

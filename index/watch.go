@@ -95,18 +95,24 @@ func (ix *Index) startReplay(log *slog.Logger) *replay {
 	}
 	go func() {
 		defer close(r.applied)
-		waiting := map[uint64]replayJob{}
-		next := uint64(0)
-		for j := range r.results {
-			waiting[j.seq] = j
-			for j, ok := waiting[next]; ok; j, ok = waiting[next] {
-				delete(waiting, next)
-				next++
-				r.apply(j)
-			}
-		}
+		applyInOrder(r.results, func(j replayJob) uint64 { return j.seq }, r.apply)
 	}()
 	return r
+}
+
+// applyInOrder calls apply with each of results in the order of their
+// seq (0, 1, 2...), as workers that finish out of order hand them over.
+func applyInOrder[T any](results <-chan T, seq func(T) uint64, apply func(T)) {
+	waiting := map[uint64]T{}
+	next := uint64(0)
+	for x := range results {
+		waiting[seq(x)] = x
+		for x, ok := waiting[next]; ok; x, ok = waiting[next] {
+			delete(waiting, next)
+			next++
+			apply(x)
+		}
+	}
 }
 
 func (r *replay) apply(j replayJob) {
