@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -416,10 +417,11 @@ func (w *snapshotWriter) twin(module bool, key string, t *flatTwin) {
 	if t.configs == nil {
 		w.uvarint(0)
 	} else {
+		// In id order: a snapshot of the same index is the same bytes.
 		w.uvarint(uint64(len(t.configs)) + 1)
-		for id, status := range t.configs {
+		for _, id := range slices.Sorted(maps.Keys(t.configs)) {
 			w.str(id)
-			w.str(status)
+			w.str(t.configs[id])
 		}
 	}
 	w.uvarint(uint64(t.desiredAt))
