@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -104,7 +105,7 @@ func (h *Hub) SaveIndex() error {
 	if err == nil {
 		err = tmp.Sync()
 	}
-	size, _ := tmp.Seek(0, 1)
+	size, _ := tmp.Seek(0, io.SeekCurrent)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
