@@ -138,7 +138,7 @@ func (ix *Index) table(k twinhub.Key) *table {
 
 // apply records one change seen by the watch (r is nil for a deletion).
 // A record that is not of the identity k is left out, but its revision
-// counts as seen. The index keeps r's identity.
+// counts as seen.
 func (ix *Index) apply(k twinhub.Key, r *twinhub.Record, rev uint64) error {
 	var err error
 	ix.wmu.Lock()
@@ -150,8 +150,6 @@ func (ix *Index) apply(k twinhub.Key, r *twinhub.Record, rev uint64) error {
 	case (k.ModuleID != "") != (r.Module != nil):
 		err = indexError("the record is not of the identity its key names")
 	default:
-		r.SetETags()
-		shareStrings(r)
 		t := ix.build.flatten(r)
 		t.rev = rev
 		ix.set(ix.table(k), nodeKey(k), t)
@@ -173,37 +171,6 @@ func (ix *Index) setReplaying(on bool) {
 				tb.merge()
 			}
 		}
-	}
-}
-
-// shareStrings makes the identity's enumerations the program's constants:
-// the index keeps the identity, and a million copies of "enabled" cost.
-func shareStrings(r *twinhub.Record) {
-	canon := func(s *string, known ...string) {
-		for _, k := range known {
-			if *s == k {
-				*s = k
-				return
-			}
-		}
-	}
-	states := []string{twinhub.StateConnected, twinhub.StateDisconnected}
-	auths := []string{twinhub.AuthSAS, twinhub.AuthSelfSigned, twinhub.AuthCertificateAuthority, twinhub.AuthNone}
-	etag := func(s *string) {
-		if v := r.IdentityVersion; v >= 0 && v < int64(len(identityETags)) && *s == identityETags[v] {
-			*s = identityETags[v]
-		}
-	}
-	if d := r.Device; d != nil {
-		canon(&d.Status, twinhub.StatusEnabled, twinhub.StatusDisabled)
-		canon(&d.ConnectionState, states...)
-		canon(&d.Authentication.Type, auths...)
-		etag(&d.ETag)
-	}
-	if m := r.Module; m != nil {
-		canon(&m.ConnectionState, states...)
-		canon(&m.Authentication.Type, auths...)
-		etag(&m.ETag)
 	}
 }
 
@@ -237,8 +204,8 @@ func (ix *Index) set(tb *table, key string, t *flatTwin) {
 		tb.dead++
 		tb.live.Add(-1)
 	case n == nil:
-		if t.dev != nil && t.dev.DeviceID == key {
-			key = t.dev.DeviceID // one string for both
+		if t.id.key == key {
+			key = t.id.key // one string for both
 		}
 		n = &node{key: key}
 		n.twin.Store(t)
@@ -249,6 +216,9 @@ func (ix *Index) set(tb *table, key string, t *flatTwin) {
 		tb.npending.Store(int64(len(tb.pending)))
 		tb.live.Add(1)
 	default:
+		if t != nil && t.id.key == n.key {
+			t.id.key = n.key // one string for both
+		}
 		n.twin.Store(t)
 		if n.chunk != nil {
 			n.chunk.twins[n.at].Store(t)
@@ -269,14 +239,14 @@ func (ix *Index) set(tb *table, key string, t *flatTwin) {
 }
 
 func (ix *Index) count(t *flatTwin, delta int64) {
-	if t == nil || t.dev == nil {
+	if t == nil || t.id.isModule {
 		return
 	}
 	ix.devicesTotal.Add(delta)
-	if t.dev.Status == twinhub.StatusEnabled {
+	if t.id.status() == twinhub.StatusEnabled {
 		ix.devicesEnabled.Add(delta)
 	}
-	if t.dev.ConnectionState == twinhub.StateConnected {
+	if t.id.connectionState() == twinhub.StateConnected {
 		ix.devicesConnected.Add(delta)
 	}
 }
@@ -507,7 +477,7 @@ func (ix *Index) ListDevices(max int) []*twinhub.Device {
 	out := []*twinhub.Device{}
 	v := ix.devices.view.Load()
 	v.each(0, 0, func(_ *node, t *flatTwin) bool {
-		out = append(out, t.dev)
+		out = append(out, t.id.device())
 		return max <= 0 || len(out) < max
 	})
 	return out
@@ -523,7 +493,7 @@ func (ix *Index) ListModules(deviceID string) []*twinhub.Module {
 		if !strings.HasPrefix(n.key, prefix) {
 			return false
 		}
-		out = append(out, t.mod)
+		out = append(out, t.id.module())
 		return true
 	})
 	return out

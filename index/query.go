@@ -110,11 +110,9 @@ type plan struct {
 	tb  *table
 	q   *query.Query
 	res []resolver // by Path.Slot
-	// hot lists the slots of paths read from the property trees, and
-	// identity is set when a path reads the identity: what a scan loads
-	// ahead of evaluating (see evalDoc.load).
-	hot      []int
-	identity bool
+	// hot lists the slots of paths read from the property trees: what a
+	// scan loads ahead of evaluating (see evalDoc.load).
+	hot []int
 }
 
 type resKind uint8
@@ -139,12 +137,8 @@ func (ix *Index) plan(q *query.Query, tb *table) *plan {
 	for i, path := range q.Paths {
 		r := ix.resolve(path)
 		p.res[i] = r
-		if r.kind == resAttr {
-			if r.attr.sys == sysNone {
-				p.hot = append(p.hot, i)
-			} else {
-				p.identity = true
-			}
+		if r.kind == resAttr && r.attr.sys == sysNone {
+			p.hot = append(p.hot, i)
 		}
 	}
 	return p
@@ -574,7 +568,8 @@ func (p *plan) scanChunk(d *evalDoc, buf *[chunkSize]*flatTwin, c *chunk, from, 
 
 // load reads the twins of a chunk into ts, and what evaluating the query
 // will read of them: the twin, the fields of its paths (where the last
-// twin had them) with their strings, and the identity. Reading a twin
+// twin had them) with their strings (the identity is in the twin's header,
+// which the first pass reads). Reading a twin
 // costs a few trips to memory, one after the other; done for one twin at a
 // time, a scan would wait for each. Done for a chunk at once, one step at
 // a time, the trips for different twins overlap, and evaluation then finds
@@ -598,13 +593,6 @@ func (d *evalDoc) load(twins []atomic.Pointer[flatTwin], ts []*flatTwin) {
 			// cache lines around.
 			if h := int(d.hints[s]); h < len(t.fields) {
 				x += t.fields[h].path + t.fields[max(h-3, 0)].path + t.fields[min(h+3, len(t.fields)-1)].path
-			}
-		}
-		if d.p.identity {
-			if t.dev != nil {
-				x += uint32(len(t.dev.Status))
-			} else {
-				x += uint32(len(t.mod.ConnectionState))
 			}
 		}
 	}

@@ -28,8 +28,7 @@ func (ix *Index) Record(k twinhub.Key, seen uint64) (r *twinhub.Record, rev uint
 // it (t.exact must be set), with its own copies of everything a writer
 // changes; leaves and arrays are shared, as Record.Clone shares them.
 func (t *flatTwin) record(d *pathDict) *twinhub.Record {
-	r := &twinhub.Record{Device: t.dev, Module: t.mod, IdentityVersion: t.identityVersion}
-	r.Device, r.Module = r.DeviceCopy(), r.ModuleCopy()
+	r := &twinhub.Record{Device: t.id.device(), Module: t.id.module(), IdentityVersion: t.id.version}
 	r.Twin = twinhub.Twin{
 		Version:        t.version,
 		ModelID:        t.modelID,

@@ -345,7 +345,7 @@ func decodeBlock(b []byte, paths uint32) loadedBlock {
 		return loadedBlock{err: errors.New("the snapshot's block is damaged")}
 	}
 	lb := loadedBlock{twins: make([]*flatTwin, 0, n), modules: make([]bool, 0, n), keys: make([]string, 0, n)}
-	var scratch []field
+	var scratch twinScratch
 	for range n {
 		module, key, t := sr.twin(&scratch, paths)
 		if sr.err != nil {
@@ -409,7 +409,7 @@ func (w *snapshotWriter) twin(module bool, key string, t *flatTwin) {
 	w.bool(module)
 	w.str(key)
 	w.uvarint(t.rev)
-	w.varint(t.identityVersion)
+	w.varint(t.id.version)
 	w.varint(t.version)
 	w.varint(t.desiredVersion)
 	w.varint(t.reportedVersion)
@@ -437,7 +437,7 @@ func (w *snapshotWriter) twin(module bool, key string, t *flatTwin) {
 		w.bool(s.zero)
 		w.varint(s.ver)
 	}
-	w.str(t.data)
+	w.str(t.values())
 	w.uvarint(uint64(len(t.fields)))
 	for _, f := range t.fields {
 		w.uvarint(uint64(f.path))
@@ -459,12 +459,14 @@ func (w *snapshotWriter) twin(module bool, key string, t *flatTwin) {
 			w.str(string(data))
 		}
 	}
-	if t.dev != nil {
+	if !t.id.isModule {
 		w.b = append(w.b, 0)
-		w.device(t.dev)
+		d := t.id.deviceValue()
+		w.device(&d)
 	} else {
 		w.b = append(w.b, 1)
-		w.module(t.mod)
+		m := t.id.moduleValue()
+		w.module(&m)
 	}
 }
 
@@ -660,7 +662,7 @@ func (r *snapshotReader) bytes() []byte {
 func (r *snapshotReader) str() string { return string(r.bytes()) }
 
 // known returns s if it is one of the program's constants, so that a
-// million twins share one "enabled" (see shareStrings), else a copy.
+// twin's identity reads without an allocation, else a copy.
 func (r *snapshotReader) known(candidates ...string) string {
 	b := r.bytes()
 	for _, c := range candidates {
@@ -702,15 +704,23 @@ func (r *snapshotReader) time() twinhub.Time {
 	return twinhub.Time{Time: time.Unix(sec, int64(nsec)).In(loc)}
 }
 
+// twinScratch is what snapshotReader.twin reads a twin into before it is
+// copied into the twin's own allocation, reused from twin to twin.
+type twinScratch struct {
+	fields []field
+	data   []byte
+	dev    twinhub.Device
+	mod    twinhub.Module
+}
+
 // twin reads one twin written by snapshotWriter.twin, checking that what
-// the index's code indexes with is in bounds. scratch is reused for the
-// fields before they are copied into the twin's own allocation.
-func (r *snapshotReader) twin(scratch *[]field, paths uint32) (module bool, key string, ft *flatTwin) {
+// the index's code indexes with is in bounds.
+func (r *snapshotReader) twin(scratch *twinScratch, paths uint32) (module bool, key string, ft *flatTwin) {
 	var t flatTwin
 	module = r.bool()
 	key = r.str()
 	t.rev = r.uvarint()
-	t.identityVersion = r.varint()
+	identityVersion := r.varint()
 	t.version = r.varint()
 	t.desiredVersion = r.varint()
 	t.reportedVersion = r.varint()
@@ -741,7 +751,7 @@ func (r *snapshotReader) twin(scratch *[]field, paths uint32) (module bool, key 
 	}
 	data := r.bytes()
 	n := r.bounded(uint64(len(r.b)))
-	fields := (*scratch)[:0]
+	fields := scratch.fields[:0]
 	for range n {
 		var f field
 		f.path = pathID(r.bounded(uint64(paths) - 1))
@@ -750,7 +760,7 @@ func (r *snapshotReader) twin(scratch *[]field, paths uint32) (module bool, key 
 		f.v = r.uvarint()
 		fields = append(fields, f)
 	}
-	*scratch = fields
+	scratch.fields = fields
 	if n := r.bounded(uint64(len(r.b))); n > 0 {
 		refs := make([]any, n-1)
 		for i := range refs {
@@ -763,40 +773,48 @@ func (r *snapshotReader) twin(scratch *[]field, paths uint32) (module bool, key 
 		}
 		t.refs = &refs
 	}
+	var dev *twinhub.Device
+	var mod *twinhub.Module
 	switch r.byte() {
 	case 0:
-		t.dev = r.device()
+		dev = &scratch.dev
+		r.device(dev)
 	case 1:
-		t.mod = r.module()
+		mod = &scratch.mod
+		r.module(mod)
 	default:
 		r.fail()
 	}
 	if r.err != nil {
 		return false, "", nil
 	}
-	if err := t.checkShape(module, key, fields, len(data)); err != nil {
+	if err := t.checkShape(module, key, dev, mod, fields, len(data)); err != nil {
 		r.err = err
 		return false, "", nil
 	}
-	ft = newFlatTwin(len(fields), data)
+	// data is the block's: the identity's text goes after a copy.
+	at := len(data)
+	id, all, exact := appendIdentity(append(scratch.data[:0], data...), dev, mod, identityVersion)
+	scratch.data = all
+	t.exact = t.exact && exact
+	ft = newFlatTwin(len(fields), all)
 	copy(ft.fields, fields)
 	fs, strs := ft.fields, ft.data
 	*ft = t
 	ft.fields, ft.data = fs, strs
-	rec := twinhub.Record{Device: ft.dev, Module: ft.mod, IdentityVersion: ft.identityVersion}
-	shareStrings(&rec)
+	ft.setIdentity(id, at)
 	return module, key, ft
 }
 
 // checkShape checks what the index's code takes for granted of a twin
 // (flatTwin, field): that the key is the identity's, and that sections,
 // objects, stamps, strings and refs are where the fields say.
-func (t *flatTwin) checkShape(module bool, key string, fields []field, data int) error {
+func (t *flatTwin) checkShape(module bool, key string, dev *twinhub.Device, mod *twinhub.Module, fields []field, data int) error {
 	damaged := func(what string) error { return fmt.Errorf("the snapshot's twin %q is damaged: %s", key, what) }
 	switch {
-	case module && (t.mod == nil || key != t.mod.DeviceID+"\x00"+t.mod.ModuleID):
+	case module && (mod == nil || key != mod.DeviceID+"\x00"+mod.ModuleID):
 		return damaged("not the module of its key")
-	case !module && (t.dev == nil || key != t.dev.DeviceID):
+	case !module && (dev == nil || key != dev.DeviceID):
 		return damaged("not the device of its key")
 	case t.desiredAt > t.reportedAt || int(t.reportedAt) > len(fields):
 		return damaged("sections out of bounds")
@@ -838,8 +856,9 @@ func (r *snapshotReader) auth(a *twinhub.Authentication) {
 	a.X509Thumbprint.SecondaryThumbprint = r.optStr()
 }
 
-func (r *snapshotReader) device() *twinhub.Device {
-	d := &twinhub.Device{}
+// device reads a Device into d, which it overwrites whole.
+func (r *snapshotReader) device(d *twinhub.Device) {
+	*d = twinhub.Device{}
 	d.DeviceID = r.str()
 	d.GenerationID = r.str()
 	d.ETag = r.str()
@@ -859,11 +878,11 @@ func (r *snapshotReader) device() *twinhub.Device {
 			d.ParentScopes[i] = r.str()
 		}
 	}
-	return d
 }
 
-func (r *snapshotReader) module() *twinhub.Module {
-	m := &twinhub.Module{}
+// module reads a Module into m, which it overwrites whole.
+func (r *snapshotReader) module(m *twinhub.Module) {
+	*m = twinhub.Module{}
 	m.ModuleID = r.str()
 	m.DeviceID = r.str()
 	m.ManagedBy = r.str()
@@ -874,5 +893,4 @@ func (r *snapshotReader) module() *twinhub.Module {
 	m.LastActivityTime = r.time()
 	m.CloudToDeviceMessageCount = int(r.varint())
 	r.auth(&m.Authentication)
-	return m
 }

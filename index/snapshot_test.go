@@ -208,7 +208,8 @@ func TestSnapshotIdentities(t *testing.T) {
 		var w snapshotWriter
 		w.device(d)
 		r := snapshotReader{b: w.b}
-		got := r.device()
+		got := &twinhub.Device{}
+		r.device(got)
 		if r.err != nil || r.i != len(w.b) {
 			t.Fatalf("device %s: %v, %d of %d bytes read", d.DeviceID, r.err, r.i, len(w.b))
 		}
@@ -220,7 +221,8 @@ func TestSnapshotIdentities(t *testing.T) {
 		var w snapshotWriter
 		w.module(m)
 		r := snapshotReader{b: w.b}
-		got := r.module()
+		got := &twinhub.Module{}
+		r.module(got)
 		if r.err != nil || r.i != len(w.b) {
 			t.Fatalf("module %s: %v, %d of %d bytes read", m.ModuleID, r.err, r.i, len(w.b))
 		}

@@ -183,10 +183,8 @@ const (
 // flatTwin is a twin as the index keeps it. It is immutable: a change to
 // the twin replaces the whole flatTwin.
 type flatTwin struct {
-	dev *twinhub.Device // the identity: exactly one of dev and mod is set
-	mod *twinhub.Module
+	id identity // its text is at the end of data
 
-	identityVersion int64
 	version         int64
 	desiredVersion  int64
 	reportedVersion int64
@@ -389,10 +387,10 @@ func (r *renderer) stamp(m map[string]any, i uint16) {
 // returns for the record the twin was made from (TestFlatTwin checks it).
 func (t *flatTwin) doc(d *pathDict) map[string]any {
 	r := renderer{d: d, t: t, leaves: make([]map[string]any, len(t.stamps)), times: make([]any, len(t.stamps))}
-	auth := t.auth()
+	auth := t.id.authentication()
 	doc := make(map[string]any, 17)
 	doc["etag"] = twinhub.TwinETag(t.version)
-	doc["deviceEtag"] = twinhub.IdentityETag(t.identityVersion)
+	doc["deviceEtag"] = t.id.etag()
 	doc["version"] = float64(t.version)
 	doc["authenticationType"] = auth.Type
 	doc["x509Thumbprint"] = auth.X509Thumbprint.Doc()
@@ -409,7 +407,7 @@ func (t *flatTwin) doc(d *pathDict) map[string]any {
 		"desired":  r.section(secDesired, t.desiredVersion, t.desiredStamp),
 		"reported": r.section(secReported, t.reportedVersion, t.reportedStamp),
 	}
-	twinhub.IdentityDoc(doc, t.dev, t.mod)
+	twinhub.IdentityDoc(doc, t.id.device(), t.id.module())
 	return doc
 }
 
@@ -485,10 +483,12 @@ func (b *twinBuilder) flatten(r *twinhub.Record) *flatTwin {
 	reportedAt := uint32(len(b.fields))
 	reportedStamp := b.stamp(r.Twin.Reported.Metadata)
 	b.tree(reportedPath, r.Twin.Reported.Values, r.Twin.Reported.Metadata)
+	at := len(b.data)
+	id, data, _ := appendIdentity(b.data, r.Device, r.Module, r.IdentityVersion)
+	b.data = data
 	t := newFlatTwin(len(b.fields), b.data)
 	copy(t.fields, b.fields)
-	t.dev, t.mod = r.Device, r.Module
-	t.identityVersion = r.IdentityVersion
+	t.setIdentity(id, at)
 	t.version = r.Twin.Version
 	t.desiredVersion, t.reportedVersion = r.Twin.Desired.Version, r.Twin.Reported.Version
 	t.modelID = r.Twin.ModelID
@@ -671,65 +671,54 @@ func optionalValue(s *string) query.Value {
 
 // sys returns a system property as Record.TwinDoc shows it.
 func (t *flatTwin) sys(f sysField) query.Value {
-	d, m := t.dev, t.mod
+	id := &t.id
+	device := !id.isModule
 	switch f {
 	case sysDeviceID:
-		if m != nil {
-			return strValue(m.DeviceID)
-		}
-		return strValue(d.DeviceID)
+		return strValue(id.deviceID())
 	case sysModuleID:
-		if m != nil {
-			return strValue(m.ModuleID)
+		if !device {
+			return strValue(id.moduleID())
 		}
 	case sysETag:
 		return strValue(twinhub.TwinETag(t.version))
 	case sysDeviceETag:
-		return strValue(twinhub.IdentityETag(t.identityVersion))
+		return strValue(id.etag())
 	case sysVersion:
 		return numValue(float64(t.version))
 	case sysStatus:
-		if d != nil {
-			return strValue(d.Status)
+		if device {
+			return strValue(id.status())
 		}
 	case sysStatusUpdateTime:
-		if d != nil {
-			return strValue(d.StatusUpdatedTime.String())
+		if device {
+			return strValue(instantOf(id.times[timeStatus]).String())
 		}
 	case sysConnectionState:
-		if m != nil {
-			return strValue(m.ConnectionState)
-		}
-		return strValue(d.ConnectionState)
+		return strValue(id.connectionState())
 	case sysLastActivityTime:
-		if m != nil {
-			return strValue(m.LastActivityTime.String())
-		}
-		return strValue(d.LastActivityTime.String())
+		return strValue(instantOf(id.times[timeActivity]).String())
 	case sysC2DCount:
-		if m != nil {
-			return numValue(float64(m.CloudToDeviceMessageCount))
-		}
-		return numValue(float64(d.CloudToDeviceMessageCount))
+		return numValue(float64(id.c2d))
 	case sysAuthType:
-		return strValue(t.auth().Type)
+		return strValue(id.authType())
 	case sysModelID:
 		return strValue(t.modelID)
 	case sysPrimaryThumbprint:
-		return optionalValue(t.auth().X509Thumbprint.PrimaryThumbprint)
+		return optionalValue(id.optional(optPrimaryThumbprint, idPrimaryThumbprint))
 	case sysSecondaryThumbprint:
-		return optionalValue(t.auth().X509Thumbprint.SecondaryThumbprint)
+		return optionalValue(id.optional(optSecondaryThumbprint, idSecondaryThumbprint))
 	case sysIoTEdge:
-		if d != nil {
-			return query.Value{Kind: query.Bool, Bool: d.Capabilities.IoTEdge}
+		if device {
+			return query.Value{Kind: query.Bool, Bool: id.iotEdge}
 		}
 	case sysDeviceScope:
-		if d != nil && d.DeviceScope != nil {
-			return strValue(*d.DeviceScope)
+		if device && id.opt&optDeviceScope != 0 {
+			return strValue(id.field(idDeviceScope))
 		}
 	case sysParentScopes:
-		if d != nil {
-			return query.ValueOf(d.ParentScopes.Doc())
+		if device {
+			return query.ValueOf(id.parentScopes().Doc())
 		}
 	case sysDesiredVersion:
 		return numValue(float64(t.desiredVersion))
@@ -741,13 +730,6 @@ func (t *flatTwin) sys(f sysField) query.Value {
 		}
 	}
 	return query.Value{}
-}
-
-func (t *flatTwin) auth() *twinhub.Authentication {
-	if t.mod != nil {
-		return &t.mod.Authentication
-	}
-	return &t.dev.Authentication
 }
 
 // docKeys are the members of the twin documents of a device and of a

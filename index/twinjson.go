@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/internal/recordjson"
 )
 
@@ -17,6 +18,9 @@ type twinWriter struct {
 	// object's in the order of their names.
 	keys  []jsonMember
 	parts recordjson.TwinDocParts
+	// dev or mod is the identity of the twin being written.
+	dev twinhub.Device
+	mod twinhub.Module
 }
 
 // appendDoc appends t as json.Marshal(t.doc(d)) writes it, straight from
@@ -29,9 +33,16 @@ func (w *twinWriter) appendDoc(b []byte, t *flatTwin) ([]byte, bool) {
 	w.t = t
 	w.keys = w.keys[:0]
 	w.parts = recordjson.TwinDocParts{
-		Device: t.dev, Module: t.mod, IdentityVersion: t.identityVersion,
-		Version: t.version, ModelID: t.modelID, Configurations: t.configs,
+		IdentityVersion: t.id.version,
+		Version:         t.version, ModelID: t.modelID, Configurations: t.configs,
 		Sections: w,
+	}
+	if t.id.isModule {
+		w.mod = t.id.moduleValue()
+		w.parts.Module = &w.mod
+	} else {
+		w.dev = t.id.deviceValue()
+		w.parts.Device = &w.dev
 	}
 	return recordjson.AppendTwinDocParts(b, &w.parts)
 }

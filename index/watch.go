@@ -183,14 +183,12 @@ func (b *twinBuilder) flattenRecord(k twinhub.Key, data []byte) (*flatTwin, erro
 		if err != nil {
 			return nil, err
 		}
-		r.SetETags()
-		shareStrings(r)
+		if (r.Device == nil) == (r.Module == nil) {
+			return nil, indexError("the record holds neither or both of a device and a module")
+		}
 		t = b.flatten(r)
 	}
-	if (t.dev == nil) == (t.mod == nil) {
-		return nil, indexError("the record holds neither or both of a device and a module")
-	}
-	if (k.ModuleID != "") != (t.mod != nil) {
+	if (k.ModuleID != "") != t.id.isModule {
 		return nil, indexError("the record is not of the identity its key names")
 	}
 	return t, nil
@@ -305,16 +303,19 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	if !seen[2] || t.reportedStamp == noStamp {
 		t.reportedStamp = b.stamp(nil)
 	}
-	t.exact = exact && !b.lossy
-	r := twinhub.Record{Device: dev, Module: mod, IdentityVersion: identityVersion}
-	r.SetETags()
-	shareStrings(&r)
+	if (dev == nil) == (mod == nil) {
+		return nil, false // flattenRecord's decoder says what is wrong
+	}
+	at := len(b.data)
+	id, data, idExact := appendIdentity(b.data, dev, mod, identityVersion)
+	b.data = data
+	t.exact = exact && idExact && !b.lossy
 	ft := newFlatTwin(len(b.fields), b.data)
 	copy(ft.fields, b.fields)
 	fields, strs := ft.fields, ft.data
 	*ft = t
 	ft.fields, ft.data = fields, strs
-	ft.dev, ft.mod, ft.identityVersion = dev, mod, identityVersion
+	ft.setIdentity(id, at)
 	ft.stamps = append([]stamp(nil), b.stamps...)
 	if len(b.refs) > 0 {
 		refs := append([]any(nil), b.refs...)

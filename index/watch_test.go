@@ -56,8 +56,6 @@ func flatLongWay(t *testing.T, b *twinBuilder, data []byte) *flatTwin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.SetETags()
-	shareStrings(r)
 	return b.flatten(r)
 }
 
