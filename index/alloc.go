@@ -6,7 +6,7 @@ import "unsafe"
 // string values in the same allocation, right after the header, so that a
 // scan that reads a twin finds what it needs in the next cache lines (and
 // the same memory page) instead of in far-away arrays. The sizes are
-// chosen to fill Go's allocation size classes. The bytes go in the field
+// chosen to fill Go's allocation size classes (TestFlatTwinSizeClasses). The bytes go in the field
 // slots after the fields, and data is a string over them: they are never
 // written again.
 func newFlatTwin(n int, data []byte) *flatTwin {
@@ -14,17 +14,20 @@ func newFlatTwin(n int, data []byte) *flatTwin {
 	var t *flatTwin
 	var all []field
 	switch {
-	case total <= 5:
-		x := new(flatTwin5)
+	case total <= 6:
+		x := new(flatTwin6)
 		t, all = &x.flatTwin, x.f[:total:total]
 	case total <= 8:
 		x := new(flatTwin8)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 13:
-		x := new(flatTwin13)
+	case total <= 10:
+		x := new(flatTwin10)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 16:
-		x := new(flatTwin16)
+	case total <= 14:
+		x := new(flatTwin14)
+		t, all = &x.flatTwin, x.f[:total:total]
+	case total <= 18:
+		x := new(flatTwin18)
 		t, all = &x.flatTwin, x.f[:total:total]
 	case total <= 21:
 		x := new(flatTwin21)
@@ -38,32 +41,29 @@ func newFlatTwin(n int, data []byte) *flatTwin {
 	case total <= 33:
 		x := new(flatTwin33)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 37:
-		x := new(flatTwin37)
+	case total <= 41:
+		x := new(flatTwin41)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 45:
-		x := new(flatTwin45)
+	case total <= 49:
+		x := new(flatTwin49)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 53:
-		x := new(flatTwin53)
+	case total <= 57:
+		x := new(flatTwin57)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 61:
-		x := new(flatTwin61)
+	case total <= 65:
+		x := new(flatTwin65)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 69:
-		x := new(flatTwin69)
+	case total <= 73:
+		x := new(flatTwin73)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 77:
-		x := new(flatTwin77)
+	case total <= 81:
+		x := new(flatTwin81)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 85:
-		x := new(flatTwin85)
+	case total <= 97:
+		x := new(flatTwin97)
 		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 101:
-		x := new(flatTwin101)
-		t, all = &x.flatTwin, x.f[:total:total]
-	case total <= 117:
-		x := new(flatTwin117)
+	case total <= 113:
+		x := new(flatTwin113)
 		t, all = &x.flatTwin, x.f[:total:total]
 	default:
 		t, all = &flatTwin{}, make([]field, total)
@@ -77,9 +77,9 @@ func newFlatTwin(n int, data []byte) *flatTwin {
 	return t
 }
 
-type flatTwin5 struct {
+type flatTwin6 struct {
 	flatTwin
-	f [5]field
+	f [6]field
 }
 
 type flatTwin8 struct {
@@ -87,14 +87,19 @@ type flatTwin8 struct {
 	f [8]field
 }
 
-type flatTwin13 struct {
+type flatTwin10 struct {
 	flatTwin
-	f [13]field
+	f [10]field
 }
 
-type flatTwin16 struct {
+type flatTwin14 struct {
 	flatTwin
-	f [16]field
+	f [14]field
+}
+
+type flatTwin18 struct {
+	flatTwin
+	f [18]field
 }
 
 type flatTwin21 struct {
@@ -117,47 +122,42 @@ type flatTwin33 struct {
 	f [33]field
 }
 
-type flatTwin37 struct {
+type flatTwin41 struct {
 	flatTwin
-	f [37]field
+	f [41]field
 }
 
-type flatTwin45 struct {
+type flatTwin49 struct {
 	flatTwin
-	f [45]field
+	f [49]field
 }
 
-type flatTwin53 struct {
+type flatTwin57 struct {
 	flatTwin
-	f [53]field
+	f [57]field
 }
 
-type flatTwin61 struct {
+type flatTwin65 struct {
 	flatTwin
-	f [61]field
+	f [65]field
 }
 
-type flatTwin69 struct {
+type flatTwin73 struct {
 	flatTwin
-	f [69]field
+	f [73]field
 }
 
-type flatTwin77 struct {
+type flatTwin81 struct {
 	flatTwin
-	f [77]field
+	f [81]field
 }
 
-type flatTwin85 struct {
+type flatTwin97 struct {
 	flatTwin
-	f [85]field
+	f [97]field
 }
 
-type flatTwin101 struct {
+type flatTwin113 struct {
 	flatTwin
-	f [101]field
-}
-
-type flatTwin117 struct {
-	flatTwin
-	f [117]field
+	f [113]field
 }

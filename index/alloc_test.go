@@ -1,0 +1,31 @@
+package index
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+	"unsafe"
+)
+
+// TestFlatTwinSizeClasses: each of newFlatTwin's types fills one of Go's
+// allocation size classes (runtime/sizeclasses.go, from 256 bytes up) but
+// for less than a field: the rest of the class would be a million twins'
+// waste. Above 512 bytes an object with pointers also carries Go's 8-byte
+// malloc header. A field added to flatTwin changes the header: the types'
+// field counts then need choosing again.
+func TestFlatTwinSizeClasses(t *testing.T) {
+	classes := []uintptr{256, 288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896,
+		1024, 1152, 1280, 1408, 1536, 1792, 2048}
+	for _, v := range []any{flatTwin6{}, flatTwin8{}, flatTwin10{}, flatTwin14{}, flatTwin18{}, flatTwin21{},
+		flatTwin25{}, flatTwin29{}, flatTwin33{}, flatTwin41{}, flatTwin49{}, flatTwin57{}, flatTwin65{},
+		flatTwin73{}, flatTwin81{}, flatTwin97{}, flatTwin113{}} {
+		size := reflect.TypeOf(v).Size()
+		if size > 512 {
+			size += 8
+		}
+		i := slices.IndexFunc(classes, func(c uintptr) bool { return c >= size })
+		if i < 0 || classes[i]-size >= unsafe.Sizeof(field{}) {
+			t.Errorf("%T takes %d bytes (header %d), not a size class less a field", v, size, unsafe.Sizeof(flatTwin{}))
+		}
+	}
+}
