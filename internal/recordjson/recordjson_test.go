@@ -1,6 +1,7 @@
 package recordjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -181,14 +182,70 @@ func BenchmarkDecodeRecord(b *testing.B) {
 // sameAsMarshal checks that EncodeRecord writes what json.Marshal writes.
 func sameAsMarshal(t *testing.T, rec *twinhub.Record) {
 	t.Helper()
-	want, wantErr := json.Marshal(rec)
+	full, wantErr := json.Marshal(rec)
 	got, err := Encode(rec)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("error %v, json.Marshal says %v", err, wantErr)
 	}
-	if string(got) != string(want) {
-		t.Fatalf("EncodeRecord differs from json.Marshal:\n got %s\nwant %s", got, want)
+	if err != nil {
+		return
 	}
+	want := full // what the fast path refuses, json.Marshal writes
+	if e := (jsonEncoder{ok: true}); func() bool { recordSchema.write(&e, rec); return e.ok }() {
+		want = marshalStored(t, full, rec.Device != nil && rec.Device.ParentScopes == nil)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("EncodeRecord differs from json.Marshal less the zeros stored records leave out:\n got %s\nwant %s", got, want)
+	}
+	// What is left out reads back as what was written.
+	var back, written twinhub.Record
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(full, &written); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Device != nil && rec.Device.ParentScopes == nil {
+		written.Device.ParentScopes = nil // [] when written, absent when stored
+	}
+	if !reflect.DeepEqual(back, written) {
+		t.Fatalf("the stored record reads back as\n%+v\nnot as json.Marshal's\n%+v", back, written)
+	}
+}
+
+// marshalStored is full, json.Marshal's bytes of a record, without the
+// members that storedOmits leaves out of a stored record when zero (and
+// parentScopes when nilScopes). The identities hold no map, and a string
+// value holds no unescaped quote, so the members' text is found only
+// where it is the member.
+func marshalStored(t *testing.T, full []byte, nilScopes bool) []byte {
+	t.Helper()
+	var top struct {
+		Device          json.RawMessage `json:"device,omitempty"`
+		Module          json.RawMessage `json:"module,omitempty"`
+		IdentityVersion int64           `json:"identityVersion"`
+		Twin            json.RawMessage `json:"twin"`
+	}
+	if err := json.Unmarshal(full, &top); err != nil {
+		t.Fatal(err)
+	}
+	zeros := []string{`,"statusReason":null`, `,"connectionStateUpdatedTime":"0001-01-01T00:00:00Z"`,
+		`,"lastActivityTime":"0001-01-01T00:00:00Z"`, `,"cloudToDeviceMessageCount":0`,
+		`,"x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null}`,
+		`,"capabilities":{"iotEdge":false}`, `,"deviceScope":null`}
+	if nilScopes {
+		zeros = append(zeros, `,"parentScopes":[]`)
+	}
+	for _, identity := range []*json.RawMessage{&top.Device, &top.Module} {
+		for _, z := range zeros {
+			*identity = bytes.Replace(*identity, []byte(z), nil, 1)
+		}
+	}
+	out, err := json.Marshal(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // sameTwinDoc checks that AppendTwinDoc and AppendDeviceTwin write what
