@@ -380,6 +380,11 @@ func (e *env) measure(name, unit string, clients int, rec *recorder, fn func()) 
 
 func (e *env) add(r *Result) {
 	e.report.Results = append(e.report.Results, r)
+	if r.Ops == 0 && r.Errors == 0 && len(r.Notes) > 0 {
+		// A figure, not a rate (the hub's memory): its note says it.
+		e.progressf("  => %s: %s", r.Name, r.Notes[0])
+		return
+	}
 	line := fmt.Sprintf("  => %s: %.0f %s/s (%d ok, %d errors, %.1fs)", r.Name, r.Rate, r.Unit, r.Ops, r.Errors, r.Seconds)
 	if r.Latency != nil {
 		line += fmt.Sprintf(", p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms", r.Latency.P50, r.Latency.P99, r.Latency.P999)
