@@ -23,7 +23,7 @@ type identity struct {
 	// the module id.
 	key string
 	// text holds the identity's other strings, each after its length as a
-	// uvarint, in the order of the idText constants; the parent scopes
+	// uvarint, in the order of the id... constants below; the parent scopes
 	// come last, after their count.
 	text    string
 	version int64 // the identity's version, which its etag encodes
@@ -55,8 +55,8 @@ const (
 	idParentsLen // a count, then the parent scopes
 )
 
-// optSet bits of identity.opt, for the optional strings a nil pointer
-// tells from an empty string.
+// The bits of identity.opt: which optional strings are set (a nil
+// pointer told from an empty string), and whether ParentScopes is nil.
 const (
 	optStatusReason = 1 << iota
 	optDeviceScope
@@ -210,7 +210,7 @@ func (t *flatTwin) setIdentity(id identity, at int) {
 // identity's text.
 func (t *flatTwin) values() string { return t.data[:len(t.data)-len(t.id.text)] }
 
-// field returns string i of text (one of the idText constants before
+// field returns string i of text (one of the id... constants before
 // idParentsLen).
 func (id *identity) field(i int) string {
 	s := id.text
