@@ -441,6 +441,10 @@ type twinBuilder struct {
 	// lossy is set when the twin being flattened holds what its flatTwin
 	// does not keep (see flatTwin.exact).
 	lossy bool
+	// dev and mod are what flattenJSON reads an identity into before
+	// appendIdentity copies it into the twin.
+	dev twinhub.Device
+	mod twinhub.Module
 }
 
 type member struct {

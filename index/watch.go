@@ -235,13 +235,13 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 			if d.Null() {
 				return true
 			}
-			dev = &twinhub.Device{}
+			dev, b.dev = &b.dev, twinhub.Device{} // appendIdentity copies what it keeps
 			return d.Device(dev)
 		case 1:
 			if d.Null() {
 				return true
 			}
-			mod = &twinhub.Module{}
+			mod, b.mod = &b.mod, twinhub.Module{}
 			return d.Module(mod)
 		case 2:
 			return d.Null() || d.Int64(&identityVersion)
