@@ -338,3 +338,20 @@ feed:
 	wg.Wait()
 	return context.Cause(ctx)
 }
+
+// every calls fn every interval until ctx ends or fn returns false: the
+// hub's periodic work (snapshots, sweeps, leases, job statistics).
+func every(ctx context.Context, interval time.Duration, fn func() bool) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !fn() {
+			return
+		}
+	}
+}

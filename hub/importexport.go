@@ -343,14 +343,7 @@ func (h *Hub) runImportExportJob(ctx context.Context, id string, in, out twinhub
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		t := time.NewTicker(importExportRenew)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		every(ctx, importExportRenew, func() bool {
 			j, err := h.changeImportExportJob(ctx, id, func(j *twinhub.ImportExportJob) bool {
 				if j.Done() {
 					return false
@@ -360,9 +353,10 @@ func (h *Hub) runImportExportJob(ctx context.Context, id string, in, out twinhub
 			})
 			if err == nil && j.Done() {
 				stop() // cancelled
-				return
+				return false
 			}
-		}
+			return true
+		})
 	}()
 	if j.Type == twinhub.ImportExportExport {
 		err = h.exportJob(ctx, j, out, &progress)

@@ -137,14 +137,7 @@ func syncDir(dir string) error {
 // saveIndexEvery writes the index snapshot every interval while the index
 // changes, until ctx ends.
 func (h *Hub) saveIndexEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() bool {
 		h.snapshot.mu.Lock()
 		changed := h.index.Revision() != h.snapshot.saved
 		h.snapshot.mu.Unlock()
@@ -153,5 +146,6 @@ func (h *Hub) saveIndexEvery(ctx context.Context, interval time.Duration) {
 				h.log.Warn("writing the index snapshot", "err", err)
 			}
 		}
-	}
+		return true
+	})
 }

@@ -350,14 +350,7 @@ func (h *Hub) runJob(ctx context.Context, id string) error {
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		t := time.NewTicker(jobPoll)
-		defer t.Stop()
-		for {
-			select {
-			case <-work.Done():
-				return
-			case <-t.C:
-			}
+		every(work, jobPoll, func() bool {
 			cur, err := h.changeJob(work, id, func(cur *twinhub.Job) bool {
 				if cur.Done() {
 					return false
@@ -367,9 +360,10 @@ func (h *Hub) runJob(ctx context.Context, id string) error {
 			})
 			if err == nil && cur.Done() {
 				stop()
-				return
+				return false
 			}
-		}
+			return true
+		})
 	}()
 feed:
 	for _, dev := range devices {

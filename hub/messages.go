@@ -152,21 +152,15 @@ const (
 // wakeC2DOnReconnect has every C2D reader of this node look at its queue
 // after the bus reconnects: the notices sent meanwhile are lost.
 func (h *Hub) wakeC2DOnReconnect(ctx context.Context, bus twinhub.ReconnectingBus) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	seen := bus.Reconnects()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Second, func() bool {
 		if n := bus.Reconnects(); n != seen {
 			seen = n
 			h.log.Info("the bus reconnected: cloud-to-device readers look at their queues")
 			h.c2dReady.sendAll(struct{}{})
 		}
-	}
+		return true
+	})
 }
 
 // C2DReadTimeout bounds one look at a device's queue by a delivery (MQTT,
@@ -523,16 +517,10 @@ func (h *Hub) SweepC2D(ctx context.Context) error {
 // sweepC2DEvery calls SweepC2D every interval until ctx ends. Every node
 // runs one: a message is deleted, and its feedback written, once.
 func (h *Hub) sweepC2DEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := h.SweepC2D(ctx); err != nil && ctx.Err() == nil {
-				h.log.Warn("sweeping expired cloud-to-device messages", "err", err)
-			}
+	every(ctx, interval, func() bool {
+		if err := h.SweepC2D(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("sweeping expired cloud-to-device messages", "err", err)
 		}
-	}
+		return true
+	})
 }
