@@ -117,8 +117,8 @@ func enumOf(table []string, s string) uint8 {
 }
 
 // appendIdentity appends to data the text of the identity of dev or mod
-// (exactly one is set) and returns it with text empty: flatTwin.setIdentity
-// points text at where the bytes land once newFlatTwin has copied data.
+// (exactly one is set) and returns it with text empty: placeTwin points
+// text at where the bytes land once newFlatTwin has copied data.
 // exact is false when the identity does not give the same identity back
 // (see ticksOf).
 func appendIdentity(data []byte, dev *twinhub.Device, mod *twinhub.Module, version int64) (id identity, _ []byte, exact bool) {
@@ -199,11 +199,22 @@ func appendIdentity(data []byte, dev *twinhub.Device, mod *twinhub.Module, versi
 	return id, data, exact
 }
 
-// setIdentity makes id the twin's identity, its text the bytes of data
-// from at on.
-func (t *flatTwin) setIdentity(id identity, at int) {
-	t.id = id
-	t.id.text = t.data[at:]
+// placeTwin allocates the flatTwin of t (its header as it is) with its
+// fields and the bytes of its string values (data) in one allocation
+// (newFlatTwin), the identity of dev or mod appended to data and its
+// text pointed there. It returns data as it grew, for the caller's
+// buffer, and appendIdentity's exact.
+func placeTwin(t *flatTwin, fields []field, data []byte, dev *twinhub.Device, mod *twinhub.Module, version int64) (ft *flatTwin, grown []byte, exact bool) {
+	at := len(data)
+	id, data, exact := appendIdentity(data, dev, mod, version)
+	ft = newFlatTwin(len(fields), data)
+	all, strs := ft.fields, ft.data
+	*ft = *t
+	ft.fields, ft.data = all, strs
+	copy(ft.fields, fields)
+	ft.id = id
+	ft.id.text = strs[at:]
+	return ft, data, exact
 }
 
 // values is the bytes of the twin's string values: data without the

@@ -793,16 +793,9 @@ func (r *snapshotReader) twin(scratch *twinScratch, paths uint32) (module bool, 
 		return false, "", nil
 	}
 	// data is the block's: the identity's text goes after a copy.
-	at := len(data)
-	id, all, exact := appendIdentity(append(scratch.data[:0], data...), dev, mod, identityVersion)
-	scratch.data = all
-	t.exact = t.exact && exact
-	ft = newFlatTwin(len(fields), all)
-	copy(ft.fields, fields)
-	fs, strs := ft.fields, ft.data
-	*ft = t
-	ft.fields, ft.data = fs, strs
-	ft.setIdentity(id, at)
+	var exact bool
+	ft, scratch.data, exact = placeTwin(&t, fields, append(scratch.data[:0], data...), dev, mod, identityVersion)
+	ft.exact = ft.exact && exact
 	return module, key, ft
 }
 

@@ -487,26 +487,34 @@ func (b *twinBuilder) flatten(r *twinhub.Record) *flatTwin {
 	reportedAt := uint32(len(b.fields))
 	reportedStamp := b.stamp(r.Twin.Reported.Metadata)
 	b.tree(reportedPath, r.Twin.Reported.Values, r.Twin.Reported.Metadata)
-	at := len(b.data)
-	id, data, _ := appendIdentity(b.data, r.Device, r.Module, r.IdentityVersion)
-	b.data = data
-	t := newFlatTwin(len(b.fields), b.data)
-	copy(t.fields, b.fields)
-	t.setIdentity(id, at)
-	t.version = r.Twin.Version
-	t.desiredVersion, t.reportedVersion = r.Twin.Desired.Version, r.Twin.Reported.Version
-	t.modelID = r.Twin.ModelID
-	t.configs = maps.Clone(r.Twin.Configurations)
-	t.nilTags = r.Twin.Tags == nil
-	t.desiredAt, t.desiredStamp = desiredAt, desiredStamp
-	t.reportedAt, t.reportedStamp = reportedAt, reportedStamp
+	t := flatTwin{
+		version:         r.Twin.Version,
+		desiredVersion:  r.Twin.Desired.Version,
+		reportedVersion: r.Twin.Reported.Version,
+		modelID:         r.Twin.ModelID,
+		configs:         maps.Clone(r.Twin.Configurations),
+		nilTags:         r.Twin.Tags == nil,
+		desiredAt:       desiredAt,
+		desiredStamp:    desiredStamp,
+		reportedAt:      reportedAt,
+		reportedStamp:   reportedStamp,
+	}
+	ft, _ := b.finish(&t, r.Device, r.Module, r.IdentityVersion)
+	return ft
+}
+
+// finish makes the flatTwin of t, whose fields, string values, stamps and
+// refs the builder holds, with the identity of dev or mod; exact is
+// appendIdentity's.
+func (b *twinBuilder) finish(t *flatTwin, dev *twinhub.Device, mod *twinhub.Module, version int64) (ft *flatTwin, exact bool) {
 	t.stamps = slices.Clone(b.stamps)
 	if len(b.refs) > 0 {
 		refs := slices.Clone(b.refs)
 		t.refs = &refs
 		clear(b.refs)
 	}
-	return t
+	ft, b.data, exact = placeTwin(t, b.fields, b.data, dev, mod, version)
+	return ft, exact
 }
 
 // tree adds the members of m under parent, in pre-order, each with the

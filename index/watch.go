@@ -306,22 +306,8 @@ func (b *twinBuilder) flattenJSON(data []byte) (*flatTwin, bool) {
 	if (dev == nil) == (mod == nil) {
 		return nil, false // flattenRecord's decoder says what is wrong
 	}
-	at := len(b.data)
-	id, data, idExact := appendIdentity(b.data, dev, mod, identityVersion)
-	b.data = data
-	t.exact = exact && idExact && !b.lossy
-	ft := newFlatTwin(len(b.fields), b.data)
-	copy(ft.fields, b.fields)
-	fields, strs := ft.fields, ft.data
-	*ft = t
-	ft.fields, ft.data = fields, strs
-	ft.setIdentity(id, at)
-	ft.stamps = append([]stamp(nil), b.stamps...)
-	if len(b.refs) > 0 {
-		refs := append([]any(nil), b.refs...)
-		ft.refs = &refs
-		clear(b.refs)
-	}
+	ft, idExact := b.finish(&t, dev, mod, identityVersion)
+	ft.exact = exact && idExact && !b.lossy
 	return ft, true
 }
 
