@@ -281,6 +281,16 @@ func (id *identity) moduleID() string {
 	return ""
 }
 
+// identityETags are the etags of the first identity versions, made once
+// rather than at every read of a twin's etag.
+var identityETags = func() []string {
+	out := make([]string, 64)
+	for v := range out {
+		out[v] = twinhub.IdentityETag(int64(v))
+	}
+	return out
+}()
+
 func (id *identity) etag() string {
 	if v := id.version; v >= 0 && v < int64(len(identityETags)) {
 		return identityETags[v]

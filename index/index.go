@@ -174,15 +174,6 @@ func (ix *Index) setReplaying(on bool) {
 	}
 }
 
-// identityETags are the etags of the first identity versions.
-var identityETags = func() []string {
-	out := make([]string, 64)
-	for v := range out {
-		out[v] = twinhub.IdentityETag(int64(v))
-	}
-	return out
-}()
-
 // set makes t the twin of key (nil: deletes it). The caller holds wmu.
 func (ix *Index) set(tb *table, key string, t *flatTwin) {
 	n := tb.byKey[key]
