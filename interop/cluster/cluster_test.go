@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func routes() string {
 }
 
 // start runs the node's `twinhub serve` in the background.
-func (n *node) start(t *testing.T, bin string) {
+func (n *node) start(t testing.TB, bin string) {
 	t.Helper()
 	args := []string{"serve", "--data", n.dir,
 		"--https-addr", n.addr + ":443", "--mqtt-addr", n.addr + ":8883", "--amqp-addr", n.addr + ":5671",
@@ -82,9 +83,11 @@ func (n *node) start(t *testing.T, bin string) {
 	go func(cmd *exec.Cmd, done chan error) { done <- cmd.Wait() }(n.cmd, n.done)
 }
 
-// ready waits until the node serves: serve.json names its process and its
-// HTTPS listener completes a handshake with the hub's CA.
-func (n *node) ready(t *testing.T) {
+// ready waits until the node serves: serve.json names its process, its
+// HTTPS listener completes a handshake with the hub's CA, and its /readyz
+// says its store answers and its index has caught up (what a load
+// balancer waits for; until then a request may be a 503).
+func (n *node) ready(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -123,11 +126,21 @@ func (n *node) probe() error {
 	if err != nil {
 		return err
 	}
-	return c.Close()
+	c.Close()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + n.addr + ":9464/readyz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("/readyz: %s %s", resp.Status, b)
+	}
+	return nil
 }
 
 // cli runs the twinhub CLI against this node.
-func (n *node) cli(t *testing.T, bin string, args ...string) string {
+func (n *node) cli(t testing.TB, bin string, args ...string) string {
 	t.Helper()
 	out, err := n.run(bin, args...)
 	if err != nil {
@@ -146,13 +159,13 @@ func (n *node) run(bin string, args ...string) (string, error) {
 
 // retry runs the CLI until it succeeds, failing the test after wait or
 // on an error other than 503 ServiceUnavailable.
-func (n *node) retry(t *testing.T, bin string, wait time.Duration, args ...string) {
+func (n *node) retry(t testing.TB, bin string, wait time.Duration, args ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
 		out, err := n.run(bin, args...)
 		if err == nil {
-			return
+			return out
 		}
 		if !strings.Contains(out, "HTTP 503") || time.Now().After(deadline) {
 			t.Fatalf("twinhub %s on node %s: %v\n%s", strings.Join(args, " "), n.addr, err, out)
@@ -162,7 +175,7 @@ func (n *node) retry(t *testing.T, bin string, wait time.Duration, args ...strin
 }
 
 // readyz is the status of the node's /readyz and its body.
-func (n *node) readyz(t *testing.T) (int, string) {
+func (n *node) readyz(t testing.TB) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + n.addr + ":9464/readyz")
 	if err != nil {
@@ -173,11 +186,12 @@ func (n *node) readyz(t *testing.T) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// count runs a COUNT query on the node.
-func (n *node) count(t *testing.T, bin, sql string) int {
+// count runs a COUNT query on the node, again while it answers 503 (for
+// up to 30 s: a stream of the cluster may be electing a leader).
+func (n *node) count(t testing.TB, bin, sql string) int {
 	t.Helper()
 	var rows []struct{ N int }
-	out := n.cli(t, bin, "query", sql)
+	out := n.retry(t, bin, 30*time.Second, "query", sql)
 	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 {
 		t.Fatalf("query %q on node %s: %v\n%s", sql, n.addr, err, out)
 	}
@@ -185,7 +199,7 @@ func (n *node) count(t *testing.T, bin, sql string) int {
 }
 
 // status runs `twinhub cluster status --json` on the node.
-func (n *node) status(t *testing.T, bin string) clusterStatus {
+func (n *node) status(t testing.TB, bin string) clusterStatus {
 	t.Helper()
 	out := n.cli(t, bin, "cluster", "status", "--json")
 	var s clusterStatus
@@ -214,7 +228,7 @@ type clusterStatus struct {
 	}
 }
 
-func (n *node) stop(t *testing.T) {
+func (n *node) stop(t testing.TB) {
 	t.Helper()
 	if n.cmd == nil || n.cmd.ProcessState != nil {
 		return
@@ -232,9 +246,52 @@ func (n *node) stop(t *testing.T) {
 	n.cmd = nil
 }
 
+// failures is a test that repeats its failures at its end, after the
+// nodes' output that startNodes logs when it fails: CI shows only a failed
+// test's last lines, and the nodes' logs would push the failure itself out
+// of them.
+type failures struct {
+	testing.TB
+	mu   sync.Mutex
+	msgs []string
+}
+
+// repeatFailures wraps t; each test of this package begins with it.
+func repeatFailures(t *testing.T) *failures { return &failures{TB: t} }
+
+func (f *failures) note(msg string) {
+	// A message that carries a node's output is cut to its first lines.
+	if lines := strings.SplitN(msg, "\n", 6); len(lines) == 6 {
+		msg = strings.Join(lines[:5], "\n") + "\n..."
+	}
+	f.mu.Lock()
+	f.msgs = append(f.msgs, msg)
+	f.mu.Unlock()
+}
+
+func (f *failures) Error(args ...any) { f.Helper(); f.note(fmt.Sprint(args...)); f.TB.Error(args...) }
+func (f *failures) Fatal(args ...any) { f.Helper(); f.note(fmt.Sprint(args...)); f.TB.Fatal(args...) }
+func (f *failures) Errorf(format string, args ...any) {
+	f.Helper()
+	f.note(fmt.Sprintf(format, args...))
+	f.TB.Errorf(format, args...)
+}
+func (f *failures) Fatalf(format string, args ...any) {
+	f.Helper()
+	f.note(fmt.Sprintf(format, args...))
+	f.TB.Fatalf(format, args...)
+}
+
+// repeat logs the failures again.
+func (f *failures) repeat() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.TB.Logf("--- the failures above, repeated after the nodes' output ---\n%s", strings.Join(f.msgs, "\n"))
+}
+
 // startNodes starts the three nodes of a cluster named hostname (""
 // names it after the first node) and waits until each serves.
-func startNodes(t *testing.T, bin, hostname string) []*node {
+func startNodes(t testing.TB, bin, hostname string) []*node {
 	t.Helper()
 	nodes := make([]*node, len(addrs))
 	for i, a := range addrs {
@@ -247,6 +304,9 @@ func startNodes(t *testing.T, bin, hostname string) []*node {
 		if t.Failed() {
 			for _, n := range nodes {
 				t.Logf("--- output of node %s ---\n%s", n.addr, n.out)
+			}
+			if f, ok := t.(*failures); ok {
+				f.repeat()
 			}
 		}
 	})
@@ -285,7 +345,8 @@ func startNodes(t *testing.T, bin, hostname string) []*node {
 // the hub's identity (host name, policies) from the store; a device made
 // on one node is updated on a second and found by a query on the third; with one node killed (SIGKILL) the others take writes; the
 // killed node, started again, serves them.
-func TestEmbeddedCluster(t *testing.T) {
+func TestEmbeddedCluster(tt *testing.T) {
+	t := repeatFailures(tt)
 	bin := servetest.Binary(t)
 	nodes := startNodes(t, bin, "")
 	// Every node serves the first one's identity, and wrote it into its
@@ -328,7 +389,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	nodes[2].cmd.Process.Kill()
 	<-nodes[2].done
 	nodes[2].cmd = nil
-	nodes[0].retry(t, bin, 15*time.Second, "device", "create", "c2")
+	nodes[0].retry(t, bin, 30*time.Second, "device", "create", "c2")
 	if n := nodes[1].count(t, bin, "SELECT COUNT() AS n FROM devices"); n != 2 {
 		t.Errorf("with a node killed, node 2 counts %d devices, want 2", n)
 	}

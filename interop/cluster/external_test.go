@@ -22,7 +22,7 @@ var natsAddrs = []string{"127.0.0.87", "127.0.0.88", "127.0.0.89"}
 // natsServerBinary builds nats-server from the module this one already
 // requires (the version the embedded server is; Debian's package is too
 // old for JetStream clustering as twinhub uses it).
-func natsServerBinary(t *testing.T) string {
+func natsServerBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "nats-server")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput()
@@ -42,7 +42,7 @@ type natsServer struct {
 }
 
 // start runs the server and waits until it takes connections.
-func (s *natsServer) start(t *testing.T) {
+func (s *natsServer) start(t testing.TB) {
 	t.Helper()
 	s.out = &servetest.Output{}
 	s.cmd = exec.Command(s.bin, "--addr", s.addr, "--port", "4222", "--server_name", s.name,
@@ -78,7 +78,7 @@ func (s *natsServer) stop() {
 // startNATSCluster runs three nats-server processes with JetStream,
 // routed into one cluster, until the test ends, and returns them and the
 // client URL that names all three.
-func startNATSCluster(t *testing.T) ([]*natsServer, string) {
+func startNATSCluster(t testing.TB) ([]*natsServer, string) {
 	t.Helper()
 	bin := natsServerBinary(t)
 	var routes, urls []string
@@ -113,7 +113,8 @@ func startNATSCluster(t *testing.T) ([]*natsServer, string) {
 // node writes, the other serves; a data folder of another hub is refused;
 // when two of the three NATS servers stop, a node acknowledges no write
 // and is not ready, and it serves again once one is back.
-func TestExternalNATSCluster(t *testing.T) {
+func TestExternalNATSCluster(tt *testing.T) {
+	t := repeatFailures(tt)
 	began := time.Now()
 	servers, url := startNATSCluster(t)
 	bin := servetest.Binary(t)

@@ -37,7 +37,7 @@ const front = "127.0.0.80"
 // `twinhub cluster haproxy` (bin): 443, 8883 and 5671 forwarded to the
 // nodes in TCP mode, round robin over those that pass a health check every
 // 500 ms, until the test ends.
-func startHAProxy(t *testing.T, bin string) {
+func startHAProxy(t testing.TB, bin string) {
 	t.Helper()
 	proxy, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -73,7 +73,7 @@ func startHAProxy(t *testing.T, bin string) {
 // until the test ends, and returns the binary, the nodes, a TLS
 // configuration that trusts the hub's CA for front, and the owner's
 // connection string.
-func startBehindHAProxy(t *testing.T) (bin string, nodes []*node, tlsConf *tls.Config, owner string) {
+func startBehindHAProxy(t testing.TB) (bin string, nodes []*node, tlsConf *tls.Config, owner string) {
 	t.Helper()
 	bin = servetest.Binary(t)
 	nodes = startNodes(t, bin, front)
@@ -94,7 +94,7 @@ type loadClients struct {
 	svc *iotservice.Client
 }
 
-func (l *loadClients) device(t *testing.T, cs string, onConnect func()) *iotdevice.Client {
+func (l *loadClients) device(t testing.TB, cs string, onConnect func()) *iotdevice.Client {
 	t.Helper()
 	c, err := connectDevice(l.tls, cs, onConnect)
 	if err != nil {
@@ -165,7 +165,8 @@ func (l *ledger) note(f func()) {
 // device (C2D is at least once, as on IoT Hub: duplicates are counted),
 // every device is connected again, and the restarted nodes serve every
 // device.
-func TestKillUnderLoad(t *testing.T) {
+func TestKillUnderLoad(tt *testing.T) {
+	t := repeatFailures(tt)
 	rounds := servetest.EnvCount(t, "TWINHUB_KILL_ROUNDS", 1, 1, 1000)
 	bin, nodes, tlsConf, owner := startBehindHAProxy(t)
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 16}}
@@ -402,7 +403,7 @@ func (n *node) connections() (count int, ok bool) {
 // readTelemetry reads the telemetry stream from the start through one
 // node's CLI until every wanted message id was seen (or a minute passed)
 // and returns how often each id came.
-func readTelemetry(t *testing.T, bin string, n *node, want map[string]bool) map[string]int {
+func readTelemetry(t testing.TB, bin string, n *node, want map[string]bool) map[string]int {
 	t.Helper()
 	// monitor-events prints about 700 events a second here.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute+time.Duration(len(want))*time.Second/300)
@@ -448,7 +449,7 @@ func readTelemetry(t *testing.T, bin string, n *node, want map[string]bool) map[
 
 // waitUntil polls cond every 100 ms until it holds, failing the test
 // after wait; it returns when cond held.
-func waitUntil(t *testing.T, wait time.Duration, what string, cond func() bool) time.Time {
+func waitUntil(t testing.TB, wait time.Duration, what string, cond func() bool) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for !cond() {

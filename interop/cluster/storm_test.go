@@ -26,7 +26,8 @@ import (
 //
 // Locally, e.g. TWINHUB_STORM_DEVICES=3000 go test ./interop/cluster
 // -run TestReconnectStorm -v (HAProxy's maxconn is 4000).
-func TestReconnectStorm(t *testing.T) {
+func TestReconnectStorm(tt *testing.T) {
+	t := repeatFailures(tt)
 	numDevices := servetest.EnvCount(t, "TWINHUB_STORM_DEVICES", 300, 3, 3500)
 	_, nodes, tlsConf, owner := startBehindHAProxy(t)
 	svc, err := iotservice.NewFromConnectionString(owner,
