@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,6 +186,44 @@ func wantItems(b *testing.B, lo, hi int) func(*twinhub.QueryPage) {
 func BenchmarkQueryTagEquality(b *testing.B) {
 	n := benchTwins()
 	benchQuery(b, `SELECT * FROM devices WHERE tags.plant = 'plant-%05d'`, max(n/100, 1), 100, wantItems(b, 40, 100))
+}
+
+// BenchmarkQueryJSONManyCandidates is the shape of `bench million`'s
+// selective query on the REST path (QueryJSON): ten plants, about 1,000
+// twins at any fleet size, of which the first page of 100 full twins in
+// key order is rendered as JSON.
+func BenchmarkQueryJSONManyCandidates(b *testing.B) {
+	f := sharedFleet(b)
+	plants := max(f.n/100, 10)
+	r := rand.New(rand.NewPCG(9, 9))
+	src := func() *query.Query {
+		k := r.IntN(plants - 9)
+		var in []string
+		for i := range 10 {
+			in = append(in, fmt.Sprintf("'plant-%05d'", k+i))
+		}
+		q, err := query.Parse("SELECT * FROM devices WHERE tags.plant IN [" + strings.Join(in, ", ") + "]")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return q
+	}
+	f.ix.QueryJSON(src(), 100, Cursor{}) // builds the hash index
+	var lat latencies
+	for b.Loop() {
+		q := src()
+		t0 := time.Now()
+		_, items, _, err := f.ix.QueryJSON(q, 100, Cursor{})
+		lat = append(lat, time.Since(t0))
+		var twins []json.RawMessage
+		if err == nil {
+			err = json.Unmarshal(items, &twins)
+		}
+		if err != nil || len(twins) != 100 {
+			b.Fatalf("%v: %d twins, want 100", err, len(twins))
+		}
+	}
+	lat.report(b)
 }
 
 // BenchmarkQueryReportedEquality: a reported property with ~100 twins a value.

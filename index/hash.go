@@ -80,9 +80,38 @@ func hkeyOf(v query.Value) (hkey, bool) {
 // most memory.
 type posting struct {
 	one  *node // the member, while there is one
-	many map[*node]struct{}
+	many *nodeSet
 	n    int  // how many nodes hold the value
 	full bool // the set was dropped
+}
+
+// nodeSet is the members of a posting once there are two or more.
+type nodeSet struct {
+	m map[*node]struct{}
+	// ordered is m's nodes in key order, as queries want them: made by
+	// the first query that needs it since m last changed, and kept for
+	// the next ones. Putting a thousand nodes in order was a third of a
+	// selective query's CPU at a million twins (BENCHMARKS.md, issue 16),
+	// and the sets a query selects by change far less often than they
+	// are read. Queries store it under the index's read lock; the writer,
+	// which holds the write lock, clears it when m changes. Never changed
+	// once stored: readers keep using the slice they loaded.
+	ordered atomic.Pointer[[]*node]
+}
+
+// inOrder returns the set's nodes in key order; the slice is shared and
+// read-only.
+func (s *nodeSet) inOrder() []*node {
+	if o := s.ordered.Load(); o != nil {
+		return *o
+	}
+	o := make([]*node, 0, len(s.m))
+	for n := range s.m {
+		o = append(o, n)
+	}
+	sortNodes(o)
+	s.ordered.Store(&o)
+	return o
 }
 
 type hashIndex struct {
@@ -105,11 +134,12 @@ func (h *hashIndex) add(k hkey, n *node) {
 	case p.n > h.cap:
 		p.one, p.many, p.full = nil, nil, true
 	case p.many != nil:
-		p.many[n] = struct{}{}
+		p.many.m[n] = struct{}{}
+		p.many.ordered.Store(nil)
 	case p.one == nil:
 		p.one = n
 	default:
-		p.many = map[*node]struct{}{p.one: {}, n: {}}
+		p.many = &nodeSet{m: map[*node]struct{}{p.one: {}, n: {}}}
 		p.one = nil
 	}
 	h.m[k] = p
@@ -128,7 +158,8 @@ func (h *hashIndex) remove(k hkey, n *node) {
 	case p.full:
 		h.m[k] = p
 	case p.many != nil:
-		delete(p.many, n)
+		delete(p.many.m, n)
+		p.many.ordered.Store(nil)
 		h.m[k] = p
 	case p.one == n:
 		p.one = nil
@@ -151,29 +182,33 @@ func (h *hashIndex) count(vals []query.Value) int {
 }
 
 // nodes returns the nodes that hold one of vals, in key order; ok is false
-// when the set of one of them was dropped.
+// when the set of one of them was dropped. The slice may be a set's own:
+// read-only.
 func (h *hashIndex) nodes(vals []query.Value) (out []*node, ok bool) {
+	var runs [][]*node
+	seen := make(map[hkey]bool, len(vals))
 	h.mu.RLock()
 	for _, v := range vals {
 		k, ok := hkeyOf(v)
-		if !ok {
+		if !ok || seen[k] {
 			continue
 		}
+		seen[k] = true
 		p := h.m[k]
-		if p.full {
+		switch {
+		case p.full:
 			h.mu.RUnlock()
 			return nil, false
-		}
-		if p.one != nil {
-			out = append(out, p.one)
-		}
-		for n := range p.many {
-			out = append(out, n)
+		case p.one != nil:
+			runs = append(runs, []*node{p.one})
+		case p.many != nil:
+			runs = append(runs, p.many.inOrder())
 		}
 	}
 	h.mu.RUnlock()
-	sortNodes(out)
-	return compactNodes(out), true
+	// A node holds one value of the attribute: the runs of distinct
+	// values have no node in common.
+	return mergeNodes(runs), true
 }
 
 // maxHashIndexes bounds the hash indexes of a table. An index costs about

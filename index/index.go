@@ -521,12 +521,28 @@ func sortNodesParallel(ns []*node) {
 		wg.Go(func() { sortNodes(ns[lo:min(lo+width, len(ns))]) })
 	}
 	wg.Wait()
-	// Merge the sorted runs, two at a time.
-	src, dst := ns, make([]*node, len(ns))
-	for ; width < len(ns); width *= 2 {
-		for lo := 0; lo < len(ns); lo += 2 * width {
-			mid, hi := min(lo+width, len(ns)), min(lo+2*width, len(ns))
-			a, b, out := src[lo:mid], src[mid:hi], dst[lo:lo]
+	var runs [][]*node
+	for lo := 0; lo < len(ns); lo += width {
+		runs = append(runs, ns[lo:min(lo+width, len(ns))])
+	}
+	copy(ns, mergeNodes(runs))
+}
+
+// mergeNodes merges runs of nodes, each in key order, into one in key
+// order, two at a time. One run is returned as it is.
+func mergeNodes(runs [][]*node) []*node {
+	if len(runs) == 0 {
+		return nil
+	}
+	for len(runs) > 1 {
+		next := make([][]*node, 0, (len(runs)+1)/2)
+		for i := 0; i < len(runs); i += 2 {
+			if i+1 == len(runs) {
+				next = append(next, runs[i])
+				break
+			}
+			a, b := runs[i], runs[i+1]
+			out := make([]*node, 0, len(a)+len(b))
 			for len(a) > 0 && len(b) > 0 {
 				if b[0].key < a[0].key {
 					out, b = append(out, b[0]), b[1:]
@@ -534,11 +550,11 @@ func sortNodesParallel(ns []*node) {
 					out, a = append(out, a[0]), a[1:]
 				}
 			}
-			_ = append(append(out, a...), b...)
+			next = append(next, append(append(out, a...), b...))
 		}
-		src, dst = dst, src
+		runs = next
 	}
-	copy(ns, src)
+	return runs[0]
 }
 
 // compactNodes drops repeats from sorted nodes.

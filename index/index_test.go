@@ -605,6 +605,73 @@ func TestHashPostings(t *testing.T) {
 	}
 }
 
+// TestHashPostingsInOrder changes the sets of a hash index at random,
+// asking for them between changes (which keeps each set's order until
+// the next change): the nodes of one value or several (repeats among
+// them) always come back in key order, exactly those that hold them, and
+// a slice handed out earlier is not changed by what comes after.
+func TestHashPostingsInOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 17))
+	h := &hashIndex{cap: 1000, m: map[hkey]posting{}}
+	val := func(i int) query.Value { return query.Value{Kind: query.String, Str: fmt.Sprint("v", i)} }
+	ns := make([]*node, 300)
+	holds := make([]int, len(ns)) // the value each node holds, -1: none
+	for i := range ns {
+		ns[i] = &node{key: fmt.Sprintf("k%04d", r.IntN(10000))}
+		holds[i] = -1
+	}
+	type handedOut struct {
+		got, copy []*node
+	}
+	var earlier []handedOut
+	for step := range 3000 {
+		i := r.IntN(len(ns))
+		if holds[i] >= 0 {
+			k, _ := hkeyOf(val(holds[i]))
+			h.remove(k, ns[i])
+			holds[i] = -1
+		}
+		if r.IntN(4) > 0 {
+			holds[i] = r.IntN(6)
+			k, _ := hkeyOf(val(holds[i]))
+			h.add(k, ns[i])
+		}
+		var vals []query.Value
+		want := map[*node]bool{}
+		for range 1 + r.IntN(3) {
+			v := r.IntN(6)
+			vals = append(vals, val(v))
+			for j, hv := range holds {
+				if hv == v {
+					want[ns[j]] = true
+				}
+			}
+		}
+		got, ok := h.nodes(vals)
+		if !ok {
+			t.Fatalf("step %d: a set was dropped below the cap", step)
+		}
+		if !slices.IsSortedFunc(got, func(a, b *node) int { return strings.Compare(a.key, b.key) }) {
+			t.Fatalf("step %d: nodes of %v not in key order", step, vals)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("step %d: %d nodes of %v, want %d", step, len(got), vals, len(want))
+		}
+		for _, n := range got {
+			if !want[n] {
+				t.Fatalf("step %d: a node that does not hold %v, or one twice", step, vals)
+			}
+			delete(want, n)
+		}
+		earlier = append(earlier, handedOut{got, slices.Clone(got)})
+	}
+	for i, e := range earlier {
+		if !slices.Equal(e.got, e.copy) {
+			t.Fatalf("the nodes handed out at step %d changed since", i)
+		}
+	}
+}
+
 func TestSortNodesParallel(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 12))
 	for _, n := range []int{0, 1, 1 << 15, 1<<16 + 7, 200_001} {
