@@ -203,7 +203,7 @@ func TestMillion(t *testing.T) {
 	}
 	cfg := tinyConfig()
 	_, byName, progress := runTiny(t, cfg, "million")
-	for _, name := range []string{"million/load", "million/updates-rest", "million/by-id", "million/selective", "million/reported-mqtt"} {
+	for _, name := range []string{"million/load", "million/updates-rest", "million/by-id", "million/selective", "million/selective-all", "million/reported-mqtt"} {
 		r := byName[name]
 		if r == nil {
 			t.Errorf("no result %s (progress:\n%s)", name, progress.String())

@@ -236,6 +236,12 @@ func (s *service) patchTwin(ctx context.Context, id string, patch any) error {
 
 // query runs a query to its last page and returns the number of items.
 func (s *service) query(ctx context.Context, q string, pageSize int) (int, error) {
+	return s.queryPages(ctx, q, pageSize, nil)
+}
+
+// queryPages is query, calling page (if not nil) as each page arrives:
+// an SDK's query.next() is one page.
+func (s *service) queryPages(ctx context.Context, q string, pageSize int, page func()) (int, error) {
 	body, _ := json.Marshal(map[string]string{"query": q})
 	cont := ""
 	n := 0
@@ -253,6 +259,9 @@ func (s *service) query(ctx context.Context, q string, pageSize int) (int, error
 			return n, fmt.Errorf("query reply: %w", err)
 		}
 		n += len(items)
+		if page != nil {
+			page()
+		}
 		cont = hdr.Get("x-ms-continuation")
 		if cont == "" {
 			return n, nil
