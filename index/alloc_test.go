@@ -1,6 +1,7 @@
 package index
 
 import (
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
@@ -26,6 +27,33 @@ func TestFlatTwinSizeClasses(t *testing.T) {
 		i := slices.IndexFunc(classes, func(c uintptr) bool { return c >= size })
 		if i < 0 || classes[i]-size >= unsafe.Sizeof(field{}) {
 			t.Errorf("%T takes %d bytes (header %d), not a size class less a field", v, size, unsafe.Sizeof(flatTwin{}))
+		}
+	}
+}
+
+// TestNewFlatTwinLayout: the fields, the stamps and the bytes that
+// newFlatTwin places side by side keep what was put in them, for every
+// size class and past the largest.
+func TestNewFlatTwinLayout(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		n, ns, nd := r.IntN(40), r.IntN(20), r.IntN(600)
+		stamps := make([]stamp, ns)
+		for i := range stamps {
+			stamps[i] = stamp{sec: r.Int64(), nsec: r.Int32(), zero: r.IntN(2) == 0, ver: r.Int64()}
+		}
+		data := make([]byte, nd)
+		for i := range data {
+			data[i] = byte(r.IntN(256))
+		}
+		ft := newFlatTwin(n, stamps, data)
+		fields := make([]field, n)
+		for i := range fields {
+			fields[i] = field{path: pathID(r.Uint32()), kind: fieldKind(r.IntN(8)), stamp: uint16(r.IntN(ns + 1)), v: r.Uint64()}
+		}
+		copy(ft.fields, fields)
+		if len(ft.fields) != n || !slices.Equal(ft.fields, fields) || !slices.Equal(ft.stamps, stamps) || ft.data != string(data) {
+			t.Fatalf("%d fields, %d stamps, %d bytes: not kept", n, ns, nd)
 		}
 	}
 }

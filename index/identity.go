@@ -200,17 +200,18 @@ func appendIdentity(data []byte, dev *twinhub.Device, mod *twinhub.Module, versi
 }
 
 // placeTwin allocates the flatTwin of t (its header as it is) with its
-// fields and the bytes of its string values (data) in one allocation
+// fields, its stamps (t.stamps, copied) and the bytes of its string values
+// (data) in one allocation
 // (newFlatTwin), the identity of dev or mod appended to data and its
 // text pointed there. It returns data as it grew, for the caller's
 // buffer, and appendIdentity's exact.
 func placeTwin(t *flatTwin, fields []field, data []byte, dev *twinhub.Device, mod *twinhub.Module, version int64) (ft *flatTwin, grown []byte, exact bool) {
 	at := len(data)
 	id, data, exact := appendIdentity(data, dev, mod, version)
-	ft = newFlatTwin(len(fields), data)
-	all, strs := ft.fields, ft.data
+	ft = newFlatTwin(len(fields), t.stamps, data)
+	all, stamps, strs := ft.fields, ft.stamps, ft.data
 	*ft = *t
-	ft.fields, ft.data = all, strs
+	ft.fields, ft.stamps, ft.data = all, stamps, strs
 	copy(ft.fields, fields)
 	ft.id = id
 	ft.id.text = strs[at:]

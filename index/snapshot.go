@@ -708,6 +708,7 @@ func (r *snapshotReader) time() twinhub.Time {
 // copied into the twin's own allocation, reused from twin to twin.
 type twinScratch struct {
 	fields []field
+	stamps []stamp
 	data   []byte
 	dev    twinhub.Device
 	mod    twinhub.Module
@@ -739,7 +740,8 @@ func (r *snapshotReader) twin(scratch *twinScratch, paths uint32) (module bool, 
 	t.nilTags = r.bool()
 	t.exact = r.bool()
 	if n := r.bounded(min(noStamp, uint64(len(r.b)))); n > 0 {
-		t.stamps = make([]stamp, n)
+		t.stamps = slices.Grow(scratch.stamps[:0], int(n))[:n] // placeTwin copies them into the twin
+		scratch.stamps = t.stamps
 		for i := range t.stamps {
 			s := &t.stamps[i]
 			s.sec = r.varint()

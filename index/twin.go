@@ -507,7 +507,7 @@ func (b *twinBuilder) flatten(r *twinhub.Record) *flatTwin {
 // refs the builder holds, with the identity of dev or mod; exact is
 // appendIdentity's.
 func (b *twinBuilder) finish(t *flatTwin, dev *twinhub.Device, mod *twinhub.Module, version int64) (ft *flatTwin, exact bool) {
-	t.stamps = slices.Clone(b.stamps)
+	t.stamps = b.stamps // placeTwin copies them into the twin
 	if len(b.refs) > 0 {
 		refs := slices.Clone(b.refs)
 		t.refs = &refs
