@@ -672,6 +672,39 @@ func TestHashPostingsInOrder(t *testing.T) {
 	}
 }
 
+// TestMergeNodes merges up to 40 runs, some empty: the nodes of all of
+// them, each once, in key order.
+func TestMergeNodes(t *testing.T) {
+	r := rand.New(rand.NewPCG(40, 41))
+	cmp := func(a, b *node) int { return strings.Compare(a.key, b.key) }
+	for range 300 {
+		var runs [][]*node
+		var all []*node
+		for range r.IntN(40) {
+			run := make([]*node, r.IntN(30))
+			for i := range run {
+				run[i] = &node{key: fmt.Sprintf("k%05d", r.IntN(2000))}
+			}
+			slices.SortFunc(run, cmp)
+			runs = append(runs, run)
+			all = append(all, run...)
+		}
+		got := mergeNodes(runs)
+		if !slices.IsSortedFunc(got, cmp) || len(got) != len(all) {
+			t.Fatalf("%d runs: %d nodes, want %d in key order", len(runs), len(got), len(all))
+		}
+		seen := map[*node]bool{}
+		for _, n := range got {
+			seen[n] = true
+		}
+		for _, n := range all {
+			if !seen[n] {
+				t.Fatalf("%d runs: a node is missing", len(runs))
+			}
+		}
+	}
+}
+
 func TestSortNodesParallel(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 12))
 	for _, n := range []int{0, 1, 1 << 15, 1<<16 + 7, 200_001} {
