@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -80,6 +81,21 @@ func startNodes(t *testing.T, opts []EmbeddedOptions) ([]*Embedded, []error) {
 	return nodes, errs
 }
 
+// getRetrying reads k for up to 30 s while the store answers 503
+// ServiceUnavailable: a node that has just joined, or whose stream is
+// electing a leader, may have no responder for a read yet (CI saw "no
+// responders available for request" right after the first write), and a
+// client of the hub gets the 503 and tries again.
+func getRetrying(ctx context.Context, s *Store, k twinhub.Key) (*twinhub.Record, uint64, error) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r, rev, err := s.Get(ctx, k)
+		var e *twinhub.Error
+		if err == nil || !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return r, rev, err
+		}
+	}
+}
+
 // TestEmbeddedCluster: three embedded servers given each other's cluster
 // addresses form one cluster; a registry of three replicas written
 // through one node is read through another, and goes on taking writes
@@ -139,7 +155,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, gotRev, err := c.Get(ctx, k)
+	got, gotRev, err := getRetrying(ctx, c, k)
 	if err != nil || got.Device.DeviceID != "d1" || gotRev != rev {
 		t.Fatalf("read through another node: %+v rev %d (want %d) %v", got, gotRev, rev, err)
 	}
@@ -157,7 +173,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a write with one node of three gone: %v", err)
 	}
-	got, gotRev, err = c.Get(ctx, k)
+	got, gotRev, err = getRetrying(ctx, c, k)
 	if err != nil || gotRev != newRev || got.Twin.Tags["after"] != "a node left" {
 		t.Fatalf("after a node left: %+v rev %d (want %d) %v", got, gotRev, newRev, err)
 	}
