@@ -120,7 +120,21 @@ func TestEmbeddedCluster(t *testing.T) {
 			t.Fatalf("node %d: %v", i, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Every node knows the cluster's JetStream leader before a store is
+	// opened through it: under CI's load a node that had not caught up
+	// left its requests unanswered for the whole minute of openRetry.
+	for i, n := range nodes {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			err := n.Quorum()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d, 2 min after it started: %v", i, err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	a, err := OpenStore(ctx, nodes[0].Conn, StoreOptions{Replicas: 3})
 	if err != nil {
