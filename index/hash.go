@@ -186,14 +186,19 @@ func (h *hashIndex) count(vals []query.Value) int {
 // read-only.
 func (h *hashIndex) nodes(vals []query.Value) (out []*node, ok bool) {
 	var runs [][]*node
-	seen := make(map[hkey]bool, len(vals))
+	var seen map[hkey]bool // an IN list's values, once each
+	if len(vals) > 1 {
+		seen = make(map[hkey]bool, len(vals))
+	}
 	h.mu.RLock()
 	for _, v := range vals {
 		k, ok := hkeyOf(v)
 		if !ok || seen[k] {
 			continue
 		}
-		seen[k] = true
+		if seen != nil {
+			seen[k] = true
+		}
 		p := h.m[k]
 		switch {
 		case p.full:
