@@ -440,7 +440,10 @@ var errRevoked = errors.New("identity deleted or disabled")
 
 // revoke closes the connections of identity k, and for a device those of
 // its modules too: it was deleted or disabled. Their state is recorded as
-// Disconnected (where the identity still exists).
+// Disconnected (where the identity still exists), noted before the socket
+// closes: a back end that sees the device go and reads it on this node
+// then reads Disconnected (reads wait for noted states), as it would if
+// finish, which runs after the close, were first.
 func (s *Server) revoke(k twinhub.Key) {
 	var victims []*conn
 	s.mu.Lock()
@@ -456,6 +459,7 @@ func (s *Server) revoke(k twinhub.Key) {
 	}
 	s.mu.Unlock()
 	for _, c := range victims {
+		s.hub.NoteConnectionState(c.key, false)
 		c.close(errRevoked)
 	}
 }
