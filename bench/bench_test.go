@@ -3,9 +3,12 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,19 +17,25 @@ import (
 
 	"github.com/twinhub/twinhub/amqp"
 	"github.com/twinhub/twinhub/httpapi"
+	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
 	"github.com/twinhub/twinhub/internal/mqtttest"
+	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/mqtt"
 )
 
 // startHub serves a test hub's MQTT, REST and AMQP front ends over TLS
 // on loopback ports, with a server certificate from a CA in a temp
 // folder, and the messaging stores of `twinhub serve`.
+// It records metrics, served at Target.MetricsURL.
 func startHub(t *testing.T) *Target {
 	t.Helper()
-	h := hubtest.New(t, hubtest.WithMessaging())
+	m := metrics.New(func(context.Context) (metrics.Registry, error) { return metrics.Registry{}, nil })
+	h := hubtest.New(t, hubtest.WithMessaging(), hubtest.WithConfig(func(c *hub.Config) { c.Metrics = m }))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := mqtttest.Serve(t, h.Hub, mqtttest.Options{MQTT: mqtt.Options{Log: log}, HTTP: httpapi.New(h.Hub, httpapi.Options{Log: log})})
+	metricsSrv := httptest.NewServer(m.Handler(nil))
+	t.Cleanup(metricsSrv.Close)
+	s := mqtttest.Serve(t, h.Hub, mqtttest.Options{MQTT: mqtt.Options{Log: log}, HTTP: httpapi.New(h.Hub, httpapi.Options{Log: log, Metrics: m})})
 	backEnds := amqp.New(h.Hub, amqp.Options{Log: log})
 	amqpLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,7 +51,7 @@ func startHub(t *testing.T) *Target {
 	return &Target{
 		Host: hubtest.Host, HTTPSAddr: s.HTTPSAddr, MQTTAddr: s.MQTTAddr, AMQPAddr: amqpLn.Addr().String(),
 		RootCAs: s.RootCAs, PolicyName: owner.Name, PolicyKey: owner.PrimaryKey,
-		Usage: SelfUsage, UsageNote: "test", CADir: s.CADir, Local: true, InProcess: true,
+		Usage: SelfUsage, UsageNote: "test", CADir: s.CADir, Local: true, InProcess: true, MetricsURL: metricsSrv.URL + "/metrics",
 		// Telemetry is stored, but where the bench cannot weigh it:
 		// TelemetryBytes is left nil.
 	}
@@ -218,5 +227,72 @@ func TestMillion(t *testing.T) {
 	}
 	if m := byName["million/memory"]; m == nil || m.Extra["rss_bytes"] <= 0 {
 		t.Errorf("memory result %+v", m)
+	}
+	// The hub counted at least every page the client had answered (it
+	// also counts those the client gave up on as the phase ended).
+	pages := byName["million/query-pages-hub"]
+	if pages == nil {
+		t.Fatalf("no result million/query-pages-hub (progress:\n%s)", progress.String())
+	}
+	if answered := byName["million/by-id"].Ops + byName["million/selective-all"].Ops; pages.Ops < answered {
+		t.Errorf("the hub counted %d query pages, the client had %d queries answered", pages.Ops, answered)
+	}
+	if pages.Latency == nil || pages.Latency.P50 <= 0 || pages.Latency.P99 < pages.Latency.P50 || pages.Latency.Mean <= 0 {
+		t.Errorf("the hub's query page latency: %+v", pages.Latency)
+	}
+}
+
+// TestHubHistogram reads a histogram from an exposition, takes an earlier
+// scrape from it, and estimates quantiles within its buckets as
+// Prometheus' histogram_quantile does.
+func TestHubHistogram(t *testing.T) {
+	exposition := func(le1, le2, le5, inf int, sum float64) string {
+		return fmt.Sprintf(`# HELP twinhub_query_duration_seconds Time to answer a page of a query.
+# TYPE twinhub_query_duration_seconds histogram
+twinhub_query_duration_seconds_bucket{le="0.001"} %d
+twinhub_query_duration_seconds_bucket{le="0.002"} %d
+twinhub_query_duration_seconds_bucket{le="0.005"} %d
+twinhub_query_duration_seconds_bucket{le="+Inf"} %d
+twinhub_query_duration_seconds_sum %g
+twinhub_query_duration_seconds_count %d
+`, le1, le2, le5, inf, sum, inf)
+	}
+	before, err := parseHistogram(strings.NewReader(exposition(10, 10, 10, 10, 0.005)), queryDurationMetric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 more: 50 within 1 ms, 30 in (1, 2] ms, 10 in (2, 5] ms, 10 above.
+	after, err := parseHistogram(strings.NewReader(exposition(60, 90, 100, 110, 0.305)), queryDurationMetric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := after.since(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.count() != 100 || math.Abs(d.sum-0.3) > 1e-9 {
+		t.Fatalf("count %d, sum %g; want 100, 0.3", d.count(), d.sum)
+	}
+	for _, c := range []struct{ q, want float64 }{
+		{0.25, 0.0005},                // rank 25 of the first bucket's 50, from 0
+		{0.5, 0.001},                  // the first bucket's top
+		{0.65, 0.0015},                // rank 65: halfway through (1, 2] ms
+		{0.855, 0.002 + 0.003*5.5/10}, // rank 85.5: 5.5 into the 10 in (2, 5] ms
+		{0.88, 0.002 + 0.003*8/10},    // rank 88
+		{0.92, 0.005},                 // rank 92: in +Inf
+		{0.95, 0.005},                 // rank 95: in +Inf, so the highest finite bound
+	} {
+		if got := d.quantile(c.q); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("quantile(%g) = %g, want %g", c.q, got, c.want)
+		}
+	}
+	if _, err := before.since(after); err == nil {
+		t.Error("a histogram that went down (a restarted hub) was taken as a phase")
+	}
+	if _, err := parseHistogram(strings.NewReader(exposition(1, 1, 1, 1, 0)), "twinhub_other_seconds"); err == nil {
+		t.Error("a histogram that is not in the exposition was found")
+	}
+	if !math.IsNaN((hubHistogram{}).quantile(0.5)) {
+		t.Error("an empty histogram has a median")
 	}
 }

@@ -16,6 +16,8 @@ import (
 // from devices chosen at random (each connects, sends millionBatch
 // patches, and makes way for another), the hub's memory, and with a hub
 // of its own (--hub-process) a restart timed to the first answered query.
+// With the hub's metrics (--hub-process, --hub-metrics) it adds the
+// hub's own time for a query page over the update phase.
 func (e *env) million() error {
 	ids := e.ids("million", e.cfg.Twins)
 	start := time.Now()
@@ -81,6 +83,7 @@ func (e *env) million() error {
 		k := rand.IntN(1000)
 		return fmt.Sprintf("SELECT * FROM devices WHERE tags.shard = %d AND tags.region = 'r%d'", k, k%10)
 	})
+	queryPages := e.hubHistogramOver(queryDurationMetric)
 	upd := newRecorder()
 	ures := e.measure("million/updates-rest", "tag updates", e.cfg.Clients, upd, func() {
 		e.forDuration(e.cfg.Clients, e.cfg.Duration, func(int) {
@@ -105,6 +108,7 @@ func (e *env) million() error {
 		r.note("%s", q.note)
 		e.add(r)
 	}
+	queryPages("million/query-pages-hub", "query pages", "the hub's own time to answer a query page (twinhub_query_duration_seconds) over the update phase: every page of both queries, by id and selective; quantiles estimated within the histogram's buckets")
 
 	// Reported patches over MQTT, from devices picked at random.
 	rep := newRecorder()

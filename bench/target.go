@@ -55,6 +55,11 @@ type Target struct {
 	// data and addresses, returning when the new process started (it
 	// may not answer yet). Usage follows the new process.
 	Restart func() (started time.Time, err error)
+	// MetricsURL, when set, is the hub's Prometheus /metrics: scenarios
+	// that can put the hub's own timings beside the client's do (the
+	// client shares the machine, so its figures include its waits for a
+	// core).
+	MetricsURL string
 }
 
 // ExternalTarget describes a hub given by an owner connection string and

@@ -27,7 +27,10 @@ type Serve struct {
 	HTTPSAddr string `json:"httpsAddr"`
 	MQTTAddr  string `json:"mqttAddr,omitempty"`
 	AMQPAddr  string `json:"amqpAddr,omitempty"`
-	PID       int    `json:"pid"`
+	// MetricsAddr is where /metrics, /healthz and /readyz are served
+	// (plain HTTP), when --metrics-addr is on.
+	MetricsAddr string `json:"metricsAddr,omitempty"`
+	PID         int    `json:"pid"`
 }
 
 // Open makes the folder if needed.

@@ -34,6 +34,7 @@ type benchFlags struct {
 	mqttAddr   string
 	amqpAddr   string
 	hubPID     int
+	hubMetrics string
 	hubProcess bool
 }
 
@@ -64,7 +65,10 @@ baselines its ratios need unless --no-baselines; "all" runs everything, and
 
 Without --connection-string the bench starts a hub in this process, on an
 embedded JetStream in a temporary folder and loopback ports (with
---hub-process, as a child process, so that its CPU and memory are its own).`,
+--hub-process, as a child process, so that its CPU and memory are its own),
+with its metrics on a loopback port: scenarios that can put the hub's own
+timings beside the client's do (--hub-metrics for a hub given by
+--connection-string).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -95,6 +99,7 @@ embedded JetStream in a temporary folder and loopback ports (with
 	fl.StringVar(&f.mqttAddr, "mqtt-addr", "", "address to dial for MQTT (default HostName:8883)")
 	fl.StringVar(&f.amqpAddr, "amqp-addr", "", "address to dial for AMQP (default HostName:5671)")
 	fl.IntVar(&f.hubPID, "hub-pid", 0, "process id of the hub given by --connection-string, to read its CPU and memory from /proc")
+	fl.StringVar(&f.hubMetrics, "hub-metrics", "", "URL of the /metrics of the hub given by --connection-string (its serve --metrics-addr), for the hub's own timings")
 	fl.BoolVar(&f.hubProcess, "hub-process", false, "start the hub as a child process (twinhub serve) rather than in this process")
 	return cmd
 }
@@ -122,6 +127,7 @@ func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) err
 			t.Usage = bench.PIDUsage(f.hubPID)
 			t.UsageNote = fmt.Sprintf("process %d, from /proc", f.hubPID)
 		}
+		t.MetricsURL = f.hubMetrics
 		target = t
 	} else {
 		t, stopHub, err := startBenchHub(ctx, g, f.hubProcess)
@@ -169,13 +175,13 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 	var proc *os.Process
 	// startChild runs `twinhub serve` on the data folder with addresses
 	// (first on ports the system chooses, then on those it chose).
-	startChild := func(https, mqtt, amqp string) error {
+	startChild := func(https, mqtt, amqp, metrics string) error {
 		exe, err := os.Executable()
 		if err != nil {
 			return err
 		}
 		cmd := exec.CommandContext(hubCtx, exe, "serve", "--data", tmp, "--hostname", "localhost",
-			"--https-addr", https, "--mqtt-addr", mqtt, "--amqp-addr", amqp, "--log-level", "error")
+			"--https-addr", https, "--mqtt-addr", mqtt, "--amqp-addr", amqp, "--metrics-addr", metrics, "--log-level", "error")
 		cmd.Stderr = os.Stderr
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		cmd.WaitDelay = 15 * time.Second
@@ -187,7 +193,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 		return nil
 	}
 	if child {
-		if err := startChild("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"); err != nil {
+		if err := startChild("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"); err != nil {
 			cancel()
 			return nil, nil, err
 		}
@@ -196,7 +202,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 		sg.data = tmp
 		go func() {
 			f := defaultServeFlags()
-			f.hostname, f.httpsAddr, f.mqttAddr, f.amqpAddr, f.logLevel = "localhost", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "error"
+			f.hostname, f.httpsAddr, f.mqttAddr, f.amqpAddr, f.metricsAddr, f.logLevel = "localhost", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "error"
 			done <- serve(hubCtx, &sg, f)
 		}()
 	}
@@ -251,6 +257,9 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 	t.CADir = tmp
 	t.TelemetryBytes = func() (int64, bool) { return streamBytes(dir.File("jetstream"), jetstream.TelemetryStreamPrefix) }
 	t.Local = true
+	if srv.MetricsAddr != "" {
+		t.MetricsURL = "http://" + srv.MetricsAddr + "/metrics"
+	}
 	if proc != nil {
 		t.Usage = bench.PIDUsage(proc.Pid)
 		t.UsageNote = fmt.Sprintf("the hub's own process (%d), from /proc", proc.Pid)
@@ -262,7 +271,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 				return time.Time{}, fmt.Errorf("the hub's exit: %w", err)
 			}
 			started := time.Now()
-			if err := startChild(srv.HTTPSAddr, srv.MQTTAddr, srv.AMQPAddr); err != nil {
+			if err := startChild(srv.HTTPSAddr, srv.MQTTAddr, srv.AMQPAddr, srv.MetricsAddr); err != nil {
 				return time.Time{}, err
 			}
 			t.Usage = bench.PIDUsage(proc.Pid)

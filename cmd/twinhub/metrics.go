@@ -58,11 +58,12 @@ func metricsAddr(addr string) string {
 // serveMetrics serves /metrics, /healthz and /readyz on --metrics-addr
 // (plain HTTP). Ready means the hub answers (Hub.Ready), its listeners
 // are open (serving, set once they are and cleared at shutdown), and the
-// extra checks pass (an embedded cluster's quorum).
-func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomic.Bool, log *slog.Logger, extra ...metrics.Check) (stop func(), err error) {
+// extra checks pass (an embedded cluster's quorum). listens is the
+// address it listens on (a port 0 chosen).
+func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomic.Bool, log *slog.Logger, extra ...metrics.Check) (stop func(), listens string, err error) {
 	ln, err := listen(metricsAddr(addr), "--metrics-addr")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	checks := []metrics.Check{
 		{Name: "store", Run: core.Ready},
@@ -85,7 +86,7 @@ func serveMetrics(m *metrics.Metrics, addr string, core *hub.Hub, serving *atomi
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-	}, nil
+	}, ln.Addr().String(), nil
 }
 
 // streamStats reads the hub's JetStream streams for the metrics: those

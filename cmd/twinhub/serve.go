@@ -280,13 +280,15 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	m.Throttled(limits.Refused)
 	m.Streams(streamStats(nc))
 	m.Queues(queueStats(nc))
+	var metricsListens string
 	if m != nil {
-		stopMetrics, err := serveMetrics(m, f.metricsAddr, core, &serving, log, extraChecks...)
+		stopMetrics, addr, err := serveMetrics(m, f.metricsAddr, core, &serving, log, extraChecks...)
 		if err != nil {
 			closeListeners()
 			return err
 		}
 		defer stopMetrics()
+		metricsListens = addr
 	}
 	stopStatus, err := jetstream.AnswerStatus(nc, func() jetstream.NodeStatus {
 		return jetstream.NodeStatus{
@@ -301,7 +303,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	defer stopStatus()
 	serving.Store(true)
-	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), AMQPAddr: amqpLn.Addr().String(), PID: os.Getpid()}); err != nil {
+	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), AMQPAddr: amqpLn.Addr().String(), MetricsAddr: metricsListens, PID: os.Getpid()}); err != nil {
 		return err
 	}
 	owner, err := hubConf.ConnectionString("iothubowner")

@@ -13,6 +13,7 @@ import (
 	"github.com/amenzhinsky/iothub/iotdevice"
 	"github.com/amenzhinsky/iothub/iotservice"
 
+	"github.com/twinhub/twinhub/datadir"
 	"github.com/twinhub/twinhub/internal/metricstest"
 )
 
@@ -164,12 +165,20 @@ func checkMetrics(families metricstest.Families) []string {
 }
 
 // TestMetricsBarePortIsLoopback: --metrics-addr with a bare port listens
-// on 127.0.0.1 only.
+// on 127.0.0.1 only, and serve.json says so (bench --hub-process finds
+// the hub's metrics there).
 func TestMetricsBarePortIsLoopback(t *testing.T) {
 	t.Parallel()
-	startHub(t, "127.0.0.76", "--metrics-addr", ":9465")
+	h := startHub(t, "127.0.0.76", "--metrics-addr", ":9465")
 	if _, err := http.Get("http://127.0.0.1:9465/healthz"); err != nil {
 		t.Fatalf("loopback: %v", err)
+	}
+	srv, err := datadir.Dir{Path: h.DataDir}.LoadServe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.MetricsAddr != "127.0.0.1:9465" {
+		t.Errorf("serve.json's metricsAddr: %q, want 127.0.0.1:9465", srv.MetricsAddr)
 	}
 	d := net.Dialer{Timeout: time.Second}
 	if c, err := d.Dial("tcp", "127.0.0.76:9465"); err == nil {
