@@ -175,3 +175,72 @@ type flatTwin113 struct {
 	flatTwin
 	f [113]field
 }
+
+// newNode allocates a node with a copy of its key in the same allocation,
+// after the node's fields: at a million twins the keys were a million
+// objects of their own for the collector to mark (strings the store's
+// decoder made), and a node of 40 bytes left 8 of its 48-byte size class
+// unused. The table's map, the node and its twins' identities all share
+// the one copy. The buffers fill Go's size classes (TestNodeSizeClasses);
+// a key longer than the largest keeps its own allocation.
+func newNode(key string) *node {
+	var n *node
+	var buf []byte
+	switch {
+	case len(key) <= 8:
+		x := new(nodeKey8)
+		n, buf = &x.node, x.k[:]
+	case len(key) <= 24:
+		x := new(nodeKey24)
+		n, buf = &x.node, x.k[:]
+	case len(key) <= 40:
+		x := new(nodeKey40)
+		n, buf = &x.node, x.k[:]
+	case len(key) <= 56:
+		x := new(nodeKey56)
+		n, buf = &x.node, x.k[:]
+	case len(key) <= 72:
+		x := new(nodeKey72)
+		n, buf = &x.node, x.k[:]
+	case len(key) <= 88:
+		x := new(nodeKey88)
+		n, buf = &x.node, x.k[:]
+	default:
+		return &node{key: key}
+	}
+	if len(key) > 0 {
+		copy(buf, key)
+		n.key = unsafe.String(&buf[0], len(key))
+	}
+	return n
+}
+
+type nodeKey8 struct {
+	node
+	k [8]byte
+}
+
+type nodeKey24 struct {
+	node
+	k [24]byte
+}
+
+type nodeKey40 struct {
+	node
+	k [40]byte
+}
+
+type nodeKey56 struct {
+	node
+	k [56]byte
+}
+
+type nodeKey72 struct {
+	node
+	k [72]byte
+}
+
+type nodeKey88 struct {
+	node
+	k [88]byte
+}

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -57,3 +58,39 @@ func TestNewFlatTwinLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeSizeClasses: each node type of newNode fills a size class of
+// Go's allocator exactly, so the key's bytes come free of waste.
+func TestNodeSizeClasses(t *testing.T) {
+	classes := []uintptr{48, 64, 80, 96, 112, 128}
+	for i, v := range []any{nodeKey8{}, nodeKey24{}, nodeKey40{}, nodeKey56{}, nodeKey72{}, nodeKey88{}} {
+		if size := reflect.TypeOf(v).Size(); size != classes[i] {
+			t.Errorf("%T takes %d bytes (node %d), not the size class %d", v, size, unsafe.Sizeof(node{}), classes[i])
+		}
+	}
+}
+
+// TestNewNode: a node keeps its key, in its own allocation (one
+// allocation, the key's bytes inside the node's) up to the largest
+// buffer, and as given past it.
+func TestNewNode(t *testing.T) {
+	for l := range 120 {
+		key := strings.Repeat("k", l)
+		n := newNode(key)
+		if n.key != key || n.twin.Load() != nil || n.chunk != nil {
+			t.Fatalf("key of %d bytes: node %+v", l, n)
+		}
+		if l == 0 || l > 88 {
+			continue
+		}
+		start, at := uintptr(unsafe.Pointer(n)), uintptr(unsafe.Pointer(unsafe.StringData(n.key)))
+		if at < start+unsafe.Sizeof(node{}) || at+uintptr(l) > start+unsafe.Sizeof(node{})+88 {
+			t.Errorf("key of %d bytes at %#x, outside its node at %#x", l, at, start)
+		}
+		if allocs := testing.AllocsPerRun(10, func() { sinkNode = newNode(key) }); allocs != 1 {
+			t.Errorf("key of %d bytes: %v allocations a node", l, allocs)
+		}
+	}
+}
+
+var sinkNode *node

@@ -43,7 +43,9 @@ type benchFleet struct {
 	n           int
 	build       time.Duration // applying the records, their making excluded
 	heapPerTwin float64
-	rev         atomic.Uint64
+	// objectsPerTwin: live heap objects a twin, what the collector marks.
+	objectsPerTwin float64
+	rev            atomic.Uint64
 }
 
 var (
@@ -51,12 +53,12 @@ var (
 	fleet     *benchFleet
 )
 
-func heapInUse() uint64 {
+func heapInUse() (bytes, objects uint64) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	return ms.HeapAlloc, ms.HeapObjects
 }
 
 // buildFleet applies n records in random key order to a new index, in
@@ -65,7 +67,7 @@ func heapInUse() uint64 {
 // BenchmarkStore/Replay).
 func buildFleet(n int) *benchFleet {
 	f := &benchFleet{n: n}
-	before := heapInUse()
+	before, beforeObjects := heapInUse()
 	f.ix = NewIndex()
 	r := rand.New(rand.NewPCG(7, 7))
 	order := r.Perm(n)
@@ -101,7 +103,9 @@ func buildFleet(n int) *benchFleet {
 		panic(err)
 	}
 	f.build += time.Since(t0)
-	f.heapPerTwin = float64(heapInUse()-before) / float64(n)
+	after, afterObjects := heapInUse()
+	f.heapPerTwin = float64(after-before) / float64(n)
+	f.objectsPerTwin = float64(afterObjects-beforeObjects) / float64(n)
 	return f
 }
 
@@ -123,6 +127,7 @@ func BenchmarkIndexBuild(b *testing.B) {
 	b.ReportMetric(f.build.Seconds(), "build-s")
 	b.ReportMetric(float64(f.build.Nanoseconds())/float64(n), "ns/twin")
 	b.ReportMetric(f.heapPerTwin, "heap-B/twin")
+	b.ReportMetric(f.objectsPerTwin, "heap-objects/twin")
 	runtime.KeepAlive(f)
 }
 

@@ -195,10 +195,11 @@ func (ix *Index) set(tb *table, key string, t *flatTwin) {
 		tb.dead++
 		tb.live.Add(-1)
 	case n == nil:
+		n = newNode(key)
+		key = n.key
 		if t.id.key == key {
-			key = t.id.key // one string for both
+			t.id.key = key // one copy for the table, the node and the twin
 		}
-		n = &node{key: key}
 		n.twin.Store(t)
 		tb.keysMu.Lock()
 		tb.byKey[key] = n
