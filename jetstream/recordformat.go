@@ -51,12 +51,17 @@ var recordDict1 = s2.MakeDict([]byte(
 // corrupt length that would have a read allocate gigabytes.
 const maxRecordBytes = 16 << 20
 
-// packRecord is the stored form of a record's JSON.
-func packRecord(data []byte) []byte {
-	out := make([]byte, 1+s2.MaxEncodedLen(len(data)))
-	out[0] = recordS2Dict1
-	block := recordDict1.Encode(out[1:], data)
-	return out[:1+len(block)]
+// packRecord is the stored form of a record's JSON, in dst's memory when
+// it has room.
+func packRecord(dst, data []byte) []byte {
+	need := 1 + s2.MaxEncodedLen(len(data))
+	if cap(dst) < need {
+		dst = make([]byte, need)
+	}
+	dst = dst[:need]
+	dst[0] = recordS2Dict1
+	block := recordDict1.Encode(dst[1:], data) // in place: dst[1:] has room
+	return dst[:1+len(block)]
 }
 
 // errRecordFormat: a stored record in no format this version reads.

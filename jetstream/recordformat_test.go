@@ -36,7 +36,7 @@ func TestRecordFormat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored := packRecord(data)
+		stored := packRecord(nil, data)
 		if stored[0] != recordS2Dict1 {
 			t.Fatalf("stored with format byte %#x", stored[0])
 		}
@@ -56,7 +56,7 @@ func TestRecordFormat(t *testing.T) {
 		{"bench million", []byte(millionRecord), 0.6},
 		{"bench record", mustEncode(t, recordtest.BenchRecord(rand.New(rand.NewPCG(7, 7)), 5, 1000)), 0.45},
 	} {
-		stored := packRecord(c.data)
+		stored := packRecord(nil, c.data)
 		if ratio := float64(len(stored)) / float64(len(c.data)); ratio > c.max {
 			t.Errorf("%s: %d bytes of JSON stored in %d (%.2f), want at most %.2f", c.name, len(c.data), len(stored), ratio, c.max)
 		}
@@ -75,7 +75,7 @@ func mustEncode(t testing.TB, rec *twinhub.Record) []byte {
 // TestRecordFormatRefusals: what is not a stored record is an error,
 // never a panic nor a huge allocation.
 func TestRecordFormatRefusals(t *testing.T) {
-	stored := packRecord([]byte(millionRecord))
+	stored := packRecord(nil, []byte(millionRecord))
 	for _, c := range []struct {
 		name   string
 		stored []byte
@@ -165,14 +165,14 @@ func TestStoreReadsRecordsStoredAsJSON(t *testing.T) {
 // unpacks to what it was given.
 func FuzzUnpackRecord(f *testing.F) {
 	f.Add([]byte(millionRecord))
-	f.Add(packRecord([]byte(millionRecord)))
+	f.Add(packRecord(nil, []byte(millionRecord)))
 	f.Add([]byte{recordS2Dict1})
 	f.Add([]byte{recordS2Dict1, 0x10, 0xfe, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if data, err := unpackRecord(b); err == nil && len(data) > maxRecordBytes {
 			t.Fatalf("unpacked %d bytes", len(data))
 		}
-		data, err := unpackRecord(packRecord(b))
+		data, err := unpackRecord(packRecord(nil, b))
 		if err != nil || !bytes.Equal(data, b) {
 			t.Fatalf("packed and unpacked: %q, %v", data, err)
 		}
@@ -190,10 +190,10 @@ func BenchmarkRecordFormat(b *testing.B) {
 		{"million", []byte(millionRecord)},
 		{"bench-record", mustEncode(b, recordtest.BenchRecord(rand.New(rand.NewPCG(7, 7)), 5, 1000))},
 	} {
-		stored := packRecord(c.data)
+		stored := packRecord(nil, c.data)
 		b.Run(c.name+"/pack", func(b *testing.B) {
 			for b.Loop() {
-				packRecord(c.data)
+				packRecord(nil, c.data)
 			}
 			b.ReportMetric(float64(len(c.data)), "json-B")
 			b.ReportMetric(float64(len(stored)), "stored-B")

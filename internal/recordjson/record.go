@@ -219,11 +219,21 @@ func (d *Decoder) metadata(m *twinhub.Metadata) bool {
 // what JSON decodes to) makes it leave the work to json.Marshal, errors
 // included; records written whole, as by earlier versions, read the same.
 func Encode(r *twinhub.Record) ([]byte, error) {
-	e := jsonEncoder{b: make([]byte, 0, 1024), ok: true}
+	return AppendRecord(make([]byte, 0, 1024), r)
+}
+
+// AppendRecord appends Encode's bytes of r to b (a store recycles its
+// buffers); on an error it returns b as it was.
+func AppendRecord(b []byte, r *twinhub.Record) ([]byte, error) {
+	e := jsonEncoder{b: b, ok: true}
 	if recordSchema.write(&e, r); e.ok {
 		return e.b, nil
 	}
-	return json.Marshal(r)
+	data, err := json.Marshal(r)
+	if err != nil {
+		return b, err
+	}
+	return append(b, data...), nil
 }
 
 // AppendValue appends v as json.Marshal encodes it, for the values JSON
