@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -228,6 +229,10 @@ func TestMillion(t *testing.T) {
 	if m := byName["million/memory"]; m == nil || m.Extra["rss_bytes"] <= 0 {
 		t.Errorf("memory result %+v", m)
 	}
+	// The hub answered at least every PATCH the client counted.
+	if hubUpdates, updates := byName["million/updates-rest-hub"], byName["million/updates-rest"]; hubUpdates == nil || hubUpdates.Ops < updates.Ops || hubUpdates.Latency == nil {
+		t.Errorf("the hub's own updates: %+v, the client's %d", hubUpdates, updates.Ops)
+	}
 	// The hub counted at least every page the client had answered (it
 	// also counts those the client gave up on as the phase ended).
 	pages := byName["million/query-pages-hub"]
@@ -257,12 +262,12 @@ twinhub_query_duration_seconds_sum %g
 twinhub_query_duration_seconds_count %d
 `, le1, le2, le5, inf, sum, inf)
 	}
-	before, err := parseHistogram(strings.NewReader(exposition(10, 10, 10, 10, 0.005)), queryDurationMetric)
+	before, err := parseHistogram(strings.NewReader(exposition(10, 10, 10, 10, 0.005)), queryDurationMetric, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// 100 more: 50 within 1 ms, 30 in (1, 2] ms, 10 in (2, 5] ms, 10 above.
-	after, err := parseHistogram(strings.NewReader(exposition(60, 90, 100, 110, 0.305)), queryDurationMetric)
+	after, err := parseHistogram(strings.NewReader(exposition(60, 90, 100, 110, 0.305)), queryDurationMetric, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,13 +291,35 @@ twinhub_query_duration_seconds_count %d
 			t.Errorf("quantile(%g) = %g, want %g", c.q, got, c.want)
 		}
 	}
+	if d, err := after.since(hubHistogram{}); err != nil || d.count() != 110 {
+		t.Errorf("since a scrape without the series (none observed yet): %d, %v; want 110", d.count(), err)
+	}
 	if _, err := before.since(after); err == nil {
 		t.Error("a histogram that went down (a restarted hub) was taken as a phase")
 	}
-	if _, err := parseHistogram(strings.NewReader(exposition(1, 1, 1, 1, 0)), "twinhub_other_seconds"); err == nil {
+	if _, err := parseHistogram(strings.NewReader(exposition(1, 1, 1, 1, 0)), "twinhub_other_seconds", nil); err == nil {
 		t.Error("a histogram that is not in the exposition was found")
 	}
 	if !math.IsNaN((hubHistogram{}).quantile(0.5)) {
 		t.Error("an empty histogram has a median")
+	}
+
+	// A series is chosen by its labels.
+	routes := `# TYPE twinhub_http_request_duration_seconds histogram
+twinhub_http_request_duration_seconds_bucket{route="GET /twins/{id}",le="0.001"} 7
+twinhub_http_request_duration_seconds_bucket{route="GET /twins/{id}",le="+Inf"} 7
+twinhub_http_request_duration_seconds_sum{route="GET /twins/{id}"} 0.001
+twinhub_http_request_duration_seconds_count{route="GET /twins/{id}"} 7
+twinhub_http_request_duration_seconds_bucket{route="PATCH /twins/{id}",le="0.001"} 2
+twinhub_http_request_duration_seconds_bucket{route="PATCH /twins/{id}",le="+Inf"} 5
+twinhub_http_request_duration_seconds_sum{route="PATCH /twins/{id}"} 0.5
+twinhub_http_request_duration_seconds_count{route="PATCH /twins/{id}"} 5
+`
+	h, err := parseHistogram(strings.NewReader(routes), httpDurationMetric, map[string]string{"route": "PATCH /twins/{id}"})
+	if err != nil || h.count() != 5 || h.sum != 0.5 {
+		t.Errorf("the PATCH route's series: %+v, %v", h, err)
+	}
+	if _, err := parseHistogram(strings.NewReader(routes), httpDurationMetric, map[string]string{"route": "DELETE /twins/{id}"}); !errors.Is(err, errNoSeries) {
+		t.Errorf("a series of a route that has none: %v, want errNoSeries", err)
 	}
 }

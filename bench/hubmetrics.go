@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -24,8 +27,8 @@ type hubHistogram struct {
 }
 
 // scrapeHistogram gets url (a hub's /metrics) and returns the histogram
-// called name (without labels).
-func scrapeHistogram(ctx context.Context, url, name string) (hubHistogram, error) {
+// called name, the series with labels (none: the first).
+func scrapeHistogram(ctx context.Context, url, name string, labels map[string]string) (hubHistogram, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -41,22 +44,33 @@ func scrapeHistogram(ctx context.Context, url, name string) (hubHistogram, error
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 512))
 		return hubHistogram{}, fmt.Errorf("%s: %s %s", url, res.Status, body)
 	}
-	return parseHistogram(res.Body, name)
+	return parseHistogram(res.Body, name, labels)
 }
 
-// parseHistogram reads the histogram called name from an exposition in
-// Prometheus' text format.
-func parseHistogram(r io.Reader, name string) (hubHistogram, error) {
+// parseHistogram reads the histogram called name, the series with labels
+// (none: the first), from an exposition in Prometheus' text format.
+func parseHistogram(r io.Reader, name string, labels map[string]string) (hubHistogram, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(r)
 	if err != nil {
 		return hubHistogram{}, fmt.Errorf("the hub's metrics do not parse: %w", err)
 	}
-	fam := fams[name]
-	if fam == nil || len(fam.Metric) == 0 || fam.Metric[0].Histogram == nil {
-		return hubHistogram{}, fmt.Errorf("the hub's metrics have no histogram %s", name)
+	var m *dto.Histogram
+	if fam := fams[name]; fam != nil {
+	series:
+		for _, s := range fam.Metric {
+			for k, v := range labels {
+				if !slices.ContainsFunc(s.Label, func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
+					continue series
+				}
+			}
+			m = s.Histogram
+			break
+		}
 	}
-	m := fam.Metric[0].Histogram
+	if m == nil {
+		return hubHistogram{}, fmt.Errorf("%w: %s%v", errNoSeries, name, labels)
+	}
 	h := hubHistogram{sum: m.GetSampleSum()}
 	for _, b := range m.Bucket {
 		h.upper = append(h.upper, b.GetUpperBound())
@@ -69,9 +83,17 @@ func parseHistogram(r io.Reader, name string) (hubHistogram, error) {
 	return h, nil
 }
 
+// errNoSeries: the hub's metrics have no such histogram, or not yet (a
+// labelled series appears with its first observation).
+var errNoSeries = errors.New("the hub's metrics have no histogram")
+
 // since is what h counted after before (an earlier scrape of the same
-// histogram): the observations of the phase between the two.
+// histogram, or none: the zero hubHistogram): the observations of the
+// phase between the two.
 func (h hubHistogram) since(before hubHistogram) (hubHistogram, error) {
+	if before.upper == nil {
+		return h, nil
+	}
 	if len(before.upper) != len(h.upper) {
 		return hubHistogram{}, fmt.Errorf("the histogram's buckets changed between scrapes (%d, then %d)", len(before.upper), len(h.upper))
 	}
@@ -126,29 +148,36 @@ func (h hubHistogram) quantile(q float64) float64 {
 	return h.upper[len(h.upper)-1]
 }
 
-// queryDurationMetric is the hub's histogram of the time to answer a
-// query page (package metrics).
-const queryDurationMetric = "twinhub_query_duration_seconds"
+// The hub's histograms (package metrics): the time to answer a query
+// page, and a REST request (by route).
+const (
+	queryDurationMetric = "twinhub_query_duration_seconds"
+	httpDurationMetric  = "twinhub_http_request_duration_seconds"
+)
 
-// hubHistogramOver scrapes the hub's histogram name now, and returns the
+// hubHistogramOver scrapes the hub's histogram name (the series with
+// labels) now, and returns the
 // function that ends the phase: it scrapes again and adds a result of
 // what the hub observed in between (unit: one observation), with
 // quantiles in milliseconds. Without the hub's metrics (Target.MetricsURL)
 // both do nothing; a failed scrape is reported as a skipped result.
-func (e *env) hubHistogramOver(name string) (end func(result, unit, note string)) {
+func (e *env) hubHistogramOver(name string, labels map[string]string) (end func(result, unit, note string)) {
 	url := e.t.MetricsURL
 	if url == "" {
 		return func(string, string, string) {}
 	}
 	start := time.Now()
-	before, err := scrapeHistogram(e.ctx, url, name)
+	before, err := scrapeHistogram(e.ctx, url, name, labels)
+	if errors.Is(err, errNoSeries) {
+		before, err = hubHistogram{}, nil // none observed yet
+	}
 	return func(result, unit, note string) {
 		elapsed := time.Since(start)
 		if err != nil {
 			e.skip("%s: %v", result, err)
 			return
 		}
-		after, err := scrapeHistogram(e.ctx, url, name)
+		after, err := scrapeHistogram(e.ctx, url, name, labels)
 		var d hubHistogram
 		if err == nil {
 			d, err = after.since(before)

@@ -83,7 +83,8 @@ func (e *env) million() error {
 		k := rand.IntN(1000)
 		return fmt.Sprintf("SELECT * FROM devices WHERE tags.shard = %d AND tags.region = 'r%d'", k, k%10)
 	})
-	queryPages := e.hubHistogramOver(queryDurationMetric)
+	queryPages := e.hubHistogramOver(queryDurationMetric, nil)
+	updates := e.hubHistogramOver(httpDurationMetric, map[string]string{"route": "PATCH /twins/{id}"})
 	upd := newRecorder()
 	ures := e.measure("million/updates-rest", "tag updates", e.cfg.Clients, upd, func() {
 		e.forDuration(e.cfg.Clients, e.cfg.Duration, func(int) {
@@ -108,6 +109,7 @@ func (e *env) million() error {
 		r.note("%s", q.note)
 		e.add(r)
 	}
+	updates("million/updates-rest-hub", "tag updates", "the hub's own time to answer a twin PATCH (twinhub_http_request_duration_seconds, route PATCH /twins/{id}: from routing the request to the end of its answer) over the update phase; quantiles estimated within the histogram's buckets")
 	queryPages("million/query-pages-hub", "query pages", "the hub's own time to answer a query page (twinhub_query_duration_seconds) over the update phase: every page of both queries, by id and selective; quantiles estimated within the histogram's buckets")
 
 	// Reported patches over MQTT, from devices picked at random.
