@@ -108,7 +108,7 @@ func TestRecordDictFrozen(t *testing.T) {
 
 // TestStoreReadsRecordsStoredAsJSON: a record an earlier version stored
 // as JSON is read by Get and by the raw watch; its next write stores it
-// packed, and it reads the same.
+// packed, and it reads the same. One in an unknown format is an error.
 func TestStoreReadsRecordsStoredAsJSON(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
@@ -144,6 +144,16 @@ func TestStoreReadsRecordsStoredAsJSON(t *testing.T) {
 	if _, err := s.kv.Put(ctx, twinhub.EncodeKey(k2), data2); err != nil {
 		t.Fatal(err)
 	}
+	// A record in a format this version does not know (a newer one's):
+	// Get says so, and the raw watch hands it over as stored.
+	k3 := twinhub.DeviceKey("newer")
+	newer := []byte{0x7f, 1, 2, 3}
+	if _, err := s.kv.Put(ctx, twinhub.EncodeKey(k3), newer); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, k3); !errors.Is(err, errRecordFormat) {
+		t.Errorf("Get of a record in an unknown format: %v, want errRecordFormat", err)
+	}
 	seen := map[string][]byte{}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -155,8 +165,8 @@ func TestStoreReadsRecordsStoredAsJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(seen["old"], want) || !bytes.Equal(seen["older"], data2) {
-		t.Fatalf("the raw watch saw %q and %q", seen["old"], seen["older"])
+	if !bytes.Equal(seen["old"], want) || !bytes.Equal(seen["older"], data2) || !bytes.Equal(seen["newer"], newer) {
+		t.Fatalf("the raw watch saw %q, %q and %q", seen["old"], seen["older"], seen["newer"])
 	}
 }
 

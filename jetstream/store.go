@@ -141,12 +141,12 @@ func (s *Store) Watch(ctx context.Context, fn func(twinhub.Key, *twinhub.Record,
 }
 
 // WatchRaw is Watch with each record's JSON, undecoded (nil for a
-// deletion; a record it cannot unpack is handed over as stored, for the
-// reader to skip as unreadable): the hub's index reads it without building a Record,
-// which makes a node start several times faster. With from > 0 it
-// begins at that revision: the changes since an index snapshot, each
-// record changed since as it is now (deletions as markers), the bucket
-// keeping one revision a key.
+// deletion; a record it cannot unpack is logged and handed over as
+// stored, for the reader to skip as unreadable): the hub's index reads
+// it without building a Record, which makes a node start several times
+// faster. With from > 0 it begins at that revision: the changes since an
+// index snapshot, each record changed since as it is now (deletions as
+// markers), the bucket keeping one revision a key.
 func (s *Store) WatchRaw(ctx context.Context, from uint64, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error {
 	var opts []jetstream.WatchOpt
 	if from > 0 {
@@ -183,6 +183,7 @@ func (s *Store) WatchRaw(ctx context.Context, from uint64, fn func(k twinhub.Key
 			}
 			data, err := unpackRecord(e.Value())
 			if err != nil {
+				s.log.Error("a stored record this version cannot unpack", "identity", k.String(), "revision", e.Revision(), "err", err)
 				data = e.Value()
 			}
 			if data == nil {
