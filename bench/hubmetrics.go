@@ -156,10 +156,9 @@ const (
 )
 
 // hubHistogramOver scrapes the hub's histogram name (the series with
-// labels) now, and returns the
-// function that ends the phase: it scrapes again and adds a result of
-// what the hub observed in between (unit: one observation), with
-// quantiles in milliseconds. Without the hub's metrics (Target.MetricsURL)
+// labels) now, and returns the function that ends the phase: it scrapes
+// again and adds a result of what the hub observed in between (unit: one
+// observation), with quantiles in milliseconds. Without the hub's metrics (Target.MetricsURL)
 // both do nothing; a failed scrape is reported as a skipped result.
 func (e *env) hubHistogramOver(name string, labels map[string]string) (end func(result, unit, note string)) {
 	url := e.t.MetricsURL
