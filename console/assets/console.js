@@ -232,6 +232,12 @@ async function openDevice(deviceId) {
   $('c2d-log').replaceChildren();
   $('telemetry-log').replaceChildren();
   $('twin-message').textContent = '';
+  // The twin of the device shown before must not stay in the editor while
+  // this one loads: a save in between would write it to this device.
+  $('twin-versions').textContent = '';
+  $('twin-editor').value = '';
+  $('twin-reported').textContent = '';
+  $('twin-save').disabled = true;
   await Promise.all([loadIdentity(), loadModules(), loadTwin()]);
 }
 
@@ -291,8 +297,10 @@ async function deleteDevice() {
 // ---- Twin ----
 
 async function loadTwin() {
-  const { body: t } = await call('GET', `/twins/${enc(current.deviceId)}`);
-  showTwin(t);
+  const opened = current;
+  const { body: t } = await call('GET', `/twins/${enc(opened.deviceId)}`);
+  // An answer for a device the user has since left is dropped.
+  if (opened === current) showTwin(t);
 }
 
 function showTwin(t) {
@@ -301,6 +309,7 @@ function showTwin(t) {
   $('twin-versions').textContent = `etag ${t.etag} · version ${t.version} · desired $version ${(p.desired || {}).$version} · reported $version ${(p.reported || {}).$version}`;
   $('twin-editor').value = JSON.stringify({ tags: t.tags || {}, desired: withoutMeta(p.desired) }, null, 2);
   $('twin-reported').textContent = JSON.stringify(withoutMeta(p.reported), null, 2);
+  $('twin-save').disabled = false;
 }
 
 async function saveTwin() {
