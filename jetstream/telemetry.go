@@ -32,14 +32,10 @@ import (
 // partition gives each partition its own sequence numbers, which the
 // Event Hubs-compatible endpoint hands out as the partition's sequence
 // numbers and offsets (one stream for all partitions numbered them across
-// partitions, so that a reader's lag could not be read from them). The
-// body is the message payload; system properties are NATS headers with
-// IoT Hub's names (iothub-connection-device-id,
-// iothub-connection-module-id, iothub-connection-auth-method,
-// iothub-connection-auth-generation-id, iothub-enqueuedtime, message-id,
-// correlation-id, content-type,
-// content-encoding, user-id, to) and every application property is a
-// header of its own name. Consumer groups are durable consumers named
+// partitions, so that a reader's lag could not be read from them). A
+// message's data is the event, its properties and body (eventformat.go);
+// events stored before that have the body as data and the properties in
+// headers (Header*), and read as they did. Consumer groups are durable consumers named
 // "cg-" + EncodeID(group) (plus the encoded device and module when
 // filtered), one on each partition's stream.
 const (
@@ -68,7 +64,8 @@ func TelemetryStreamName(p int) string { return TelemetryStreamPrefix + strconv.
 // for the window: about 100 bytes an event.)
 const TelemetryDuplicateWindow = 30 * time.Second
 
-// Header names of the system properties of an event.
+// Header names of the system properties of an event stored in headers,
+// as events were before eventFormat1.
 const (
 	HeaderDeviceID        = "iothub-connection-device-id"
 	HeaderModuleID        = "iothub-connection-module-id"
@@ -236,99 +233,25 @@ func plainID(id string) bool {
 	return true
 }
 
-// headerKey makes an application property name a valid NATS header
-// name: bytes that a header name may not hold (controls, space, ':' and
-// '%' itself) are percent-encoded.
-func headerKey(k string) string {
-	i := 0
-	for i < len(k) && !headerKeyEscaped(k[i]) {
-		i++
-	}
-	if i == len(k) {
-		return k // the usual case: nothing to encode, nothing allocated
-	}
-	const hexDigits = "0123456789ABCDEF"
-	b := make([]byte, i, len(k)+8)
-	copy(b, k[:i])
-	for ; i < len(k); i++ {
-		c := k[i]
-		if headerKeyEscaped(c) {
-			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
-			continue
-		}
-		b = append(b, c)
-	}
-	return string(b)
-}
-
-func headerKeyEscaped(c byte) bool { return c <= ' ' || c >= 0x7f || c == ':' || c == '%' }
-
-// headerValue replaces CR and LF, which would end the header, by spaces.
-func headerValue(v string) string {
-	if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
-		return v
-	}
-	b := []byte(v)
-	for i, c := range b {
-		if c == '\r' || c == '\n' {
-			b[i] = ' '
-		}
-	}
-	return string(b)
-}
-
-// isSystemHeader says whether k, in any case, names a system property.
-// Lower-casing (an allocation when k has capitals) is skipped unless k
-// is as long as one of them.
-func isSystemHeader(k string) bool {
-	return len(k) < len(systemHeaderLength) && systemHeaderLength[len(k)] &&
-		(systemHeaders[k] || systemHeaders[strings.ToLower(k)])
-}
-
-// systemHeaderLength[n] says whether a system header is n bytes long.
-var systemHeaderLength = func() (l [64]bool) {
-	for k := range systemHeaders {
-		l[len(k)] = true
-	}
-	return l
-}()
-
-// message builds the NATS message of an event.
-func (t *Telemetry) message(e *twinhub.Event) *nats.Msg {
-	h := make(nats.Header, 4+len(e.Properties))
-	for _, p := range e.Properties {
-		k := headerKey(p.Key)
-		if isSystemHeader(k) {
-			continue
-		}
-		h[k] = append(h[k], headerValue(p.Value))
-	}
-	// One backing array for the value slices of the system properties.
-	vals := make([]string, 0, 12)
-	set := func(k, v string) {
-		if v != "" {
-			vals = append(vals, headerValue(v))
-			n := len(vals)
-			h[k] = vals[n-1 : n : n]
-		}
-	}
-	set(HeaderDeviceID, e.Identity.DeviceID)
-	set(HeaderModuleID, e.Identity.ModuleID)
-	set(HeaderAuthMethod, twinhub.AuthMethodJSON(e.Identity, e.AuthMethod))
-	set(HeaderAuthGeneration, e.AuthGenerationID)
-	set(HeaderEnqueuedTime, e.Enqueued.String())
-	set(HeaderMessageID, e.MessageID)
-	set(HeaderCorrelationID, e.CorrelationID)
-	set(HeaderContentType, e.ContentType)
-	set(HeaderContentEncoding, e.ContentEncoding)
-	set(HeaderUserID, e.UserID)
-	set(HeaderTo, e.To)
+// message builds the NATS message of an event, its data in buf (from
+// eventBufs, returned there once the message is published).
+func (t *Telemetry) message(e *twinhub.Event, buf *[]byte) *nats.Msg {
+	*buf = appendEvent((*buf)[:0], e)
+	m := &nats.Msg{Subject: t.Subject(e.Identity), Data: *buf}
 	if e.MessageID != "" && e.Retransmit != "" {
 		// A device whose acknowledgement was lost (its node died) sends the
 		// message again, maybe through another node: the stream keeps one.
-		set(nats.MsgIdHdr, duplicateID(e))
+		m.Header = nats.Header{nats.MsgIdHdr: {duplicateID(e)}}
 	}
-	return &nats.Msg{Subject: t.Subject(e.Identity), Header: h, Data: e.Body}
+	return m
+}
+
+// releaseEventBuf returns a buffer of message to eventBufs, unless a
+// large event grew it.
+func releaseEventBuf(buf *[]byte) {
+	if cap(*buf) <= 64<<10 {
+		eventBufs.Put(buf)
+	}
 }
 
 // duplicateID is what JetStream compares to tell a resent event from a
@@ -343,7 +266,9 @@ func duplicateID(e *twinhub.Event) string {
 }
 
 func (t *Telemetry) Append(ctx context.Context, e *twinhub.Event) error {
-	_, err := t.js.PublishMsg(ctx, t.message(e))
+	buf := eventBufs.Get().(*[]byte)
+	_, err := t.js.PublishMsg(ctx, t.message(e, buf))
+	releaseEventBuf(buf)
 	return err
 }
 
@@ -365,10 +290,13 @@ func (t *Telemetry) AppendAsync(e *twinhub.Event, timeout time.Duration, done fu
 		done(err)
 		return
 	}
-	m := t.message(e)
+	buf := eventBufs.Get().(*[]byte)
+	m := t.message(e, buf)
 	id, reply := a.add(done, timeout)
 	m.Reply = reply
-	if err := t.nc.PublishMsg(m); err != nil {
+	err = t.nc.PublishMsg(m)
+	releaseEventBuf(buf)
+	if err != nil {
 		if fn := a.take(id, false); fn != nil {
 			fn(err)
 		}

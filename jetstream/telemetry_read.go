@@ -257,6 +257,13 @@ func decodeEvent(m jetstream.Msg) (*twinhub.Event, error) {
 		e.Sequence = md.Sequence.Stream
 	}
 	h := m.Headers()
+	if len(h[HeaderDeviceID]) == 0 {
+		if err := parseEvent(m.Data(), e); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
+	// Stored before eventFormat1: the properties are headers.
 	get := func(k string) string {
 		if v := h[k]; len(v) > 0 {
 			return v[0]
