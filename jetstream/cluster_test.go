@@ -191,6 +191,28 @@ func TestEmbeddedCluster(t *testing.T) {
 	if err != nil || gotRev != newRev || got.Twin.Tags["after"] != "a node left" {
 		t.Fatalf("after a node left: %+v rev %d (want %d) %v", got, gotRev, newRev, err)
 	}
+	// Writes at the same revision at once: one wins, the others are
+	// conflicts, whichever code the replicated stream gives them (10071,
+	// or 10164 while another write of the key is in flight).
+	results := make(chan error, 8)
+	for range cap(results) {
+		go func() {
+			_, err := a.Update(ctx, k, r2, newRev)
+			results <- err
+		}()
+	}
+	won := 0
+	for range cap(results) {
+		switch err := <-results; {
+		case err == nil:
+			won++
+		case !errors.Is(err, twinhub.ErrConflict):
+			t.Errorf("a write at a stale revision: %v, want ErrConflict", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d writes at one revision won, want 1", won, cap(results))
+	}
 	if err := nodes[0].Quorum(); err != nil {
 		t.Errorf("two of three nodes up: %v", err)
 	}

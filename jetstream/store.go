@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,7 +27,21 @@ type Store struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
 	log    *slog.Logger
+
+	// Update publishes to the bucket's subjects itself, waiting on ack
+	// (publish.go), rather than through kv.
+	nc  *nats.Conn
+	ack *acker
 }
+
+// registryPutPrefix is the subject prefix of the registry bucket's keys
+// (a JetStream KV bucket's "$KV.<bucket>.").
+const registryPutPrefix = "$KV." + RegistryBucket + "."
+
+// conflictCodes are JetStream's error codes for a publish whose expected
+// last subject sequence is not the subject's: 10071, or 10164 from a
+// replicated stream while another write of the subject is in flight.
+var conflictCodes = [...]jetstream.ErrorCode{jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant}
 
 var _ twinhub.Store = (*Store)(nil)
 
@@ -60,7 +76,11 @@ func OpenStore(ctx context.Context, nc *nats.Conn, o StoreOptions) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("opening the stream of bucket %s: %w", RegistryBucket, err)
 	}
-	return &Store{kv: kv, stream: stream, log: o.Log}, nil
+	ack, err := newAcker(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{kv: kv, stream: stream, log: o.Log, nc: nc, ack: ack}, nil
 }
 
 var _ twinhub.RevisionGetter = (*Store)(nil)
@@ -105,9 +125,15 @@ func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, re
 	if err != nil {
 		return 0, err
 	}
-	newRev, err := s.kv.Update(ctx, twinhub.EncodeKey(k), buf.stored, rev)
+	m := &nats.Msg{
+		Subject: registryPutPrefix + twinhub.EncodeKey(k),
+		Header:  nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}},
+		Data:    buf.stored,
+	}
+	newRev, err := s.ack.request(ctx, s.nc, m)
 	buf.release()
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && slices.Contains(conflictCodes[:], apiErr.ErrorCode) {
 		return 0, twinhub.ErrConflict
 	}
 	return newRev, storeError(err)
