@@ -213,8 +213,35 @@ func TestEmbeddedCluster(t *testing.T) {
 	if won != 1 {
 		t.Errorf("%d of %d writes at one revision won, want 1", won, cap(results))
 	}
-	if err := nodes[0].Quorum(); err != nil {
-		t.Errorf("two of three nodes up: %v", err)
+	// Creates of one identity at once: one is made, the others exist.
+	for range cap(results) {
+		go func() {
+			_, err := a.Create(ctx, twinhub.DeviceKey("d2"), deviceRecord("d2"))
+			results <- err
+		}()
+	}
+	won = 0
+	for range cap(results) {
+		switch err := <-results; {
+		case err == nil:
+			won++
+		case !errors.Is(err, twinhub.ErrExists):
+			t.Errorf("a create of an identity being created: %v, want ErrExists", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d creates of one identity succeeded, want 1", won, cap(results))
+	}
+	// Two of three make a quorum, once they have a meta leader (the node
+	// that left may have been it).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := nodes[0].Quorum()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("two of three nodes up: %v", err)
+		}
 	}
 	// A second goes: the last one, leader or follower, says it has no
 	// quorum once it stops hearing from the others.

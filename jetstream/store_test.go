@@ -62,8 +62,15 @@ func TestStoreCompareAndSet(t *testing.T) {
 	if _, _, err := s.Get(ctx, k); !errors.Is(err, twinhub.ErrNotFound) {
 		t.Fatalf("Get after Delete: %v", err)
 	}
-	if _, err := s.Create(ctx, k, deviceRecord(k.DeviceID)); err != nil {
+	rev3, err := s.Create(ctx, k, deviceRecord(k.DeviceID))
+	if err != nil {
 		t.Fatalf("Create after Delete: %v", err)
+	}
+	if _, got, err := s.Get(ctx, k); err != nil || got != rev3 || rev3 <= rev2 {
+		t.Fatalf("Get after Create over a deletion: rev %d %v, want %d (after %d)", got, err, rev3, rev2)
+	}
+	if _, err := s.Create(ctx, k, deviceRecord(k.DeviceID)); !errors.Is(err, twinhub.ErrExists) {
+		t.Fatalf("Create over a record created after a deletion: %v, want ErrExists", err)
 	}
 }
 
