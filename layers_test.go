@@ -17,11 +17,12 @@ const module = "github.com/twinhub/twinhub"
 // this module its non-test files may import (docs/architecture.md): the
 // front ends call the hub and nothing below it, the hub sits on the
 // index, the codec and the domain, the store knows nothing of the hub,
-// and the domain imports nothing. Packages not listed (cmd, bench, the
+// and the domain imports only the JSON reader beneath it. Packages not listed (cmd, bench, the
 // test helpers under internal, interop) may import what they need.
 var layers = map[string][]string{
-	".":                   {},
-	"internal/recordjson": {"."},
+	".":                   {"internal/jsonread"},
+	"internal/jsonread":   {},
+	"internal/recordjson": {".", "internal/jsonread"},
 	"index":               {".", "internal/recordjson", "query"},
 	"hub":                 {".", "index", "internal/recordjson", "query", "sas", "metrics"},
 	"jetstream":           {".", "internal/recordjson"},

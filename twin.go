@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/twinhub/twinhub/internal/jsonread"
 )
 
 // Limits IoT Hub sets on twin documents (iot-hub-devguide-device-twins.md).
@@ -107,9 +109,13 @@ type TwinUpdate struct {
 // Fields a back end cannot change (etag, version, reported properties...)
 // are ignored, because clients send back twins they have read.
 func ParseTwinUpdate(body []byte, replace bool) (TwinUpdate, error) {
-	var doc map[string]any
-	if err := decodeJSON(body, &doc); err != nil {
+	v, err := decodeJSON(body)
+	if err != nil {
 		return TwinUpdate{}, ErrInvalid("twin is not a JSON object: %v", err)
+	}
+	doc, isObj := v.(map[string]any)
+	if !isObj && v != nil { // null reads as an empty patch
+		return TwinUpdate{}, ErrInvalid("twin is not a JSON object")
 	}
 	var u TwinUpdate
 	if raw, ok := doc["tags"]; ok && raw == nil {
@@ -161,28 +167,37 @@ func ParseTwinUpdate(body []byte, replace bool) (TwinUpdate, error) {
 
 // ParsePatch decodes a reported-properties patch sent by a device.
 func ParsePatch(section string, body []byte) (map[string]any, error) {
-	var v any
-	if err := decodeJSON(body, &v); err != nil {
+	v, err := decodeJSON(body)
+	if err != nil {
 		return nil, ErrInvalid("%s patch is not valid JSON: %v", section, err)
 	}
 	return checkSection(section, v)
 }
 
 // decodeJSON decodes exactly one JSON value, keeping numbers as written so
-// that integers can be range-checked before they become float64.
-func decodeJSON(body []byte, v any) error {
+// that integers can be range-checked before they become float64. The
+// reader of package jsonread takes nearly every body, at a third of
+// encoding/json's time; what it leaves (and the error of what is not
+// JSON) is encoding/json's, which reads the same values
+// (jsonread.FuzzValue).
+func decodeJSON(body []byte) (any, error) {
 	if !utf8.Valid(body) {
-		return fmt.Errorf("not valid UTF-8")
+		return nil, fmt.Errorf("not valid UTF-8")
 	}
+	d := jsonread.NewDecoder(body)
+	if v, ok := d.ValueNumber(); ok && d.End() {
+		return v, nil
+	}
+	var v any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return err
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
 	}
 	if dec.More() {
-		return fmt.Errorf("data after the JSON value")
+		return nil, fmt.Errorf("data after the JSON value")
 	}
-	return nil
+	return v, nil
 }
 
 // withoutSystemKeys drops "$metadata" and "$version" from the top of a

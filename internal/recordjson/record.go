@@ -41,7 +41,7 @@ func Decode(data []byte) (*twinhub.Record, error) {
 
 func decodeRecordFast(data []byte) (*twinhub.Record, bool) {
 	var r twinhub.Record
-	d := Decoder{b: data}
+	d := NewDecoder(data)
 	return &r, recordSchema.read(&d, &r) && d.End()
 }
 
@@ -93,7 +93,7 @@ var (
 		storedOmits(optStringMember("deviceScope", func(v *twinhub.Device) **string { return &v.DeviceScope }),
 			func(v *twinhub.Device) bool { return v.DeviceScope == nil }),
 		storedOmits(member[twinhub.Device]{name: "parentScopes",
-			read:  func(d *Decoder, v *twinhub.Device) bool { return d.strings((*[]string)(&v.ParentScopes)) },
+			read:  func(d *Decoder, v *twinhub.Device) bool { return d.Strings((*[]string)(&v.ParentScopes)) },
 			write: func(e *jsonEncoder, v *twinhub.Device) { e.strings(v.ParentScopes) }},
 			func(v *twinhub.Device) bool { return v.ParentScopes == nil }),
 	)

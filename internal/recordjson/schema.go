@@ -82,7 +82,7 @@ func stringMember[T any](name string, field func(v *T) *string) member[T] {
 // optStringMember is a *string field: null when nil.
 func optStringMember[T any](name string, field func(v *T) **string) member[T] {
 	return member[T]{name: name,
-		read:  func(d *Decoder, v *T) bool { return d.optStr(field(v)) },
+		read:  func(d *Decoder, v *T) bool { return d.OptStr(field(v)) },
 		write: func(e *jsonEncoder, v *T) { e.optString(*field(v)) }}
 }
 
@@ -94,7 +94,7 @@ func timeMember[T any](name string, field func(v *T) *twinhub.Time) member[T] {
 
 func intMember[T any](name string, field func(v *T) *int) member[T] {
 	return member[T]{name: name,
-		read:  func(d *Decoder, v *T) bool { return d.Null() || d.int(field(v)) },
+		read:  func(d *Decoder, v *T) bool { return d.Null() || d.Int(field(v)) },
 		write: func(e *jsonEncoder, v *T) { e.b = strconv.AppendInt(e.b, int64(*field(v)), 10) }}
 }
 
@@ -107,7 +107,7 @@ func int64Member[T any](name string, field func(v *T) *int64) member[T] {
 // objectMember is a JSON object of any values: null when nil.
 func objectMember[T any](name string, field func(v *T) *map[string]any) member[T] {
 	return member[T]{name: name,
-		read:  func(d *Decoder, v *T) bool { return d.jsonMap(field(v)) },
+		read:  func(d *Decoder, v *T) bool { return d.Map(field(v)) },
 		write: func(e *jsonEncoder, v *T) { e.object(*field(v)) }}
 }
 
