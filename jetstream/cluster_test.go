@@ -194,44 +194,15 @@ func TestEmbeddedCluster(t *testing.T) {
 	// Writes at the same revision at once: one wins, the others are
 	// conflicts, whichever code the replicated stream gives them (10071,
 	// or 10164 while another write of the key is in flight).
-	results := make(chan error, 8)
-	for range cap(results) {
-		go func() {
-			_, err := a.Update(ctx, k, r2, newRev)
-			results <- err
-		}()
-	}
-	won := 0
-	for range cap(results) {
-		switch err := <-results; {
-		case err == nil:
-			won++
-		case !errors.Is(err, twinhub.ErrConflict):
-			t.Errorf("a write at a stale revision: %v, want ErrConflict", err)
-		}
-	}
-	if won != 1 {
-		t.Errorf("%d of %d writes at one revision won, want 1", won, cap(results))
-	}
+	oneWins(t, "writes at one revision", twinhub.ErrConflict, func() error {
+		_, err := a.Update(ctx, k, r2, newRev)
+		return err
+	})
 	// Creates of one identity at once: one is made, the others exist.
-	for range cap(results) {
-		go func() {
-			_, err := a.Create(ctx, twinhub.DeviceKey("d2"), deviceRecord("d2"))
-			results <- err
-		}()
-	}
-	won = 0
-	for range cap(results) {
-		switch err := <-results; {
-		case err == nil:
-			won++
-		case !errors.Is(err, twinhub.ErrExists):
-			t.Errorf("a create of an identity being created: %v, want ErrExists", err)
-		}
-	}
-	if won != 1 {
-		t.Errorf("%d of %d creates of one identity succeeded, want 1", won, cap(results))
-	}
+	oneWins(t, "creates of one identity", twinhub.ErrExists, func() error {
+		_, err := a.Create(ctx, twinhub.DeviceKey("d2"), deviceRecord("d2"))
+		return err
+	})
 	// Two of three make a quorum, once they have a meta leader (the node
 	// that left may have been it).
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -250,6 +221,28 @@ func TestEmbeddedCluster(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("one node of three up, and it still reports a quorum")
 		}
+	}
+}
+
+// oneWins runs write from eight goroutines at once: exactly one must
+// succeed and the others fail with lost.
+func oneWins(t *testing.T, what string, lost error, write func() error) {
+	t.Helper()
+	results := make(chan error, 8)
+	for range cap(results) {
+		go func() { results <- write() }()
+	}
+	won := 0
+	for range cap(results) {
+		switch err := <-results; {
+		case err == nil:
+			won++
+		case !errors.Is(err, lost):
+			t.Errorf("%s: %v, want %v", what, err, lost)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d %s succeeded, want 1", won, cap(results), what)
 	}
 }
 
