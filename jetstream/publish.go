@@ -181,8 +181,9 @@ func (a *acker) sweep() {
 // empty.
 var answerChans = sync.Pool{New: func() any { return make(chan pubAnswer, 1) }}
 
-// requestTimeout bounds a request whose context has no deadline.
-const requestTimeout = 30 * time.Second
+// requestTimeout bounds a request whose context has no deadline, as
+// nats.go's JetStream API timeout does.
+const requestTimeout = 5 * time.Second
 
 // noResponderRetries is how many times a request is sent again when no
 // stream listened on its subject, as while a cluster elects the stream's
