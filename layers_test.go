@@ -29,7 +29,7 @@ var layers = map[string][]string{
 	"blobstore":           {"."},
 	"httpapi":             {".", "hub", "sas", "throttle", "metrics"},
 	"metrics":             {},
-	"mqtt":                {".", "hub", "sas", "throttle", "metrics", "internal/accept", "internal/wsstream"},
+	"mqtt":                {".", "hub", "sas", "throttle", "metrics", "internal/accept", "internal/wsstream", "internal/deadline"},
 	"query":               {},
 	"sas":                 {},
 	"throttle":            {},
@@ -37,7 +37,7 @@ var layers = map[string][]string{
 	"console":             {},
 	"datadir":             {"sas"},
 	"amqp/wire":           {},
-	"amqp":                {".", "hub", "sas", "throttle", "metrics", "amqp/wire", "internal/accept", "internal/wsstream"},
+	"amqp":                {".", "hub", "sas", "throttle", "metrics", "amqp/wire", "internal/accept", "internal/wsstream", "internal/deadline"},
 }
 
 // TestLayers: no package of the core imports one it may not, so that

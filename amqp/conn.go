@@ -13,6 +13,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
+	"github.com/twinhub/twinhub/internal/deadline"
 )
 
 // The AMQP error conditions the endpoint sends (part 2, section 2.8.15).
@@ -57,7 +58,9 @@ type conn struct {
 	// wmu orders writes; the open frame is written and opened set under
 	// it, so that a close from shutdown comes after the open or not at all.
 	wmu sync.Mutex
-	w   *bufio.Writer
+	// writeDeadline is the socket's write deadline (setWriteDeadline).
+	writeDeadline *deadline.Lazy
+	w             *bufio.Writer
 	// corked holds writes in w until uncork (cork).
 	corked int
 
@@ -144,6 +147,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		done:           make(chan struct{}),
 	}
 	c.credit.L = &c.mu
+	c.writeDeadline = deadline.NewLazy(nc.SetWriteDeadline, writeTimeout)
 	return c
 }
 
@@ -317,8 +321,9 @@ func (c *conn) heartbeat(stop chan struct{}) {
 // connection fails, or a frame calls for closing it (a *connError).
 func (c *conn) frames() error {
 	idle := c.srv.opts.IdleTimeout
+	rd := deadline.NewLazy(c.nc.SetReadDeadline, idle)
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(idle))
+		rd.Extend()
 		f, err := wire.ReadFrame(c.r, c.srv.opts.MaxFrameSize)
 		switch {
 		case errors.Is(err, wire.ErrFrameTooLarge):
@@ -494,12 +499,16 @@ func (c *conn) write(b []byte) error {
 	return c.w.Flush()
 }
 
+// setWriteDeadline bounds the next write, with wmu held: writeTimeout
+// (less its slack, package deadline), and once the hub closes the
+// connection, closeGraceTime.
 func (c *conn) setWriteDeadline() {
-	timeout := writeTimeout
 	if c.closed.Load() {
-		timeout = closeGraceTime
+		c.writeDeadline.Forget()
+		c.nc.SetWriteDeadline(time.Now().Add(closeGraceTime))
+		return
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	c.writeDeadline.Extend()
 }
 
 // cork holds the frames written from now on in the buffer until uncork,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/deadline"
 )
 
 // Why connections end. Only the ones a client may want to know about are
@@ -180,8 +181,9 @@ func (c *conn) readPacket(first bool) (packets.Packet, error) {
 // readLoop handles packets in order until the connection ends.
 func (c *conn) readLoop() error {
 	timeout := c.keepAlive * 3 / 2
+	rd := deadline.NewLazy(c.nc.SetReadDeadline, timeout)
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(timeout))
+		rd.Extend()
 		pk, err := c.readPacket(false)
 		if err != nil {
 			var ne net.Error
@@ -227,6 +229,7 @@ const maxPooledBuffer = 64 << 10
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	var batch [][]byte
+	wd := deadline.NewLazy(c.nc.SetWriteDeadline, c.srv.opts.WriteTimeout)
 	for {
 		select {
 		case <-c.q.wake:
@@ -237,7 +240,7 @@ func (c *conn) writeLoop() {
 		if len(batch) == 0 {
 			continue
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		wd.Extend()
 		var err error
 		if len(batch) == 1 {
 			_, err = c.nc.Write(batch[0])
