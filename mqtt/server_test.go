@@ -396,7 +396,8 @@ func TestKeepAliveAndConnectTimeout(t *testing.T) {
 	r.expectClosed(30 * time.Second)
 
 	// Keep-alive 1s, then silence: closed (after 1.3-1.5s: the read
-	// deadline moves once a second at most, package deadline).
+	// deadline is moved only once it is within an eighth of its timeout,
+	// package deadline).
 	r = e.dialRaw()
 	if rc := r.connect("dev1", username("dev1"), tok, 1); rc != 0 {
 		t.Fatalf("CONNACK %d", rc)
