@@ -22,7 +22,8 @@ import (
 const RegistryBucket = "twinhub-registry"
 
 // Store is twinhub.Store on a JetStream KV bucket. The KV revision of a
-// key is the record's revision, so compare-and-set is the KV's Update.
+// key is the record's revision, so compare-and-set is a publish to the
+// key's subject that expects that revision as the subject's last (put).
 type Store struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
