@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,15 +13,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// acker matches the stream's answers to publishes by the number at the
-// end of their reply subject, on one subscription for all of them:
-// telemetry appends that do not wait (Telemetry.AppendAsync) and registry
-// writes that do (request).
+// acker matches the stream's answers to telemetry appends that do not
+// wait (Telemetry.AppendAsync) by the number at the end of their reply
+// subject, on one subscription for all of them.
 //
 // Why not nats.go's JetStream publish: each one is a request with a
 // context, a channel, a response map entry and its answer decoded into a
-// PubAck by encoding/json, about a tenth of the hub's CPU a reported
-// patch (BENCHMARKS.md, issue 17).
+// PubAck by encoding/json. (Registry writes went through it too for a
+// while, 2026-12-06; the hub's graceful shutdown then timed out in some
+// runs of TestGracefulShutdown, so they went back to nats.go's KV.)
 //
 // The number of a publish that got its answer is used again (a publish
 // gets exactly one answer, so no other can arrive for it): the reply
@@ -41,27 +40,11 @@ type acker struct {
 	sweeping bool
 }
 
-// pendingAck is a publish waiting for its answer: an append's done is
-// called with it, a request's answer channel (buffered, one) receives it.
+// pendingAck is an append waiting for its answer: done is called with
+// it.
 type pendingAck struct {
 	done     func(error)
-	answer   chan pubAnswer
 	deadline time.Time
-}
-
-// pubAnswer is the stream's answer to a request: the message's sequence
-// number, or why it was not stored.
-type pubAnswer struct {
-	seq uint64
-	err error
-}
-
-func (p pendingAck) deliver(a pubAnswer) {
-	if p.done != nil {
-		p.done(a.err)
-		return
-	}
-	p.answer <- a
 }
 
 // maxFreeIDs bounds the numbers kept for use again.
@@ -135,15 +118,9 @@ func (a *acker) onAnswer(m *nats.Msg) {
 	if err != nil {
 		return
 	}
-	p, ok := a.take(id, true)
-	if !ok {
-		return
+	if p, ok := a.take(id, true); ok {
+		p.done(pubAckError(m))
 	}
-	if p.done != nil {
-		p.done(pubAckError(m)) // an append needs no sequence number
-		return
-	}
-	p.answer <- pubAck(m)
 }
 
 // sweep fails the publishes left without an answer past their deadline,
@@ -167,77 +144,13 @@ func (a *acker) sweep() {
 		}
 		a.mu.Unlock()
 		for i, p := range late {
-			p.deliver(pubAnswer{err: errNoAnswer})
+			p.done(errNoAnswer)
 			late[i] = pendingAck{}
 		}
 		late = late[:0]
 		if idle {
 			return
 		}
-	}
-}
-
-// answerChans recycles the channels requests wait on; a channel goes back
-// empty.
-var answerChans = sync.Pool{New: func() any { return make(chan pubAnswer, 1) }}
-
-// requestTimeout bounds a request whose context has no deadline, as
-// nats.go's JetStream API timeout does.
-const requestTimeout = 5 * time.Second
-
-// noResponderRetries is how many times a request is sent again when no
-// stream listened on its subject, as while a cluster elects the stream's
-// leader (nats.go's JetStream publish does the same), noResponderWait
-// apart.
-const (
-	noResponderRetries = 2
-	noResponderWait    = 250 * time.Millisecond
-)
-
-// request publishes m on nc and waits for the stream's answer: the
-// message's sequence number, or an error (a *jetstream.APIError when the
-// stream refused it). m's reply subject is set.
-func (a *acker) request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (uint64, error) {
-	for try := 0; ; try++ {
-		seq, err := a.requestOnce(ctx, nc, m)
-		if !errors.Is(err, nats.ErrNoResponders) || try == noResponderRetries {
-			return seq, err
-		}
-		t := time.NewTimer(noResponderWait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func (a *acker) requestOnce(ctx context.Context, nc *nats.Conn, m *nats.Msg) (uint64, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(requestTimeout)
-	}
-	ch := answerChans.Get().(chan pubAnswer)
-	id, reply := a.add(pendingAck{answer: ch, deadline: deadline})
-	m.Reply = reply
-	if err := nc.PublishMsg(m); err != nil {
-		if _, ok := a.take(id, false); !ok {
-			<-ch // timed out meanwhile: the sweep answered
-		}
-		answerChans.Put(ch)
-		return 0, err
-	}
-	select {
-	case r := <-ch:
-		answerChans.Put(ch)
-		return r.seq, r.err
-	case <-ctx.Done():
-		if _, ok := a.take(id, false); !ok {
-			<-ch // answered meanwhile
-		}
-		answerChans.Put(ch)
-		return 0, ctx.Err()
 	}
 }
 
@@ -264,22 +177,4 @@ func pubAckError(m *nats.Msg) error {
 		return r.Error
 	}
 	return nil
-}
-
-// pubAck reads JetStream's answer to a publish with the stored message's
-// sequence number, which a success holds as "seq":N.
-func pubAck(m *nats.Msg) pubAnswer {
-	if err := pubAckError(m); err != nil {
-		return pubAnswer{err: err}
-	}
-	_, after, ok := bytes.Cut(m.Data, []byte(`"seq":`))
-	end := 0
-	for end < len(after) && after[end] >= '0' && after[end] <= '9' {
-		end++
-	}
-	seq, err := strconv.ParseUint(string(after[:end]), 10, 64)
-	if !ok || err != nil || seq == 0 {
-		return pubAnswer{err: fmt.Errorf("publish: answer %q has no sequence number", m.Data)}
-	}
-	return pubAnswer{seq: seq}
 }

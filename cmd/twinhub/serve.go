@@ -167,6 +167,11 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer closeNATS()
+	// The owner key is printed at the data folder's first start only:
+	// stdout is often a log (docker logs, journalctl), and secrets stay
+	// out of logs. `twinhub connection-string` prints it at any time.
+	_, err = dir.LoadHub()
+	firstStart := errors.Is(err, os.ErrNotExist)
 	hubConf, err := sharedIdentity(ctx, dir, nc, f, log)
 	if err != nil {
 		return err
@@ -323,7 +328,11 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	fmt.Printf("  Event Hubs endpoint: sb://%s/ entity %s (twinhub connection-string --eventhub)\n", hubConf.HostName, core.EventHubName())
 	fmt.Printf("  Web console:         https://%s%s/\n", wsHost, console.Path)
 	fmt.Printf("  CA certificate:      %s\n", dir.File(certs.CAFile))
-	fmt.Printf("  owner connection:    %s\n", owner)
+	if firstStart {
+		fmt.Printf("  owner connection:    %s\n", owner)
+	} else {
+		fmt.Printf("  owner connection:    twinhub --data %s connection-string (the key is printed at the first start only)\n", dir.Path)
+	}
 	log.Info("ready", "host", hubConf.HostName, "https", httpsLn.Addr().String(), "mqtt", mqttLn.Addr().String(), "amqp", amqpLn.Addr().String())
 
 	select {

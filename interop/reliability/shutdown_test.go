@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,6 +62,14 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Logf("SIGTERM under load: the hub exited cleanly in %s", took.Round(time.Millisecond))
 
 	p.Start(t)
+	// The owner key is printed at the data folder's first start, not at
+	// the restart (a container's stdout is its log).
+	key := p.Policies["iothubowner"].PrimaryKey
+	runs := strings.Split(p.Output(), "### start:")
+	if first, last := runs[1], runs[len(runs)-1]; !strings.Contains(first, key) || strings.Contains(last, key) ||
+		!strings.Contains(last, "owner connection:    twinhub --data") {
+		t.Errorf("the owner key should be printed at the first start only; the runs printed:\n%s", p.Output())
+	}
 	c = p.rest()
 	var acked, found int
 	for _, w := range loads {
