@@ -296,3 +296,19 @@ func TestTelemetryResentOnce(t *testing.T) {
 		t.Errorf("the stream holds %d events, want 6", info.State.Msgs)
 	}
 }
+
+// TestSweepAnswersLateAppends: an append whose answer does not come by
+// its deadline is told so by the sweep.
+func TestSweepAnswersLateAppends(t *testing.T) {
+	a := &acker{prefix: "_INBOX.t.", pending: map[uint64]pendingAck{}, replies: map[uint64]string{}}
+	done := make(chan error, 1)
+	a.add(func(err error) { done <- err }, 0)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errAppendTimeout) {
+			t.Errorf("a late append answered with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sweep did not answer a late append")
+	}
+}
