@@ -77,16 +77,8 @@ func TestEventFormatRefusesCorruptData(t *testing.T) {
 // eventFormat1, reads as it did; one in a format this twinhub does not
 // know is skipped, and the events after it are read.
 func TestTelemetryReadsBothFormats(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
 	ctx := context.Background()
-	tel, err := OpenTelemetry(ctx, e.Conn, TelemetryOptions{Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := openTestTelemetry(t, 1)
 	k := twinhub.DeviceKey("d")
 	old := &nats.Msg{Subject: tel.Subject(k), Data: []byte("old"), Header: nats.Header{
 		HeaderDeviceID: {"d"}, HeaderEnqueuedTime: {"2026-12-06T15:04:05.1234567Z"}, HeaderMessageID: {"m-old"},

@@ -15,6 +15,23 @@ import (
 	"github.com/twinhub/twinhub"
 )
 
+// openTestTelemetry opens the telemetry streams, with the given
+// partitions (0: the default), on an embedded server in a folder of the
+// test's own.
+func openTestTelemetry(t *testing.T, partitions int) *Telemetry {
+	t.Helper()
+	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	tel, err := OpenTelemetry(context.Background(), e.Conn, TelemetryOptions{Partitions: partitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tel
+}
+
 // readN reads n events of a group; the last one still counts as read.
 func readN(t *testing.T, tel *Telemetry, f twinhub.EventFilter, n int) []*twinhub.Event {
 	t.Helper()
@@ -130,15 +147,7 @@ func TestPubAckError(t *testing.T) {
 // others, and reported done only then; without a stream it fails.
 func TestAppendAsync(t *testing.T) {
 	ctx := context.Background()
-	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	tel, err := OpenTelemetry(ctx, e.Conn, TelemetryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := openTestTelemetry(t, 0)
 	const n = 200
 	results := make(chan error, n)
 	for i := range n {
@@ -253,16 +262,8 @@ func FuzzPubAckError(f *testing.F) {
 // else that differs, or no message id, is stored again. The duplicate
 // detection header is not an application property when read.
 func TestTelemetryResentOnce(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
 	ctx := context.Background()
-	tel, err := OpenTelemetry(ctx, e.Conn, TelemetryOptions{Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := openTestTelemetry(t, 1)
 	send := func(mid, retransmit, body string) {
 		t.Helper()
 		ev := &twinhub.Event{Identity: twinhub.DeviceKey("d"), MessageID: mid, Retransmit: retransmit, Body: []byte(body), Enqueued: twinhub.Now()}
