@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,12 +22,27 @@ import (
 const RegistryBucket = "twinhub-registry"
 
 // Store is twinhub.Store on a JetStream KV bucket. The KV revision of a
-// key is the record's revision, so compare-and-set is the KV's Update.
+// key is the record's revision, so compare-and-set is a publish to the
+// key's subject that expects that revision as the subject's last (put).
 type Store struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
 	log    *slog.Logger
+
+	// Create and Update publish to the bucket's subjects themselves,
+	// waiting on ack (publish.go), rather than through kv.
+	nc  *nats.Conn
+	ack *acker
 }
+
+// registryPutPrefix is the subject prefix of the registry bucket's keys
+// (a JetStream KV bucket's "$KV.<bucket>.").
+const registryPutPrefix = "$KV." + RegistryBucket + "."
+
+// conflictCodes are JetStream's error codes for a publish whose expected
+// last subject sequence is not the subject's: 10071, or 10164 from a
+// replicated stream while another write of the subject is in flight.
+var conflictCodes = [...]jetstream.ErrorCode{jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant}
 
 var _ twinhub.Store = (*Store)(nil)
 
@@ -60,7 +77,11 @@ func OpenStore(ctx context.Context, nc *nats.Conn, o StoreOptions) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("opening the stream of bucket %s: %w", RegistryBucket, err)
 	}
-	return &Store{kv: kv, stream: stream, log: o.Log}, nil
+	ack, err := newAcker(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{kv: kv, stream: stream, log: o.Log, nc: nc, ack: ack}, nil
 }
 
 var _ twinhub.RevisionGetter = (*Store)(nil)
@@ -92,12 +113,50 @@ func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (u
 	if err != nil {
 		return 0, err
 	}
-	rev, err := s.kv.Create(ctx, twinhub.EncodeKey(k), buf.stored)
-	buf.release()
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, twinhub.ErrExists
+	subject := registryPutPrefix + twinhub.EncodeKey(k)
+	rev, err := s.put(ctx, subject, buf.stored, 0)
+	if errors.Is(err, twinhub.ErrConflict) {
+		// The key has a last message: a record, or the marker of a
+		// deleted one, which a new record replaces (as KV's Create does).
+		var last *jetstream.RawStreamMsg
+		if last, err = s.stream.GetLastMsgForSubject(ctx, subject); err == nil {
+			if op := last.Header.Get(kvOperationHeader); op == "DEL" || op == "PURGE" {
+				rev, err = s.put(ctx, subject, buf.stored, last.Sequence)
+			} else {
+				err = twinhub.ErrExists
+			}
+		}
+		if errors.Is(err, twinhub.ErrConflict) || errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Created meanwhile, or being created: a replicated stream
+			// refuses a write while another of the key is in flight.
+			err = twinhub.ErrExists
+		}
 	}
-	return rev, storeError(err)
+	buf.release()
+	if err != nil {
+		return 0, storeError(err)
+	}
+	return rev, nil
+}
+
+// kvOperationHeader marks a KV bucket's delete and purge markers.
+const kvOperationHeader = "KV-Operation"
+
+// put writes a record's stored form at subject if the subject's last
+// message is at revision rev (0: the subject has none): ErrConflict when
+// it is not.
+func (s *Store) put(ctx context.Context, subject string, stored []byte, rev uint64) (uint64, error) {
+	m := &nats.Msg{
+		Subject: subject,
+		Header:  nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}},
+		Data:    stored,
+	}
+	newRev, err := s.ack.request(ctx, s.nc, m)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && slices.Contains(conflictCodes[:], apiErr.ErrorCode) {
+		return 0, twinhub.ErrConflict
+	}
+	return newRev, err
 }
 
 func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
@@ -105,10 +164,10 @@ func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, re
 	if err != nil {
 		return 0, err
 	}
-	newRev, err := s.kv.Update(ctx, twinhub.EncodeKey(k), buf.stored, rev)
+	newRev, err := s.put(ctx, registryPutPrefix+twinhub.EncodeKey(k), buf.stored, rev)
 	buf.release()
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return 0, twinhub.ErrConflict
+	if errors.Is(err, twinhub.ErrConflict) {
+		return 0, err
 	}
 	return newRev, storeError(err)
 }

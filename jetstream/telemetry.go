@@ -1,9 +1,7 @@
 package jetstream
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -292,13 +290,13 @@ func (t *Telemetry) AppendAsync(e *twinhub.Event, timeout time.Duration, done fu
 	}
 	buf := eventBufs.Get().(*[]byte)
 	m := t.message(e, buf)
-	id, reply := a.add(done, timeout)
+	ticket, reply := a.add(pendingAck{done: done, deadline: time.Now().Add(timeout)})
 	m.Reply = reply
 	err = t.nc.PublishMsg(m)
 	releaseEventBuf(buf)
 	if err != nil {
-		if fn := a.take(id, false); fn != nil {
-			fn(err)
+		if p, ok := a.withdraw(ticket); ok {
+			p.done(err)
 		}
 	}
 }
@@ -306,160 +304,6 @@ func (t *Telemetry) AppendAsync(e *twinhub.Event, timeout time.Duration, done fu
 // acker starts, once, the subscription that receives the answers to
 // AppendAsync.
 func (t *Telemetry) acker() (*acker, error) {
-	t.ackOnce.Do(func() {
-		// An inbox of its own: the connection's request inbox
-		// (NewRespInbox) would also take the answers of JetStream API
-		// requests, and its subscription these answers.
-		a := &acker{prefix: t.nc.NewInbox() + ".", pending: map[uint64]pendingAck{}, replies: map[uint64]string{}}
-		sub, err := t.nc.Subscribe(a.prefix+"*", a.onAnswer)
-		if err != nil {
-			t.ackErr = err
-			return
-		}
-		sub.SetPendingLimits(-1, -1)
-		t.ack = a
-	})
+	t.ackOnce.Do(func() { t.ack, t.ackErr = newAcker(t.nc) })
 	return t.ack, t.ackErr
-}
-
-// acker matches the stream's answers to asynchronous appends by the
-// number at the end of their reply subject.
-//
-// The number of an append that got its answer is used again (an append
-// gets exactly one answer, so no other can arrive for it): the reply
-// subjects in use stay as few as the appends that wait at once, and the
-// NATS server finds them in its subject cache instead of matching a new
-// subject for every answer. The number of an append that timed out is
-// never used again, lest its late answer be taken for another's.
-type acker struct {
-	prefix string
-
-	mu       sync.Mutex
-	seq      uint64
-	free     []uint64 // numbers answered, to use again
-	pending  map[uint64]pendingAck
-	replies  map[uint64]string // reply subjects of the numbers pending or free
-	sweeping bool
-}
-
-type pendingAck struct {
-	done     func(error)
-	deadline time.Time
-}
-
-// maxFreeIDs bounds the numbers kept for use again.
-const maxFreeIDs = 4096
-
-// ackSweep is how often appends are checked for a missing answer.
-const ackSweep = 500 * time.Millisecond
-
-var errAppendTimeout = errors.New("telemetry append: no answer from the stream in time")
-
-func (a *acker) add(done func(error), timeout time.Duration) (uint64, string) {
-	deadline := time.Now().Add(timeout)
-	a.mu.Lock()
-	var id uint64
-	var reply string
-	if n := len(a.free); n > 0 {
-		id = a.free[n-1]
-		a.free = a.free[:n-1]
-		reply = a.replies[id]
-	} else {
-		a.seq++
-		id = a.seq
-		reply = a.prefix + strconv.FormatUint(id, 36)
-		a.replies[id] = reply
-	}
-	a.pending[id] = pendingAck{done: done, deadline: deadline}
-	sweep := !a.sweeping
-	a.sweeping = true
-	a.mu.Unlock()
-	if sweep {
-		go a.sweep()
-	}
-	return id, reply
-}
-
-// take removes and returns the callback of an append; nil when it has
-// been answered or timed out already. answered says that the answer
-// came, so that the number may be used again.
-func (a *acker) take(id uint64, answered bool) func(error) {
-	a.mu.Lock()
-	p, ok := a.pending[id]
-	if ok {
-		delete(a.pending, id)
-		if answered && len(a.free) < maxFreeIDs {
-			a.free = append(a.free, id)
-		} else {
-			delete(a.replies, id)
-		}
-	}
-	a.mu.Unlock()
-	return p.done
-}
-
-func (a *acker) onAnswer(m *nats.Msg) {
-	id, err := strconv.ParseUint(m.Subject[len(a.prefix):], 36, 64)
-	if err != nil {
-		return
-	}
-	if done := a.take(id, true); done != nil {
-		done(pubAckError(m))
-	}
-}
-
-// sweep fails the appends left without an answer past their deadline,
-// while any are pending.
-func (a *acker) sweep() {
-	var late []func(error)
-	for {
-		time.Sleep(ackSweep)
-		now := time.Now()
-		a.mu.Lock()
-		for id, p := range a.pending {
-			if now.After(p.deadline) {
-				late = append(late, p.done)
-				delete(a.pending, id)
-				delete(a.replies, id)
-			}
-		}
-		idle := len(a.pending) == 0
-		if idle {
-			a.sweeping = false
-		}
-		a.mu.Unlock()
-		for i, done := range late {
-			done(errAppendTimeout)
-			late[i] = nil
-		}
-		late = late[:0]
-		if idle {
-			return
-		}
-	}
-}
-
-// pubAckError reads JetStream's answer to a publish: nil when the message
-// is stored. A success is {"stream":..,"seq":..}; the answer is decoded
-// only when it mentions an error.
-func pubAckError(m *nats.Msg) error {
-	if len(m.Data) == 0 {
-		if m.Header.Get("Status") == "503" {
-			return nats.ErrNoResponders
-		}
-		return errors.New("telemetry append: empty answer from the stream")
-	}
-	if !bytes.Contains(m.Data, []byte(`"error"`)) {
-		return nil
-	}
-	var r struct {
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("telemetry append: answer %q: %w", m.Data, err)
-	}
-	if r.Error != nil {
-		return r.Error
-	}
-	return nil
 }

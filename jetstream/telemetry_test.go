@@ -303,10 +303,10 @@ func TestTelemetryResentOnce(t *testing.T) {
 func TestSweepAnswersLateAppends(t *testing.T) {
 	a := &acker{prefix: "_INBOX.t.", pending: map[uint64]pendingAck{}, replies: map[uint64]string{}}
 	done := make(chan error, 1)
-	a.add(func(err error) { done <- err }, 0)
+	a.add(pendingAck{done: func(err error) { done <- err }, deadline: time.Now()})
 	select {
 	case err := <-done:
-		if !errors.Is(err, errAppendTimeout) {
+		if !errors.Is(err, errNoAnswer) {
 			t.Errorf("a late append answered with %v", err)
 		}
 	case <-time.After(10 * time.Second):
