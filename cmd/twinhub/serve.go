@@ -254,6 +254,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		amqpLn.Close()
 	}
 	backEnds := amqp.New(core, amqp.Options{Log: log, DeviceCA: deviceCA, Throttle: limits, Metrics: m})
+	var unused newConns
 	srv := &http.Server{
 		// MQTT and AMQP over WebSocket share the HTTPS listener, as on
 		// IoT Hub, and so does the web console at /console.
@@ -263,6 +264,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState:         unused.track,
 	}
 	serveErr := make(chan error, 3)
 	go func() { serveErr <- fmt.Errorf("HTTPS server: %w", srv.Serve(tls.NewListener(httpsLn, tlsConf))) }()
@@ -346,7 +348,15 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	serving.Store(false)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Connections that began no request are closed after a grace,
+	// rather than after the 5 s Shutdown gives them (newconns.go).
+	closeUnused := time.AfterFunc(newConnGrace, func() {
+		if n := unused.closeOlder(newConnGrace); n > 0 {
+			log.Info("closed HTTPS connections that sent no request", "connections", n)
+		}
+	})
 	srv.Shutdown(shutdownCtx)
+	closeUnused.Stop()
 	// Ends device connections (HTTPS and MQTT alike) and records them as
 	// disconnected while the store is still there; closes AMQP ones.
 	devices.Close(shutdownCtx)
