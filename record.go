@@ -145,6 +145,26 @@ func (r *Record) Clone() *Record {
 	}
 }
 
+// CloneShallow is a copy of r for a change that sets fields of the device
+// or module (their structs are copied, what they point to shared) and
+// changes the twin only as Twin.Apply does, replacing each map it changes
+// with a new one rather than changing the map (the twin's maps are
+// shared with r). It saves a writer the copy of every property tree that
+// Clone makes and Twin.Apply makes again: 16% of the bytes the hub
+// allocated a reported patch (BENCHMARKS.md, issue 17).
+func (r *Record) CloneShallow() *Record {
+	c := &Record{IdentityVersion: r.IdentityVersion, Twin: r.Twin}
+	if r.Device != nil {
+		d := *r.Device
+		c.Device = &d
+	}
+	if r.Module != nil {
+		m := *r.Module
+		c.Module = &m
+	}
+	return c
+}
+
 func (a Authentication) clone() Authentication {
 	a.X509Thumbprint.PrimaryThumbprint = clonePtr(a.X509Thumbprint.PrimaryThumbprint)
 	a.X509Thumbprint.SecondaryThumbprint = clonePtr(a.X509Thumbprint.SecondaryThumbprint)

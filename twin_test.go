@@ -356,3 +356,51 @@ func BenchmarkTwinPatchDesired(b *testing.B) {
 		}
 	}
 }
+
+// TestCloneShallowLeavesTheOriginal: every change a writer makes to a
+// shallow copy (CloneShallow) through Twin.Apply or the device's fields
+// leaves the record it was copied from as it was: Twin.Apply replaces the
+// maps it changes rather than changing them.
+func TestCloneShallowLeavesTheOriginal(t *testing.T) {
+	now := Now()
+	orig := &Record{Device: &Device{DeviceID: "d", ConnectionState: StateDisconnected}, IdentityVersion: 3}
+	orig.Twin.Configurations = map[string]string{"c1": "targeted"}
+	if err := orig.Twin.Apply(TwinUpdate{
+		Tags:     mustJSON(t, `{"location":{"plant":"Redmond43","line":{"n":1}},"a":1}`),
+		Desired:  mustJSON(t, `{"telemetry":{"rate":5,"deep":{"x":1}},"b":2}`),
+		Reported: mustJSON(t, `{"connectivity":{"type":"wifi","deep":{"y":1}}}`),
+	}, now); err != nil {
+		t.Fatal(err)
+	}
+	before, err := json.Marshal(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	updates := []TwinUpdate{
+		{Tags: mustJSON(t, `{"location":{"plant":"Other","line":{"n":2}},"a":null}`)},
+		{Desired: mustJSON(t, `{"telemetry":{"rate":6,"deep":{"x":null}},"b":null}`)},
+		{Reported: mustJSON(t, `{"connectivity":{"type":"cellular","deep":{"y":2}}}`)},
+		{Tags: mustJSON(t, `{"z":1}`), Desired: mustJSON(t, `{"z":1}`), Replace: true},
+		{ClearTags: true, ClearDesired: true},
+		{Configurations: map[string]string{"c1": "", "c2": "applied"}},
+	}
+	for i, u := range updates {
+		c := orig.CloneShallow()
+		c.Device.ConnectionState = StateConnected
+		c.IdentityVersion = 4
+		c.SetETags()
+		if err := c.Twin.Apply(u, Time{now.Add(time.Second)}); err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+		if c.Twin.Version == orig.Twin.Version {
+			t.Errorf("update %d did not change the copy", i)
+		}
+		after, err := json.Marshal(orig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(after) != string(before) {
+			t.Fatalf("update %d of the shallow copy changed the original:\nbefore %s\nafter  %s", i, before, after)
+		}
+	}
+}

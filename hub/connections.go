@@ -295,7 +295,7 @@ func (h *Hub) writeConnectionState(ctx context.Context, k twinhub.Key, connected
 	if connected {
 		state = twinhub.StateConnected
 	}
-	_, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
+	_, err := h.modifyShallow(ctx, k, func(rec *twinhub.Record) error {
 		now := twinhub.Now()
 		if rec.Module != nil {
 			rec.Module.ConnectionState, rec.Module.ConnectionStateUpdatedTime, rec.Module.LastActivityTime = state, now, now

@@ -34,6 +34,19 @@ import (
 //
 // The record returned is cached: the caller must not change it.
 func (h *Hub) modify(ctx context.Context, k twinhub.Key, change func(*twinhub.Record) error) (*cachedRecord, error) {
+	return h.modifyFrom(ctx, k, (*twinhub.Record).Clone, change)
+}
+
+// modifyShallow is modify for a change that sets fields of the device or
+// module and changes the twin only through Twin.Apply, which replaces
+// what it changes: it starts from a shallow copy of the cached record
+// (Record.CloneShallow), not a deep one.
+func (h *Hub) modifyShallow(ctx context.Context, k twinhub.Key, change func(*twinhub.Record) error) (*cachedRecord, error) {
+	return h.modifyFrom(ctx, k, (*twinhub.Record).CloneShallow, change)
+}
+
+// modifyFrom is modify, copying the cached record with clone.
+func (h *Hub) modifyFrom(ctx context.Context, k twinhub.Key, clone func(*twinhub.Record) *twinhub.Record, change func(*twinhub.Record) error) (*cachedRecord, error) {
 	const attempts = 100
 	useCache := true
 	for attempt := range attempts {
@@ -41,7 +54,7 @@ func (h *Hub) modify(ctx context.Context, k twinhub.Key, change func(*twinhub.Re
 		var rev uint64
 		cached := false
 		if e := h.cache.get(k); e != nil && useCache {
-			rec, rev, cached = e.rec.Clone(), e.rev, true
+			rec, rev, cached = clone(e.rec), e.rev, true
 		} else if r, v, ok := h.indexRecord(ctx, k, attempt); ok {
 			rec, rev = r, v
 		} else {

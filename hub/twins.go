@@ -54,7 +54,7 @@ func (h *Hub) UpdateReported(ctx context.Context, k twinhub.Key, patch map[strin
 // about a desired change.
 func (h *Hub) writeTwin(ctx context.Context, k twinhub.Key, u twinhub.TwinUpdate, ifMatch string) (*cachedRecord, error) {
 	var cleared map[string]any
-	e, err := h.modify(ctx, k, func(rec *twinhub.Record) error {
+	e, err := h.modifyShallow(ctx, k, func(rec *twinhub.Record) error {
 		if !etagMatches(ifMatch, twinhub.TwinETag(rec.Twin.Version)) {
 			return twinhub.ErrPreconditionFailed("twin")
 		}
