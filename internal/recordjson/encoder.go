@@ -125,6 +125,15 @@ func (e *jsonEncoder) float(f float64) {
 		return
 	}
 	abs := math.Abs(f)
+	if abs < 1<<53 && f == math.Trunc(f) && (f != 0 || !math.Signbit(f)) {
+		// An integer, as most twin numbers are: its digits, which is what
+		// AppendFloat's shortest form gives below 2^53 (every integer
+		// there is a float64, so no shorter digits round-trip), at a
+		// fraction of its cost (5% of the hub's CPU in a bulk load of
+		// twins with numeric tags).
+		e.b = strconv.AppendInt(e.b, int64(f), 10)
+		return
+	}
 	format := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'

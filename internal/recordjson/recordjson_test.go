@@ -296,7 +296,7 @@ func TestEncodeRecord(t *testing.T) {
 		return rec
 	}
 	rec := full()
-	rec.Twin.Tags = map[string]any{odd: odd, "i": []any{7, int64(-8)}, "n": []any{0.0, -0.0, 1e-7, 1e-6, 123456789.0, 1e20, 1e21, -2.5e-300, 4.5e15, 1.0 / 3}, "nil": []any(nil), "e": []any{}, "m": map[string]any{}, "z": nil, "t": true}
+	rec.Twin.Tags = map[string]any{odd: odd, "i": []any{7, int64(-8)}, "n": []any{0.0, -0.0, 1e-7, 1e-6, 123456789.0, 1e20, 1e21, -2.5e-300, 4.5e15, 1.0 / 3, 7.0, -42.0, 1e15, 1<<53 - 1.0, -(1<<53 - 1.0), 1 << 53, 1<<53 + 2.0, -(1 << 53), 0.5, -1e-300, math.Copysign(0, -1)}, "nil": []any(nil), "e": []any{}, "m": map[string]any{}, "z": nil, "t": true}
 	sameAsMarshal(t, rec)
 	rec.Module = nil
 	sameAsMarshal(t, rec)
