@@ -52,6 +52,19 @@ async function waitFor(what, check, ms = 30000) {
   }
 }
 
+// within fails with what unless promise settles within ms, so that a
+// wait that never ends fails this test, with the nodes' output
+// (printOutputOnFailure), rather than the whole file at its timeout with
+// none. (The file timed out once in CI in the node-kill test below, with
+// no output to say which wait it was in.)
+function within(what, promise, ms) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 // queryNode runs a query through one node's CLI (which talks to that node
 // only, not through the balancer).
 function queryNode(node, sql) {
@@ -215,7 +228,7 @@ describe('cluster of three nodes behind HAProxy', () => {
     // queued in the store, the desired patch is in the twin.
     await retrying('C2D while a node is down', () => service.send(victim.id, new Message('while-away')));
     await retrying('desired patch while a node is down', () => registry.updateTwin(victim.id, { properties: { desired: { interval: 99 } } }, '*'));
-    const back = await reconnected;
+    const back = await within('the device reconnecting after its node was killed', reconnected, 30000);
     console.log(`# device back ${back - killedAt} ms after its node was killed`);
     await waitFor('the C2D message sent while away', () => victim.messages.includes('while-away'));
     await waitFor('the desired patch sent while away', () => victim.desired.some((p) => p.interval === 99));
@@ -229,7 +242,9 @@ describe('cluster of three nodes behind HAProxy', () => {
     });
     assert.equal(counts[victim.node - 1], null, 'the killed node answers no metrics');
 
-    await node.start();
+    const restarting = Date.now();
+    await within('the killed node starting again', node.start(), 40000);
+    console.log(`# the killed node served again ${Date.now() - restarting} ms after its start`);
     const rows = queryNode(node, `SELECT properties.desired.interval AS interval FROM devices WHERE deviceId = '${victim.id}'`);
     assert.deepEqual(rows, [{ interval: 99 }], 'the restarted node has the write made while it was down');
   });
@@ -277,7 +292,7 @@ describe('cluster of three nodes behind HAProxy', () => {
         return c.reduce((a, n) => a + (n || 0), 0) === 1 ? c : null;
       });
       assert.equal(counts[at - 1], null, 'the killed node answers no metrics');
-      await node.start();
+      await within('the killed node starting again', node.start(), 40000);
     } finally {
       await client.close().catch(() => {});
     }
