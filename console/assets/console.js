@@ -198,11 +198,18 @@ function showView(name) {
 // devicePages[i] is the continuation token of page i (page 0 has none).
 const list = { search: '', pages: [''], index: 0, next: '' };
 
+// listLoads counts the list's loads: an answer is shown only if no load
+// began after its own, so that the slow answer to an earlier click (the
+// Devices tab) cannot replace the rows of a later search.
+let listLoads = 0;
+
 async function loadDevices() {
+  const load = ++listLoads;
   const where = list.search ? ` WHERE STARTS_WITH(deviceId, ${sqlString(list.search)})` : '';
   const headers = { 'x-ms-max-item-count': String(DEVICE_PAGE_SIZE) };
   if (list.pages[list.index]) headers['x-ms-continuation'] = list.pages[list.index];
   const res = await call('POST', '/devices/query', { body: { query: `SELECT * FROM devices${where}` }, headers });
+  if (load !== listLoads) return;
   list.next = res.headers.get('x-ms-continuation') || '';
   const rows = (res.body || []).map((t) => el('tr', {},
     el('td', {}, el('button', { type: 'button', class: 'link', onclick: () => openDevice(t.deviceId).catch(fail) }, t.deviceId)),
