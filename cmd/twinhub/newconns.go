@@ -21,7 +21,7 @@ import (
 // reading its first request line).
 type newConns struct {
 	mu    sync.Mutex
-	conns map[net.Conn]time.Time // accepted at
+	conns map[net.Conn]struct{}
 }
 
 // track is the server's ConnState hook.
@@ -33,24 +33,22 @@ func (n *newConns) track(c net.Conn, s http.ConnState) {
 		return
 	}
 	if n.conns == nil {
-		n.conns = map[net.Conn]time.Time{}
+		n.conns = map[net.Conn]struct{}{}
 	}
-	n.conns[c] = time.Now()
+	n.conns[c] = struct{}{}
 }
 
-// closeOlder closes the connections that are still new and were accepted
-// more than age ago, and returns how many it closed.
-func (n *newConns) closeOlder(age time.Duration) int {
+// closeAll closes the connections that are still new, and returns how
+// many it closed. Called newConnGrace into a shutdown, after the listener
+// closed, every one of them has had that long to begin a request.
+func (n *newConns) closeAll() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	closed := 0
-	for c, at := range n.conns {
-		if time.Since(at) > age {
-			c.Close()
-			delete(n.conns, c)
-			closed++
-		}
+	closed := len(n.conns)
+	for c := range n.conns {
+		c.Close()
 	}
+	clear(n.conns)
 	return closed
 }
 

@@ -23,7 +23,7 @@ func TestNewConnsClosesOnlyNewOnes(t *testing.T) {
 	n.track(idle, http.StateActive)
 	n.track(idle, http.StateIdle)
 
-	if closed := n.closeOlder(0); closed != 1 {
+	if closed := n.closeAll(); closed != 1 {
 		t.Errorf("closed %d connections, want the new one only", closed)
 	}
 	if _, err := fresh.Write([]byte("x")); err == nil {
@@ -38,7 +38,7 @@ func TestNewConnsClosesOnlyNewOnes(t *testing.T) {
 			t.Errorf("a connection that began a request was closed: %v", err)
 		}
 	}
-	if closed := n.closeOlder(0); closed != 0 {
+	if closed := n.closeAll(); closed != 0 {
 		t.Errorf("a second shutdown pass closed %d connections", closed)
 	}
 }

@@ -351,7 +351,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	// Connections that began no request are closed after a grace,
 	// rather than after the 5 s Shutdown gives them (newconns.go).
 	closeUnused := time.AfterFunc(newConnGrace, func() {
-		if n := unused.closeOlder(newConnGrace); n > 0 {
+		if n := unused.closeAll(); n > 0 {
 			log.Info("closed HTTPS connections that sent no request", "connections", n)
 		}
 	})
