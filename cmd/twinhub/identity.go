@@ -33,16 +33,20 @@ const (
 // embedded cluster's routes, which must trust each other before they can
 // share anything). A data folder with another CA is another hub's: the
 // node refuses to start rather than serve under a name it does not own.
-func sharedIdentity(ctx context.Context, dir datadir.Dir, nc *nats.Conn, f *serveFlags, log *slog.Logger) (datadir.Hub, error) {
+// firstStart says that the data folder had no hub.json yet.
+func sharedIdentity(ctx context.Context, dir datadir.Dir, nc *nats.Conn, f *serveFlags, log *slog.Logger) (h datadir.Hub, firstStart bool, err error) {
 	settings, err := jetstream.OpenSettings(ctx, nc, f.replicas)
 	if err != nil {
-		return datadir.Hub{}, err
+		return datadir.Hub{}, false, err
 	}
 	if err := shareCA(ctx, dir, settings, log); err != nil {
-		return datadir.Hub{}, err
+		return datadir.Hub{}, false, err
 	}
 	clustered := f.cluster != "" || f.natsURL != ""
-	return shareHub(ctx, dir, settings, f.hostname, clustered, log)
+	local, err := dir.LoadHub()
+	firstStart = errors.Is(err, os.ErrNotExist)
+	h, err = shareHub(ctx, dir, local, err, settings, f.hostname, clustered, log)
+	return h, firstStart, err
 }
 
 // identityWait is how long a node of a cluster that has no identity of
@@ -93,8 +97,9 @@ func shareCA(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings,
 	return shared.Write(dir.Path)
 }
 
-func shareHub(ctx context.Context, dir datadir.Dir, settings *jetstream.Settings, hostname string, clustered bool, log *slog.Logger) (datadir.Hub, error) {
-	local, err := dir.LoadHub()
+// shareHub agrees on the hub's identity with the store, starting from
+// local, the data folder's hub.json as LoadHub read it (with its error).
+func shareHub(ctx context.Context, dir datadir.Dir, local datadir.Hub, err error, settings *jetstream.Settings, hostname string, clustered bool, log *slog.Logger) (datadir.Hub, error) {
 	had := err == nil
 	if errors.Is(err, os.ErrNotExist) && hostname == "" && clustered {
 		// The nodes of a new cluster start at once, and the first to

@@ -57,7 +57,8 @@ func TestSharedIdentity(t *testing.T) {
 	nc := startNATS(t, t.TempDir())
 	ctx := context.Background()
 	start := func(d datadir.Dir, hostname string) (datadir.Hub, error) {
-		return sharedIdentity(ctx, d, nc, &serveFlags{hostname: hostname, replicas: 1}, discard)
+		h, _, err := sharedIdentity(ctx, d, nc, &serveFlags{hostname: hostname, replicas: 1}, discard)
+		return h, err
 	}
 
 	first := openDir(t)
@@ -133,7 +134,7 @@ func TestSharedIdentityFromOldDataFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca := loadCA(t, d)
-	h, err := sharedIdentity(context.Background(), d, startNATS(t, d.File("jetstream")), &serveFlags{replicas: 1}, discard)
+	h, _, err := sharedIdentity(context.Background(), d, startNATS(t, d.File("jetstream")), &serveFlags{replicas: 1}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestSharedIdentityWaitsForTheNamedNode(t *testing.T) {
 	}
 	got := make(chan datadir.Hub, 1)
 	go func() {
-		h, err := sharedIdentity(ctx, unnamed, nc, &serveFlags{replicas: 1, cluster: "127.0.0.1:6222"}, discard)
+		h, _, err := sharedIdentity(ctx, unnamed, nc, &serveFlags{replicas: 1, cluster: "127.0.0.1:6222"}, discard)
 		if err != nil {
 			t.Error(err)
 		}
@@ -172,7 +173,7 @@ func TestSharedIdentityWaitsForTheNamedNode(t *testing.T) {
 		t.Fatalf("the unnamed node did not wait: %+v", h)
 	case <-time.After(500 * time.Millisecond):
 	}
-	want, err := sharedIdentity(ctx, named, nc, &serveFlags{replicas: 1, cluster: "127.0.0.2:6222", hostname: "hub.example"}, discard)
+	want, _, err := sharedIdentity(ctx, named, nc, &serveFlags{replicas: 1, cluster: "127.0.0.2:6222", hostname: "hub.example"}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

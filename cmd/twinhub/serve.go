@@ -170,9 +170,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	// The owner key is printed at the data folder's first start only:
 	// stdout is often a log (docker logs, journalctl), and secrets stay
 	// out of logs. `twinhub connection-string` prints it at any time.
-	_, err = dir.LoadHub()
-	firstStart := errors.Is(err, os.ErrNotExist)
-	hubConf, err := sharedIdentity(ctx, dir, nc, f, log)
+	hubConf, firstStart, err := sharedIdentity(ctx, dir, nc, f, log)
 	if err != nil {
 		return err
 	}
