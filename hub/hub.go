@@ -36,6 +36,8 @@ type Hub struct {
 	snapshot *indexSnapshot
 	// cache holds recently read and written records (cache.go).
 	cache *recordCache
+	// writing lets one write of an identity at a time run (keylocks.go).
+	writing keyLocks
 	// states writes connection states in the background (connections.go).
 	states connStates
 	// jobs keeps the jobs that runJobs runs (jobs.go).
@@ -225,6 +227,7 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	}
 	h.cache = newRecordCache(c.RecordCacheBytes)
 	h.states.init()
+	h.writing.init()
 	var from uint64
 	h.index, from = h.openIndex(ctx, c.Store, c.IndexSnapshot)
 	ready := make(chan struct{})

@@ -20,6 +20,9 @@ import (
 // there first. change sees a private copy each time and may refuse with
 // an error, in which case nothing is written.
 //
+// Writers of one identity on this node take turns (keyLocks), so that
+// they meet in the compare-and-set only with writers on other nodes.
+//
 // It starts from the cached record when there is one (cache.go) and
 // lets the compare-and-set tell whether that was current. A refusal by
 // change is only believed when change saw the record as the store holds
@@ -47,6 +50,7 @@ func (h *Hub) modifyShallow(ctx context.Context, k twinhub.Key, change func(*twi
 
 // modifyFrom is modify, copying the cached record with clone.
 func (h *Hub) modifyFrom(ctx context.Context, k twinhub.Key, clone func(*twinhub.Record) *twinhub.Record, change func(*twinhub.Record) error) (*cachedRecord, error) {
+	defer h.writing.lock(k)()
 	const attempts = 100
 	useCache := true
 	for attempt := range attempts {
