@@ -230,6 +230,16 @@ func New(ctx context.Context, c Config) (*Hub, error) {
 	h.writing.init()
 	var from uint64
 	h.index, from = h.openIndex(ctx, c.Store, c.IndexSnapshot)
+	if wr, ok := c.Store.(writeReporter); ok && h.marked != nil {
+		h.marked.direct = true
+		wr.ReportWrites(func(k twinhub.Key, data []byte, rev uint64) {
+			if err := h.index.ApplyWritten(k, data, rev); err != nil {
+				// The watch skips it too, and a reader waits for it to.
+				h.log.Error("the query index cannot read a record written", "identity", k.String(), "err", err)
+				h.marked.raise(rev)
+			}
+		})
+	}
 	ready := make(chan struct{})
 	watchErr := make(chan error, 1)
 	go func() {

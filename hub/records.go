@@ -124,7 +124,7 @@ func (h *Hub) indexCurrent(ctx context.Context) (mark uint64, ok bool) {
 	if h.marked == nil {
 		return 0, false
 	}
-	if mark = h.marked.written(); mark == 0 {
+	if mark, ok = h.marked.written(); !ok {
 		return 0, false
 	}
 	if h.index.Revision() >= mark {

@@ -15,13 +15,30 @@ import (
 // 3,800 twin updates a second: BENCHMARKS.md, issue 16). Every write
 // acknowledged before a query began is at or below the mark, which is all
 // that catchUp promises.
+//
+// When the store reports each write to the hub (writeReporter), the hub
+// puts its writes into the index itself before they are acknowledged
+// (index.ApplyWritten, direct): those need no mark, and a reader waits
+// only for the watch to pass the writes that were not applied so (the
+// deletions, and a write the index could not read).
 type markedStore struct {
 	twinhub.Store
 	mark atomic.Uint64
+	// known is set once the mark holds the store's last revision at the
+	// start, or a write of this hub's.
+	known  atomic.Bool
+	direct bool
+}
+
+// writeReporter is a store that tells the hub the JSON of each record it
+// stores (jetstream.Store.ReportWrites).
+type writeReporter interface {
+	ReportWrites(fn func(k twinhub.Key, data []byte, rev uint64))
 }
 
 // raise moves the mark up to rev.
 func (s *markedStore) raise(rev uint64) {
+	defer s.known.Store(true)
 	for {
 		old := s.mark.Load()
 		if rev <= old || s.mark.CompareAndSwap(old, rev) {
@@ -30,15 +47,20 @@ func (s *markedStore) raise(rev uint64) {
 	}
 }
 
-// written is the mark: 0 before the hub's first write (then only the
+// written is the mark; ok is false before it is known (then only the
 // server knows what the last revision is).
-func (s *markedStore) written() uint64 { return s.mark.Load() }
+func (s *markedStore) written() (mark uint64, ok bool) {
+	if !s.known.Load() {
+		return 0, false
+	}
+	return s.mark.Load(), true
+}
 
 // lastWritten is the mark, or the server's last revision before any write
 // (the records the hub started with, which the index loads before New
 // returns).
 func (s *markedStore) lastWritten(ctx context.Context) (uint64, error) {
-	if rev := s.mark.Load(); rev != 0 {
+	if rev, ok := s.written(); ok {
 		return rev, nil
 	}
 	rev, err := s.Store.LastRevision(ctx)
@@ -50,7 +72,7 @@ func (s *markedStore) lastWritten(ctx context.Context) (uint64, error) {
 
 func (s *markedStore) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (uint64, error) {
 	rev, err := s.Store.Create(ctx, k, r)
-	if err == nil {
+	if err == nil && !s.direct {
 		s.raise(rev)
 	}
 	return rev, err
@@ -58,7 +80,7 @@ func (s *markedStore) Create(ctx context.Context, k twinhub.Key, r *twinhub.Reco
 
 func (s *markedStore) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
 	newRev, err := s.Store.Update(ctx, k, r, rev)
-	if err == nil {
+	if err == nil && !s.direct {
 		s.raise(newRev)
 	}
 	return newRev, err

@@ -13,10 +13,12 @@ import (
 )
 
 // index is the node's in-memory view of every record, fed by a watch on
-// the store. Queries, listings and statistics read it; reads of single
-// twins go to the store. Before it answers, a reader waits until the index
-// has seen the store's last revision, so a query sees every write that was
-// acknowledged before it arrived.
+// the store, and on a node that is its store's only writer by that node's
+// own writes as they are acknowledged (ApplyWritten). Queries, listings
+// and statistics read it. Before it answers, a reader waits until the
+// index holds every write acknowledged before it arrived: it waits for
+// the watch to reach the store's last revision, or on a sole writer the
+// last revision it did not apply itself (hub/writemark.go).
 //
 // Each collection (device twins, module twins) is a table of nodes in key
 // order: a node is one identity, and holds the current compact form of its
@@ -30,15 +32,18 @@ import (
 // Queries are planned and run in query.go; the watch's records come in
 // through watch.go.
 //
-// There is one writer at a time (the store's watch applies changes in
-// revision order); wmu serialises it with the occasional reader that
-// merges new identities into the key order or builds a hash index.
+// There is one writer at a time: the store's watch, which applies changes
+// in revision order, or a hub applying its own acknowledged write ahead of
+// the watch (ApplyWritten); wmu serialises them with the occasional reader
+// that merges new identities into the key order or builds a hash index.
 type Index struct {
 	wmu     sync.Mutex
 	dict    *pathDict
 	devices *table
 	modules *table
 	build   twinBuilder
+	// builders flatten the writes of ApplyWritten, outside wmu.
+	builders sync.Pool
 	// replaying is set while the watch replays the store at start-up:
 	// new identities are put in key order once, at the end.
 	replaying bool
@@ -120,13 +125,15 @@ func newTable() *table {
 // NewIndex makes an empty index; Watch fills it from a store.
 func NewIndex() *Index {
 	d := newPathDict()
-	return &Index{
+	ix := &Index{
 		dict:     d,
 		devices:  newTable(),
 		modules:  newTable(),
 		build:    twinBuilder{dict: d},
 		advanced: make(chan struct{}),
 	}
+	ix.builders.New = func() any { return &twinBuilder{dict: d} }
+	return ix
 }
 
 func (ix *Index) table(k twinhub.Key) *table {
@@ -144,7 +151,7 @@ func (ix *Index) apply(k twinhub.Key, r *twinhub.Record, rev uint64) error {
 	ix.wmu.Lock()
 	switch {
 	case r == nil:
-		ix.set(ix.table(k), nodeKey(k), nil)
+		ix.setUnlessNewer(ix.table(k), nodeKey(k), nil, rev)
 	case (r.Device == nil) == (r.Module == nil):
 		err = indexError("the record holds neither or both of a device and a module")
 	case (k.ModuleID != "") != (r.Module != nil):
@@ -152,7 +159,7 @@ func (ix *Index) apply(k twinhub.Key, r *twinhub.Record, rev uint64) error {
 	default:
 		t := ix.build.flatten(r)
 		t.rev = rev
-		ix.set(ix.table(k), nodeKey(k), t)
+		ix.setUnlessNewer(ix.table(k), nodeKey(k), t, rev)
 	}
 	ix.wmu.Unlock()
 	ix.advance(rev)

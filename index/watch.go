@@ -122,7 +122,7 @@ func (r *replay) apply(j replayJob) {
 		if j.t != nil {
 			j.t.rev = j.rev
 		}
-		ix.set(ix.table(j.k), nodeKey(j.k), j.t)
+		ix.setUnlessNewer(ix.table(j.k), nodeKey(j.k), j.t, j.rev)
 	}
 	ix.wmu.Unlock()
 	ix.advance(j.rev)
@@ -160,19 +160,81 @@ func (r *replay) finish() {
 func (ix *Index) applyJSON(k twinhub.Key, data []byte, rev uint64) error {
 	var t *flatTwin
 	var err error
+	tb, key := ix.table(k), nodeKey(k)
 	ix.wmu.Lock()
-	if data != nil {
-		t, err = ix.build.flattenRecord(k, data)
-	}
-	if err == nil {
-		if t != nil {
-			t.rev = rev
+	// A change its writer has applied already (ApplyWritten) is not
+	// flattened again.
+	if !ix.holdsNewer(tb, key, rev) {
+		if data != nil {
+			t, err = ix.build.flattenRecord(k, data)
 		}
-		ix.set(ix.table(k), nodeKey(k), t)
+		if err == nil {
+			if t != nil {
+				t.rev = rev
+			}
+			ix.set(tb, key, t)
+		}
 	}
 	ix.wmu.Unlock()
 	ix.advance(rev)
 	return err
+}
+
+// ApplyWritten puts a write into the index as soon as the store has
+// acknowledged it, from the JSON the writer stored, rather than when the
+// watch brings it back: a node that is its store's only writer then
+// answers reads and queries from an index that holds every write it has
+// acknowledged, without waiting for its watch (which lags the writes by
+// their trip through JetStream and the watch's queue: the wait was most
+// of a by-id query's time under a steady write load).
+//
+// The watch still brings every change, in order, and still moves the
+// index's revision; a change the index holds at the same or a newer
+// revision it skips (holdsNewer). A write the watch has passed already is
+// left alone here: the watch applied it, or a later change of the same
+// identity. Several writers may call it at once; each flattens on a
+// builder of its own, outside the writer's lock.
+func (ix *Index) ApplyWritten(k twinhub.Key, data []byte, rev uint64) error {
+	if ix.Revision() >= rev {
+		return nil
+	}
+	b := ix.builders.Get().(*twinBuilder)
+	t, err := b.flattenRecord(k, data)
+	ix.builders.Put(b)
+	if err != nil {
+		return err
+	}
+	t.rev = rev
+	tb, key := ix.table(k), nodeKey(k)
+	ix.wmu.Lock()
+	// Under wmu, the watch is not between a set and its advance of a
+	// revision above rev: it advances after each change, in order, so
+	// once it has applied anything after rev the revision is at least rev.
+	if ix.Revision() < rev {
+		ix.setUnlessNewer(tb, key, t, rev)
+	}
+	ix.wmu.Unlock()
+	return nil
+}
+
+// holdsNewer says whether the index holds key's twin at revision rev or a
+// later one, applied by ApplyWritten before the watch brought rev. The
+// caller holds wmu.
+func (ix *Index) holdsNewer(tb *table, key string, rev uint64) bool {
+	if n := tb.byKey[key]; n != nil {
+		if t := n.twin.Load(); t != nil && t.rev >= rev {
+			return true
+		}
+	}
+	return false
+}
+
+// setUnlessNewer is set, unless the index holds key at rev or later. The
+// caller holds wmu.
+func (ix *Index) setUnlessNewer(tb *table, key string, t *flatTwin, rev uint64) {
+	if !ix.holdsNewer(tb, key, rev) {
+		ix.set(tb, key, t)
+	}
 }
 
 // flattenRecord makes the flatTwin of the record of k from its JSON.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/twinhub/twinhub"
@@ -180,5 +182,109 @@ func BenchmarkFlattenJSON(b *testing.B) {
 			b.Fatal("refused")
 		}
 		i++
+	}
+}
+
+// TestApplyWrittenWithTheWatch: writers put their writes into the index
+// (ApplyWritten) in any order and at any time relative to the watch,
+// which brings every change in revision order; each write is in the
+// index once its ApplyWritten returns, and the index ends as the watch
+// alone leaves it.
+func TestApplyWrittenWithTheWatch(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 11))
+	type change struct {
+		k    twinhub.Key
+		data []byte // nil: deleted
+		rev  uint64
+	}
+	var history []change
+	last := map[twinhub.Key]*twinhub.Record{}
+	lastRev := map[twinhub.Key]uint64{}
+	for i := range 4000 {
+		k := twinhub.DeviceKey(fmt.Sprintf("d%d", r.IntN(150)))
+		if r.IntN(4) == 0 {
+			k.ModuleID = "m"
+		}
+		c := change{k: k, rev: uint64(i + 1)}
+		if _, ok := last[k]; ok && r.IntN(8) == 0 {
+			delete(last, k)
+		} else {
+			rec := recordtest.RandomRecord(r, k)
+			data, err := json.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.data = data
+			last[k], _ = recordjson.Decode(data)
+			lastRev[k] = c.rev
+		}
+		history = append(history, c)
+	}
+	ix := NewIndex()
+	writes := make(chan change)
+	var wg sync.WaitGroup
+	// applied is the last revision of each identity a writer has applied.
+	var mu sync.Mutex
+	applied := map[twinhub.Key]uint64{}
+	for range 8 {
+		wg.Go(func() {
+			for c := range writes {
+				if err := ix.ApplyWritten(c.k, c.data, c.rev); err != nil {
+					t.Error(err)
+					continue
+				}
+				// Once applied, the index holds the write or a later
+				// change of it; or the watch has passed it.
+				if tw, _ := ix.twinAt(c.k, 0); (tw == nil || tw.rev < c.rev) && ix.Revision() < c.rev {
+					t.Errorf("%s at revision %d: not in the index once applied", c.k, c.rev)
+				}
+				mu.Lock()
+				applied[c.k] = max(applied[c.k], c.rev)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Go(func() {
+		for _, c := range history {
+			mu.Lock()
+			w := applied[c.k]
+			mu.Unlock()
+			if err := ix.applyJSON(c.k, c.data, c.rev); err != nil {
+				t.Error(err)
+			}
+			// The watch does not take the index back from a later
+			// revision a writer has applied.
+			if tw, _ := ix.twinAt(c.k, 0); w > c.rev && (tw == nil || tw.rev < w) {
+				t.Errorf("%s: the watch's revision %d replaced the written %d", c.k, c.rev, w)
+			}
+		}
+	})
+	// The writers' order is shuffled within windows, as writes of
+	// different identities are acknowledged in one order and applied in
+	// another.
+	puts := slices.DeleteFunc(slices.Clone(history), func(c change) bool { return c.data == nil })
+	for i := 0; i < len(puts); i += 50 {
+		w := puts[i:min(i+50, len(puts))]
+		r.Shuffle(len(w), func(a, b int) { w[a], w[b] = w[b], w[a] })
+		for _, c := range w {
+			writes <- c
+		}
+	}
+	close(writes)
+	wg.Wait()
+	if err := ix.WaitFor(t.Context(), uint64(len(history))); err != nil {
+		t.Fatal(err)
+	}
+	want := newReference(last)
+	for _, src := range fleetQueries[:20] {
+		checkQuery(t, ix, want, src, 1000)
+	}
+	for k := range last {
+		if tw, _ := ix.twinAt(k, 0); tw == nil || tw.rev != lastRev[k] {
+			t.Errorf("%s: not at revision %d", k, lastRev[k])
+		}
+	}
+	if n := ix.devices.live.Load() + ix.modules.live.Load(); n != int64(len(last)) {
+		t.Errorf("%d twins in the index, want %d", n, len(last))
 	}
 }

@@ -33,6 +33,20 @@ type Store struct {
 	// waiting on ack (publish.go), rather than through kv.
 	nc  *nats.Conn
 	ack *acker
+
+	// written, when set (ReportWrites), is told of every record Create
+	// and Update store.
+	written func(k twinhub.Key, data []byte, rev uint64)
+}
+
+// ReportWrites has fn called with the JSON of every record that Create or
+// Update stores, once JetStream has acknowledged it and before they
+// return: the hub of a node that is the store's only writer puts its
+// writes into its query index from it (index.ApplyWritten) without
+// decoding them back from the watch. data is only valid during the call.
+// Set it before the first write.
+func (s *Store) ReportWrites(fn func(k twinhub.Key, data []byte, rev uint64)) {
+	s.written = fn
 }
 
 // registryPutPrefix is the subject prefix of the registry bucket's keys
@@ -132,6 +146,9 @@ func (s *Store) Create(ctx context.Context, k twinhub.Key, r *twinhub.Record) (u
 			err = twinhub.ErrExists
 		}
 	}
+	if err == nil && s.written != nil {
+		s.written(k, buf.json, rev)
+	}
 	buf.release()
 	if err != nil {
 		return 0, storeError(err)
@@ -165,6 +182,9 @@ func (s *Store) Update(ctx context.Context, k twinhub.Key, r *twinhub.Record, re
 		return 0, err
 	}
 	newRev, err := s.put(ctx, registryPutPrefix+twinhub.EncodeKey(k), buf.stored, rev)
+	if err == nil && s.written != nil {
+		s.written(k, buf.json, newRev)
+	}
 	buf.release()
 	if errors.Is(err, twinhub.ErrConflict) {
 		return 0, err
