@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twinhub/twinhub/amqp"
+	"github.com/twinhub/twinhub/certs"
 	"github.com/twinhub/twinhub/httpapi"
 	"github.com/twinhub/twinhub/hub"
 	"github.com/twinhub/twinhub/internal/hubtest"
@@ -49,13 +50,33 @@ func startHub(t *testing.T) *Target {
 		backEnds.Close(ctx)
 	})
 	owner := h.Policy("iothubowner")
+	caPEM, err := os.ReadFile(filepath.Join(s.CADir, certs.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &Target{
-		Host: hubtest.Host, HTTPSAddr: s.HTTPSAddr, MQTTAddr: s.MQTTAddr, AMQPAddr: amqpLn.Addr().String(),
+		CAPEM: caPEM,
+		Host:  hubtest.Host, HTTPSAddr: s.HTTPSAddr, MQTTAddr: s.MQTTAddr, AMQPAddr: amqpLn.Addr().String(),
 		RootCAs: s.RootCAs, PolicyName: owner.Name, PolicyKey: owner.PrimaryKey,
 		Usage: SelfUsage, UsageNote: "test", CADir: s.CADir, Local: true, InProcess: true, MetricsURL: metricsSrv.URL + "/metrics",
 		// Telemetry is stored, but where the bench cannot weigh it:
 		// TelemetryBytes is left nil.
 	}
+}
+
+// probeEnv makes the test binary a query probe (RunProbe), for
+// TestMillion's ProbeCommand.
+const probeEnv = "TWINHUB_BENCH_TEST_PROBE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(probeEnv) == "1" {
+		if err := RunProbe(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
 
 func tinyConfig() Config {
@@ -212,8 +233,10 @@ func TestMillion(t *testing.T) {
 		t.Skip("starts a hub and runs load for several seconds")
 	}
 	cfg := tinyConfig()
+	// The query probe is this test binary (TestMain).
+	cfg.ProbeCommand = []string{"env", probeEnv + "=1", os.Args[0]}
 	_, byName, progress := runTiny(t, cfg, "million")
-	for _, name := range []string{"million/load", "million/updates-rest", "million/by-id", "million/selective", "million/selective-all", "million/reported-mqtt"} {
+	for _, name := range []string{"million/load", "million/updates-rest", "million/by-id", "million/selective", "million/selective-all", "million/by-id-apart", "million/reported-mqtt"} {
 		r := byName[name]
 		if r == nil {
 			t.Errorf("no result %s (progress:\n%s)", name, progress.String())

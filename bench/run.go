@@ -67,6 +67,10 @@ type Config struct {
 	// Mosquitto is the mosquitto binary (default: found on PATH or in
 	// /usr/sbin).
 	Mosquitto string `json:"-"`
+	// ProbeCommand runs a query probe (RunProbe) in a process of its
+	// own: `twinhub bench-probe`. Without it the million scenario
+	// measures its queries in this process only.
+	ProbeCommand []string `json:"-"`
 	// Progress receives progress lines (nil: none).
 	Progress io.Writer `json:"-"`
 }

@@ -28,8 +28,10 @@ type Target struct {
 	// HTTPSAddr, MQTTAddr and AMQPAddr are host:port to dial (they may
 	// differ from Host, e.g. a loopback address).
 	HTTPSAddr, MQTTAddr, AMQPAddr string
-	// RootCAs verifies the hub's certificate.
+	// RootCAs verifies the hub's certificate; CAPEM is the CA it was
+	// given as (ExternalTarget), for a child process to trust the same.
 	RootCAs *x509.CertPool
+	CAPEM   []byte
 	// PolicyName and PolicyKey sign service tokens; the policy needs
 	// RegistryRead, RegistryWrite and ServiceConnect (iothubowner).
 	PolicyName, PolicyKey string
@@ -78,8 +80,9 @@ func ExternalTarget(connString, caFile, httpsAddr, mqttAddr, amqpAddr string) (*
 	if err != nil {
 		roots = x509.NewCertPool()
 	}
+	var pem []byte
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pem, err = os.ReadFile(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("--ca: %w", err)
 		}
@@ -97,7 +100,7 @@ func ExternalTarget(connString, caFile, httpsAddr, mqttAddr, amqpAddr string) (*
 		amqpAddr = net.JoinHostPort(cs.HostName, "5671")
 	}
 	return &Target{
-		Host: cs.HostName, HTTPSAddr: httpsAddr, MQTTAddr: mqttAddr, AMQPAddr: amqpAddr, RootCAs: roots,
+		Host: cs.HostName, HTTPSAddr: httpsAddr, MQTTAddr: mqttAddr, AMQPAddr: amqpAddr, RootCAs: roots, CAPEM: pem,
 		PolicyName: cs.SharedAccessKeyName, PolicyKey: cs.SharedAccessKey,
 	}, nil
 }

@@ -104,6 +104,23 @@ timings beside the client's do (--hub-metrics for a hub given by
 	return cmd
 }
 
+// benchProbeCommand is the query probe bench million runs beside its own
+// queries, in a process of its own (bench.RunProbe): hidden, as only the
+// bench starts it.
+func benchProbeCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "bench-probe",
+		Short:  "Run a query probe for bench (its spec on standard input)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return bench.RunProbe(ctx, os.Stdin, os.Stdout)
+		},
+	}
+}
+
 func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) error {
 	if err := bench.Check(args); err != nil {
 		return err
@@ -116,6 +133,9 @@ func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) err
 		cfg.TLSVersion = 0x0303
 	}
 	cfg.Progress = os.Stderr
+	if self, err := os.Executable(); err == nil {
+		cfg.ProbeCommand = []string{self, "bench-probe"}
+	}
 
 	var target *bench.Target
 	if f.connString != "" {

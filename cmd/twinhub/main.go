@@ -55,6 +55,7 @@ func rootCommand() *cobra.Command {
 		monitorFileNotificationsCommand(g),
 		consumerGroupCommand(g),
 		benchCommand(g),
+		benchProbeCommand(),
 	)
 	return root
 }
