@@ -322,9 +322,13 @@ func (c *conn) heartbeat(stop chan struct{}) {
 func (c *conn) frames() error {
 	idle := c.srv.opts.IdleTimeout
 	rd := deadline.NewLazy(c.nc.SetReadDeadline, idle)
+	// Each frame is read into the memory of the last (up to 64 KiB):
+	// handle keeps nothing of a frame's body (the decoders copy what
+	// they return, transfers append their payload to the link's).
+	var buf []byte
 	for {
 		rd.Extend()
-		f, err := wire.ReadFrame(c.r, c.srv.opts.MaxFrameSize)
+		f, err := wire.ReadFrameInto(c.r, c.srv.opts.MaxFrameSize, buf)
 		switch {
 		case errors.Is(err, wire.ErrFrameTooLarge):
 			return closeWith(condFramingError, "%v", err)
@@ -350,6 +354,9 @@ func (c *conn) frames() error {
 		c.mu.Unlock()
 		if err != nil || done {
 			return err
+		}
+		if cap(f.Body) <= 64<<10 {
+			buf = f.Body[:0]
 		}
 	}
 }

@@ -36,7 +36,7 @@ func (d *Decoder) left() int    { return len(d.b) - d.i }
 // Decode reads one value from the start of b and says how many bytes it
 // took.
 func Decode(b []byte) (v any, n int, err error) {
-	d := NewDecoder(b)
+	d := Decoder{b: b}
 	v, err = d.Value()
 	return v, d.i, err
 }
@@ -67,14 +67,17 @@ func (d *Decoder) uint32() (uint32, error) {
 }
 
 // enter goes one level deeper into nested values, refusing past
-// maxDepth; leave comes back out.
-func (d *Decoder) enter() (leave func(), err error) {
+// maxDepth; leave comes back out. (Not a closure returned by enter: that
+// was an allocation for every list and described value of every frame.)
+func (d *Decoder) enter() error {
 	if d.depth >= maxDepth {
-		return nil, malformed("values nest deeper than %d", maxDepth)
+		return malformed("values nest deeper than %d", maxDepth)
 	}
 	d.depth++
-	return func() { d.depth-- }, nil
+	return nil
 }
+
+func (d *Decoder) leave() { d.depth-- }
 
 // Value reads the next value, described or not.
 func (d *Decoder) Value() (any, error) {
@@ -83,11 +86,10 @@ func (d *Decoder) Value() (any, error) {
 		return nil, err
 	}
 	if code == codeDescribed {
-		leave, err := d.enter()
-		if err != nil {
+		if err := d.enter(); err != nil {
 			return nil, err
 		}
-		defer leave()
+		defer d.leave()
 		desc, err := d.Value()
 		if err != nil {
 			return nil, err
@@ -119,11 +121,10 @@ func (d *Decoder) valueOf(code byte) (any, error) {
 	}
 	switch code {
 	case codeList8, codeList32, codeMap8, codeMap32, codeArray8, codeArray32:
-		leave, err := d.enter()
-		if err != nil {
+		if err := d.enter(); err != nil {
 			return nil, err
 		}
-		defer leave()
+		defer d.leave()
 		return d.compound(code)
 	}
 	width := fixedWidth(code)

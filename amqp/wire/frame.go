@@ -68,6 +68,14 @@ type Frame struct {
 // ErrMalformed (or ErrFrameTooLarge), after which the connection must be
 // closed: the stream cannot be resynchronised.
 func ReadFrame(r *bufio.Reader, maxSize uint32) (Frame, error) {
+	return ReadFrameInto(r, maxSize, nil)
+}
+
+// ReadFrameInto is ReadFrame with the body in buf's memory when it fits,
+// for a reader that is done with the previous frame before the next: a
+// connection's frames need not be an allocation each (the decoders copy
+// what they keep).
+func ReadFrameInto(r *bufio.Reader, maxSize uint32, buf []byte) (Frame, error) {
 	var h [8]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return Frame{}, err
@@ -84,7 +92,11 @@ func ReadFrame(r *bufio.Reader, maxSize uint32) (Frame, error) {
 	if _, err := r.Discard(int(doff - 8)); err != nil { // extended header, unused
 		return Frame{}, err
 	}
-	f.Body = make([]byte, size-doff)
+	if n := int(size - doff); n <= cap(buf) {
+		f.Body = buf[:n]
+	} else {
+		f.Body = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r, f.Body); err != nil {
 		return Frame{}, err
 	}
@@ -149,7 +161,7 @@ var descriptorNames = map[Symbol]uint64{
 
 // DecodePerformative reads the performative at the start of a frame body.
 func DecodePerformative(body []byte) (Performative, error) {
-	d := NewDecoder(body)
+	d := Decoder{b: body}
 	v, err := d.Value()
 	if err != nil {
 		return Performative{}, err

@@ -61,7 +61,7 @@ const (
 // skipped.
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
-	d := NewDecoder(b)
+	d := Decoder{b: b}
 	for !d.Done() {
 		v, err := d.Value()
 		if err != nil {
@@ -120,7 +120,8 @@ func DecodeMessage(b []byte) (Message, error) {
 				return Message{}, malformed("data is a %T", s.Value)
 			}
 			if m.Data == nil {
-				m.Data = make([]byte, 0, len(data)) // an empty body is not none
+				m.Data = data // the decoder's own copy; empty, not nil: an empty body is not none
+				break
 			}
 			m.Data = append(m.Data, data...)
 		case codeAmqpValue:

@@ -25,3 +25,20 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeTransfer decodes the transfer performative that carries
+// each such message (its payload left to the link).
+func BenchmarkDecodeTransfer(b *testing.B) {
+	id := uint32(7)
+	settled := false
+	body, err := AppendPerformative(nil, CodeTransfer, Transfer{Handle: 1, DeliveryID: &id, DeliveryTag: []byte{0, 0, 0, 7}, Settled: &settled}.List(), make([]byte, 330))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodePerformative(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -256,6 +256,32 @@ func TestFrames(t *testing.T) {
 	if f, err := ReadFrame(r, 65536); err != nil || len(f.Body) != 0 {
 		t.Fatalf("heartbeat %+v, %v", f, err)
 	}
+	// Frames read into one buffer: what a frame decoded to does not
+	// change when the next is read over it.
+	var two []byte
+	for _, tag := range []string{"first-tag", "other-tag"} {
+		two, err = AppendPerformativeFrame(two, FrameAMQP, 1, CodeTransfer, List{uint32(0), uint32(1), []byte(tag), nil, nil, nil, nil, nil, nil, nil, "str-" + tag}, []byte("body-"+tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = bufio.NewReader(bytes.NewReader(two))
+	buf := make([]byte, 0, 256)
+	f1, err := ReadFrameInto(r, 65536, buf)
+	if err != nil || &f1.Body[0] != &buf[:1][0] {
+		t.Fatalf("first frame %v, or not read into the buffer", err)
+	}
+	p1, err := DecodePerformative(f1.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := string(p1.Payload) // the payload is the frame's: its reader copies it
+	if _, err := ReadFrameInto(r, 65536, f1.Body[:0]); err != nil {
+		t.Fatal(err)
+	}
+	if tag, s := p1.Field(2), p1.Field(10); string(tag.([]byte)) != "first-tag" || s != "str-first-tag" || payload != "body-first-tag" {
+		t.Errorf("the first frame's fields after the second was read: %q %q %q", tag, s, payload)
+	}
 	big := AppendFrame(nil, FrameAMQP, 0, make([]byte, 2000))
 	if _, err := ReadFrame(bufio.NewReader(bytes.NewReader(big)), 1024); !errors.Is(err, ErrFrameTooLarge) {
 		t.Errorf("a 2,008-byte frame under a 1,024 limit: %v", err)
