@@ -63,6 +63,9 @@ type conn struct {
 	w             *bufio.Writer
 	// corked holds writes in w until uncork (cork).
 	corked int
+	// frame is where sendFrame encodes, under wmu: a small frame's
+	// memory is kept for the next (w copies what it is given).
+	frame []byte
 
 	// Set by the open exchange.
 	maxOut   uint32        // the largest frame the peer takes
@@ -109,6 +112,7 @@ type conn struct {
 	settler      onDemand
 	settleMu     sync.Mutex
 	settles      []settlement
+	settleSpare  []settlement // the last batch's slice, for the next
 	settleClosed bool
 
 	opened atomic.Bool // both open frames sent
@@ -480,14 +484,19 @@ func (c *conn) send(channel uint16, code uint64, fields wire.List, payload []byt
 // sendFrame writes one frame of type typ, no larger than the peer takes,
 // and flushes it.
 func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List, payload []byte) error {
-	frame, err := wire.AppendPerformativeFrame(nil, typ, channel, code, fields, payload)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	frame, err := wire.AppendPerformativeFrame(c.frame[:0], typ, channel, code, fields, payload)
+	if cap(frame) <= 4<<10 {
+		c.frame = frame[:0]
+	}
 	if err != nil {
 		return err
 	}
 	if uint32(len(frame)) > c.maxOut {
 		return closeWith(condInternalError, "a frame of %d bytes is over the peer's max-frame-size %d", len(frame), c.maxOut)
 	}
-	return c.write(frame)
+	return c.writeLocked(frame)
 }
 
 // write writes and flushes b under wmu. A client that stops reading
@@ -497,6 +506,11 @@ func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.writeLocked(b)
+}
+
+// writeLocked is write, with wmu held.
+func (c *conn) writeLocked(b []byte) error {
 	if c.corked > 0 {
 		c.w.Write(b)
 		return nil // flushed by uncork (or by the buffer filling up, under cork's deadline)

@@ -40,7 +40,7 @@ func (c *conn) settleQueued() {
 	for {
 		c.settleMu.Lock()
 		batch := c.settles
-		c.settles = nil
+		c.settles, c.settleSpare = c.settleSpare, nil
 		closed := c.settleClosed
 		c.settleMu.Unlock()
 		if len(batch) == 0 || closed {
@@ -63,6 +63,14 @@ func (c *conn) settleQueued() {
 			err = ferr
 		}
 		c.mu.Unlock()
+		// The batch's slice takes the next settlements (one goroutine
+		// settles at a time: onDemand).
+		clear(batch)
+		c.settleMu.Lock()
+		if !c.settleClosed && cap(batch) <= 1024 {
+			c.settleSpare = batch[:0]
+		}
+		c.settleMu.Unlock()
 		if err != nil {
 			c.stopSettling()
 			return
