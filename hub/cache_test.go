@@ -552,3 +552,27 @@ func BenchmarkModify(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRenderTwin renders a new entry's twin for GET and PATCH
+// answers, and its device twin for MQTT GETs, as every write's entry is
+// rendered once.
+func BenchmarkRenderTwin(b *testing.B) {
+	recs := make([]*twinhub.Record, 64)
+	r := rand.New(rand.NewPCG(5, 5))
+	for i := range recs {
+		recs[i] = recordtest.RandomRecord(r, twinhub.DeviceKey(fmt.Sprint("d", i)))
+		recs[i].SetETags()
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		e := &cachedRecord{rec: recs[i%len(recs)]}
+		i++
+		if _, err := e.twin(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.deviceTwin(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
