@@ -27,11 +27,15 @@ import (
 // and flatten, which give the same flatTwin.
 
 // RawWatcher is implemented by stores that can watch their records as
-// stored: data is the record's JSON, nil for a deletion. Otherwise as
-// Store.Watch, but from revision from on (0: every record the store
-// holds), which is what lets a node start from a snapshot (snapshot.go).
+// stored: stored is the record in the store's own form, nil for a
+// deletion, and Unpack makes its JSON. Otherwise as Store.Watch, but from
+// revision from on (0: every record the store holds), which is what lets
+// a node start from a snapshot (snapshot.go). The index unpacks a record
+// only when it needs it: not a change it holds already (ApplyWritten),
+// and at start-up on every processor.
 type RawWatcher interface {
-	WatchRaw(ctx context.Context, from uint64, fn func(k twinhub.Key, data []byte, rev uint64), ready func()) error
+	WatchRaw(ctx context.Context, from uint64, fn func(k twinhub.Key, stored []byte, rev uint64), ready func()) error
+	Unpack(stored []byte) ([]byte, error)
 }
 
 // Watch feeds the index from the store until ctx ends. An index loaded
@@ -39,7 +43,7 @@ type RawWatcher interface {
 // that takes a store that is a RawWatcher.
 func (ix *Index) Watch(ctx context.Context, s twinhub.Store, log *slog.Logger, from uint64, ready func()) error {
 	if rw, ok := s.(RawWatcher); ok {
-		r := ix.startReplay(log)
+		r := ix.startReplay(log, rw.Unpack)
 		defer r.finish()
 		return rw.WatchRaw(ctx, from, r.feed, func() {
 			r.finish()
@@ -63,6 +67,7 @@ func (ix *Index) Watch(ctx context.Context, s twinhub.Store, log *slog.Logger, f
 type replay struct {
 	ix      *Index
 	log     *slog.Logger
+	unpack  func(stored []byte) ([]byte, error)
 	jobs    chan replayJob // nil once the replay is over
 	results chan replayJob
 	workers sync.WaitGroup
@@ -79,15 +84,18 @@ type replayJob struct {
 	err  error
 }
 
-func (ix *Index) startReplay(log *slog.Logger) *replay {
-	r := &replay{ix: ix, log: log, jobs: make(chan replayJob, 256), results: make(chan replayJob, 256), applied: make(chan struct{})}
+func (ix *Index) startReplay(log *slog.Logger, unpack func(stored []byte) ([]byte, error)) *replay {
+	r := &replay{ix: ix, log: log, unpack: unpack, jobs: make(chan replayJob, 256), results: make(chan replayJob, 256), applied: make(chan struct{})}
 	ix.setReplaying(true)
 	for range runtime.GOMAXPROCS(0) {
 		r.workers.Go(func() {
 			b := &twinBuilder{dict: ix.dict}
 			for j := range r.jobs {
 				if j.data != nil {
-					j.t, j.err = b.flattenRecord(j.k, j.data)
+					var data []byte
+					if data, j.err = unpack(j.data); j.err == nil {
+						j.t, j.err = b.flattenRecord(j.k, data)
+					}
 				}
 				r.results <- j
 			}
@@ -131,14 +139,14 @@ func (r *replay) apply(j replayJob) {
 	}
 }
 
-func (r *replay) feed(k twinhub.Key, data []byte, rev uint64) {
+func (r *replay) feed(k twinhub.Key, stored []byte, rev uint64) {
 	if r.jobs == nil {
-		if err := r.ix.applyJSON(k, data, rev); err != nil {
+		if err := r.ix.applyStored(k, stored, rev, r.unpack); err != nil {
 			r.log.Error("skipping a record the index cannot read", "identity", k.String(), "err", err)
 		}
 		return
 	}
-	r.jobs <- replayJob{seq: r.seq, k: k, data: data, rev: rev}
+	r.jobs <- replayJob{seq: r.seq, k: k, data: stored, rev: rev}
 	r.seq++
 }
 
@@ -155,17 +163,27 @@ func (r *replay) finish() {
 	r.ix.setReplaying(false)
 }
 
-// applyJSON records one change seen by a raw watch. A record it cannot
-// read is left out, but its revision counts as seen.
+// applyJSON records one change seen by a raw watch, given as its JSON.
 func (ix *Index) applyJSON(k twinhub.Key, data []byte, rev uint64) error {
+	return ix.applyStored(k, data, rev, nil)
+}
+
+// applyStored records one change seen by a raw watch, as stored: unpack
+// makes its JSON (nil: it is JSON). A record it cannot read is left out,
+// but its revision counts as seen.
+func (ix *Index) applyStored(k twinhub.Key, stored []byte, rev uint64, unpack func([]byte) ([]byte, error)) error {
 	var t *flatTwin
 	var err error
 	tb, key := ix.table(k), nodeKey(k)
 	ix.wmu.Lock()
-	// A change its writer has applied already (ApplyWritten) is not
-	// flattened again.
+	// A change its writer has applied already (ApplyWritten) is neither
+	// unpacked nor flattened again.
 	if !ix.holdsNewer(tb, key, rev) {
-		if data != nil {
+		data := stored
+		if data != nil && unpack != nil {
+			data, err = unpack(stored)
+		}
+		if data != nil && err == nil {
 			t, err = ix.build.flattenRecord(k, data)
 		}
 		if err == nil {

@@ -288,3 +288,30 @@ func TestApplyWrittenWithTheWatch(t *testing.T) {
 		t.Errorf("%d twins in the index, want %d", n, len(last))
 	}
 }
+
+// TestWatchSkipsHeldChanges: the watch does not unpack a change the index
+// holds already (a writer applied it), and unpacks the others.
+func TestWatchSkipsHeldChanges(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	ix := NewIndex()
+	unpacked := 0
+	unpack := func(stored []byte) ([]byte, error) {
+		unpacked++
+		return stored, nil
+	}
+	a, b := twinhub.DeviceKey("a"), twinhub.DeviceKey("b")
+	dataA, _ := json.Marshal(recordtest.RandomRecord(r, a))
+	dataB, _ := json.Marshal(recordtest.RandomRecord(r, b))
+	if err := ix.ApplyWritten(a, dataA, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.applyStored(a, dataA, 1, unpack); err != nil || unpacked != 0 {
+		t.Fatalf("the written change was unpacked %d times (%v)", unpacked, err)
+	}
+	if err := ix.applyStored(b, dataB, 2, unpack); err != nil || unpacked != 1 {
+		t.Fatalf("a change no writer applied was unpacked %d times (%v)", unpacked, err)
+	}
+	if tw, _ := ix.twinAt(b, 2); tw == nil || tw.rev != 2 || ix.Revision() != 2 {
+		t.Fatalf("b at revision 2 not in the index (revision %d)", ix.Revision())
+	}
+}

@@ -157,7 +157,7 @@ func TestStoreReadsRecordsStoredAsJSON(t *testing.T) {
 	seen := map[string][]byte{}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	err = s.WatchRaw(wctx, 0, func(k twinhub.Key, data []byte, rev uint64) { seen[k.DeviceID] = data }, cancel)
+	err = s.WatchRaw(wctx, 0, func(k twinhub.Key, stored []byte, rev uint64) { seen[k.DeviceID] = stored }, cancel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +165,16 @@ func TestStoreReadsRecordsStoredAsJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(seen["old"], want) || !bytes.Equal(seen["older"], data2) || !bytes.Equal(seen["newer"], newer) {
-		t.Fatalf("the raw watch saw %q, %q and %q", seen["old"], seen["older"], seen["newer"])
+	old, oldErr := s.Unpack(seen["old"])
+	older, olderErr := s.Unpack(seen["older"])
+	if !bytes.Equal(old, want) || oldErr != nil || !bytes.Equal(older, data2) || olderErr != nil {
+		t.Fatalf("the raw watch's records unpack to %q (%v) and %q (%v)", old, oldErr, older, olderErr)
+	}
+	if !bytes.Equal(seen["newer"], newer) {
+		t.Fatalf("the raw watch handed over %q for a record in an unknown format, not as stored", seen["newer"])
+	}
+	if _, err := s.Unpack(seen["newer"]); !errors.Is(err, errRecordFormat) {
+		t.Errorf("Unpack of a record in an unknown format: %v, want errRecordFormat", err)
 	}
 }
 
