@@ -600,6 +600,14 @@ func BenchmarkItemsJSON(b *testing.B) {
 			}
 		}
 	})
+	b.Run("QueryJSON-by-id", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := h.QueryJSON(ctx, "SELECT * FROM devices WHERE deviceId = 'd042'", 100, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("Query+AppendJSON", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

@@ -25,15 +25,29 @@ func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*twinhub.Query
 // twins are written straight from the index's compact form, without the
 // maps Query builds (appendDoc).
 func (ix *Index) QueryJSON(q *query.Query, pageSize int, tok Cursor) (*twinhub.QueryPage, []byte, *Cursor, error) {
-	// About a kilobyte a twin, up to 32 of them: a page of one twin (a
-	// query by id) does not take a page of a hundred's buffer.
-	out := &pageItems{json: true, b: append(make([]byte, 0, 1024*min(pageSize, 32)), '[')}
+	// The page is written in a recycled buffer and copied out at its size:
+	// a buffer sized for the page before it is known took 32 KB for the
+	// one twin of a query by id, and grew through copies for a page of a
+	// hundred.
+	buf := pageBufs.Get().(*[]byte)
+	out := &pageItems{json: true, b: append((*buf)[:0], '[')}
 	page, next := ix.query(q, pageSize, tok, out)
+	var data []byte
+	if out.err == nil {
+		out.b = append(out.b, ']')
+		data = append(make([]byte, 0, len(out.b)), out.b...)
+	}
+	if cap(out.b) <= 1<<20 {
+		*buf = out.b
+		pageBufs.Put(buf)
+	}
 	if out.err != nil {
 		return nil, nil, nil, out.err
 	}
-	return page, append(out.b, ']'), next, nil
+	return page, data, next, nil
 }
+
+var pageBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func (ix *Index) query(q *query.Query, pageSize int, tok Cursor, out *pageItems) (*twinhub.QueryPage, *Cursor) {
 	page := &twinhub.QueryPage{ItemType: q.ItemType()}
