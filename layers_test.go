@@ -22,9 +22,10 @@ const module = "github.com/twinhub/twinhub"
 var layers = map[string][]string{
 	".":                   {"internal/jsonread"},
 	"internal/jsonread":   {},
+	"internal/scratch":    {},
 	"internal/recordjson": {".", "internal/jsonread"},
-	"index":               {".", "internal/recordjson", "query"},
-	"hub":                 {".", "index", "internal/recordjson", "query", "sas", "metrics"},
+	"index":               {".", "internal/recordjson", "internal/scratch", "query"},
+	"hub":                 {".", "index", "internal/recordjson", "internal/scratch", "query", "sas", "metrics"},
 	"jetstream":           {".", "internal/recordjson"},
 	"blobstore":           {"."},
 	"httpapi":             {".", "hub", "sas", "throttle", "metrics"},

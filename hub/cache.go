@@ -8,6 +8,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/internal/recordjson"
+	"github.com/twinhub/twinhub/internal/scratch"
 )
 
 // recordCache keeps the records this node read or wrote last, decoded,
@@ -196,7 +197,7 @@ func (e *cachedRecord) twin() ([]byte, error) {
 	if p := e.twinJSON.Load(); p != nil {
 		return *p, nil
 	}
-	data, ok := renderExact(e.rec, recordjson.AppendTwinDoc)
+	data, ok := renderBufs.Exact(func(b []byte) ([]byte, bool) { return recordjson.AppendTwinDoc(b, e.rec) })
 	if !ok {
 		var err error
 		if data, err = json.Marshal(e.rec.TwinDoc()); err != nil {
@@ -207,26 +208,11 @@ func (e *cachedRecord) twin() ([]byte, error) {
 	return data, nil
 }
 
-// renderExact renders r with appendDoc in a recycled buffer, then copies
-// the document into a slice of its size, which the entry keeps: appended
-// from nothing, a twin of a kilobyte took about ten allocations as its
-// slice grew, twice its size in all (the twin a REST PATCH answers with
-// was a seventh of what the hub allocated an update).
-func renderExact(r *twinhub.Record, appendDoc func([]byte, *twinhub.Record) ([]byte, bool)) ([]byte, bool) {
-	buf := renderBufs.Get().(*[]byte)
-	b, ok := appendDoc((*buf)[:0], r)
-	var data []byte
-	if ok {
-		data = append(make([]byte, 0, len(b)), b...)
-	}
-	if cap(b) <= 64<<10 {
-		*buf = b
-		renderBufs.Put(buf)
-	}
-	return data, ok
-}
-
-var renderBufs = sync.Pool{New: func() any { return new([]byte) }}
+// renderBufs lend the buffers twin documents are rendered in: a cache
+// entry keeps its documents in slices of their size (the twin a REST
+// PATCH answers with was a seventh of what the hub allocated an update
+// while it was appended from nothing).
+var renderBufs = scratch.New(64 << 10)
 
 // deviceTwin is the entry's twin as a device reads it over MQTT (desired
 // and reported, without metadata), encoded without HTML escaping as the
@@ -235,7 +221,7 @@ func (e *cachedRecord) deviceTwin() ([]byte, error) {
 	if p := e.deviceTwinJSON.Load(); p != nil {
 		return *p, nil
 	}
-	data, ok := renderExact(e.rec, recordjson.AppendDeviceTwin)
+	data, ok := renderBufs.Exact(func(b []byte) ([]byte, bool) { return recordjson.AppendDeviceTwin(b, e.rec) })
 	if !ok {
 		var err error
 		if data, err = twinhub.MarshalNoHTML(e.rec.DeviceTwinDoc()); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/internal/recordjson"
+	"github.com/twinhub/twinhub/internal/scratch"
 	"github.com/twinhub/twinhub/query"
 )
 
@@ -25,29 +26,26 @@ func (ix *Index) Query(q *query.Query, pageSize int, tok Cursor) (*twinhub.Query
 // twins are written straight from the index's compact form, without the
 // maps Query builds (appendDoc).
 func (ix *Index) QueryJSON(q *query.Query, pageSize int, tok Cursor) (*twinhub.QueryPage, []byte, *Cursor, error) {
-	// The page is written in a recycled buffer and copied out at its size:
-	// a buffer sized for the page before it is known took 32 KB for the
-	// one twin of a query by id, and grew through copies for a page of a
+	// The page is written in a lent buffer and copied out at its size: a
+	// buffer sized for the page before it is known took 32 KB for the one
+	// twin of a query by id, and grew through copies for a page of a
 	// hundred.
-	buf := pageBufs.Get().(*[]byte)
-	out := &pageItems{json: true, b: append((*buf)[:0], '[')}
-	page, next := ix.query(q, pageSize, tok, out)
-	var data []byte
-	if out.err == nil {
-		out.b = append(out.b, ']')
-		data = append(make([]byte, 0, len(out.b)), out.b...)
-	}
-	if cap(out.b) <= 1<<20 {
-		*buf = out.b
-		pageBufs.Put(buf)
-	}
-	if out.err != nil {
-		return nil, nil, nil, out.err
+	var page *twinhub.QueryPage
+	var next *Cursor
+	var err error
+	data, _ := pageBufs.Exact(func(b []byte) ([]byte, bool) {
+		out := &pageItems{json: true, b: append(b, '[')}
+		page, next = ix.query(q, pageSize, tok, out)
+		err = out.err
+		return append(out.b, ']'), err == nil
+	})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	return page, data, next, nil
 }
 
-var pageBufs = sync.Pool{New: func() any { return new([]byte) }}
+var pageBufs = scratch.New(1 << 20)
 
 func (ix *Index) query(q *query.Query, pageSize int, tok Cursor, out *pageItems) (*twinhub.QueryPage, *Cursor) {
 	page := &twinhub.QueryPage{ItemType: q.ItemType()}
