@@ -200,11 +200,23 @@ const list = { search: '', pages: [''], index: 0, next: '' };
 
 // listLoads counts the list's loads: an answer is shown only if no load
 // began after its own, so that the slow answer to an earlier click (the
-// Devices tab) cannot replace the rows of a later search.
+// Devices tab) cannot replace the rows of a later search. The table is
+// aria-busy until the latest load's answer is shown: rows shown before
+// then are about to be replaced.
 let listLoads = 0;
 
 async function loadDevices() {
   const load = ++listLoads;
+  const table = $('device-table');
+  table.setAttribute('aria-busy', 'true');
+  try {
+    await showDevices(load);
+  } finally {
+    if (load === listLoads) table.removeAttribute('aria-busy');
+  }
+}
+
+async function showDevices(load) {
   const where = list.search ? ` WHERE STARTS_WITH(deviceId, ${sqlString(list.search)})` : '';
   const headers = { 'x-ms-max-item-count': String(DEVICE_PAGE_SIZE) };
   if (list.pages[list.index]) headers['x-ms-continuation'] = list.pages[list.index];

@@ -99,11 +99,13 @@ describe('web console in chromium', { skip: noBrowser }, () => {
   async function openDevice(id) {
     await page.click('nav button[data-view=devices]');
     await fill('#search', id);
-    // The rows of an earlier search go first, so that the button clicked
-    // is one of this search's.
+    // The rows of an earlier search go first, and the button clicked is
+    // one of the rows the list shows once no load is under way (the tab's
+    // own load, answered after this clearing, showed rows that the
+    // search's answer then replaced: the button found was detached).
     await page.$eval('#device-table tbody', (b) => b.replaceChildren());
     await page.click('#search-form button');
-    const button = await page.waitForSelector(`xpath/.//table[@id="device-table"]//button[text()="${id}"]`, { timeout: WAIT_MS });
+    const button = await page.waitForSelector(`xpath/.//table[@id="device-table" and not(@aria-busy)]//button[text()="${id}"]`, { timeout: WAIT_MS });
     await button.click();
     await waitText('#device-title', id);
     await waitText('#twin-versions', 'etag');
