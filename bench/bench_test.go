@@ -346,3 +346,43 @@ twinhub_http_request_duration_seconds_count{route="PATCH /twins/{id}"} 5
 		t.Errorf("a series of a route that has none: %v, want errNoSeries", err)
 	}
 }
+
+// TestGoalsSayCosts checks the goals drawn from results: a ratio goal
+// carries what an operation cost the hub, its baseline and the load
+// generator when all were measured, and the desired rate goal is judged
+// only on a run paced at 25,000/s or more.
+func TestGoalsSayCosts(t *testing.T) {
+	usage := func(cpu float64) *Usage { return &Usage{CPUSeconds: cpu} }
+	results := []*Result{
+		{Name: "telemetry", Ops: 100000, Rate: 10000, Hub: usage(1.0), Generator: usage(1.2)},
+		{Name: "mosquitto", Kind: "baseline", Ops: 200000, Rate: 20000, Hub: usage(1.0), Generator: usage(2.0)},
+		{Name: "desired/patch", Ops: 50000, Rate: 5000, Extra: map[string]float64{"target_rate": 5000}},
+	}
+	byGoal := func(rep *Report) map[string]Goal {
+		m := map[string]Goal{}
+		for _, g := range goals(rep) {
+			m[g.Goal] = g
+		}
+		return m
+	}
+	got := byGoal(&Report{Results: results})
+	tel, ok := got["telemetry, persisted, >= 1.0x Mosquitto"]
+	if !ok || tel.Met || tel.Measured != "0.50x (10000/s)" {
+		t.Errorf("telemetry goal %+v", tel)
+	}
+	if want := "hub 10.0 µs, Mosquitto 5.0 µs; load generator 12.0 and 10.0 µs"; !strings.Contains(tel.Note, want) {
+		t.Errorf("telemetry goal's note %q lacks %q", tel.Note, want)
+	}
+	const desired = "twin updates (desired, REST) >= 25,000/s"
+	if g, ok := got[desired]; ok {
+		t.Errorf("a run paced at 5,000/s judged the 25,000/s goal: %+v", g)
+	}
+	results[2].Extra["target_rate"], results[2].Rate = 30000, 26000
+	if g, ok := byGoal(&Report{Results: results})[desired]; !ok || !g.Met {
+		t.Errorf("a run paced at 30,000/s: %+v (judged %v)", g, ok)
+	}
+	results[1].Generator = nil
+	if g := byGoal(&Report{Results: results})["telemetry, persisted, >= 1.0x Mosquitto"]; g.Note != "" {
+		t.Errorf("costs said without the baseline's generator measured: %q", g.Note)
+	}
+}

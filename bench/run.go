@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -344,9 +345,15 @@ func (e *env) connectDevices(ids []string, o deviceOptions) ([]*device, error) {
 // measure runs fn, printing rec's progress every second, and returns its
 // result with the hub's CPU and memory over the run.
 func (e *env) measure(name, unit string, clients int, rec *recorder, fn func()) *Result {
-	var before Snapshot
+	var before, genBefore Snapshot
 	if e.t.Usage != nil {
 		before, _ = e.t.Usage()
+	}
+	// The generator's own CPU means something only when the hub's is
+	// not in it.
+	var genErr error = errInProcess
+	if !e.t.InProcess {
+		genBefore, genErr = SelfUsage()
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -376,6 +383,11 @@ func (e *env) measure(name, unit string, clients int, rec *recorder, fn func()) 
 	if e.t.Usage != nil {
 		if after, err := e.t.Usage(); err == nil {
 			res.Hub = usageBetween(before, after, elapsed, e.t.UsageNote)
+		}
+	}
+	if genErr == nil {
+		if after, err := SelfUsage(); err == nil {
+			res.Generator = usageBetween(genBefore, after, elapsed, "the load generator (this process)")
 		}
 	}
 	e.add(res)
@@ -419,6 +431,9 @@ func (e *env) forDuration(n int, d time.Duration, op func(w int)) {
 	}
 	wg.Wait()
 }
+
+// errInProcess: the generator's use is not measured apart from the hub's.
+var errInProcess = errors.New("the hub runs in this process")
 
 // gcNow makes an in-process hub's heap figure mean live memory.
 func (e *env) gcNow() {

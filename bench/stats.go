@@ -94,15 +94,20 @@ type Result struct {
 	// Kind is "twinhub" or "baseline".
 	Kind string `json:"kind"`
 	// What one operation is, e.g. "reported patch round trip".
-	Unit     string         `json:"unit"`
-	Ops      int64          `json:"ops"`
-	Errors   int64          `json:"errors"`
-	Seconds  float64        `json:"seconds"`
-	Rate     float64        `json:"rate_per_s"`
-	Latency  *Latency       `json:"latency,omitempty"`
-	Clients  int            `json:"clients,omitempty"`
-	Hub      *Usage         `json:"hub,omitempty"`
-	ErrorMsg map[string]int `json:"error_samples,omitempty"`
+	Unit    string   `json:"unit"`
+	Ops     int64    `json:"ops"`
+	Errors  int64    `json:"errors"`
+	Seconds float64  `json:"seconds"`
+	Rate    float64  `json:"rate_per_s"`
+	Latency *Latency `json:"latency,omitempty"`
+	Clients int      `json:"clients,omitempty"`
+	Hub     *Usage   `json:"hub,omitempty"`
+	// Generator is this process's own use over the phase, when the hub
+	// (or the baseline's server) runs in another: on a machine whose
+	// cores the two share, a ratio of rates is also a ratio of what the
+	// load generator spends on each side.
+	Generator *Usage         `json:"generator,omitempty"`
+	ErrorMsg  map[string]int `json:"error_samples,omitempty"`
 	// Extra holds scenario-specific numbers (e.g. bytes per connection).
 	Extra map[string]float64 `json:"extra,omitempty"`
 	Notes []string           `json:"notes,omitempty"`
