@@ -219,6 +219,24 @@ func fixedValue(code byte, b []byte) (any, error) {
 
 // variable reads binary, string and symbol data.
 func (d *Decoder) variable(code byte) (any, error) {
+	b, err := d.variableBytes(code)
+	if err != nil {
+		return nil, err
+	}
+	switch code {
+	case codeVbin8, codeVbin32:
+		v := make([]byte, len(b)) // empty, not nil: binary is never null
+		copy(v, b)
+		return v, nil
+	case codeStr8, codeStr32:
+		return string(b), nil
+	}
+	return Symbol(b), nil
+}
+
+// variableBytes reads the data of a binary, string or symbol whose
+// constructor is code, checked (strings UTF-8, symbols ASCII), in place.
+func (d *Decoder) variableBytes(code byte) ([]byte, error) {
 	var n int
 	switch code {
 	case codeVbin8, codeStr8, codeSym8:
@@ -244,59 +262,28 @@ func (d *Decoder) variable(code byte) (any, error) {
 		return nil, err
 	}
 	switch code {
-	case codeVbin8, codeVbin32:
-		v := make([]byte, len(b)) // empty, not nil: binary is never null
-		copy(v, b)
-		return v, nil
 	case codeStr8, codeStr32:
 		if !utf8.Valid(b) {
 			return nil, malformed("string is not UTF-8")
 		}
-		return string(b), nil
-	}
-	for _, c := range b {
-		if c >= 0x80 {
-			return nil, malformed("symbol is not ASCII")
+	case codeSym8, codeSym32:
+		for _, c := range b {
+			if c >= 0x80 {
+				return nil, malformed("symbol is not ASCII")
+			}
 		}
 	}
-	return Symbol(b), nil
+	return b, nil
 }
 
 // compound reads a list, map or array: its size and count, then its
 // elements, which must fill the size exactly.
 func (d *Decoder) compound(code byte) (any, error) {
-	var size, count int
-	var head int // the bytes of the count, part of the size
-	switch code {
-	case codeList8, codeMap8, codeArray8:
-		s, err := d.byte()
-		if err != nil {
-			return nil, err
-		}
-		size, head = int(s), 1
-	default:
-		s, err := d.uint32()
-		if err != nil {
-			return nil, err
-		}
-		if int64(s) > int64(d.left()) {
-			return nil, malformed("%d bytes announced at offset %d, %d left", s, d.i, d.left())
-		}
-		size, head = int(s), 4
+	sub, count, err := d.compoundBody(code)
+	if err != nil {
+		return nil, err
 	}
-	if size < head || size > d.left() {
-		return nil, malformed("compound size %d at offset %d, %d left", size, d.i, d.left())
-	}
-	body := d.b[d.i+head : d.i+size]
-	if head == 1 {
-		count = int(d.b[d.i])
-	} else {
-		count = int(binary.BigEndian.Uint32(d.b[d.i:]))
-	}
-	d.i += size
-	sub := &Decoder{b: body, depth: d.depth}
 	var v any
-	var err error
 	switch code {
 	case codeList8, codeList32:
 		v, err = sub.list(count)
@@ -312,6 +299,41 @@ func (d *Decoder) compound(code byte) (any, error) {
 		return nil, malformed("%d bytes left over in a compound value", sub.left())
 	}
 	return v, nil
+}
+
+// compoundBody reads the size and count of a list, map or array whose
+// constructor is code, and gives a decoder of its elements.
+func (d *Decoder) compoundBody(code byte) (sub Decoder, count int, err error) {
+	var size int
+	var head int // the bytes of the count, part of the size
+	switch code {
+	case codeList8, codeMap8, codeArray8:
+		s, err := d.byte()
+		if err != nil {
+			return Decoder{}, 0, err
+		}
+		size, head = int(s), 1
+	default:
+		s, err := d.uint32()
+		if err != nil {
+			return Decoder{}, 0, err
+		}
+		if int64(s) > int64(d.left()) {
+			return Decoder{}, 0, malformed("%d bytes announced at offset %d, %d left", s, d.i, d.left())
+		}
+		size, head = int(s), 4
+	}
+	if size < head || size > d.left() {
+		return Decoder{}, 0, malformed("compound size %d at offset %d, %d left", size, d.i, d.left())
+	}
+	body := d.b[d.i+head : d.i+size]
+	if head == 1 {
+		count = int(d.b[d.i])
+	} else {
+		count = int(binary.BigEndian.Uint32(d.b[d.i:]))
+	}
+	d.i += size
+	return Decoder{b: body, depth: d.depth}, count, nil
 }
 
 func (d *Decoder) list(count int) (List, error) {

@@ -2,8 +2,10 @@ package wire
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	amqp "github.com/Azure/go-amqp"
 )
@@ -77,6 +79,11 @@ func FuzzMessage(f *testing.F) {
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)
+		want, wantErr := decodeMessageByValue(b)
+		// Compared as printed: a NaN is not DeepEqual to itself.
+		if (err == nil) != (wantErr == nil) || err == nil && fmt.Sprintf("%#v", m) != fmt.Sprintf("%#v", want) {
+			t.Fatalf("DecodeMessage(%x) = %#v, %v; read through Value: %#v, %v", b, m, err, want, wantErr)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("an error that is not ErrMalformed: %v", err)
@@ -87,4 +94,94 @@ func FuzzMessage(f *testing.F) {
 			return // arrays of types the encoder does not write
 		}
 	})
+}
+
+// decodeMessageByValue is what DecodeMessage must give, read the plain
+// way: each section a value of Value's tree, then its fields picked out.
+// (DecodeMessage reads the common sections without the tree.)
+func decodeMessageByValue(b []byte) (Message, error) {
+	var m Message
+	d := Decoder{b: b}
+	for !d.Done() {
+		v, err := d.Value()
+		if err != nil {
+			return Message{}, err
+		}
+		s, ok := v.(Described)
+		code, known := uint64(0), false
+		if ok {
+			code, known = s.Descriptor.(uint64)
+		}
+		if !known {
+			return Message{}, malformed("a message section is a %T", v)
+		}
+		switch code {
+		case codeHeader:
+			l, ok := s.Value.(List)
+			if !ok {
+				return Message{}, malformed("header is a %T", s.Value)
+			}
+			f := fields{l: l, name: "header"}
+			m.Durable, m.DeliveryCount = f.boolean(0), f.uint(4, 0)
+			if f.err != nil {
+				return Message{}, f.err
+			}
+		case codeDeliveryAnnotations, codeMessageAnnotations, codeApplicationProperties:
+			mp, ok := s.Value.(Map)
+			if !ok && s.Value != nil {
+				return Message{}, malformed("section %#x is a %T", code, s.Value)
+			}
+			switch code {
+			case codeDeliveryAnnotations:
+				m.DeliveryAnnotations = mp
+			case codeMessageAnnotations:
+				m.Annotations = mp
+			default:
+				m.ApplicationProperties = mp
+			}
+		case codeProperties:
+			l, ok := s.Value.(List)
+			if !ok {
+				return Message{}, malformed("properties is a %T", s.Value)
+			}
+			f := fields{l: l, name: "properties"}
+			address := func(i int) string {
+				if s, ok := f.at(i).(Symbol); ok {
+					return string(s)
+				}
+				return f.str(i)
+			}
+			timestamp := func(i int) time.Time {
+				t, ok := f.at(i).(time.Time)
+				if !ok && f.at(i) != nil {
+					f.bad(i, "timestamp")
+				}
+				return t
+			}
+			m.Properties = Properties{
+				MessageID: f.at(0), UserID: f.binary(1), To: address(2), Subject: f.str(3),
+				ReplyTo: address(4), CorrelationID: f.at(5), ContentType: f.symbol(6),
+				ContentEncoding: f.symbol(7), AbsoluteExpiryTime: timestamp(8), CreationTime: timestamp(9),
+			}
+			if f.err != nil {
+				return Message{}, f.err
+			}
+		case codeData:
+			data, ok := s.Value.([]byte)
+			if !ok {
+				return Message{}, malformed("data is a %T", s.Value)
+			}
+			if m.Data == nil {
+				m.Data = data
+			} else {
+				m.Data = append(m.Data, data...)
+			}
+		case codeAmqpValue:
+			m.Value = s.Value
+		case codeAmqpSequence, codeFooter:
+		default:
+			return Message{}, malformed("no message section has code %#x", code)
+		}
+	}
+	return m, nil
 }
