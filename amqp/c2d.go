@@ -87,7 +87,7 @@ func (c *conn) sendC2D(m wire.Message) wire.Described {
 		e := twinhub.AsError(err)
 		return rejected(conditionOf(e), e.Message)
 	}
-	return wire.State(wire.CodeAccepted)
+	return wire.Accepted
 }
 
 // deviceOfTo reads the device of "/devices/<id>/messages/devicebound"

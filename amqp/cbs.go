@@ -94,7 +94,7 @@ func (c *conn) putToken(m wire.Message) wire.Described {
 	status, desc := c.checkToken(m)
 	c.srv.log.Debug("amqp put-token", "principal", c.principal, "status", status)
 	c.reply(cbsNode, m.Properties.ReplyTo, statusReply(m, status, desc, nil))
-	return wire.State(wire.CodeAccepted)
+	return wire.Accepted
 }
 
 // checkToken checks a put-token request and keeps its grant.

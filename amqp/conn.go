@@ -333,14 +333,15 @@ func (c *conn) frames() error {
 	for {
 		rd.Extend()
 		f, err := wire.ReadFrameInto(c.r, c.srv.opts.MaxFrameSize, buf)
-		switch {
-		case errors.Is(err, wire.ErrFrameTooLarge):
-			return closeWith(condFramingError, "%v", err)
-		case errors.Is(err, wire.ErrMalformed):
-			return closeWith(condFramingError, "%v", err)
-		case isTimeout(err):
-			return closeWith(condResourceLimit, "no frame for %s, the idle time-out", idle)
-		case err != nil:
+		if err != nil {
+			switch {
+			case errors.Is(err, wire.ErrFrameTooLarge):
+				return closeWith(condFramingError, "%v", err)
+			case errors.Is(err, wire.ErrMalformed):
+				return closeWith(condFramingError, "%v", err)
+			case isTimeout(err):
+				return closeWith(condResourceLimit, "no frame for %s, the idle time-out", idle)
+			}
 			return err
 		}
 		if len(f.Body) == 0 {
@@ -349,15 +350,30 @@ func (c *conn) frames() error {
 		if f.Type != wire.FrameAMQP {
 			return closeWith(condFramingError, "a SASL frame after the handshake")
 		}
-		p, err := wire.DecodePerformative(f.Body)
-		if err != nil {
-			return closeWith(condDecodeError, "%v", err)
-		}
-		c.mu.Lock()
-		done, err := c.handle(f.Channel, p)
-		c.mu.Unlock()
-		if err != nil || done {
-			return err
+		var done bool
+		// Transfers, one a device message, are read field by field;
+		// other performatives through the generic decoder.
+		if t, ok, err := wire.DecodeTransfer(f.Body); ok {
+			if err != nil {
+				return closeWith(condDecodeError, "%v", err)
+			}
+			c.mu.Lock()
+			err = c.onTransferOn(f.Channel, t)
+			c.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		} else {
+			p, err := wire.DecodePerformative(f.Body)
+			if err != nil {
+				return closeWith(condDecodeError, "%v", err)
+			}
+			c.mu.Lock()
+			done, err = c.handle(f.Channel, p)
+			c.mu.Unlock()
+			if err != nil || done {
+				return err
+			}
 		}
 		if cap(f.Body) <= 64<<10 {
 			buf = f.Body[:0]
@@ -365,6 +381,8 @@ func (c *conn) frames() error {
 	}
 }
 
+// isTimeout reports whether err is a time-out. (It allocates, for
+// errors.As: not for the path of every frame.)
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -419,6 +437,15 @@ func (c *conn) handle(channel uint16, p wire.Performative) (done bool, err error
 		return true, nil
 	}
 	return false, closeWith(condFramingError, "a SASL performative after the handshake")
+}
+
+// onTransferOn acts on a transfer on channel.
+func (c *conn) onTransferOn(channel uint16, t wire.Transfer) error {
+	s, err := c.session(channel)
+	if err != nil {
+		return err
+	}
+	return c.onTransfer(s, t)
 }
 
 // begin answers a session the peer begins on channel, on the same channel.
@@ -484,9 +511,23 @@ func (c *conn) send(channel uint16, code uint64, fields wire.List, payload []byt
 // sendFrame writes one frame of type typ, no larger than the peer takes,
 // and flushes it.
 func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List, payload []byte) error {
+	return c.sendEncoded(func(b []byte) ([]byte, error) {
+		return wire.AppendPerformativeFrame(b, typ, channel, code, fields, payload)
+	})
+}
+
+// sendDisposition writes a disposition on channel, encoded field by
+// field: the settlement of each message a device sends.
+func (c *conn) sendDisposition(channel uint16, d wire.Disposition) error {
+	return c.sendEncoded(func(b []byte) ([]byte, error) { return wire.AppendDispositionFrame(b, channel, d) })
+}
+
+// sendEncoded writes the frame encode appends to the connection's frame
+// buffer, no larger than the peer takes, and flushes it.
+func (c *conn) sendEncoded(encode func([]byte) ([]byte, error)) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	frame, err := wire.AppendPerformativeFrame(c.frame[:0], typ, channel, code, fields, payload)
+	frame, err := encode(c.frame[:0])
 	if cap(frame) <= 4<<10 {
 		c.frame = frame[:0]
 	}

@@ -415,7 +415,7 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAu
 				done(rejected(conditionOf(te), te.Message))
 				return
 			}
-			done(wire.State(wire.CodeAccepted))
+			done(wire.Accepted)
 		})
 	}
 	// Over the telemetry rate, the message is stored when its turn comes,

@@ -462,7 +462,7 @@ func (c *conn) manage(m wire.Message) wire.Described {
 	status, desc, body := c.managementRead(m)
 	c.srv.log.Debug("amqp management request", "principal", c.principal, "status", status)
 	c.reply(managementNode, m.Properties.ReplyTo, statusReply(m, status, desc, body))
-	return wire.State(wire.CodeAccepted)
+	return wire.Accepted
 }
 
 func (c *conn) managementRead(m wire.Message) (int, string, any) {

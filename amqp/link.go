@@ -296,7 +296,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 		}
 		return nil
 	}
-	outcome := wire.State(wire.CodeAccepted)
+	outcome := wire.Accepted
 	if err != nil {
 		outcome = decodeRejected(err)
 	} else {
@@ -304,7 +304,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 	}
 	if l.partialUnset {
 		d := wire.Disposition{Role: wire.RoleReceiver, First: l.partialID, Settled: true, State: outcome}
-		if err := c.send(s.channel, wire.CodeDisposition, d.List(), nil); err != nil {
+		if err := c.sendDisposition(s.channel, d); err != nil {
 			return err
 		}
 	}

@@ -52,7 +52,7 @@ func (c *conn) attachMethods(l *link, a wire.Attach, k twinhub.Key) {
 	if l.receiving {
 		c.startWorker(l, func(m wire.Message) (wire.Described, func()) {
 			c.methodAnswer(id, m)
-			return wire.State(wire.CodeAccepted), nil
+			return wire.Accepted, nil
 		})
 		return
 	}

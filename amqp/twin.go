@@ -68,7 +68,7 @@ func (c *conn) attachTwin(l *link, a wire.Attach, k twinhub.Key, audience string
 	}
 	if l.receiving {
 		c.startWorker(l, func(m wire.Message) (wire.Described, func()) {
-			return wire.State(wire.CodeAccepted), c.twinRequest(id, k, audience, m)
+			return wire.Accepted, c.twinRequest(id, k, audience, m)
 		})
 		return
 	}

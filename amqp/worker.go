@@ -72,7 +72,7 @@ func (c *conn) finished(l *link, q queued, outcome wire.Described, waiting int, 
 func (c *conn) settleHandled(l *link, id uint32, unsettled bool, outcome wire.Described, waiting int) error {
 	if unsettled {
 		d := wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true, State: outcome}
-		if err := c.send(l.s.channel, wire.CodeDisposition, d.List(), nil); err != nil {
+		if err := c.sendDisposition(l.s.channel, d); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"math"
+	"time"
 	"unicode/utf8"
 )
 
@@ -415,4 +416,113 @@ func (d *Decoder) array(count int) (Array, error) {
 		a = append(a, v)
 	}
 	return a, nil
+}
+
+// Typed field readers: each reads field i of list name (a performative
+// or message section) when it is null or of the type the field takes,
+// without boxing it in an interface as Value does, and reads anything
+// else as Value would, to refuse it as malformed (or malformed anyway).
+// DecodeMessage and DecodeTransfer read the frames of every device
+// message with them.
+
+// variableField reads a binary, string or symbol of one of codes, its
+// checked bytes in place; nil for null.
+func (d *Decoder) variableField(name string, i int, want string, codes ...byte) ([]byte, error) {
+	if !d.Done() {
+		c := d.b[d.i]
+		if c == codeNull {
+			d.i++
+			return nil, nil
+		}
+		for _, code := range codes {
+			if c != code {
+				continue
+			}
+			d.i++
+			v, err := d.variableBytes(c)
+			if err == nil && v == nil {
+				v = []byte{} // present and empty
+			}
+			return v, err
+		}
+	}
+	return nil, d.notA(name, i, want)
+}
+
+// timestampField reads a timestamp; the zero time for null.
+func (d *Decoder) timestampField(name string, i int) (time.Time, error) {
+	if !d.Done() {
+		switch d.b[d.i] {
+		case codeNull:
+			d.i++
+			return time.Time{}, nil
+		case codeTimestamp:
+			d.i++
+			b, err := d.take(8)
+			if err != nil {
+				return time.Time{}, err
+			}
+			return toTime(int64(binary.BigEndian.Uint64(b))), nil
+		}
+	}
+	return time.Time{}, d.notA(name, i, "timestamp")
+}
+
+// uintField reads a uint; present is false for null.
+func (d *Decoder) uintField(name string, i int) (v uint32, present bool, err error) {
+	if !d.Done() {
+		switch d.b[d.i] {
+		case codeNull:
+			d.i++
+			return 0, false, nil
+		case codeUint0:
+			d.i++
+			return 0, true, nil
+		case codeSmallUint:
+			d.i++
+			b, err := d.take(1)
+			if err != nil {
+				return 0, false, err
+			}
+			return uint32(b[0]), true, nil
+		case codeUint:
+			d.i++
+			b, err := d.take(4)
+			if err != nil {
+				return 0, false, err
+			}
+			return binary.BigEndian.Uint32(b), true, nil
+		}
+	}
+	return 0, false, d.notA(name, i, "uint")
+}
+
+// boolField reads a boolean; present is false for null.
+func (d *Decoder) boolField(name string, i int) (v, present bool, err error) {
+	if !d.Done() {
+		switch d.b[d.i] {
+		case codeNull:
+			d.i++
+			return false, false, nil
+		case codeTrue, codeFalse:
+			d.i++
+			return d.b[d.i-1] == codeTrue, true, nil
+		case codeBool:
+			if d.i+1 < len(d.b) && d.b[d.i+1] <= 1 {
+				d.i += 2
+				return d.b[d.i-1] == 1, true, nil
+			}
+		}
+	}
+	return false, false, d.notA(name, i, "boolean")
+}
+
+// notA reads the next value, which is not of the type field i of name
+// takes: the error says what it is, or why it is not even a value.
+func (d *Decoder) notA(name string, i int, want string) error {
+	v, err := d.Value()
+	if err != nil {
+		return err
+	}
+	return malformed("%s field %d is a %T, not a %s", name, i, v, want)
 }

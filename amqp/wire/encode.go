@@ -18,22 +18,13 @@ func Append(b []byte, v any) ([]byte, error) {
 	case nil:
 		return append(b, codeNull), nil
 	case bool:
-		if x {
-			return append(b, codeTrue), nil
-		}
-		return append(b, codeFalse), nil
+		return appendBool(b, x), nil
 	case uint8:
 		return append(b, codeUbyte, x), nil
 	case uint16:
 		return binary.BigEndian.AppendUint16(append(b, codeUshort), x), nil
 	case uint32:
-		switch {
-		case x == 0:
-			return append(b, codeUint0), nil
-		case x < 256:
-			return append(b, codeSmallUint, byte(x)), nil
-		}
-		return binary.BigEndian.AppendUint32(append(b, codeUint), x), nil
+		return appendUint(b, x), nil
 	case uint64:
 		return appendUlong(b, x), nil
 	case uint:
@@ -110,6 +101,23 @@ func Append(b []byte, v any) ([]byte, error) {
 		return appendArray(b, x)
 	}
 	return nil, fmt.Errorf("amqp: no AMQP encoding for %T", v)
+}
+
+func appendUint(b []byte, x uint32) []byte {
+	switch {
+	case x == 0:
+		return append(b, codeUint0)
+	case x < 256:
+		return append(b, codeSmallUint, byte(x))
+	}
+	return binary.BigEndian.AppendUint32(append(b, codeUint), x)
+}
+
+func appendBool(b []byte, x bool) []byte {
+	if x {
+		return append(b, codeTrue)
+	}
+	return append(b, codeFalse)
 }
 
 func appendUlong(b []byte, x uint64) []byte {

@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"encoding/binary"
-	"time"
-)
+import "time"
 
 // Message is an AMQP message (part 3, section 3.2) with the sections
 // IoT Hub's clients use: header, delivery and message annotations,
@@ -245,30 +242,30 @@ func (d *Decoder) properties(p *Properties) error {
 			}
 		case 1:
 			var b []byte
-			if b, err = sub.text(i, codeVbin8, codeVbin32, "binary"); b != nil {
+			if b, err = sub.variableField("properties", i, "binary", codeVbin8, codeVbin32); b != nil {
 				p.UserID = append(make([]byte, 0, len(b)), b...)
 			}
 		case 2, 4: // addresses: strings (some clients send symbols)
 			var b []byte
-			if b, err = sub.text(i, codeStr8, codeStr32, "string", codeSym8, codeSym32); i == 2 {
+			if b, err = sub.variableField("properties", i, "string", codeStr8, codeStr32, codeSym8, codeSym32); i == 2 {
 				p.To = string(b)
 			} else {
 				p.ReplyTo = string(b)
 			}
 		case 3:
 			var b []byte
-			b, err = sub.text(i, codeStr8, codeStr32, "string")
+			b, err = sub.variableField("properties", i, "string", codeStr8, codeStr32)
 			p.Subject = string(b)
 		case 6, 7:
 			var b []byte
-			if b, err = sub.text(i, codeSym8, codeSym32, "symbol"); i == 6 {
+			if b, err = sub.variableField("properties", i, "symbol", codeSym8, codeSym32); i == 6 {
 				p.ContentType = Symbol(b)
 			} else {
 				p.ContentEncoding = Symbol(b)
 			}
 		case 8, 9:
 			var t time.Time
-			if t, err = sub.timestamp(i); i == 8 {
+			if t, err = sub.timestampField("properties", i); i == 8 {
 				p.AbsoluteExpiryTime = t
 			} else {
 				p.CreationTime = t
@@ -284,55 +281,6 @@ func (d *Decoder) properties(p *Properties) error {
 		return malformed("%d bytes left over in a compound value", sub.left())
 	}
 	return nil
-}
-
-// text reads properties field i when null (nil) or of constructor a or b,
-// or (more) c and d, giving its checked bytes in place; a value of
-// another type is malformed, named want.
-func (d *Decoder) text(i int, a, b byte, want string, more ...byte) ([]byte, error) {
-	if !d.Done() {
-		c := d.b[d.i]
-		if c == codeNull {
-			d.i++
-			return nil, nil
-		}
-		if c == a || c == b || len(more) == 2 && (c == more[0] || c == more[1]) {
-			d.i++
-			v, err := d.variableBytes(c)
-			if err == nil && v == nil {
-				v = []byte{} // present and empty: binary is never null
-			}
-			return v, err
-		}
-	}
-	v, err := d.Value()
-	if err != nil {
-		return nil, err
-	}
-	return nil, malformed("properties field %d is a %T, not a %s", i, v, want)
-}
-
-// timestamp reads properties field i: a timestamp, or null.
-func (d *Decoder) timestamp(i int) (time.Time, error) {
-	if !d.Done() {
-		switch d.b[d.i] {
-		case codeNull:
-			d.i++
-			return time.Time{}, nil
-		case codeTimestamp:
-			d.i++
-			b, err := d.take(8)
-			if err != nil {
-				return time.Time{}, err
-			}
-			return toTime(int64(binary.BigEndian.Uint64(b))), nil
-		}
-	}
-	v, err := d.Value()
-	if err != nil {
-		return time.Time{}, err
-	}
-	return time.Time{}, malformed("properties field %d is a %T, not a timestamp", i, v)
 }
 
 // AppendMessage appends m's sections: those it has, body last (data when

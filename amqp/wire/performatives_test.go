@@ -1,8 +1,10 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -105,5 +107,32 @@ func TestPerformativeTypes(t *testing.T) {
 		if _, err := Parse(p); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
+	}
+}
+
+// TestAppendDispositionFrame: the disposition written field by field is
+// the frame of its List, byte for byte, for small and large outcomes.
+func TestAppendDispositionFrame(t *testing.T) {
+	long := (&Error{Condition: "amqp:not-found", Description: strings.Repeat("no such device. ", 40)}).Field()
+	for _, d := range []Disposition{
+		{Role: RoleReceiver, First: 0, Settled: true, State: Accepted},
+		{Role: RoleReceiver, First: 255, Last: ptr(uint32(256)), Settled: true, State: State(CodeRejected, long)},
+		{Role: RoleSender, First: 1 << 31, Settled: false},
+		{First: 70000, Last: ptr(uint32(0)), State: State(CodeModified, true, false)},
+	} {
+		want, err := AppendPerformativeFrame([]byte("x"), FrameAMQP, 9, CodeDisposition, d.List(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AppendDispositionFrame([]byte("x"), 9, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%+v:\n got %x\nwant %x", d, got, want)
+		}
+	}
+	if _, err := AppendDispositionFrame(nil, 0, Disposition{State: struct{}{}}); err == nil {
+		t.Error("a state of no AMQP type encoded")
 	}
 }

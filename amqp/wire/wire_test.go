@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -359,6 +360,58 @@ func FuzzFrame(f *testing.F) {
 			if err != nil && !errors.Is(err, ErrMalformed) {
 				t.Fatalf("an error that is not ErrMalformed: %v", err)
 			}
+		}
+	})
+}
+
+// FuzzTransfer: DecodeTransfer reads every frame body it takes as
+// DecodePerformative and ParseTransfer read it: the same transfer, or an
+// error from both; a body it does not take is no transfer of the common
+// encoding.
+func FuzzTransfer(f *testing.F) {
+	id, settled := uint32(70000), false
+	for _, tr := range []Transfer{
+		{Handle: 1, DeliveryID: &id, DeliveryTag: []byte{0, 1, 0x11, 0x70}, Settled: &settled},
+		{Handle: 300, More: true, MessageFormat: &id},
+		{Handle: 2, Aborted: true, State: State(CodeAccepted)},
+	} {
+		body, _ := AppendPerformative(nil, CodeTransfer, tr.List(), []byte("payload"))
+		f.Add(body)
+	}
+	f.Add([]byte{0x00, 0x53, 0x14, 0xc0, 0x03, 0x01, 0x52, 0x07})
+	f.Add([]byte{0x00, 0x53, 0x14, 0xd0, 0, 0, 0, 8, 0, 0, 0, 2, 0x43, 0x56, 0x01, 0x40})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok, err := DecodeTransfer(body)
+		if !ok {
+			if err != nil {
+				t.Fatalf("not taken, yet an error: %v", err)
+			}
+			if len(body) >= 4 && body[0] == 0 && body[1] == codeSmallUlong && body[2] == CodeTransfer && (body[3] == codeList8 || body[3] == codeList32) {
+				t.Fatalf("a transfer of the common encoding not taken: %x", body)
+			}
+			return
+		}
+		p, wantErr := DecodePerformative(body)
+		var want Transfer
+		if wantErr == nil {
+			want, wantErr = ParseTransfer(p)
+		}
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("DecodeTransfer(%x): %v; DecodePerformative and ParseTransfer: %v", body, err, wantErr)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("an error that is not ErrMalformed: %v", err)
+			}
+			return
+		}
+		// The state compared as printed: a NaN is not DeepEqual to itself.
+		if fmt.Sprintf("%#v", got.State) != fmt.Sprintf("%#v", want.State) {
+			t.Fatalf("DecodeTransfer(%x): state %#v, want %#v", body, got.State, want.State)
+		}
+		got.State, want.State = nil, nil
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("DecodeTransfer(%x) = %+v, want %+v", body, got, want)
 		}
 	})
 }
