@@ -259,7 +259,10 @@ func (p Performative) Field(i int) any {
 // every client gives it (the ulong descriptor, a list), field by field
 // rather than through Value's tree: a transfer comes with every message
 // a device sends. ok is false, and nothing read, for any other body,
-// which DecodePerformative and Parse read.
+// which DecodePerformative and Parse read. As with DecodePerformative,
+// the transfer's Payload is the rest of body, not a copy: it is the
+// caller's to copy before body's memory is reused (onTransfer appends it
+// to its link's message).
 func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 	if len(body) < 4 || body[0] != codeDescribed || body[1] != codeSmallUlong || body[2] != CodeTransfer {
 		return Transfer{}, false, nil

@@ -200,8 +200,11 @@ func (d *Decoder) mapOrNull(code uint64) (Map, error) {
 	return nil, malformed("section %#x is a %T, not a map", code, v)
 }
 
-// properties reads the properties section's list field by field.
+// properties reads the properties section's list field by field into
+// p, whose earlier fields it clears (a message with two such sections is
+// malformed, but read as the last one says).
 func (d *Decoder) properties(p *Properties) error {
+	*p = Properties{}
 	var c byte
 	if !d.Done() {
 		c = d.b[d.i]

@@ -607,12 +607,12 @@ func SASLMechanismsList(mechanisms ...Symbol) List { return List{symbolArray(mec
 // SASLOutcomeList is the fields of a sasl-outcome frame.
 func SASLOutcomeList(code uint8) List { return List{code, nil} }
 
-// State is a delivery state or outcome with its fields.
 // Accepted is the accepted outcome, the settlement of nearly every
 // delivery: one value, not one made for each (it holds an empty list,
 // which no one changes).
 var Accepted = State(CodeAccepted)
 
+// State is a delivery state or outcome with its fields.
 func State(code uint64, fields ...any) Described {
 	return Described{Descriptor: code, Value: append(List{}, fields...)}
 }
