@@ -48,11 +48,14 @@ func find(rs []*Result, name string) *Result {
 	return nil
 }
 
+// ratios are the ratioDefs whose results this run has. A paced result
+// (desired, at --desired-rate) is left out: its rate is the pace asked
+// for, not what the hub can do.
 func ratios(rs []*Result) []Ratio {
 	var out []Ratio
 	for _, d := range ratioDefs {
 		a, b := find(rs, d.of), find(rs, d.over)
-		if a == nil || b == nil || b.Rate == 0 {
+		if a == nil || b == nil || b.Rate == 0 || a.Extra["target_rate"] > 0 {
 			continue
 		}
 		out = append(out, Ratio{Name: d.name, Of: d.of, Over: d.over, Value: a.Rate / b.Rate, Goal: d.goal})
