@@ -350,8 +350,8 @@ twinhub_http_request_duration_seconds_count{route="PATCH /twins/{id}"} 5
 // TestGoalsSayCosts checks the goals drawn from results: a ratio goal
 // carries what an operation cost the hub, its baseline and the load
 // generator when all were measured, the desired rate goal is judged only
-// on a run paced at 25,000/s or more, and no ratio is taken of a paced
-// rate.
+// on a run paced at 25,000/s or more, no ratio is taken of a paced rate,
+// and a ratio goal whose baseline the run lacks is not judged.
 func TestGoalsSayCosts(t *testing.T) {
 	usage := func(cpu float64) *Usage { return &Usage{CPUSeconds: cpu} }
 	results := []*Result{
@@ -391,5 +391,13 @@ func TestGoalsSayCosts(t *testing.T) {
 	results[1].Generator = nil
 	if g := byGoal(&Report{Results: results})["telemetry, persisted, >= 1.0x Mosquitto"]; g.Note != "" {
 		t.Errorf("costs said without the baseline's generator measured: %q", g.Note)
+	}
+	// Without its baseline in the run, a ratio goal is not judged.
+	if g, ok := byGoal(&Report{Results: results[:1]})["telemetry, persisted, >= 1.0x Mosquitto"]; ok {
+		t.Errorf("judged without Mosquitto: %+v", g)
+	}
+	results[0].Extra = map[string]float64{"persisted": 0}
+	if g, ok := byGoal(&Report{Results: results[:1]})["telemetry, persisted, >= 1.0x Mosquitto"]; !ok || g.Met {
+		t.Errorf("telemetry not persisted, without Mosquitto: %+v (judged %v)", g, ok)
 	}
 }

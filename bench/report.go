@@ -134,9 +134,13 @@ func goals(rep *Report) []Goal {
 			out = append(out, g)
 		}
 	}
+	// The telemetry ratios are judged only in a run that has their
+	// baseline (telemetry-amqp brings MQTT telemetry, but not Mosquitto);
+	// telemetry the hub did not persist misses its goal regardless.
 	if r := find(rs, "telemetry"); r != nil {
 		g := Goal{Goal: "telemetry, persisted, >= 1.0x Mosquitto"}
-		if v, ok := ratio("telemetry", "mosquitto"); ok {
+		v, judged := ratio("telemetry", "mosquitto")
+		if judged {
 			g.Measured = fmt.Sprintf("%.2fx (%.0f/s)", v, r.Rate)
 			g.Met = v >= 1.0
 			g.Note = costs(r, find(rs, "mosquitto"), "Mosquitto")
@@ -144,10 +148,12 @@ func goals(rep *Report) []Goal {
 			g.Measured = fmt.Sprintf("%.0f/s, no Mosquitto baseline", r.Rate)
 		}
 		if v, ok := r.Extra["persisted"]; ok && v == 0 {
-			g.Met = false
+			g.Met, judged = false, true
 			g.Note = "not persisted: the hub does not store telemetry yet"
 		}
-		out = append(out, g)
+		if judged {
+			out = append(out, g)
+		}
 	}
 	for _, name := range []string{"connect", "connect/raw"} {
 		r := find(rs, name)
@@ -185,14 +191,10 @@ func goals(rep *Report) []Goal {
 		out = append(out, g)
 	}
 	if r := find(rs, "telemetry-amqp"); r != nil {
-		g := Goal{Goal: "telemetry over AMQP >= 1.0x MQTT QoS 1"}
 		if v, ok := ratio("telemetry-amqp", "telemetry"); ok {
-			g.Measured, g.Met = fmt.Sprintf("%.2fx (%.0f/s)", v, r.Rate), v >= 1.0
-			g.Note = costs(r, find(rs, "telemetry"), "MQTT")
-		} else {
-			g.Measured = fmt.Sprintf("%.0f/s, no MQTT telemetry in this run", r.Rate)
+			out = append(out, Goal{Goal: "telemetry over AMQP >= 1.0x MQTT QoS 1", Measured: fmt.Sprintf("%.2fx (%.0f/s)", v, r.Rate),
+				Met: v >= 1.0, Note: costs(r, find(rs, "telemetry"), "MQTT")})
 		}
-		out = append(out, g)
 	}
 	if r := find(rs, "sessions-amqp"); r != nil {
 		g := Goal{Goal: "idle multiplexed AMQP device sessions <= 8 KB each"}
