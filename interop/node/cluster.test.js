@@ -26,11 +26,17 @@ const NODES = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 // retrying runs a back-end call until it succeeds: while a killed node's
 // streams elect new leaders the hub answers 503, and a kept-alive
 // connection to the dead node fails once before the SDK opens another.
-async function retrying(what, fn, ms = 30000) {
+// An attempt that has not settled in attemptMs is given up and made
+// again: an SDK call on a connection to the dead node can wait on its
+// own retries for minutes, and the file timed out twice in CI inside
+// this file's node-kill test, with every bounded wait of it unexpired.
+async function retrying(what, fn, ms = 30000, attemptMs = 10000) {
   const deadline = Date.now() + ms;
   for (;;) {
     try {
-      return await fn();
+      const attempt = Promise.resolve().then(fn);
+      attempt.catch(() => {}); // a given-up attempt may still fail later
+      return await within(`${what} (an attempt)`, attempt, attemptMs);
     } catch (err) {
       if (Date.now() > deadline) {
         err.message = `${what}: ${err.message}`;
@@ -41,11 +47,12 @@ async function retrying(what, fn, ms = 30000) {
   }
 }
 
-// waitFor polls check until it returns a truthy value.
+// waitFor polls check until it returns a truthy value; a check that
+// has not answered in 10 s fails the wait, with what it waited for.
 async function waitFor(what, check, ms = 30000) {
   const deadline = Date.now() + ms;
   for (;;) {
-    const v = await check();
+    const v = await within(`${what} (a check)`, Promise.resolve(check()), 10000);
     if (v) return v;
     if (Date.now() > deadline) assert.fail(`${what}: not within ${ms} ms`);
     await sleep(100);
@@ -223,7 +230,7 @@ describe('cluster of three nodes behind HAProxy', () => {
     const node = cluster.nodes[victim.node - 1];
     const reconnected = new Promise((resolve) => victim.client.once('connect', () => resolve(Date.now())));
     const killedAt = Date.now();
-    await node.kill();
+    await within('killing the node', node.kill(), 15000);
     // Sent while the device is away (or reconnecting): the C2D message is
     // queued in the store, the desired patch is in the twin.
     await retrying('C2D while a node is down', () => service.send(victim.id, new Message('while-away')));
@@ -273,7 +280,7 @@ describe('cluster of three nodes behind HAProxy', () => {
 
       const node = cluster.nodes[at - 1];
       const killedAt = Date.now();
-      await node.kill();
+      await within('killing the node', node.kill(), 15000);
       await retrying('C2D while a node is down', () => service.send(id, new Message('while-away')));
       // The SDK attaches its links again on its own (its retry policy):
       // the message queued meanwhile arrives, and methods reach it. (The
