@@ -38,6 +38,9 @@ async function retrying(what, fn, ms = 30000, attemptMs = 10000) {
       attempt.catch(() => {}); // a given-up attempt may still fail later
       return await within(`${what} (an attempt)`, attempt, attemptMs);
     } catch (err) {
+      if (err.message === `${what} (an attempt): not within ${attemptMs} ms`) {
+        console.log(`# ${what}: an attempt given up after ${attemptMs} ms`);
+      }
       if (Date.now() > deadline) {
         err.message = `${what}: ${err.message}`;
         throw err;
