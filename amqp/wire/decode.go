@@ -296,10 +296,26 @@ func (d *Decoder) compound(code byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !sub.Done() {
-		return nil, malformed("%d bytes left over in a compound value", sub.left())
+	return v, sub.end()
+}
+
+// end says whether a compound value's elements, read by d, filled its
+// size exactly.
+func (d *Decoder) end() error {
+	if !d.Done() {
+		return malformed("%d bytes left over in a compound value", d.left())
 	}
-	return v, nil
+	return nil
+}
+
+// fieldList reads the size and count of a list whose constructor is
+// code (list8 or list32), for its fields to be read one by one from sub.
+func (d *Decoder) fieldList(code byte) (sub Decoder, count int, err error) {
+	sub, count, err = d.compoundBody(code)
+	if err == nil && count > sub.left() { // every element takes at least its constructor
+		err = malformed("list of %d elements in %d bytes", count, sub.left())
+	}
+	return sub, count, err
 }
 
 // compoundBody reads the size and count of a list, map or array whose

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -272,12 +273,9 @@ func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 		return Transfer{}, false, nil
 	}
 	d := Decoder{b: body, i: 4, depth: 2} // in the described value, in the list
-	sub, count, err := d.compoundBody(c)
+	sub, count, err := d.fieldList(c)
 	if err != nil {
 		return Transfer{}, true, err
-	}
-	if count > sub.left() { // every element takes at least its constructor
-		return Transfer{}, true, malformed("list of %d elements in %d bytes", count, sub.left())
 	}
 	const name = "transfer"
 	var present bool
@@ -297,9 +295,8 @@ func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 			}
 		case 2:
 			var tag []byte
-			if tag, err = sub.variableField(name, i, "binary", codeVbin8, codeVbin32); tag != nil {
-				t.DeliveryTag = append(make([]byte, 0, len(tag)), tag...)
-			}
+			tag, err = sub.variableField(name, i, "binary", codeVbin8, codeVbin32)
+			t.DeliveryTag = bytes.Clone(tag) // nil for null, empty for empty
 		case 4:
 			var v bool
 			if v, present, err = sub.boolField(name, i); present {
@@ -321,8 +318,8 @@ func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 	if count == 0 {
 		return Transfer{}, true, malformed("transfer field 0 is mandatory")
 	}
-	if !sub.Done() {
-		return Transfer{}, true, malformed("%d bytes left over in a compound value", sub.left())
+	if err := sub.end(); err != nil {
+		return Transfer{}, true, err
 	}
 	t.Payload = d.Rest()
 	return t, true, nil

@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"bytes"
+	"time"
+)
 
 // Message is an AMQP message (part 3, section 3.2) with the sections
 // IoT Hub's clients use: header, delivery and message annotations,
@@ -156,7 +159,7 @@ func (d *Decoder) binary() ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			return append(make([]byte, 0, len(b)), b...), nil
+			return bytes.Clone(b), nil // empty, not nil, for an empty section
 		}
 	}
 	v, err := d.Value()
@@ -187,10 +190,7 @@ func (d *Decoder) mapOrNull(code uint64) (Map, error) {
 			if err != nil {
 				return nil, err
 			}
-			if !sub.Done() {
-				return nil, malformed("%d bytes left over in a compound value", sub.left())
-			}
-			return mp, nil
+			return mp, sub.end()
 		}
 	}
 	v, err := d.Value()
@@ -226,12 +226,9 @@ func (d *Decoder) properties(p *Properties) error {
 		return err
 	}
 	defer d.leave()
-	sub, count, err := d.compoundBody(c)
+	sub, count, err := d.fieldList(c)
 	if err != nil {
 		return err
-	}
-	if count > sub.left() { // every element takes at least its constructor
-		return malformed("list of %d elements in %d bytes", count, sub.left())
 	}
 	for i := range count {
 		var err error
@@ -245,9 +242,8 @@ func (d *Decoder) properties(p *Properties) error {
 			}
 		case 1:
 			var b []byte
-			if b, err = sub.variableField("properties", i, "binary", codeVbin8, codeVbin32); b != nil {
-				p.UserID = append(make([]byte, 0, len(b)), b...)
-			}
+			b, err = sub.variableField("properties", i, "binary", codeVbin8, codeVbin32)
+			p.UserID = bytes.Clone(b) // nil for null, empty for empty
 		case 2, 4: // addresses: strings (some clients send symbols)
 			var b []byte
 			if b, err = sub.variableField("properties", i, "string", codeStr8, codeStr32, codeSym8, codeSym32); i == 2 {
@@ -280,10 +276,7 @@ func (d *Decoder) properties(p *Properties) error {
 			return err
 		}
 	}
-	if !sub.Done() {
-		return malformed("%d bytes left over in a compound value", sub.left())
-	}
-	return nil
+	return sub.end()
 }
 
 // AppendMessage appends m's sections: those it has, body last (data when
