@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -357,9 +356,11 @@ func (e *env) measure(name, unit string, clients int, rec *recorder, fn func()) 
 	}
 	// The generator's own CPU means something only when the hub's is
 	// not in it.
-	var genErr error = errInProcess
-	if !e.t.InProcess {
-		genBefore, genErr = SelfUsage()
+	measureGen := !e.t.InProcess
+	if measureGen {
+		var err error
+		genBefore, err = SelfUsage()
+		measureGen = err == nil
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -391,7 +392,7 @@ func (e *env) measure(name, unit string, clients int, rec *recorder, fn func()) 
 			res.Hub = usageBetween(before, after, elapsed, e.t.UsageNote)
 		}
 	}
-	if genErr == nil {
+	if measureGen {
 		if after, err := SelfUsage(); err == nil {
 			res.Generator = usageBetween(genBefore, after, elapsed, "the load generator (this process)")
 		}
@@ -437,9 +438,6 @@ func (e *env) forDuration(n int, d time.Duration, op func(w int)) {
 	}
 	wg.Wait()
 }
-
-// errInProcess: the generator's use is not measured apart from the hub's.
-var errInProcess = errors.New("the hub runs in this process")
 
 // gcNow makes an in-process hub's heap figure mean live memory.
 func (e *env) gcNow() {
