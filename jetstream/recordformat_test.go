@@ -225,3 +225,49 @@ func BenchmarkRecordFormat(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPackRecordConcurrent packs as the hub's writers do: each
+// record on another of many goroutines (256, taking turns), whose stacks
+// and caches are cold for S2's table by the time they pack again. "caller"
+// packs on the writer's own goroutine, "packers" hands the record to a
+// packer (recordBuf.pack).
+func BenchmarkPackRecordConcurrent(b *testing.B) {
+	data := mustEncode(b, recordtest.BenchRecord(rand.New(rand.NewPCG(7, 7)), 5, 1000))
+	for _, c := range []struct {
+		name string
+		pack func(*recordBuf)
+	}{
+		{"caller", func(rb *recordBuf) { rb.stored = packRecord(rb.stored[:0], rb.json) }},
+		{"packers", (*recordBuf).pack},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			const writers = 256
+			turns := make([]chan int, writers)
+			for i := range turns {
+				turns[i] = make(chan int, 1)
+			}
+			done := make(chan struct{})
+			for i := range writers {
+				go func() {
+					rb := recordBufs.Get().(*recordBuf)
+					rb.json = data
+					for left := range turns[i] {
+						if left == 0 {
+							close(done)
+							return
+						}
+						c.pack(rb)
+						turns[(i+1)%writers] <- left - 1
+					}
+				}()
+			}
+			b.ResetTimer()
+			turns[0] <- b.N
+			<-done
+			b.StopTimer()
+			for _, t := range turns {
+				close(t)
+			}
+		})
+	}
+}
