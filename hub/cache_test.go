@@ -512,11 +512,12 @@ func TestConnectionStates(t *testing.T) {
 	if err := h.SetConnectionState(ctx, twinhub.DeviceKey("nobody"), true); twinhub.AsError(err).Status != 404 {
 		t.Errorf("state of an unknown device: %v, want 404", err)
 	}
-	// The writers wind down once their last write is done.
+	// The writers wind down once their last write is done, and no window
+	// stays open.
 	idle := func() bool {
 		h.states.mu.Lock()
 		defer h.states.mu.Unlock()
-		return len(h.states.pending)+len(h.states.active)+len(h.states.queue)+h.states.writers == 0 && h.states.n.Load() == 0
+		return len(h.states.pending)+len(h.states.active)+len(h.states.queue)+len(h.states.batch)+h.states.writers == 0 && !h.states.window && h.states.n.Load() == 0
 	}
 	for deadline := time.Now().Add(10 * time.Second); !idle(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -103,22 +103,34 @@ func (h *Hub) WatchRevocations(fn func(k twinhub.Key)) (cancel func(), err error
 // them: at most one write of an identity is under way at once, and while
 // it is, later changes wait in pending, the last one winning. So the state
 // stored last is the state asked for last, whether callers wait for the
-// write (SetConnectionState) or not. At most connStateWriters goroutines
-// write; identities wait their turn in a queue, and take no memory but
-// their entry in pending. Reads of an identity on this node wait for its
-// pending write (settle), so that a device that has its CONNACK reads as
-// connected here at once; other nodes see the state when it is written,
-// a few milliseconds later.
+// write (SetConnectionState) or not. Reads of an identity on this node
+// wait for its pending write (settle), so that a device that has its
+// CONNACK reads as connected here at once; other nodes see the state
+// when it is written, a few milliseconds later.
+//
+// Writes go out in windows: a state change waits in queue until the
+// window that it opened or found open ends (connStateWindow), and then
+// the window's writes go out together, on at most connStateWriters
+// goroutines. Why: JetStream's cost of a write falls with the writes it
+// takes at once. One by one, as devices connect at a few thousand a
+// second, each write woke the stream's goroutines and flushed on its own,
+// and the connection-state writes took a fifth of the hub's CPU while
+// devices connected, more than the reported patch a device sends, end to
+// end. Identities that wait take no memory but their entry in pending.
 type connStates struct {
 	mu sync.Mutex
 	// pending holds the state each identity should get next; active, the
 	// identities a writer has taken, with the write under way (nil
-	// between writes); queue, the identities in pending that wait for a
-	// writer.
+	// between writes); queue, the identities in pending that wait for
+	// their window to end; batch, those whose window ended, for the
+	// writers to take.
 	pending map[twinhub.Key]*connWrite
 	active  map[twinhub.Key]*connWrite
 	queue   []twinhub.Key
+	batch   []twinhub.Key
 	writers int
+	// window: a window is open (its timer set).
+	window bool
 	// n counts the identities in pending or active, so that reads of
 	// settled identities take no lock.
 	n atomic.Int64
@@ -134,10 +146,12 @@ type connWrite struct {
 }
 
 // connStateWriters bounds the connection-state writes under way at once;
-// connStateTimeout, each write.
+// connStateTimeout, each write; connStateWindow is how long a state change
+// waits for others to go out with.
 const (
 	connStateWriters = 32
 	connStateTimeout = 30 * time.Second
+	connStateWindow  = 5 * time.Millisecond
 )
 
 func (s *connStates) init() {
@@ -161,9 +175,9 @@ func (h *Hub) SetConnectionState(ctx context.Context, k twinhub.Key, connected b
 }
 
 // NoteConnectionState records that an identity connected or disconnected
-// without waiting for the store: the write follows at once, in order with
-// the identity's other connection-state writes, and reads on this node
-// wait for it. An error is logged.
+// without waiting for the store: the write follows within a window, in
+// order with the identity's other connection-state writes, and reads on
+// this node wait for it. An error is logged.
 func (h *Hub) NoteConnectionState(k twinhub.Key, connected bool) {
 	h.queueConnectionState(k, connected, true)
 }
@@ -212,38 +226,53 @@ func (h *Hub) queueConnectionState(k twinhub.Key, connected, detached bool) *con
 	if _, taken := s.active[k]; taken {
 		return w // its writer takes it next
 	}
-	if s.writers < connStateWriters {
-		s.writers++
-		s.active[k] = nil
-		go h.writeConnectionStates(k)
-	} else {
-		s.queue = append(s.queue, k)
+	s.queue = append(s.queue, k)
+	if !s.window {
+		s.window = true
+		time.AfterFunc(connStateWindow, h.endConnStateWindow)
 	}
 	return w
 }
 
-// writeConnectionStates writes k's pending states, one after the other,
-// then those of the identities that wait in the queue, until there is
-// nothing left to write.
-func (h *Hub) writeConnectionStates(k twinhub.Key) {
+// endConnStateWindow hands the window's state changes to writers.
+func (h *Hub) endConnStateWindow() {
 	s := &h.states
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.window = false
+	s.batch = append(s.batch, s.queue...)
+	s.queue = s.queue[:0]
+	for s.writers < connStateWriters && s.writers < len(s.batch) {
+		s.writers++
+		go h.writeConnectionStates()
+	}
+}
+
+// writeConnectionStates takes identities from the batch and writes their
+// pending states, one after the other, until the batch is empty.
+func (h *Hub) writeConnectionStates() {
+	s := &h.states
+	var k twinhub.Key
+	taken := false
 	for {
 		s.mu.Lock()
-		w := s.pending[k]
-		if w == nil {
-			delete(s.active, k)
-			if len(s.queue) == 0 {
+		var w *connWrite
+		if taken {
+			if w = s.pending[k]; w == nil {
+				delete(s.active, k)
+				taken = false
+			}
+		}
+		if !taken {
+			if len(s.batch) == 0 {
 				s.writers--
 				s.count()
 				s.mu.Unlock()
 				return
 			}
-			k = s.queue[0]
-			s.queue = s.queue[1:]
-			s.active[k] = nil
-			s.count()
-			s.mu.Unlock()
-			continue
+			k, taken = s.batch[0], true
+			s.batch = s.batch[1:]
+			w = s.pending[k]
 		}
 		delete(s.pending, k)
 		s.active[k] = w
