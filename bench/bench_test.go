@@ -400,4 +400,14 @@ func TestGoalsSayCosts(t *testing.T) {
 	if g, ok := byGoal(&Report{Results: results[:1]})["telemetry, persisted, >= 1.0x Mosquitto"]; !ok || g.Met {
 		t.Errorf("telemetry not persisted, without Mosquitto: %+v (judged %v)", g, ok)
 	}
+	const connect = "new TLS device connections >= 0.8x bare TLS handshakes (paho client)"
+	conns := []*Result{{Name: "connect", Ops: 2000, Rate: 1500, Hub: usage(0.8), Generator: usage(1.0)}}
+	if g, ok := byGoal(&Report{Results: conns})[connect]; ok {
+		t.Errorf("judged without the TLS baseline: %+v", g)
+	}
+	conns = append(conns, &Result{Name: "tls-handshake/tls1.3", Kind: "baseline", Ops: 4000, Rate: 2000, Generator: usage(2.4)})
+	g, ok := byGoal(&Report{Results: conns})[connect]
+	if !ok || g.Met || g.Measured != "0.75x of tls1.3 (1500/s)" || !strings.Contains(g.Note, "hub 400 µs and load generator 500 µs; the baseline's client and server together 600 µs") {
+		t.Errorf("connect goal with its baseline: %+v (judged %v)", g, ok)
+	}
 }

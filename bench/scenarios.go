@@ -71,14 +71,24 @@ func (e *env) weighIdle(res *Result, before Snapshot, idle time.Duration, count,
 	}
 	n := float64(res.Ops)
 	res.extra(count, n)
+	var per []string
 	if after.RSS > 0 && before.RSS > 0 {
-		res.extra("rss_bytes_per_"+item, float64(after.RSS-before.RSS)/n)
+		b := float64(after.RSS-before.RSS) / n
+		res.extra("rss_bytes_per_"+item, b)
+		per = append(per, fmt.Sprintf("RSS %.1f KB", b/1024))
 	}
 	if after.Heap > 0 && before.Heap > 0 {
-		res.extra("heap_bytes_per_"+item, float64(after.Heap-before.Heap)/n)
+		b := float64(after.Heap-before.Heap) / n
+		res.extra("heap_bytes_per_"+item, b)
+		per = append(per, fmt.Sprintf("Go heap %.1f KB", b/1024))
 	}
 	if after.Goroutines > 0 {
-		res.extra("goroutines_per_"+item, float64(after.Goroutines-before.Goroutines)/n)
+		g := float64(after.Goroutines-before.Goroutines) / n
+		res.extra("goroutines_per_"+item, g)
+		per = append(per, fmt.Sprintf("%.1f goroutines", g))
+	}
+	if len(per) > 0 {
+		res.note("%d %s: %s per %s", res.Ops, count, strings.Join(per, ", "), item)
 	}
 	if e.t.InProcess {
 		res.note("memory per %s counts the hub and %s: both live in this process (--hub-process keeps them apart)", item, client)
