@@ -152,6 +152,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.credit.L = &c.mu
 	c.writeDeadline = deadline.NewLazy(nc.SetWriteDeadline, writeTimeout)
+	c.settler.init(&c.senders, c.settleQueued)
 	return c
 }
 

@@ -262,6 +262,7 @@ func (c *conn) takeover(k twinhub.Key, connID string) {
 func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, audience: audience, ctx: ctx}
+	r.run.init(&c.senders, r.deliver)
 	unwatch, err := c.srv.hub.WatchC2D(deviceID, r.kick)
 	if err != nil {
 		c.srv.log.Warn("amqp: watching cloud-to-device messages", "device", deviceID, "err", err)
@@ -292,7 +293,7 @@ type c2dReceiver struct {
 }
 
 // kick looks at the queue. It never blocks (it is the watch's callback).
-func (r *c2dReceiver) kick() { r.run.kick(&r.c.senders, r.deliver) }
+func (r *c2dReceiver) kick() { r.run.kick() }
 
 // deliver sends the queued messages until there is none, then sets the
 // poll timer to look again later.
@@ -408,16 +409,6 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAu
 		}
 		e.Properties = append(e.Properties, twinhub.Property{Key: key, Value: textValue(p.Value)})
 	}
-	send := func() {
-		c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) {
-			if err != nil {
-				te := twinhub.AsError(err)
-				done(rejected(conditionOf(te), te.Message))
-				return
-			}
-			done(wire.Accepted)
-		})
-	}
 	// Over the telemetry rate, the message is stored when its turn comes,
 	// and its disposition comes then: the device slows down and loses
 	// nothing (a timer, not a goroutine, waits; turns come in order).
@@ -426,10 +417,22 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAu
 	case !ok:
 		done(rejected(condThrottled, twinhub.ErrThrottled(throttle.Telemetry).Message))
 	case wait > 0:
-		time.AfterFunc(wait, send)
+		time.AfterFunc(wait, func() { c.storeTelemetry(e, done) })
 	default:
-		send()
+		c.storeTelemetry(e, done)
 	}
+}
+
+// storeTelemetry stores e and settles its delivery with the outcome.
+func (c *conn) storeTelemetry(e *twinhub.Event, done func(wire.Described)) {
+	c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) {
+		if err != nil {
+			te := twinhub.AsError(err)
+			done(rejected(conditionOf(te), te.Message))
+			return
+		}
+		done(wire.Accepted)
+	})
 }
 
 // telemetryTimeout bounds how long a device's message waits for the

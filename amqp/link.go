@@ -274,14 +274,12 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 	m, err := wire.DecodeMessage(l.partial)
 	if l.store != nil {
 		l.storing++
-		st := settlement{l: l, id: l.partialID, unsettled: l.partialUnset}
+		id, unsettled := l.partialID, l.partialUnset
 		if err != nil {
-			st.outcome = decodeRejected(err)
-			c.settleLater(st)
+			c.settleLater(settlement{l: l, id: id, unsettled: unsettled, outcome: decodeRejected(err)})
 		} else {
 			l.store(m, func(outcome wire.Described) {
-				st.outcome = outcome
-				c.settleLater(st)
+				c.settleLater(settlement{l: l, id: id, unsettled: unsettled, outcome: outcome})
 			})
 		}
 		if s.windowUsed >= sessionWindow/2 {

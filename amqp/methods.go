@@ -64,7 +64,7 @@ func (c *conn) attachMethods(l *link, a wire.Attach, k twinhub.Key) {
 	// serving; the calls are sent from a queue whose goroutine runs while
 	// it has calls, and takes mu.
 	l.start = func() {
-		calls := &sendQueue[*hub.MethodCall]{max: maxPendingMethodCalls, wg: &c.senders, send: func(call *hub.MethodCall, _ int) error {
+		calls := newSendQueue(maxPendingMethodCalls, &c.senders, func(call *hub.MethodCall, _ int) error {
 			cid := newUUID()
 			c.mu.Lock()
 			ch.calls[idString(cid)] = call
@@ -74,7 +74,7 @@ func (c *conn) attachMethods(l *link, a wire.Attach, k twinhub.Key) {
 				ApplicationProperties: wire.Map{{Key: methodNameProperty, Value: call.Name}},
 				Data:                  call.Payload,
 			})
-		}}
+		})
 		cancel := c.srv.hub.ServeMethods(k, c.id, func(call *hub.MethodCall) {
 			if !calls.add(call) {
 				c.srv.log.Warn("amqp: method call dropped: too many wait for the device", "identity", k.String(), "method", call.Name)

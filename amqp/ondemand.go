@@ -17,25 +17,20 @@ type onDemand struct {
 	running bool
 	again   bool
 	stopped bool
+
+	// wg counts the goroutine while it runs; loop is what it runs: work
+	// until no kick is left. Both are set once (init), so that a kick
+	// allocates nothing: a connection's settlements kick at every
+	// message.
+	wg   *sync.WaitGroup
+	loop func()
 }
 
-// kick runs work on a goroutine of its own, counted in wg, unless one is
-// running (which then runs work once more). It never blocks. After stop
-// it does nothing: stop comes before the connection waits for wg, so no
-// goroutine is added to wg after that.
-func (d *onDemand) kick(wg *sync.WaitGroup, work func()) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.stopped {
-		return
-	}
-	if d.running {
-		d.again = true
-		return
-	}
-	d.running = true
-	wg.Add(1)
-	workers.run(func() {
+// init sets the work that kicks run, on goroutines counted in wg. It
+// comes before the first kick.
+func (d *onDemand) init(wg *sync.WaitGroup, work func()) {
+	d.wg = wg
+	d.loop = func() {
 		defer wg.Done()
 		for {
 			work()
@@ -48,7 +43,26 @@ func (d *onDemand) kick(wg *sync.WaitGroup, work func()) {
 			d.again = false
 			d.mu.Unlock()
 		}
-	})
+	}
+}
+
+// kick runs the work on a goroutine of its own, unless one is running
+// (which then runs it once more). It never blocks. After stop it does
+// nothing: stop comes before the connection waits for wg, so no
+// goroutine is added to wg after that.
+func (d *onDemand) kick() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return
+	}
+	if d.running {
+		d.again = true
+		return
+	}
+	d.running = true
+	d.wg.Add(1)
+	workers.run(d.loop)
 }
 
 // workers runs the work of every onDemand on goroutines that outlive one
@@ -78,16 +92,27 @@ func (p *workerPool) run(f func()) {
 	}
 }
 
+// work runs f, then the jobs handed to it, until a whole idle period
+// passes without any. The idle timer is set again when it fires, not
+// after each piece of work, which under load came at every message and
+// cost a lock of the runtime's timers.
 func (p *workerPool) work(f func()) {
 	t := time.NewTimer(p.idle)
 	defer t.Stop()
 	for {
 		f()
-		t.Reset(p.idle)
-		select {
-		case f = <-p.jobs:
-		case <-t.C:
-			return
+		f = nil
+		worked := true
+		for f == nil {
+			select {
+			case f = <-p.jobs:
+			case <-t.C:
+				if !worked {
+					return
+				}
+				worked = false
+				t.Reset(p.idle)
+			}
 		}
 	}
 }
@@ -117,11 +142,18 @@ type sendQueue[T any] struct {
 	// send carries out v, with waiting more behind it, on the queue's
 	// goroutine; an error stops the queue.
 	send func(v T, waiting int) error
-	wg   *sync.WaitGroup
 
 	mu    sync.Mutex
 	items []T
 	run   onDemand
+}
+
+// newSendQueue makes a queue of at most max items (0: no bound) that
+// send carries out on a goroutine counted in wg.
+func newSendQueue[T any](max int, wg *sync.WaitGroup, send func(v T, waiting int) error) *sendQueue[T] {
+	q := &sendQueue[T]{max: max, send: send}
+	q.run.init(wg, q.drain)
+	return q
 }
 
 // add queues v to be sent, or reports false when max wait already. It
@@ -134,7 +166,7 @@ func (q *sendQueue[T]) add(v T) bool {
 	}
 	q.items = append(q.items, v)
 	q.mu.Unlock()
-	q.run.kick(q.wg, q.drain)
+	q.run.kick()
 	return true
 }
 

@@ -29,7 +29,7 @@ func (c *conn) settleLater(st settlement) {
 	}
 	c.settles = append(c.settles, st)
 	c.settleMu.Unlock()
-	c.settler.kick(&c.senders, c.settleQueued)
+	c.settler.kick()
 }
 
 // settleQueued writes the queued settlements until there are none, each

@@ -193,14 +193,14 @@ func (c *conn) startDesiredPushes(ctx context.Context, id string, k twinhub.Key)
 		return
 	}
 	out := ch.out
-	pushes := &sendQueue[hub.DesiredPatch]{max: maxPendingDesiredPushes, wg: &c.senders, send: func(p hub.DesiredPatch, _ int) error {
+	pushes := newSendQueue(maxPendingDesiredPushes, &c.senders, func(p hub.DesiredPatch, _ int) error {
 		data, err := p.DeviceJSON()
 		if err != nil {
 			c.srv.log.Error("encoding a desired-property change", "err", err)
 			return nil
 		}
 		return c.deliver(out, wire.Message{Data: data})
-	}}
+	})
 	feed := hub.NewDesiredFeed(func(p hub.DesiredPatch) {
 		if !pushes.add(p) {
 			go c.steal(out, fmt.Sprintf("more than %d desired-property changes wait for the device's credit", maxPendingDesiredPushes))

@@ -34,13 +34,13 @@ type handler func(m wire.Message) (outcome wire.Described, then func())
 // goroutine runs only while it has messages: an idle link holds none.
 // The worker stops when the link goes.
 func (c *conn) startWorker(l *link, handle handler) {
-	w := &sendQueue[queued]{wg: &c.senders, send: func(q queued, waiting int) error {
+	w := newSendQueue(0, &c.senders, func(q queued, waiting int) error {
 		if q.decodeErr != nil {
 			return c.finished(l, q, decodeRejected(q.decodeErr), waiting, nil)
 		}
 		outcome, then := handle(q.m)
 		return c.finished(l, q, outcome, waiting, then)
-	}}
+	})
 	l.stop = w.stop
 	l.work = w
 }
