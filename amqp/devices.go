@@ -195,7 +195,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 		// connection; nothing is sent on it.
 		return nil
 	}
-	l.store = func(m wire.Message, done func(wire.Described)) { c.deviceTelemetry(k, audience, auth, m, done) }
+	l.store = func(m wire.Message, st settlement) { c.deviceTelemetry(k, audience, auth, m, st) }
 	return nil
 }
 
@@ -387,20 +387,28 @@ func c2dMessage(m *twinhub.C2DMessage) wire.Message {
 }
 
 // deviceTelemetry starts storing one message of a device's telemetry
-// link, with the properties the device gave it; done gets the outcome
-// once the stream has it (the hub's asynchronous append, as MQTT's PUBACK
-// waits for). Called by the reader, with mu held.
-func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAuth, m wire.Message, done func(wire.Described)) {
+// link, with the properties the device gave it; st is settled with the
+// outcome once the stream has it (the hub's asynchronous append, as
+// MQTT's PUBACK waits for). Called by the reader, with mu held.
+func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAuth, m wire.Message, st settlement) {
 	if !c.grantValid(audience) {
-		done(rejected(condUnauthorized, fmt.Sprintf("the token of %s on this connection has expired; put a new one on $cbs", k)))
+		c.settleWith(st, rejected(condUnauthorized, fmt.Sprintf("the token of %s on this connection has expired; put a new one on $cbs", k)))
 		return
 	}
-	e := &twinhub.Event{
+	// The event and room for a few application properties are one
+	// allocation, not two: this runs for every message.
+	ev := &struct {
+		twinhub.Event
+		props [4]twinhub.Property
+	}{}
+	e := &ev.Event
+	*e = twinhub.Event{
 		Identity: k, AuthMethod: auth.Method, AuthGenerationID: auth.GenerationID,
 		MessageID: idString(m.Properties.MessageID), CorrelationID: idString(m.Properties.CorrelationID),
 		ContentType: string(m.Properties.ContentType), ContentEncoding: string(m.Properties.ContentEncoding),
 		UserID: string(m.Properties.UserID), To: m.Properties.To,
-		Body: bodyOf(m),
+		Body:       bodyOf(m),
+		Properties: ev.props[:0],
 	}
 	for _, p := range m.ApplicationProperties {
 		key, ok := p.Key.(string)
@@ -415,23 +423,23 @@ func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAu
 	wait, ok := c.srv.opts.Throttle.Reserve(throttle.Telemetry, telemetryTimeout)
 	switch {
 	case !ok:
-		done(rejected(condThrottled, twinhub.ErrThrottled(throttle.Telemetry).Message))
+		c.settleWith(st, rejected(condThrottled, twinhub.ErrThrottled(throttle.Telemetry).Message))
 	case wait > 0:
-		time.AfterFunc(wait, func() { c.storeTelemetry(e, done) })
+		time.AfterFunc(wait, func() { c.storeTelemetry(e, st) })
 	default:
-		c.storeTelemetry(e, done)
+		c.storeTelemetry(e, st)
 	}
 }
 
-// storeTelemetry stores e and settles its delivery with the outcome.
-func (c *conn) storeTelemetry(e *twinhub.Event, done func(wire.Described)) {
+// storeTelemetry stores e and settles st with the outcome.
+func (c *conn) storeTelemetry(e *twinhub.Event, st settlement) {
 	c.srv.hub.SendEventAsync(e, telemetryTimeout, func(err error) {
 		if err != nil {
 			te := twinhub.AsError(err)
-			done(rejected(conditionOf(te), te.Message))
+			c.settleWith(st, rejected(conditionOf(te), te.Message))
 			return
 		}
-		done(wire.Accepted)
+		c.settleWith(st, wire.Accepted)
 	})
 }
 

@@ -56,9 +56,10 @@ type link struct {
 	// work, when set, takes the messages off the reader (worker.go).
 	work *sendQueue[queued]
 	// store, when set, starts storing a message, with mu held and without
-	// waiting: done brings the outcome later, from any goroutine
-	// (settle.go). storing counts the messages not settled yet.
-	store   func(m wire.Message, done func(wire.Described))
+	// waiting: the outcome comes later, from any goroutine, through
+	// c.settleWith(st, outcome) (settle.go). storing counts the messages
+	// not settled yet.
+	store   func(m wire.Message, st settlement)
 	storing int
 
 	// The hub sending: the credit the client gave and the deliveries
@@ -274,13 +275,11 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 	m, err := wire.DecodeMessage(l.partial)
 	if l.store != nil {
 		l.storing++
-		id, unsettled := l.partialID, l.partialUnset
+		st := settlement{l: l, id: l.partialID, unsettled: l.partialUnset}
 		if err != nil {
-			c.settleLater(settlement{l: l, id: id, unsettled: unsettled, outcome: decodeRejected(err)})
+			c.settleWith(st, decodeRejected(err))
 		} else {
-			l.store(m, func(outcome wire.Described) {
-				c.settleLater(settlement{l: l, id: id, unsettled: unsettled, outcome: outcome})
-			})
+			l.store(m, st)
 		}
 		if s.windowUsed >= sessionWindow/2 {
 			return c.flow(l) // settling renews the link's credit
@@ -301,7 +300,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 		outcome = l.onMessage(m)
 	}
 	if l.partialUnset {
-		d := wire.Disposition{Role: wire.RoleReceiver, First: l.partialID, Settled: true, State: outcome}
+		d := wire.Disposition{Role: wire.RoleReceiver, First: l.partialID, Settled: true, State: wire.StateOf(outcome)}
 		if err := c.sendDisposition(s.channel, d); err != nil {
 			return err
 		}

@@ -19,6 +19,12 @@ type settlement struct {
 	outcome   wire.Described
 }
 
+// settleWith settles st with outcome (settleLater).
+func (c *conn) settleWith(st settlement, outcome wire.Described) {
+	st.outcome = outcome
+	c.settleLater(st)
+}
+
 // settleLater queues st to be written. It never blocks: it is called by
 // the hub's callbacks, and with mu held when an outcome is known at once.
 func (c *conn) settleLater(st settlement) {

@@ -256,6 +256,20 @@ func (p Performative) Field(i int) any {
 	return nil
 }
 
+// transferFields holds the optional fields of a transfer that Transfer
+// points to, in one allocation rather than one each (DecodeTransfer).
+type transferFields struct {
+	deliveryID, messageFormat uint32
+	settled                   bool
+}
+
+func (f *transferFields) orNew() *transferFields {
+	if f == nil {
+		return new(transferFields)
+	}
+	return f
+}
+
 // DecodeTransfer reads a frame body that is a transfer, in the encoding
 // every client gives it (the ulong descriptor, a list), field by field
 // rather than through Value's tree: a transfer comes with every message
@@ -279,6 +293,7 @@ func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 	}
 	const name = "transfer"
 	var present bool
+	var opt *transferFields // made at the first optional field present
 	for i := range count {
 		switch i {
 		case 0:
@@ -288,10 +303,13 @@ func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 			}
 		case 1, 3:
 			var v uint32
-			if v, present, err = sub.uintField(name, i); present && i == 1 {
-				t.DeliveryID = &v
-			} else if present {
-				t.MessageFormat = &v
+			if v, present, err = sub.uintField(name, i); present {
+				opt = opt.orNew()
+				if i == 1 {
+					opt.deliveryID, t.DeliveryID = v, &opt.deliveryID
+				} else {
+					opt.messageFormat, t.MessageFormat = v, &opt.messageFormat
+				}
 			}
 		case 2:
 			var tag []byte
@@ -300,7 +318,8 @@ func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 		case 4:
 			var v bool
 			if v, present, err = sub.boolField(name, i); present {
-				t.Settled = &v
+				opt = opt.orNew()
+				opt.settled, t.Settled = v, &opt.settled
 			}
 		case 5:
 			t.More, _, err = sub.boolField(name, i)

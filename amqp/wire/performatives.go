@@ -612,6 +612,18 @@ func SASLOutcomeList(code uint8) List { return List{code, nil} }
 // which no one changes).
 var Accepted = State(CodeAccepted)
 
+// acceptedState is Accepted boxed once, for the State of a Disposition.
+var acceptedState any = Accepted
+
+// StateOf is outcome as the State of a Disposition. Boxing the outcome
+// of each delivery allocated; the accepted outcome is boxed once.
+func StateOf(outcome Described) any {
+	if l, ok := outcome.Value.(List); ok && len(l) == 0 && outcome.Descriptor == any(uint64(CodeAccepted)) {
+		return acceptedState
+	}
+	return outcome
+}
+
 // State is a delivery state or outcome with its fields.
 func State(code uint64, fields ...any) Described {
 	return Described{Descriptor: code, Value: append(List{}, fields...)}

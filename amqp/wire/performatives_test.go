@@ -136,3 +136,17 @@ func TestAppendDispositionFrame(t *testing.T) {
 		t.Error("a state of no AMQP type encoded")
 	}
 }
+
+// TestStateOf: an outcome as a Disposition's State is the outcome itself;
+// the accepted one costs no allocation.
+func TestStateOf(t *testing.T) {
+	for _, o := range []Described{Accepted, State(CodeAccepted), State(CodeRejected, (&Error{Condition: "amqp:not-found"}).Field()), State(CodeAccepted, "a field")} {
+		if got := StateOf(o); !reflect.DeepEqual(got, any(o)) {
+			t.Errorf("StateOf(%v) = %v", o, got)
+		}
+	}
+	outcome := State(CodeAccepted)
+	if n := testing.AllocsPerRun(100, func() { _ = StateOf(outcome) }); n != 0 {
+		t.Errorf("StateOf(accepted): %v allocations", n)
+	}
+}
