@@ -19,16 +19,26 @@ type outQueue struct {
 	size   int
 	max    int
 	closed bool
-	wake   chan struct{}
+
+	// The writer runs while there is something to write (writeLoop):
+	// writing says it runs; start starts it, when a push finds none
+	// running; writers counts it, so that the connection can wait for it
+	// as it ends.
+	writing bool
+	start   func()
+	writers sync.WaitGroup
 }
 
-func newOutQueue(max int) *outQueue {
-	return &outQueue{max: max, wake: make(chan struct{}, 1)}
+// newOutQueue makes a queue of at most max bytes whose pushes start a
+// writer with start (go writeLoop) when none runs.
+func newOutQueue(max int, start func()) *outQueue {
+	return &outQueue{max: max, start: start}
 }
 
-// push appends one encoded packet. A packet larger than the whole bound
-// still passes when the queue is empty, so that a big twin always gets
-// out to a client that reads.
+// push appends one encoded packet, and starts the writer unless it runs
+// (a running writer drains the queue before it ends).
+// A packet larger than the whole bound still passes when the queue is
+// empty, so that a big twin always gets out to a client that reads.
 func (q *outQueue) push(b []byte) error {
 	q.mu.Lock()
 	if q.closed {
@@ -41,12 +51,30 @@ func (q *outQueue) push(b []byte) error {
 	}
 	q.bufs = append(q.bufs, b)
 	q.size += len(b)
+	start := !q.writing
+	if start {
+		// Counted before close can come (it takes mu), so that waiting
+		// for the writers after close sees this one.
+		q.writing = true
+		q.writers.Add(1)
+	}
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if start {
+		q.start()
 	}
 	return nil
+}
+
+// stopWriting reports whether the writer may end: nothing is queued. The
+// next push then starts another.
+func (q *outQueue) stopWriting() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.bufs) > 0 {
+		return false
+	}
+	q.writing = false
+	return true
 }
 
 // drain moves everything queued into dst (reused) and empties the queue.

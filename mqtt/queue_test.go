@@ -3,7 +3,7 @@ package mqtt
 import "testing"
 
 func TestOutQueue(t *testing.T) {
-	q := newOutQueue(10)
+	q := newOutQueue(10, func() {})
 	if err := q.push(make([]byte, 25)); err != nil {
 		t.Fatalf("a packet larger than the bound into an empty queue: %v", err)
 	}
@@ -24,5 +24,41 @@ func TestOutQueue(t *testing.T) {
 	q.close()
 	if err := q.push([]byte{1}); err != errClosed {
 		t.Fatalf("push after close: %v", err)
+	}
+}
+
+// TestOutQueueWriter: the first push starts the writer, later ones leave
+// it to drain what they queue; a writer may stop only with nothing queued, and the next push then
+// starts another.
+func TestOutQueueWriter(t *testing.T) {
+	starts := 0
+	q := newOutQueue(100, func() { starts++ })
+	for range 3 {
+		if err := q.push([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if starts != 1 {
+		t.Fatalf("three pushes started %d writers, want 1", starts)
+	}
+	if q.stopWriting() {
+		t.Fatal("the writer stopped with packets queued")
+	}
+	q.drain(nil)
+	if !q.stopWriting() {
+		t.Fatal("the writer could not stop with nothing queued")
+	}
+	q.writers.Done() // the first writer ends
+	if err := q.push([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if starts != 2 {
+		t.Fatalf("a push after the writer stopped: %d starts, want 2", starts)
+	}
+	q.close()
+	q.writers.Done()
+	q.writers.Wait()
+	if err := q.push([]byte{1}); err != errClosed || starts != 2 {
+		t.Fatalf("a push after close: %v, %d starts", err, starts)
 	}
 }
