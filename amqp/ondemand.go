@@ -2,7 +2,7 @@ package amqp
 
 import (
 	"sync"
-	"time"
+	"sync/atomic"
 )
 
 // onDemand runs a piece of work on a goroutine that exists only while
@@ -66,21 +66,23 @@ func (d *onDemand) kick() {
 }
 
 // workers runs the work of every onDemand on goroutines that outlive one
-// burst of work. A twin request stores a record, and S2's dictionary
-// encoder keeps its 64 KB table on the stack: a goroutine made for each
-// request grew its stack to that size every time (runtime.newstack took
-// 8% of the hub's CPU in bench reported-amqp, against 1.3% over MQTT,
-// whose connections keep one goroutine). A worker keeps its stack from
-// one piece of work to the next and ends after idleWorker without any,
-// so idle connections still hold no goroutine.
-var workers = workerPool{jobs: make(chan func()), idle: idleWorker}
+// burst of work: a twin request's work needs a deeper stack than a new
+// goroutine has, and growing it for each request took 13% of the hub's
+// CPU in bench reported-amqp. A worker keeps its stack from one piece of
+// work to the next. At most maxIdleWorkers wait for work, without a
+// timer (an idle timer cost a lock of the runtime's timers at every
+// wait, that is, every message): more end after their work, so that the
+// pool is bounded by the work at once, not by the connections.
+var workers workerPool
 
-const idleWorker = 5 * time.Second
+const maxIdleWorkers = 64
 
 type workerPool struct {
 	jobs chan func() // unbuffered: a send succeeds when a worker waits
-	idle time.Duration
+	idle atomic.Int32
 }
+
+func init() { workers.jobs = make(chan func()) }
 
 // run runs f on a waiting worker, or on a new one when none waits. It
 // never blocks.
@@ -92,28 +94,17 @@ func (p *workerPool) run(f func()) {
 	}
 }
 
-// work runs f, then the jobs handed to it, until a whole idle period
-// passes without any. The idle timer is set again when it fires, not
-// after each piece of work, which under load came at every message and
-// cost a lock of the runtime's timers.
+// work runs f, then the jobs handed to it, unless maxIdleWorkers already
+// wait.
 func (p *workerPool) work(f func()) {
-	t := time.NewTimer(p.idle)
-	defer t.Stop()
 	for {
 		f()
-		f = nil
-		worked := true
-		for f == nil {
-			select {
-			case f = <-p.jobs:
-			case <-t.C:
-				if !worked {
-					return
-				}
-				worked = false
-				t.Reset(p.idle)
-			}
+		if p.idle.Add(1) > maxIdleWorkers {
+			p.idle.Add(-1)
+			return
 		}
+		f = <-p.jobs
+		p.idle.Add(-1)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // one, so work that waits for later work still finishes, and every piece
 // runs once.
 func TestWorkerPoolNeverBlocks(t *testing.T) {
-	p := workerPool{jobs: make(chan func()), idle: 20 * time.Millisecond}
+	p := workerPool{jobs: make(chan func())}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ran := map[int]int{}
@@ -36,9 +36,34 @@ func TestWorkerPoolNeverBlocks(t *testing.T) {
 			t.Errorf("work %d ran %d times", i, ran[i])
 		}
 	}
-	// Workers wait for more, then end: later work runs all the same.
-	time.Sleep(50 * time.Millisecond)
 	done := make(chan struct{})
 	p.run(func() { close(done) })
 	<-done
+}
+
+// TestWorkerPoolBounded: of more workers than maxIdleWorkers, busy at
+// once, maxIdleWorkers wait for work once it is done; the others end.
+func TestWorkerPoolBounded(t *testing.T) {
+	p := workerPool{jobs: make(chan func())}
+	var started, finished sync.WaitGroup
+	release := make(chan struct{})
+	for range 2 * maxIdleWorkers {
+		started.Add(1)
+		finished.Add(1)
+		p.run(func() {
+			defer finished.Done()
+			started.Done()
+			<-release // all busy at once: each needs a worker of its own
+		})
+	}
+	started.Wait()
+	close(release)
+	finished.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.idle.Load() != maxIdleWorkers {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers wait, want %d", p.idle.Load(), maxIdleWorkers)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
