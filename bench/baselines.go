@@ -192,7 +192,7 @@ keyfile %s
 	}
 	defer closeAll(devs)
 	usage := e.t.Usage
-	e.t.Usage = PIDUsage(cmd.Process.Pid)
+	e.t.Usage = PIDUsage(cmd.Process.Pid, "")
 	res := e.publishLoop("mosquitto", devs, func(d *device) string { return "devices/" + d.id + "/messages/events/" })
 	e.t.Usage = usage
 	res.Kind = "baseline"

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -409,5 +410,47 @@ func TestGoalsSayCosts(t *testing.T) {
 	g, ok := byGoal(&Report{Results: conns})[connect]
 	if !ok || g.Met || g.Measured != "0.75x of tls1.3 (1500/s)" || !strings.Contains(g.Note, "hub 400 µs and load generator 500 µs; the baseline's client and server together 600 µs") {
 		t.Errorf("connect goal with its baseline: %+v (judged %v)", g, ok)
+	}
+}
+
+// TestMetricsGauges: gauges come from a Prometheus page in the order
+// asked, and a missing one is an error, not a zero.
+func TestMetricsGauges(t *testing.T) {
+	page := "# HELP go_goroutines Number of goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines 12\n" +
+		"go_memstats_heap_alloc_bytes 1.5e+07\ngo_memstats_heap_alloc_bytes_total 9\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, page) }))
+	defer srv.Close()
+	got, err := metricsGauges(srv.URL, "go_memstats_heap_alloc_bytes", "go_goroutines")
+	if err != nil || len(got) != 2 || got[0] != 1.5e7 || got[1] != 12 {
+		t.Fatalf("gauges %v, %v", got, err)
+	}
+	if _, err := metricsGauges(srv.URL, "go_goroutines", "go_threads"); err == nil {
+		t.Error("a gauge the page lacks read without an error")
+	}
+}
+
+// TestSessionsGoalOnLiveHeap: the idle-session goal is judged on the
+// live heap a session adds when the bench read it, the RSS beside it.
+func TestSessionsGoalOnLiveHeap(t *testing.T) {
+	const goal = "idle multiplexed AMQP device sessions <= 8 KB each"
+	judge := func(extra map[string]float64) Goal {
+		r := &Result{Name: "sessions-amqp", Ops: 2000, Extra: extra}
+		for _, g := range goals(&Report{Results: []*Result{r}}) {
+			if g.Goal == goal {
+				return g
+			}
+		}
+		t.Fatal("the sessions goal was not judged")
+		return Goal{}
+	}
+	g := judge(map[string]float64{"sessions": 2000, "heap_bytes_per_session": 12 << 10, "rss_bytes_per_session": 3 << 10})
+	if g.Met || !strings.Contains(g.Measured, "Go heap 12.0 KB") || !strings.Contains(g.Note, "RSS 3.0 KB") {
+		t.Errorf("12 KB of heap, 3 KB of RSS: %+v", g)
+	}
+	if g := judge(map[string]float64{"sessions": 2000, "heap_bytes_per_session": 6 << 10, "rss_bytes_per_session": 20 << 10}); !g.Met {
+		t.Errorf("6 KB of heap, 20 KB of RSS: %+v", g)
+	}
+	if g := judge(map[string]float64{"sessions": 2000, "rss_bytes_per_session": 6 << 10}); !g.Met || !strings.Contains(g.Measured, "RSS 6.0 KB") {
+		t.Errorf("RSS alone: %+v", g)
 	}
 }

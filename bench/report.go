@@ -190,15 +190,30 @@ func goals(rep *Report) []Goal {
 		}
 	}
 	if r := find(rs, "sessions-amqp"); r != nil {
+		// Judged on the live heap a session adds (after a collection in
+		// the hub) where the bench reads it: the RSS a session adds
+		// depends on how much memory the hub had freed before, which the
+		// sessions then take over (BENCHMARKS.md, "The idle-session
+		// memory goal measures memory the hub had freed").
 		g := Goal{Goal: "idle multiplexed AMQP device sessions <= 8 KB each"}
-		if b, ok := r.Extra["rss_bytes_per_session"]; ok {
-			g.Measured = fmt.Sprintf("RSS %.1f KB per session (%.0f sessions)", b/1024, r.Extra["sessions"])
-			g.Met = b <= 8<<10 && !rep.Hub.InProcess
-			if rep.Hub.InProcess {
-				g.Note = "hub and client together (--hub-process measures the hub alone)"
+		heap, hasHeap := r.Extra["heap_bytes_per_session"]
+		rss, hasRSS := r.Extra["rss_bytes_per_session"]
+		switch {
+		case hasHeap:
+			g.Measured = fmt.Sprintf("Go heap %.1f KB per session, live after a collection (%.0f sessions)", heap/1024, r.Extra["sessions"])
+			g.Met = heap <= 8<<10 && !rep.Hub.InProcess
+			if hasRSS {
+				g.Note = fmt.Sprintf("RSS %.1f KB per session", rss/1024)
 			}
-		} else {
+		case hasRSS:
+			g.Measured = fmt.Sprintf("RSS %.1f KB per session (%.0f sessions)", rss/1024, r.Extra["sessions"])
+			g.Met = rss <= 8<<10 && !rep.Hub.InProcess
+		}
+		switch {
+		case !hasHeap && !hasRSS:
 			g.Measured = fmt.Sprintf("%.0f sessions, the hub's memory not measured", float64(r.Ops))
+		case rep.Hub.InProcess:
+			g.Note = strings.TrimPrefix(g.Note+"; hub and client together (--hub-process measures the hub alone)", "; ")
 		}
 		out = append(out, g)
 	}

@@ -62,6 +62,11 @@ type Target struct {
 	// client shares the machine, so its figures include its waits for a
 	// core).
 	MetricsURL string
+	// PprofURL, when set, is the hub's /debug/pprof/ (serve
+	// --pprof-addr): before it weighs the hub's memory, the bench has the
+	// hub collect its garbage through it (heap?gc=1), as it does with a
+	// hub in its own process (runtime.GC).
+	PprofURL string
 }
 
 // ExternalTarget describes a hub given by an owner connection string and

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -60,8 +61,11 @@ func SelfUsage() (Snapshot, error) {
 	return snap, nil
 }
 
-// PIDUsage measures another process on this machine through /proc.
-func PIDUsage(pid int) UsageFunc {
+// PIDUsage measures another process on this machine through /proc, and
+// its Go heap through metricsURL, its Prometheus /metrics, when given
+// (go_memstats_heap_alloc_bytes: the objects in the heap, live after a
+// collection, as SelfUsage reads them).
+func PIDUsage(pid int, metricsURL string) UsageFunc {
 	return func() (Snapshot, error) {
 		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
@@ -83,8 +87,49 @@ func PIDUsage(pid int) UsageFunc {
 		const ticks = 100 // USER_HZ on Linux
 		snap := Snapshot{CPU: time.Duration(ut+st) * time.Second / ticks}
 		snap.RSS, _ = procRSS(strconv.Itoa(pid))
+		if metricsURL != "" {
+			if g, err := metricsGauges(metricsURL, "go_memstats_heap_alloc_bytes", "go_goroutines"); err == nil {
+				snap.Heap, snap.Goroutines = int64(g[0]), int(g[1])
+			}
+		}
 		return snap, nil
 	}
+}
+
+// metricsGauges reads unlabelled gauges from a Prometheus text page, in
+// the order of names; a gauge the page lacks is an error.
+func metricsGauges(url string, names ...string) ([]float64, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	vals := make([]float64, len(names))
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for i, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				if vals[i], err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+					return nil, fmt.Errorf("%s: %s: %w", url, name, err)
+				}
+				found++
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if found < len(names) {
+		return nil, fmt.Errorf("%s: %d of the gauges %v", url, found, names)
+	}
+	return vals, nil
 }
 
 func procRSS(pid string) (int64, error) {

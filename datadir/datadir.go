@@ -30,7 +30,11 @@ type Serve struct {
 	// MetricsAddr is where /metrics, /healthz and /readyz are served
 	// (plain HTTP), when --metrics-addr is on.
 	MetricsAddr string `json:"metricsAddr,omitempty"`
-	PID         int    `json:"pid"`
+	// PprofAddr is where Go's profiles are served, when --pprof-addr is
+	// on (the bench forces a collection in the hub through it before it
+	// weighs the hub's live memory).
+	PprofAddr string `json:"pprofAddr,omitempty"`
+	PID       int    `json:"pid"`
 }
 
 // Open makes the folder if needed.

@@ -143,11 +143,11 @@ func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) err
 		if err != nil {
 			return err
 		}
+		t.MetricsURL = f.hubMetrics
 		if f.hubPID != 0 {
-			t.Usage = bench.PIDUsage(f.hubPID)
+			t.Usage = bench.PIDUsage(f.hubPID, t.MetricsURL)
 			t.UsageNote = fmt.Sprintf("process %d, from /proc", f.hubPID)
 		}
-		t.MetricsURL = f.hubMetrics
 		target = t
 	} else {
 		t, stopHub, err := startBenchHub(ctx, g, f.hubProcess)
@@ -195,13 +195,13 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 	var proc *os.Process
 	// startChild runs `twinhub serve` on the data folder with addresses
 	// (first on ports the system chooses, then on those it chose).
-	startChild := func(https, mqtt, amqp, metrics string) error {
+	startChild := func(https, mqtt, amqp, metrics, pprof string) error {
 		exe, err := os.Executable()
 		if err != nil {
 			return err
 		}
 		cmd := exec.CommandContext(hubCtx, exe, "serve", "--data", tmp, "--hostname", "localhost",
-			"--https-addr", https, "--mqtt-addr", mqtt, "--amqp-addr", amqp, "--metrics-addr", metrics, "--log-level", "error")
+			"--https-addr", https, "--mqtt-addr", mqtt, "--amqp-addr", amqp, "--metrics-addr", metrics, "--pprof-addr", pprof, "--log-level", "error")
 		cmd.Stderr = os.Stderr
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		cmd.WaitDelay = 15 * time.Second
@@ -213,7 +213,7 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 		return nil
 	}
 	if child {
-		if err := startChild("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"); err != nil {
+		if err := startChild("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"); err != nil {
 			cancel()
 			return nil, nil, err
 		}
@@ -281,7 +281,10 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 		t.MetricsURL = "http://" + srv.MetricsAddr + "/metrics"
 	}
 	if proc != nil {
-		t.Usage = bench.PIDUsage(proc.Pid)
+		t.Usage = bench.PIDUsage(proc.Pid, t.MetricsURL)
+		if srv.PprofAddr != "" {
+			t.PprofURL = "http://" + srv.PprofAddr + "/debug/pprof/"
+		}
 		t.UsageNote = fmt.Sprintf("the hub's own process (%d), from /proc", proc.Pid)
 		// Restart stops the hub (SIGINT, as an operator would) and starts
 		// it again on the same folder and addresses.
@@ -291,10 +294,10 @@ func startBenchHub(ctx context.Context, g *globals, child bool) (*bench.Target, 
 				return time.Time{}, fmt.Errorf("the hub's exit: %w", err)
 			}
 			started := time.Now()
-			if err := startChild(srv.HTTPSAddr, srv.MQTTAddr, srv.AMQPAddr, srv.MetricsAddr); err != nil {
+			if err := startChild(srv.HTTPSAddr, srv.MQTTAddr, srv.AMQPAddr, srv.MetricsAddr, srv.PprofAddr); err != nil {
 				return time.Time{}, err
 			}
-			t.Usage = bench.PIDUsage(proc.Pid)
+			t.Usage = bench.PIDUsage(proc.Pid, t.MetricsURL)
 			return started, nil
 		}
 	} else {

@@ -14,17 +14,17 @@ import (
 // address only: the profiles show the process's memory, secrets included,
 // and the listener has neither TLS nor authentication. It is for measuring
 // a hub run as its own process (twinhub bench --hub-process, a load test).
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+func servePprof(addr string, log *slog.Logger) (bound string, stop func(), err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("--pprof-addr: %w", err)
+		return "", nil, fmt.Errorf("--pprof-addr: %w", err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, errors.New("--pprof-addr must be a loopback address (127.0.0.1:6060, [::1]:6060, localhost:6060): profiles carry the hub's memory and are served without TLS or authentication")
+		return "", nil, errors.New("--pprof-addr must be a loopback address (127.0.0.1:6060, [::1]:6060, localhost:6060): profiles carry the hub's memory and are served without TLS or authentication")
 	}
 	ln, err := listen(addr, "--pprof-addr")
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -39,5 +39,5 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 		}
 	}()
 	log.Info("serving Go profiles", "pprof", ln.Addr().String())
-	return func() { srv.Close() }, nil
+	return ln.Addr().String(), func() { srv.Close() }, nil
 }

@@ -147,12 +147,14 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if memLimit > 0 {
 		log.Info("memory limit", "bytes", memLimit, "MiB", memLimit>>20)
 	}
+	var pprofAddr string
 	if f.pprofAddr != "" {
-		stopPprof, err := servePprof(f.pprofAddr, log)
+		bound, stopPprof, err := servePprof(f.pprofAddr, log)
 		if err != nil {
 			return err
 		}
 		defer stopPprof()
+		pprofAddr = bound
 	}
 	deviceCA, err := loadDeviceCA(f.deviceCA)
 	if err != nil {
@@ -308,7 +310,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	defer stopStatus()
 	serving.Store(true)
-	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), AMQPAddr: amqpLn.Addr().String(), MetricsAddr: metricsListens, PID: os.Getpid()}); err != nil {
+	if err := dir.SaveServe(datadir.Serve{HTTPSAddr: httpsLn.Addr().String(), MQTTAddr: mqttLn.Addr().String(), AMQPAddr: amqpLn.Addr().String(), MetricsAddr: metricsListens, PprofAddr: pprofAddr, PID: os.Getpid()}); err != nil {
 		return err
 	}
 	owner, err := hubConf.ConnectionString("iothubowner")
