@@ -234,15 +234,18 @@ func (h *Hub) queueConnectionState(k twinhub.Key, connected, detached bool) *con
 	return w
 }
 
-// endConnStateWindow hands the window's state changes to writers.
+// endConnStateWindow hands the window's state changes to writers: new
+// ones, up to the bound, since the running ones are each in a write (a
+// slow one holds its writer up to connStateTimeout).
 func (h *Hub) endConnStateWindow() {
 	s := &h.states
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.window = false
 	s.batch = append(s.batch, s.queue...)
+	clear(s.queue)
 	s.queue = s.queue[:0]
-	for s.writers < connStateWriters && s.writers < len(s.batch) {
+	for n := len(s.batch); n > 0 && s.writers < connStateWriters; n-- {
 		s.writers++
 		go h.writeConnectionStates()
 	}
@@ -276,6 +279,7 @@ func (h *Hub) writeConnectionStates() {
 		}
 		delete(s.pending, k)
 		s.active[k] = w
+		s.count()
 		detached := w.detached
 		s.mu.Unlock()
 
