@@ -440,18 +440,24 @@ func (e *env) forDuration(n int, d time.Duration, op func(w int)) {
 	wg.Wait()
 }
 
-// gcNow makes the hub's heap figure mean live memory: a collection in
-// this process for a hub in it, through the hub's pprof for a hub in a
-// process of its own.
-func (e *env) gcNow() {
+// gcNow has the hub collect its garbage, so that its heap figure means
+// live memory: in this process for a hub in it, through the hub's pprof
+// for a hub in a process of its own. It reports whether a collection
+// ran.
+func (e *env) gcNow() bool {
 	switch {
 	case e.t.InProcess:
 		runtime.GC()
+		return true
 	case e.t.PprofURL != "":
 		c := http.Client{Timeout: 30 * time.Second}
-		if resp, err := c.Get(e.t.PprofURL + "heap?gc=1"); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+		resp, err := c.Get(e.t.PprofURL + "heap?gc=1")
+		if err != nil {
+			return false
 		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}
+	return false
 }

@@ -42,14 +42,19 @@ func (e *env) connect() error {
 	return e.connectRaw()
 }
 
-// usageNow is the hub's usage after a GC (of an in-process hub), the
-// zero Snapshot when it is not measured.
+// usageNow is the hub's usage after a collection (gcNow), the zero
+// Snapshot when it is not measured. Its heap figure is zero (unknown)
+// unless a collection ran first: a heap with garbage in it would make the
+// memory an item adds look smaller than it is, even below zero.
 func (e *env) usageNow() Snapshot {
-	e.gcNow()
+	collected := e.gcNow()
 	if e.t.Usage == nil {
 		return Snapshot{}
 	}
 	s, _ := e.t.Usage()
+	if !collected {
+		s.Heap = 0
+	}
 	return s
 }
 
@@ -61,12 +66,8 @@ func (e *env) usageNow() Snapshot {
 func (e *env) weighIdle(res *Result, before Snapshot, idle time.Duration, count, item, client string) {
 	e.progressf("  %d %s; idle for %s", res.Ops, count, idle)
 	time.Sleep(idle)
-	e.gcNow()
-	if e.t.Usage == nil || res.Ops == 0 {
-		return
-	}
-	after, err := e.t.Usage()
-	if err != nil {
+	after := e.usageNow()
+	if e.t.Usage == nil || res.Ops == 0 || after == (Snapshot{}) {
 		return
 	}
 	n := float64(res.Ops)
