@@ -263,12 +263,14 @@ func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, audience: audience, ctx: ctx}
 	r.run.init(&c.senders, r.deliver)
+	// The poll timer is set before the watch, whose first notice may
+	// have deliver read it.
+	r.poll = time.AfterFunc(hub.C2DPollAfter(0), r.kick)
 	unwatch, err := c.srv.hub.WatchC2D(deviceID, r.kick)
 	if err != nil {
 		c.srv.log.Warn("amqp: watching cloud-to-device messages", "device", deviceID, "err", err)
 		unwatch = func() {}
 	}
-	r.poll = time.AfterFunc(hub.C2DPollAfter(0), r.kick)
 	l.stop = func() {
 		r.run.stop()
 		cancel()
