@@ -28,6 +28,9 @@ type memStore struct {
 	revs    map[twinhub.Key]uint64
 	gets    atomic.Int64
 	decodes atomic.Int64
+	// hold, when set, runs at the start of each Update: a test holds a
+	// write up with it, as a slow store would.
+	hold atomic.Pointer[func(twinhub.Key)]
 }
 
 func newMemStore() *memStore {
@@ -71,6 +74,9 @@ func (s *memStore) Create(_ context.Context, k twinhub.Key, r *twinhub.Record) (
 }
 
 func (s *memStore) Update(_ context.Context, k twinhub.Key, r *twinhub.Record, rev uint64) (uint64, error) {
+	if hold := s.hold.Load(); hold != nil {
+		(*hold)(k)
+	}
 	data, err := recordjson.Encode(r)
 	if err != nil {
 		return 0, err
@@ -523,6 +529,42 @@ func TestConnectionStates(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("connection-state writers left work behind: %+v", &h.states)
 		}
+	}
+}
+
+// TestConnectionStateBehindASlowWrite: a connection-state write that the
+// store holds up does not hold up the writes of other identities that
+// come in later windows.
+func TestConnectionStateBehindASlowWrite(t *testing.T) {
+	ctx := context.Background()
+	h, s := newCacheTestHub(t, 0)
+	for _, id := range []string{"slow", "other"} {
+		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := twinhub.DeviceKey("slow")
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hold := func(k twinhub.Key) {
+		if k == slow {
+			once.Do(func() { close(held) })
+			<-release
+		}
+	}
+	s.hold.Store(&hold)
+	defer close(release)
+	h.NoteConnectionState(slow, true)
+	<-held // its writer is in the store
+	h.NoteConnectionState(twinhub.DeviceKey("other"), true)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d, err := h.GetDevice(rctx, "other") // waits for its own write
+	if err != nil {
+		t.Fatalf("reading a device whose state was noted behind a held write: %v", err)
+	}
+	if d.ConnectionState != twinhub.StateConnected {
+		t.Errorf("state %s, want Connected", d.ConnectionState)
 	}
 }
 
