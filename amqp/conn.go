@@ -517,9 +517,11 @@ func (c *conn) sendFrame(typ byte, channel uint16, code uint64, fields wire.List
 	})
 }
 
-// sendDisposition writes a disposition on channel, encoded field by
-// field: the settlement of each message a device sends.
-func (c *conn) sendDisposition(channel uint16, d wire.Disposition) error {
+// sendSettled writes the disposition that settles delivery id, received
+// on channel, with outcome, encoded field by field: the settlement of
+// each message a device sends.
+func (c *conn) sendSettled(channel uint16, id uint32, outcome wire.Described) error {
+	d := wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true, State: wire.StateOf(outcome)}
 	return c.sendEncoded(func(b []byte) ([]byte, error) { return wire.AppendDispositionFrame(b, channel, d) })
 }
 

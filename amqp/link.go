@@ -300,8 +300,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 		outcome = l.onMessage(m)
 	}
 	if l.partialUnset {
-		d := wire.Disposition{Role: wire.RoleReceiver, First: l.partialID, Settled: true, State: wire.StateOf(outcome)}
-		if err := c.sendDisposition(s.channel, d); err != nil {
+		if err := c.sendSettled(s.channel, l.partialID, outcome); err != nil {
 			return err
 		}
 	}

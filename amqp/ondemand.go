@@ -73,7 +73,7 @@ func (d *onDemand) kick() {
 // timer (an idle timer cost a lock of the runtime's timers at every
 // wait, that is, every message): more end after their work, so that the
 // pool is bounded by the work at once, not by the connections.
-var workers workerPool
+var workers = workerPool{jobs: make(chan func())}
 
 const maxIdleWorkers = 64
 
@@ -81,8 +81,6 @@ type workerPool struct {
 	jobs chan func() // unbuffered: a send succeeds when a worker waits
 	idle atomic.Int32
 }
-
-func init() { workers.jobs = make(chan func()) }
 
 // run runs f on a waiting worker, or on a new one when none waits. It
 // never blocks.

@@ -71,8 +71,7 @@ func (c *conn) finished(l *link, q queued, outcome wire.Described, waiting int, 
 // Called with mu held.
 func (c *conn) settleHandled(l *link, id uint32, unsettled bool, outcome wire.Described, waiting int) error {
 	if unsettled {
-		d := wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true, State: wire.StateOf(outcome)}
-		if err := c.sendDisposition(l.s.channel, d); err != nil {
+		if err := c.sendSettled(l.s.channel, id, outcome); err != nil {
 			return err
 		}
 	}
