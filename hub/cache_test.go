@@ -523,7 +523,7 @@ func TestConnectionStates(t *testing.T) {
 	idle := func() bool {
 		h.states.mu.Lock()
 		defer h.states.mu.Unlock()
-		return len(h.states.pending)+len(h.states.active)+len(h.states.queue)+len(h.states.batch)+h.states.writers == 0 && !h.states.window && h.states.n.Load() == 0
+		return len(h.states.pending)+len(h.states.active)+len(h.states.queue)+len(h.states.batch)+h.states.writers == 0 && h.states.n.Load() == 0
 	}
 	for deadline := time.Now().Add(10 * time.Second); !idle(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -122,15 +122,13 @@ type connStates struct {
 	// pending holds the state each identity should get next; active, the
 	// identities a writer has taken, with the write under way (nil
 	// between writes); queue, the identities in pending that wait for
-	// their window to end; batch, those whose window ended, for the
-	// writers to take.
+	// their window to end (a window is open, its timer set, while queue
+	// has any); batch, those whose window ended, for the writers to take.
 	pending map[twinhub.Key]*connWrite
 	active  map[twinhub.Key]*connWrite
 	queue   []twinhub.Key
 	batch   []twinhub.Key
 	writers int
-	// window: a window is open (its timer set).
-	window bool
 	// n counts the identities in pending or active, so that reads of
 	// settled identities take no lock.
 	n atomic.Int64
@@ -227,8 +225,7 @@ func (h *Hub) queueConnectionState(k twinhub.Key, connected, detached bool) *con
 		return w // its writer takes it next
 	}
 	s.queue = append(s.queue, k)
-	if !s.window {
-		s.window = true
+	if len(s.queue) == 1 { // the first of its window
 		time.AfterFunc(connStateWindow, h.endConnStateWindow)
 	}
 	return w
@@ -241,7 +238,6 @@ func (h *Hub) endConnStateWindow() {
 	s := &h.states
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.window = false
 	s.batch = append(s.batch, s.queue...)
 	clear(s.queue)
 	s.queue = s.queue[:0]
