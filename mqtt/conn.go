@@ -241,10 +241,7 @@ func (c *conn) writeLoop() {
 	for {
 		c.batch = c.q.drain(c.batch)
 		if len(c.batch) == 0 {
-			if c.q.stopWriting() {
-				return
-			}
-			continue
+			return
 		}
 		c.writeDeadline.Extend()
 		var err error

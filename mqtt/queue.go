@@ -65,21 +65,14 @@ func (q *outQueue) push(b []byte) error {
 	return nil
 }
 
-// stopWriting reports whether the writer may end: nothing is queued. The
-// next push then starts another.
-func (q *outQueue) stopWriting() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.bufs) > 0 {
-		return false
-	}
-	q.writing = false
-	return true
-}
-
 // drain moves everything queued into dst (reused) and empties the queue.
+// With nothing queued, the writer that drains is done: the next push
+// starts another.
 func (q *outQueue) drain(dst [][]byte) [][]byte {
 	q.mu.Lock()
+	if len(q.bufs) == 0 {
+		q.writing = false
+	}
 	dst = append(dst[:0], q.bufs...)
 	clear(q.bufs)
 	q.bufs = q.bufs[:0]

@@ -28,8 +28,8 @@ func TestOutQueue(t *testing.T) {
 }
 
 // TestOutQueueWriter: the first push starts the writer, later ones leave
-// it to drain what they queue; a writer may stop only with nothing queued, and the next push then
-// starts another.
+// it to drain what they queue; a writer stops only at a drain that finds
+// nothing queued, and the next push then starts another.
 func TestOutQueueWriter(t *testing.T) {
 	starts := 0
 	q := newOutQueue(100, func() { starts++ })
@@ -41,12 +41,17 @@ func TestOutQueueWriter(t *testing.T) {
 	if starts != 1 {
 		t.Fatalf("three pushes started %d writers, want 1", starts)
 	}
-	if q.stopWriting() {
-		t.Fatal("the writer stopped with packets queued")
+	if n := len(q.drain(nil)); n != 3 {
+		t.Fatalf("drained %d, want 3", n)
 	}
-	q.drain(nil)
-	if !q.stopWriting() {
-		t.Fatal("the writer could not stop with nothing queued")
+	if err := q.push([]byte{1}); err != nil || starts != 1 || !q.writing {
+		t.Fatalf("a push after a drain that found packets: %v, %d starts (the writer stopped with packets queued)", err, starts)
+	}
+	if n := len(q.drain(nil)); n != 1 {
+		t.Fatalf("drained %d, want 1", n)
+	}
+	if n := len(q.drain(nil)); n != 0 || q.writing {
+		t.Fatalf("a drain of nothing: %d packets, writing %v (the writer could not stop with nothing queued)", n, q.writing)
 	}
 	q.writers.Done() // the first writer ends
 	if err := q.push([]byte{1}); err != nil {
