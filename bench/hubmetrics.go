@@ -28,23 +28,61 @@ type hubHistogram struct {
 
 // scrapeHistogram gets url (a hub's /metrics) and returns the histogram
 // called name, the series with labels (none: the first).
-func scrapeHistogram(ctx context.Context, url, name string, labels map[string]string) (hubHistogram, error) {
+func scrapeHistogram(ctx context.Context, url, name string, labels map[string]string) (h hubHistogram, err error) {
+	err = scrapeMetrics(ctx, url, func(r io.Reader) error {
+		h, err = parseHistogram(r, name, labels)
+		return err
+	})
+	return h, err
+}
+
+// scrapeMetrics gets url (a hub's /metrics) and hands its body to parse.
+func scrapeMetrics(ctx context.Context, url string, parse func(io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return hubHistogram{}, err
+		return err
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return hubHistogram{}, err
+		return err
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 512))
-		return hubHistogram{}, fmt.Errorf("%s: %s %s", url, res.Status, body)
+		return fmt.Errorf("%s: %s %s", url, res.Status, body)
 	}
-	return parseHistogram(res.Body, name, labels)
+	return parse(res.Body)
+}
+
+// metricsGauges reads unlabelled gauges (or untyped values) from url, a
+// hub's /metrics, in the order of names; a gauge the page lacks is an
+// error.
+func metricsGauges(url string, names ...string) (vals []float64, err error) {
+	err = scrapeMetrics(context.Background(), url, func(r io.Reader) error {
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(r)
+		if err != nil {
+			return fmt.Errorf("the hub's metrics do not parse: %w", err)
+		}
+		for _, name := range names {
+			fam := fams[name]
+			if fam == nil || len(fam.Metric) == 0 {
+				return fmt.Errorf("%s: no %s", url, name)
+			}
+			switch m := fam.Metric[0]; {
+			case m.Gauge != nil:
+				vals = append(vals, m.Gauge.GetValue())
+			case m.Untyped != nil:
+				vals = append(vals, m.Untyped.GetValue())
+			default:
+				return fmt.Errorf("%s: %s is a %s, not a gauge", url, name, fam.GetType())
+			}
+		}
+		return nil
+	})
+	return vals, err
 }
 
 // parseHistogram reads the histogram called name, the series with labels

@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -94,42 +93,6 @@ func PIDUsage(pid int, metricsURL string) UsageFunc {
 		}
 		return snap, nil
 	}
-}
-
-// metricsGauges reads unlabelled gauges from a Prometheus text page, in
-// the order of names; a gauge the page lacks is an error.
-func metricsGauges(url string, names ...string) ([]float64, error) {
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	vals := make([]float64, len(names))
-	found := 0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		for i, name := range names {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				if vals[i], err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
-					return nil, fmt.Errorf("%s: %s: %w", url, name, err)
-				}
-				found++
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if found < len(names) {
-		return nil, fmt.Errorf("%s: %d of the gauges %v", url, found, names)
-	}
-	return vals, nil
 }
 
 func procRSS(pid string) (int64, error) {
