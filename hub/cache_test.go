@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -565,6 +566,60 @@ func TestConnectionStateBehindASlowWrite(t *testing.T) {
 	}
 	if d.ConnectionState != twinhub.StateConnected {
 		t.Errorf("state %s, want Connected", d.ConnectionState)
+	}
+}
+
+// TestConnectionStatesGiveBackRoom: after more identities than
+// connStatesKeptRoom changed state at once, the tables are made anew once
+// every write is done (a map keeps the room of its largest size), and
+// later changes are written as before.
+func TestConnectionStatesGiveBackRoom(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newCacheTestHub(t, 0)
+	var keys []twinhub.Key
+	for i := range connStatesKeptRoom + 1 {
+		id := fmt.Sprintf("d%d", i)
+		if _, err := h.CreateDevice(ctx, twinhub.Device{DeviceID: id}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, twinhub.DeviceKey(id))
+	}
+	s := &h.states
+	s.mu.Lock()
+	stormTable := reflect.ValueOf(s.pending).Pointer()
+	s.mu.Unlock()
+	for _, k := range keys {
+		h.NoteConnectionState(k, true)
+	}
+	for _, k := range keys {
+		if err := s.settle(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last writer counts after its last write is settled: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		writers, peak, table := s.writers, s.peak, reflect.ValueOf(s.pending).Pointer()
+		s.mu.Unlock()
+		if writers == 0 {
+			if peak != 0 || table == stormTable {
+				t.Fatalf("after %d identities' writes, the tables kept their room (peak %d, same pending map: %v)", len(keys), peak, table == stormTable)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connection-state writers still running", writers)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.NoteConnectionState(keys[0], false)
+	d, err := h.GetDevice(ctx, "d0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ConnectionState != twinhub.StateDisconnected {
+		t.Errorf("state %s after the tables were made anew, want Disconnected", d.ConnectionState)
 	}
 }
 
