@@ -200,9 +200,7 @@ func (c *conn) attachPartition(l *link, a wire.Attach, p partitionAddress) *wire
 	}
 	l.stop = func() { c.srv.release(key, r) }
 	metric := slices.Contains(a.DesiredCapabilities, runtimeMetric)
-	if metric {
-		l.offered = []wire.Symbol{runtimeMetric}
-	}
+	l.runtimeMetric = metric
 	l.start = func() { c.readPartition(l, partition, from, metric) }
 	return nil
 }

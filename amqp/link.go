@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -29,27 +30,31 @@ const (
 
 // link is one end of a link the hub accepted, in the session of the
 // client's link: the hub receives on it when the client sends, and sends
-// when the client receives.
+// when the client receives. Its fields are grouped to keep it within 192
+// bytes, a size class of Go's allocator: each of thousands of idle
+// devices multiplexed on connections has a session of several links
+// (TestLinkSize).
 type link struct {
 	s      *session
 	name   string
 	handle uint32 // the client's handle, which the hub uses for its end too
 	// receiving reports whether the hub receives on the link.
 	receiving bool
-	address   string
 	sndSettle uint8
 	// awaitOutcome makes the hub send unsettled when the client lets it
 	// choose (mixed), for a node that acts on the outcome (feedback).
 	awaitOutcome bool
+	// gone is set when the link is detached or its session or
+	// connection ends: nothing is sent on it after that.
+	gone    bool
+	address string
 
 	// The hub receiving: the client's delivery-count as the hub knows it,
-	// the credit left, and the message being put together from transfers.
+	// the credit left, and the delivery whose message spans transfers,
+	// put together as they come (nil between such deliveries).
 	deliveryCount uint32
 	credit        uint32
-	partial       []byte
-	partialID     uint32
-	partialUnset  bool // the message's delivery is unsettled
-	inDelivery    bool
+	assembling    *assembling
 	// onMessage handles a whole message, and says how the delivery ends
 	// (an accepted or rejected state).
 	onMessage func(m wire.Message) wire.Described
@@ -60,27 +65,42 @@ type link struct {
 	// c.settleWith(st, outcome) (settle.go). storing counts the messages
 	// not settled yet.
 	store   func(m wire.Message, st settlement)
-	storing int
+	storing uint32
 
-	// The hub sending: the credit the client gave and the deliveries
-	// sent; replyTo is the client's name for its end (the target
-	// address of its receiver), which requests name as their reply-to.
-	sendCredit uint32
-	sendCount  uint32
-	queue      []wire.Message
-	replyTo    string
-	// offered are the capabilities the hub's attach offers (an Event
-	// Hubs reader's runtime metric).
-	offered []wire.Symbol
+	// The hub sending: runtimeMetric has the hub's attach offer the
+	// capability of that name (an Event Hubs reader's last-enqueued
+	// metrics); the credit the client gave and the deliveries sent;
+	// replyTo is the client's name for its end (the target address of its
+	// receiver), which requests name as their reply-to.
+	runtimeMetric bool
+	sendCredit    uint32
+	sendCount     uint32
+	queue         []wire.Message
+	replyTo       string
 	// start, when set, runs once the attach is answered (a partition
 	// reader begins sending); stop ends what it started.
 	start func()
 	stop  func()
-	// gone is set when the link is detached or its session or
-	// connection ends: nothing is sent on it after that.
-	gone bool
 	// device is the identity a device link (devices.go) acts for.
 	device twinhub.Key
+}
+
+// assembling is a delivery whose message spans transfers: its
+// delivery-id, whether it is unsettled, and its message so far. A message
+// of one transfer, the usual, is read in place, without a copy; a link
+// keeps no buffer between messages.
+type assembling struct {
+	id        uint32
+	unsettled bool
+	payload   []byte
+}
+
+// offered are the capabilities the hub's attach of l offers.
+func (l *link) offered() []wire.Symbol {
+	if l.runtimeMetric {
+		return []wire.Symbol{runtimeMetric}
+	}
+	return nil
 }
 
 // normalizeAddress strips what clients put around a node's address:
@@ -169,7 +189,7 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 	// merges the answer's into its own and fails on none.
 	reply := wire.Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role, SndSettleMode: a.SndSettleMode,
 		RcvSettleMode: a.RcvSettleMode, Source: a.Source, Target: a.Target, Properties: a.Properties,
-		OfferedCapabilities: l.offered}
+		OfferedCapabilities: l.offered()}
 	if err := c.send(s.channel, wire.CodeAttach, reply.List(), nil); err != nil {
 		return err
 	}
@@ -248,34 +268,45 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 		return closeWith(condFramingError, "a transfer on handle %d, which is no link the hub receives on", t.Handle)
 	}
 	if t.Aborted {
-		l.partial, l.inDelivery = l.partial[:0], false
+		l.assembling = nil
 		return nil
 	}
-	if !l.inDelivery {
+	// The delivery: the one being put together, or one that begins.
+	payload := t.Payload // a message of one transfer is read in place
+	var id uint32
+	var unsettled bool
+	if a := l.assembling; a != nil {
+		id, unsettled = a.id, a.unsettled
+		if len(a.payload)+len(t.Payload) > maxMessageSize {
+			return closeWith(condResourceLimit, "a message over %d bytes", maxMessageSize)
+		}
+		a.payload = append(a.payload, t.Payload...)
+		payload = a.payload
+	} else {
 		if t.DeliveryID == nil {
 			return closeWith(condFramingError, "the first transfer of a delivery has no delivery-id")
 		}
 		if l.credit == 0 {
 			return closeWith(condResourceLimit, "a transfer on link %q without credit", l.name)
 		}
-		l.inDelivery, l.partialID = true, *t.DeliveryID
-		l.partialUnset = t.Settled == nil || !*t.Settled
-		l.partial = l.partial[:0]
+		if len(t.Payload) > maxMessageSize {
+			return closeWith(condResourceLimit, "a message over %d bytes", maxMessageSize)
+		}
+		id, unsettled = *t.DeliveryID, t.Settled == nil || !*t.Settled
+		if t.More {
+			l.assembling = &assembling{id: id, unsettled: unsettled, payload: bytes.Clone(t.Payload)}
+		}
 	}
-	if len(l.partial)+len(t.Payload) > maxMessageSize {
-		return closeWith(condResourceLimit, "a message over %d bytes", maxMessageSize)
-	}
-	l.partial = append(l.partial, t.Payload...)
 	if t.More {
 		return nil
 	}
-	l.inDelivery = false
+	l.assembling = nil
 	l.deliveryCount++
 	l.credit--
-	m, err := wire.DecodeMessage(l.partial)
+	m, err := wire.DecodeMessage(payload)
 	if l.store != nil {
 		l.storing++
-		st := settlement{l: l, id: l.partialID, unsettled: l.partialUnset}
+		st := settlement{l: l, id: id, unsettled: unsettled}
 		if err != nil {
 			c.settleWith(st, decodeRejected(err))
 		} else {
@@ -287,7 +318,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 		return nil
 	}
 	if l.work != nil {
-		l.work.add(queued{m: m, decodeErr: err, id: l.partialID, unsettled: l.partialUnset})
+		l.work.add(queued{m: m, decodeErr: err, id: id, unsettled: unsettled})
 		if s.windowUsed >= sessionWindow/2 {
 			return c.flow(l) // the worker renews the link's credit
 		}
@@ -299,8 +330,8 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 	} else {
 		outcome = l.onMessage(m)
 	}
-	if l.partialUnset {
-		if err := c.sendSettled(s.channel, l.partialID, outcome); err != nil {
+	if unsettled {
+		if err := c.sendSettled(s.channel, id, outcome); err != nil {
 			return err
 		}
 	}

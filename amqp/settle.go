@@ -61,7 +61,7 @@ func (c *conn) settleQueued() {
 				continue
 			}
 			l.storing--
-			if err = c.settleHandled(l, st.id, st.unsettled, st.outcome, l.storing); err != nil {
+			if err = c.settleHandled(l, st.id, st.unsettled, st.outcome, int(l.storing)); err != nil {
 				break
 			}
 		}

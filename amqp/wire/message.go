@@ -66,7 +66,8 @@ const (
 // directly, not through Value's tree of interfaces: the hub decodes a
 // message for each device message, and that tree was most of the
 // decoding's time and allocations (BenchmarkDecodeMessage). The others
-// go through Value.
+// go through Value. The message shares no memory with b, which the hub
+// reads in place from its frame buffer (TestDecodeMessageOwnsItsMemory).
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
 	d := Decoder{b: b}

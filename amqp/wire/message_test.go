@@ -70,6 +70,45 @@ func TestMessages(t *testing.T) {
 	}
 }
 
+// TestDecodeMessageOwnsItsMemory: a decoded message shares no memory
+// with its payload, which the hub reads in place from the frame buffer
+// and reuses for the next frame (onTransfer).
+func TestDecodeMessageOwnsItsMemory(t *testing.T) {
+	m := Message{
+		Durable:               true,
+		DeliveryAnnotations:   Map{{Symbol("k"), "delivery"}},
+		Annotations:           Map{{Symbol("x-opt-a"), []byte("bin")}, {Symbol("x-opt-s"), Symbol("sym")}},
+		Properties:            Properties{MessageID: []byte("mid"), UserID: []byte("u"), To: "to", Subject: "s", ReplyTo: "r", CorrelationID: "c", ContentType: "application/json", ContentEncoding: "utf-8", CreationTime: at},
+		ApplicationProperties: Map{{"p", "v"}, {"list", List{"a", []byte("b")}}, {"arr", Array{Symbol("x"), Symbol("y")}}},
+		Data:                  []byte("body"),
+	}
+	b, err := AppendMessage(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] = 'Z'
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Errorf("after its payload was overwritten:\n got %#v\nwant %#v", got, m)
+	}
+	v := Message{Value: []byte("value")}
+	if b, err = AppendMessage(nil, v); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = DecodeMessage(b); err != nil {
+		t.Fatal(err)
+	}
+	clear(b)
+	if !reflect.DeepEqual(got, v) {
+		t.Errorf("amqp-value after its payload was cleared: %#v", got)
+	}
+}
+
 // FuzzMessage: any payload either fails with ErrMalformed or decodes to
 // a message that encodes again.
 func FuzzMessage(f *testing.F) {
