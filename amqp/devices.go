@@ -260,8 +260,7 @@ func (c *conn) takeover(k twinhub.Key, connID string) {
 // next receiver, so delivery is at least once, as over MQTT. Called with
 // mu held, when the attach is answered.
 func (c *conn) deliverC2D(l *link, deviceID, audience string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, audience: audience, ctx: ctx}
+	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, audience: audience}
 	r.run.init(&c.senders, r.deliver)
 	// The poll timer is set before the watch, whose first notice may
 	// have deliver read it.
@@ -273,7 +272,6 @@ func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 	}
 	l.stop = func() {
 		r.run.stop()
-		cancel()
 		unwatch()
 		r.poll.Stop()
 	}
@@ -284,11 +282,16 @@ func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 // while the device has messages (onDemand): an idle receiver waits for a
 // notice of a new message (the hub's C2D watch) or its poll timer, and
 // holds no goroutine, so that a hub can keep many idle devices.
+//
+// It keeps no context of its own: an idle receiver of each of thousands
+// of multiplexed devices held one, with the done channel and the table of
+// children that its reads' contexts left (about 350 bytes a device, bench
+// sessions-amqp). A read is bounded by its own timeout, and stop ends the
+// loop at its next turn.
 type c2dReceiver struct {
 	c                  *conn
 	l                  *link
 	deviceID, audience string
-	ctx                context.Context
 	poll               *time.Timer // looks again in case a notice was lost
 	looks              int         // looks without a message since the last (deliver's own)
 	run                onDemand
@@ -301,13 +304,13 @@ func (r *c2dReceiver) kick() { r.run.kick() }
 // poll timer to look again later.
 func (r *c2dReceiver) deliver() {
 	c, l, h := r.c, r.l, r.c.srv.hub
-	for r.ctx.Err() == nil {
-		rctx, rcancel := context.WithTimeout(r.ctx, hub.C2DReadTimeout)
+	for !r.run.isStopped() {
+		rctx, rcancel := context.WithTimeout(context.Background(), hub.C2DReadTimeout)
 		m, err := h.NextC2DDelivery(rctx, r.deviceID, 0)
 		rcancel()
 		if err != nil {
 			empty := errors.Is(err, twinhub.ErrNotFound)
-			if !empty && r.ctx.Err() == nil {
+			if !empty && !r.run.isStopped() {
 				c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", r.deviceID, "err", err)
 			}
 			switch {
@@ -343,10 +346,10 @@ func (r *c2dReceiver) deliver() {
 			err = h.CompleteC2D(sctx, r.deviceID, m)
 		case wire.CodeRejected:
 			err = h.RejectC2D(sctx, r.deviceID, m)
-		default: // released, modified: abandoned, it comes again
-			select {
-			case <-r.ctx.Done():
-			case <-time.After(c2dRetry):
+		default: // released, modified: abandoned, it comes again after a
+			// pause; released as the link goes (stopped first): the end
+			if !r.run.isStopped() {
+				time.Sleep(c2dRetry)
 			}
 		}
 		scancel()
