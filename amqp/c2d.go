@@ -27,10 +27,7 @@ const c2dNode = "messages/devicebound"
 // operation on resource with one of the rights, as REST would allow it.
 func (c *conn) authorizedService(resource string, anyOf ...sas.Permission) error {
 	var last error = twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "no shared access policy's token was put on $cbs for this connection")
-	for _, g := range c.grants {
-		if g.policy == "" {
-			continue
-		}
+	for _, g := range c.grants.policies {
 		if err := c.srv.hub.AuthorizeServiceOn(g.token, resource, anyOf...); err != nil {
 			last = err
 			continue

@@ -36,6 +36,8 @@ type grant struct {
 	// cert is how a device's grant was made without a token: by its TLS
 	// client certificate (selfSigned, certificateAuthority).
 	cert hub.DeviceAuth
+	// revoked: the identity was deleted or disabled (grantSet.revoke).
+	revoked bool
 }
 
 // cbsNode is the address of the CBS node.
@@ -135,7 +137,7 @@ func (c *conn) checkToken(m wire.Message) (int, string) {
 	if err != nil {
 		return cbsUnauthorized, twinhub.AsError(err).Message
 	}
-	c.putGrant(g)
+	c.grants.put(g)
 	return cbsOK, "OK"
 }
 
@@ -173,18 +175,6 @@ func (c *conn) admit(audience, token string, k twinhub.Key) (grant, error) {
 	}
 	g.device = k
 	return g, nil
-}
-
-// putGrant keeps g, in place of an earlier grant for the same audience
-// (a renewal).
-func (c *conn) putGrant(g grant) {
-	for i := range c.grants {
-		if c.grants[i].audience == g.audience {
-			c.grants[i] = g
-			return
-		}
-	}
-	c.grants = append(c.grants, g)
 }
 
 // resourceOf is a policy token's audience as the path below the hub's

@@ -87,7 +87,7 @@ type conn struct {
 	// ($cbs, $management) by node, where answers go; grants are the
 	// tokens it put (cbs.go).
 	replies map[string][]*link
-	grants  []grant
+	grants  grantSet
 	// twins and methodChannels are the devices' twin and method
 	// channels, by channel correlation id (twin.go, methods.go).
 	twins          map[string]*twinChannel

@@ -69,33 +69,29 @@ func parseDeviceAddress(address string) (k twinhub.Key, rest string, ok bool) {
 // CBS), whose grant lasts as long as the certificate. It returns the
 // grant's audience and how the identity authenticated, for its events.
 // Called with mu held.
-func (c *conn) deviceGrant(k twinhub.Key) (audience string, auth hub.DeviceAuth, err error) {
+func (c *conn) deviceGrant(k twinhub.Key) (g *grant, auth hub.DeviceAuth, err error) {
 	var last error = twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "no token of %s was put on $cbs for this connection, and no client certificate admits it", k)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, g := range c.grants {
-		if g.device != k && g.policy == "" {
-			continue
-		}
+	for _, g := range c.grants.forIdentity(k) {
 		if g.token == "" {
-			return g.audience, g.cert, nil // a certificate's, for k
+			return g, g.cert, nil // a certificate's, for k
 		}
 		auth, err := c.srv.hub.AuthenticateDevice(ctx, g.token, k)
 		if err == nil {
-			return g.audience, auth, nil
+			return g, auth, nil
 		}
 		last = err
 	}
 	if len(c.certs) > 0 {
 		auth, err := c.srv.hub.AuthenticateDeviceX509(ctx, k, c.certs, c.srv.opts.DeviceCA)
 		if err != nil {
-			return "", hub.DeviceAuth{}, err
+			return nil, hub.DeviceAuth{}, err
 		}
-		g := grant{audience: "x509:" + k.String(), device: k, cert: auth, expires: c.certs[0].NotAfter}
-		c.putGrant(g)
-		return g.audience, auth, nil
+		g := c.grants.put(grant{audience: "x509:" + k.String(), device: k, cert: auth, expires: c.certs[0].NotAfter})
+		return g, auth, nil
 	}
-	return "", hub.DeviceAuth{}, last
+	return nil, hub.DeviceAuth{}, last
 }
 
 // revoke detaches the links of identity k (and of its modules, for a
@@ -108,14 +104,7 @@ func (c *conn) revoke(k twinhub.Key) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	kept := c.grants[:0]
-	for _, g := range c.grants {
-		if g.policy == "" && revoked(g.device) {
-			continue
-		}
-		kept = append(kept, g)
-	}
-	c.grants = kept
+	c.grants.revoke(revoked)
 	c.closeDeviceLinks(revoked, &wire.Error{Condition: condUnauthorized, Description: fmt.Sprintf("%s was deleted or disabled", k)})
 }
 
@@ -133,17 +122,6 @@ func (c *conn) closeDeviceLinks(match func(twinhub.Key) bool, e *wire.Error) {
 	}
 }
 
-// grantValid says whether the grant of audience is still there and
-// unexpired. Called with mu held.
-func (c *conn) grantValid(audience string) bool {
-	for _, g := range c.grants {
-		if g.audience == audience {
-			return time.Now().Before(g.expires)
-		}
-	}
-	return false
-}
-
 // attachDevice checks a link to a device's address (the device's grant,
 // the direction, the node) and arranges for its messages to be handled.
 // It returns the error to refuse the link with.
@@ -158,7 +136,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	case c2d && l.receiving:
 		return &wire.Error{Condition: condNotAllowed, Description: "cloud-to-device messages are received from /" + l.address + ", not sent to it"}
 	}
-	audience, auth, err := c.deviceGrant(k)
+	g, auth, err := c.deviceGrant(k)
 	if err != nil {
 		e := twinhub.AsError(err)
 		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectRefusal(e.Status))
@@ -172,7 +150,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	}
 	c.deviceLinkOpened(l, k)
 	if twin {
-		c.attachTwin(l, a, k, audience)
+		c.attachTwin(l, a, k, g)
 		return nil
 	}
 	if methods {
@@ -181,7 +159,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	}
 	if c2d {
 		l.awaitOutcome = true
-		l.start = func() { c.deliverC2D(l, k.DeviceID, audience) }
+		l.start = func() { c.deliverC2D(l, k.DeviceID, g) }
 		return nil
 	}
 	if !l.receiving {
@@ -195,7 +173,7 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 		// connection; nothing is sent on it.
 		return nil
 	}
-	l.store = func(m wire.Message, st settlement) { c.deviceTelemetry(k, audience, auth, m, st) }
+	l.store = func(m wire.Message, st settlement) { c.deviceTelemetry(k, g, auth, m, st) }
 	return nil
 }
 
@@ -259,8 +237,8 @@ func (c *conn) takeover(k twinhub.Key, connID string) {
 // come again. A message whose outcome never comes stays queued for the
 // next receiver, so delivery is at least once, as over MQTT. Called with
 // mu held, when the attach is answered.
-func (c *conn) deliverC2D(l *link, deviceID, audience string) {
-	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, audience: audience}
+func (c *conn) deliverC2D(l *link, deviceID string, g *grant) {
+	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, grant: g}
 	r.run.init(&c.senders, r.deliver)
 	// The poll timer is set before the watch, whose first notice may
 	// have deliver read it.
@@ -289,12 +267,13 @@ func (c *conn) deliverC2D(l *link, deviceID, audience string) {
 // sessions-amqp). A read is bounded by its own timeout, and stop ends the
 // loop at its next turn.
 type c2dReceiver struct {
-	c                  *conn
-	l                  *link
-	deviceID, audience string
-	poll               *time.Timer // looks again in case a notice was lost
-	looks              int         // looks without a message since the last (deliver's own)
-	run                onDemand
+	c        *conn
+	l        *link
+	deviceID string
+	grant    *grant
+	poll     *time.Timer // looks again in case a notice was lost
+	looks    int         // looks without a message since the last (deliver's own)
+	run      onDemand
 }
 
 // kick looks at the queue. It never blocks (it is the watch's callback).
@@ -325,7 +304,7 @@ func (r *c2dReceiver) deliver() {
 		}
 		r.looks = 0
 		c.mu.Lock()
-		valid := c.grantValid(r.audience)
+		valid := r.grant.valid()
 		if !valid {
 			c.closeLink(l, &wire.Error{Condition: condUnauthorized, Description: "the device's token on this connection has expired"})
 		}
@@ -395,8 +374,8 @@ func c2dMessage(m *twinhub.C2DMessage) wire.Message {
 // link, with the properties the device gave it; st is settled with the
 // outcome once the stream has it (the hub's asynchronous append, as
 // MQTT's PUBACK waits for). Called by the reader, with mu held.
-func (c *conn) deviceTelemetry(k twinhub.Key, audience string, auth hub.DeviceAuth, m wire.Message, st settlement) {
-	if !c.grantValid(audience) {
+func (c *conn) deviceTelemetry(k twinhub.Key, g *grant, auth hub.DeviceAuth, m wire.Message, st settlement) {
+	if !g.valid() {
 		c.settleWith(st, rejected(condUnauthorized, fmt.Sprintf("the token of %s on this connection has expired; put a new one on $cbs", k)))
 		return
 	}

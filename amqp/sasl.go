@@ -87,7 +87,7 @@ func (c *conn) authenticate(init wire.SASLInit) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c.putGrant(g)
+	c.grants.put(g)
 	if g.policy != "" {
 		return "policy " + g.policy, nil
 	}

@@ -59,7 +59,7 @@ func channelOf(a wire.Attach, address string) string {
 
 // attachTwin registers a twin link: the device's sender gets a worker
 // that answers its requests, its receiver becomes the channel's out.
-func (c *conn) attachTwin(l *link, a wire.Attach, k twinhub.Key, audience string) {
+func (c *conn) attachTwin(l *link, a wire.Attach, k twinhub.Key, g *grant) {
 	id := channelOf(a, l.address)
 	ch := c.twins[id]
 	if ch == nil || ch.key != k {
@@ -68,7 +68,7 @@ func (c *conn) attachTwin(l *link, a wire.Attach, k twinhub.Key, audience string
 	}
 	if l.receiving {
 		c.startWorker(l, func(m wire.Message) (wire.Described, func()) {
-			return wire.Accepted, c.twinRequest(id, k, audience, m)
+			return wire.Accepted, c.twinRequest(id, k, g, m)
 		})
 		return
 	}
@@ -101,11 +101,11 @@ func (c *conn) stopDesiredPushes(ch *twinChannel) {
 // link's worker without the lock, and returns what sends its answer on
 // the channel's receiver (with the lock held, in the write that settles
 // the request).
-func (c *conn) twinRequest(id string, k twinhub.Key, audience string, m wire.Message) (answer func()) {
+func (c *conn) twinRequest(id string, k twinhub.Key, g *grant, m wire.Message) (answer func()) {
 	op, _ := m.Annotations.Get(wire.Symbol("operation"))
 	res, _ := m.Annotations.Get(wire.Symbol("resource"))
 	operation, resource := textOf(op, true), textOf(res, true)
-	status, version, body := c.twinAnswer(id, k, audience, operation, resource, m)
+	status, version, body := c.twinAnswer(id, k, g, operation, resource, m)
 	reply := wire.Message{
 		Properties:  wire.Properties{CorrelationID: m.Properties.CorrelationID},
 		Annotations: wire.Map{{Key: wire.Symbol("status"), Value: int32(status)}},
@@ -128,9 +128,9 @@ func (c *conn) twinRequest(id string, k twinhub.Key, audience string, m wire.Mes
 
 // twinAnswer carries out a twin request: the status, the reported
 // $version of a patch, and the body.
-func (c *conn) twinAnswer(id string, k twinhub.Key, audience, operation, resource string, m wire.Message) (int, int64, []byte) {
+func (c *conn) twinAnswer(id string, k twinhub.Key, g *grant, operation, resource string, m wire.Message) (int, int64, []byte) {
 	c.mu.Lock()
-	valid := c.grantValid(audience)
+	valid := g.valid()
 	c.mu.Unlock()
 	if !valid {
 		return c.twinError(twinhub.Errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "the token of %s on this connection has expired", k))
