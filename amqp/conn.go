@@ -94,15 +94,9 @@ type conn struct {
 	methodChannels map[string]*methodChannel
 	// id names the connection to the hub's method router (ids as MQTT's).
 	id string
-	// deviceLinks counts the links of each device or module, whose
-	// connection state they make (devices.go).
-	deviceLinks map[twinhub.Key]int
-	// deviceConns name each identity's connection here (its first link
-	// made it: hub.NewConnectionID), announced to every node so that an
-	// older connection of the identity, over any transport, gives way;
-	// replaced are the identities whose newer connection is elsewhere.
-	deviceConns map[twinhub.Key]string
-	replaced    map[twinhub.Key]bool
+	// devices are the devices and modules with links on the connection,
+	// whose connection state they make (devices.go).
+	devices map[twinhub.Key]*deviceOnConn
 	// senders are the goroutines sending on links (eventhub.go).
 	senders sync.WaitGroup
 
@@ -144,9 +138,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		twins:    map[string]*twinChannel{},
 
 		methodChannels: map[string]*methodChannel{},
-		deviceLinks:    map[twinhub.Key]int{},
-		deviceConns:    map[twinhub.Key]string{},
-		replaced:       map[twinhub.Key]bool{},
+		devices:        map[twinhub.Key]*deviceOnConn{},
 		id:             s.hub.NewConnectionID(),
 		done:           make(chan struct{}),
 	}

@@ -113,7 +113,7 @@ func (c *conn) revoke(k twinhub.Key) {
 func (c *conn) closeDeviceLinks(match func(twinhub.Key) bool, e *wire.Error) {
 	for _, s := range c.sessions {
 		for _, l := range s.links {
-			if l.device != (twinhub.Key{}) && match(l.device) {
+			if l.device != nil && match(l.device.key) {
 				if err := c.closeLink(l, e); err != nil {
 					return
 				}
@@ -125,16 +125,16 @@ func (c *conn) closeDeviceLinks(match func(twinhub.Key) bool, e *wire.Error) {
 // attachDevice checks a link to a device's address (the device's grant,
 // the direction, the node) and arranges for its messages to be handled.
 // It returns the error to refuse the link with.
-func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) *wire.Error {
+func (c *conn) attachDevice(l *link, a wire.Attach, address string, k twinhub.Key, rest string) *wire.Error {
 	telemetry, c2d := strings.EqualFold(rest, telemetrySuffix), strings.EqualFold(rest, c2dSuffix) && k.ModuleID == ""
 	twin, methods := strings.EqualFold(rest, twinSuffix), strings.EqualFold(rest, methodsSuffix)
 	switch {
 	case !telemetry && !c2d && !twin && !methods:
 		return &wire.Error{Condition: condNotFound, Description: fmt.Sprintf("twinhub serves no device node %q over AMQP yet", rest)}
 	case telemetry && !l.receiving && k.ModuleID == "":
-		return &wire.Error{Condition: condNotAllowed, Description: "telemetry is sent to /" + l.address + ", not received from it"}
+		return &wire.Error{Condition: condNotAllowed, Description: "telemetry is sent to /" + address + ", not received from it"}
 	case c2d && l.receiving:
-		return &wire.Error{Condition: condNotAllowed, Description: "cloud-to-device messages are received from /" + l.address + ", not sent to it"}
+		return &wire.Error{Condition: condNotAllowed, Description: "cloud-to-device messages are received from /" + address + ", not sent to it"}
 	}
 	g, auth, err := c.deviceGrant(k)
 	if err != nil {
@@ -144,17 +144,19 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	}
 	// A device's first link on the connection is its connection, which
 	// the rate of new connections counts, as MQTT counts a CONNECT.
-	if c.deviceLinks[k] == 0 && !c.srv.opts.Throttle.Allow(throttle.Connects) {
+	if c.devices[k] == nil && !c.srv.opts.Throttle.Allow(throttle.Connects) {
 		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectThrottled)
 		return &wire.Error{Condition: condThrottled, Description: twinhub.ErrThrottled(throttle.Connects).Message}
 	}
-	c.deviceLinkOpened(l, k)
+	// From here on, k is the identity's one copy on the connection, not
+	// a part of this attach's address, which the link does not keep.
+	k = c.deviceLinkOpened(l, k)
 	if twin {
-		c.attachTwin(l, a, k, g)
+		c.attachTwin(l, a, address, k, g)
 		return nil
 	}
 	if methods {
-		c.attachMethods(l, a, k)
+		c.attachMethods(l, a, address, k)
 		return nil
 	}
 	if c2d {
@@ -177,40 +179,53 @@ func (c *conn) attachDevice(l *link, a wire.Attach, k twinhub.Key, rest string) 
 	return nil
 }
 
-// deviceLinkOpened counts a link of identity k: with its first, the
-// identity is connected (its connectionState, as over MQTT), and this is
-// its connection, announced so that an older one gives way. Called with
-// mu held.
-func (c *conn) deviceLinkOpened(l *link, k twinhub.Key) {
-	l.device = k
-	c.deviceLinks[k]++
-	if c.deviceLinks[k] == 1 {
-		id := c.srv.hub.NewConnectionID()
-		c.deviceConns[k] = id
-		delete(c.replaced, k)
+// deviceOnConn is an identity with links on the connection: its ids (one
+// copy, which its links share), how many links it has, and its
+// connection's id here (its first link made it: hub.NewConnectionID),
+// announced to every node so that an older connection of the identity,
+// over any transport, gives way. replaced: its newer connection is
+// elsewhere.
+type deviceOnConn struct {
+	key      twinhub.Key
+	links    int
+	connID   string
+	replaced bool
+}
+
+// deviceLinkOpened counts a link of identity k and returns the
+// connection's copy of k: with its first link, the identity is connected
+// (its connectionState, as over MQTT), and this is its connection,
+// announced so that an older one gives way. Called with mu held.
+func (c *conn) deviceLinkOpened(l *link, k twinhub.Key) twinhub.Key {
+	d := c.devices[k]
+	if d == nil {
+		k = twinhub.Key{DeviceID: strings.Clone(k.DeviceID), ModuleID: strings.Clone(k.ModuleID)}
+		d = &deviceOnConn{key: k, connID: c.srv.hub.NewConnectionID()}
+		c.devices[k] = d
 		c.srv.hub.NoteConnectionState(k, true)
-		c.srv.hub.AnnounceConnection(k, id)
+		c.srv.hub.AnnounceConnection(k, d.connID)
 		c.srv.opts.Metrics.DeviceConnect(metricsTransport, metrics.ConnectOK)
 	}
+	d.links++
+	l.device = d
+	return d.key
 }
 
 // deviceLinkClosed uncounts a device's link: with its last, the identity
 // is disconnected, unless a newer connection of it took over. Called with
 // mu held, when the link goes.
 func (c *conn) deviceLinkClosed(l *link) {
-	k := l.device
-	if k == (twinhub.Key{}) {
+	d := l.device
+	if d == nil {
 		return
 	}
-	if c.deviceLinks[k]--; c.deviceLinks[k] <= 0 {
-		delete(c.deviceLinks, k)
-		delete(c.deviceConns, k)
+	if d.links--; d.links <= 0 {
+		delete(c.devices, d.key)
 		c.srv.opts.Metrics.DeviceDisconnect(metricsTransport)
-		if c.replaced[k] {
-			delete(c.replaced, k)
+		if d.replaced {
 			return
 		}
-		c.srv.hub.NoteConnectionState(k, false)
+		c.srv.hub.NoteConnectionState(d.key, false)
 	}
 }
 
@@ -222,10 +237,11 @@ func (c *conn) deviceLinkClosed(l *link) {
 func (c *conn) takeover(k twinhub.Key, connID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id := c.deviceConns[k]; id == "" || id >= connID {
+	d := c.devices[k]
+	if d == nil || d.connID >= connID {
 		return
 	}
-	c.replaced[k] = true
+	d.replaced = true
 	c.closeDeviceLinks(func(d twinhub.Key) bool { return d == k },
 		&wire.Error{Condition: condStolen, Description: fmt.Sprintf("%s connected again, elsewhere; this connection of it gives way", k)})
 }

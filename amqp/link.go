@@ -30,12 +30,14 @@ const (
 
 // link is one end of a link the hub accepted, in the session of the
 // client's link: the hub receives on it when the client sends, and sends
-// when the client receives. Its fields are grouped to keep it within 192
+// when the client receives. Its fields are grouped to keep it within 160
 // bytes, a size class of Go's allocator: each of thousands of idle
 // devices multiplexed on connections has a session of several links
-// (TestLinkSize).
+// (TestLinkSize). Their address is the attach's, not kept.
 type link struct {
-	s      *session
+	s *session
+	// name is the client's name for the link, kept (with replyTo) for
+	// the receivers of a request-response node's answers only.
 	name   string
 	handle uint32 // the client's handle, which the hub uses for its end too
 	// receiving reports whether the hub receives on the link.
@@ -46,8 +48,7 @@ type link struct {
 	awaitOutcome bool
 	// gone is set when the link is detached or its session or
 	// connection ends: nothing is sent on it after that.
-	gone    bool
-	address string
+	gone bool
 
 	// The hub receiving: the client's delivery-count as the hub knows it,
 	// the credit left, and the delivery whose message spans transfers,
@@ -82,7 +83,7 @@ type link struct {
 	start func()
 	stop  func()
 	// device is the identity a device link (devices.go) acts for.
-	device twinhub.Key
+	device *deviceOnConn
 }
 
 // assembling is a delivery whose message spans transfers: its
@@ -137,26 +138,28 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 	} else if a.Role == wire.RoleSender && a.Target != nil {
 		address = a.Target.Address
 	}
-	l := &link{s: s, name: a.Name, handle: a.Handle, receiving: a.Role == wire.RoleSender,
-		address: normalizeAddress(address), sndSettle: a.SndSettleMode}
-	if !l.receiving && a.Target != nil {
-		l.replyTo = a.Target.Address
-	}
-	if rest, ok := redirectedAddress(l.address); ok {
+	l := &link{s: s, handle: a.Handle, receiving: a.Role == wire.RoleSender, sndSettle: a.SndSettleMode}
+	node := normalizeAddress(address)
+	if rest, ok := redirectedAddress(node); ok {
 		return c.redirect(s, a, rest)
 	}
 	switch {
-	case l.address == cbsNode && l.receiving:
+	case node == cbsNode && l.receiving:
 		l.onMessage = c.putToken
-	case c.isManagement(l.address) && l.receiving:
+	case c.isManagement(node) && l.receiving:
 		l.onMessage = c.manage
-	case l.address == cbsNode || c.isManagement(l.address):
-		node := cbsNode
-		if l.address != cbsNode {
+	case node == cbsNode || c.isManagement(node):
+		if node != cbsNode {
 			node = managementNode
 		}
+		// The client's receiver of the node's answers: a request names
+		// it as its reply-to by its name or its target address.
+		l.name = a.Name
+		if a.Target != nil {
+			l.replyTo = a.Target.Address
+		}
 		c.replies[node] = append(c.replies[node], l)
-	case strings.EqualFold(l.address, c2dNode) && l.receiving:
+	case strings.EqualFold(node, c2dNode) && l.receiving:
 		if err := c.authorizedService("", sas.ServiceConnect); err != nil {
 			return c.refuseLink(s, a, condUnauthorized, twinhub.AsError(err).Message)
 		}
@@ -164,19 +167,19 @@ func (c *conn) attach(s *session, a wire.Attach) error {
 		// link, so that links send in parallel and each in order.
 		c.startWorker(l, func(m wire.Message) (wire.Described, func()) { return c.sendC2D(m), nil })
 	default:
-		if k, rest, ok := parseDeviceAddress(l.address); ok {
-			if e := c.attachDevice(l, a, k, rest); e != nil {
+		if k, rest, ok := parseDeviceAddress(node); ok {
+			if e := c.attachDevice(l, a, node, k, rest); e != nil {
 				return c.refuseLinkWith(s, a, e)
 			}
 			break
 		}
-		if src, ok := c.serviceBoundSource(l.address); ok {
-			if e := c.attachServiceBound(l, src); e != nil {
+		if src, ok := c.serviceBoundSource(node); ok {
+			if e := c.attachServiceBound(l, node, src); e != nil {
 				return c.refuseLinkWith(s, a, e)
 			}
 			break
 		}
-		p, ok := parsePartitionAddress(l.address)
+		p, ok := parsePartitionAddress(node)
 		if !ok {
 			return c.refuseLink(s, a, condNotFound, fmt.Sprintf("twinhub serves no AMQP node %q yet", address))
 		}
@@ -287,7 +290,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 			return closeWith(condFramingError, "the first transfer of a delivery has no delivery-id")
 		}
 		if l.credit == 0 {
-			return closeWith(condResourceLimit, "a transfer on link %q without credit", l.name)
+			return closeWith(condResourceLimit, "a transfer on the link of handle %d without credit", t.Handle)
 		}
 		if len(t.Payload) > maxMessageSize {
 			return closeWith(condResourceLimit, "a message over %d bytes", maxMessageSize)

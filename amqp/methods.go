@@ -42,8 +42,8 @@ type methodChannel struct {
 // attachMethods registers a method link: the device's receiver starts
 // serving its identity's calls, its sender gets a worker for the answers.
 // Called with mu held.
-func (c *conn) attachMethods(l *link, a wire.Attach, k twinhub.Key) {
-	id := channelOf(a, l.address)
+func (c *conn) attachMethods(l *link, a wire.Attach, address string, k twinhub.Key) {
+	id := channelOf(a, address)
 	ch := c.methodChannels[id]
 	if ch == nil || ch.key != k {
 		ch = &methodChannel{key: k, calls: map[string]*hub.MethodCall{}}

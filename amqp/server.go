@@ -158,7 +158,7 @@ func (s *Server) DeviceConnections() int {
 	n := 0
 	for _, c := range s.liveConns() {
 		c.mu.Lock()
-		n += len(c.deviceLinks)
+		n += len(c.devices)
 		c.mu.Unlock()
 	}
 	return n

@@ -142,21 +142,21 @@ func (c *conn) deliverTracked(l *link, m wire.Message, settle func(state uint64)
 // attachServiceBound checks a serviceBound receiver (a grant with
 // ServiceConnect) and arranges for its items to be sent once the attach
 // is answered.
-func (c *conn) attachServiceBound(l *link, src lockedSource) *wire.Error {
+func (c *conn) attachServiceBound(l *link, address string, src lockedSource) *wire.Error {
 	if l.receiving {
-		return &wire.Error{Condition: condNotAllowed, Description: "/" + l.address + " is received from, not sent to"}
+		return &wire.Error{Condition: condNotAllowed, Description: "/" + address + " is received from, not sent to"}
 	}
 	if err := c.authorizedService("", sas.ServiceConnect); err != nil {
 		return &wire.Error{Condition: condUnauthorized, Description: twinhub.AsError(err).Message}
 	}
 	l.awaitOutcome = true
-	l.start = func() { c.sendLocked(l, src) }
+	l.start = func() { c.sendLocked(l, address, src) }
 	return nil
 }
 
 // sendLocked sends a serviceBound node's items on l as they come, until
 // the link or connection goes.
-func (c *conn) sendLocked(l *link, src lockedSource) {
+func (c *conn) sendLocked(l *link, address string, src lockedSource) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stop = cancel
 	c.senders.Add(1)
@@ -167,7 +167,7 @@ func (c *conn) sendLocked(l *link, src lockedSource) {
 			token, body, err := src.receive(ctx)
 			if err != nil {
 				if !errors.Is(err, twinhub.ErrNotFound) && ctx.Err() == nil {
-					c.srv.log.Warn("amqp serviceBound receive failed", "node", l.address, "err", err)
+					c.srv.log.Warn("amqp serviceBound receive failed", "node", address, "err", err)
 				}
 				select {
 				case <-ctx.Done():
@@ -189,7 +189,7 @@ func (c *conn) sendLocked(l *link, src lockedSource) {
 					settle = src.complete
 				}
 				if err := settle(sctx, token); err != nil {
-					c.srv.log.Debug("amqp serviceBound item not settled", "node", l.address, "err", err)
+					c.srv.log.Debug("amqp serviceBound item not settled", "node", address, "err", err)
 				}
 			})
 			if err != nil {

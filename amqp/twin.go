@@ -59,8 +59,8 @@ func channelOf(a wire.Attach, address string) string {
 
 // attachTwin registers a twin link: the device's sender gets a worker
 // that answers its requests, its receiver becomes the channel's out.
-func (c *conn) attachTwin(l *link, a wire.Attach, k twinhub.Key, g *grant) {
-	id := channelOf(a, l.address)
+func (c *conn) attachTwin(l *link, a wire.Attach, address string, k twinhub.Key, g *grant) {
+	id := channelOf(a, address)
 	ch := c.twins[id]
 	if ch == nil || ch.key != k {
 		ch = &twinChannel{key: k}
