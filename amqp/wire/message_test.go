@@ -24,14 +24,7 @@ func TestMessages(t *testing.T) {
 		{Data: []byte{}},
 		{DeliveryCount: 2, Data: []byte("again")},
 	} {
-		b, err := AppendMessage(nil, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := DecodeMessage(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b, got := encodeDecode(t, m)
 		if !reflect.DeepEqual(got, m) {
 			t.Errorf("round trip:\n got %#v\nwant %#v", got, m)
 		}
@@ -82,6 +75,25 @@ func TestDecodeMessageOwnsItsMemory(t *testing.T) {
 		ApplicationProperties: Map{{"p", "v"}, {"list", List{"a", []byte("b")}}, {"arr", Array{Symbol("x"), Symbol("y")}}},
 		Data:                  []byte("body"),
 	}
+	b, got := encodeDecode(t, m)
+	for i := range b {
+		b[i] = 'Z'
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Errorf("after its payload was overwritten:\n got %#v\nwant %#v", got, m)
+	}
+	v := Message{Value: []byte("value")}
+	b, got = encodeDecode(t, v)
+	clear(b)
+	if !reflect.DeepEqual(got, v) {
+		t.Errorf("amqp-value after its payload was cleared: %#v", got)
+	}
+}
+
+// encodeDecode encodes m and decodes the encoding, failing t on an
+// error of either.
+func encodeDecode(t *testing.T, m Message) (encoded []byte, decoded Message) {
+	t.Helper()
 	b, err := AppendMessage(nil, m)
 	if err != nil {
 		t.Fatal(err)
@@ -90,23 +102,7 @@ func TestDecodeMessageOwnsItsMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range b {
-		b[i] = 'Z'
-	}
-	if !reflect.DeepEqual(got, m) {
-		t.Errorf("after its payload was overwritten:\n got %#v\nwant %#v", got, m)
-	}
-	v := Message{Value: []byte("value")}
-	if b, err = AppendMessage(nil, v); err != nil {
-		t.Fatal(err)
-	}
-	if got, err = DecodeMessage(b); err != nil {
-		t.Fatal(err)
-	}
-	clear(b)
-	if !reflect.DeepEqual(got, v) {
-		t.Errorf("amqp-value after its payload was cleared: %#v", got)
-	}
+	return b, got
 }
 
 // FuzzMessage: any payload either fails with ErrMalformed or decodes to
