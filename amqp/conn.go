@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"bufio"
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -112,6 +113,12 @@ type conn struct {
 	opened atomic.Bool // both open frames sent
 	closed atomic.Bool // a close frame sent
 	done   chan struct{}
+	// ending is cancelled as the connection's frames end: what its links'
+	// work waits for (a C2D receiver's read of the queue) stops then,
+	// not at its own timeout. One context a connection: the devices
+	// multiplexed on it hold none of their own.
+	ending    context.Context
+	endFrames context.CancelFunc
 }
 
 // session is a session the peer began, with its transfer counters and
@@ -142,6 +149,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		id:             s.hub.NewConnectionID(),
 		done:           make(chan struct{}),
 	}
+	c.ending, c.endFrames = context.WithCancel(context.Background())
 	c.credit.L = &c.mu
 	c.writeDeadline = deadline.NewLazy(nc.SetWriteDeadline, writeTimeout)
 	c.settler.init(&c.senders, c.settleQueued)
@@ -166,6 +174,7 @@ func closeWith(cond wire.Symbol, format string, args ...any) error {
 func (c *conn) serve(deadline time.Time) {
 	defer close(c.done)
 	defer c.nc.Close()
+	defer c.endFrames()
 	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
 	c.nc.SetDeadline(deadline)
 	if err := c.handshake(); err != nil {
@@ -181,6 +190,7 @@ func (c *conn) serve(deadline time.Time) {
 		go c.heartbeat(stop)
 	}
 	err := c.frames()
+	c.endFrames()
 	c.stopSettling()
 	c.endLinks()
 	c.fail(err)
@@ -321,7 +331,9 @@ func (c *conn) frames() error {
 	rd := deadline.NewLazy(c.nc.SetReadDeadline, idle)
 	// Each frame is read into the memory of the last (up to 64 KiB):
 	// handle keeps nothing of a frame's body (the decoders copy what
-	// they return, transfers append their payload to the link's).
+	// they return; a transfer's message is decoded, or its payload
+	// copied into the delivery being put together, before the next
+	// frame is read).
 	var buf []byte
 	for {
 		rd.Extend()

@@ -280,8 +280,8 @@ func (c *conn) deliverC2D(l *link, deviceID string, g *grant) {
 // It keeps no context of its own: an idle receiver of each of thousands
 // of multiplexed devices held one, with the done channel and the table of
 // children that its reads' contexts left (about 350 bytes a device, bench
-// sessions-amqp). A read is bounded by its own timeout, and stop ends the
-// loop at its next turn.
+// sessions-amqp). Its reads end with the connection (c.ending) or their
+// timeout, and stop ends the loop at its next turn.
 type c2dReceiver struct {
 	c        *conn
 	l        *link
@@ -300,12 +300,12 @@ func (r *c2dReceiver) kick() { r.run.kick() }
 func (r *c2dReceiver) deliver() {
 	c, l, h := r.c, r.l, r.c.srv.hub
 	for !r.run.isStopped() {
-		rctx, rcancel := context.WithTimeout(context.Background(), hub.C2DReadTimeout)
+		rctx, rcancel := context.WithTimeout(c.ending, hub.C2DReadTimeout)
 		m, err := h.NextC2DDelivery(rctx, r.deviceID, 0)
 		rcancel()
 		if err != nil {
 			empty := errors.Is(err, twinhub.ErrNotFound)
-			if !empty && !r.run.isStopped() {
+			if !empty && !r.run.isStopped() && c.ending.Err() == nil {
 				c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", r.deviceID, "err", err)
 			}
 			switch {
@@ -344,7 +344,10 @@ func (r *c2dReceiver) deliver() {
 		default: // released, modified: abandoned, it comes again after a
 			// pause; released as the link goes (stopped first): the end
 			if !r.run.isStopped() {
-				time.Sleep(c2dRetry)
+				select {
+				case <-c.ending.Done():
+				case <-time.After(c2dRetry):
+				}
 			}
 		}
 		scancel()
