@@ -6,7 +6,7 @@ import (
 	"github.com/twinhub/twinhub"
 )
 
-// grantSet is a connection's grants: each device's or module's by
+// grantSet is a connection's grants: the devices' and modules' by
 // identity, the policies' in a list. A device's links find its grant by
 // identity when they attach, and keep it to check its expiry at each
 // message. In one list, a connection that multiplexes thousands of
@@ -15,57 +15,63 @@ import (
 // those devices attached, and a scan at every message of theirs.
 // Guarded by the connection's mu.
 type grantSet struct {
-	// byIdentity is the last grant put for each device or module (a
-	// device renews its token for the same audience).
-	byIdentity map[twinhub.Key]*grant
+	// byIdentity are the grants of each device or module, oldest first:
+	// one, as a rule, which its renewals update (a client may spell its
+	// audience two ways, and so have two).
+	byIdentity map[twinhub.Key][]*grant
 	// policies are the policies' grants, in the order they were put (a
 	// connection has few).
 	policies []*grant
 }
 
-// put keeps g. A renewal (a grant for the audience of one there is, for
-// the same identity) takes the place of the earlier grant, so that the
-// links that hold it see the new expiry.
+// put keeps g. A renewal (a grant for the audience of one there is, of
+// the same identity) updates that grant in place, so that the links that
+// hold it see the new expiry.
 func (s *grantSet) put(g grant) *grant {
-	if g.policy != "" {
-		for _, p := range s.policies {
-			if p.audience == g.audience {
-				*p = g
-				return p
-			}
+	list := s.policies
+	if g.policy == "" {
+		list = s.byIdentity[g.device]
+	}
+	for _, p := range list {
+		if p.audience == g.audience {
+			*p = g
+			return p
 		}
-		p := &g
+	}
+	p := &g
+	if g.policy != "" {
 		s.policies = append(s.policies, p)
 		return p
 	}
-	if old := s.byIdentity[g.device]; old != nil && old.audience == g.audience {
-		*old = g
-		return old
-	}
 	if s.byIdentity == nil {
-		s.byIdentity = map[twinhub.Key]*grant{}
+		s.byIdentity = map[twinhub.Key][]*grant{}
 	}
-	p := &g
-	s.byIdentity[g.device] = p
+	s.byIdentity[g.device] = append(list, p)
 	return p
 }
 
 // forIdentity is the grants that may let the connection act as k: its
-// own, then the policies'.
+// own, newest first, then the policies'.
 func (s *grantSet) forIdentity(k twinhub.Key) []*grant {
 	own := s.byIdentity[k]
-	if own == nil {
+	if len(own) == 0 {
 		return s.policies
 	}
-	return append([]*grant{own}, s.policies...)
+	out := make([]*grant, 0, len(own)+len(s.policies))
+	for i := len(own) - 1; i >= 0; i-- {
+		out = append(out, own[i])
+	}
+	return append(out, s.policies...)
 }
 
 // revoke ends the grants of the identities that match (the links that
 // hold them find them no longer valid); the policies' stay.
 func (s *grantSet) revoke(match func(twinhub.Key) bool) {
-	for k, g := range s.byIdentity {
+	for k, gs := range s.byIdentity {
 		if match(k) {
-			g.revoked = true
+			for _, g := range gs {
+				g.revoked = true
+			}
 			delete(s.byIdentity, k)
 		}
 	}

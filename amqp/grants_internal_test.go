@@ -37,12 +37,20 @@ func TestGrantSet(t *testing.T) {
 	if again := s.put(grant{audience: "hub", token: "tp'", policy: "service", expires: later}); again != gp || len(s.policies) != 1 {
 		t.Errorf("a policy's renewal made a second grant (%d)", len(s.policies))
 	}
-	other := s.put(grant{audience: "hub/devices/d1/x", token: "t1x", device: d1, expires: later})
-	if other == g1 || !g1.valid() || s.forIdentity(d1)[0] != other {
-		t.Error("a grant for another audience of d1: not the one found, or the earlier one ended")
+	// A second spelling of d1's audience: a grant of its own, found
+	// first; a renewal of the first spelling still updates the first.
+	other := s.put(grant{audience: "amqps://hub/devices/d1", token: "t1x", device: d1, expires: later})
+	if other == g1 || !g1.valid() {
+		t.Error("a grant for a second audience of d1 replaced the first, or ended it")
+	}
+	if got := s.forIdentity(d1); len(got) != 3 || got[0] != other || got[1] != g1 || got[2] != gp {
+		t.Errorf("forIdentity(d1): %v, want its newest grant, its first, then the policy's", tokens(got))
+	}
+	if renewed := s.put(grant{audience: "hub/devices/d1", token: "t1''", device: d1, expires: later}); renewed != g1 || g1.token != "t1''" {
+		t.Errorf("renewing the first audience after a second was put made a new grant (token of the first %q)", g1.token)
 	}
 	s.revoke(func(k twinhub.Key) bool { return k.DeviceID == "d1" }) // d1 and its module
-	if other.valid() || gm.valid() || len(s.forIdentity(m)) != 1 {
+	if g1.valid() || other.valid() || gm.valid() || len(s.forIdentity(m)) != 1 || len(s.forIdentity(d1)) != 1 {
 		t.Error("a revoked identity's grant is still valid, or still found")
 	}
 	if !gp.valid() || len(s.policies) != 1 {
