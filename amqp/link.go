@@ -290,7 +290,7 @@ func (c *conn) onTransfer(s *session, t wire.Transfer) error {
 			return closeWith(condFramingError, "the first transfer of a delivery has no delivery-id")
 		}
 		if l.credit == 0 {
-			return closeWith(condResourceLimit, "a transfer on the link of handle %d without credit", t.Handle)
+			return closeWith(condResourceLimit, "a transfer on the link of handle %d in the session of channel %d without credit", t.Handle, s.channel)
 		}
 		if len(t.Payload) > maxMessageSize {
 			return closeWith(condResourceLimit, "a message over %d bytes", maxMessageSize)

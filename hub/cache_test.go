@@ -586,7 +586,7 @@ func TestConnectionStatesGiveBackRoom(t *testing.T) {
 	}
 	s := &h.states
 	s.mu.Lock()
-	stormTable := reflect.ValueOf(s.pending).Pointer()
+	stormPending, stormActive := reflect.ValueOf(s.pending).Pointer(), reflect.ValueOf(s.active).Pointer()
 	s.mu.Unlock()
 	for _, k := range keys {
 		h.NoteConnectionState(k, true)
@@ -600,11 +600,14 @@ func TestConnectionStatesGiveBackRoom(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()
-		writers, peak, table := s.writers, s.peak, reflect.ValueOf(s.pending).Pointer()
+		writers, peak := s.writers, s.peak
+		samePending, sameActive := reflect.ValueOf(s.pending).Pointer() == stormPending, reflect.ValueOf(s.active).Pointer() == stormActive
+		queueRoom, batchRoom := cap(s.queue), cap(s.batch)
 		s.mu.Unlock()
 		if writers == 0 {
-			if peak != 0 || table == stormTable {
-				t.Fatalf("after %d identities' writes, the tables kept their room (peak %d, same pending map: %v)", len(keys), peak, table == stormTable)
+			if peak != 0 || samePending || sameActive || queueRoom != 0 || batchRoom != 0 {
+				t.Fatalf("after %d identities' writes, the tables kept their room (peak %d, same pending map %v, same active map %v, room of queue %d, of batch %d)",
+					len(keys), peak, samePending, sameActive, queueRoom, batchRoom)
 			}
 			break
 		}

@@ -276,8 +276,9 @@ func (f *transferFields) orNew() *transferFields {
 // a device sends. ok is false, and nothing read, for any other body,
 // which DecodePerformative and Parse read. As with DecodePerformative,
 // the transfer's Payload is the rest of body, not a copy: it is the
-// caller's to copy before body's memory is reused (onTransfer appends it
-// to its link's message).
+// caller's to decode or copy before body's memory is reused (onTransfer
+// decodes a message of one transfer in place, and copies the parts of
+// one over several).
 func DecodeTransfer(body []byte) (t Transfer, ok bool, err error) {
 	if len(body) < 4 || body[0] != codeDescribed || body[1] != codeSmallUlong || body[2] != CodeTransfer {
 		return Transfer{}, false, nil

@@ -82,11 +82,29 @@ func TestDecodeMessageOwnsItsMemory(t *testing.T) {
 	if !reflect.DeepEqual(got, m) {
 		t.Errorf("after its payload was overwritten:\n got %#v\nwant %#v", got, m)
 	}
-	v := Message{Value: []byte("value")}
-	b, got = encodeDecode(t, v)
+	for _, v := range []Message{
+		{Value: []byte("value")},
+		// A $management request's body: a map, with a described value
+		// and a UUID in it.
+		{Value: Map{{"d", Described{Descriptor: Symbol("x:d"), Value: []byte("described")}}, {"u", UUID{1, 2}}, {"l", List{Symbol("s"), "t"}}}},
+	} {
+		b, got = encodeDecode(t, v)
+		clear(b)
+		if !reflect.DeepEqual(got, v) {
+			t.Errorf("amqp-value after its payload was cleared:\n got %#v\nwant %#v", got, v)
+		}
+	}
+	// A body of two data sections.
+	b, _ = encodeDecode(t, Message{Data: []byte("first,")})
+	second, _ := encodeDecode(t, Message{Data: []byte("second")})
+	b = append(b, second...)
+	joined, err := DecodeMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
 	clear(b)
-	if !reflect.DeepEqual(got, v) {
-		t.Errorf("amqp-value after its payload was cleared: %#v", got)
+	if string(joined.Data) != "first,second" {
+		t.Errorf("two data sections after their payload was cleared: %q", joined.Data)
 	}
 }
 
