@@ -30,7 +30,7 @@ var layers = map[string][]string{
 	"blobstore":           {"."},
 	"httpapi":             {".", "hub", "sas", "throttle", "metrics"},
 	"metrics":             {},
-	"mqtt":                {".", "hub", "sas", "throttle", "metrics", "internal/accept", "internal/wsstream", "internal/deadline"},
+	"mqtt":                {".", "hub", "sas", "throttle", "metrics", "internal/accept", "internal/wsstream", "internal/deadline", "internal/ondemand"},
 	"query":               {},
 	"sas":                 {},
 	"throttle":            {},
@@ -38,7 +38,8 @@ var layers = map[string][]string{
 	"console":             {},
 	"datadir":             {"sas"},
 	"amqp/wire":           {},
-	"amqp":                {".", "hub", "sas", "throttle", "metrics", "amqp/wire", "internal/accept", "internal/wsstream", "internal/deadline"},
+	"amqp":                {".", "hub", "sas", "throttle", "metrics", "amqp/wire", "internal/accept", "internal/wsstream", "internal/deadline", "internal/ondemand"},
+	"internal/ondemand":   {},
 }
 
 // TestLayers: no package of the core imports one it may not, so that

@@ -15,6 +15,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
 	"github.com/twinhub/twinhub/internal/deadline"
+	"github.com/twinhub/twinhub/internal/ondemand"
 )
 
 // The AMQP error conditions the endpoint sends (part 2, section 2.8.15).
@@ -104,7 +105,7 @@ type conn struct {
 	// settles are the outcomes of asynchronously stored messages waiting
 	// to be written by settler, and settleClosed says whether the
 	// connection ended (settle.go).
-	settler      onDemand
+	settler      ondemand.Runner
 	settleMu     sync.Mutex
 	settles      []settlement
 	settleSpare  []settlement // the last batch's slice, for the next
@@ -152,7 +153,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.ending, c.endFrames = context.WithCancel(context.Background())
 	c.credit.L = &c.mu
 	c.writeDeadline = deadline.NewLazy(nc.SetWriteDeadline, writeTimeout)
-	c.settler.init(&c.senders, c.settleQueued)
+	c.settler.Init(&c.senders, c.settleQueued)
 	return c
 }
 

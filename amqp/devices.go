@@ -12,6 +12,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/amqp/wire"
 	"github.com/twinhub/twinhub/hub"
+	"github.com/twinhub/twinhub/internal/ondemand"
 	"github.com/twinhub/twinhub/metrics"
 	"github.com/twinhub/twinhub/throttle"
 )
@@ -255,7 +256,7 @@ func (c *conn) takeover(k twinhub.Key, connID string) {
 // mu held, when the attach is answered.
 func (c *conn) deliverC2D(l *link, deviceID string, g *grant) {
 	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, grant: g}
-	r.run.init(&c.senders, r.deliver)
+	r.run.Init(&c.senders, r.deliver)
 	// The poll timer is set before the watch, whose first notice may
 	// have deliver read it.
 	r.poll = time.AfterFunc(hub.C2DPollAfter(0), r.kick)
@@ -265,7 +266,7 @@ func (c *conn) deliverC2D(l *link, deviceID string, g *grant) {
 		unwatch = func() {}
 	}
 	l.stop = func() {
-		r.run.stop()
+		r.run.Stop()
 		unwatch()
 		r.poll.Stop()
 	}
@@ -273,7 +274,7 @@ func (c *conn) deliverC2D(l *link, deviceID string, g *grant) {
 }
 
 // c2dReceiver is the delivery of a device's C2D link. Its goroutine runs
-// while the device has messages (onDemand): an idle receiver waits for a
+// while the device has messages (ondemand.Runner): an idle receiver waits for a
 // notice of a new message (the hub's C2D watch) or its poll timer, and
 // holds no goroutine, so that a hub can keep many idle devices.
 //
@@ -289,27 +290,27 @@ type c2dReceiver struct {
 	grant    *grant
 	poll     *time.Timer // looks again in case a notice was lost
 	looks    int         // looks without a message since the last (deliver's own)
-	run      onDemand
+	run      ondemand.Runner
 }
 
 // kick looks at the queue. It never blocks (it is the watch's callback).
-func (r *c2dReceiver) kick() { r.run.kick() }
+func (r *c2dReceiver) kick() { r.run.Kick() }
 
 // deliver sends the queued messages until there is none, then sets the
 // poll timer to look again later.
 func (r *c2dReceiver) deliver() {
 	c, l, h := r.c, r.l, r.c.srv.hub
-	for !r.run.isStopped() {
+	for !r.run.Stopped() {
 		rctx, rcancel := context.WithTimeout(c.ending, hub.C2DReadTimeout)
 		m, err := h.NextC2DDelivery(rctx, r.deviceID, 0)
 		rcancel()
 		if err != nil {
 			empty := errors.Is(err, twinhub.ErrNotFound)
-			if !empty && !r.run.isStopped() && c.ending.Err() == nil {
+			if !empty && !r.run.Stopped() && c.ending.Err() == nil {
 				c.srv.log.Warn("amqp: reading cloud-to-device messages", "device", r.deviceID, "err", err)
 			}
 			switch {
-			case r.run.isStopped():
+			case r.run.Stopped():
 			case empty:
 				r.poll.Reset(hub.C2DPollAfter(r.looks))
 				r.looks++
@@ -343,7 +344,7 @@ func (r *c2dReceiver) deliver() {
 			err = h.RejectC2D(sctx, r.deviceID, m)
 		default: // released, modified: abandoned, it comes again after a
 			// pause; released as the link goes (stopped first): the end
-			if !r.run.isStopped() {
+			if !r.run.Stopped() {
 				select {
 				case <-c.ending.Done():
 				case <-time.After(c2dRetry):

@@ -6,7 +6,7 @@ import "github.com/twinhub/twinhub/amqp/wire"
 // appended to JetStream without waiting) are settled as their outcomes
 // come, from whichever goroutine brings them (the hub's append
 // acknowledgements): the outcome is queued on the connection, and a
-// goroutine that runs only while the queue has outcomes (onDemand)
+// goroutine that runs only while the queue has outcomes (ondemand.Runner)
 // writes their dispositions, and the credit they free, in one write. The
 // reader never waits for the store, and no goroutine sits between a
 // message and its store, as over MQTT (its PUBACKs).
@@ -35,7 +35,7 @@ func (c *conn) settleLater(st settlement) {
 	}
 	c.settles = append(c.settles, st)
 	c.settleMu.Unlock()
-	c.settler.kick()
+	c.settler.Kick()
 }
 
 // settleQueued writes the queued settlements until there are none, each
@@ -70,7 +70,7 @@ func (c *conn) settleQueued() {
 		}
 		c.mu.Unlock()
 		// The batch's slice takes the next settlements (one goroutine
-		// settles at a time: onDemand).
+		// settles at a time: ondemand.Runner).
 		clear(batch)
 		c.settleMu.Lock()
 		if !c.settleClosed && cap(batch) <= 1024 {
@@ -87,7 +87,7 @@ func (c *conn) settleQueued() {
 // stopSettling drops what is queued and settles nothing more, when the
 // connection ends.
 func (c *conn) stopSettling() {
-	c.settler.stop()
+	c.settler.Stop()
 	c.settleMu.Lock()
 	c.settleClosed, c.settles = true, nil
 	c.settleMu.Unlock()
