@@ -239,10 +239,14 @@ const maxPooledBuffer = 64 << 10
 func (c *conn) writeLoop() {
 	defer c.q.writers.Done()
 	for {
-		c.batch = c.q.drain(c.batch)
-		if len(c.batch) == 0 {
+		// The drain that finds nothing ends this writer, and the next
+		// push may start another at once: c.batch is not touched after
+		// it.
+		batch := c.q.drain(c.batch)
+		if len(batch) == 0 {
 			return
 		}
+		c.batch = batch
 		c.writeDeadline.Extend()
 		var err error
 		if len(c.batch) == 1 {
