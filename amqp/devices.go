@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -258,8 +259,9 @@ func (c *conn) deliverC2D(l *link, deviceID string, g *grant) {
 	r := &c2dReceiver{c: c, l: l, deviceID: deviceID, grant: g}
 	r.run.Init(&c.senders, r.deliver)
 	// The poll timer is set before the watch, whose first notice may
-	// have deliver read it.
-	r.poll = time.AfterFunc(hub.C2DPollAfter(0), r.kick)
+	// have deliver read it, and armed once r.poll is set.
+	r.poll = time.AfterFunc(time.Duration(math.MaxInt64), r.kick)
+	r.poll.Reset(hub.C2DPollAfter(0))
 	unwatch, err := c.srv.hub.WatchC2D(deviceID, r.kick)
 	if err != nil {
 		c.srv.log.Warn("amqp: watching cloud-to-device messages", "device", deviceID, "err", err)

@@ -274,9 +274,9 @@ func apiVersionForm(v string) bool {
 		d[7] == '-' && d[8] >= '0' && d[8] <= '3' && digit(d[9])
 }
 
-// queryValue is the first value of key in the raw query, as
-// url.ParseQuery then Get would give it (FuzzQueryValue), without making
-// the map of every parameter.
+// queryValue is the first value of key (a name that needs no escaping)
+// in the raw query, as url.ParseQuery then Get would give it
+// (FuzzQueryValue), without making the map of every parameter.
 func queryValue(raw, key string) string {
 	for pair := range strings.SplitSeq(raw, "&") {
 		if pair == "" || strings.Contains(pair, ";") { // ParseQuery skips these

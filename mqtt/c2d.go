@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,9 @@ import (
 // at QoS 1 and removes it from the queue when the device's PUBACK comes.
 // A message whose PUBACK never comes stays queued and goes to the next
 // connection, so delivery is at least once, as on IoT Hub.
+
+// never is a timer's duration before it is armed (Reset).
+const never = time.Duration(math.MaxInt64)
 
 // c2dSettle delays the first delivery after the subscription. The Go
 // SDK (amenzhinsky/iothub) registers its receiver only after the SUBACK,
@@ -89,11 +93,13 @@ func (c *conn) startC2D() {
 		return
 	}
 	c.c2d = d
-	// Under c.mu, so that stopC2D finds the timer and the watch set.
-	d.poll = time.AfterFunc(c2dSettle, func() {
+	// Under c.mu, so that stopC2D finds the timer and the watch set; the
+	// timer is armed once d.poll is set, which deliver reads.
+	d.poll = time.AfterFunc(never, func() {
 		d.settled.Store(true)
 		d.run.Kick()
 	})
+	d.poll.Reset(c2dSettle)
 	unwatch, err := c.srv.hub.WatchC2D(c.key.DeviceID, func() {
 		if d.settled.Load() {
 			d.run.Kick()
@@ -158,6 +164,9 @@ func (d *c2dDelivery) deliver() {
 		rctx, cancel := context.WithTimeout(c.ctx, min(c.srv.opts.RequestTimeout, hub.C2DReadTimeout))
 		m, err := c.srv.hub.NextC2DDelivery(rctx, dev, 0)
 		cancel()
+		if d.run.Stopped() {
+			return // unsubscribed or gone during the read: nothing more is sent, nor looked for
+		}
 		if err != nil {
 			// A failed look is tried again soon and is not counted as
 			// one that found the queue empty.
