@@ -168,6 +168,14 @@ func (c *conn) connect(pk *packets.Packet) error {
 			}
 		}
 	}
+	// The CONNACK goes out once the session's services are in place: a
+	// resumed desired-properties subscription follows the twin from its
+	// version before the device can see the CONNACK, so that a change
+	// made as soon as the device is connected reaches it (it was lost
+	// when the feed started after the CONNACK had gone). What the
+	// services send queues behind the CONNACK.
+	c.q.hold()
+	defer c.q.release()
 	if err := c.send(encode(&packets.Packet{
 		FixedHeader:    packets.FixedHeader{Type: packets.Connack},
 		SessionPresent: present,

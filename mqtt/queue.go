@@ -27,6 +27,9 @@ type outQueue struct {
 	writing bool
 	start   func()
 	writers sync.WaitGroup
+	// held: pushes queue but start no writer until release (the CONNACK
+	// waits for what its connection starts to be in place).
+	held bool
 }
 
 // newOutQueue makes a queue of at most max bytes whose pushes start a
@@ -51,7 +54,7 @@ func (q *outQueue) push(b []byte) error {
 	}
 	q.bufs = append(q.bufs, b)
 	q.size += len(b)
-	start := !q.writing
+	start := !q.writing && !q.held
 	if start {
 		// Counted before close can come (it takes mu), so that waiting
 		// for the writers after close sees this one.
@@ -63,6 +66,28 @@ func (q *outQueue) push(b []byte) error {
 		q.start()
 	}
 	return nil
+}
+
+// hold has pushes queue without starting the writer until release.
+func (q *outQueue) hold() {
+	q.mu.Lock()
+	q.held = true
+	q.mu.Unlock()
+}
+
+// release starts the writer for what was pushed while held.
+func (q *outQueue) release() {
+	q.mu.Lock()
+	q.held = false
+	start := !q.writing && !q.closed && len(q.bufs) > 0
+	if start {
+		q.writing = true
+		q.writers.Add(1)
+	}
+	q.mu.Unlock()
+	if start {
+		q.start()
+	}
 }
 
 // drain moves everything queued into dst (reused) and empties the queue.

@@ -67,3 +67,44 @@ func TestOutQueueWriter(t *testing.T) {
 		t.Fatalf("a push after close: %v, %d starts", err, starts)
 	}
 }
+
+// TestOutQueueHeld: pushes while the queue is held start no writer; the
+// release starts one for them, in order, and a release with nothing
+// queued, or after close, starts none.
+func TestOutQueueHeld(t *testing.T) {
+	starts := 0
+	q := newOutQueue(100, func() { starts++ })
+	q.hold()
+	q.release()
+	if starts != 0 || q.writing {
+		t.Fatalf("a release with nothing queued started %d writers", starts)
+	}
+	q.hold()
+	for i := range 3 {
+		if err := q.push([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if starts != 0 {
+		t.Fatalf("pushes while held started %d writers", starts)
+	}
+	q.release()
+	if starts != 1 || !q.writing {
+		t.Fatalf("the release started %d writers, want 1", starts)
+	}
+	got := q.drain(nil)
+	if len(got) != 3 || got[0][0] != 0 || got[2][0] != 2 {
+		t.Fatalf("drained %v, want the three packets in order", got)
+	}
+	q.drain(nil)
+	q.writers.Done()
+	q.hold()
+	if err := q.push([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	q.close()
+	q.release()
+	if starts != 1 {
+		t.Fatalf("a release after close started a writer (%d starts)", starts)
+	}
+}
