@@ -54,18 +54,25 @@ func (q *outQueue) push(b []byte) error {
 	}
 	q.bufs = append(q.bufs, b)
 	q.size += len(b)
-	start := !q.writing && !q.held
-	if start {
-		// Counted before close can come (it takes mu), so that waiting
-		// for the writers after close sees this one.
-		q.writing = true
-		q.writers.Add(1)
-	}
+	start := q.claimWriter()
 	q.mu.Unlock()
 	if start {
 		q.start()
 	}
 	return nil
+}
+
+// claimWriter reports whether a writer is to start for what is queued (none
+// runs, the queue is neither held nor closed) and marks it running; mu is
+// held. The writer is counted before close can come (it takes mu), so that
+// waiting for the writers after close sees this one.
+func (q *outQueue) claimWriter() bool {
+	if q.writing || q.held || q.closed || len(q.bufs) == 0 {
+		return false
+	}
+	q.writing = true
+	q.writers.Add(1)
+	return true
 }
 
 // hold has pushes queue without starting the writer until release.
@@ -79,11 +86,7 @@ func (q *outQueue) hold() {
 func (q *outQueue) release() {
 	q.mu.Lock()
 	q.held = false
-	start := !q.writing && !q.closed && len(q.bufs) > 0
-	if start {
-		q.writing = true
-		q.writers.Add(1)
-	}
+	start := q.claimWriter()
 	q.mu.Unlock()
 	if start {
 		q.start()
