@@ -50,16 +50,16 @@ type c2dDelivery struct {
 	unwatch func()
 
 	// The work's own, which runs one at a time: its looks at an empty
-	// queue since its last message, and the last packet id it used.
-	looks    int
-	packetID uint16
+	// queue since its last message.
+	looks int
 
 	// mu guards the message sent at QoS 1 that waits for its PUBACK,
-	// its packet id, and whether the PUBACK came.
-	mu     sync.Mutex
-	sent   *twinhub.C2DMessage
-	sentID uint16
-	acked  bool
+	// the last packet id used (that message's), and whether the PUBACK
+	// came.
+	mu       sync.Mutex
+	sent     *twinhub.C2DMessage
+	packetID uint16
+	acked    bool
 }
 
 // C2DTopic is the topic of a cloud-to-device message: system properties
@@ -134,7 +134,7 @@ func (c *conn) c2dAcked(id uint16) {
 		return
 	}
 	d.mu.Lock()
-	match := d.sent != nil && d.sentID == id
+	match := d.sent != nil && d.packetID == id
 	d.acked = d.acked || match
 	d.mu.Unlock()
 	if match {
@@ -195,13 +195,13 @@ func (d *c2dDelivery) deliver() {
 			Payload:     m.Body,
 		}
 		if qos == 1 {
+			d.mu.Lock()
 			d.packetID++
 			if d.packetID == 0 {
 				d.packetID = 1
 			}
 			pk.PacketID = d.packetID
-			d.mu.Lock()
-			d.sent, d.sentID, d.acked = m, d.packetID, false
+			d.sent, d.acked = m, false
 			d.mu.Unlock()
 		}
 		if err := c.send(encode(pk)); err != nil || qos == 1 {
