@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +209,47 @@ func TestSingleScenarioWithBaselines(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), target, tinyConfig(), []string{"nope"}, "test"); err == nil {
 		t.Error("unknown scenario accepted")
+	}
+}
+
+// TestAllOrder: `all` runs every scenario and baseline once, an AMQP
+// scenario right after the MQTT scenario it is measured against, and a
+// baseline after the first scenario it serves.
+func TestAllOrder(t *testing.T) {
+	order := allOrder()
+	at := map[string]int{}
+	for i, n := range order {
+		if _, twice := at[n]; twice {
+			t.Errorf("%s runs twice in %v", n, order)
+		}
+		at[n] = i
+	}
+	for _, n := range append(slices.Clone(Scenarios), Baselines...) {
+		if _, ok := at[n]; !ok {
+			t.Errorf("%s does not run in %v", n, order)
+		}
+	}
+	firstServed := map[string]int{}
+	for _, sc := range Scenarios {
+		for _, b := range baselinesOf[sc] {
+			if !slices.Contains(Scenarios, b) {
+				if i, ok := firstServed[b]; !ok || at[sc] < i {
+					firstServed[b] = at[sc]
+				}
+				continue
+			}
+			if at[sc] != at[b]+1 {
+				t.Errorf("%s does not run right after %s, its measure: %v", sc, b, order)
+			}
+		}
+	}
+	for b, i := range firstServed {
+		if at[b] < i {
+			t.Errorf("baseline %s runs before the first scenario it serves: %v", b, order)
+		}
+	}
+	if at["telemetry-amqp"] != at["telemetry"]+1 {
+		t.Errorf("order %v", order)
 	}
 }
 
