@@ -266,17 +266,21 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnState:         unused.track,
 	}
+	// The device listeners' TLS is derived before the HTTPS server
+	// starts: its Serve adds HTTP/2 to tlsConf's protocols (the listener
+	// shares the config), and a copy taken meanwhile raced with that
+	// write (go build -race, interop/node). AMQP's is MQTT's: a client
+	// certificate asked for, not required (X.509 devices), no ALPN.
+	mqttTLS, amqpTLS := mqtt.TLSConfig(tlsConf), mqtt.TLSConfig(tlsConf)
 	serveErr := make(chan error, 3)
 	go func() { serveErr <- fmt.Errorf("HTTPS server: %w", srv.Serve(tls.NewListener(httpsLn, tlsConf))) }()
 	go func() {
-		if err := devices.Serve(mqttLn, mqtt.TLSConfig(tlsConf)); !errors.Is(err, net.ErrClosed) {
+		if err := devices.Serve(mqttLn, mqttTLS); !errors.Is(err, net.ErrClosed) {
 			serveErr <- fmt.Errorf("MQTT listener: %w", err)
 		}
 	}()
 	go func() {
-		// The same TLS as MQTT's: a client certificate asked for, not
-		// required (X.509 devices, later), no ALPN.
-		if err := backEnds.Serve(amqpLn, mqtt.TLSConfig(tlsConf)); !errors.Is(err, net.ErrClosed) {
+		if err := backEnds.Serve(amqpLn, amqpTLS); !errors.Is(err, net.ErrClosed) {
 			serveErr <- fmt.Errorf("AMQP listener: %w", err)
 		}
 	}()
