@@ -59,10 +59,16 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Binary is cmd/twinhub, built once per test binary.
+// Binary is cmd/twinhub, built once per test binary, or the binary that
+// $TWINHUB_BIN names (as interop/node takes it): one built with -race, say,
+// whose detector then watches the hub under the real clients.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if bin := os.Getenv("TWINHUB_BIN"); bin != "" {
+			binPath = bin
+			return
+		}
 		buildDir, buildErr = os.MkdirTemp("", "twinhub-servetest-")
 		if buildErr != nil {
 			return
