@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -211,45 +210,26 @@ func mosquittoVersion(bin string) string {
 
 // tlsBaseline measures the handshake rate of a bare Go TLS server with the
 // same kind of certificate as the hub (ECDSA P-256 from certs), TLS 1.2
-// and TLS 1.3, with the connect scenario's concurrency, client and server
-// in this process.
+// and TLS 1.3, with the connect scenario's concurrency; the server runs
+// where the hub runs (startBare).
 func (e *env) tlsBaseline() error {
-	cert, roots, ln, closeServer, err := bareServer("tls")
+	srv, err := e.startBare("tls")
 	if err != nil {
 		return err
 	}
-	defer closeServer()
-	srvConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(c, srvConf)
-				tc.SetDeadline(time.Now().Add(10 * time.Second))
-				if tc.Handshake() == nil {
-					// Wait for the client to close, as a server would read.
-					var b [1]byte
-					tc.Read(b[:])
-				}
-				c.Close()
-			}()
-		}
-	}()
+	defer srv.stop()
 	for _, v := range []struct {
 		name    string
 		version uint16
 	}{{"tls1.2", tls.VersionTLS12}, {"tls1.3", tls.VersionTLS13}} {
-		conf := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: v.version, MaxVersion: v.version}
+		conf := &tls.Config{RootCAs: srv.roots, ServerName: "localhost", MinVersion: v.version, MaxVersion: v.version}
 		rec := newRecorder()
 		usage := e.t.Usage
-		e.t.Usage = nil
+		e.t.Usage = srv.usage
 		res := e.measure("tls-handshake/"+v.name, "handshakes", e.cfg.ConnectConcurrency, rec, func() {
 			e.forDuration(e.cfg.ConnectConcurrency, e.cfg.Duration, func(int) {
 				start := time.Now()
-				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(), conf)
+				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", srv.addr, conf)
 				rec.done(start, err)
 				if err == nil {
 					c.Close()
@@ -258,7 +238,10 @@ func (e *env) tlsBaseline() error {
 		})
 		e.t.Usage = usage
 		res.Kind = "baseline"
-		res.note("bare Go crypto/tls server, new TCP+TLS connection per handshake, ECDSA P-256 certificate, client and server in this process")
+		if res.Hub != nil {
+			res.Hub.Note = "the bare server's process"
+		}
+		res.note("bare Go crypto/tls server, new TCP+TLS connection per handshake, ECDSA P-256 certificate, %s", srv.where)
 	}
 	return nil
 }
@@ -287,30 +270,4 @@ func waitListening(addr string, d time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// bareServer makes what the bare-server baselines share: a certificate of
-// the hub's kind (ECDSA P-256, from a CA made for the run) for
-// "localhost", the pool that trusts its CA, and a loopback listener.
-// closeServer closes the listener and removes the files.
-func bareServer(name string) (cert tls.Certificate, roots *x509.CertPool, ln net.Listener, closeServer func(), err error) {
-	dir, err := os.MkdirTemp("", "twinhub-bench-"+name+"-")
-	if err != nil {
-		return cert, nil, nil, nil, err
-	}
-	fail := func(err error) (tls.Certificate, *x509.CertPool, net.Listener, func(), error) {
-		os.RemoveAll(dir)
-		return tls.Certificate{}, nil, nil, nil, err
-	}
-	if cert, err = certs.EnsureServer(dir, certs.Hosts("localhost")); err != nil {
-		return fail(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CAFile))
-	if err != nil {
-		return fail(err)
-	}
-	if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		return fail(err)
-	}
-	return cert, newPool(caPEM), ln, func() { ln.Close(); os.RemoveAll(dir) }, nil
 }

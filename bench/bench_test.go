@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -453,6 +454,12 @@ func TestGoalsSayCosts(t *testing.T) {
 	if !ok || g.Met || g.Measured != "0.75x of tls1.3 (1500/s)" || !strings.Contains(g.Note, "hub 400 µs and load generator 500 µs; the baseline's client and server together 600 µs") {
 		t.Errorf("connect goal with its baseline: %+v (judged %v)", g, ok)
 	}
+	// A bare server in a process of its own: its CPU is the baseline's Hub.
+	conns[1].Generator, conns[1].Hub = usage(1.2), usage(1.0)
+	g = byGoal(&Report{Results: conns})[connect]
+	if !strings.Contains(g.Note, "hub 400 µs and load generator 500 µs; the bare server 250 µs and its client 300 µs") {
+		t.Errorf("connect goal with a bare server of its own: %+v", g)
+	}
 }
 
 // TestMetricsGauges: gauges come from a Prometheus page in the order
@@ -494,5 +501,37 @@ func TestSessionsGoalOnLiveHeap(t *testing.T) {
 	}
 	if g := judge(map[string]float64{"sessions": 2000, "rss_bytes_per_session": 6 << 10}); !g.Met || !strings.Contains(g.Measured, "RSS 6.0 KB") {
 		t.Errorf("RSS alone: %+v", g)
+	}
+}
+
+// TestRunBareServer: the bare server says where it listens and whom to
+// trust in its first line, serves until its input ends, and refuses a kind
+// it does not know.
+func TestRunBareServer(t *testing.T) {
+	if err := RunBareServer("nope", strings.NewReader(""), io.Discard); err == nil {
+		t.Error("an unknown kind was served")
+	}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- RunBareServer("https", inR, outW) }()
+	var hello bareHello
+	if err := json.NewDecoder(outR).Decode(&hello); err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: newPool(hello.CAPEM), ServerName: "localhost"}}}
+	resp, err := c.Get("https://" + hello.Addr + "/twins/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != baselineTwin {
+		t.Errorf("%d %q", resp.StatusCode, body)
+	}
+	c.CloseIdleConnections()
+	inW.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

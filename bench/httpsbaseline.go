@@ -1,10 +1,7 @@
 package bench
 
 import (
-	"crypto/tls"
-	"errors"
 	"math/rand/v2"
-	"net/http"
 	"time"
 )
 
@@ -16,36 +13,21 @@ const baselineTwin = `{"deviceId":"read-0","etag":"AAAAAAAAAAE=","deviceEtag":"M
 // TLS (HTTP/1.1, keep-alive, the same kind of certificate as the hub) with
 // a fixed twin-sized body and no authentication, through the same REST
 // client code and concurrency as twin-read: the ceiling of a REST read on
-// this machine, client and server in this process.
+// this machine, the server running where the hub runs (startBare).
 func (e *env) httpsBaseline() error {
-	cert, roots, ln, closeServer, err := bareServer("https")
+	srv, err := e.startBare("https")
 	if err != nil {
 		return err
 	}
-	defer closeServer()
-	body := []byte(baselineTwin)
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			w.Write(body)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	go func() {
-		if err := srv.Serve(tls.NewListener(ln, conf)); !errors.Is(err, http.ErrServerClosed) {
-			e.progressf("  https baseline server: %v", err)
-		}
-	}()
-	defer srv.Close()
+	defer srv.stop()
 	t := *e.t
-	t.Host, t.HTTPSAddr, t.RootCAs = "localhost", ln.Addr().String(), roots
+	t.Host, t.HTTPSAddr, t.RootCAs = "localhost", srv.addr, srv.roots
 	svc := newService(&t, e.cfg.Clients)
 	defer svc.close()
 	ids := e.ids("read", e.cfg.Clients)
 	rec := newRecorder()
 	usage := e.t.Usage
-	e.t.Usage = nil
+	e.t.Usage = srv.usage
 	res := e.measure("https-get", "reads", e.cfg.Clients, rec, func() {
 		e.forDuration(e.cfg.Clients, e.cfg.Duration, func(int) {
 			start := time.Now()
@@ -54,6 +36,9 @@ func (e *env) httpsBaseline() error {
 	})
 	e.t.Usage = usage
 	res.Kind = "baseline"
-	res.note("bare Go net/http server over TLS answering every GET with a fixed %d-byte twin, no authentication; same REST client and concurrency as twin-read/rest", len(body))
+	if res.Hub != nil {
+		res.Hub.Note = "the bare server's process"
+	}
+	res.note("bare Go net/http server over TLS answering every GET with a fixed %d-byte twin, no authentication, %s; same REST client and concurrency as twin-read/rest", len(baselineTwin), srv.where)
 	return nil
 }

@@ -178,8 +178,16 @@ func goals(rep *Report) []Goal {
 		g.Measured = fmt.Sprintf("%.2fx of %s (%.0f/s)", v, strings.TrimPrefix(base, "tls-handshake/"), r.Rate)
 		g.Met = v >= 0.8
 		b := find(rs, base)
-		if h, c, both := r.Hub.perOp(r.Ops), r.Generator.perOp(r.Ops), b.Generator.perOp(b.Ops); h > 0 && c > 0 && both > 0 {
-			g.Note = fmt.Sprintf("CPU a connection: hub %.0f µs and load generator %.0f µs; the baseline's client and server together %.0f µs", h, c, both)
+		h, c := r.Hub.perOp(r.Ops), r.Generator.perOp(r.Ops)
+		// The baseline's server is in the generator's figure when it ran
+		// in this process, in Hub when it ran in its own (startBare).
+		bc, bs := b.Generator.perOp(b.Ops), b.Hub.perOp(b.Ops)
+		switch {
+		case h == 0 || c == 0 || bc == 0:
+		case bs > 0:
+			g.Note = fmt.Sprintf("CPU a connection: hub %.0f µs and load generator %.0f µs; the bare server %.0f µs and its client %.0f µs", h, c, bs, bc)
+		default:
+			g.Note = fmt.Sprintf("CPU a connection: hub %.0f µs and load generator %.0f µs; the baseline's client and server together %.0f µs", h, c, bc)
 		}
 		out = append(out, g)
 	}
@@ -398,7 +406,7 @@ func (rep *Report) Print(w io.Writer) {
 		notes = append(notes, "hub CPU/RSS: "+rep.Hub.UsageNote)
 	}
 	if !rep.Hub.InProcess {
-		notes = append(notes, "hub µs/op, gen µs/op: CPU time an operation of the hub's process and of the load generator (this process; for a baseline whose server runs in it, client and server together)")
+		notes = append(notes, "hub µs/op, gen µs/op: CPU time an operation of the hub's process and of the load generator (this process; for a baseline whose server runs in it, client and server together; a bare server of its own shows as hub)")
 	}
 	for _, s := range rep.Skipped {
 		notes = append(notes, "skipped: "+s)

@@ -78,6 +78,11 @@ type Config struct {
 	// own: `twinhub bench-probe`. Without it the million scenario
 	// measures its queries in this process only.
 	ProbeCommand []string `json:"-"`
+	// BareServerCommand runs the bare server of the https and tls
+	// baselines in a process of its own (RunBareServer), with the kind
+	// as its last argument: `twinhub bench-bare-server`. Without it, or
+	// with the hub in this process, the server runs in this process.
+	BareServerCommand []string `json:"-"`
 	// Progress receives progress lines (nil: none).
 	Progress io.Writer `json:"-"`
 }

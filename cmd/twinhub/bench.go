@@ -121,6 +121,21 @@ func benchProbeCommand() *cobra.Command {
 	}
 }
 
+// benchBareServerCommand is the bare server of the https and tls
+// baselines, in a process of its own when the hub has one
+// (bench.RunBareServer): hidden, as only the bench starts it.
+func benchBareServerCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "bench-bare-server KIND",
+		Short:  "Run the bare server of a bench baseline (https or tls) until standard input ends",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return bench.RunBareServer(args[0], os.Stdin, os.Stdout)
+		},
+	}
+}
+
 func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) error {
 	if err := bench.Check(args); err != nil {
 		return err
@@ -135,6 +150,7 @@ func runBench(ctx context.Context, g *globals, f *benchFlags, args []string) err
 	cfg.Progress = os.Stderr
 	if self, err := os.Executable(); err == nil {
 		cfg.ProbeCommand = []string{self, "bench-probe"}
+		cfg.BareServerCommand = []string{self, "bench-bare-server"}
 	}
 
 	var target *bench.Target

@@ -56,6 +56,7 @@ func rootCommand() *cobra.Command {
 		consumerGroupCommand(g),
 		benchCommand(g),
 		benchProbeCommand(),
+		benchBareServerCommand(),
 	)
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/twinhub/twinhub/internal/servetest"
@@ -48,6 +49,62 @@ func TestBenchMillionSmoke(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"million/load", "million/updates-rest", "million/by-id", "million/selective", "million/reported-mqtt", "million/memory", "million/restart"} {
+		if !seen[name] {
+			t.Errorf("no result %s:\n%s", name, out)
+		}
+	}
+}
+
+// TestBenchBareServersOfTheirOwn runs the https and tls baselines as
+// `bench --hub-process` does: each bare server in a process of its own
+// (twinhub bench-bare-server), as the hub, its CPU read from /proc apart
+// from the load generator's. No timing is checked.
+func TestBenchBareServersOfTheirOwn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and two bare servers")
+	}
+	report := filepath.Join(t.TempDir(), "bare.json")
+	cmd := exec.Command(servetest.Binary(t), "--data", t.TempDir(), "bench", "https", "tls", "--quick",
+		"--duration", "1s", "--hub-process", "--json", report)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("twinhub bench https tls: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Results []struct {
+			Name   string `json:"name"`
+			Ops    int64  `json:"ops"`
+			Errors int64  `json:"errors"`
+			Hub    *struct {
+				CPUSeconds float64 `json:"cpu_seconds"`
+			} `json:"hub"`
+			Generator *struct {
+				CPUSeconds float64 `json:"cpu_seconds"`
+			} `json:"generator"`
+			Notes []string `json:"notes"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Results {
+		seen[r.Name] = true
+		if r.Ops == 0 || r.Errors != 0 {
+			t.Errorf("%s: %d operations, %d errors", r.Name, r.Ops, r.Errors)
+		}
+		if r.Hub == nil || r.Hub.CPUSeconds <= 0 || r.Generator == nil || r.Generator.CPUSeconds <= 0 {
+			t.Errorf("%s: the server's and the client's CPU apart: %+v and %+v", r.Name, r.Hub, r.Generator)
+		}
+		if !strings.Contains(strings.Join(r.Notes, "; "), "server in a process of its own") {
+			t.Errorf("%s: notes %q", r.Name, r.Notes)
+		}
+	}
+	for _, name := range []string{"https-get", "tls-handshake/tls1.2", "tls-handshake/tls1.3"} {
 		if !seen[name] {
 			t.Errorf("no result %s:\n%s", name, out)
 		}
