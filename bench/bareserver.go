@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/twinhub/twinhub/certs"
@@ -20,9 +21,10 @@ import (
 
 // The bare servers of the https and tls baselines: a Go net/http server
 // answering every GET with a fixed twin, and a crypto/tls server that
-// only completes handshakes. A baseline's server runs where the hub runs:
-// in a process of its own when the hub has one (--hub-process, or a hub
-// given by --connection-string), in this process when the hub is in it.
+// only completes handshakes. A baseline's server runs as the hub runs: in
+// a process of its own on this machine when the hub has one
+// (--hub-process, or a hub given by --connection-string), in this process
+// when the hub is in it.
 //
 // Why: a server in the load generator's process shares its Go runtime
 // with the clients, and the two keep each other's threads busy instead of
@@ -83,17 +85,14 @@ func (e *env) startBare(kind string) (*bareServer, error) {
 	// Closing its standard input ends it.
 	stop := func() {
 		stdin.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		awaitChild(cmd)
 	}
+	// A server that neither says where it listens nor exits is killed,
+	// which ends the read.
+	hung := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
 	var hello bareHello
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	hung.Stop()
 	if err == nil {
 		err = json.Unmarshal(line, &hello)
 	}
@@ -129,36 +128,41 @@ func RunBareServer(kind string, stdin io.Reader, stdout io.Writer) error {
 // certificate of a CA of its own, like the hub's (ECDSA P-256, from
 // certs), until stop.
 func serveBare(kind string) (hello bareHello, stop func(), err error) {
-	dir, err := os.MkdirTemp("", "twinhub-bench-"+kind+"-")
+	if !slices.Contains(bareKinds, kind) {
+		return hello, nil, fmt.Errorf("no bare server %q: choose from %v", kind, bareKinds)
+	}
+	cert, caPEM, err := bareCertificate(kind)
 	if err != nil {
 		return hello, nil, err
 	}
-	fail := func(err error) (bareHello, func(), error) {
-		os.RemoveAll(dir)
-		return bareHello{}, nil, err
-	}
-	cert, err := certs.EnsureServer(dir, certs.Hosts("localhost"))
-	if err != nil {
-		return fail(err)
-	}
-	if hello.CAPEM, err = os.ReadFile(filepath.Join(dir, certs.CAFile)); err != nil {
-		return fail(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fail(err)
+		return hello, nil, err
 	}
-	hello.Addr = ln.Addr().String()
-	switch kind {
-	case "https":
+	hello = bareHello{Addr: ln.Addr().String(), CAPEM: caPEM}
+	if kind == "https" {
 		srv := serveBareHTTPS(ln, cert)
-		return hello, func() { srv.Close(); os.RemoveAll(dir) }, nil
-	case "tls":
-		serveBareTLS(ln, cert)
-		return hello, func() { ln.Close(); os.RemoveAll(dir) }, nil
+		return hello, func() { srv.Close() }, nil
 	}
-	ln.Close()
-	return fail(fmt.Errorf("no bare server %q: choose from %v", kind, bareKinds))
+	serveBareTLS(ln, cert)
+	return hello, func() { ln.Close() }, nil
+}
+
+// bareCertificate makes a CA and a server certificate for "localhost"
+// in a folder that it removes at once: the server keeps them in memory,
+// and a bare server killed with the bench (its context ended) leaves no
+// key behind.
+func bareCertificate(kind string) (cert tls.Certificate, caPEM []byte, err error) {
+	dir, err := os.MkdirTemp("", "twinhub-bench-"+kind+"-")
+	if err != nil {
+		return cert, nil, err
+	}
+	defer os.RemoveAll(dir)
+	if cert, err = certs.EnsureServer(dir, certs.Hosts("localhost")); err != nil {
+		return cert, nil, err
+	}
+	caPEM, err = os.ReadFile(filepath.Join(dir, certs.CAFile))
+	return cert, caPEM, err
 }
 
 // serveBareHTTPS answers every GET on ln with baselineTwin, over TLS

@@ -15,7 +15,8 @@ import (
 	"time"
 )
 
-// Scenarios lists the scenarios in the order `all` runs them, and
+// Scenarios lists the scenarios in the order `all` runs them (with each
+// one's baselines and AMQP counterpart beside it: allOrder), and
 // Baselines the baselines. The scenarios that load --twins twins (query,
 // jobs, configurations) come after those whose ratios compare two
 // protocols: the run's devices are deleted only at its end, and a hub
@@ -274,23 +275,28 @@ func Run(ctx context.Context, t *Target, cfg Config, names []string, command str
 }
 
 // allOrder is the order in which `all` runs the scenarios and baselines:
-// the scenarios in the order of Scenarios, each followed at once by the
-// scenarios that it measures (the AMQP counterpart of an MQTT scenario),
-// then by its baselines, so that the two sides of a ratio see the same
-// machine. A drift of the shared machine between them moved the ratio:
-// telemetry over AMQP, measured after Mosquitto and methods, read 0.86x
-// of the MQTT telemetry of 40 s before, where the two back to back
-// (`bench telemetry-amqp`) read 0.96x on the same machine that hour.
+// the scenarios in the order of Scenarios, each right after its baselines
+// (those not run yet) and right before the scenarios it is the measure of
+// (the AMQP counterpart of an MQTT scenario), so that the two sides of
+// every ratio run back to back and see the same machine. A drift of the
+// shared machine between them moved the ratio: telemetry over AMQP,
+// measured after Mosquitto and methods, read 0.86x of the MQTT telemetry
+// of 40 s before, where the two back to back (`bench telemetry-amqp`)
+// read 0.96x on the same machine that hour.
 func allOrder() []string {
 	var run []string
 	for _, sc := range Scenarios {
+		for _, b := range baselinesOf[sc] {
+			if !slices.Contains(Scenarios, b) {
+				run = append(run, b)
+			}
+		}
 		run = append(run, sc)
 		for _, other := range Scenarios {
 			if slices.Contains(baselinesOf[other], sc) {
 				run = append(run, other)
 			}
 		}
-		run = append(run, baselinesOf[sc]...)
 	}
 	return dedupe(append(run, Baselines...))
 }

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"crypto/x509"
+	"os/exec"
 	"sync"
+	"time"
 )
 
 func newPool(pem []byte) *x509.CertPool {
@@ -30,4 +32,17 @@ func (b *limitedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// awaitChild waits for a child process that was asked to end (a signal,
+// its input closed) and kills it if it has not within 5 s.
+func awaitChild(cmd *exec.Cmd) {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
 }
