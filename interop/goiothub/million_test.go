@@ -19,30 +19,9 @@ func TestBenchMillionSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads 20,000 twins into a hub of its own")
 	}
-	report := filepath.Join(t.TempDir(), "million.json")
-	cmd := exec.Command(servetest.Binary(t), "--data", t.TempDir(), "bench", "million", "--twins", "20000",
-		"--duration", "2s", "--hub-process", "--json", report)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("twinhub bench million: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep struct {
-		Results []struct {
-			Name   string  `json:"name"`
-			Ops    int64   `json:"ops"`
-			Errors int64   `json:"errors"`
-			Rate   float64 `json:"rate_per_s"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
+	results, out := runBench(t, "million", "--twins", "20000", "--duration", "2s", "--hub-process")
 	seen := map[string]bool{}
-	for _, r := range rep.Results {
+	for _, r := range results {
 		seen[r.Name] = true
 		if r.Errors != 0 || (r.Name != "million/memory" && r.Ops == 0) {
 			t.Errorf("%s: %d operations, %d errors", r.Name, r.Ops, r.Errors)
@@ -63,36 +42,9 @@ func TestBenchBareServersOfTheirOwn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a hub and two bare servers")
 	}
-	report := filepath.Join(t.TempDir(), "bare.json")
-	cmd := exec.Command(servetest.Binary(t), "--data", t.TempDir(), "bench", "https", "tls", "--quick",
-		"--duration", "1s", "--hub-process", "--json", report)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("twinhub bench https tls: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep struct {
-		Results []struct {
-			Name   string `json:"name"`
-			Ops    int64  `json:"ops"`
-			Errors int64  `json:"errors"`
-			Hub    *struct {
-				CPUSeconds float64 `json:"cpu_seconds"`
-			} `json:"hub"`
-			Generator *struct {
-				CPUSeconds float64 `json:"cpu_seconds"`
-			} `json:"generator"`
-			Notes []string `json:"notes"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
+	results, out := runBench(t, "https", "tls", "--quick", "--duration", "1s", "--hub-process")
 	seen := map[string]bool{}
-	for _, r := range rep.Results {
+	for _, r := range results {
 		seen[r.Name] = true
 		if r.Ops == 0 || r.Errors != 0 {
 			t.Errorf("%s: %d operations, %d errors", r.Name, r.Ops, r.Errors)
@@ -109,4 +61,43 @@ func TestBenchBareServersOfTheirOwn(t *testing.T) {
 			t.Errorf("no result %s:\n%s", name, out)
 		}
 	}
+}
+
+// benchResult is what these tests read of a result of `twinhub bench
+// --json`.
+type benchResult struct {
+	Name      string    `json:"name"`
+	Ops       int64     `json:"ops"`
+	Errors    int64     `json:"errors"`
+	Rate      float64   `json:"rate_per_s"`
+	Hub       *benchCPU `json:"hub"`
+	Generator *benchCPU `json:"generator"`
+	Notes     []string  `json:"notes"`
+}
+
+type benchCPU struct {
+	CPUSeconds float64 `json:"cpu_seconds"`
+}
+
+// runBench runs `twinhub bench` with args and a data folder of its own,
+// and returns the results of its JSON report and what it printed.
+func runBench(t *testing.T, args ...string) ([]benchResult, []byte) {
+	t.Helper()
+	report := filepath.Join(t.TempDir(), "report.json")
+	cmd := exec.Command(servetest.Binary(t), append([]string{"--data", t.TempDir(), "bench"}, append(args, "--json", report)...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("twinhub bench %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Results []benchResult `json:"results"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep.Results, out
 }
