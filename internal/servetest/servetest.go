@@ -60,12 +60,18 @@ func Main(m *testing.M) {
 }
 
 // Binary is cmd/twinhub, built once per test binary, or the binary that
-// $TWINHUB_BIN names (as interop/node takes it): one built with -race, say,
-// whose detector then watches the hub under the real clients.
+// $TWINHUB_BIN names by its absolute path (interop/node takes the same
+// variable): one built with -race, say, whose detector then watches the
+// hub under the real clients.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if bin := os.Getenv("TWINHUB_BIN"); bin != "" {
+			if !filepath.IsAbs(bin) {
+				buildErr = fmt.Errorf("TWINHUB_BIN=%s: give the binary's absolute path (each test package runs in its own folder)", bin)
+			} else if _, err := os.Stat(bin); err != nil {
+				buildErr = fmt.Errorf("TWINHUB_BIN: %w", err)
+			}
 			binPath = bin
 			return
 		}
