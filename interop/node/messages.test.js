@@ -211,6 +211,8 @@ describe('telemetry and cloud-to-device messages', () => {
           assert.equal((await again).data.toString(), 'two', 'the abandoned message comes again');
         }
       } finally {
+        // A wait a failure left behind rejects nothing later.
+        for (const w of waiting.splice(0)) clearTimeout(w.timer);
         await device.close();
       }
       const feedback = JSON.parse(await hub.cliAsync('c2d', 'feedback')).filter((r) => r.deviceId === id);
