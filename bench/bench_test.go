@@ -502,6 +502,13 @@ func TestSessionsGoalOnLiveHeap(t *testing.T) {
 	if g := judge(map[string]float64{"sessions": 2000, "rss_bytes_per_session": 6 << 10}); !g.Met || !strings.Contains(g.Measured, "RSS 6.0 KB") {
 		t.Errorf("RSS alone: %+v", g)
 	}
+	// Less memory after the sessions than before is no measure.
+	if g := judge(map[string]float64{"sessions": 2000, "heap_bytes_per_session": -12 << 10, "rss_bytes_per_session": -20 << 10}); g.Met || !strings.Contains(g.Note, "not a measure") {
+		t.Errorf("the heap shrank: %+v", g)
+	}
+	if g := judge(map[string]float64{"sessions": 2000, "rss_bytes_per_session": 0}); g.Met || !strings.Contains(g.Note, "not a measure") {
+		t.Errorf("no RSS added: %+v", g)
+	}
 }
 
 // TestRunBareServer: the bare server says where it listens and whom to
