@@ -183,14 +183,9 @@ keyfile %s
 		return fmt.Errorf("mosquitto: %w; it said: %s", err, stderr.String())
 	}
 	defer closeAll(devs)
-	usage := e.t.Usage
-	e.t.Usage = PIDUsage(cmd.Process.Pid, "")
-	res := e.publishLoop("mosquitto", devs, func(d *device) string { return "devices/" + d.id + "/messages/events/" })
-	e.t.Usage = usage
-	res.Kind = "baseline"
-	if res.Hub != nil {
-		res.Hub.Note = "the mosquitto process"
-	}
+	res := e.measureBaseline(PIDUsage(cmd.Process.Pid, ""), "the mosquitto process", func() *Result {
+		return e.publishLoop("mosquitto", devs, func(d *device) string { return "devices/" + d.id + "/messages/events/" })
+	})
 	res.note("Mosquitto %s over TLS, QoS 1, same paho client code and load as telemetry; persists nothing", mosquittoVersion(bin))
 	return nil
 }
@@ -217,23 +212,18 @@ func (e *env) tlsBaseline() error {
 	}{{"tls1.2", tls.VersionTLS12}, {"tls1.3", tls.VersionTLS13}} {
 		conf := &tls.Config{RootCAs: srv.roots, ServerName: "localhost", MinVersion: v.version, MaxVersion: v.version}
 		rec := newRecorder()
-		usage := e.t.Usage
-		e.t.Usage = srv.usage
-		res := e.measure("tls-handshake/"+v.name, "handshakes", e.cfg.ConnectConcurrency, rec, func() {
-			e.forDuration(e.cfg.ConnectConcurrency, e.cfg.Duration, func(int) {
-				start := time.Now()
-				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", srv.addr, conf)
-				rec.done(start, err)
-				if err == nil {
-					c.Close()
-				}
+		res := e.measureBaseline(srv.usage, "the bare server's process", func() *Result {
+			return e.measure("tls-handshake/"+v.name, "handshakes", e.cfg.ConnectConcurrency, rec, func() {
+				e.forDuration(e.cfg.ConnectConcurrency, e.cfg.Duration, func(int) {
+					start := time.Now()
+					c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", srv.addr, conf)
+					rec.done(start, err)
+					if err == nil {
+						c.Close()
+					}
+				})
 			})
 		})
-		e.t.Usage = usage
-		res.Kind = "baseline"
-		if res.Hub != nil {
-			res.Hub.Note = "the bare server's process"
-		}
 		res.note("bare Go crypto/tls server, new TCP+TLS connection per handshake, ECDSA P-256 certificate, %s", srv.where)
 	}
 	return nil

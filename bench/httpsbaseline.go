@@ -26,19 +26,14 @@ func (e *env) httpsBaseline() error {
 	defer svc.close()
 	ids := e.ids("read", e.cfg.Clients)
 	rec := newRecorder()
-	usage := e.t.Usage
-	e.t.Usage = srv.usage
-	res := e.measure("https-get", "reads", e.cfg.Clients, rec, func() {
-		e.forDuration(e.cfg.Clients, e.cfg.Duration, func(int) {
-			start := time.Now()
-			rec.done(start, svc.getTwin(e.ctx, ids[rand.IntN(len(ids))]))
+	res := e.measureBaseline(srv.usage, "the bare server's process", func() *Result {
+		return e.measure("https-get", "reads", e.cfg.Clients, rec, func() {
+			e.forDuration(e.cfg.Clients, e.cfg.Duration, func(int) {
+				start := time.Now()
+				rec.done(start, svc.getTwin(e.ctx, ids[rand.IntN(len(ids))]))
+			})
 		})
 	})
-	e.t.Usage = usage
-	res.Kind = "baseline"
-	if res.Hub != nil {
-		res.Hub.Note = "the bare server's process"
-	}
 	res.note("bare Go net/http server over TLS answering every GET with a fixed %d-byte twin, no authentication, %s; same REST client and concurrency as twin-read/rest", len(baselineTwin), srv.where)
 	return nil
 }

@@ -375,6 +375,19 @@ func (e *env) connectDevices(ids []string, o deviceOptions) ([]*device, error) {
 	return devs, nil
 }
 
+// measureBaseline runs measured, which measures a baseline through
+// measure, with its server's CPU and memory (usage, noted as note) where
+// measure reads the hub's, and marks the result a baseline's. usage is
+// nil for a server in this process: its CPU is then in the generator's.
+func (e *env) measureBaseline(usage UsageFunc, note string, measured func() *Result) *Result {
+	hub, hubNote := e.t.Usage, e.t.UsageNote
+	e.t.Usage, e.t.UsageNote = usage, note
+	defer func() { e.t.Usage, e.t.UsageNote = hub, hubNote }()
+	res := measured()
+	res.Kind = "baseline"
+	return res
+}
+
 // measure runs fn, printing rec's progress every second, and returns its
 // result with the hub's CPU and memory over the run.
 func (e *env) measure(name, unit string, clients int, rec *recorder, fn func()) *Result {
